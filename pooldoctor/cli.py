@@ -1,0 +1,70 @@
+"""The `pooldoctor` command line: parses, delegates to the command modules, sets exit codes."""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+from typer._click.exceptions import ClickException, NoArgsIsHelpError, UsageError
+
+from pooldoctor import __version__
+from pooldoctor.commands import capture, demo, diagnose, runbooks, scan
+from pooldoctor.exitcodes import ExitCode
+
+app = typer.Typer(
+    name="pooldoctor",
+    help="Diagnose database connection pool exhaustion from live evidence.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+)
+app.command("diagnose")(diagnose.diagnose_command)
+app.command("capture")(capture.capture_command)
+app.command("demo")(demo.demo_command)
+app.command("scan")(scan.scan_command)
+app.add_typer(runbooks.runbooks_app, name="runbooks")
+
+
+def _version_callback(value: bool) -> None:
+    if value:
+        print(f"pooldoctor {__version__}")
+        raise typer.Exit(0)
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(
+        False, "--version", callback=_version_callback, is_eager=True, help="Show the version."
+    ),
+) -> None:
+    """Diagnose database connection pool exhaustion from live evidence."""
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point: run the app, mapping usage errors to 64 and never printing a traceback."""
+    try:
+        result = app(args=argv, standalone_mode=False, prog_name="pooldoctor")
+    except NoArgsIsHelpError as exc:
+        exc.show()
+        code = int(ExitCode.USAGE)
+    except UsageError as exc:
+        where = f" (see `{exc.ctx.command_path} --help`)" if exc.ctx else ""
+        print(f"pooldoctor: error: {exc.format_message()}{where}", file=sys.stderr)
+        code = int(ExitCode.USAGE)
+    except ClickException as exc:
+        print(f"pooldoctor: error: {exc.format_message()}", file=sys.stderr)
+        code = int(ExitCode.USAGE)
+    except typer.Abort:
+        print("pooldoctor: interrupted", file=sys.stderr)
+        code = int(ExitCode.INTERRUPTED)
+    except typer.Exit as exc:
+        code = exc.exit_code
+    except KeyboardInterrupt:
+        print("pooldoctor: interrupted", file=sys.stderr)
+        code = int(ExitCode.INTERRUPTED)
+    else:
+        code = result if isinstance(result, int) else 0
+    if argv is None:
+        sys.exit(code)
+    return code

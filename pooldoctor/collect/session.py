@@ -1,0 +1,154 @@
+"""Run all collectors for one capture: live samples on a shared schedule, then files."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from pooldoctor import __version__
+from pooldoctor.collect.config import read_config
+from pooldoctor.collect.logs import collect_logs
+from pooldoctor.collect.pool_status import fetch_pool_sample, redact_url
+from pooldoctor.collect.postgres import PostgresProbe, open_postgres
+from pooldoctor.commands.options import SourceOptions
+from pooldoctor.evidence import (
+    Evidence,
+    PoolInstance,
+    PoolSample,
+    SampleError,
+    SourceState,
+    SourceStatus,
+)
+
+Clock = Callable[[], datetime]
+JOIN_MARGIN_SECONDS = 2.0
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass
+class _PoolReadings:
+    url: str
+    samples: list[PoolSample] = field(default_factory=list)
+    errors: list[SampleError] = field(default_factory=list)
+
+    def instance(self) -> PoolInstance:
+        return PoolInstance(redact_url(self.url), tuple(self.samples), tuple(self.errors))
+
+    def status(self, started: datetime, finished: datetime) -> SourceStatus:
+        if self.samples:
+            state = SourceState.OK
+            detail = f"{len(self.samples)} sample(s)"
+            if self.errors:
+                detail += f", {len(self.errors)} failed: {self.errors[-1].error}"
+        else:
+            state = SourceState.ERROR
+            detail = self.errors[-1].error if self.errors else "no sample taken"
+        return SourceStatus(redact_url(self.url), "pool_status", state, detail, started, finished)
+
+
+def _sample_round(
+    executor: ThreadPoolExecutor,
+    readings: list[_PoolReadings],
+    probe: PostgresProbe | None,
+    timeout: float,
+    clock: Clock,
+) -> None:
+    futures: dict[Future[PoolSample | SampleError], _PoolReadings] = {
+        executor.submit(fetch_pool_sample, r.url, timeout): r for r in readings
+    }
+    pg_future = executor.submit(probe.sample) if probe is not None else None
+    pending: set[Future[object]] = set(futures)  # type: ignore[arg-type]
+    if pg_future is not None:
+        pending.add(pg_future)  # type: ignore[arg-type]
+    wait(pending, timeout=timeout + JOIN_MARGIN_SECONDS)
+    for future, reading in futures.items():
+        if not future.done():
+            reading.errors.append(SampleError(clock(), f"no answer within {timeout:g}s"))
+            continue
+        result = future.result()
+        if isinstance(result, PoolSample):
+            reading.samples.append(result)
+        else:
+            reading.errors.append(result)
+
+
+def capture(options: SourceOptions, clock: Clock = utc_now) -> Evidence:
+    """Collect evidence from every requested source; failures become source statuses."""
+    started = clock()
+    statuses: list[SourceStatus] = []
+    readings = [_PoolReadings(url) for url in options.pool_status]
+    probe = open_postgres(options.dsn, options.timeout) if options.dsn else None
+    pools_started = clock()
+    if readings or probe is not None:
+        executor = ThreadPoolExecutor(max_workers=len(readings) + 1, thread_name_prefix="sample")
+        try:
+            for index in range(options.samples):
+                round_started = time.monotonic()
+                _sample_round(executor, readings, probe, options.timeout, clock)
+                if index + 1 < options.samples:
+                    elapsed = time.monotonic() - round_started
+                    time.sleep(max(0.0, options.interval - elapsed))
+        finally:
+            executor.shutdown(wait=False, cancel_futures=True)
+    pools_finished = clock()
+    statuses.extend(r.status(pools_started, pools_finished) for r in readings)
+    postgres = None
+    if probe is not None:
+        postgres = probe.finish()
+        statuses.append(probe.status())
+    logs = ()
+    if options.logs:
+        logs_started = clock()
+        logs = collect_logs(
+            options.logs, log_tz=options.log_tz or UTC, since=options.since, until=options.until
+        )
+        statuses.extend(log_file_status(f, logs_started, clock()) for f in logs)
+    config = None
+    if options.configs or options.workers is not None:
+        config = read_config(options.configs, options.workers)
+        state = SourceState.ERROR if config.problems and not _config_has_values(config) else (
+            SourceState.OK
+        )
+        detail = "; ".join(config.problems) or f"{len(config.files)} file(s)"
+        statuses.append(SourceStatus("config", "config", state, detail, clock(), clock()))
+    return Evidence(
+        collected_at=clock(),
+        started_at=started,
+        pooldoctor_version=__version__,
+        since=options.since,
+        until=options.until,
+        pools=tuple(r.instance() for r in readings),
+        postgres=postgres,
+        logs=logs,
+        config=config,
+        sources=tuple(statuses),
+    )
+
+
+def _config_has_values(config: object) -> bool:
+    from dataclasses import fields
+
+    skip = {"files", "problems"}
+    return any(getattr(config, f.name) is not None for f in fields(config) if f.name not in skip)  # type: ignore[arg-type]
+
+
+def log_file_status(log: object, started: datetime, finished: datetime) -> SourceStatus:
+    from pooldoctor.evidence import LogFileEvidence
+
+    assert isinstance(log, LogFileEvidence)
+    if log.lines and not log.timestamped_lines:
+        state, detail = SourceState.ERROR, "; ".join(log.problems) or "no timestamp recognised"
+    elif log.problems and not log.lines:
+        state, detail = SourceState.ERROR, "; ".join(log.problems)
+    else:
+        state = SourceState.OK
+        detail = f"{log.lines} line(s), {sum(e.count for e in log.events)} classified event(s)"
+        if log.problems:
+            detail += "; " + "; ".join(log.problems)
+    return SourceStatus(log.path, "log", state, detail, started, finished)

@@ -1,0 +1,1 @@
+"""One module per CLI command; each is thin: parse options, call the library, print."""

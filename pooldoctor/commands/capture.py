@@ -1,0 +1,49 @@
+"""`pooldoctor capture`: collect evidence only, write it atomically for later diagnosis."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from pooldoctor.atomic import write_atomic
+from pooldoctor.collect.session import capture, utc_now
+from pooldoctor.commands import options as opt
+from pooldoctor.evidence import SourceState, evidence_to_json
+from pooldoctor.exitcodes import ExitCode
+
+
+def capture_command(
+    out: Annotated[Path, typer.Option("--out", help="Where to write the evidence JSON.")],
+    pool_status: opt.PoolStatusOpt = None,
+    dsn: opt.DsnOpt = None,
+    log: opt.LogOpt = None,
+    config: opt.ConfigOpt = None,
+    workers: opt.WorkersOpt = None,
+    samples: opt.SamplesOpt = 3,
+    interval: opt.IntervalOpt = 2.0,
+    timeout: opt.TimeoutOpt = 5.0,
+    since: opt.SinceOpt = None,
+    until: opt.UntilOpt = None,
+    log_tz: opt.LogTzOpt = None,
+) -> int:
+    """Collect evidence from the live system and write it to a file (no analysis)."""
+    sources = opt.build_source_options(
+        pool_status=pool_status, dsn=dsn, logs=log, configs=config, workers=workers,
+        samples=samples, interval=interval, timeout=timeout, since=since, until=until,
+        log_tz=log_tz, now=utc_now(),
+    )
+    if not sources.has_sources:
+        raise typer.BadParameter(opt.NO_SOURCES_MESSAGE)
+    evidence = capture(sources)
+    write_atomic(out, evidence_to_json(evidence))
+    console = Console(stderr=True)
+    for source in evidence.sources:
+        style = "green" if source.status is SourceState.OK else "red"
+        console.print(f"[{style}]{source.status.value:>7}[/] {source.kind:<11} {source.name}: "
+                      f"{source.detail}", highlight=False, markup=True)
+    console.print(f"evidence written to {out}")
+    collected = any(s.status is SourceState.OK for s in evidence.sources)
+    return int(ExitCode.OK if collected else ExitCode.UNKNOWN)

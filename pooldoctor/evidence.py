@@ -1,0 +1,261 @@
+"""The evidence model: what each source saw, when, and what failed; with a versioned JSON form."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+
+from pooldoctor.jsonio import dumps_dataclass, loads_dataclass
+
+EVIDENCE_SCHEMA = "pooldoctor.evidence/1"
+
+
+class SourceState(StrEnum):
+    """Outcome of collecting one source."""
+
+    OK = "ok"
+    ERROR = "error"
+    SKIPPED = "skipped"
+
+
+class LogEvent(StrEnum):
+    """Classified log events; the value is the stable name used in evidence and reports."""
+
+    POOL_TIMEOUT = "pool_timeout"  # SQLAlchemy QueuePool limit ... (3o7r)
+    PSYCOPG_POOL_TIMEOUT = "psycopg_pool_timeout"  # couldn't get a connection after N sec
+    PSYCOPG_POOL_QUEUE_FULL = "psycopg_pool_queue_full"  # pool has already N requests waiting
+    GC_CLEANUP = "gc_cleanup"  # garbage collector cleaning up non-checked-in connection
+    TOO_MANY_CLIENTS = "too_many_clients"  # 53300 sorry, too many clients already
+    RESERVED_SLOTS = "reserved_slots"  # remaining connection slots are reserved ...
+    ROLE_LIMIT = "role_connection_limit"  # too many connections for role / database
+    STATEMENT_TIMEOUT = "statement_timeout"  # 57014
+    LOCK_TIMEOUT = "lock_timeout"  # 55P03
+    DEADLOCK = "deadlock"  # 40P01
+    LOCK_WAIT = "lock_wait"  # log_lock_waits: still waiting for ShareLock ...
+    IDLE_IN_TRANSACTION_TIMEOUT = "idle_in_transaction_timeout"  # 25P03
+    IDLE_SESSION_TIMEOUT = "idle_session_timeout"  # 57P05
+    ADMIN_SHUTDOWN = "admin_shutdown"  # 57P01 terminating connection due to administrator command
+    SERVER_CLOSED = "server_closed"  # server closed the connection unexpectedly / lost
+    CLIENT_EOF_IN_TRANSACTION = "client_eof_in_transaction"  # unexpected EOF ... open transaction
+    CONNECT_TIMEOUT = "connect_timeout"  # connection timeout expired / couldn't connect
+    CANNOT_CONNECT_NOW = "cannot_connect_now"  # 57P03 the database system is starting up
+    READ_ONLY = "read_only_transaction"  # 25006
+    PREPARED_STATEMENT = "prepared_statement"  # prepared statement ... already exists
+    PGBOUNCER = "pgbouncer"  # max_client_conn, query_wait_timeout, ...
+    SSL_ERROR = "ssl_error"  # decryption failed or bad record mac / SSL SYSCALL EOF
+    INVALID_TRANSACTION = "invalid_transaction"  # 8s2b Can't reconnect until invalid ...
+    HTTP_5XX = "http_5xx"  # access-log lines with a 5xx status
+    SERVER_START = "server_start"  # database system is ready to accept connections
+    SERVER_SHUTDOWN = "server_shutdown"  # received fast shutdown request / shutting down
+
+
+@dataclass(frozen=True)
+class SourceStatus:
+    """One source's outcome: what was asked, whether it worked, and why not."""
+
+    name: str
+    kind: str
+    status: SourceState
+    detail: str = ""
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class Holder:
+    """A checkout currently held, as reported by an instrumented app (oldest first)."""
+
+    origin: str
+    age_seconds: float
+    thread: str | None = None
+
+
+@dataclass(frozen=True)
+class PoolSample:
+    """One reading of one app instance's pool. None means the payload did not say."""
+
+    at: datetime
+    payload_format: str
+    size: int | None = None
+    checked_out: int | None = None
+    checked_in: int | None = None
+    overflow: int | None = None
+    max_overflow: int | None = None
+    timeout: float | None = None
+    waiting: int | None = None
+    counters: dict[str, float] = field(default_factory=dict)
+    holders: tuple[Holder, ...] = ()
+
+
+@dataclass(frozen=True)
+class SampleError:
+    """A sample that could not be read."""
+
+    at: datetime
+    error: str
+
+
+@dataclass(frozen=True)
+class PoolInstance:
+    """All readings of one pool-status endpoint (one app instance)."""
+
+    url: str
+    samples: tuple[PoolSample, ...] = ()
+    errors: tuple[SampleError, ...] = ()
+
+
+@dataclass(frozen=True)
+class Backend:
+    """One pg_stat_activity row."""
+
+    pid: int
+    backend_type: str | None
+    usename: str | None
+    datname: str | None
+    application_name: str | None
+    client_addr: str | None
+    state: str | None
+    backend_start: datetime | None
+    xact_start: datetime | None
+    query_start: datetime | None
+    state_change: datetime | None
+    wait_event_type: str | None
+    wait_event: str | None
+    blocking_pids: tuple[int, ...] = ()
+    query: str | None = None
+    query_hidden: bool = False
+
+
+@dataclass(frozen=True)
+class ActivitySample:
+    """One pg_stat_activity snapshot, taken at the server's clock time `at`."""
+
+    at: datetime
+    backends: tuple[Backend, ...] = ()
+
+
+@dataclass(frozen=True)
+class ConnectionLimit:
+    """A per-role or per-database connection limit and the current count."""
+
+    kind: str
+    name: str
+    limit: int
+    current: int
+
+
+@dataclass(frozen=True)
+class ConnectFailure:
+    """Why pooldoctor's own connection to PostgreSQL failed."""
+
+    category: str
+    message: str
+    sqlstate: str | None = None
+
+
+@dataclass(frozen=True)
+class PostgresEvidence:
+    """What PostgreSQL showed: settings, limits, activity samples, or why it could not."""
+
+    target: str
+    connect_seconds: float | None = None
+    connect_failure: ConnectFailure | None = None
+    server_version: str | None = None
+    server_version_num: int | None = None
+    current_user: str | None = None
+    is_superuser: bool | None = None
+    settings: dict[str, str] = field(default_factory=dict)
+    limits: tuple[ConnectionLimit, ...] = ()
+    samples: tuple[ActivitySample, ...] = ()
+    errors: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class MinuteCount:
+    """Occurrences of one event kind in one UTC minute."""
+
+    minute: datetime
+    count: int
+
+
+@dataclass(frozen=True)
+class LogEventSummary:
+    """All occurrences of one event kind in one log file."""
+
+    event: LogEvent
+    count: int
+    first: datetime | None
+    last: datetime | None
+    per_minute: tuple[MinuteCount, ...] = ()
+    examples: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class LogFileEvidence:
+    """One log file (or stdin): how it parsed and what it contained."""
+
+    path: str
+    flavor: str
+    lines: int = 0
+    timestamped_lines: int = 0
+    first: datetime | None = None
+    last: datetime | None = None
+    events: tuple[LogEventSummary, ...] = ()
+    problems: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class PoolConfig:
+    """The app's pool settings as read from env files and flags; None means not set."""
+
+    files: tuple[str, ...] = ()
+    pool_size: int | None = None
+    max_overflow: int | None = None
+    pool_timeout: float | None = None
+    pool_recycle: float | None = None
+    pool_pre_ping: bool | None = None
+    pool_use_lifo: bool | None = None
+    statement_timeout: float | None = None
+    connect_timeout: float | None = None
+    workers: int | None = None
+    problems: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Evidence:
+    """Everything one capture collected. `collected_at` is the analysis' notion of now."""
+
+    collected_at: datetime
+    started_at: datetime
+    pooldoctor_version: str
+    since: datetime | None = None
+    until: datetime | None = None
+    pools: tuple[PoolInstance, ...] = ()
+    postgres: PostgresEvidence | None = None
+    logs: tuple[LogFileEvidence, ...] = ()
+    config: PoolConfig | None = None
+    sources: tuple[SourceStatus, ...] = ()
+    schema: str = EVIDENCE_SCHEMA
+
+
+def evidence_to_json(evidence: Evidence) -> str:
+    """Serialise evidence to its versioned JSON text."""
+    return dumps_dataclass(evidence)
+
+
+class EvidenceFormatError(ValueError):
+    """An evidence file that is not valid pooldoctor evidence."""
+
+
+def evidence_from_json(text: str) -> Evidence:
+    """Parse evidence JSON, refusing unknown schema versions."""
+    try:
+        evidence = loads_dataclass(Evidence, text)
+    except (ValueError, TypeError, KeyError) as exc:
+        raise EvidenceFormatError(f"not a pooldoctor evidence file: {exc}") from exc
+    if evidence.schema != EVIDENCE_SCHEMA:
+        raise EvidenceFormatError(
+            f"unsupported evidence schema {evidence.schema!r} (expected {EVIDENCE_SCHEMA!r})"
+        )
+    return evidence

@@ -1,0 +1,39 @@
+"""Findings: what a check concludes from evidence, with the numbers that justify it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+
+class Severity(StrEnum):
+    """How bad a finding is; orders the report status."""
+
+    CRITICAL = "critical"
+    WARNING = "warning"
+    INFO = "info"
+
+
+class Role(StrEnum):
+    """Whether a finding is a root cause, a symptom of one, or a latent risk."""
+
+    CAUSE = "cause"
+    SYMPTOM = "symptom"
+    RISK = "risk"
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One conclusion. `evidence` holds JSON-ready references (pids, ages, counts, lines)."""
+
+    id: str
+    check: str
+    severity: Severity
+    confidence: float
+    title: str
+    summary: str
+    runbook: str
+    role: Role = Role.CAUSE
+    evidence: dict[str, Any] = field(default_factory=dict)
+    remediation: tuple[str, ...] = ()

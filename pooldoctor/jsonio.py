@@ -1,0 +1,100 @@
+"""Typed JSON round trip for frozen dataclasses (datetimes as RFC 3339 UTC with Z)."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import types
+import typing
+from datetime import UTC, datetime
+from enum import Enum
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+
+
+def format_utc(moment: datetime) -> str:
+    """Render a datetime as RFC 3339 in UTC with a trailing Z."""
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    text = moment.astimezone(UTC).isoformat()
+    return text.replace("+00:00", "Z")
+
+
+def parse_utc(text: str) -> datetime:
+    """Parse an RFC 3339 timestamp into an aware UTC datetime."""
+    moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment.astimezone(UTC)
+
+
+def to_plain(value: Any) -> Any:
+    """Turn dataclasses, enums, datetimes and tuples into JSON-ready values."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: to_plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, Enum):
+        return value.value
+    if isinstance(value, datetime):
+        return format_utc(value)
+    if isinstance(value, tuple | list):
+        return [to_plain(item) for item in value]
+    if isinstance(value, dict):
+        return {str(key): to_plain(item) for key, item in value.items()}
+    return value
+
+
+def dumps_dataclass(value: Any) -> str:
+    """Serialise a dataclass instance to indented JSON."""
+    return json.dumps(to_plain(value), indent=2, sort_keys=False) + "\n"
+
+
+def loads_dataclass(cls: type[T], text: str) -> T:
+    """Parse JSON text into an instance of the dataclass `cls`."""
+    return from_plain(cls, json.loads(text))
+
+
+def from_plain(cls: Any, data: Any) -> Any:
+    """Rebuild a typed value from JSON-ready data, following the type hints."""
+    origin = typing.get_origin(cls)
+    if origin in (typing.Union, types.UnionType):
+        options = [arg for arg in typing.get_args(cls) if arg is not type(None)]
+        if data is None:
+            return None
+        return from_plain(options[0], data)
+    if origin is tuple:
+        (item_type, *_rest) = typing.get_args(cls)
+        if not isinstance(data, list):
+            raise TypeError(f"expected a list, got {type(data).__name__}")
+        return tuple(from_plain(item_type, item) for item in data)
+    if origin is dict:
+        key_type, value_type = typing.get_args(cls)
+        if not isinstance(data, dict):
+            raise TypeError(f"expected an object, got {type(data).__name__}")
+        return {from_plain(key_type, k): from_plain(value_type, v) for k, v in data.items()}
+    if origin is list:
+        (item_type,) = typing.get_args(cls)
+        return [from_plain(item_type, item) for item in data]
+    if dataclasses.is_dataclass(cls):
+        if not isinstance(data, dict):
+            raise TypeError(f"expected an object for {cls.__name__}, got {type(data).__name__}")
+        hints = typing.get_type_hints(cls)
+        kwargs = {
+            f.name: from_plain(hints[f.name], data[f.name])
+            for f in dataclasses.fields(cls)
+            if f.name in data
+        }
+        return cls(**kwargs)
+    if cls is datetime:
+        if not isinstance(data, str):
+            raise TypeError(f"expected a timestamp string, got {data!r}")
+        return parse_utc(data)
+    if isinstance(cls, type) and issubclass(cls, Enum):
+        return cls(data)
+    if cls is float and isinstance(data, int | float):
+        return float(data)
+    if cls is typing.Any:
+        return data
+    if isinstance(cls, type) and not isinstance(data, cls):
+        raise TypeError(f"expected {cls.__name__}, got {data!r}")
+    return data

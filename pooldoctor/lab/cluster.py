@@ -1,0 +1,218 @@
+"""A throwaway PostgreSQL cluster (initdb + pg_ctl) on 127.0.0.1, for tests and the demo."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import psycopg
+
+SERVER_USER = "postgres"
+DEFAULT_SETTINGS: dict[str, str] = {
+    "listen_addresses": "'127.0.0.1'",
+    "max_connections": "40",
+    "superuser_reserved_connections": "3",
+    "fsync": "off",
+    "synchronous_commit": "off",
+    "full_page_writes": "off",
+    "shared_buffers": "32MB",
+    "log_line_prefix": "'%m [%p] %q%u@%d '",
+    "log_min_messages": "warning",
+    "log_lock_waits": "on",
+    "deadlock_timeout": "200ms",
+    "timezone": "'UTC'",
+    "log_timezone": "'UTC'",
+}
+
+
+class PostgresUnavailable(RuntimeError):
+    """The PostgreSQL server binaries (initdb, pg_ctl) cannot be found."""
+
+
+def find_server_bindir() -> Path:
+    """Locate the directory holding initdb and pg_ctl (PATH, pg_config, Debian layout)."""
+    candidates: list[Path] = []
+    for name in ("pg_ctl", "initdb"):
+        found = shutil.which(name)
+        if found:
+            candidates.append(Path(found).resolve().parent)
+    pg_config = shutil.which("pg_config")
+    if pg_config:
+        result = subprocess.run(
+            [pg_config, "--bindir"], capture_output=True, text=True, timeout=10, check=False
+        )
+        if result.returncode == 0 and result.stdout.strip():
+            candidates.append(Path(result.stdout.strip()))
+    debian = sorted(Path("/usr/lib/postgresql").glob("*/bin"), reverse=True)
+    candidates.extend(debian)
+    for directory in candidates:
+        if (directory / "initdb").is_file() and (directory / "pg_ctl").is_file():
+            return directory
+    raise PostgresUnavailable(
+        "PostgreSQL server binaries (initdb, pg_ctl) not found on PATH, in `pg_config --bindir` "
+        "or /usr/lib/postgresql/*/bin; install them (Debian: apt-get install postgresql) "
+        "or run `make test`/`make demo`, which install them when run as root"
+    )
+
+
+def free_port() -> int:
+    """Ask the kernel for a free TCP port on 127.0.0.1."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def _running_as_root() -> bool:
+    return hasattr(os, "geteuid") and os.geteuid() == 0
+
+
+@dataclass
+class TempCluster:
+    """A PostgreSQL cluster in a temporary directory, owned by this process' lifetime."""
+
+    settings: Mapping[str, str] = field(default_factory=dict)
+    port: int = field(default_factory=free_port)
+    bindir: Path = field(default_factory=find_server_bindir)
+    root: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="pooldoctor-pg-")))
+
+    @property
+    def datadir(self) -> Path:
+        return self.root / "data"
+
+    @property
+    def logfile(self) -> Path:
+        return self.root / "postgresql.log"
+
+    @property
+    def superuser(self) -> str:
+        return SERVER_USER
+
+    def dsn(self, user: str | None = None, dbname: str = "postgres", **params: str) -> str:
+        """A key=value libpq DSN for this cluster."""
+        parts = {
+            "host": "127.0.0.1",
+            "port": str(self.port),
+            "user": user or self.superuser,
+            "dbname": dbname,
+            "connect_timeout": "5",
+            **params,
+        }
+        return " ".join(f"{key}={value}" for key, value in parts.items())
+
+    def url(self, user: str | None = None, dbname: str = "postgres", driver: str = "psycopg") -> str:
+        """A SQLAlchemy URL for this cluster."""
+        return f"postgresql+{driver}://{user or self.superuser}@127.0.0.1:{self.port}/{dbname}"
+
+    def _run(self, args: list[str], timeout: float = 120) -> subprocess.CompletedProcess[str]:
+        as_root = _running_as_root()
+        return subprocess.run(
+            args,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+            user=SERVER_USER if as_root else None,
+            group=SERVER_USER if as_root else None,
+            extra_groups=[] if as_root else None,
+            cwd=str(self.root),
+            env={**os.environ, "LC_ALL": "C", "LANG": "C"},
+        )
+
+    def _checked(self, args: list[str], timeout: float = 120) -> None:
+        result = self._run(args, timeout)
+        if result.returncode != 0:
+            raise RuntimeError(
+                f"{Path(args[0]).name} failed ({result.returncode}): "
+                f"{(result.stderr or result.stdout).strip()[-2000:]}"
+            )
+
+    def init(self) -> None:
+        """Create the data directory and write the chosen settings."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        if _running_as_root():
+            shutil.chown(self.root, SERVER_USER, SERVER_USER)
+        self._checked(
+            [
+                str(self.bindir / "initdb"),
+                "-D", str(self.datadir),
+                "-U", SERVER_USER,
+                "--auth=trust",
+                "--encoding=UTF8",
+                "--no-sync",
+            ]
+        )
+        merged = {**DEFAULT_SETTINGS, **self.settings}
+        merged["port"] = str(self.port)
+        merged["unix_socket_directories"] = f"'{self.root}'"
+        lines = [f"{key} = {value}" for key, value in merged.items()]
+        with (self.datadir / "postgresql.conf").open("a", encoding="utf-8") as conf:
+            conf.write("\n# pooldoctor throwaway cluster\n" + "\n".join(lines) + "\n")
+
+    def start(self) -> None:
+        """Start the server and wait until it accepts connections."""
+        self._checked(
+            [
+                str(self.bindir / "pg_ctl"),
+                "-D", str(self.datadir),
+                "-l", str(self.logfile),
+                "-w", "-t", "60",
+                "start",
+            ]
+        )
+        self.wait_ready()
+
+    def stop(self, mode: str = "fast") -> None:
+        """Stop the server (fast by default; immediate simulates a crash)."""
+        if (self.datadir / "postmaster.pid").exists():
+            self._run(
+                [str(self.bindir / "pg_ctl"), "-D", str(self.datadir), "-m", mode, "-w", "stop"],
+                timeout=60,
+            )
+
+    def restart(self) -> None:
+        """Stop and start the server: every existing connection is cut."""
+        self.stop()
+        self.start()
+
+    def wait_ready(self, timeout: float = 30) -> None:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                with psycopg.connect(self.dsn(), autocommit=True):
+                    return
+            except psycopg.OperationalError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.1)
+
+    def execute(self, sql: str, dbname: str = "postgres") -> None:
+        """Run administrative SQL as the superuser."""
+        with psycopg.connect(self.dsn(dbname=dbname), autocommit=True) as conn:
+            conn.execute(sql.encode())
+
+    def cleanup(self) -> None:
+        """Stop the server and remove its directory."""
+        try:
+            self.stop("immediate")
+        finally:
+            shutil.rmtree(self.root, ignore_errors=True)
+
+    def __enter__(self) -> TempCluster:
+        try:
+            self.init()
+            self.start()
+        except BaseException:
+            self.cleanup()
+            raise
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.cleanup()
