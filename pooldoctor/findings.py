@@ -37,3 +37,20 @@ class Finding:
     role: Role = Role.CAUSE
     evidence: dict[str, Any] = field(default_factory=dict)
     remediation: tuple[str, ...] = ()
+
+
+class Status(StrEnum):
+    """Overall verdict of a diagnosis (Nagios-style; maps onto exit codes)."""
+
+    OK = "ok"
+    WARNING = "warning"
+    CRITICAL = "critical"
+    UNKNOWN = "unknown"
+
+
+@dataclass(frozen=True)
+class Diagnosis:
+    """The ranked outcome of all checks: findings[0] is the most probable root cause."""
+
+    status: Status
+    findings: tuple[Finding, ...] = ()
