@@ -8,7 +8,7 @@ import typer
 from typer._click.exceptions import ClickException, NoArgsIsHelpError, UsageError
 
 from pooldoctor import __version__
-from pooldoctor.commands import capture, demo, diagnose, runbooks, scan
+from pooldoctor.commands import alerts, capture, demo, diagnose, runbooks, scan
 from pooldoctor.exitcodes import ExitCode
 
 app = typer.Typer(
@@ -23,6 +23,7 @@ app.command("diagnose")(diagnose.diagnose_command)
 app.command("capture")(capture.capture_command)
 app.command("demo")(demo.demo_command)
 app.command("scan")(scan.scan_command)
+app.command("alerts")(alerts.alerts_command)
 app.add_typer(runbooks.runbooks_app, name="runbooks")
 
 

@@ -86,6 +86,7 @@ class PoolSample:
     waiting: int | None = None
     counters: dict[str, float] = field(default_factory=dict)
     holders: tuple[Holder, ...] = ()
+    notes: tuple[str, ...] = ()  # how the payload was read: summed series, ignored values
 
 
 @dataclass(frozen=True)

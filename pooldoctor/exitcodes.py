@@ -4,7 +4,7 @@ from enum import IntEnum
 
 
 class ExitCode(IntEnum):
-    """What `pooldoctor` returns to the shell; documented in docs/cli.md."""
+    """What `pooldoctor` returns to the shell; the CLI reference lists EXIT_CODE_MEANINGS."""
 
     OK = 0
     WARNING = 1
@@ -13,3 +13,16 @@ class ExitCode(IntEnum):
     USAGE = 64
     INPUT = 65
     INTERRUPTED = 130
+
+
+EXIT_CODE_MEANINGS: dict[ExitCode, str] = {
+    ExitCode.OK: "ok: no warning or critical finding (`capture`: at least one source collected; "
+    "`scan`: no finding)",
+    ExitCode.WARNING: "warning: the top finding is a warning (`scan`: findings reported)",
+    ExitCode.CRITICAL: "critical: at least one critical finding",
+    ExitCode.UNKNOWN: "unknown: nothing could be collected from any source",
+    ExitCode.USAGE: "usage error: unknown or invalid option, no sources given",
+    ExitCode.INPUT: "input error: a file pooldoctor must read (evidence bundle, runbook) is "
+    "missing or malformed",
+    ExitCode.INTERRUPTED: "interrupted (Ctrl-C)",
+}

@@ -51,7 +51,8 @@ def dumps_dataclass(value: Any) -> str:
 
 def loads_dataclass(cls: type[T], text: str) -> T:
     """Parse JSON text into an instance of the dataclass `cls`."""
-    return from_plain(cls, json.loads(text))
+    value: T = from_plain(cls, json.loads(text))
+    return value
 
 
 def from_plain(cls: Any, data: Any) -> Any:
@@ -75,7 +76,7 @@ def from_plain(cls: Any, data: Any) -> Any:
     if origin is list:
         (item_type,) = typing.get_args(cls)
         return [from_plain(item_type, item) for item in data]
-    if dataclasses.is_dataclass(cls):
+    if isinstance(cls, type) and dataclasses.is_dataclass(cls):
         if not isinstance(data, dict):
             raise TypeError(f"expected an object for {cls.__name__}, got {type(data).__name__}")
         hints = typing.get_type_hints(cls)

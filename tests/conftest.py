@@ -9,6 +9,8 @@ import pytest
 from pooldoctor.lab.cluster import PostgresUnavailable, TempCluster
 from tests.httpserver import LocalHTTPServer, serve_http
 
+pytest_plugins = ["pytester"]
+
 
 def _start_cluster(settings: dict[str, str] | None = None) -> TempCluster:
     try:

@@ -33,11 +33,22 @@ T0 = datetime(2026, 11, 21, 9, 30, tzinfo=UTC)
 
 def full_evidence() -> Evidence:
     backend = Backend(
-        pid=4242, backend_type="client backend", usename="app", datname="shop",
-        application_name="api", client_addr="10.0.0.5", state="idle in transaction",
-        backend_start=T0, xact_start=T0, query_start=T0, state_change=T0,
-        wait_event_type="Client", wait_event="ClientRead", blocking_pids=(17,),
-        query="UPDATE orders SET total = $1", query_hidden=False,
+        pid=4242,
+        backend_type="client backend",
+        usename="app",
+        datname="shop",
+        application_name="api",
+        client_addr="10.0.0.5",
+        state="idle in transaction",
+        backend_start=T0,
+        xact_start=T0,
+        query_start=T0,
+        state_change=T0,
+        wait_event_type="Client",
+        wait_event="ClientRead",
+        blocking_pids=(17,),
+        query="UPDATE orders SET total = $1",
+        query_hidden=False,
     )
     return Evidence(
         collected_at=T0,
@@ -49,8 +60,14 @@ def full_evidence() -> Evidence:
                 url="http://api-1/pool-status",
                 samples=(
                     PoolSample(
-                        at=T0, payload_format="json", size=20, checked_out=20, overflow=0,
-                        max_overflow=10, timeout=30.0, counters={"checkouts": 5.0},
+                        at=T0,
+                        payload_format="json",
+                        size=20,
+                        checked_out=20,
+                        overflow=0,
+                        max_overflow=10,
+                        timeout=30.0,
+                        counters={"checkouts": 5.0},
                         holders=(Holder("api/orders.py:42 create_order", 912.5, "worker-1"),),
                     ),
                 ),
@@ -65,7 +82,11 @@ def full_evidence() -> Evidence:
         ),
         logs=(
             LogFileEvidence(
-                path="app.log", flavor="python", lines=10, timestamped_lines=10, first=T0,
+                path="app.log",
+                flavor="python",
+                lines=10,
+                timestamped_lines=10,
+                first=T0,
                 last=T0,
                 events=(
                     LogEventSummary(

@@ -1,13 +1,450 @@
-"""Pool-status endpoint collector (placeholder until implemented)."""
+"""Fetch one pool-status sample over HTTP(S): bounded in time and size, never raising."""
 
 from __future__ import annotations
 
+import base64
+import contextlib
+import http.client
+import os
+import re
+import socket
+import ssl
+import threading
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from http import HTTPStatus
+from urllib.parse import SplitResult, unquote, unquote_plus, urljoin, urlsplit, urlunsplit
+
+from pooldoctor import __version__
+from pooldoctor.collect.pool_payloads import (
+    HTML_MESSAGE,
+    PayloadError,
+    excerpt,
+    looks_like_html,
+    parse_pool_payload,
+)
 from pooldoctor.evidence import PoolSample, SampleError
+
+__all__ = [
+    "HTML_MESSAGE",
+    "PayloadError",
+    "describe_error",
+    "fetch_pool_sample",
+    "is_sensitive_param",
+    "parse_pool_payload",
+    "redact_url",
+]
+
+TOKEN_ENV = "POOLDOCTOR_POOL_STATUS_TOKEN"
+MAX_BODY_BYTES = 4 * 1024 * 1024  # a pool status is a few KiB; megabytes mean a wrong URL
+MAX_REDIRECTS = 5  # enough for http->https plus a trailing-slash hop; more is a misconfiguration
+READ_CHUNK_BYTES = 64 * 1024
+ERROR_EXCERPT_CHARS = 120  # a 5xx body excerpt long enough to hold an exception message
+REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
+REDACTED = "***"
+
+_SENSITIVE_PARTS = (
+    "token",
+    "secret",
+    "password",
+    "passwd",
+    "signature",
+    "credential",
+    "auth",
+    "apikey",
+    "sessionid",
+)
+_SENSITIVE_EXACT = frozenset({"key", "sig", "pwd", "pass", "jwt", "session", "code"})
+
+
+# --- redaction --------------------------------------------------------------------------------
+
+
+def is_sensitive_param(name: str) -> bool:
+    """True for query parameter names that usually carry a credential."""
+    normal = re.sub(r"[^a-z0-9]", "", name.lower())
+    return (
+        normal in _SENSITIVE_EXACT
+        or normal.endswith("key")
+        or any(part in normal for part in _SENSITIVE_PARTS)
+    )
 
 
 def redact_url(url: str) -> str:
-    return url
+    """The URL with the userinfo password and sensitive query/fragment values replaced by ***."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return _redact_loosely(url)
+    netloc = parts.netloc
+    if "@" in netloc:
+        userinfo, _, hostport = netloc.rpartition("@")
+        user, has_password, _password = userinfo.partition(":")
+        if has_password:
+            netloc = f"{user}:{REDACTED}@{hostport}"
+    return urlunsplit(
+        parts._replace(
+            netloc=netloc,
+            query=_redact_params(parts.query),
+            fragment=_redact_params(parts.fragment),
+        )
+    )
+
+
+def _redact_params(text: str) -> str:
+    if "=" not in text:
+        return text
+    pieces = []
+    for piece in text.split("&"):
+        name, has_value, _value = piece.partition("=")
+        pieces.append(
+            f"{name}={REDACTED}" if has_value and is_sensitive_param(unquote_plus(name)) else piece
+        )
+    return "&".join(pieces)
+
+
+_LOOSE_USERINFO = re.compile(r"(//[^/:@\s]*:)[^@/\s]*@")
+_LOOSE_PARAM = re.compile(r"([?&#;]([^=&#\s]+)=)([^&#\s]*)")
+
+
+def _redact_loosely(text: str) -> str:
+    text = _LOOSE_USERINFO.sub(rf"\1{REDACTED}@", text)
+    return _LOOSE_PARAM.sub(
+        lambda m: m.group(1) + REDACTED if is_sensitive_param(m.group(2)) else m.group(0), text
+    )
+
+
+def _secrets_in(url: str) -> set[str]:
+    secrets: set[str] = set()
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return secrets
+    if parts.password:
+        secrets.update({parts.password, unquote(parts.password)})
+    for text in (parts.query, parts.fragment):
+        for piece in text.split("&"):
+            name, _, value = piece.partition("=")
+            if value and is_sensitive_param(unquote_plus(name)):
+                secrets.update({value, unquote_plus(value)})
+    return secrets
+
+
+def _scrub(message: str, secrets: set[str]) -> str:
+    for secret in sorted(secrets, key=len, reverse=True):
+        if len(secret) >= 3:  # shorter values would mangle ordinary words
+            message = message.replace(secret, REDACTED)
+    return message
+
+
+# --- fetching ---------------------------------------------------------------------------------
+
+
+class _Failed(Exception):
+    """A fetch that failed for a reason already phrased for the user."""
+
+
+@dataclass
+class _Fetch:
+    """One fetch attempt, run in a worker thread so the caller can enforce a total deadline."""
+
+    url: str
+    timeout: float
+    deadline: float
+    token: str | None
+    phase: str = "connecting"
+    where: str = ""
+    bytes_received: int = 0
+    result: PoolSample | SampleError | None = None
+    secrets: set[str] = field(default_factory=set)
+    _connection: http.client.HTTPConnection | None = None
+    _sock: socket.socket | None = None
+    _response: http.client.HTTPResponse | None = None
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+    _aborted: bool = False
+
+    def run(self, started: datetime) -> None:
+        try:
+            outcome: PoolSample | SampleError = self._follow()
+        except _Failed as failure:
+            outcome = SampleError(started, str(failure))
+        except Exception as exc:  # the collector contract: record every failure, never raise
+            outcome = SampleError(started, self._describe(exc))
+        finally:
+            self._close()
+        if isinstance(outcome, SampleError):
+            outcome = SampleError(outcome.at, _scrub(outcome.error, self.secrets))
+        self.result = outcome
+
+    def abort(self) -> None:
+        """Tear down the connection from another thread once the deadline has passed."""
+        with self._lock:
+            self._aborted = True
+            sock = self._sock
+        if sock is not None:
+            with contextlib.suppress(OSError):
+                socket.socket.shutdown(sock, socket.SHUT_RDWR)
+
+    def timeout_message(self) -> str:
+        if self.phase == "connecting":
+            return f"no answer within {self.timeout:g}s: could not connect to {self.where}"
+        if self.phase == "waiting":
+            return f"no answer within {self.timeout:g}s: connected, but no response"
+        return (
+            f"no complete answer within {self.timeout:g}s: {self.bytes_received} bytes received, "
+            "server sends too slowly"
+        )
+
+    def _remaining(self) -> float:
+        remaining = self.deadline - time.monotonic()
+        if remaining <= 0:
+            raise _Failed(self.timeout_message())
+        return remaining
+
+    def _follow(self) -> PoolSample | SampleError:
+        url = self.url
+        visited = [url]
+        origin = _origin(_check_url(url))
+        while True:
+            self.secrets |= _secrets_in(url)
+            parts = _check_url(url)
+            status, reason, headers, body, received = self._get(parts, _origin(parts) == origin)
+            if status not in REDIRECT_STATUSES:
+                return _interpret(status, reason, headers, body, received, self.token is not None)
+            location = headers.get("Location")
+            if not location:
+                raise _Failed(f"HTTP {status} redirect without a Location header")
+            url = urljoin(url, location.strip())
+            if url in visited:
+                hops = " -> ".join(_short(hop, origin) for hop in [*visited, url])
+                raise _Failed(f"redirect loop: {hops}")
+            visited.append(url)
+            if len(visited) > MAX_REDIRECTS + 1:
+                raise _Failed(
+                    f"too many redirects (more than {MAX_REDIRECTS}), last to {_short(url, origin)}"
+                )
+
+    def _get(
+        self, parts: SplitResult, same_origin: bool
+    ) -> tuple[int, str, http.client.HTTPMessage, bytes, datetime]:
+        self._close()
+        host, port = parts.hostname or "", parts.port
+        self.where = f"{host}:{port or (443 if parts.scheme == 'https' else 80)}"
+        self.phase, self.bytes_received = "connecting", 0
+        connection: http.client.HTTPConnection
+        if parts.scheme == "https":
+            context = ssl.create_default_context()
+            connection = http.client.HTTPSConnection(
+                host, port, timeout=self._remaining(), context=context
+            )
+        else:
+            connection = http.client.HTTPConnection(host, port, timeout=self._remaining())
+        with self._lock:
+            if self._aborted:
+                raise _Failed(self.timeout_message())
+            self._connection = connection
+        connection.connect()
+        sock = connection.sock
+        assert sock is not None  # connect() either sets it or raises
+        with self._lock:
+            self._sock = sock  # kept: getresponse() drops connection.sock on Connection: close
+            if self._aborted:
+                raise _Failed(self.timeout_message())
+        self.phase = "waiting"
+        path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+        connection.request("GET", path, headers=self._headers(parts, same_origin))
+        sock.settimeout(self._remaining())
+        response = connection.getresponse()
+        self._response = response
+        received = datetime.now(UTC)
+        self.phase = "reading"
+        body = self._read_body(sock, response)
+        return response.status, response.reason, response.headers, body, received
+
+    def _headers(self, parts: SplitResult, same_origin: bool) -> dict[str, str]:
+        headers = {
+            "User-Agent": f"pooldoctor/{__version__}",
+            "Accept": "application/json, text/plain;q=0.9, */*;q=0.5",
+            "Accept-Encoding": "identity",
+            "Connection": "close",
+        }
+        if not same_origin:
+            return headers  # never hand credentials to another host on a redirect
+        if self.token:
+            headers["Authorization"] = f"Bearer {self.token}"
+        elif parts.username is not None:
+            pair = f"{unquote(parts.username)}:{unquote(parts.password or '')}"
+            headers["Authorization"] = "Basic " + base64.b64encode(pair.encode()).decode()
+        return headers
+
+    def _read_body(self, sock: socket.socket, response: http.client.HTTPResponse) -> bytes:
+        declared = response.getheader("Content-Length")
+        if declared and declared.strip().isdigit() and int(declared) > MAX_BODY_BYTES:
+            raise _Failed(_too_large(int(declared)))
+        chunks: list[bytes] = []
+        while True:
+            sock.settimeout(self._remaining())
+            chunk = response.read1(READ_CHUNK_BYTES)
+            if not chunk:
+                return b"".join(chunks)
+            chunks.append(chunk)
+            self.bytes_received += len(chunk)
+            if self.bytes_received > MAX_BODY_BYTES:
+                raise _Failed(_too_large(self.bytes_received, at_least=True))
+
+    def _close(self) -> None:
+        with self._lock:
+            connection, self._connection, self._sock = self._connection, None, None
+            response, self._response = self._response, None
+        with contextlib.suppress(OSError):
+            if response is not None:
+                response.close()
+            if connection is not None:
+                connection.close()
+
+    def _describe(self, exc: Exception) -> str:
+        if self._aborted or isinstance(exc, TimeoutError):
+            return self.timeout_message()
+        return describe_error(exc, self.where)
+
+
+def describe_error(exc: BaseException, where: str) -> str:
+    """A one-line, human reason for a network or protocol failure talking to `where`."""
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        return f"TLS certificate not accepted for {where}: {exc.verify_message or exc.reason}"
+    if isinstance(exc, ssl.SSLError):
+        reason = exc.reason or str(exc)
+        hint = " (plain HTTP on an https:// URL?)" if reason == "WRONG_VERSION_NUMBER" else ""
+        return f"TLS handshake with {where} failed: {reason}{hint}"
+    if isinstance(exc, socket.gaierror):
+        return f"DNS lookup failed for {where.rpartition(':')[0]}: {exc.strerror or exc}"
+    if isinstance(exc, ConnectionRefusedError):
+        return f"connection refused by {where}: nothing listening there?"
+    if isinstance(exc, http.client.RemoteDisconnected):
+        return f"{where} closed the connection without an HTTP response"
+    if isinstance(exc, ConnectionResetError | BrokenPipeError):
+        return f"connection reset by {where}"
+    if isinstance(exc, http.client.IncompleteRead):
+        return f"response cut short: {len(exc.partial)} bytes received, more expected"
+    if isinstance(exc, http.client.BadStatusLine):
+        return f"{where} did not answer with HTTP: {excerpt(str(exc), 40)}"
+    if isinstance(exc, http.client.HTTPException):
+        return f"invalid HTTP response from {where}: {type(exc).__name__} {excerpt(str(exc), 40)}"
+    if isinstance(exc, OSError):
+        return f"network error talking to {where}: {exc.strerror or exc}"
+    return f"unexpected error fetching pool status: {type(exc).__name__}: {excerpt(str(exc), 80)}"
+
+
+def _check_url(url: str) -> SplitResult:
+    try:
+        parts = urlsplit(url)
+        _ = parts.port
+    except ValueError as exc:
+        raise _Failed(f"invalid URL {redact_url(url)}: {exc}") from None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise _Failed(f"not an http(s) URL: {redact_url(url)}")
+    return parts
+
+
+def _origin(parts: SplitResult) -> tuple[str, str, int | None]:
+    try:
+        port = parts.port
+    except ValueError:
+        port = None
+    return parts.scheme, (parts.hostname or "").lower(), port
+
+
+def _short(url: str, origin: tuple[str, str, int | None]) -> str:
+    """A redirect hop for messages: path only when it stays on the original origin."""
+    redacted = redact_url(url)
+    parts = urlsplit(redacted)
+    if _origin(parts) != origin:
+        return redacted
+    return (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+
+
+def _too_large(size: int, at_least: bool = False) -> str:
+    limit_mib = MAX_BODY_BYTES // (1024 * 1024)
+    more = "more than " if at_least else ""
+    return (
+        f"response too large ({more}{size} bytes, limit {limit_mib} MiB): not a pool-status payload"
+    )
+
+
+def _decode(body: bytes, headers: http.client.HTTPMessage) -> str:
+    charset = headers.get_content_charset() or "utf-8"
+    try:
+        return body.decode(charset, errors="replace")
+    except LookupError:
+        return body.decode("utf-8", errors="replace")
+
+
+def _interpret(
+    status: int,
+    reason: str,
+    headers: http.client.HTTPMessage,
+    body: bytes,
+    received: datetime,
+    has_token: bool,
+) -> PoolSample | SampleError:
+    text = _decode(body, headers)
+    content_type = headers.get("Content-Type")
+    reason = reason or _phrase(status)
+    if 200 <= status < 300:
+        try:
+            return parse_pool_payload(text, content_type, received)
+        except PayloadError as exc:
+            return SampleError(received, str(exc))
+    message = f"HTTP {status} {reason}".rstrip()
+    if status in (401, 403):
+        message += " (token rejected?)" if has_token else f" (needs a token? set {TOKEN_ENV})"
+    elif status == 404:
+        message += " (wrong path?)"
+    elif status >= 500:
+        detail = _error_excerpt(text, content_type)
+        if detail:
+            message += f": {detail}"
+    elif status < 400:
+        message = f"unexpected {message}"
+    return SampleError(received, message)
+
+
+def _phrase(status: int) -> str:
+    try:
+        return HTTPStatus(status).phrase
+    except ValueError:
+        return ""
+
+
+_HTML_TITLE = re.compile(r"<title[^>]*>(.*?)</title>", re.IGNORECASE | re.DOTALL)
+
+
+def _error_excerpt(text: str, content_type: str | None) -> str:
+    media = (content_type or "").split(";")[0].strip().lower()
+    if looks_like_html(text, media):
+        title = _HTML_TITLE.search(text[:4096])
+        return f"HTML page titled {excerpt(title.group(1))}" if title else "HTML page"
+    if not text.strip() or not (media.startswith("text/") or media.endswith(("json", "+xml"))):
+        return ""
+    return excerpt(text, ERROR_EXCERPT_CHARS)
 
 
 def fetch_pool_sample(url: str, timeout: float) -> PoolSample | SampleError:
-    raise NotImplementedError
+    """GET and parse one pool-status URL; any failure is a SampleError, all within `timeout`."""
+    started = datetime.now(UTC)
+    token = os.environ.get(TOKEN_ENV) or None
+    fetch = _Fetch(url, timeout, time.monotonic() + timeout, token)
+    if token:
+        fetch.secrets.add(token)
+    worker = threading.Thread(
+        target=fetch.run, args=(started,), name="pool-status-fetch", daemon=True
+    )
+    worker.start()
+    worker.join(timeout)
+    if worker.is_alive():
+        fetch.abort()
+        return SampleError(started, _scrub(fetch.timeout_message(), fetch.secrets))
+    if fetch.result is None:  # unreachable: run() always sets a result
+        return SampleError(started, "pool-status fetch ended without a result")
+    return fetch.result

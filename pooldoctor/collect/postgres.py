@@ -1,20 +1,438 @@
-"""PostgreSQL collector (placeholder until implemented)."""
+"""PostgreSQL collector: one bounded read-only connection, settings and limits, activity samples."""
 
 from __future__ import annotations
 
-from pooldoctor.evidence import PostgresEvidence, SourceStatus
+import math
+import re
+import threading
+import time
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+import psycopg
+from psycopg.rows import DictRow, dict_row
+
+from pooldoctor.collect.dsn import (
+    InvalidDsnError,
+    dsn_secrets,
+    normalize_dsn,
+    redact_dsn,
+    scrub_secrets,
+)
+from pooldoctor.collect.sql import load_query, shorten_query
+from pooldoctor.evidence import (
+    ActivitySample,
+    Backend,
+    ConnectFailure,
+    ConnectionLimit,
+    PostgresEvidence,
+    SourceState,
+    SourceStatus,
+)
+
+APPLICATION_NAME = "pooldoctor"
+# libpq ignores a connect_timeout below 2 s (it raises it to 2) and takes whole seconds.
+MIN_CONNECT_TIMEOUT_SECONDS = 2
+# Our own bound on connecting (DNS, several hosts/addresses): the timeout plus a little, so that
+# libpq's own, more precise, error wins whenever it arrives in time.
+CONNECT_GRACE_SECONDS = 0.5
+# pooldoctor only reads; on a sick server it must never queue behind DDL or a long lock.
+LOCK_TIMEOUT_MS = 500
+# Backstop only: the session is autocommit, so it is never idle in a transaction.
+IDLE_IN_TRANSACTION_TIMEOUT_MS = 10_000
+# Transfer at most this much query text per backend; redaction shrinks it before the final cut.
+QUERY_FETCH_CHARS = 2_000
+QUERY_CHARS = 400
+# How long finish() waits for a sample still running (after cancelling it) before giving up.
+FINISH_WAIT_SECONDS = 2.0
+HIDDEN_QUERY = "<insufficient privilege>"
+
+SETTING_NAMES = (
+    "max_connections",
+    "superuser_reserved_connections",
+    "reserved_connections",
+    "statement_timeout",
+    "idle_in_transaction_session_timeout",
+    "idle_session_timeout",
+    "lock_timeout",
+    "tcp_keepalives_idle",
+    "tcp_keepalives_interval",
+    "tcp_keepalives_count",
+    "deadlock_timeout",
+    "log_lock_waits",
+    "server_version",
+)
+TIME_UNITS = frozenset({"us", "ms", "s", "min", "h", "d"})
+
+# (pattern in the lowercased message, category, SQLSTATE) in match order: server messages first.
+_FAILURE_PATTERNS: tuple[tuple[str, str, str | None], ...] = (
+    ("too many connections for role", "role_connection_limit", "53300"),
+    ("too many connections for database", "database_connection_limit", "53300"),
+    ("remaining connection slots are reserved", "reserved_slots", "53300"),
+    ("too many clients already", "too_many_clients", "53300"),
+    ("password authentication failed", "authentication", "28P01"),
+    ("no pg_hba.conf entry", "authentication", "28000"),
+    ("is not permitted to log in", "authentication", "28000"),
+    ("authentication failed", "authentication", "28000"),
+    ("no password supplied", "authentication", None),
+    ("permission denied for database", "permission_denied", "42501"),
+    ("the database system is starting up", "cannot_connect_now", "57P03"),
+    ("the database system is shutting down", "cannot_connect_now", "57P03"),
+    ("the database system is in recovery mode", "cannot_connect_now", "57P03"),
+    ("the database system is not yet accepting connections", "cannot_connect_now", "57P03"),
+    ("the database system is not accepting connections", "cannot_connect_now", "57P03"),
+    ("timeout expired", "timeout", None),
+    ("connection refused", "refused", None),
+    ("could not translate host name", "dns", None),
+    ("failed to resolve host", "dns", None),
+    ("name or service not known", "dns", None),
+    ("nodename nor servname", "dns", None),
+    ("temporary failure in name resolution", "dns", None),
+)
+_DATABASE_MISSING = re.compile(r'database ".*" does not exist')
+_ROLE_MISSING = re.compile(r'role ".*" does not exist')
+_SQLSTATE_CATEGORIES = {
+    "28P01": "authentication",
+    "28000": "authentication",
+    "3D000": "database_missing",
+    "57P03": "cannot_connect_now",
+    "42501": "permission_denied",
+    "53300": "too_many_clients",
+}
+
+
+def classify_connect_error(message: str, sqlstate: str | None = None) -> ConnectFailure:
+    """Name why a connection attempt failed, from its SQLSTATE or, lacking one, its text."""
+    lowered = message.lower()
+    for pattern, category, code in _FAILURE_PATTERNS:
+        consistent = sqlstate is None or code is None or sqlstate == code
+        if pattern in lowered and consistent:
+            return ConnectFailure(category, message, sqlstate or code)
+    if _DATABASE_MISSING.search(lowered):
+        return ConnectFailure("database_missing", message, sqlstate or "3D000")
+    if _ROLE_MISSING.search(lowered):
+        return ConnectFailure("authentication", message, sqlstate or "28000")
+    if sqlstate in _SQLSTATE_CATEGORIES:
+        return ConnectFailure(_SQLSTATE_CATEGORIES[sqlstate], message, sqlstate)
+    return ConnectFailure("other", message, sqlstate)
+
+
+def connect_failure_reason(failure: ConnectFailure) -> str:
+    """The server's or client's own words, without the `connection to server at ...` preamble."""
+    text = failure.message
+    for marker in ("FATAL:", "failed:"):
+        if marker in text:
+            text = text.rsplit(marker, 1)[1]
+            break
+    reason = text.split(" Is the server running")[0].strip()
+    return f"{reason} ({failure.sqlstate})" if failure.sqlstate else reason
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())
+
+
+def _error_text(exc: BaseException) -> str:
+    text = _one_line(str(exc)) or type(exc).__name__
+    sqlstate = getattr(exc, "sqlstate", None)
+    return f"{text} ({sqlstate})" if sqlstate else text
+
+
+def _connect_timeout_seconds(timeout: float) -> int:
+    return max(MIN_CONNECT_TIMEOUT_SECONDS, math.ceil(timeout))
+
+
+class _ConnectAttempt:
+    """psycopg.connect() in a daemon thread, so the caller can stop waiting at its own bound."""
+
+    def __init__(self, conninfo: str, timeout: float) -> None:
+        self._conninfo = conninfo
+        self._timeout = timeout
+        self._lock = threading.Lock()
+        self._done = threading.Event()
+        self._abandoned = False
+        self.connection: psycopg.Connection[DictRow] | None = None
+        self.error: BaseException | None = None
+
+    def start(self) -> None:
+        threading.Thread(target=self._run, name="pooldoctor-connect", daemon=True).start()
+
+    def _run(self) -> None:
+        try:
+            connection = psycopg.connect(
+                self._conninfo,
+                autocommit=True,
+                prepare_threshold=None,
+                row_factory=dict_row,
+                application_name=APPLICATION_NAME,
+                connect_timeout=_connect_timeout_seconds(self._timeout),
+            )
+        except Exception as exc:  # handed over to the caller, which records it as evidence
+            self.error = exc
+        else:
+            with self._lock:
+                if self._abandoned:
+                    connection.close()
+                else:
+                    self.connection = connection
+        finally:
+            self._done.set()
+
+    def wait(self, seconds: float) -> bool:
+        """True when the attempt finished in time; otherwise it is abandoned (and cleaned up)."""
+        self._done.wait(seconds)
+        with self._lock:
+            if self._done.is_set() or self.connection is not None:
+                return True
+            self._abandoned = True
+            return False
+
+
+def _as_utc(moment: datetime | None) -> datetime | None:
+    return moment.astimezone(UTC) if moment is not None else None
+
+
+def _setting_value(value: str, unit: str | None) -> str:
+    return f"{value}{unit}" if unit in TIME_UNITS else value
+
+
+def _backend(row: Mapping[str, Any], redact_literals: bool) -> Backend:
+    raw_query: str | None = row["query"]
+    hidden = raw_query == HIDDEN_QUERY
+    query = None
+    if raw_query and not hidden:
+        query = shorten_query(raw_query, QUERY_CHARS, redact=redact_literals)
+    return Backend(
+        pid=row["pid"],
+        backend_type=row["backend_type"],
+        usename=row["usename"],
+        datname=row["datname"],
+        application_name=row["application_name"] or None,
+        client_addr=row["client_addr"],
+        state=row["state"],
+        backend_start=_as_utc(row["backend_start"]),
+        xact_start=_as_utc(row["xact_start"]),
+        query_start=_as_utc(row["query_start"]),
+        state_change=_as_utc(row["state_change"]),
+        wait_event_type=row["wait_event_type"],
+        wait_event=row["wait_event"],
+        blocking_pids=tuple(row["blocking_pids"] or ()),
+        query=query,
+        query_hidden=hidden,
+    )
 
 
 class PostgresProbe:
+    """pooldoctor's single connection to PostgreSQL and everything it saw through it.
+
+    Built by `open_postgres`. `sample()` runs in a worker thread; `finish()` closes. No method
+    raises: failures become `connect_failure` or `errors` in the evidence.
+    """
+
+    def __init__(self, target: str, timeout: float, redact_literals: bool = True) -> None:
+        self.target = target
+        self.timeout = timeout
+        self.redact_literals = redact_literals
+        self.started_at = datetime.now(UTC)
+        self.finished_at: datetime | None = None
+        self.connect_seconds: float | None = None
+        self.connect_failure: ConnectFailure | None = None
+        self.server_version: str | None = None
+        self.server_version_num: int | None = None
+        self.current_user: str | None = None
+        self.is_superuser: bool | None = None
+        self.settings: dict[str, str] = {}
+        self.limits: tuple[ConnectionLimit, ...] = ()
+        self._samples: list[ActivitySample] = []
+        self._errors: list[str] = []
+        self._connection: psycopg.Connection[DictRow] | None = None
+        self._broken = False
+        self._busy = threading.Lock()
+        self._evidence: PostgresEvidence | None = None
+
+    @property
+    def backend_pid(self) -> int | None:
+        """The pid of pooldoctor's own backend, while connected."""
+        connection = self._connection
+        if connection is None or connection.closed:
+            return None
+        return connection.info.backend_pid
+
+    # -- opening -------------------------------------------------------------------------
+
+    def _open(self, dsn: str) -> None:
+        secrets = dsn_secrets(dsn)
+        try:
+            conninfo = normalize_dsn(dsn)
+        except InvalidDsnError as exc:
+            self.connect_failure = ConnectFailure("invalid_dsn", str(exc))
+            return
+        attempt = _ConnectAttempt(conninfo, self.timeout)
+        began = time.monotonic()
+        attempt.start()
+        if not attempt.wait(self.timeout + CONNECT_GRACE_SECONDS):
+            message = f"no connection within {self.timeout:g}s (connect timeout)"
+            self.connect_failure = ConnectFailure("timeout", message)
+            return
+        if attempt.connection is None:
+            error = attempt.error or RuntimeError("connection attempt failed")
+            message = scrub_secrets(_one_line(str(error)) or type(error).__name__, secrets)
+            self.connect_failure = classify_connect_error(message, getattr(error, "sqlstate", None))
+            return
+        self.connect_seconds = time.monotonic() - began
+        self._connection = attempt.connection
+        self._run_once("session setup", self._configure_session)
+        self._run_once("server info", self._read_server_info)
+        self._run_once("settings", self._read_settings)
+        self._run_once("connection limits", self._read_limits)
+
+    def _query(self, name: str, params: Mapping[str, object] | None = None) -> list[DictRow]:
+        assert self._connection is not None
+        return self._connection.execute(load_query(name), params).fetchall()
+
+    def _configure_session(self) -> None:
+        statement_timeout_ms = max(1, round(self.timeout * 1000))
+        self._query(
+            "session_setup",
+            {
+                "statement_timeout": str(statement_timeout_ms),
+                "lock_timeout": str(LOCK_TIMEOUT_MS),
+                "idle_in_transaction_timeout": str(IDLE_IN_TRANSACTION_TIMEOUT_MS),
+            },
+        )
+
+    def _read_server_info(self) -> None:
+        row = self._query("server_info")[0]
+        self.server_version = row["server_version"]
+        self.server_version_num = row["server_version_num"]
+        self.current_user = row["user_name"]
+        self.is_superuser = row["is_superuser"]
+
+    def _read_settings(self) -> None:
+        rows = self._query("settings", {"names": list(SETTING_NAMES)})
+        self.settings = {r["name"]: _setting_value(r["reset_val"], r["unit"]) for r in rows}
+
+    def _read_limits(self) -> None:
+        self.limits = tuple(
+            ConnectionLimit(r["kind"], r["name"], r["connection_limit"], r["current_count"])
+            for r in self._query("connection_limits")
+        )
+
+    def _run_once(self, what: str, step: Callable[[], None]) -> None:
+        if self._connection is None or self._broken:
+            return
+        try:
+            step()
+        except psycopg.Error as exc:
+            self._record_error(what, exc)
+
+    def _record_error(self, what: str, exc: psycopg.Error) -> None:
+        connection = self._connection
+        if connection is not None and (connection.broken or connection.closed):
+            self._broken = True
+            self._errors.append(f"{what}: connection lost: {_error_text(exc)}")
+        else:
+            self._errors.append(f"{what}: {_error_text(exc)}")
+
+    # -- sampling ------------------------------------------------------------------------
+
     def sample(self) -> None:
-        raise NotImplementedError
+        """Append one pg_stat_activity snapshot; after a connection loss, do nothing."""
+        if not self._busy.acquire(blocking=False):
+            self._errors.append("sample skipped: the previous sample is still running")
+            return
+        try:
+            if self._connection is None or self._broken or self._connection.closed:
+                return
+            number = len(self._samples) + 1
+            try:
+                rows = self._query("activity", {"query_chars": QUERY_FETCH_CHARS})
+            except psycopg.Error as exc:
+                self._record_error(f"sample {number}", exc)
+                return
+            self._samples.append(
+                ActivitySample(
+                    at=rows[0]["sampled_at"].astimezone(UTC),
+                    backends=tuple(
+                        _backend(row, self.redact_literals)
+                        for row in rows
+                        if row["pid"] is not None
+                    ),
+                )
+            )
+        finally:
+            self._busy.release()
+
+    # -- closing -------------------------------------------------------------------------
 
     def finish(self) -> PostgresEvidence:
-        raise NotImplementedError
+        """Close the connection (once) and return everything collected."""
+        if self._evidence is None:
+            self._close()
+            self.finished_at = datetime.now(UTC)
+            self._evidence = PostgresEvidence(
+                target=self.target,
+                connect_seconds=self.connect_seconds,
+                connect_failure=self.connect_failure,
+                server_version=self.server_version,
+                server_version_num=self.server_version_num,
+                current_user=self.current_user,
+                is_superuser=self.is_superuser,
+                settings=dict(self.settings),
+                limits=self.limits,
+                samples=tuple(self._samples),
+                errors=tuple(self._errors),
+            )
+        return self._evidence
+
+    def _close(self) -> None:
+        connection = self._connection
+        if connection is None or connection.closed:
+            return
+        idle = self._busy.acquire(timeout=FINISH_WAIT_SECONDS / 2)
+        if not idle:
+            try:
+                connection.cancel_safe(timeout=FINISH_WAIT_SECONDS / 2)
+            except psycopg.Error as exc:
+                self._errors.append(f"cancel running sample: {_error_text(exc)}")
+            idle = self._busy.acquire(timeout=FINISH_WAIT_SECONDS / 2)
+        if not idle:
+            # Closing under a running query could free libpq state that thread still uses.
+            self._errors.append("a sample did not finish; its connection closes at exit")
+            return
+        try:
+            connection.close()
+        finally:
+            self._busy.release()
 
     def status(self) -> SourceStatus:
-        raise NotImplementedError
+        """One line on how the PostgreSQL source went."""
+        failure = self.connect_failure
+        if failure is not None:
+            detail = f"{failure.category}: {connect_failure_reason(failure)}"
+            state = SourceState.ERROR
+        else:
+            count = len(self._samples)
+            detail = (
+                f"connected in {self.connect_seconds or 0:.2f}s as {self.current_user or '?'}, "
+                f"{count} sample{'' if count == 1 else 's'}"
+            )
+            if self._errors:
+                detail += f"; {len(self._errors)} error(s), last: {self._errors[-1]}"
+            state = SourceState.ERROR if self._errors and not self._samples else SourceState.OK
+        return SourceStatus(
+            self.target or "postgres",
+            "postgres",
+            state,
+            detail,
+            self.started_at,
+            self.finished_at,
+        )
 
 
-def open_postgres(dsn: str, timeout: float) -> PostgresProbe:
-    raise NotImplementedError
+def open_postgres(dsn: str, timeout: float, *, redact_literals: bool = True) -> PostgresProbe:
+    """Open pooldoctor's one read-only connection and read settings and limits; never raises."""
+    probe = PostgresProbe(redact_dsn(dsn), timeout, redact_literals)
+    probe._open(dsn)
+    return probe

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor, wait
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
 
 from pooldoctor import __version__
@@ -16,6 +16,8 @@ from pooldoctor.collect.postgres import PostgresProbe, open_postgres
 from pooldoctor.commands.options import SourceOptions
 from pooldoctor.evidence import (
     Evidence,
+    LogFileEvidence,
+    PoolConfig,
     PoolInstance,
     PoolSample,
     SampleError,
@@ -102,21 +104,18 @@ def capture(options: SourceOptions, clock: Clock = utc_now) -> Evidence:
     if probe is not None:
         postgres = probe.finish()
         statuses.append(probe.status())
-    logs = ()
+    logs: tuple[LogFileEvidence, ...] = ()
     if options.logs:
         logs_started = clock()
         logs = collect_logs(
             options.logs, log_tz=options.log_tz or UTC, since=options.since, until=options.until
         )
-        statuses.extend(log_file_status(f, logs_started, clock()) for f in logs)
+        logs_finished = clock()
+        statuses.extend(log_file_status(log, logs_started, logs_finished) for log in logs)
     config = None
     if options.configs or options.workers is not None:
         config = read_config(options.configs, options.workers)
-        state = SourceState.ERROR if config.problems and not _config_has_values(config) else (
-            SourceState.OK
-        )
-        detail = "; ".join(config.problems) or f"{len(config.files)} file(s)"
-        statuses.append(SourceStatus("config", "config", state, detail, clock(), clock()))
+        statuses.append(config_status(config, clock()))
     return Evidence(
         collected_at=clock(),
         started_at=started,
@@ -131,21 +130,21 @@ def capture(options: SourceOptions, clock: Clock = utc_now) -> Evidence:
     )
 
 
-def _config_has_values(config: object) -> bool:
-    from dataclasses import fields
+def config_status(config: PoolConfig, at: datetime) -> SourceStatus:
+    """Summarise the config source: error only when nothing usable was read."""
+    values = [
+        getattr(config, f.name) for f in fields(config) if f.name not in ("files", "problems")
+    ]
+    usable = any(value is not None for value in values)
+    state = SourceState.OK if usable or not config.problems else SourceState.ERROR
+    detail = "; ".join(config.problems) or f"{len(config.files)} file(s)"
+    return SourceStatus("config", "config", state, detail, at, at)
 
-    skip = {"files", "problems"}
-    return any(getattr(config, f.name) is not None for f in fields(config) if f.name not in skip)  # type: ignore[arg-type]
 
-
-def log_file_status(log: object, started: datetime, finished: datetime) -> SourceStatus:
-    from pooldoctor.evidence import LogFileEvidence
-
-    assert isinstance(log, LogFileEvidence)
-    if log.lines and not log.timestamped_lines:
+def log_file_status(log: LogFileEvidence, started: datetime, finished: datetime) -> SourceStatus:
+    """Summarise one log file: an error when nothing in it could be read or dated."""
+    if (log.lines and not log.timestamped_lines) or (log.problems and not log.lines):
         state, detail = SourceState.ERROR, "; ".join(log.problems) or "no timestamp recognised"
-    elif log.problems and not log.lines:
-        state, detail = SourceState.ERROR, "; ".join(log.problems)
     else:
         state = SourceState.OK
         detail = f"{log.lines} line(s), {sum(e.count for e in log.events)} classified event(s)"

@@ -31,9 +31,18 @@ def capture_command(
 ) -> int:
     """Collect evidence from the live system and write it to a file (no analysis)."""
     sources = opt.build_source_options(
-        pool_status=pool_status, dsn=dsn, logs=log, configs=config, workers=workers,
-        samples=samples, interval=interval, timeout=timeout, since=since, until=until,
-        log_tz=log_tz, now=utc_now(),
+        pool_status=pool_status,
+        dsn=dsn,
+        logs=log,
+        configs=config,
+        workers=workers,
+        samples=samples,
+        interval=interval,
+        timeout=timeout,
+        since=since,
+        until=until,
+        log_tz=log_tz,
+        now=utc_now(),
     )
     if not sources.has_sources:
         raise typer.BadParameter(opt.NO_SOURCES_MESSAGE)
@@ -42,8 +51,12 @@ def capture_command(
     console = Console(stderr=True)
     for source in evidence.sources:
         style = "green" if source.status is SourceState.OK else "red"
-        console.print(f"[{style}]{source.status.value:>7}[/] {source.kind:<11} {source.name}: "
-                      f"{source.detail}", highlight=False, markup=True)
+        console.print(
+            f"[{style}]{source.status.value:>7}[/] {source.kind:<11} {source.name}: "
+            f"{source.detail}",
+            highlight=False,
+            markup=True,
+        )
     console.print(f"evidence written to {out}")
     collected = any(s.status is SourceState.OK for s in evidence.sources)
     return int(ExitCode.OK if collected else ExitCode.UNKNOWN)

@@ -49,7 +49,9 @@ IntervalOpt = Annotated[
 ]
 TimeoutOpt = Annotated[
     float,
-    typer.Option("--timeout", min=0.1, max=300.0, help="Per-call timeout for every source, seconds."),
+    typer.Option(
+        "--timeout", min=0.1, max=300.0, help="Per-call timeout for every source, seconds."
+    ),
 ]
 SinceOpt = Annotated[
     str | None,

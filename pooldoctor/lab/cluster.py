@@ -107,7 +107,9 @@ class TempCluster:
         }
         return " ".join(f"{key}={value}" for key, value in parts.items())
 
-    def url(self, user: str | None = None, dbname: str = "postgres", driver: str = "psycopg") -> str:
+    def url(
+        self, user: str | None = None, dbname: str = "postgres", driver: str = "psycopg"
+    ) -> str:
         """A SQLAlchemy URL for this cluster."""
         return f"postgresql+{driver}://{user or self.superuser}@127.0.0.1:{self.port}/{dbname}"
 
@@ -142,8 +144,10 @@ class TempCluster:
         self._checked(
             [
                 str(self.bindir / "initdb"),
-                "-D", str(self.datadir),
-                "-U", SERVER_USER,
+                "-D",
+                str(self.datadir),
+                "-U",
+                SERVER_USER,
                 "--auth=trust",
                 "--encoding=UTF8",
                 "--no-sync",
@@ -161,9 +165,13 @@ class TempCluster:
         self._checked(
             [
                 str(self.bindir / "pg_ctl"),
-                "-D", str(self.datadir),
-                "-l", str(self.logfile),
-                "-w", "-t", "60",
+                "-D",
+                str(self.datadir),
+                "-l",
+                str(self.logfile),
+                "-w",
+                "-t",
+                "60",
                 "start",
             ]
         )

@@ -1,0 +1,38 @@
+"""mkdocs hooks: serve runbooks/ as pages and fill generated reference pages from the code."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from mkdocs.config.defaults import MkDocsConfig
+from mkdocs.structure.files import File, Files
+from mkdocs.structure.pages import Page
+
+from pooldoctor import sitegen
+from pooldoctor.runbooks import load_runbooks
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+RUNBOOK_DIR = REPO_ROOT / "runbooks"
+
+
+def on_config(config: MkDocsConfig, **_: Any) -> MkDocsConfig:
+    """Build the navigation, with every runbook listed from runbooks/ (the single source)."""
+    runbooks = load_runbooks(RUNBOOK_DIR)
+    config.nav = sitegen.navigation(runbooks)
+    return config
+
+
+def on_files(files: Files, config: MkDocsConfig, **_: Any) -> Files:
+    """Add each runbooks/<slug>.md as the page runbooks/<slug>.md, without copying it."""
+    for path in sorted(RUNBOOK_DIR.glob("*.md")):
+        files.append(File.generated(config, f"runbooks/{path.name}", abs_src_path=str(path)))
+    return files
+
+
+def on_page_markdown(markdown: str, page: Page, config: MkDocsConfig, **_: Any) -> str:
+    """Expand generation markers and put symptoms and alerts at the top of runbook pages."""
+    if page.file.src_uri.startswith("runbooks/"):
+        slug = Path(page.file.src_uri).stem
+        return sitegen.runbook_page(load_runbooks(RUNBOOK_DIR)[slug], markdown, config.site_url)
+    return sitegen.expand_markers(markdown, load_runbooks(RUNBOOK_DIR), REPO_ROOT)

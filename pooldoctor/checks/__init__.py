@@ -1,0 +1,1 @@
+"""Checks: pure functions from Evidence to Findings, one module per failure family."""

@@ -1,0 +1,255 @@
+"""connection-leak: sessions checked out and never returned; the same backends sit idle for ever."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from pooldoctor.checks.common import (
+    alter_role,
+    app_label,
+    backend_calls,
+    idle_tx_timeout_suggestion,
+)
+from pooldoctor.checks.sessions import (
+    HeldSession,
+    SessionTrend,
+    describe_oldest,
+    ratchets,
+    session_trend,
+    sessions_evidence,
+)
+from pooldoctor.checks.signals import (
+    LogSignal,
+    PoolSignal,
+    describe_holders,
+    examples_mention,
+    fmt_duration,
+    group_holders,
+    log_signal,
+    pool_signal,
+    sample_checked_out,
+    setting_seconds,
+)
+from pooldoctor.checks.threadpool_deadlock import deadlock_signature
+from pooldoctor.evidence import Evidence, LogEvent
+from pooldoctor.findings import Finding, Severity
+
+CHECK = "connection-leak"
+RUNBOOK = "connection-leak"
+LEAK_MIN_AGE_SECONDS = 60.0  # no web request legitimately holds a session past a gateway timeout
+LEAK_SINGLE_SAMPLE_AGE_SECONDS = 600.0  # with one sample (no trend) only very old ones count
+DEADLOCK_DISCOUNT = 0.6  # when the threadpool-deadlock signature fits better
+ASYNC_MARKERS = ("asyncpg", "adaptedconnection", "asyncio", "async ", "await", "anyio", "cancel")
+CANCELLATION_DISCOUNT = 0.8  # when async-cancellation-leak explains the same leak better
+
+
+@dataclass(frozen=True)
+class LeakSignature:
+    """Everything that says connections are held and not returned."""
+
+    confidence: float
+    reasons: tuple[str, ...]
+    stuck: tuple[HeldSession, ...]
+    holder_rows: tuple[dict[str, Any], ...]
+    pool: PoolSignal
+    timeouts: LogSignal
+    gc: LogSignal
+    trend: SessionTrend | None
+    current: bool
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def _stuck_sessions(trend: SessionTrend, pool: PoolSignal) -> list[HeldSession]:
+    if trend.multi_sample:
+        in_tx = [h for h in trend.persistent_in_tx if h.age_seconds >= LEAK_MIN_AGE_SECONDS]
+        idle = [h for h in trend.persistent_idle if h.age_seconds >= LEAK_MIN_AGE_SECONDS]
+    else:
+        in_tx = [h for h in trend.idle_in_tx if h.age_seconds >= LEAK_SINGLE_SAMPLE_AGE_SECONDS]
+        idle = []
+    # Plainly idle backends look the same whether checked in or leaked: count only as many as
+    # the pool says are checked out beyond what is running or in a transaction.
+    if idle and pool.checked_out_now is not None and pool.full_now:
+        unexplained = pool.checked_out_now - len(trend.active) - len(trend.idle_in_tx)
+        idle = idle[: max(0, unexplained)]
+    else:
+        idle = []
+    return sorted(in_tx + idle, key=lambda h: -h.age_seconds)
+
+
+def leak_signature(evidence: Evidence) -> LeakSignature | None:
+    pool = pool_signal(evidence)
+    timeouts = log_signal(
+        evidence, LogEvent.POOL_TIMEOUT, LogEvent.PSYCOPG_POOL_TIMEOUT, LogEvent.PSYCOPG_POOL_QUEUE_FULL
+    )
+    gc = log_signal(evidence, LogEvent.GC_CLEANUP)
+    trend = session_trend(evidence)
+    stuck = _stuck_sessions(trend, pool) if trend is not None else []
+    holder_rows = group_holders(pool.holders, LEAK_MIN_AGE_SECONDS)
+    reasons: list[str] = []
+    confidence = 0.0
+    if stuck and trend is not None:
+        confidence = 0.55 if trend.multi_sample else 0.35
+        in_tx = sum(1 for h in stuck if h.backend.state != "idle")
+        kind = "idle in transaction" if in_tx == len(stuck) else "idle or idle in transaction"
+        same = (
+            f"same xact_start/state_change in all {trend.samples} samples"
+            if trend.multi_sample
+            else "single sample"
+        )
+        reasons.append(
+            f"{len(stuck)} backends of {trend.app.label} {kind}, {describe_oldest(stuck)}, {same}"
+        )
+    if holder_rows:
+        confidence = max(confidence, 0.45) + 0.2
+        reasons.append(f"pool holders older than {fmt_duration(LEAK_MIN_AGE_SECONDS)}: "
+                       f"{describe_holders(holder_rows)}")
+    if gc.current:
+        confidence = max(confidence, 0.5) + 0.2
+        reasons.append(gc.describe("garbage-collector cleanups of non-checked-in connections"))
+    if confidence == 0.0:
+        if gc.seen:
+            return LeakSignature(
+                0.3 * gc.weight, (gc.describe("garbage-collector connection cleanups"),), (),
+                (), pool, timeouts, gc, trend, current=False,
+            )
+        return None
+    series = [
+        [c for s in instance.samples if (c := sample_checked_out(s)) is not None]
+        for instance in pool.instances
+    ]
+    if pool.full_always and pool.samples >= 2:
+        confidence += 0.15
+        reasons.append(f"pool at capacity in all {pool.samples} samples")
+    elif any(ratchets(values) for values in series):
+        confidence += 0.15
+        reasons.append("checked_out ratchets up between samples")
+    if timeouts.current:
+        confidence += 0.05
+        reasons.append(timeouts.describe("pool timeouts (3o7r)"))
+    signature = LeakSignature(
+        min(confidence, 0.97), tuple(reasons), tuple(stuck), tuple(holder_rows), pool,
+        timeouts, gc, trend, current=True,
+    )
+    deadlock = deadlock_signature(evidence, pool, timeouts, trend)
+    if deadlock is not None and deadlock.confidence >= signature.confidence * DEADLOCK_DISCOUNT:
+        return LeakSignature(
+            signature.confidence * DEADLOCK_DISCOUNT, signature.reasons, signature.stuck,
+            signature.holder_rows, pool, timeouts, gc, trend, current=True,
+            extra={"discounted_for": "threadpool-deadlock signature"},
+        )
+    return signature
+
+
+def leak_severity(signature: LeakSignature) -> Severity:
+    if not signature.current:
+        return Severity.INFO
+    if signature.pool.full_now or signature.timeouts.current or signature.pool.waiting_now:
+        return Severity.CRITICAL
+    return Severity.WARNING
+
+
+def leak_evidence(signature: LeakSignature) -> dict[str, Any]:
+    facts: dict[str, Any] = {
+        "pool": signature.pool.as_evidence(),
+        "stuck_backends": sessions_evidence(signature.stuck),
+        "stuck_pids": [h.pid for h in signature.stuck],
+        "holders": list(signature.holder_rows),
+        "pool_timeouts": signature.timeouts.as_evidence(),
+        "gc_cleanups": signature.gc.as_evidence(),
+        **signature.extra,
+    }
+    if signature.trend is not None:
+        facts["app"] = signature.trend.app.as_evidence()
+        facts["samples"] = signature.trend.samples
+    return facts
+
+
+def leak_remediation(evidence: Evidence, signature: LeakSignature) -> list[str]:
+    steps: list[str] = []
+    if signature.holder_rows:
+        top = signature.holder_rows[0]
+        steps.append(
+            f"Fix the code path that keeps connections: {top['origin']} holds {top['count']} "
+            f"for up to {fmt_duration(top['oldest_seconds'])}; use `with Session(engine) as "
+            "session:` / `async with` so every exit path returns the connection"
+        )
+    else:
+        steps.append(
+            "Find the code path: log pool checkout/checkin events with a stack origin "
+            "(SQLAlchemy `checkout`/`checkin` events) and close every session with `with`/`async "
+            "with`"
+        )
+    pids = [h.pid for h in signature.stuck]
+    if pids:
+        steps.append(f"Free the leaked backends now: {backend_calls('pg_terminate_backend', pids)}")
+    trend = signature.trend
+    current = setting_seconds(evidence.postgres, "idle_in_transaction_session_timeout")
+    if trend is not None and not current:
+        stuck_pids = set(pids)
+        legitimate = [h.age_seconds for h in trend.idle_in_tx if h.pid not in stuck_pids]
+        seconds = idle_tx_timeout_suggestion(legitimate)
+        steps.append(
+            "Backstop: " + alter_role(trend.app.usename or _role(trend), "idle_in_transaction_"
+                                      "session_timeout", seconds)
+            + f" (longest legitimate idle-in-transaction seen: "
+            f"{fmt_duration(max(legitimate, default=0.0))})"
+        )
+    return steps
+
+
+def _role(trend: SessionTrend) -> str | None:
+    for backend in trend.latest:
+        if backend.usename:
+            return backend.usename
+    return None
+
+
+def cancellation_hints(evidence: Evidence, signature: LeakSignature) -> list[str]:
+    """Why the leak looks tied to cancelled async work; empty when nothing says so."""
+    hints: list[str] = []
+    eof = log_signal(evidence, LogEvent.CLIENT_EOF_IN_TRANSACTION)
+    if eof.current:
+        hints.append(eof.describe("client disconnects with an open transaction"))
+    if examples_mention(signature.gc, *ASYNC_MARKERS):
+        hints.append("the garbage collector cleans up async driver connections")
+    async_holders = [
+        row for row in signature.holder_rows
+        if any(m in str(row["origin"]).lower() for m in ASYNC_MARKERS)
+    ]
+    if async_holders:
+        hints.append(f"{sum(r['count'] for r in async_holders)} held connections come from "
+                     f"async code ({async_holders[0]['origin']})")
+    return hints
+
+
+
+def check(evidence: Evidence) -> list[Finding]:
+    signature = leak_signature(evidence)
+    if signature is None:
+        return []
+    confidence = signature.confidence
+    if cancellation_hints(evidence, signature):
+        confidence *= CANCELLATION_DISCOUNT
+    label = app_label(evidence)
+    summary = "; ".join(signature.reasons)
+    if signature.pool.has_data:
+        summary = f"{signature.pool.describe()}; {summary}"
+    title = (
+        "Connection leak: connections are checked out and never returned"
+        if signature.current
+        else "Past connection leak warnings (history)"
+    )
+    return [
+        Finding(
+            id=f"{CHECK}:{label}",
+            check=CHECK,
+            severity=leak_severity(signature),
+            confidence=round(confidence, 2),
+            title=title,
+            summary=summary,
+            runbook=RUNBOOK,
+            evidence=leak_evidence(signature),
+            remediation=tuple(leak_remediation(evidence, signature)),
+        )
+    ]

@@ -1,0 +1,40 @@
+"""fork-shared-engine: pooled sockets inherited across fork corrupt each other's protocol."""
+
+from __future__ import annotations
+
+from pooldoctor.checks.common import app_label, log_finding
+from pooldoctor.checks.signals import log_signal, pool_signal
+from pooldoctor.evidence import Evidence, LogEvent
+from pooldoctor.findings import Finding, Severity
+
+CHECK = "fork-shared-engine"
+EXHAUSTED_DISCOUNT = 0.6  # SSL errors during pool exhaustion are more likely a side effect
+
+
+def check(evidence: Evidence) -> list[Finding]:
+    signal = log_signal(evidence, LogEvent.SSL_ERROR)
+    pool = pool_signal(evidence)
+    confidence = 0.55
+    reasons = ["intermittent protocol/SSL errors are what two processes sharing one pooled "
+               "socket produce (gunicorn --preload, Celery prefork)"]
+    if pool.full_now:
+        confidence *= EXHAUSTED_DISCOUNT
+        reasons.append("the pool is also exhausted, which this failure mode does not cause")
+    elif pool.has_data:
+        reasons.append("the pool is not exhausted")
+    finding = log_finding(
+        check=CHECK,
+        label=app_label(evidence),
+        signal=signal,
+        what="SSL/protocol errors (bad record mac, SSL SYSCALL EOF, consuming input failed)",
+        title="Connections shared across fork: workers inherit the parent's pooled sockets",
+        severity=Severity.WARNING,
+        confidence=confidence,
+        reasons=reasons,
+        remediation=(
+            "Call engine.dispose(close=False) in the worker initializer (gunicorn post_fork, "
+            "Celery worker_process_init); SQLAlchemy >= 1.4.33",
+            "Or create the engine after fork (no --preload), or use NullPool in forking workers",
+        ),
+    )
+    return [finding] if finding else []

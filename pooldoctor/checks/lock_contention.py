@@ -1,0 +1,217 @@
+"""lock-contention: the app's sessions queue behind a lock holder; name the root blocker."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pooldoctor.checks.common import alter_role, app_label, backend_calls
+from pooldoctor.checks.pool_exhausted import POOL_TIMEOUT_EVENTS
+from pooldoctor.checks.sessions import preview
+from pooldoctor.checks.signals import (
+    IDLE_IN_TRANSACTION,
+    MAX_LISTED,
+    AppIdentity,
+    client_backends,
+    fmt_duration,
+    identify_app,
+    is_maintenance,
+    log_signal,
+    pool_signal,
+    seconds_between,
+)
+from pooldoctor.evidence import ActivitySample, Backend, Evidence, LogEvent
+from pooldoctor.findings import Finding, Severity
+
+CHECK = "lock-contention"
+RUNBOOK = "lock-contention"
+LOCK_WAIT_MIN_SECONDS = 1.0  # shorter waits are ordinary row-lock queuing, not contention
+LOCK_CRITICAL_WAITERS = 3  # this many app sessions stuck behind one lock stalls the pool
+PREPARED_XACT_PID = 0  # pg_blocking_pids reports 0 for a prepared transaction
+SUGGESTED_LOCK_TIMEOUT = 5  # seconds: DDL and maintenance give up instead of queueing the app
+
+
+def _waiters(sample: ActivitySample) -> list[Backend]:
+    return [
+        b
+        for b in client_backends(sample)
+        if b.wait_event_type == "Lock"
+        and b.blocking_pids
+        and (seconds_between(sample.at, b.state_change or b.query_start) or 0.0)
+        >= LOCK_WAIT_MIN_SECONDS
+    ]
+
+
+def _roots(sample: ActivitySample, waiters: list[Backend]) -> dict[int, list[int]]:
+    """Root blocker pid -> waiter pids: follow blocking_pids to sessions not blocked themselves."""
+    by_pid = {b.pid: b for b in sample.backends}
+    roots: dict[int, list[int]] = {}
+    for waiter in waiters:
+        stack, seen = list(waiter.blocking_pids), {waiter.pid}
+        while stack:
+            pid = stack.pop()
+            if pid in seen:
+                continue
+            seen.add(pid)
+            blocker = by_pid.get(pid)
+            if blocker is not None and blocker.wait_event_type == "Lock" and blocker.blocking_pids:
+                stack.extend(blocker.blocking_pids)
+            else:
+                roots.setdefault(pid, []).append(waiter.pid)
+    return roots
+
+
+def _describe_root(pid: int, sample: ActivitySample, app: AppIdentity | None) -> dict[str, Any]:
+    if pid == PREPARED_XACT_PID:
+        return {"pid": 0, "kind": "prepared transaction"}
+    blocker = next((b for b in sample.backends if b.pid == pid), None)
+    if blocker is None:
+        return {"pid": pid, "kind": "not visible to pooldoctor's role"}
+    owner = "the app" if app is not None and app.matches(blocker) else (
+        "maintenance" if is_maintenance(blocker) else "another client"
+    )
+    return {
+        "pid": pid,
+        "kind": owner,
+        "application_name": blocker.application_name,
+        "usename": blocker.usename,
+        "state": blocker.state,
+        "xact_seconds": seconds_between(sample.at, blocker.xact_start),
+        "query": preview(blocker.query),
+    }
+
+
+def _root_text(root: dict[str, Any], waiters: int) -> str:
+    if root["pid"] == PREPARED_XACT_PID:
+        return f"a prepared transaction blocks {waiters}"
+    if "state" not in root:
+        return f"pid {root['pid']} ({root['kind']}) blocks {waiters}"
+    age = root["xact_seconds"]
+    held = f" for {fmt_duration(age)}" if age is not None else ""
+    return (
+        f"root blocker pid {root['pid']} ('{root['application_name'] or ''}', role "
+        f"{root['usename']}, {root['kind']}, {root['state']}{held}: {root['query']}) blocks "
+        f"{waiters}"
+    )
+
+
+def _root_remedy(root: dict[str, Any]) -> str:
+    pid = root["pid"]
+    if pid == PREPARED_XACT_PID:
+        return "SELECT gid, prepared, owner FROM pg_prepared_xacts; then ROLLBACK PREPARED '<gid>';"
+    if root.get("state") in IDLE_IN_TRANSACTION:
+        return f"Release the lock (idle in transaction: cancel has no effect): {backend_calls('pg_terminate_backend', [pid])}"
+    return (
+        f"Release the lock: {backend_calls('pg_cancel_backend', [pid])} and if it persists "
+        f"{backend_calls('pg_terminate_backend', [pid])}"
+    )
+
+
+def check(evidence: Evidence) -> list[Finding]:
+    pg = evidence.postgres
+    logs = log_signal(evidence, LogEvent.LOCK_TIMEOUT, LogEvent.DEADLOCK, LogEvent.LOCK_WAIT)
+    app = identify_app(pg)
+    label = app_label(evidence)
+    pool = pool_signal(evidence)
+    timeouts = log_signal(evidence, *POOL_TIMEOUT_EVENTS)
+    samples = pg.samples if pg is not None else ()
+    with_waiters = [(s, w) for s in samples if (w := _waiters(s))]
+    if not with_waiters:
+        if logs.current:
+            return [_logs_only(label, logs.describe("lock timeouts/deadlocks/lock waits"), logs)]
+        if logs.seen:
+            finding = _logs_only(label, logs.describe("lock timeouts/deadlocks/lock waits"), logs)
+            return [_as_history(finding, logs.weight)]
+        return []
+    sample, waiters = with_waiters[-1]
+    app_waiters = [w for w in waiters if app is None or app.matches(w)]
+    roots = _roots(sample, waiters)
+    ranked = sorted(roots.items(), key=lambda item: -len(item[1]))
+    root_facts = [_describe_root(pid, sample, app) | {"waiters": len(w)} for pid, w in ranked]
+    persistent = [
+        pid for pid, _ in ranked if sum(pid in _roots(s, w) for s, w in with_waiters) >= 2
+    ]
+    longest = max(seconds_between(sample.at, w.state_change or w.query_start) or 0.0 for w in waiters)
+    whose = app.label if app is not None else "clients"
+    reasons = [
+        f"{len(app_waiters)} backends of {whose} wait on locks ({len(waiters)} in all, longest "
+        f"{fmt_duration(longest)})",
+        *(_root_text(root, root["waiters"]) for root in root_facts[:3]),
+    ]
+    confidence = 0.6
+    if persistent:
+        confidence += 0.15
+        reasons.append(f"same root blocker in {len(with_waiters)}/{len(samples)} samples")
+    if sample is not samples[-1]:
+        confidence -= 0.2
+        reasons.append("no lock waits in the latest sample: the queue has drained")
+    if logs.current:
+        confidence += 0.1
+        reasons.append(logs.describe("lock timeouts/deadlocks/lock waits"))
+    if pool.full_now:
+        confidence += 0.1
+    current = sample is samples[-1]
+    critical = current and (len(app_waiters) >= LOCK_CRITICAL_WAITERS or pool.full_now
+                            or timeouts.current)
+    if not app_waiters:
+        confidence -= 0.25
+    severity = Severity.CRITICAL if critical and app_waiters else Severity.WARNING
+    steps = [_root_remedy(root) for root in root_facts[:3]]
+    blocker_roles = {root.get("usename") for root in root_facts if root.get("usename")}
+    steps.extend(
+        f"Make {role}'s DDL/maintenance give up instead of queueing the app: "
+        + alter_role(role, "lock_timeout", SUGGESTED_LOCK_TIMEOUT)
+        for role in sorted(r for r in blocker_roles if isinstance(r, str))
+    )
+    steps.append("Keep transactions short; never leave a session idle in transaction holding locks")
+    return [
+        Finding(
+            id=f"{CHECK}:{label}",
+            check=CHECK,
+            severity=severity,
+            confidence=round(max(0.1, min(confidence, 0.95)), 2),
+            title="Lock contention: the app's sessions queue behind a lock holder",
+            summary="; ".join(reasons),
+            runbook=RUNBOOK,
+            evidence={
+                "root_blockers": root_facts[:MAX_LISTED],
+                "waiting_pids": [w.pid for w in waiters][:MAX_LISTED * 3],
+                "app_waiting": len(app_waiters),
+                "longest_wait_seconds": round(longest, 1),
+                "app": app.as_evidence() if app is not None else None,
+                "log": logs.as_evidence(),
+            },
+            remediation=tuple(steps),
+        )
+    ]
+
+
+def _logs_only(label: str, description: str, logs: object) -> Finding:
+    from pooldoctor.checks.signals import LogSignal
+
+    assert isinstance(logs, LogSignal)
+    return Finding(
+        id=f"{CHECK}:{label}",
+        check=CHECK,
+        severity=Severity.WARNING,
+        confidence=0.45,
+        title="Lock contention reported in the logs",
+        summary=description,
+        runbook=RUNBOOK,
+        evidence={"log": logs.as_evidence()},
+        remediation=(
+            "Find the blockers while it happens: SELECT pid, pg_blocking_pids(pid), state, "
+            "query FROM pg_stat_activity WHERE wait_event_type = 'Lock';",
+            f"Set lock_timeout (e.g. '{SUGGESTED_LOCK_TIMEOUT}s') for roles running DDL",
+        ),
+    )
+
+
+def _as_history(finding: Finding, weight: float) -> Finding:
+    from dataclasses import replace
+
+    return replace(
+        finding,
+        severity=Severity.INFO,
+        confidence=round(0.3 * weight, 2),
+        title="Lock contention earlier (history)",
+    )

@@ -1,0 +1,59 @@
+"""pool-exhausted (symptom): the pool is at capacity and/or callers time out waiting for it."""
+
+from __future__ import annotations
+
+from pooldoctor.checks.common import app_label
+from pooldoctor.checks.signals import log_signal, pool_signal
+from pooldoctor.evidence import Evidence, LogEvent
+from pooldoctor.findings import Finding, Role, Severity
+
+CHECK = "pool-exhausted"
+RUNBOOK = "pool-undersized"  # the diagnosis re-points it to the cause ranked first
+HISTORY_CONFIDENCE = 0.3  # an old burst is only context, shown in the timeline
+POOL_TIMEOUT_EVENTS = (
+    LogEvent.POOL_TIMEOUT,
+    LogEvent.PSYCOPG_POOL_TIMEOUT,
+    LogEvent.PSYCOPG_POOL_QUEUE_FULL,
+)
+
+
+def check(evidence: Evidence) -> list[Finding]:
+    pool = pool_signal(evidence)
+    timeouts = log_signal(evidence, *POOL_TIMEOUT_EVENTS)
+    if not pool.full_samples and not timeouts.seen:
+        return []
+    parts: list[str] = []
+    if pool.has_data:
+        parts.append(pool.describe())
+    if timeouts.seen:
+        parts.append(timeouts.describe("pool timeouts (QueuePool 3o7r / psycopg_pool)"))
+    current = pool.full_now or timeouts.current
+    label = app_label(evidence)
+    if not current:
+        severity = Severity.INFO
+        weight = timeouts.weight if timeouts.seen else 0.5
+        confidence = HISTORY_CONFIDENCE * weight
+        title = "Pool exhaustion earlier (history): the pool is not exhausted now"
+    else:
+        corroborated = pool.full_now and (
+            timeouts.current or pool.waiting_now > 0 or (pool.full_always and pool.samples >= 2)
+        )
+        severity = Severity.CRITICAL if corroborated else Severity.WARNING
+        confidence = 0.9 if pool.full_now and timeouts.current else 0.7
+        title = "Pool exhausted: requests wait for a connection"
+    return [
+        Finding(
+            id=f"{CHECK}:{label}",
+            check=CHECK,
+            severity=severity,
+            confidence=round(confidence, 2),
+            title=title,
+            summary="; ".join(parts),
+            runbook=RUNBOOK,
+            role=Role.SYMPTOM,
+            evidence={"pool": pool.as_evidence(), "pool_timeouts": timeouts.as_evidence()},
+            remediation=(
+                "Treat the cause ranked above; a restart frees connections only until it recurs",
+            ),
+        )
+    ]

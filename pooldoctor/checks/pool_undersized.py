@@ -1,0 +1,149 @@
+"""pool-undersized: demand exceeds the pool; it fills with short active queries and recovers."""
+
+from __future__ import annotations
+
+import math
+
+from pooldoctor.checks.common import app_label
+from pooldoctor.checks.pool_exhausted import POOL_TIMEOUT_EVENTS
+from pooldoctor.checks.sessions import session_trend
+from pooldoctor.checks.signals import (
+    MIN_APP_BACKENDS,
+    PoolSignal,
+    Throughput,
+    fmt_duration,
+    log_signal,
+    measure_throughput,
+    pool_signal,
+    seconds_between,
+)
+from pooldoctor.checks.sizing import (
+    HEADROOM,
+    app_processes,
+    budget_remedy,
+    littles_law_size,
+    server_budget,
+    split_pool,
+)
+from pooldoctor.evidence import Evidence
+from pooldoctor.findings import Finding, Severity
+
+CHECK = "pool-undersized"
+RUNBOOK = "pool-undersized"
+SHORT_QUERY_SECONDS = 5.0  # app queries younger than this are ordinary OLTP service times
+BUSY_SHARE = 0.6  # share of app backends running short queries when demand fills the pool
+SHORT_HOLD_SECONDS = 5.0  # checkouts held shorter than this rotate: the pool is not stuck
+UNMEASURED_GROWTH = 1.5  # with nothing measured, grow a saturated pool by half and re-measure
+
+
+def _sizing(evidence: Evidence, pool: PoolSignal, throughput: Throughput | None) -> list[str]:
+    steps: list[str] = []
+    processes = app_processes(evidence) or 1
+    needed = littles_law_size(throughput) if throughput is not None else None
+    if needed is not None and throughput is not None and throughput.hold_seconds is not None:
+        mean = throughput.per_second * throughput.hold_seconds
+        per_process = math.ceil(needed / processes)
+        pool_size, overflow = split_pool(per_process)
+        steps.append(
+            f"Little's law: {throughput.per_second:.1f} checkouts/s x "
+            f"{throughput.hold_seconds * 1000:.0f} ms mean hold = {mean:.1f} connections busy "
+            f"on average (measured from {throughput.measured_from}); with {HEADROOM - 1:.0%} "
+            f"headroom {needed} over {processes} process(es): pool_size={pool_size}, "
+            f"max_overflow={overflow} each"
+        )
+    elif pool.checked_out_now is not None:
+        demand = pool.checked_out_now + pool.waiting_now
+        target = math.ceil(max(demand * HEADROOM, (pool.capacity_now or demand) * UNMEASURED_GROWTH))
+        per_process = math.ceil(target / processes)
+        pool_size, overflow = split_pool(per_process)
+        steps.append(
+            f"Hold time was not measured: observed demand {demand} (checked out + waiting) "
+            f"saturates capacity {pool.capacity_now}; try {target} over {processes} process(es) "
+            f"(pool_size={pool_size}, max_overflow={overflow} each) and measure usage_ms / "
+            "checkout rate to size by Little's law"
+        )
+    else:
+        per_process = None
+    budget = server_budget(evidence, None)
+    if budget is not None and per_process is not None:
+        fit = budget.per_process_fit()
+        if fit is not None and per_process > fit:
+            steps.append(
+                f"That exceeds the server budget ({budget.arithmetic()}); "
+                + (budget_remedy(budget) or "")
+                + "; or cut concurrency / add PgBouncer"
+            )
+    steps.append("Never set max_overflow=-1: exhaustion then moves to the server")
+    return steps
+
+
+def check(evidence: Evidence) -> list[Finding]:
+    pool = pool_signal(evidence)
+    timeouts = log_signal(evidence, *POOL_TIMEOUT_EVENTS)
+    if not (pool.full_samples or timeouts.current):
+        return []
+    trend = session_trend(evidence)
+    throughput = measure_throughput(evidence)
+    reasons: list[str] = []
+    confidence = 0.0
+    if trend is not None and len(trend.latest) >= MIN_APP_BACKENDS:
+        busy = [
+            b
+            for b in trend.active
+            if b.wait_event_type != "Lock"
+            and (age := seconds_between(trend.latest_at, b.query_start)) is not None
+            and age < SHORT_QUERY_SECONDS
+        ]
+        share = len(busy) / len(trend.latest)
+        if share < BUSY_SHARE:
+            return []
+        confidence = 0.6
+        reasons.append(
+            f"{len(busy)}/{len(trend.latest)} backends of {trend.app.label} run short queries "
+            f"(< {fmt_duration(SHORT_QUERY_SECONDS)}), no old transaction holds the pool"
+        )
+    holders = pool.holders
+    if holders and max(h.age_seconds for h in holders) < SHORT_HOLD_SECONDS:
+        confidence = max(confidence, 0.45) + 0.05
+        reasons.append(f"all {len(holders)} checkouts younger than {fmt_duration(SHORT_HOLD_SECONDS)}")
+    if throughput is not None and throughput.hold_seconds is not None:
+        if throughput.hold_seconds >= SHORT_HOLD_SECONDS:
+            return []
+        confidence = max(confidence, 0.5)
+        reasons.append(
+            f"mean hold {throughput.hold_seconds * 1000:.0f} ms at "
+            f"{throughput.per_second:.1f} checkouts/s"
+        )
+    if confidence == 0.0:
+        return []
+    if pool.recovers:
+        confidence += 0.1
+        reasons.append(f"the pool drains between peaks ({pool.full_samples}/{pool.samples} "
+                       "samples at capacity)")
+    if timeouts.current:
+        confidence += 0.1
+        reasons.append(timeouts.describe("pool timeouts (3o7r)"))
+    severity = Severity.CRITICAL if pool.full_now and timeouts.current else Severity.WARNING
+    summary = "; ".join(([pool.describe()] if pool.has_data else []) + reasons)
+    facts = {"pool": pool.as_evidence(), "pool_timeouts": timeouts.as_evidence()}
+    if throughput is not None:
+        facts["throughput"] = {
+            "checkouts_per_second": round(throughput.per_second, 3),
+            "mean_hold_seconds": throughput.hold_seconds,
+            "measured_from": throughput.measured_from,
+        }
+    if trend is not None:
+        facts["app"] = trend.app.as_evidence()
+    return [
+        Finding(
+            id=f"{CHECK}:{app_label(evidence)}",
+            check=CHECK,
+            severity=severity,
+            confidence=round(min(confidence, 0.95), 2),
+            title="Pool undersized: demand exceeds pool_size + max_overflow",
+            summary=summary,
+            runbook=RUNBOOK,
+            evidence=facts,
+            remediation=tuple(_sizing(evidence, pool, throughput)),
+        )
+    ]

@@ -1,0 +1,156 @@
+"""Trends of the app's server sessions across pg_stat_activity samples: what persists, what rotates."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from pooldoctor.checks.signals import (
+    ACTIVE,
+    IDLE,
+    IDLE_IN_TRANSACTION,
+    MAX_LISTED,
+    AppIdentity,
+    app_backends,
+    fmt_clock,
+    fmt_duration,
+    identify_app,
+    seconds_between,
+)
+from pooldoctor.evidence import Backend, Evidence
+from pooldoctor.jsonio import format_utc
+
+QUERY_PREVIEW_CHARS = 160  # enough of a query to recognise it in a report
+
+
+@dataclass(frozen=True)
+class HeldSession:
+    """One app backend that sits idle (in transaction or not), at its latest sighting."""
+
+    backend: Backend
+    since: datetime
+    age_seconds: float
+    samples_seen: int
+
+    @property
+    def pid(self) -> int:
+        return self.backend.pid
+
+    def as_evidence(self) -> dict[str, Any]:
+        return {
+            "pid": self.backend.pid,
+            "state": self.backend.state,
+            "since": format_utc(self.since),
+            "age_seconds": round(self.age_seconds, 1),
+            "samples_seen": self.samples_seen,
+            "query": preview(self.backend.query),
+        }
+
+
+def preview(query: str | None) -> str | None:
+    if query is None:
+        return None
+    flat = " ".join(query.split())
+    return flat if len(flat) <= QUERY_PREVIEW_CHARS else flat[: QUERY_PREVIEW_CHARS - 1] + "…"
+
+
+@dataclass(frozen=True)
+class SessionTrend:
+    """The app's backends over the samples (latest sample last)."""
+
+    app: AppIdentity
+    samples: int
+    span_seconds: float
+    latest: tuple[Backend, ...]
+    latest_at: datetime
+    idle_in_tx: tuple[HeldSession, ...]  # latest sample, oldest first
+    idle: tuple[HeldSession, ...]  # latest sample, not in a transaction, oldest first
+    persistent_in_tx: tuple[HeldSession, ...]  # same pid and xact_start in every sample
+    persistent_idle: tuple[HeldSession, ...]  # same pid and state_change in every sample
+    rotated_in_tx: int  # (pid, xact_start) pairs seen in some samples but not all
+    in_tx_per_sample: tuple[int, ...]
+
+    @property
+    def active(self) -> list[Backend]:
+        return [b for b in self.latest if b.state == ACTIVE]
+
+    @property
+    def multi_sample(self) -> bool:
+        return self.samples >= 2
+
+    def max_app_backends(self) -> int:
+        return len(self.latest)
+
+
+def _held(backend: Backend, at: datetime, in_tx: bool, seen: int) -> HeldSession | None:
+    since = backend.xact_start if in_tx else backend.state_change
+    age = seconds_between(at, since)
+    if since is None or age is None:
+        return None
+    return HeldSession(backend, since, age, seen)
+
+
+def session_trend(evidence: Evidence) -> SessionTrend | None:
+    """None when PostgreSQL was not sampled or no app backend could be told apart."""
+    pg = evidence.postgres
+    app = identify_app(pg)
+    if pg is None or app is None:
+        return None
+    samples = pg.samples
+    per_sample_in_tx: list[set[tuple[int, datetime | None]]] = []
+    per_sample_idle: list[set[tuple[int, datetime | None]]] = []
+    for sample in samples:
+        backends = app_backends(sample, app)
+        per_sample_in_tx.append(
+            {(b.pid, b.xact_start) for b in backends if b.state in IDLE_IN_TRANSACTION}
+        )
+        per_sample_idle.append({(b.pid, b.state_change) for b in backends if b.state == IDLE})
+    last = samples[-1]
+    latest = app_backends(last, app)
+    seen_in_tx = {key: sum(key in s for s in per_sample_in_tx) for key in set().union(*per_sample_in_tx)}
+    seen_idle = {key: sum(key in s for s in per_sample_idle) for key in per_sample_idle[-1]}
+    idle_in_tx: list[HeldSession] = []
+    idle: list[HeldSession] = []
+    for backend in latest:
+        if backend.state in IDLE_IN_TRANSACTION:
+            held = _held(backend, last.at, True, seen_in_tx.get((backend.pid, backend.xact_start), 1))
+            if held:
+                idle_in_tx.append(held)
+        elif backend.state == IDLE:
+            held = _held(backend, last.at, False, seen_idle.get((backend.pid, backend.state_change), 1))
+            if held:
+                idle.append(held)
+    count = len(samples)
+    idle_in_tx.sort(key=lambda h: -h.age_seconds)
+    idle.sort(key=lambda h: -h.age_seconds)
+    return SessionTrend(
+        app=app,
+        samples=count,
+        span_seconds=(last.at - samples[0].at).total_seconds(),
+        latest=tuple(latest),
+        latest_at=last.at,
+        idle_in_tx=tuple(idle_in_tx),
+        idle=tuple(idle),
+        persistent_in_tx=tuple(h for h in idle_in_tx if count >= 2 and h.samples_seen == count),
+        persistent_idle=tuple(h for h in idle if count >= 2 and h.samples_seen == count),
+        rotated_in_tx=sum(1 for seen in seen_in_tx.values() if seen < count),
+        in_tx_per_sample=tuple(len(s) for s in per_sample_in_tx),
+    )
+
+
+def describe_oldest(sessions: tuple[HeldSession, ...] | list[HeldSession]) -> str:
+    """'oldest pid 4242 since 09:15:23Z (14m37s)'."""
+    oldest = sessions[0]
+    return f"oldest pid {oldest.pid} since {fmt_clock(oldest.since)} ({fmt_duration(oldest.age_seconds)})"
+
+
+def sessions_evidence(sessions: tuple[HeldSession, ...] | list[HeldSession]) -> list[dict[str, Any]]:
+    return [s.as_evidence() for s in sessions[:MAX_LISTED]]
+
+
+def ratchets(values: list[int]) -> bool:
+    """Never decreases and ends higher than it started."""
+    return len(values) >= 2 and all(b >= a for a, b in zip(values, values[1:], strict=False)) and (
+        values[-1] > values[0]
+    )

@@ -1,0 +1,165 @@
+"""Remediation arithmetic: Little's law pool sizes and the server's connection budget."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+from pooldoctor.checks.signals import (
+    AppIdentity,
+    Throughput,
+    describe_sessions,
+    other_clients,
+    sample_capacity,
+    setting_int,
+)
+from pooldoctor.evidence import Evidence
+
+HEADROOM = 1.3  # 30% above the Little's-law mean absorbs bursts without over-reserving slots
+POOL_SHARE = 2 / 3  # of a per-process budget kept open as pool_size; the rest is max_overflow
+DEFAULT_SUPERUSER_RESERVED = 3  # PostgreSQL's default superuser_reserved_connections
+
+
+def littles_law_size(throughput: Throughput) -> int | None:
+    """Connections needed = checkouts/s x mean hold time, plus headroom; None if hold unknown."""
+    if throughput.hold_seconds is None or throughput.per_second <= 0:
+        return None
+    return max(1, math.ceil(throughput.per_second * throughput.hold_seconds * HEADROOM))
+
+
+def split_pool(total: int) -> tuple[int, int]:
+    """Split a per-process connection budget into (pool_size, max_overflow)."""
+    if total <= 1:
+        return max(total, 1), 0
+    pool_size = max(1, math.ceil(total * POOL_SHARE))
+    return pool_size, total - pool_size
+
+
+@dataclass(frozen=True)
+class ServerBudget:
+    """Connection slots the app may use: max_connections minus reserved minus other clients."""
+
+    max_connections: int
+    superuser_reserved: int
+    reserved: int
+    other_clients: int
+    processes: int | None
+    per_process: int | None
+    per_process_source: str
+    other_sessions: tuple[dict[str, Any], ...]
+
+    @property
+    def available(self) -> int:
+        return max(
+            0, self.max_connections - self.superuser_reserved - self.reserved - self.other_clients
+        )
+
+    @property
+    def demand(self) -> int | None:
+        if self.processes is None or self.per_process is None:
+            return None
+        return self.processes * self.per_process
+
+    @property
+    def fits(self) -> bool | None:
+        return None if self.demand is None else self.demand <= self.available
+
+    def per_process_fit(self) -> int | None:
+        if not self.processes:
+            return None
+        return self.available // self.processes
+
+    def arithmetic(self) -> str:
+        """'16 workers x (20+10) = 480 > 97 available (100 max_connections - 3 reserved ...)'."""
+        parts = [f"{self.max_connections} max_connections", f"{self.superuser_reserved} superuser"]
+        if self.reserved:
+            parts.append(f"{self.reserved} reserved")
+        parts.append(f"{self.other_clients} other clients")
+        budget = f"{self.available} available ({' - '.join(parts)})"
+        if self.demand is None:
+            return budget
+        relation = "<=" if self.fits else ">"
+        return (
+            f"{self.processes} processes x {self.per_process_source} = {self.demand} "
+            f"{relation} {budget}"
+        )
+
+    def as_evidence(self) -> dict[str, Any]:
+        return {
+            "max_connections": self.max_connections,
+            "superuser_reserved_connections": self.superuser_reserved,
+            "reserved_connections": self.reserved,
+            "other_clients": self.other_clients,
+            "other_sessions": list(self.other_sessions),
+            "available": self.available,
+            "processes": self.processes,
+            "per_process": self.per_process,
+            "demand": self.demand,
+            "per_process_fit": self.per_process_fit(),
+        }
+
+
+def app_processes(evidence: Evidence) -> int | None:
+    """Processes holding pools: WORKERS/--workers, or at least one per sampled pool endpoint."""
+    configured = evidence.config.workers if evidence.config else None
+    endpoints = len(evidence.pools)
+    if configured is None and not endpoints:
+        return None
+    return max(configured or 0, endpoints)
+
+
+def per_process_pool(evidence: Evidence) -> tuple[int | None, str]:
+    """(pool_size + max_overflow, how it reads) from the config, else from pool samples."""
+    config = evidence.config
+    if config is not None and config.pool_size is not None:
+        overflow = config.max_overflow if config.max_overflow is not None else 10
+        if overflow < 0:
+            return None, f"({config.pool_size}+unbounded overflow)"
+        return config.pool_size + overflow, f"({config.pool_size}+{overflow})"
+    capacities = [
+        cap for i in evidence.pools if i.samples if (cap := sample_capacity(i.samples[-1]))
+    ]
+    if capacities:
+        sample = next(i.samples[-1] for i in evidence.pools if i.samples)
+        if sample.size is not None and sample.max_overflow is not None:
+            return max(capacities), f"({sample.size}+{sample.max_overflow})"
+        return max(capacities), f"({max(capacities)})"
+    return None, "(unknown pool)"
+
+
+def server_budget(evidence: Evidence, app: AppIdentity | None) -> ServerBudget | None:
+    pg = evidence.postgres
+    max_connections = setting_int(pg, "max_connections")
+    if pg is None or max_connections is None:
+        return None
+    superuser = setting_int(pg, "superuser_reserved_connections")
+    others = other_clients(pg.samples[-1], app) if pg.samples else []
+    per_process, source = per_process_pool(evidence)
+    return ServerBudget(
+        max_connections=max_connections,
+        superuser_reserved=DEFAULT_SUPERUSER_RESERVED if superuser is None else superuser,
+        reserved=setting_int(pg, "reserved_connections") or 0,
+        other_clients=len(others),
+        processes=app_processes(evidence),
+        per_process=per_process,
+        per_process_source=source,
+        other_sessions=tuple(describe_sessions(others)),
+    )
+
+
+def budget_remedy(budget: ServerBudget) -> str | None:
+    """'per process at most 6 connections: pool_size=4, max_overflow=2 (97 // 16)'."""
+    fit = budget.per_process_fit()
+    if fit is None:
+        return None
+    if fit < 1:
+        return (
+            f"{budget.available} slots cannot give {budget.processes} processes one connection "
+            "each: put PgBouncer (transaction mode) in front or use NullPool behind a proxy"
+        )
+    pool_size, overflow = split_pool(fit)
+    return (
+        f"per-process pool that fits the server: floor({budget.available} / {budget.processes}) "
+        f"= {fit} -> pool_size={pool_size}, max_overflow={overflow}"
+    )

@@ -1,0 +1,203 @@
+"""Recognise the timestamp (and the log flavor) at the start of one log line."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta, timezone, tzinfo
+
+MONTHS: dict[bytes, int] = {
+    name: number
+    for number, name in enumerate(
+        (b"Jan", b"Feb", b"Mar", b"Apr", b"May", b"Jun")
+        + (b"Jul", b"Aug", b"Sep", b"Oct", b"Nov", b"Dec"),
+        start=1,
+    )
+}
+
+# Zone abbreviations PostgreSQL prints for %t/%m that name a single UTC offset.
+ZONE_OFFSET_MINUTES: dict[str, int] = {
+    "UTC": 0, "GMT": 0, "Z": 0, "WET": 0, "WEST": 60, "CET": 60, "CEST": 120, "MET": 60,
+    "MEST": 120, "EET": 120, "EEST": 180, "MSK": 180, "EST": -300, "EDT": -240, "CDT": -300,
+    "MST": -420, "MDT": -360, "PST": -480, "PDT": -420, "AKST": -540, "AKDT": -480,
+    "HST": -600, "JST": 540, "KST": 540, "HKT": 480, "SGT": 480, "AEST": 600, "AEDT": 660,
+    "ACST": 570, "ACDT": 630, "AWST": 480, "NZST": 720, "NZDT": 780, "BRT": -180,
+    "ART": -180,
+}  # fmt: skip
+# Abbreviations that name several offsets (CST: US central or China; IST: India, Ireland,
+# Israel; ...): the line is read in --log-tz instead and a problem is recorded.
+AMBIGUOUS_ZONES = frozenset({"CST", "IST", "BST", "AST", "ADT", "ECT", "PKT", "SST", "GST"})
+
+EPOCH_MILLIS_THRESHOLD = 100_000_000_000  # epoch numbers above this are milliseconds (> 1973)
+
+_ISO = re.compile(
+    rb"(\d{4})-(\d\d)-(\d\d)[T ](\d\d):(\d\d):(\d\d)(?:([.,])(\d{1,9}))?"
+    rb"(?:(Z)|[ ]?([+-]\d\d(?::?\d\d)?)(?![\d:])|[ ]([A-Z]{1,5})(?![\w]))?"
+)
+_GUNICORN = re.compile(
+    rb"\[(\d{4})-(\d\d)-(\d\d) (\d\d):(\d\d):(\d\d)(?:[.,]\d+)? ([+-]\d\d:?\d\d)\]"
+)
+_ACCESS = re.compile(rb"\[(\d\d)/([A-Z][a-z]{2})/(\d{4}):(\d\d):(\d\d):(\d\d) ([+-]\d\d:?\d\d)\]")
+_SYSLOG = re.compile(rb"([A-Z][a-z]{2}) {1,2}(\d{1,2}) (\d\d):(\d\d):(\d\d)(?![\d])")
+_JSON_TIME = re.compile(
+    rb'"(?:ts|time|timestamp|@timestamp)"\s*:\s*(?:"([^"]{1,64})"|(\d{9,17}(?:\.\d+)?))'
+)
+_PG_SEVERITY = re.compile(
+    rb"\b(?:LOG|ERROR|FATAL|PANIC|WARNING|NOTICE|DETAIL|HINT|STATEMENT|CONTEXT|INFO|QUERY"
+    rb"|LOCATION|DEBUG[1-5]?):  "
+)
+_LEVEL_WORD = re.compile(rb"\b(?:DEBUG|INFO|WARNING|WARN|ERROR|CRITICAL|FATAL|EXCEPTION)\b")
+_ACCESS_REQUEST = re.compile(rb'"[A-Z]{3,7} [^"]* HTTP/[\d.]+" \d{3}\b')
+ACCESS_SEARCH_BYTES = 200  # an access-log timestamp follows host, ident and user fields
+
+
+@dataclass(frozen=True)
+class Stamp:
+    """A timestamp read from a line (UTC) and the flavor of log the line looks like."""
+
+    moment: datetime
+    flavor: str
+
+
+@dataclass
+class TimestampReader:
+    """Reads line timestamps; naive ones are in `log_tz`, syslog years are inferred.
+
+    `reference` is the latest moment the file can describe (its mtime, or now): a syslog
+    `Dec  5 09:30:01` is the most recent such date not after it.
+    """
+
+    log_tz: tzinfo
+    reference: datetime
+    ambiguous_zones: set[str] = field(default_factory=set)
+
+    def read(self, line: bytes) -> Stamp | None:
+        """The timestamp a line starts with (access logs: in its bracketed field), or None."""
+        if not line:
+            return None
+        first = line[0]
+        if 0x30 <= first <= 0x39:
+            return self._iso_line(line)
+        if first == 0x5B:  # "["
+            return self._gunicorn(line)
+        if first == 0x7B:  # "{"
+            return self._json(line)
+        if 0x41 <= first <= 0x5A:
+            stamp = self._syslog(line)
+            if stamp is not None:
+                return stamp
+        return self._access(line)
+
+    def flavor_without_timestamp(self, line: bytes) -> str | None:
+        """Flavor of a line that carries no timestamp (uvicorn access lines, for one)."""
+        if _ACCESS_REQUEST.search(line, 0, 400):
+            return "access"
+        return None
+
+    def _iso_line(self, line: bytes) -> Stamp | None:
+        match = _ISO.match(line)
+        if match is None:
+            return self._access(line)
+        moment = self._iso_moment(match)
+        if moment is None:
+            return None
+        if _PG_SEVERITY.search(line, match.end(), match.end() + 200):
+            flavor = "postgresql"
+        elif match.group(7) == b"," or _LEVEL_WORD.search(line, match.end(), match.end() + 80):
+            flavor = "python"
+        else:
+            flavor = "unknown"
+        return Stamp(moment, flavor)
+
+    def parse_iso(self, text: bytes) -> datetime | None:
+        """An ISO 8601 timestamp (as in JSON values), in UTC."""
+        match = _ISO.match(text.strip())
+        return self._iso_moment(match) if match else None
+
+    def _iso_moment(self, match: re.Match[bytes]) -> datetime | None:
+        year, month, day, hour, minute, second = (int(match.group(i)) for i in range(1, 7))
+        fraction = match.group(8)
+        micros = int(fraction[:6].ljust(6, b"0")) if fraction else 0
+        zone: tzinfo = self.log_tz
+        if match.group(9):
+            zone = UTC
+        elif match.group(10):
+            zone = _offset_zone(match.group(10))
+        elif match.group(11):
+            name = match.group(11).decode("ascii")
+            if name in ZONE_OFFSET_MINUTES:
+                zone = timezone(timedelta(minutes=ZONE_OFFSET_MINUTES[name]))
+            elif name in AMBIGUOUS_ZONES:
+                self.ambiguous_zones.add(name)
+        return _build(year, month, day, hour, minute, second, micros, zone)
+
+    def _gunicorn(self, line: bytes) -> Stamp | None:
+        match = _GUNICORN.match(line)
+        if match is None:
+            return self._access(line)
+        year, month, day, hour, minute, second = (int(match.group(i)) for i in range(1, 7))
+        moment = _build(year, month, day, hour, minute, second, 0, _offset_zone(match.group(7)))
+        return Stamp(moment, "gunicorn") if moment else None
+
+    def _access(self, line: bytes) -> Stamp | None:
+        match = _ACCESS.search(line, 0, ACCESS_SEARCH_BYTES)
+        if match is None:
+            return None
+        month = MONTHS.get(match.group(2))
+        if month is None:
+            return None
+        day, year, hour, minute, second = (int(match.group(i)) for i in (1, 3, 4, 5, 6))
+        moment = _build(year, month, day, hour, minute, second, 0, _offset_zone(match.group(7)))
+        return Stamp(moment, "access") if moment else None
+
+    def _syslog(self, line: bytes) -> Stamp | None:
+        match = _SYSLOG.match(line)
+        if match is None:
+            return None
+        month = MONTHS.get(match.group(1))
+        if month is None:
+            return None
+        day, hour, minute, second = (int(match.group(i)) for i in range(2, 6))
+        reference = self.reference.astimezone(self.log_tz)
+        for year in (reference.year, reference.year - 1, reference.year - 2, reference.year - 3):
+            moment = _build(year, month, day, hour, minute, second, 0, self.log_tz)
+            if moment is not None and moment <= self.reference:
+                return Stamp(moment, "syslog")
+        return None
+
+    def _json(self, line: bytes) -> Stamp | None:
+        match = _JSON_TIME.search(line, 0, 4096)
+        if match is None:
+            return None
+        if match.group(1) is not None:
+            moment = self.parse_iso(match.group(1))
+        else:
+            moment = _epoch(float(match.group(2)))
+        return Stamp(moment, "json") if moment else None
+
+
+def _offset_zone(text: bytes) -> tzinfo:
+    digits = text[1:].replace(b":", b"")
+    minutes = int(digits[:2]) * 60 + (int(digits[2:4]) if len(digits) >= 4 else 0)
+    if minutes == 0:
+        return UTC
+    return timezone(timedelta(minutes=-minutes if text[:1] == b"-" else minutes))
+
+
+def _build(
+    year: int, month: int, day: int, hour: int, minute: int, second: int, micros: int, zone: tzinfo
+) -> datetime | None:
+    try:
+        moment = datetime(year, month, day, hour, minute, min(second, 59), micros, tzinfo=zone)
+    except ValueError:
+        return None
+    return moment.astimezone(UTC)
+
+
+def _epoch(value: float) -> datetime | None:
+    if value > EPOCH_MILLIS_THRESHOLD:
+        value /= 1000.0
+    try:
+        return datetime.fromtimestamp(value, UTC)
+    except (OverflowError, OSError, ValueError):
+        return None

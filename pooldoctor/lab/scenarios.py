@@ -1,0 +1,398 @@
+"""Real failure-mode situations (cluster + lab app + bounded load), captured as evidence."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC
+from pathlib import Path
+
+import psycopg
+
+from pooldoctor.atomic import write_atomic
+from pooldoctor.collect.session import capture
+from pooldoctor.commands.options import SourceOptions
+from pooldoctor.evidence import Evidence, evidence_to_json
+from pooldoctor.lab.cluster import TempCluster, free_port
+from pooldoctor.lab.load import BackgroundLoad, LoadResult, LoadSpec, run_load
+from pooldoctor.lab.proxy import slow_proxy
+from pooldoctor.lab.webapp import APP_ROLE, HOT_ROW_ID, LabApp, LabConfig, run_lab_app
+
+SAVE_ENV = "POOLDOCTOR_SAVE_SCENARIOS"
+SCENARIO_DATA_DIR = Path("tests/data/scenarios")
+# Capture settings: enough samples to see a trend, short enough to keep each scenario quick.
+SAMPLES = 3
+INTERVAL_SECONDS = 0.75
+CAPTURE_TIMEOUT_SECONDS = 3.0
+# A short pool_timeout makes the 3o7r error appear within a second of saturation.
+FAST_POOL_TIMEOUT = 1.0
+# Hard ceiling on any load request: longer than every deliberate wait below.
+REQUEST_TIMEOUT_SECONDS = 20.0
+# A latency-sensitive API's pool: enough for light traffic.
+HEALTHY_POOL_SIZE = 5
+
+
+@dataclass
+class ScenarioRun:
+    """One reproduced situation: its evidence, plus what the load saw while it was live."""
+
+    mode: str
+    evidence: Evidence
+    load: LoadResult = field(default_factory=LoadResult)
+
+    def merge_load(self, result: LoadResult) -> None:
+        self.load.statuses.update(result.statuses)
+        self.load.elapsed_seconds += result.elapsed_seconds
+
+
+@dataclass
+class _Stage:
+    """A running cluster and lab apps, plus where their files are."""
+
+    workdir: Path
+    cluster: TempCluster
+    apps: list[LabApp]
+
+    def capture(
+        self,
+        config: LabConfig,
+        *,
+        workers: int = 1,
+        samples: int = SAMPLES,
+        interval: float = INTERVAL_SECONDS,
+    ) -> Evidence:
+        """Run the real pooldoctor capture against everything on this stage."""
+        env_file = self.workdir / "app.env"
+        env_file.write_text(config.env_text(workers), encoding="utf-8")
+        options = SourceOptions(
+            pool_status=tuple(app.url("/pool-status") for app in self.apps),
+            dsn=self.cluster.dsn(),
+            logs=(*(str(app.log_path) for app in self.apps), str(self.cluster.logfile)),
+            configs=(str(env_file),),
+            samples=samples,
+            interval=interval,
+            timeout=CAPTURE_TIMEOUT_SECONDS,
+            log_tz=UTC,
+        )
+        return capture(options)
+
+    def cancel_app_queries(self) -> None:
+        """Cancel whatever the app's backends are running, so teardown is quick."""
+        self.cluster.execute(
+            f"SELECT pg_cancel_backend(pid) FROM pg_stat_activity WHERE usename = '{APP_ROLE}'"
+        )
+
+
+@contextmanager
+def _stage(
+    workdir: Path,
+    configs: Sequence[LabConfig],
+    settings: Mapping[str, str] | None = None,
+    port: int | None = None,
+) -> Iterator[_Stage]:
+    workdir.mkdir(parents=True, exist_ok=True)
+    with ExitStack() as stack:
+        cluster = TempCluster(settings=dict(settings or {}), port=port or free_port())
+        stack.enter_context(cluster)
+        apps = [
+            stack.enter_context(
+                run_lab_app(cluster, config, workdir / f"{config.application_name}.log")
+            )
+            for config in configs
+        ]
+        yield _Stage(workdir, cluster, apps)
+
+
+def _spec(paths: Sequence[str], clients: int, seconds: float) -> LoadSpec:
+    return LoadSpec(
+        paths=tuple(paths),
+        clients=clients,
+        max_requests=10_000,
+        max_seconds=seconds,
+        request_timeout=REQUEST_TIMEOUT_SECONDS,
+    )
+
+
+def _saturating(app_name: str, pool_size: int, **overrides: object) -> LabConfig:
+    """A small pool with a short pool_timeout, the shape most incident scenarios share."""
+    return LabConfig(
+        pool_size=pool_size,
+        max_overflow=0,
+        pool_timeout=FAST_POOL_TIMEOUT,
+        application_name=app_name,
+        **overrides,  # type: ignore[arg-type]
+    )
+
+
+# --- the scenarios ---------------------------------------------------------------------------
+
+LEAK_POOL = 3
+LEAK_LOAD_SECONDS = 2.5
+LEAK_PATHS = ("/orders?quantity=2", "/orders?quantity=500", "/orders?quantity=3")
+
+
+def connection_leak(workdir: Path) -> ScenarioRun:
+    """The seed incident: /orders leaks its session on large orders; the pool stays full."""
+    config = _saturating("orders-api", LEAK_POOL)
+    with _stage(workdir, [config]) as stage:
+        (app,) = stage.apps
+        result = run_load(app.url(), _spec(LEAK_PATHS, clients=6, seconds=LEAK_LOAD_SECONDS))
+        # Traffic has stopped, yet the leaked checkouts stay held: that is what capture sees.
+        run = ScenarioRun("connection-leak", stage.capture(config))
+    run.merge_load(result)
+    return run
+
+
+UNDERSIZED_POOL = 2
+UNDERSIZED_QUERY_MS = 250  # short, but not instant: demand (10 × 0.25 s) far exceeds 2 slots
+UNDERSIZED_LOAD_SECONDS = 3.5
+UNDERSIZED_CAPTURE_DELAY = 1.0
+
+
+def pool_undersized(workdir: Path) -> ScenarioRun:
+    """Peak demand of short queries exceeds a 2+0 pool; it recovers when the peak ends."""
+    config = _saturating("catalog-api", UNDERSIZED_POOL)
+    with _stage(workdir, [config]) as stage:
+        (app,) = stage.apps
+        spec = _spec(
+            [f"/work?ms={UNDERSIZED_QUERY_MS}"], clients=10, seconds=UNDERSIZED_LOAD_SECONDS
+        )
+        load = BackgroundLoad(app.url(), spec).start()
+        time.sleep(UNDERSIZED_CAPTURE_DELAY)
+        evidence = stage.capture(config, samples=SAMPLES + 2)
+        result = load.wait()
+    run = ScenarioRun("pool-undersized", evidence)
+    run.merge_load(result)
+    return run
+
+
+SLOW_POOL = 3
+SLOW_QUERY_SECONDS = 12.0
+SLOW_CAPTURE_DELAY = 4.0
+
+
+def slow_queries(workdir: Path) -> ScenarioRun:
+    """/slow runs long pg_sleep queries that hold every pooled connection."""
+    config = _saturating("reports-api", SLOW_POOL)
+    with _stage(workdir, [config]) as stage:
+        (app,) = stage.apps
+        spec = _spec([f"/slow?s={SLOW_QUERY_SECONDS:g}"], clients=5, seconds=SLOW_CAPTURE_DELAY + 3)
+        load = BackgroundLoad(app.url(), spec).start()
+        time.sleep(SLOW_CAPTURE_DELAY)
+        evidence = stage.capture(config)
+        stage.cancel_app_queries()
+        result = load.stop()
+    run = ScenarioRun("slow-queries", evidence)
+    run.merge_load(result)
+    return run
+
+
+LOCK_POOL = 3
+LOCK_CAPTURE_DELAY = 1.5
+LOCK_HOLDER_APP = "nightly-batch"
+
+
+def lock_contention(workdir: Path) -> ScenarioRun:
+    """A batch session holds the hot row's lock, idle in transaction; /locked requests queue."""
+    config = _saturating("inventory-api", LOCK_POOL)
+    with _stage(workdir, [config]) as stage:
+        (app,) = stage.apps
+        holder = psycopg.connect(stage.cluster.dsn(user=APP_ROLE, application_name=LOCK_HOLDER_APP))
+        try:
+            holder.execute(
+                "UPDATE inventory SET stock = stock WHERE id = %s", (HOT_ROW_ID,)
+            )  # opens the transaction and keeps the row lock
+            spec = _spec(["/locked"], clients=5, seconds=LOCK_CAPTURE_DELAY + 4)
+            load = BackgroundLoad(app.url(), spec).start()
+            time.sleep(LOCK_CAPTURE_DELAY)
+            evidence = stage.capture(config)
+        finally:
+            holder.rollback()
+            holder.close()
+        result = load.stop()
+    run = ScenarioRun("lock-contention", evidence)
+    run.merge_load(result)
+    return run
+
+
+IDLE_TX_POOL = 3
+EXTERNAL_CALL_SECONDS = 1.5
+IDLE_TX_CAPTURE_DELAY = 1.0
+
+
+def idle_in_transaction(workdir: Path) -> ScenarioRun:
+    """/external calls a slow API inside its transaction: connections idle in transaction."""
+    config = _saturating("checkout-api", IDLE_TX_POOL)
+    with _stage(workdir, [config]) as stage:
+        (app,) = stage.apps
+        spec = _spec(
+            [f"/external?s={EXTERNAL_CALL_SECONDS:g}"], clients=6, seconds=IDLE_TX_CAPTURE_DELAY + 3
+        )
+        load = BackgroundLoad(app.url(), spec).start()
+        time.sleep(IDLE_TX_CAPTURE_DELAY)
+        evidence = stage.capture(config)
+        result = load.stop()
+    run = ScenarioRun("idle-in-transaction", evidence)
+    run.merge_load(result)
+    return run
+
+
+MAX_CONN_SERVER_SLOTS = 12  # 9 for the app after superuser_reserved_connections = 3
+MAX_CONN_WORKERS = 3
+MAX_CONN_POOL = 4  # 3 workers × 4 = 12 app connections wanted for 9 slots
+MAX_CONN_LOAD_SECONDS = 4.0
+MAX_CONN_CAPTURE_DELAY = 1.5
+
+
+def server_max_connections(workdir: Path) -> ScenarioRun:
+    """Three app workers whose pools together want more connections than the server allows."""
+    configs = [
+        _saturating(f"billing-api-{n}", MAX_CONN_POOL) for n in range(1, MAX_CONN_WORKERS + 1)
+    ]
+    settings = {"max_connections": str(MAX_CONN_SERVER_SLOTS)}
+    with _stage(workdir, configs, settings) as stage:
+        spec = _spec(["/work?ms=200"], clients=MAX_CONN_POOL, seconds=MAX_CONN_LOAD_SECONDS)
+        loads = [BackgroundLoad(app.url(), spec).start() for app in stage.apps]
+        time.sleep(MAX_CONN_CAPTURE_DELAY)
+        evidence = stage.capture(configs[0], workers=MAX_CONN_WORKERS)
+        results = [load.stop() for load in loads]
+    run = ScenarioRun("server-max-connections", evidence)
+    for result in results:
+        run.merge_load(result)
+    return run
+
+
+STALE_POOL = 3
+STALE_WARM_SECONDS = 1.0
+STALE_AFTER_SECONDS = 1.5
+
+
+def stale_connections(workdir: Path) -> ScenarioRun:
+    """Pooled connections without pre-ping are cut by a server restart; first uses fail."""
+    config = _saturating("profile-api", STALE_POOL, pool_pre_ping=False)
+    with _stage(workdir, [config]) as stage:
+        (app,) = stage.apps
+        warm = run_load(app.url(), _spec(["/work?ms=100"], clients=STALE_POOL, seconds=1.0))
+        stage.cluster.restart()
+        after = run_load(app.url(), _spec(["/quick"], clients=2, seconds=STALE_AFTER_SECONDS))
+        evidence = stage.capture(config)
+    run = ScenarioRun("stale-connections", evidence)
+    run.merge_load(warm)
+    run.merge_load(after)
+    return run
+
+
+PROXY_DELAY_SECONDS = 4.0
+APP_CONNECT_TIMEOUT = 2  # libpq's minimum; below the proxy's delay
+CONNECT_CAPTURE_DELAY = 2.5
+
+
+def connect_timeouts(workdir: Path) -> ScenarioRun:
+    """The app reaches PostgreSQL through a path that takes longer than its connect_timeout."""
+    server_port = free_port()
+    with slow_proxy(server_port, PROXY_DELAY_SECONDS) as proxy:
+        config = LabConfig(
+            pool_size=3,
+            max_overflow=0,
+            pool_timeout=5.0,
+            connect_timeout=APP_CONNECT_TIMEOUT,
+            application_name="search-api",
+            db_port=proxy.port,
+        )
+        with _stage(workdir, [config], port=server_port) as stage:
+            (app,) = stage.apps
+            spec = _spec(["/quick"], clients=3, seconds=CONNECT_CAPTURE_DELAY + 2)
+            load = BackgroundLoad(app.url(), spec).start()
+            time.sleep(CONNECT_CAPTURE_DELAY)
+            evidence = stage.capture(config)
+            result = load.stop()
+    run = ScenarioRun("connect-timeouts", evidence)
+    run.merge_load(result)
+    return run
+
+
+LIGHT_LOAD_SECONDS = 3.0
+
+
+def _light_traffic(
+    mode: str, workdir: Path, config: LabConfig, settings: Mapping[str, str]
+) -> ScenarioRun:
+    with _stage(workdir, [config], settings) as stage:
+        (app,) = stage.apps
+        spec = LoadSpec(
+            paths=("/quick", "/work?ms=20", "/orders?quantity=1"),
+            clients=2,
+            max_requests=10_000,
+            max_seconds=LIGHT_LOAD_SECONDS,
+            request_timeout=REQUEST_TIMEOUT_SECONDS,
+            pause_seconds=0.05,
+        )
+        load = BackgroundLoad(app.url(), spec).start()
+        evidence = stage.capture(config)
+        result = load.stop()
+    run = ScenarioRun(mode, evidence)
+    run.merge_load(result)
+    return run
+
+
+def missing_timeouts(workdir: Path) -> ScenarioRun:
+    """Healthy today, but nothing bounds a stuck query, transaction or pool wait."""
+    config = LabConfig(
+        pool_size=HEALTHY_POOL_SIZE,
+        max_overflow=10,
+        pool_timeout=30.0,
+        application_name="accounts-api",
+    )
+    return _light_traffic("missing-timeouts", workdir, config, {})
+
+
+def healthy(workdir: Path) -> ScenarioRun:
+    """Light traffic on a pool with every timeout set: nothing to report."""
+    config = LabConfig(
+        pool_size=HEALTHY_POOL_SIZE,
+        max_overflow=5,
+        pool_timeout=5.0,
+        pool_pre_ping=True,
+        pool_recycle=1800,
+        statement_timeout_ms=30_000,
+        connect_timeout=10,
+        application_name="accounts-api",
+    )
+    settings = {
+        "statement_timeout": "'30s'",
+        "idle_in_transaction_session_timeout": "'60s'",
+    }
+    return _light_traffic("healthy", workdir, config, settings)
+
+
+SCENARIOS: dict[str, Callable[[Path], ScenarioRun]] = {
+    "connection-leak": connection_leak,
+    "pool-undersized": pool_undersized,
+    "slow-queries": slow_queries,
+    "lock-contention": lock_contention,
+    "idle-in-transaction": idle_in_transaction,
+    "server-max-connections": server_max_connections,
+    "stale-connections": stale_connections,
+    "connect-timeouts": connect_timeouts,
+    "missing-timeouts": missing_timeouts,
+    "healthy": healthy,
+}
+
+
+def run_scenario(mode: str, workdir: Path) -> ScenarioRun:
+    """Reproduce one failure mode for real and capture it; everything is torn down after."""
+    try:
+        scenario = SCENARIOS[mode]
+    except KeyError:
+        raise ValueError(f"unknown scenario {mode!r}; known: {', '.join(SCENARIOS)}") from None
+    return scenario(workdir / mode)
+
+
+def save_scenario_evidence(run: ScenarioRun, directory: Path = SCENARIO_DATA_DIR) -> Path:
+    """Write the run's evidence to `<directory>/<mode>.json` (fixtures for the checks' tests)."""
+    path = directory / f"{run.mode}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_atomic(path, evidence_to_json(run.evidence) + "\n")
+    return path

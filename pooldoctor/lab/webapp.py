@@ -1,0 +1,335 @@
+"""A small real web app on a real SQLAlchemy pool, whose endpoints reproduce pool failure modes."""
+
+from __future__ import annotations
+
+import gc
+import json
+import logging
+import threading
+import time
+import warnings
+from collections import deque
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+from sqlalchemy import Engine, create_engine, text
+from sqlalchemy.exc import SAWarning
+from sqlalchemy.orm import Session
+from sqlalchemy.pool import QueuePool
+
+from pooldoctor.app import instrument, pool_status, uninstrument
+from pooldoctor.lab.cluster import TempCluster
+
+APP_ROLE = "lab_app"
+HOT_ROW_ID = 1
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+# A stopping app waits this long for in-flight requests (each is bounded by pool_timeout or
+# its own sleep), so nothing logs into a closed file afterwards.
+DRAIN_SECONDS = 15.0
+# Query parameters are clamped so a typo cannot hold a thread for minutes.
+MAX_SLEEP_SECONDS = 30.0
+GC_CLEANUP_WARNING = "The garbage collector is trying to clean up"
+
+SCHEMA_SQL = f"""
+DO $$ BEGIN
+  IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = '{APP_ROLE}') THEN
+    CREATE ROLE {APP_ROLE} LOGIN;
+  END IF;
+END $$;
+CREATE TABLE IF NOT EXISTS orders (
+  id bigserial PRIMARY KEY,
+  item text NOT NULL,
+  quantity integer NOT NULL,
+  created_at timestamptz NOT NULL DEFAULT now()
+);
+CREATE TABLE IF NOT EXISTS inventory (id integer PRIMARY KEY, stock integer NOT NULL);
+INSERT INTO inventory VALUES ({HOT_ROW_ID}, 1000000) ON CONFLICT (id) DO NOTHING;
+GRANT SELECT, INSERT, UPDATE, DELETE ON orders, inventory TO {APP_ROLE};
+GRANT USAGE ON SEQUENCE orders_id_seq TO {APP_ROLE};
+"""
+
+
+@dataclass(frozen=True)
+class LabConfig:
+    """How the lab app's engine is configured and how its endpoints misbehave."""
+
+    pool_size: int = 5
+    max_overflow: int = 10
+    pool_timeout: float = 30.0
+    pool_pre_ping: bool = False
+    pool_recycle: int = -1
+    application_name: str = "lab-app"
+    statement_timeout_ms: int | None = None
+    connect_timeout: int = 5
+    db_port: int | None = None  # connect through another port (the slow proxy) instead
+    large_order: int = 100  # /orders rejects quantities above this, leaking its session
+    error_buffer: int = 64  # recent errors kept with tracebacks (what keeps a leak alive)
+
+    def env_text(self, workers: int = 1) -> str:
+        """The app's settings as a KEY=VALUE env file, as a deployment would have it."""
+        lines = [
+            f"DB_POOL_SIZE={self.pool_size}",
+            f"DB_MAX_OVERFLOW={self.max_overflow}",
+            f"DB_POOL_TIMEOUT={self.pool_timeout:g}",
+            f"DB_POOL_PRE_PING={'true' if self.pool_pre_ping else 'false'}",
+            f"DB_POOL_RECYCLE={self.pool_recycle}",
+            f"DB_CONNECT_TIMEOUT={self.connect_timeout}",
+            f"WEB_CONCURRENCY={workers}",
+        ]
+        if self.statement_timeout_ms is not None:
+            lines.append(f"DB_STATEMENT_TIMEOUT={self.statement_timeout_ms}ms")
+        return "\n".join(lines) + "\n"
+
+
+def ensure_schema(cluster: TempCluster) -> None:
+    """Create the app's role, tables and hot row (idempotent)."""
+    cluster.execute(SCHEMA_SQL)
+
+
+def make_engine(cluster: TempCluster, config: LabConfig) -> Engine:
+    """The app's SQLAlchemy engine: QueuePool with the configured limits, psycopg 3 driver."""
+    url = cluster.url(user=APP_ROLE)
+    if config.db_port is not None:
+        url = url.replace(f":{cluster.port}/", f":{config.db_port}/")
+    connect_args: dict[str, Any] = {
+        "application_name": config.application_name,
+        "connect_timeout": config.connect_timeout,
+    }
+    if config.statement_timeout_ms is not None:
+        connect_args["options"] = f"-c statement_timeout={config.statement_timeout_ms}"
+    return create_engine(
+        url,
+        poolclass=QueuePool,
+        pool_size=config.pool_size,
+        max_overflow=config.max_overflow,
+        pool_timeout=config.pool_timeout,
+        pool_pre_ping=config.pool_pre_ping,
+        pool_recycle=config.pool_recycle,
+        pool_logging_name=config.application_name,
+        connect_args=connect_args,
+    )
+
+
+class OrderRejected(ValueError):
+    """A business-rule failure raised half-way through /orders (the seed incident's path)."""
+
+
+def _number(query: Mapping[str, list[str]], name: str, default: float) -> float:
+    try:
+        value = float(query.get(name, [str(default)])[0])
+    except ValueError:
+        return default
+    return max(value, 0.0)
+
+
+def _seconds(query: Mapping[str, list[str]], name: str, default: float) -> float:
+    return min(_number(query, name, default), MAX_SLEEP_SECONDS)
+
+
+class LabApp:
+    """The running app: its URL, engine, log file and the errors it is (wrongly) holding on to."""
+
+    def __init__(self, cluster: TempCluster, config: LabConfig, log_path: Path) -> None:
+        self.cluster = cluster
+        self.config = config
+        self.log_path = log_path
+        self.engine = make_engine(cluster, config)
+        instrument(self.engine)
+        self.recent_errors: deque[BaseException] = deque(maxlen=config.error_buffer)
+        self._handler = logging.FileHandler(log_path, encoding="utf-8")
+        formatter = logging.Formatter(LOG_FORMAT)
+        formatter.converter = time.gmtime
+        self._handler.setFormatter(formatter)
+        self.log = logging.getLogger(f"lab.{config.application_name}")
+        self.access_log = logging.getLogger(f"lab.{config.application_name}.access")
+        pool_log = logging.getLogger(f"sqlalchemy.pool.impl.QueuePool.{config.application_name}")
+        self._loggers = [self.log, pool_log]
+        for logger in self._loggers:
+            logger.addHandler(self._handler)
+            logger.propagate = False
+        self.log.setLevel(logging.INFO)
+        pool_log.setLevel(logging.WARNING)
+        self._in_flight = 0
+        self._idle = threading.Condition()
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), _handler_class(self))
+        self._server.daemon_threads = True
+        self._thread = threading.Thread(
+            target=self._server.serve_forever,
+            kwargs={"poll_interval": 0.1},
+            name=f"lab-{config.application_name}",
+            daemon=True,
+        )
+        self._routes: dict[str, Callable[[Mapping[str, list[str]]], dict[str, Any]]] = {
+            "/health": lambda _query: {"status": "ok"},
+            "/pool-status": lambda _query: self.pool_status(),
+            "/quick": self._quick,
+            "/work": self._work,
+            "/orders": self._orders,
+            "/slow": self._slow,
+            "/external": self._external,
+            "/locked": self._locked,
+        }
+
+    def url(self, path: str = "") -> str:
+        host, port = self._server.server_address[:2]
+        return f"http://{host!s}:{port}{path}"
+
+    def start(self) -> None:
+        self._thread.start()
+        self.log.info("lab app listening on %s (pool %s)", self.url(), self.engine.pool.status())
+
+    def pool_status(self) -> dict[str, Any]:
+        return pool_status(self.engine)
+
+    # --- endpoints -------------------------------------------------------------------------
+
+    def _quick(self, _query: Mapping[str, list[str]]) -> dict[str, Any]:
+        with self.engine.connect() as conn:
+            return {"value": conn.execute(text("SELECT 1")).scalar_one()}
+
+    def _work(self, query: Mapping[str, list[str]]) -> dict[str, Any]:
+        seconds = _seconds(query, "ms", 100.0) / 1000.0
+        with Session(self.engine) as session:
+            session.execute(text("SELECT pg_sleep(:s)"), {"s": seconds})
+            count = session.execute(text("SELECT count(*) FROM orders")).scalar_one()
+        return {"orders": count}
+
+    def _orders(self, query: Mapping[str, list[str]]) -> dict[str, Any]:
+        quantity = int(_number(query, "quantity", 1.0))
+        session = Session(self.engine)
+        order_id = session.execute(
+            text("INSERT INTO orders (item, quantity) VALUES (:item, :q) RETURNING id"),
+            {"item": "widget", "q": quantity},
+        ).scalar_one()
+        if quantity > self.config.large_order:
+            # Returns 500 without rollback or close: the session keeps its connection.
+            raise OrderRejected(
+                f"order {order_id}: quantity {quantity} exceeds the limit {self.config.large_order}"
+            )
+        session.commit()
+        session.close()
+        return {"order": order_id}
+
+    def _slow(self, query: Mapping[str, list[str]]) -> dict[str, Any]:
+        seconds = _seconds(query, "s", 5.0)
+        with Session(self.engine) as session, session.begin():
+            session.execute(text("SELECT pg_sleep(:s)"), {"s": seconds})
+        return {"slept": seconds}
+
+    def _external(self, query: Mapping[str, list[str]]) -> dict[str, Any]:
+        seconds = _seconds(query, "s", 2.0)
+        with Session(self.engine) as session, session.begin():
+            stock = session.execute(
+                text("SELECT stock FROM inventory WHERE id = :id"), {"id": HOT_ROW_ID}
+            ).scalar_one()
+            time.sleep(seconds)  # the payment provider's API, called inside the transaction
+            session.execute(
+                text("INSERT INTO orders (item, quantity) VALUES ('external', 1)"),
+            )
+        return {"stock": stock}
+
+    def _locked(self, _query: Mapping[str, list[str]]) -> dict[str, Any]:
+        with Session(self.engine) as session, session.begin():
+            session.execute(
+                text("UPDATE inventory SET stock = stock - 1 WHERE id = :id"), {"id": HOT_ROW_ID}
+            )
+        return {"updated": HOT_ROW_ID}
+
+    # --- request plumbing ------------------------------------------------------------------
+
+    def handle(self, method: str, target: str) -> tuple[int, dict[str, Any]]:
+        parts = urlsplit(target)
+        route = self._routes.get(parts.path)
+        if route is None:
+            return 404, {"error": f"no route {parts.path}"}
+        try:
+            return 200, route(parse_qs(parts.query))
+        except Exception as exc:
+            self.log.exception("%s %s failed", method, parts.path)
+            self.recent_errors.append(exc)
+            detail = next(iter(str(exc).splitlines()), "")
+            return 500, {"error": type(exc).__name__, "detail": detail}
+
+    def enter(self) -> None:
+        with self._idle:
+            self._in_flight += 1
+
+    def leave(self) -> None:
+        with self._idle:
+            self._in_flight -= 1
+            self._idle.notify_all()
+
+    def stop(self) -> None:
+        """Stop serving, wait (bounded) for in-flight requests, release every connection."""
+        self._server.shutdown()
+        self._server.server_close()
+        with self._idle:
+            self._idle.wait_for(lambda: self._in_flight == 0, timeout=DRAIN_SECONDS)
+        with warnings.catch_warnings():
+            # Dropping the held errors frees leaked sessions: SQLAlchemy logs its GC-cleanup
+            # error to the app log (wanted) and also warns (noise here).
+            warnings.filterwarnings("ignore", GC_CLEANUP_WARNING, SAWarning)
+            self.recent_errors.clear()
+            gc.collect()
+        self.engine.dispose()
+        uninstrument(self.engine)
+        for logger in self._loggers:
+            logger.removeHandler(self._handler)
+        self._handler.close()
+
+
+def _handler_class(app: LabApp) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        server_version = "pooldoctor-lab/1"
+
+        def do_GET(self) -> None:
+            app.enter()
+            try:
+                status, payload = app.handle("GET", self.path)
+                body = json.dumps(payload).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+                self._access(status, len(body))
+            except OSError:
+                pass  # the client gave up; nothing to answer
+            finally:
+                app.leave()
+
+        def _access(self, status: int, size: int) -> None:
+            when = datetime.now(UTC).strftime("%d/%b/%Y:%H:%M:%S +0000")
+            agent = self.headers.get("User-Agent", "-")
+            app.access_log.info(
+                '%s - - [%s] "%s" %d %d "-" "%s"',
+                self.client_address[0],
+                when,
+                self.requestline,
+                status,
+                size,
+                agent,
+            )
+
+        def log_message(self, format: str, *args: Any) -> None:
+            """Silence the default stderr access log: the app log has its own lines."""
+
+    return Handler
+
+
+@contextmanager
+def run_lab_app(cluster: TempCluster, config: LabConfig, log_path: Path) -> Iterator[LabApp]:
+    """Start the lab app against the cluster; stop it and release its connections on exit."""
+    ensure_schema(cluster)
+    app = LabApp(cluster, config, log_path)
+    app.start()
+    try:
+        yield app
+    finally:
+        app.stop()

@@ -1,0 +1,119 @@
+"""The report model: one structure that the JSON, markdown, HTML and terminal renderers share."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from pooldoctor.findings import Role, Severity, Status
+
+REPORT_SCHEMA = "pooldoctor.report/1"
+
+
+class EntryKind(StrEnum):
+    """What a timeline entry was derived from (for styling and for choosing what to drop)."""
+
+    LOG = "log"
+    SERVER = "server"
+    POOL = "pool"
+    POSTGRES = "postgres"
+    HOLDER = "holder"
+    SOURCE = "source"
+    COLLECTION = "collection"
+    DETECTION = "detection"
+
+
+@dataclass(frozen=True)
+class TimelineEntry:
+    """One moment of the incident; `until` is set when the entry summarises a span."""
+
+    at: datetime
+    source: str
+    event: str
+    kind: EntryKind
+    until: datetime | None = None
+    inferred: bool = False
+    priority: int = 1  # 0 = always kept; higher values are dropped first when capping
+
+
+@dataclass(frozen=True)
+class KeyTime:
+    """A headline moment (first error, peak, oldest stuck work, detection) and its source."""
+
+    name: str
+    label: str
+    at: datetime | None
+    inferred: bool
+    basis: str
+    count: int | None = None
+
+
+@dataclass(frozen=True)
+class ReportFinding:
+    """A finding as presented: the diagnosis' finding plus runbook title and link."""
+
+    id: str
+    check: str
+    severity: Severity
+    confidence: float
+    title: str
+    summary: str
+    runbook: str
+    role: Role
+    evidence: dict[str, Any]
+    remediation: tuple[str, ...]
+    runbook_title: str | None = None
+    runbook_url: str | None = None
+
+
+@dataclass(frozen=True)
+class SourceRow:
+    """One source's collection outcome."""
+
+    name: str
+    kind: str
+    status: str
+    detail: str
+
+
+@dataclass(frozen=True)
+class Window:
+    """The requested time window and the span the evidence actually covers."""
+
+    since: datetime | None
+    until: datetime | None
+    first_evidence: datetime | None
+    last_evidence: datetime | None
+
+
+@dataclass(frozen=True)
+class Environment:
+    """What the diagnosis ran against: versions, server settings, the app's pool configuration."""
+
+    pooldoctor_version: str
+    postgres_version: str | None
+    postgres_target: str | None
+    postgres_user: str | None
+    settings: dict[str, str] = field(default_factory=dict)
+    pool_config: dict[str, Any] = field(default_factory=dict)
+    pool_instances: tuple[str, ...] = ()
+    log_files: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Report:
+    """Everything a renderer needs; built once by `build_report`, never mutated."""
+
+    status: Status
+    generated_at: datetime
+    summary: str
+    findings: tuple[ReportFinding, ...]
+    timeline: tuple[TimelineEntry, ...]
+    timeline_omitted: int
+    key_times: tuple[KeyTime, ...]
+    sources: tuple[SourceRow, ...]
+    window: Window
+    environment: Environment
+    unavailable: tuple[str, ...] = ()

@@ -1,0 +1,191 @@
+"""Render a report as JSON, markdown and self-contained HTML, and write the report directory."""
+
+from __future__ import annotations
+
+import json
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import jinja2
+
+from pooldoctor import __version__
+from pooldoctor.atomic import write_atomic
+from pooldoctor.jsonio import format_utc
+from pooldoctor.report.model import REPORT_SCHEMA, KeyTime, Report, ReportFinding, TimelineEntry
+from pooldoctor.report.present import cell, code_segments, evidence_tables, pretty_json
+from pooldoctor.report.textfmt import as_utc, clock, percent, stamp
+
+REPORT_FILES = ("report.md", "report.html", "report.json", "evidence.json")
+
+
+def _utc_or_none(moment: Any) -> str | None:
+    return None if moment is None else format_utc(moment)
+
+
+def _finding_plain(finding: ReportFinding) -> dict[str, Any]:
+    return {
+        "id": finding.id,
+        "check": finding.check,
+        "severity": finding.severity.value,
+        "confidence": finding.confidence,
+        "title": finding.title,
+        "summary": finding.summary,
+        "runbook": finding.runbook,
+        "evidence": finding.evidence,
+        "remediation": list(finding.remediation),
+        "role": finding.role.value,
+        "runbook_title": finding.runbook_title,
+        "runbook_url": finding.runbook_url,
+    }
+
+
+def _entry_plain(entry: TimelineEntry) -> dict[str, Any]:
+    return {
+        "at": format_utc(entry.at),
+        "source": entry.source,
+        "event": entry.event,
+        "kind": entry.kind.value,
+        "until": _utc_or_none(entry.until),
+        "inferred": entry.inferred,
+    }
+
+
+def _key_time_plain(key_time: KeyTime) -> dict[str, Any]:
+    plain: dict[str, Any] = {
+        "name": key_time.name,
+        "label": key_time.label,
+        "at": _utc_or_none(key_time.at),
+        "inferred": key_time.inferred,
+        "inferred_from": key_time.basis,
+    }
+    if key_time.count is not None:
+        plain["count"] = key_time.count
+    return plain
+
+
+def report_to_plain(report: Report) -> dict[str, Any]:
+    """The report.json document: the contract keys first, additive keys after."""
+    env = report.environment
+    return {
+        "schema": REPORT_SCHEMA,
+        "status": report.status.value,
+        "generated_at": format_utc(report.generated_at),
+        "findings": [_finding_plain(f) for f in report.findings],
+        "timeline": [_entry_plain(e) for e in report.timeline],
+        "sources": [
+            {"name": s.name, "status": s.status, "detail": s.detail, "kind": s.kind}
+            for s in report.sources
+        ],
+        "summary": report.summary,
+        "window": {
+            "since": _utc_or_none(report.window.since),
+            "until": _utc_or_none(report.window.until),
+            "first_evidence": _utc_or_none(report.window.first_evidence),
+            "last_evidence": _utc_or_none(report.window.last_evidence),
+        },
+        "key_times": [_key_time_plain(k) for k in report.key_times],
+        "timeline_omitted": report.timeline_omitted,
+        "unavailable": list(report.unavailable),
+        "environment": {
+            "pooldoctor_version": env.pooldoctor_version,
+            "postgres_version": env.postgres_version,
+            "postgres_target": env.postgres_target,
+            "postgres_user": env.postgres_user,
+            "settings": env.settings,
+            "pool_config": env.pool_config,
+            "pool_instances": list(env.pool_instances),
+            "log_files": list(env.log_files),
+        },
+    }
+
+
+def render_json(report: Report) -> str:
+    """report.json text."""
+    return json.dumps(report_to_plain(report), indent=2, ensure_ascii=False) + "\n"
+
+
+def md_cell(value: Any) -> str:
+    """Text safe inside a markdown table cell: pipes escaped, line breaks flattened."""
+    text = "" if value is None else str(value)
+    text = text.replace("\\", "\\\\").replace("|", "\\|")
+    return " ".join(text.splitlines()) or " "
+
+
+def md_code(value: Any) -> str:
+    """An inline code span that survives backticks in its content."""
+    text = " ".join(str(value).splitlines())
+    fence = "`"
+    while fence in text:
+        fence += "`"
+    pad = " " if text.startswith("`") or text.endswith("`") else ""
+    return f"{fence}{pad}{text}{pad}{fence}"
+
+
+def _time_format(report: Report) -> tuple[str, bool]:
+    """The date shared by every timeline entry (if any), so rows can show only the clock."""
+    days = {as_utc(e.at).date() for e in report.timeline}
+    days.add(report.generated_at.date())
+    if len(days) == 1:
+        return report.generated_at.strftime("%Y-%m-%d"), True
+    return "", False
+
+
+@cache
+def _environment() -> jinja2.Environment:
+    env = jinja2.Environment(
+        loader=jinja2.PackageLoader("pooldoctor.report", "templates"),
+        autoescape=jinja2.select_autoescape(enabled_extensions=("html.j2",), default=False),
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
+    )
+    env.filters.update(
+        md=md_cell,
+        code=md_code,
+        stamp=stamp,
+        clock=clock,
+        utc=lambda m: "—" if m is None else format_utc(m),
+        pct=percent,
+        cell=cell,
+    )
+    env.globals.update(
+        evidence_tables=evidence_tables,
+        code_segments=code_segments,
+        pretty_json=pretty_json,
+    )
+    return env
+
+
+def _context(report: Report) -> dict[str, Any]:
+    day, same_day = _time_format(report)
+    failed = [s for s in report.sources if s.status != "ok"]
+    return {
+        "r": report,
+        "day": day,
+        "same_day": same_day,
+        "failed_sources": failed,
+        "renderer_version": __version__,
+    }
+
+
+def render_markdown(report: Report) -> str:
+    """report.md: written to be pasted into a postmortem."""
+    return _environment().get_template("report.md.j2").render(_context(report))
+
+
+def render_html(report: Report) -> str:
+    """report.html: one self-contained page (inline CSS, no external assets), autoescaped."""
+    return _environment().get_template("report.html.j2").render(_context(report))
+
+
+def write_report_dir(report: Report, evidence_json: str, out: Path) -> list[Path]:
+    """Write report.md, report.html, report.json and evidence.json into `out`, each atomically."""
+    texts = (render_markdown(report), render_html(report), render_json(report), evidence_json)
+    written: list[Path] = []
+    for name, text in zip(REPORT_FILES, texts, strict=True):
+        path = out / name
+        write_atomic(path, text)
+        written.append(path)
+    return written

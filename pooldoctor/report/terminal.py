@@ -1,0 +1,78 @@
+"""The default `--format text` output: the verdict, what to do first, and where the report went."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+from rich.console import Console, Group
+from rich.panel import Panel
+from rich.table import Table
+from rich.text import Text
+
+from pooldoctor.report.model import Report
+from pooldoctor.report.present import code_segments
+from pooldoctor.report.textfmt import percent
+
+# Remediation steps printed for the top finding; the rest are in the report files.
+TERMINAL_REMEDIATION_STEPS = 3
+STATUS_STYLES = {"ok": "bold green", "warning": "bold yellow", "critical": "bold red"}
+SEVERITY_STYLES = {"critical": "red", "warning": "yellow", "info": "cyan"}
+
+
+def _step_text(index: int, step: str) -> Text:
+    text = Text(f"{index}. ")
+    for segment, is_code in code_segments(step):
+        text.append(segment, style="bold cyan" if is_code else "")
+    return text
+
+
+def print_summary(report: Report, console: Console, *, written: Sequence[Path] = ()) -> None:
+    """Status, top finding with first remediation steps, other findings, failed sources, files."""
+    status = report.status.value
+    style = STATUS_STYLES.get(status, "bold")
+    heading = Text.assemble(("pooldoctor: ", "bold"), (status.upper(), style))
+    console.print(heading)
+    if report.findings:
+        top = report.findings[0]
+        body: list[Text] = [
+            Text.assemble(
+                (top.severity.value.upper(), SEVERITY_STYLES.get(top.severity.value, "")),
+                f"  confidence {percent(top.confidence)}  runbook: {top.runbook}",
+            ),
+            Text(top.summary),
+        ]
+        steps = top.remediation[:TERMINAL_REMEDIATION_STEPS]
+        if steps:
+            body.append(Text("What to do first:", style="bold"))
+            body.extend(_step_text(i, step) for i, step in enumerate(steps, start=1))
+        if top.runbook_url:
+            body.append(Text(f"Runbook: {top.runbook_url}"))
+        console.print(Panel(Group(*body), title=top.title, title_align="left", border_style=style))
+    else:
+        console.print(Text(report.summary))
+    others = report.findings[1:]
+    if others:
+        table = Table(title="Other findings", title_justify="left", show_edge=False)
+        table.add_column("Severity")
+        table.add_column("Finding")
+        table.add_column("Conf.", justify="right")
+        table.add_column("Runbook")
+        for finding in others:
+            severity = finding.severity.value
+            table.add_row(
+                Text(severity, style=SEVERITY_STYLES.get(severity, "")),
+                finding.title,
+                percent(finding.confidence),
+                finding.runbook,
+            )
+        console.print(table)
+    failed = [s for s in report.sources if s.status != "ok"]
+    if failed:
+        console.print(Text("Sources not collected:", style="bold"))
+        for source in failed:
+            console.print(
+                Text(f"  {source.status:<7} {source.kind} {source.name}: {source.detail}")
+            )
+    for path in written:
+        console.print(Text(f"wrote {path}"))

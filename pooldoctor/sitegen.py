@@ -1,0 +1,172 @@
+"""Generated parts of the documentation site: navigation, references and runbook page headers."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from pooldoctor.alerts import ALERT_RULES, runbook_url
+from pooldoctor.exitcodes import EXIT_CODE_MEANINGS
+from pooldoctor.runbooks import Runbook
+
+MARKER = re.compile(r"<!--\s*pooldoctor:([a-z-]+)\s*-->")
+EXAMPLE_EVIDENCE = Path("docs/examples/evidence.json")
+HELP_WIDTH = "100"
+
+NavItem = str | dict[str, Any]
+
+
+def navigation(runbooks: Mapping[str, Runbook]) -> list[NavItem]:
+    """The site navigation: guides, references, then every runbook by title."""
+    runbook_entries: list[NavItem] = [
+        {rb.title: f"runbooks/{slug}.md"} for slug, rb in sorted(runbooks.items())
+    ]
+    return [
+        {"Home": "index.md"},
+        {"On-call guide": "on-call.md"},
+        {"Runbooks": ["runbooks.md", *runbook_entries]},
+        {
+            "Reference": [
+                {"CLI": "reference/cli.md"},
+                {"Report format": "reference/report-format.md"},
+                {"Checks": "reference/checks.md"},
+                {"Alerts": "reference/alerts.md"},
+                {"App-side helpers": "app-side.md"},
+                {"Leak scanner": "scan.md"},
+            ]
+        },
+        {"Tags": "tags.md"},
+    ]
+
+
+def runbook_page(runbook: Runbook, body: str, site_url: str | None) -> str:
+    """A runbook's page: its description, symptoms and linked alerts, then the runbook itself."""
+    symptoms = "\n".join(f"    - `{symptom}`" for symptom in runbook.symptoms)
+    alerts = ", ".join(f"`{name}`" for name in runbook.alerts) or "none"
+    return (
+        f"{runbook.description}\n\n"
+        f'!!! danger "Symptoms: exact error strings"\n\n{symptoms}\n\n'
+        f"**Severity:** {runbook.severity} · **Alerts that link here:** {alerts}\n\n"
+        f"{body}"
+    )
+
+
+def cli_reference() -> str:
+    """Every command's --help, as the installed CLI prints it."""
+    from pooldoctor.cli import app, main  # the CLI imports every command module
+
+    import typer
+
+    root = typer.main.get_command(app)
+    paths: list[list[str]] = [[]]
+    for name, command in sorted(getattr(root, "commands", {}).items()):
+        paths.append([name])
+        for sub in sorted(getattr(command, "commands", {})):
+            paths.append([name, sub])
+    sections = []
+    for path in paths:
+        buffer = io.StringIO()
+        with contextlib.redirect_stdout(buffer), _columns(HELP_WIDTH):
+            main([*path, "--help"])
+        title = " ".join(["pooldoctor", *path])
+        sections.append(f"## `{title}`\n\n```text\n{buffer.getvalue().rstrip()}\n```\n")
+    return "\n".join(sections)
+
+
+@contextlib.contextmanager
+def _columns(width: str) -> Any:
+    previous = os.environ.get("COLUMNS")
+    os.environ["COLUMNS"] = width
+    try:
+        yield
+    finally:
+        if previous is None:
+            os.environ.pop("COLUMNS", None)
+        else:
+            os.environ["COLUMNS"] = previous
+
+
+def exit_codes() -> str:
+    """The exit-code table from pooldoctor.exitcodes."""
+    rows = [f"| {int(code)} | `{code.name}` | {meaning} |" for code, meaning in EXIT_CODE_MEANINGS.items()]
+    return "| Code | Name | Meaning |\n|---|---|---|\n" + "\n".join(rows) + "\n"
+
+
+def checks_index() -> str:
+    """Every check in the registry with the runbooks it maps to."""
+    from pooldoctor.checks.registry import CHECKS
+
+    rows = [
+        f"| `{spec.name}` | {spec.summary} | "
+        + ", ".join(f"[{slug}](../runbooks/{slug}.md)" for slug in spec.runbooks)
+        + " |"
+        for spec in CHECKS
+    ]
+    return "| Check | What it looks for | Runbooks |\n|---|---|---|\n" + "\n".join(rows) + "\n"
+
+
+def alerts_index(runbooks: Mapping[str, Runbook], site_url: str | None) -> str:
+    """Alert name to runbook: the shipped rules first, then alerts named only in runbooks."""
+    linked: dict[str, list[str]] = {}
+    for slug, runbook in sorted(runbooks.items()):
+        for alert in runbook.alerts:
+            linked.setdefault(alert, []).append(slug)
+    shipped = {rule.name: rule for rule in ALERT_RULES}
+    lines = ["| Alert | Shipped rule | runbook_url | Runbooks that list it |", "|---|---|---|---|"]
+    for name in sorted(set(linked) | set(shipped)):
+        rule = shipped.get(name)
+        target = runbook_url(site_url or "", rule.runbook) if rule else ""
+        url_cell = f"[{rule.runbook}](../runbooks/{rule.runbook}.md)" if rule else "—"
+        runbook_cells = ", ".join(f"[{slug}](../runbooks/{slug}.md)" for slug in linked.get(name, []))
+        lines.append(
+            f"| `{name}` | {'yes' if rule else 'no'} | {url_cell}"
+            f"{' (`' + target + '`)' if target else ''} | {runbook_cells or '—'} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def runbooks_index(runbooks: Mapping[str, Runbook]) -> str:
+    """A table of every runbook with its severity and one-line description."""
+    rows = [
+        f"| [{rb.title}](runbooks/{slug}.md) | {rb.severity} | {rb.description} |"
+        for slug, rb in sorted(runbooks.items())
+    ]
+    return "| Runbook | Severity | When |\n|---|---|---|\n" + "\n".join(rows) + "\n"
+
+
+def report_example(repo_root: Path) -> str:
+    """report.json produced by the real pipeline from the example evidence bundle."""
+    from pooldoctor.diagnosis import diagnose
+    from pooldoctor.evidence import evidence_from_json
+    from pooldoctor.report import build_report, render_json
+
+    evidence = evidence_from_json((repo_root / EXAMPLE_EVIDENCE).read_text(encoding="utf-8"))
+    report = build_report(evidence, diagnose(evidence), generated_at=evidence.collected_at)
+    return f"```json\n{render_json(report).rstrip()}\n```\n"
+
+
+def expand_markers(markdown: str, runbooks: Mapping[str, Runbook], repo_root: Path) -> str:
+    """Replace every `<!-- pooldoctor:NAME -->` marker with its generated content."""
+
+    def replace(match: re.Match[str]) -> str:
+        name = match.group(1)
+        if name == "cli-reference":
+            return cli_reference()
+        if name == "exit-codes":
+            return exit_codes()
+        if name == "checks-index":
+            return checks_index()
+        if name == "alerts-index":
+            return alerts_index(runbooks, None)
+        if name == "runbooks-index":
+            return runbooks_index(runbooks)
+        if name == "report-example":
+            return report_example(repo_root)
+        raise ValueError(f"unknown docs marker {name!r}")
+
+    return MARKER.sub(replace, markdown)
