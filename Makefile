@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: demo test lint typecheck unit postgres docs docs-serve bench clean
+.PHONY: demo test lint typecheck unit postgres docs docs-offline docs-serve bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -32,6 +32,9 @@ test: lint typecheck unit
 
 docs: $(STAMP)
 	$(BIN)/mkdocs build --strict
+
+docs-offline: $(STAMP)
+	POOLDOCTOR_DOCS_OFFLINE=true $(BIN)/mkdocs build --strict --site-dir site-offline
 
 docs-serve: $(STAMP)
 	$(BIN)/mkdocs serve -a 127.0.0.1:8000

@@ -88,6 +88,15 @@ ALERT_RULES: tuple[AlertRule, ...] = (
         description="{{ $value }} exclusive locks: sessions may be queueing behind a blocker.",
     ),
     AlertRule(
+        name="PostgresDeadlocks",
+        expr="sum by (instance, datname) (rate(pg_stat_database_deadlocks[5m])) > 0",
+        duration="1m",
+        severity="warning",
+        runbook="lock-contention",
+        summary="Deadlocks detected in {{ $labels.datname }} on {{ $labels.instance }}",
+        description="{{ $value | humanize }} deadlocks per second (SQLSTATE 40P01).",
+    ),
+    AlertRule(
         name="PostgresLongRunningQueries",
         expr='max by (instance, datname) (pg_stat_activity_max_tx_duration{state="active"}) > 60',
         duration="2m",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 
 import typer
@@ -64,6 +65,15 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("pooldoctor: interrupted", file=sys.stderr)
         code = int(ExitCode.INTERRUPTED)
+    except Exception as exc:
+        if os.environ.get("POOLDOCTOR_DEBUG"):
+            raise
+        print(
+            f"pooldoctor: internal error: {type(exc).__name__}: {exc} "
+            "(set POOLDOCTOR_DEBUG=1 for a traceback, and please report it)",
+            file=sys.stderr,
+        )
+        code = int(ExitCode.SOFTWARE)
     else:
         code = result if isinstance(result, int) else 0
     if argv is None:

@@ -12,6 +12,7 @@ class ExitCode(IntEnum):
     UNKNOWN = 3
     USAGE = 64
     INPUT = 65
+    SOFTWARE = 70
     INTERRUPTED = 130
 
 
@@ -24,5 +25,7 @@ EXIT_CODE_MEANINGS: dict[ExitCode, str] = {
     ExitCode.USAGE: "usage error: unknown or invalid option, no sources given",
     ExitCode.INPUT: "input error: a file pooldoctor must read (evidence bundle, runbook) is "
     "missing or malformed",
+    ExitCode.SOFTWARE: "internal error: a bug in pooldoctor (one line; POOLDOCTOR_DEBUG=1 shows "
+    "the traceback)",
     ExitCode.INTERRUPTED: "interrupted (Ctrl-C)",
 }

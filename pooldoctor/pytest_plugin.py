@@ -84,10 +84,7 @@ def pooldoctor_leak_check(request: pytest.FixtureRequest) -> Iterator[None]:
         tracker = tracker_for(engine)
         if tracker is None:
             continue
-        leaked = sorted(
-            (held for held in list(tracker.holders.values()) if held.started >= started),
-            key=lambda checkout: checkout.started,
-        )
+        leaked = [checkout for checkout in tracker.current() if checkout.started >= started]
         if not leaked:
             continue
         problems.append(

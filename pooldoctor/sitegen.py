@@ -93,7 +93,10 @@ def _columns(width: str) -> Any:
 
 def exit_codes() -> str:
     """The exit-code table from pooldoctor.exitcodes."""
-    rows = [f"| {int(code)} | `{code.name}` | {meaning} |" for code, meaning in EXIT_CODE_MEANINGS.items()]
+    rows = [
+        f"| {int(code)} | `{code.name}` | {meaning} |"
+        for code, meaning in EXIT_CODE_MEANINGS.items()
+    ]
     return "| Code | Name | Meaning |\n|---|---|---|\n" + "\n".join(rows) + "\n"
 
 
@@ -122,7 +125,9 @@ def alerts_index(runbooks: Mapping[str, Runbook], site_url: str | None) -> str:
         rule = shipped.get(name)
         target = runbook_url(site_url or "", rule.runbook) if rule else ""
         url_cell = f"[{rule.runbook}](../runbooks/{rule.runbook}.md)" if rule else "—"
-        runbook_cells = ", ".join(f"[{slug}](../runbooks/{slug}.md)" for slug in linked.get(name, []))
+        runbook_cells = ", ".join(
+            f"[{slug}](../runbooks/{slug}.md)" for slug in linked.get(name, [])
+        )
         lines.append(
             f"| `{name}` | {'yes' if rule else 'no'} | {url_cell}"
             f"{' (`' + target + '`)' if target else ''} | {runbook_cells or '—'} |"

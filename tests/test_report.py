@@ -632,6 +632,9 @@ def test_unknown_report_lists_why_each_source_failed() -> None:
         "log /var/log/app.log: error: cannot read: permission denied",
     ]
     assert data["summary"].startswith("Status UNKNOWN: pooldoctor could not collect enough")
+    # Nothing observed: the window falls back to pooldoctor's own collection times.
+    assert data["window"]["first_evidence"] == "2026-11-21T09:45:05Z"
+    assert data["window"]["last_evidence"] == "2026-11-21T09:45:10Z"
     first_error = data["key_times"][0]
     assert first_error["inferred"] is True
     assert "too many clients" in first_error["inferred_from"]

@@ -33,8 +33,9 @@ _OWN_PACKAGES = tuple(
     os.path.join(os.path.realpath(os.path.dirname(module.__file__ or "")), "")
     for module in (sqlalchemy, pooldoctor)
 )
-# code object -> True when it belongs to SQLAlchemy, pooldoctor or the standard library.
-_is_library: dict[CodeType, bool] = {}
+# co_filename -> True when it belongs to SQLAlchemy, pooldoctor or the standard library. Keyed by
+# the filename string because str caches its hash; hashing a code object rehashes its contents.
+_is_library: dict[str, bool] = {}
 
 
 @cache
@@ -61,7 +62,10 @@ def _spawning_frame() -> FrameType | None:
 
 
 def caller_origin(frame: FrameType | None) -> tuple[CodeType | None, int]:
-    """The first frame outside SQLAlchemy, pooldoctor and the stdlib: (code, line) or (None, 0)."""
+    """The first frame outside SQLAlchemy, pooldoctor and the stdlib: (code, f_lasti) or (None, 0).
+
+    The instruction offset, not the line: `f_lineno` decodes the line table on every call, while
+    `line_of` does it only when a holder is reported."""
     walked = 0
     crossed_greenlet = False
     is_library = _is_library
@@ -74,14 +78,23 @@ def caller_origin(frame: FrameType | None) -> tuple[CodeType | None, int]:
             if frame is None:
                 break
         code = frame.f_code
-        library = is_library.get(code)
+        filename = code.co_filename
+        library = is_library.get(filename)
         if library is None:
-            library = is_library[code] = _filename_is_library(code.co_filename)
+            library = is_library[filename] = _filename_is_library(filename)
         if not library:
-            return code, frame.f_lineno
+            return code, frame.f_lasti
         frame = frame.f_back
         walked += 1
     return None, 0
+
+
+def line_of(code: CodeType, instruction: int) -> int:
+    """The source line of the instruction at byte offset `instruction` in `code`."""
+    for start, end, line in code.co_lines():
+        if start <= instruction < end and line is not None:
+            return line
+    return code.co_firstlineno
 
 
 @cache

@@ -15,6 +15,8 @@ from pooldoctor.findings import Finding
 
 CHECK = "async-cancellation-leak"
 RUNBOOK = "async-cancellation-leak"
+
+
 def check(evidence: Evidence) -> list[Finding]:
     signature = leak_signature(evidence)
     if signature is None:

@@ -20,6 +20,8 @@ from pooldoctor.checks.sessions import (
     sessions_evidence,
 )
 from pooldoctor.checks.signals import (
+    POOL_TIMEOUT_EVENTS,
+    UNREPORTED_ORIGIN,
     LogSignal,
     PoolSignal,
     describe_holders,
@@ -31,6 +33,7 @@ from pooldoctor.checks.signals import (
     sample_checked_out,
     setting_seconds,
 )
+from pooldoctor.checks.streaming import STREAM_MARKERS
 from pooldoctor.checks.threadpool_deadlock import deadlock_signature
 from pooldoctor.evidence import Evidence, LogEvent
 from pooldoctor.findings import Finding, Severity
@@ -39,6 +42,7 @@ CHECK = "connection-leak"
 RUNBOOK = "connection-leak"
 LEAK_MIN_AGE_SECONDS = 60.0  # no web request legitimately holds a session past a gateway timeout
 LEAK_SINGLE_SAMPLE_AGE_SECONDS = 600.0  # with one sample (no trend) only very old ones count
+IDLE_LEAK_SHARE = 0.5  # plainly idle backends must explain half the checked-out pool
 DEADLOCK_DISCOUNT = 0.6  # when the threadpool-deadlock signature fits better
 ASYNC_MARKERS = ("asyncpg", "adaptedconnection", "asyncio", "async ", "await", "anyio", "cancel")
 CANCELLATION_DISCOUNT = 0.8  # when async-cancellation-leak explains the same leak better
@@ -72,6 +76,8 @@ def _stuck_sessions(trend: SessionTrend, pool: PoolSignal) -> list[HeldSession]:
     if idle and pool.checked_out_now is not None and pool.full_now:
         unexplained = pool.checked_out_now - len(trend.active) - len(trend.idle_in_tx)
         idle = idle[: max(0, unexplained)]
+        if len(idle) < IDLE_LEAK_SHARE * pool.checked_out_now:
+            idle = []
     else:
         idle = []
     return sorted(in_tx + idle, key=lambda h: -h.age_seconds)
@@ -79,13 +85,13 @@ def _stuck_sessions(trend: SessionTrend, pool: PoolSignal) -> list[HeldSession]:
 
 def leak_signature(evidence: Evidence) -> LeakSignature | None:
     pool = pool_signal(evidence)
-    timeouts = log_signal(
-        evidence, LogEvent.POOL_TIMEOUT, LogEvent.PSYCOPG_POOL_TIMEOUT, LogEvent.PSYCOPG_POOL_QUEUE_FULL
-    )
+    timeouts = log_signal(evidence, *POOL_TIMEOUT_EVENTS)
     gc = log_signal(evidence, LogEvent.GC_CLEANUP)
     trend = session_trend(evidence)
     stuck = _stuck_sessions(trend, pool) if trend is not None else []
-    holder_rows = group_holders(pool.holders, LEAK_MIN_AGE_SECONDS)
+    # Holders inside streaming responses are explained by the streams (streaming-holds-session).
+    holders = [h for h in pool.holders if not any(m in h.origin.lower() for m in STREAM_MARKERS)]
+    holder_rows = group_holders(holders, LEAK_MIN_AGE_SECONDS)
     reasons: list[str] = []
     confidence = 0.0
     if stuck and trend is not None:
@@ -102,16 +108,25 @@ def leak_signature(evidence: Evidence) -> LeakSignature | None:
         )
     if holder_rows:
         confidence = max(confidence, 0.45) + 0.2
-        reasons.append(f"pool holders older than {fmt_duration(LEAK_MIN_AGE_SECONDS)}: "
-                       f"{describe_holders(holder_rows)}")
+        reasons.append(
+            f"pool holders older than {fmt_duration(LEAK_MIN_AGE_SECONDS)}: "
+            f"{describe_holders(holder_rows)}"
+        )
     if gc.current:
         confidence = max(confidence, 0.5) + 0.2
         reasons.append(gc.describe("garbage-collector cleanups of non-checked-in connections"))
     if confidence == 0.0:
         if gc.seen:
             return LeakSignature(
-                0.3 * gc.weight, (gc.describe("garbage-collector connection cleanups"),), (),
-                (), pool, timeouts, gc, trend, current=False,
+                0.3 * gc.weight,
+                (gc.describe("garbage-collector connection cleanups"),),
+                (),
+                (),
+                pool,
+                timeouts,
+                gc,
+                trend,
+                current=False,
             )
         return None
     series = [
@@ -128,14 +143,28 @@ def leak_signature(evidence: Evidence) -> LeakSignature | None:
         confidence += 0.05
         reasons.append(timeouts.describe("pool timeouts (3o7r)"))
     signature = LeakSignature(
-        min(confidence, 0.97), tuple(reasons), tuple(stuck), tuple(holder_rows), pool,
-        timeouts, gc, trend, current=True,
+        min(confidence, 0.97),
+        tuple(reasons),
+        tuple(stuck),
+        tuple(holder_rows),
+        pool,
+        timeouts,
+        gc,
+        trend,
+        current=True,
     )
     deadlock = deadlock_signature(evidence, pool, timeouts, trend)
     if deadlock is not None and deadlock.confidence >= signature.confidence * DEADLOCK_DISCOUNT:
         return LeakSignature(
-            signature.confidence * DEADLOCK_DISCOUNT, signature.reasons, signature.stuck,
-            signature.holder_rows, pool, timeouts, gc, trend, current=True,
+            signature.confidence * DEADLOCK_DISCOUNT,
+            signature.reasons,
+            signature.stuck,
+            signature.holder_rows,
+            pool,
+            timeouts,
+            gc,
+            trend,
+            current=True,
             extra={"discounted_for": "threadpool-deadlock signature"},
         )
     return signature
@@ -167,7 +196,7 @@ def leak_evidence(signature: LeakSignature) -> dict[str, Any]:
 
 def leak_remediation(evidence: Evidence, signature: LeakSignature) -> list[str]:
     steps: list[str] = []
-    if signature.holder_rows:
+    if signature.holder_rows and signature.holder_rows[0]["origin"] != UNREPORTED_ORIGIN:
         top = signature.holder_rows[0]
         steps.append(
             f"Fix the code path that keeps connections: {top['origin']} holds {top['count']} "
@@ -189,20 +218,15 @@ def leak_remediation(evidence: Evidence, signature: LeakSignature) -> list[str]:
         stuck_pids = set(pids)
         legitimate = [h.age_seconds for h in trend.idle_in_tx if h.pid not in stuck_pids]
         seconds = idle_tx_timeout_suggestion(legitimate)
+        seen = fmt_duration(max(legitimate)) if legitimate else "none"
+        statement = alter_role(trend.app.role, "idle_in_transaction_session_timeout", seconds)
         steps.append(
-            "Backstop: " + alter_role(trend.app.usename or _role(trend), "idle_in_transaction_"
-                                      "session_timeout", seconds)
-            + f" (longest legitimate idle-in-transaction seen: "
-            f"{fmt_duration(max(legitimate, default=0.0))})"
+            f"Backstop: {statement} (longest legitimate idle in transaction seen: {seen}; the "
+            f"leaked ones are {fmt_duration(signature.stuck[0].age_seconds)} old)"
+            if signature.stuck
+            else f"Backstop: {statement}"
         )
     return steps
-
-
-def _role(trend: SessionTrend) -> str | None:
-    for backend in trend.latest:
-        if backend.usename:
-            return backend.usename
-    return None
 
 
 def cancellation_hints(evidence: Evidence, signature: LeakSignature) -> list[str]:
@@ -214,14 +238,16 @@ def cancellation_hints(evidence: Evidence, signature: LeakSignature) -> list[str
     if examples_mention(signature.gc, *ASYNC_MARKERS):
         hints.append("the garbage collector cleans up async driver connections")
     async_holders = [
-        row for row in signature.holder_rows
+        row
+        for row in signature.holder_rows
         if any(m in str(row["origin"]).lower() for m in ASYNC_MARKERS)
     ]
     if async_holders:
-        hints.append(f"{sum(r['count'] for r in async_holders)} held connections come from "
-                     f"async code ({async_holders[0]['origin']})")
+        hints.append(
+            f"{sum(r['count'] for r in async_holders)} held connections come from "
+            f"async code ({async_holders[0]['origin']})"
+        )
     return hints
-
 
 
 def check(evidence: Evidence) -> list[Finding]:

@@ -15,8 +15,10 @@ def check(evidence: Evidence) -> list[Finding]:
     signal = log_signal(evidence, LogEvent.SSL_ERROR)
     pool = pool_signal(evidence)
     confidence = 0.55
-    reasons = ["intermittent protocol/SSL errors are what two processes sharing one pooled "
-               "socket produce (gunicorn --preload, Celery prefork)"]
+    reasons = [
+        "intermittent protocol/SSL errors are what two processes sharing one pooled "
+        "socket produce (gunicorn --preload, Celery prefork)"
+    ]
     if pool.full_now:
         confidence *= EXHAUSTED_DISCOUNT
         reasons.append("the pool is also exhausted, which this failure mode does not cause")

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 from pooldoctor.checks.common import alter_role, app_label, backend_calls
-from pooldoctor.checks.pool_exhausted import POOL_TIMEOUT_EVENTS
 from pooldoctor.checks.sessions import preview
 from pooldoctor.checks.signals import (
     IDLE_IN_TRANSACTION,
     MAX_LISTED,
+    POOL_TIMEOUT_EVENTS,
     AppIdentity,
+    LogSignal,
     client_backends,
     fmt_duration,
     identify_app,
@@ -66,8 +68,10 @@ def _describe_root(pid: int, sample: ActivitySample, app: AppIdentity | None) ->
     blocker = next((b for b in sample.backends if b.pid == pid), None)
     if blocker is None:
         return {"pid": pid, "kind": "not visible to pooldoctor's role"}
-    owner = "the app" if app is not None and app.matches(blocker) else (
-        "maintenance" if is_maintenance(blocker) else "another client"
+    owner = (
+        "the app"
+        if app is not None and app.matches(blocker)
+        else ("maintenance" if is_maintenance(blocker) else "another client")
     )
     return {
         "pid": pid,
@@ -99,7 +103,8 @@ def _root_remedy(root: dict[str, Any]) -> str:
     if pid == PREPARED_XACT_PID:
         return "SELECT gid, prepared, owner FROM pg_prepared_xacts; then ROLLBACK PREPARED '<gid>';"
     if root.get("state") in IDLE_IN_TRANSACTION:
-        return f"Release the lock (idle in transaction: cancel has no effect): {backend_calls('pg_terminate_backend', [pid])}"
+        terminate = backend_calls("pg_terminate_backend", [pid])
+        return f"Release the lock (idle in transaction: cancel has no effect): {terminate}"
     return (
         f"Release the lock: {backend_calls('pg_cancel_backend', [pid])} and if it persists "
         f"{backend_calls('pg_terminate_backend', [pid])}"
@@ -130,7 +135,9 @@ def check(evidence: Evidence) -> list[Finding]:
     persistent = [
         pid for pid, _ in ranked if sum(pid in _roots(s, w) for s, w in with_waiters) >= 2
     ]
-    longest = max(seconds_between(sample.at, w.state_change or w.query_start) or 0.0 for w in waiters)
+    longest = max(
+        seconds_between(sample.at, w.state_change or w.query_start) or 0.0 for w in waiters
+    )
     whose = app.label if app is not None else "clients"
     reasons = [
         f"{len(app_waiters)} backends of {whose} wait on locks ({len(waiters)} in all, longest "
@@ -150,8 +157,9 @@ def check(evidence: Evidence) -> list[Finding]:
     if pool.full_now:
         confidence += 0.1
     current = sample is samples[-1]
-    critical = current and (len(app_waiters) >= LOCK_CRITICAL_WAITERS or pool.full_now
-                            or timeouts.current)
+    critical = current and (
+        len(app_waiters) >= LOCK_CRITICAL_WAITERS or pool.full_now or timeouts.current
+    )
     if not app_waiters:
         confidence -= 0.25
     severity = Severity.CRITICAL if critical and app_waiters else Severity.WARNING
@@ -174,7 +182,7 @@ def check(evidence: Evidence) -> list[Finding]:
             runbook=RUNBOOK,
             evidence={
                 "root_blockers": root_facts[:MAX_LISTED],
-                "waiting_pids": [w.pid for w in waiters][:MAX_LISTED * 3],
+                "waiting_pids": [w.pid for w in waiters][: MAX_LISTED * 3],
                 "app_waiting": len(app_waiters),
                 "longest_wait_seconds": round(longest, 1),
                 "app": app.as_evidence() if app is not None else None,
@@ -185,10 +193,7 @@ def check(evidence: Evidence) -> list[Finding]:
     ]
 
 
-def _logs_only(label: str, description: str, logs: object) -> Finding:
-    from pooldoctor.checks.signals import LogSignal
-
-    assert isinstance(logs, LogSignal)
+def _logs_only(label: str, description: str, logs: LogSignal) -> Finding:
     return Finding(
         id=f"{CHECK}:{label}",
         check=CHECK,
@@ -207,8 +212,6 @@ def _logs_only(label: str, description: str, logs: object) -> Finding:
 
 
 def _as_history(finding: Finding, weight: float) -> Finding:
-    from dataclasses import replace
-
     return replace(
         finding,
         severity=Severity.INFO,

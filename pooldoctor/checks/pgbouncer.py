@@ -31,8 +31,9 @@ def check(evidence: Evidence) -> list[Finding]:
         reasons.append(f"{waiting:.0f} clients waiting in PgBouncer (cl_waiting)")
     if pool.has_data and not pool.full_now:
         reasons.append("the app's own pools are not full: the queue is in PgBouncer")
-    steps = ["SHOW POOLS; on the PgBouncer admin console: cl_waiting, sv_active vs pool_size, "
-             "maxwait"]
+    steps = [
+        "SHOW POOLS; on the PgBouncer admin console: cl_waiting, sv_active vs pool_size, maxwait"
+    ]
     budget = server_budget(evidence, None)
     remedy = budget_remedy(budget) if budget is not None else None
     steps.append(

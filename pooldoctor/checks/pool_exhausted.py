@@ -3,18 +3,13 @@
 from __future__ import annotations
 
 from pooldoctor.checks.common import app_label
-from pooldoctor.checks.signals import log_signal, pool_signal
-from pooldoctor.evidence import Evidence, LogEvent
+from pooldoctor.checks.signals import POOL_TIMEOUT_EVENTS, log_signal, pool_signal
+from pooldoctor.evidence import Evidence
 from pooldoctor.findings import Finding, Role, Severity
 
 CHECK = "pool-exhausted"
 RUNBOOK = "pool-undersized"  # the diagnosis re-points it to the cause ranked first
 HISTORY_CONFIDENCE = 0.3  # an old burst is only context, shown in the timeline
-POOL_TIMEOUT_EVENTS = (
-    LogEvent.POOL_TIMEOUT,
-    LogEvent.PSYCOPG_POOL_TIMEOUT,
-    LogEvent.PSYCOPG_POOL_QUEUE_FULL,
-)
 
 
 def check(evidence: Evidence) -> list[Finding]:

@@ -5,12 +5,13 @@ from __future__ import annotations
 import math
 
 from pooldoctor.checks.common import app_label
-from pooldoctor.checks.pool_exhausted import POOL_TIMEOUT_EVENTS
-from pooldoctor.checks.sessions import session_trend
+from pooldoctor.checks.sessions import SessionTrend, session_trend
 from pooldoctor.checks.signals import (
-    MIN_APP_BACKENDS,
+    ACTIVE,
+    POOL_TIMEOUT_EVENTS,
     PoolSignal,
     Throughput,
+    enough_app_backends,
     fmt_duration,
     log_signal,
     measure_throughput,
@@ -53,7 +54,9 @@ def _sizing(evidence: Evidence, pool: PoolSignal, throughput: Throughput | None)
         )
     elif pool.checked_out_now is not None:
         demand = pool.checked_out_now + pool.waiting_now
-        target = math.ceil(max(demand * HEADROOM, (pool.capacity_now or demand) * UNMEASURED_GROWTH))
+        target = math.ceil(
+            max(demand * HEADROOM, (pool.capacity_now or demand) * UNMEASURED_GROWTH)
+        )
         per_process = math.ceil(target / processes)
         pool_size, overflow = split_pool(per_process)
         steps.append(
@@ -77,6 +80,25 @@ def _sizing(evidence: Evidence, pool: PoolSignal, throughput: Throughput | None)
     return steps
 
 
+def _busiest_sample(trend: SessionTrend, capacity: int | None) -> tuple[int, int] | None:
+    """(short active statements, app backends) in the sample with the most short statements."""
+    best: tuple[int, int] | None = None
+    for at, backends in trend.per_sample:
+        if not enough_app_backends(len(backends), capacity):
+            continue
+        busy = sum(
+            1
+            for b in backends
+            if b.state == ACTIVE
+            and b.wait_event_type != "Lock"
+            and (age := seconds_between(at, b.query_start)) is not None
+            and age < SHORT_QUERY_SECONDS
+        )
+        if best is None or busy > best[0]:
+            best = (busy, len(backends))
+    return best
+
+
 def check(evidence: Evidence) -> list[Finding]:
     pool = pool_signal(evidence)
     timeouts = log_signal(evidence, *POOL_TIMEOUT_EVENTS)
@@ -86,26 +108,22 @@ def check(evidence: Evidence) -> list[Finding]:
     throughput = measure_throughput(evidence)
     reasons: list[str] = []
     confidence = 0.0
-    if trend is not None and len(trend.latest) >= MIN_APP_BACKENDS:
-        busy = [
-            b
-            for b in trend.active
-            if b.wait_event_type != "Lock"
-            and (age := seconds_between(trend.latest_at, b.query_start)) is not None
-            and age < SHORT_QUERY_SECONDS
-        ]
-        share = len(busy) / len(trend.latest)
-        if share < BUSY_SHARE:
+    peak = _busiest_sample(trend, pool.capacity_now) if trend is not None else None
+    if trend is not None and peak is not None:
+        busy, total = peak
+        if busy < BUSY_SHARE * total:
             return []
         confidence = 0.6
         reasons.append(
-            f"{len(busy)}/{len(trend.latest)} backends of {trend.app.label} run short queries "
+            f"at peak {busy}/{total} backends of {trend.app.label} run short queries "
             f"(< {fmt_duration(SHORT_QUERY_SECONDS)}), no old transaction holds the pool"
         )
     holders = pool.holders
     if holders and max(h.age_seconds for h in holders) < SHORT_HOLD_SECONDS:
         confidence = max(confidence, 0.45) + 0.05
-        reasons.append(f"all {len(holders)} checkouts younger than {fmt_duration(SHORT_HOLD_SECONDS)}")
+        reasons.append(
+            f"all {len(holders)} checkouts younger than {fmt_duration(SHORT_HOLD_SECONDS)}"
+        )
     if throughput is not None and throughput.hold_seconds is not None:
         if throughput.hold_seconds >= SHORT_HOLD_SECONDS:
             return []
@@ -118,8 +136,10 @@ def check(evidence: Evidence) -> list[Finding]:
         return []
     if pool.recovers:
         confidence += 0.1
-        reasons.append(f"the pool drains between peaks ({pool.full_samples}/{pool.samples} "
-                       "samples at capacity)")
+        reasons.append(
+            f"the pool drains between peaks ({pool.full_samples}/{pool.samples} "
+            "samples at capacity)"
+        )
     if timeouts.current:
         confidence += 0.1
         reasons.append(timeouts.describe("pool timeouts (3o7r)"))

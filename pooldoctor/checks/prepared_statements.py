@@ -20,8 +20,10 @@ def check(evidence: Evidence) -> list[Finding]:
         title="Prepared statements break behind a transaction-mode pooler",
         severity=Severity.WARNING,
         confidence=0.8,
-        reasons=("the pattern of a transaction-mode PgBouncer handing the session to another "
-                 "client between prepare and execute",),
+        reasons=(
+            "the pattern of a transaction-mode PgBouncer handing the session to another "
+            "client between prepare and execute",
+        ),
         remediation=(
             "PgBouncer >= 1.21: set max_prepared_statements (e.g. 200)",
             "asyncpg: connect_args={'prepared_statement_cache_size': 0, "

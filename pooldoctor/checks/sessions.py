@@ -1,9 +1,10 @@
-"""Trends of the app's server sessions across pg_stat_activity samples: what persists, what rotates."""
+"""Trends of the app's sessions across pg_stat_activity samples: what persists, what rotates."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from itertools import pairwise
 from typing import Any
 
 from pooldoctor.checks.signals import (
@@ -70,6 +71,7 @@ class SessionTrend:
     persistent_idle: tuple[HeldSession, ...]  # same pid and state_change in every sample
     rotated_in_tx: int  # (pid, xact_start) pairs seen in some samples but not all
     in_tx_per_sample: tuple[int, ...]
+    per_sample: tuple[tuple[datetime, tuple[Backend, ...]], ...] = ()  # (at, app backends)
 
     @property
     def active(self) -> list[Backend]:
@@ -100,25 +102,33 @@ def session_trend(evidence: Evidence) -> SessionTrend | None:
     samples = pg.samples
     per_sample_in_tx: list[set[tuple[int, datetime | None]]] = []
     per_sample_idle: list[set[tuple[int, datetime | None]]] = []
+    per_sample: list[tuple[datetime, tuple[Backend, ...]]] = []
     for sample in samples:
         backends = app_backends(sample, app)
+        per_sample.append((sample.at, tuple(backends)))
         per_sample_in_tx.append(
             {(b.pid, b.xact_start) for b in backends if b.state in IDLE_IN_TRANSACTION}
         )
         per_sample_idle.append({(b.pid, b.state_change) for b in backends if b.state == IDLE})
     last = samples[-1]
     latest = app_backends(last, app)
-    seen_in_tx = {key: sum(key in s for s in per_sample_in_tx) for key in set().union(*per_sample_in_tx)}
+    seen_in_tx = {
+        key: sum(key in s for s in per_sample_in_tx) for key in set().union(*per_sample_in_tx)
+    }
     seen_idle = {key: sum(key in s for s in per_sample_idle) for key in per_sample_idle[-1]}
     idle_in_tx: list[HeldSession] = []
     idle: list[HeldSession] = []
     for backend in latest:
         if backend.state in IDLE_IN_TRANSACTION:
-            held = _held(backend, last.at, True, seen_in_tx.get((backend.pid, backend.xact_start), 1))
+            held = _held(
+                backend, last.at, True, seen_in_tx.get((backend.pid, backend.xact_start), 1)
+            )
             if held:
                 idle_in_tx.append(held)
         elif backend.state == IDLE:
-            held = _held(backend, last.at, False, seen_idle.get((backend.pid, backend.state_change), 1))
+            held = _held(
+                backend, last.at, False, seen_idle.get((backend.pid, backend.state_change), 1)
+            )
             if held:
                 idle.append(held)
     count = len(samples)
@@ -136,21 +146,37 @@ def session_trend(evidence: Evidence) -> SessionTrend | None:
         persistent_idle=tuple(h for h in idle if count >= 2 and h.samples_seen == count),
         rotated_in_tx=sum(1 for seen in seen_in_tx.values() if seen < count),
         in_tx_per_sample=tuple(len(s) for s in per_sample_in_tx),
+        per_sample=tuple(per_sample),
     )
+
+
+def held_in_tx(at: datetime, backends: tuple[Backend, ...], min_age: float) -> list[HeldSession]:
+    """Backends idle in transaction for at least `min_age` seconds at `at`, oldest first."""
+    held = [
+        h
+        for b in backends
+        if b.state in IDLE_IN_TRANSACTION
+        and (h := _held(b, at, True, 1)) is not None
+        and h.age_seconds >= min_age
+    ]
+    return sorted(held, key=lambda h: -h.age_seconds)
 
 
 def describe_oldest(sessions: tuple[HeldSession, ...] | list[HeldSession]) -> str:
     """'oldest pid 4242 since 09:15:23Z (14m37s)'."""
     oldest = sessions[0]
-    return f"oldest pid {oldest.pid} since {fmt_clock(oldest.since)} ({fmt_duration(oldest.age_seconds)})"
+    age = fmt_duration(oldest.age_seconds)
+    return f"oldest pid {oldest.pid} since {fmt_clock(oldest.since)} ({age})"
 
 
-def sessions_evidence(sessions: tuple[HeldSession, ...] | list[HeldSession]) -> list[dict[str, Any]]:
+def sessions_evidence(
+    sessions: tuple[HeldSession, ...] | list[HeldSession],
+) -> list[dict[str, Any]]:
     return [s.as_evidence() for s in sessions[:MAX_LISTED]]
 
 
 def ratchets(values: list[int]) -> bool:
     """Never decreases and ends higher than it started."""
-    return len(values) >= 2 and all(b >= a for a, b in zip(values, values[1:], strict=False)) and (
-        values[-1] > values[0]
+    return (
+        len(values) >= 2 and all(b >= a for a, b in pairwise(values)) and (values[-1] > values[0])
     )

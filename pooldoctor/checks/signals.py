@@ -1,4 +1,4 @@
-"""Readings of the evidence that several checks weigh: the app's backends, pool fill, log recency."""
+"""Readings of evidence that several checks weigh: the app's backends, pool fill, log recency."""
 
 from __future__ import annotations
 
@@ -29,6 +29,8 @@ HISTORY_WEIGHT = 0.1  # recency weight an old burst keeps, enough for a low-conf
 MIN_APP_BACKENDS = 3  # fewer app backends than this is a quiet database: too little to judge
 MAX_LISTED = 10  # pids/holders listed in a finding's evidence before truncating
 SELF_APP = "pooldoctor"
+UNKNOWN_ORIGINS = ("", "unknown", "?")
+UNREPORTED_ORIGIN = "(origin not reported)"
 MAINTENANCE_APPS = (
     "pg_dump",
     "pg_dumpall",
@@ -49,6 +51,11 @@ CLIENT_BACKEND_TYPES = (None, "client backend")
 IDLE = "idle"
 IDLE_IN_TRANSACTION = ("idle in transaction", "idle in transaction (aborted)")
 ACTIVE = "active"
+POOL_TIMEOUT_EVENTS = (
+    LogEvent.POOL_TIMEOUT,
+    LogEvent.PSYCOPG_POOL_TIMEOUT,
+    LogEvent.PSYCOPG_POOL_QUEUE_FULL,
+)
 
 
 # --- time -----------------------------------------------------------------------------------
@@ -86,7 +93,7 @@ def fmt_duration(seconds: float) -> str:
     seconds = max(0.0, seconds)
     if seconds < 10:
         return f"{seconds:.1f}s"
-    whole = int(round(seconds))
+    whole = round(seconds)
     if whole < 60:
         return f"{whole}s"
     if whole < 3600:
@@ -133,7 +140,9 @@ class LogSignal:
         if self.current:
             return f"{self.recent} {what} in the last {window} ({self.count} in the logs)"
         assert self.last is not None
-        return f"{self.count} {what}, the last at {format_utc(self.last)} (none in the last {window})"
+        return (
+            f"{self.count} {what}, the last at {format_utc(self.last)} (none in the last {window})"
+        )
 
     def as_evidence(self) -> dict[str, Any]:
         return {
@@ -149,9 +158,12 @@ class LogSignal:
 
 
 def log_signal(
-    evidence: Evidence, *events: LogEvent, window: float = RECENT_SECONDS, matching: Sequence[str] = ()
+    evidence: Evidence,
+    *events: LogEvent,
+    window: float = RECENT_SECONDS,
+    matching: Sequence[str] = (),
 ) -> LogSignal:
-    """Aggregate the given events over all log files; `matching` keeps files whose examples match."""
+    """Aggregate events over all log files; `matching` keeps summaries whose examples match."""
     now = log_now(evidence)
     count = recent = 0
     first: datetime | None = None
@@ -173,8 +185,7 @@ def log_signal(
                 recent += sum(
                     bucket.count
                     for bucket in summary.per_minute
-                    if (now - bucket.minute).total_seconds() < window + 60
-                    and bucket.minute <= now
+                    if (now - bucket.minute).total_seconds() < window + 60 and bucket.minute <= now
                 )
             elif summary.last is not None and 0 <= (now - summary.last).total_seconds() <= window:
                 recent += summary.count
@@ -223,6 +234,7 @@ class AppIdentity:
     usename: str | None
     backends_seen: int
     reason: str
+    role: str | None = None  # the role most of the app's backends log in as
 
     @property
     def label(self) -> str:
@@ -245,6 +257,7 @@ class AppIdentity:
         return {
             "application_name": self.application_name,
             "usename": self.usename,
+            "role": self.role,
             "chosen_because": self.reason,
         }
 
@@ -255,12 +268,15 @@ def identify_app(pg: PostgresEvidence | None) -> AppIdentity | None:
     if pg is None or not pg.samples:
         return None
     tally: Counter[tuple[str, str]] = Counter()
+    roles: dict[tuple[str, str], Counter[str]] = {}
     for sample in pg.samples:
         for backend in client_backends(sample):
             if is_self(backend) or is_maintenance(backend):
                 continue
             name = backend.application_name or ""
-            tally[(name, "" if name else backend.usename or "")] += 1
+            key = (name, "" if name else backend.usename or "")
+            tally[key] += 1
+            roles.setdefault(key, Counter())[backend.usename or ""] += 1
     if not tally:
         return None
     (name, user), seen = min(tally.items(), key=lambda item: (-item[1], item[0]))
@@ -269,7 +285,14 @@ def identify_app(pg: PostgresEvidence | None) -> AppIdentity | None:
         f"most client backends ({per_sample:.0f} per sample), excluding pooldoctor and "
         f"maintenance tools ({', '.join(MAINTENANCE_APPS[:4])}, ...)"
     )
-    return AppIdentity(name or None, user or None, seen, reason)
+    role = roles[(name, user)].most_common(1)[0][0] or None
+    return AppIdentity(name or None, user or None, seen, reason, role)
+
+
+def enough_app_backends(count: int, capacity: int | None) -> bool:
+    """Enough app backends to judge: MIN_APP_BACKENDS, or a whole (small) pool's worth."""
+    needed = MIN_APP_BACKENDS if not capacity else min(MIN_APP_BACKENDS, capacity)
+    return count >= max(1, needed)
 
 
 def app_backends(sample: ActivitySample, app: AppIdentity) -> list[Backend]:
@@ -279,9 +302,7 @@ def app_backends(sample: ActivitySample, app: AppIdentity) -> list[Backend]:
 def other_clients(sample: ActivitySample, app: AppIdentity | None) -> list[Backend]:
     """Client backends that are neither the app nor pooldoctor."""
     return [
-        b
-        for b in client_backends(sample)
-        if not is_self(b) and (app is None or not app.matches(b))
+        b for b in client_backends(sample) if not is_self(b) and (app is None or not app.matches(b))
     ]
 
 
@@ -480,7 +501,8 @@ def group_holders(holders: Iterable[Holder], min_age: float = 0.0) -> list[dict[
     groups: dict[str, list[Holder]] = {}
     for holder in holders:
         if holder.age_seconds >= min_age:
-            groups.setdefault(holder.origin, []).append(holder)
+            origin = holder.origin if holder.origin.strip().lower() not in UNKNOWN_ORIGINS else ""
+            groups.setdefault(origin or UNREPORTED_ORIGIN, []).append(holder)
     rows = [
         {
             "origin": origin,

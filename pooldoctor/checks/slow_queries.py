@@ -5,11 +5,11 @@ from __future__ import annotations
 from datetime import datetime
 
 from pooldoctor.checks.common import alter_role, app_label, backend_calls
-from pooldoctor.checks.pool_exhausted import POOL_TIMEOUT_EVENTS
 from pooldoctor.checks.sessions import SessionTrend, preview, session_trend
 from pooldoctor.checks.signals import (
     ACTIVE,
     MAX_LISTED,
+    POOL_TIMEOUT_EVENTS,
     PoolSignal,
     describe_sessions,
     fmt_duration,
@@ -54,8 +54,7 @@ def check(evidence: Evidence) -> list[Finding]:
             (
                 b
                 for b in trend.active
-                if b.wait_event_type != "Lock"
-                and _age(b, trend.latest_at) >= SLOW_QUERY_SECONDS
+                if b.wait_event_type != "Lock" and _age(b, trend.latest_at) >= SLOW_QUERY_SECONDS
             ),
             key=lambda b: -_age(b, trend.latest_at),
         )
@@ -74,8 +73,10 @@ def check(evidence: Evidence) -> list[Finding]:
         confidence = max(confidence, 0.35) + 0.15
         reasons.append(cancelled.describe("statement timeouts (57014)"))
     if confidence > 0.0:
-        critical = (pool.full_now or timeouts.current) and trend is not None and (
-            len(slow) >= CRITICAL_SHARE * max(1, len(trend.latest))
+        critical = (
+            (pool.full_now or timeouts.current)
+            and trend is not None
+            and (len(slow) >= CRITICAL_SHARE * max(1, len(trend.latest)))
         )
         findings.append(_finding(evidence, label, slow, trend, pool, reasons, confidence, critical))
     findings.extend(_foreign_long_queries(evidence, label))

@@ -40,8 +40,10 @@ def check(evidence: Evidence) -> list[Finding]:
     trend = session_trend(evidence)
     if trend is not None and trend.idle_in_tx:
         confidence += 0.15
-        reasons.append(f"{len(trend.idle_in_tx)} backends of {trend.app.label} idle in transaction "
-                       "while the streams run")
+        reasons.append(
+            f"{len(trend.idle_in_tx)} backends of {trend.app.label} idle in transaction "
+            "while the streams run"
+        )
     if pool.full_now:
         confidence += 0.1
     severity = Severity.CRITICAL if pool.full_now else Severity.WARNING

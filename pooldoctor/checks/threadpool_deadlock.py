@@ -8,16 +8,17 @@ from typing import Any
 from pooldoctor.checks.common import app_label
 from pooldoctor.checks.sessions import SessionTrend, session_trend
 from pooldoctor.checks.signals import (
-    MIN_APP_BACKENDS,
+    POOL_TIMEOUT_EVENTS,
     LogSignal,
     PoolSignal,
+    enough_app_backends,
     fmt_duration,
     group_holders,
     log_signal,
     measure_throughput,
     pool_signal,
 )
-from pooldoctor.evidence import Evidence, LogEvent
+from pooldoctor.evidence import Evidence
 from pooldoctor.findings import Finding, Severity
 
 CHECK = "threadpool-deadlock"
@@ -52,7 +53,7 @@ def deadlock_signature(
     reasons: list[str] = []
     facts: dict[str, Any] = {}
     confidence = 0.0
-    if trend is not None and len(trend.latest) >= MIN_APP_BACKENDS:
+    if trend is not None and enough_app_backends(len(trend.latest), pool.capacity_now):
         total = len(trend.latest)
         idle_share = len(trend.idle) / total
         active_share = len(trend.active) / total
@@ -79,8 +80,10 @@ def deadlock_signature(
             reasons.append(f"{worker_threads}/{len(holders)} holders are thread-pool workers")
         if len(ages) >= 2 and max(ages) - min(ages) <= DEADLOCK_SPREAD_SECONDS:
             confidence = max(confidence, 0.3) + 0.1
-            reasons.append(f"all {len(ages)} checkouts are {fmt_duration(min(ages))}-"
-                           f"{fmt_duration(max(ages))} old")
+            reasons.append(
+                f"all {len(ages)} checkouts are {fmt_duration(min(ages))}-"
+                f"{fmt_duration(max(ages))} old"
+            )
         facts["holders"] = group_holders(holders)
     if confidence == 0.0:
         return None
@@ -97,9 +100,7 @@ def deadlock_signature(
 
 def check(evidence: Evidence) -> list[Finding]:
     pool = pool_signal(evidence)
-    timeouts = log_signal(
-        evidence, LogEvent.POOL_TIMEOUT, LogEvent.PSYCOPG_POOL_TIMEOUT, LogEvent.PSYCOPG_POOL_QUEUE_FULL
-    )
+    timeouts = log_signal(evidence, *POOL_TIMEOUT_EVENTS)
     trend = session_trend(evidence)
     signature = deadlock_signature(evidence, pool, timeouts, trend)
     if signature is None:
@@ -117,7 +118,11 @@ def check(evidence: Evidence) -> list[Finding]:
             title="Thread-pool deadlock: threads hold every connection and wait for each other",
             summary=summary,
             runbook=RUNBOOK,
-            evidence={"pool": pool.as_evidence(), "log": timeouts.as_evidence(), **signature.evidence},
+            evidence={
+                "pool": pool.as_evidence(),
+                "log": timeouts.as_evidence(),
+                **signature.evidence,
+            },
             remediation=(
                 "Dump the app's thread stacks (py-spy dump --pid <worker pid>) to confirm threads "
                 "block in pool checkout while holding a session",

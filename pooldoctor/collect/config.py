@@ -1,11 +1,153 @@
-"""Pool configuration collector (placeholder until implemented)."""
+"""Pool configuration collector: read pool settings from KEY=VALUE env files (never raises)."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
 
 from pooldoctor.evidence import PoolConfig
 
+KEY_PREFIXES = ("DATABASE_", "DB_", "SQLALCHEMY_")
+MAX_CONFIG_BYTES = 1024 * 1024  # env files are small; a huge one is the wrong file
+
+_DURATION = re.compile(r"(?i)^\s*(\d+(?:\.\d*)?|\.\d+)\s*(us|ms|s|sec|min|h|d)?\s*$")
+_UNIT_SECONDS = {
+    None: 1.0, "us": 1e-6, "ms": 1e-3, "s": 1.0, "sec": 1.0, "min": 60.0, "h": 3600.0,
+    "d": 86400.0,
+}  # fmt: skip
+_TRUE = {"true", "1", "yes", "on"}
+_FALSE = {"false", "0", "no", "off"}
+
+
+class BadValue(ValueError):
+    """A setting's value that cannot be read; the message says what was expected."""
+
+
+def parse_whole(text: str) -> int:
+    """A whole number (`10`, `+3`, `-1` for max_overflow's unlimited)."""
+    stripped = text.strip()
+    if not re.fullmatch(r"[+-]?\d+", stripped):
+        raise BadValue("is not a whole number")
+    return int(stripped)
+
+
+def parse_duration(text: str) -> float:
+    """Seconds from `10`, `10.0`, `500ms`, `30s`, `5min`, `1h` (bare numbers are seconds)."""
+    match = _DURATION.match(text)
+    if match is None:
+        raise BadValue("is not a duration (seconds, or a number with ms/s/min/h/d)")
+    unit = match.group(2).lower() if match.group(2) else None
+    return float(match.group(1)) * _UNIT_SECONDS[unit]
+
+
+def parse_bool(text: str) -> bool:
+    """true/false, 1/0, yes/no, on/off (any case)."""
+    lowered = text.strip().lower()
+    if lowered in _TRUE:
+        return True
+    if lowered in _FALSE:
+        return False
+    raise BadValue("is not a boolean (true/false, 1/0, yes/no, on/off)")
+
+
+@dataclass(frozen=True)
+class Setting:
+    """Where a key's value goes in PoolConfig and how it is parsed."""
+
+    field: str
+    parse: Callable[[str], object]
+
+
+SETTINGS: dict[str, Setting] = {
+    "POOL_SIZE": Setting("pool_size", parse_whole),
+    "MAX_OVERFLOW": Setting("max_overflow", parse_whole),
+    "POOL_TIMEOUT": Setting("pool_timeout", parse_duration),
+    "POOL_RECYCLE": Setting("pool_recycle", parse_duration),
+    "POOL_PRE_PING": Setting("pool_pre_ping", parse_bool),
+    "POOL_USE_LIFO": Setting("pool_use_lifo", parse_bool),
+    "STATEMENT_TIMEOUT": Setting("statement_timeout", parse_duration),
+    "CONNECTION_TIMEOUT": Setting("connect_timeout", parse_duration),
+    "CONNECT_TIMEOUT": Setting("connect_timeout", parse_duration),
+    "WEB_CONCURRENCY": Setting("workers", parse_whole),
+    "WORKERS": Setting("workers", parse_whole),
+}
+
+
+def setting_for(key: str) -> Setting | None:
+    """The setting a key names, ignoring case and a DATABASE_/DB_/SQLALCHEMY_ prefix."""
+    upper = key.strip().upper()
+    if upper in SETTINGS:
+        return SETTINGS[upper]
+    for prefix in KEY_PREFIXES:
+        if upper.startswith(prefix) and upper[len(prefix) :] in SETTINGS:
+            return SETTINGS[upper[len(prefix) :]]
+    return None
+
+
+def split_assignment(line: str) -> tuple[str, str] | None:
+    """(key, value) of one env-file line, or None for blanks, comments and non-assignments."""
+    stripped = line.strip()
+    if not stripped or stripped.startswith("#"):
+        return None
+    if stripped.startswith("export "):
+        stripped = stripped[len("export ") :].lstrip()
+    key, equals, value = stripped.partition("=")
+    key = key.strip()
+    if not equals or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_.]*", key):
+        return None
+    return key, _unquote(value.strip())
+
+
+def _unquote(value: str) -> str:
+    if value[:1] in ("'", '"'):
+        quote = value[0]
+        closing = value.find(quote, 1)
+        return value[1:closing] if closing > 0 else value[1:]
+    comment = re.search(r"\s#", value)
+    return value[: comment.start()].strip() if comment else value
+
 
 def read_config(paths: Sequence[str], workers: int | None) -> PoolConfig:
-    raise NotImplementedError
+    """Pool settings from env files (later files win) and --workers; problems, never raises."""
+    config = PoolConfig()
+    problems: list[str] = []
+    files: list[str] = []
+    for path in paths:
+        try:
+            data = Path(path).read_bytes()[: MAX_CONFIG_BYTES + 1]
+        except OSError as exc:
+            problems.append(f"{path}: cannot read: {exc.strerror or exc}")
+            continue
+        if len(data) > MAX_CONFIG_BYTES:
+            problems.append(f"{path}: larger than {MAX_CONFIG_BYTES // 1024} KiB; not an env file")
+            continue
+        files.append(path)
+        name = Path(path).name
+        text = data.decode("utf-8", "replace")
+        for number, line in enumerate(text.splitlines(), start=1):
+            config = _apply_line(config, line, f"{name}:{number}", problems)
+    if workers is not None:
+        config = replace(config, workers=workers)
+    return replace(config, files=tuple(files), problems=tuple(problems))
+
+
+def _apply_line(config: PoolConfig, line: str, where: str, problems: list[str]) -> PoolConfig:
+    assignment = split_assignment(line)
+    if assignment is None:
+        return config
+    key, value = assignment
+    setting = setting_for(key)
+    if setting is None:
+        return config  # unknown keys (DATABASE_URL and its password among them) stay unread
+    try:
+        parsed = setting.parse(value)
+    except BadValue as exc:
+        problems.append(f"{where}: {key}={_shown(value)} {exc}")
+        return config
+    return replace(config, **{setting.field: parsed})  # type: ignore[arg-type]
+
+
+def _shown(value: str) -> str:
+    return repr(value if len(value) <= 40 else value[:39] + "…")

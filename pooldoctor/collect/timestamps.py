@@ -8,11 +8,7 @@ from datetime import UTC, datetime, timedelta, timezone, tzinfo
 
 MONTHS: dict[bytes, int] = {
     name: number
-    for number, name in enumerate(
-        (b"Jan", b"Feb", b"Mar", b"Apr", b"May", b"Jun")
-        + (b"Jul", b"Aug", b"Sep", b"Oct", b"Nov", b"Dec"),
-        start=1,
-    )
+    for number, name in enumerate(b"Jan Feb Mar Apr May Jun Jul Aug Sep Oct Nov Dec".split(), 1)
 }
 
 # Zone abbreviations PostgreSQL prints for %t/%m that name a single UTC offset.
@@ -48,7 +44,9 @@ _PG_SEVERITY = re.compile(
 )
 _LEVEL_WORD = re.compile(rb"\b(?:DEBUG|INFO|WARNING|WARN|ERROR|CRITICAL|FATAL|EXCEPTION)\b")
 _ACCESS_REQUEST = re.compile(rb'"[A-Z]{3,7} [^"]* HTTP/[\d.]+" \d{3}\b')
-ACCESS_SEARCH_BYTES = 200  # an access-log timestamp follows host, ident and user fields
+ACCESS_SEARCH_BYTES = 200
+MINUTE_CACHE_SIZE = 4096  # distinct (minute, zone) prefixes remembered
+_MISSING = datetime.min  # an access-log timestamp follows host, ident and user fields
 
 
 @dataclass(frozen=True)
@@ -70,18 +68,24 @@ class TimestampReader:
     log_tz: tzinfo
     reference: datetime
     ambiguous_zones: set[str] = field(default_factory=set)
+    _minutes: dict[tuple[bytes | None, ...], datetime | None] = field(default_factory=dict)
 
-    def read(self, line: bytes) -> Stamp | None:
-        """The timestamp a line starts with (access logs: in its bracketed field), or None."""
+    def read(self, line: bytes, flavor: bool = True) -> Stamp | None:
+        """The timestamp a line starts with (access logs: in its bracketed field), or None.
+
+        With `flavor=False` the flavor is left empty, which saves two regex searches.
+        """
         if not line:
             return None
         first = line[0]
         if 0x30 <= first <= 0x39:
-            return self._iso_line(line)
+            return self._iso_line(line, flavor)
         if first == 0x5B:  # "["
             return self._gunicorn(line)
         if first == 0x7B:  # "{"
             return self._json(line)
+        if first <= 0x20:
+            return None  # continuation lines: traceback frames, tab-indented SQL
         if 0x41 <= first <= 0x5A:
             stamp = self._syslog(line)
             if stamp is not None:
@@ -94,20 +98,20 @@ class TimestampReader:
             return "access"
         return None
 
-    def _iso_line(self, line: bytes) -> Stamp | None:
+    def _iso_line(self, line: bytes, flavor: bool) -> Stamp | None:
         match = _ISO.match(line)
         if match is None:
             return self._access(line)
         moment = self._iso_moment(match)
         if moment is None:
             return None
+        if not flavor:
+            return Stamp(moment, "")
         if _PG_SEVERITY.search(line, match.end(), match.end() + 200):
-            flavor = "postgresql"
-        elif match.group(7) == b"," or _LEVEL_WORD.search(line, match.end(), match.end() + 80):
-            flavor = "python"
-        else:
-            flavor = "unknown"
-        return Stamp(moment, flavor)
+            return Stamp(moment, "postgresql")
+        if match.group(7) == b"," or _LEVEL_WORD.search(line, match.end(), match.end() + 80):
+            return Stamp(moment, "python")
+        return Stamp(moment, "unknown")
 
     def parse_iso(self, text: bytes) -> datetime | None:
         """An ISO 8601 timestamp (as in JSON values), in UTC."""
@@ -115,21 +119,34 @@ class TimestampReader:
         return self._iso_moment(match) if match else None
 
     def _iso_moment(self, match: re.Match[bytes]) -> datetime | None:
-        year, month, day, hour, minute, second = (int(match.group(i)) for i in range(1, 7))
-        fraction = match.group(8)
+        year, month, day, hour, minute, second, _, fraction, utc, offset, name = match.groups()
+        key = (year, month, day, hour, minute, utc, offset, name)
+        base = self._minutes.get(key, _MISSING)
+        if base is _MISSING:
+            base = self._minute_base(key)
+            if len(self._minutes) >= MINUTE_CACHE_SIZE:
+                self._minutes.clear()
+            self._minutes[key] = base
+        if base is None:
+            return None
         micros = int(fraction[:6].ljust(6, b"0")) if fraction else 0
+        return base + timedelta(seconds=min(int(second), 59), microseconds=micros)
+
+    def _minute_base(self, key: tuple[bytes | None, ...]) -> datetime | None:
+        year, month, day, hour, minute, utc, offset, name = key
         zone: tzinfo = self.log_tz
-        if match.group(9):
+        if utc:
             zone = UTC
-        elif match.group(10):
-            zone = _offset_zone(match.group(10))
-        elif match.group(11):
-            name = match.group(11).decode("ascii")
-            if name in ZONE_OFFSET_MINUTES:
-                zone = timezone(timedelta(minutes=ZONE_OFFSET_MINUTES[name]))
-            elif name in AMBIGUOUS_ZONES:
-                self.ambiguous_zones.add(name)
-        return _build(year, month, day, hour, minute, second, micros, zone)
+        elif offset:
+            zone = _offset_zone(offset)
+        elif name:
+            text = name.decode("ascii")
+            if text in ZONE_OFFSET_MINUTES:
+                zone = timezone(timedelta(minutes=ZONE_OFFSET_MINUTES[text]))
+            elif text in AMBIGUOUS_ZONES:
+                self.ambiguous_zones.add(text)
+        y, mo, d, h, mi = (int(part or b"0") for part in (year, month, day, hour, minute))
+        return _build(y, mo, d, h, mi, 0, 0, zone)
 
     def _gunicorn(self, line: bytes) -> Stamp | None:
         match = _GUNICORN.match(line)
@@ -140,7 +157,10 @@ class TimestampReader:
         return Stamp(moment, "gunicorn") if moment else None
 
     def _access(self, line: bytes) -> Stamp | None:
-        match = _ACCESS.search(line, 0, ACCESS_SEARCH_BYTES)
+        bracket = line.find(b"[", 0, ACCESS_SEARCH_BYTES)
+        if bracket < 0:
+            return None
+        match = _ACCESS.search(line, bracket, ACCESS_SEARCH_BYTES)
         if match is None:
             return None
         month = MONTHS.get(match.group(2))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Annotated
 
@@ -46,8 +47,16 @@ def capture_command(
     )
     if not sources.has_sources:
         raise typer.BadParameter(opt.NO_SOURCES_MESSAGE)
+    if out.is_dir():
+        raise typer.BadParameter(
+            f"--out {out} is a directory; give a file name such as {out}/evidence.json"
+        )
     evidence = capture(sources)
-    write_atomic(out, evidence_to_json(evidence))
+    try:
+        write_atomic(out, evidence_to_json(evidence))
+    except OSError as exc:
+        print(f"pooldoctor: error: cannot write {out}: {exc.strerror or exc}", file=sys.stderr)
+        return int(ExitCode.INPUT)
     console = Console(stderr=True)
     for source in evidence.sources:
         style = "green" if source.status is SourceState.OK else "red"

@@ -1,8 +1,27 @@
 """`pooldoctor demo`: the built-in end-to-end example."""
 
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated
+
 import typer
 
+from pooldoctor.exitcodes import ExitCode
+from pooldoctor.lab.cluster import PostgresUnavailable
+from pooldoctor.lab.demo import DEFAULT_OUT, run_demo
 
-def demo_command() -> int:
-    """Run the built-in end-to-end example against a throwaway PostgreSQL."""
-    raise typer.Exit(3)
+
+def demo_command(
+    out: Annotated[
+        Path, typer.Option("--out", help="Directory for the demo's report and captured inputs.")
+    ] = DEFAULT_OUT,
+) -> int:
+    """Reproduce a real connection leak against a throwaway PostgreSQL and diagnose it."""
+    try:
+        run_demo(out)
+    except PostgresUnavailable as exc:
+        print(f"pooldoctor: error: {exc}", file=sys.stderr)
+        return int(ExitCode.UNKNOWN)
+    return int(ExitCode.OK)

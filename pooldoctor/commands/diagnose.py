@@ -2,9 +2,139 @@
 
 from __future__ import annotations
 
+import sys
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated
+
 import typer
+from rich.console import Console
+
+from pooldoctor.collect.session import capture, utc_now
+from pooldoctor.commands import options as opt
+from pooldoctor.diagnosis import diagnose
+from pooldoctor.evidence import Evidence, EvidenceFormatError, evidence_from_json, evidence_to_json
+from pooldoctor.exitcodes import ExitCode
+from pooldoctor.findings import Status
+from pooldoctor.report import (
+    build_report,
+    print_summary,
+    render_html,
+    render_json,
+    render_markdown,
+    write_report_dir,
+)
+from pooldoctor.runbooks import load_runbooks
+
+STATUS_EXIT = {
+    Status.OK: ExitCode.OK,
+    Status.WARNING: ExitCode.WARNING,
+    Status.CRITICAL: ExitCode.CRITICAL,
+    Status.UNKNOWN: ExitCode.UNKNOWN,
+}
 
 
-def diagnose_command() -> int:
+class OutputFormat(StrEnum):
+    """What `diagnose` prints on standard output."""
+
+    TEXT = "text"
+    MD = "md"
+    JSON = "json"
+    HTML = "html"
+
+
+def load_evidence_file(path: Path) -> Evidence:
+    """Read a captured evidence bundle; any failure is one line on stderr and exit 65."""
+    try:
+        text = sys.stdin.read() if str(path) == "-" else path.read_text(encoding="utf-8")
+        return evidence_from_json(text)
+    except (OSError, UnicodeDecodeError, EvidenceFormatError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        print(f"pooldoctor: error: cannot read evidence file {path}: {reason}", file=sys.stderr)
+        raise typer.Exit(int(ExitCode.INPUT)) from None
+
+
+def diagnose_command(
+    pool_status: opt.PoolStatusOpt = None,
+    dsn: opt.DsnOpt = None,
+    log: opt.LogOpt = None,
+    config: opt.ConfigOpt = None,
+    workers: opt.WorkersOpt = None,
+    samples: opt.SamplesOpt = 3,
+    interval: opt.IntervalOpt = 2.0,
+    timeout: opt.TimeoutOpt = 5.0,
+    since: opt.SinceOpt = None,
+    until: opt.UntilOpt = None,
+    log_tz: opt.LogTzOpt = None,
+    evidence: Annotated[
+        Path | None,
+        typer.Option("--evidence", help="Diagnose a bundle written by `pooldoctor capture`."),
+    ] = None,
+    out: Annotated[
+        Path | None,
+        typer.Option(
+            "--out", help="Directory for report.md, report.html, report.json and evidence.json."
+        ),
+    ] = None,
+    output_format: Annotated[
+        OutputFormat,
+        typer.Option("--format", help="What to print on standard output."),
+    ] = OutputFormat.TEXT,
+    site_url: Annotated[
+        str | None,
+        typer.Option(
+            "--site-url",
+            envvar="POOLDOCTOR_SITE_URL",
+            help="Base URL of the runbook site, for links in the report.",
+        ),
+    ] = None,
+) -> int:
     """Diagnose pool exhaustion: collect evidence, rank root causes, write the report."""
-    raise typer.Exit(3)
+    now = utc_now()
+    sources = opt.build_source_options(
+        pool_status=pool_status,
+        dsn=dsn,
+        logs=log,
+        configs=config,
+        workers=workers,
+        samples=samples,
+        interval=interval,
+        timeout=timeout,
+        since=since,
+        until=until,
+        log_tz=log_tz,
+        now=now,
+    )
+    if evidence is not None:
+        if sources.pool_status or dsn or sources.logs or sources.configs:
+            raise typer.BadParameter("--evidence cannot be combined with live source options")
+        bundle = load_evidence_file(evidence)
+    elif sources.has_sources:
+        bundle = capture(sources)
+    else:
+        raise typer.BadParameter(opt.NO_SOURCES_MESSAGE)
+    diagnosis = diagnose(bundle)
+    titles = {slug: runbook.title for slug, runbook in load_runbooks().items()}
+    report = build_report(
+        bundle,
+        diagnosis,
+        generated_at=utc_now(),
+        runbook_titles=titles,
+        runbook_base_url=site_url,
+    )
+    written: list[Path] = []
+    if out is not None:
+        try:
+            written = write_report_dir(report, evidence_to_json(bundle), out)
+        except OSError as exc:
+            print(f"pooldoctor: error: cannot write the report to {out}: {exc}", file=sys.stderr)
+    stdout = Console()
+    if output_format is OutputFormat.TEXT:
+        print_summary(report, stdout, written=written)
+    elif output_format is OutputFormat.MD:
+        sys.stdout.write(render_markdown(report))
+    elif output_format is OutputFormat.JSON:
+        sys.stdout.write(render_json(report))
+    else:
+        sys.stdout.write(render_html(report))
+    return int(STATUS_EXIT[diagnosis.status])

@@ -144,8 +144,15 @@ class BackgroundLoad:
         self._thread.join(timeout=self._spec.max_seconds + self._spec.request_timeout + 2.0)
         return self._result or LoadResult()
 
-    def stop(self) -> LoadResult:
+    def request_stop(self) -> None:
+        """Send no new requests; those in flight finish on their own."""
         self._stop.set()
+
+    def running(self) -> bool:
+        return self._thread.is_alive()
+
+    def stop(self) -> LoadResult:
+        self.request_stop()
         return self.wait()
 
 

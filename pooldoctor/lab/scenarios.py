@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import shutil
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import ExitStack, contextmanager
@@ -12,6 +14,7 @@ from pathlib import Path
 import psycopg
 
 from pooldoctor.atomic import write_atomic
+from pooldoctor.checks.connection_leak import LEAK_MIN_AGE_SECONDS
 from pooldoctor.collect.session import capture
 from pooldoctor.commands.options import SourceOptions
 from pooldoctor.evidence import Evidence, evidence_to_json
@@ -24,14 +27,26 @@ SAVE_ENV = "POOLDOCTOR_SAVE_SCENARIOS"
 SCENARIO_DATA_DIR = Path("tests/data/scenarios")
 # Capture settings: enough samples to see a trend, short enough to keep each scenario quick.
 SAMPLES = 3
+SERVER_LOG_NAME = "postgresql.log"
 INTERVAL_SECONDS = 0.75
 CAPTURE_TIMEOUT_SECONDS = 3.0
 # A short pool_timeout makes the 3o7r error appear within a second of saturation.
 FAST_POOL_TIMEOUT = 1.0
 # Hard ceiling on any load request: longer than every deliberate wait below.
 REQUEST_TIMEOUT_SECONDS = 20.0
+MAX_REQUESTS = 10_000
+# Teardown of long queries: cancel, re-check this often, give up after the deadline.
+CANCEL_POLL_SECONDS = 0.2
+CANCEL_DEADLINE_SECONDS = 10.0
 # A latency-sensitive API's pool: enough for light traffic.
 HEALTHY_POOL_SIZE = 5
+
+
+Progress = Callable[[str], None]
+
+
+def _quiet(_message: str) -> None:
+    """Progress sink that prints nothing (tests)."""
 
 
 @dataclass
@@ -78,11 +93,16 @@ class _Stage:
         )
         return capture(options)
 
-    def cancel_app_queries(self) -> None:
-        """Cancel whatever the app's backends are running, so teardown is quick."""
-        self.cluster.execute(
-            f"SELECT pg_cancel_backend(pid) FROM pg_stat_activity WHERE usename = '{APP_ROLE}'"
-        )
+    def stop_and_cancel(self, load: BackgroundLoad) -> LoadResult:
+        """End the load and cancel the app's running queries until no request is in flight."""
+        load.request_stop()
+        deadline = time.monotonic() + CANCEL_DEADLINE_SECONDS
+        while load.running() and time.monotonic() < deadline:
+            self.cluster.execute(
+                f"SELECT pg_cancel_backend(pid) FROM pg_stat_activity WHERE usename = '{APP_ROLE}'"
+            )
+            time.sleep(CANCEL_POLL_SECONDS)
+        return load.wait()
 
 
 @contextmanager
@@ -91,27 +111,46 @@ def _stage(
     configs: Sequence[LabConfig],
     settings: Mapping[str, str] | None = None,
     port: int | None = None,
+    progress: Progress = _quiet,
 ) -> Iterator[_Stage]:
     workdir.mkdir(parents=True, exist_ok=True)
     with ExitStack() as stack:
         cluster = TempCluster(settings=dict(settings or {}), port=port or free_port())
+        progress(f"starting a throwaway PostgreSQL on 127.0.0.1:{cluster.port}")
         stack.enter_context(cluster)
-        apps = [
-            stack.enter_context(
-                run_lab_app(cluster, config, workdir / f"{config.application_name}.log")
+        stack.callback(_keep_server_log, cluster, workdir)
+        apps = []
+        for config in configs:
+            log_path = workdir / f"{config.application_name}.log"
+            app = stack.enter_context(run_lab_app(cluster, config, log_path))
+            progress(
+                f"started lab app {config.application_name} at {app.url()} "
+                f"(pool_size={config.pool_size}, max_overflow={config.max_overflow}, "
+                f"pool_timeout={config.pool_timeout:g}s), logging to {log_path}"
             )
-            for config in configs
-        ]
+            apps.append(app)
         yield _Stage(workdir, cluster, apps)
 
 
-def _spec(paths: Sequence[str], clients: int, seconds: float) -> LoadSpec:
+def _keep_server_log(cluster: TempCluster, workdir: Path) -> None:
+    """Copy the server log next to the app logs before the cluster directory is removed."""
+    with contextlib.suppress(OSError):
+        shutil.copyfile(cluster.logfile, workdir / SERVER_LOG_NAME)
+
+
+def _describe(result: LoadResult) -> str:
+    counts = ", ".join(f"{count} × {status}" for status, count in sorted(result.statuses.items()))
+    return f"{result.total} requests ({counts})"
+
+
+def _spec(paths: Sequence[str], clients: int, seconds: float, pause: float = 0.0) -> LoadSpec:
     return LoadSpec(
         paths=tuple(paths),
         clients=clients,
-        max_requests=10_000,
+        max_requests=MAX_REQUESTS,
         max_seconds=seconds,
         request_timeout=REQUEST_TIMEOUT_SECONDS,
+        pause_seconds=pause,
     )
 
 
@@ -131,23 +170,37 @@ def _saturating(app_name: str, pool_size: int, **overrides: object) -> LabConfig
 LEAK_POOL = 3
 LEAK_LOAD_SECONDS = 2.5
 LEAK_PATHS = ("/orders?quantity=2", "/orders?quantity=500", "/orders?quantity=3")
+# pooldoctor only calls a checkout leaked once it outlives any legitimate request, so the leaked
+# sessions are left to age past that threshold (with no traffic) before the capture.
+LEAK_HOLD_SECONDS = LEAK_MIN_AGE_SECONDS + 2.0
 
 
-def connection_leak(workdir: Path) -> ScenarioRun:
+def connection_leak(workdir: Path, progress: Progress = _quiet) -> ScenarioRun:
     """The seed incident: /orders leaks its session on large orders; the pool stays full."""
     config = _saturating("orders-api", LEAK_POOL)
-    with _stage(workdir, [config]) as stage:
+    with _stage(workdir, [config], progress=progress) as stage:
         (app,) = stage.apps
+        progress(
+            f"sending {LEAK_LOAD_SECONDS:g} s of traffic to /orders "
+            f"(every third order is too large and takes the leaking error path)"
+        )
         result = run_load(app.url(), _spec(LEAK_PATHS, clients=6, seconds=LEAK_LOAD_SECONDS))
-        # Traffic has stopped, yet the leaked checkouts stay held: that is what capture sees.
+        progress(f"traffic done: {_describe(result)}")
+        progress(
+            f"traffic has stopped; waiting {LEAK_HOLD_SECONDS:g} s while the leaked sessions stay "
+            f"checked out (a checkout older than {LEAK_MIN_AGE_SECONDS:g} s counts as leaked)"
+        )
+        time.sleep(LEAK_HOLD_SECONDS)
+        progress("capturing evidence: pool-status endpoint, pg_stat_activity, logs, config")
         run = ScenarioRun("connection-leak", stage.capture(config))
     run.merge_load(result)
     return run
 
 
 UNDERSIZED_POOL = 2
-UNDERSIZED_QUERY_MS = 250  # short, but not instant: demand (10 × 0.25 s) far exceeds 2 slots
-UNDERSIZED_LOAD_SECONDS = 3.5
+UNDERSIZED_QUERY_MS = 300  # short, but not instant: 16 clients × 0.3 s far exceed 2 slots
+UNDERSIZED_CLIENTS = 16
+UNDERSIZED_LOAD_SECONDS = 3.0
 UNDERSIZED_CAPTURE_DELAY = 1.0
 
 
@@ -156,12 +209,12 @@ def pool_undersized(workdir: Path) -> ScenarioRun:
     config = _saturating("catalog-api", UNDERSIZED_POOL)
     with _stage(workdir, [config]) as stage:
         (app,) = stage.apps
-        spec = _spec(
-            [f"/work?ms={UNDERSIZED_QUERY_MS}"], clients=10, seconds=UNDERSIZED_LOAD_SECONDS
-        )
+        path = f"/work?ms={UNDERSIZED_QUERY_MS}"
+        spec = _spec([path], clients=UNDERSIZED_CLIENTS, seconds=UNDERSIZED_LOAD_SECONDS)
         load = BackgroundLoad(app.url(), spec).start()
         time.sleep(UNDERSIZED_CAPTURE_DELAY)
-        evidence = stage.capture(config, samples=SAMPLES + 2)
+        # The last samples fall after the peak, when the pool has recovered.
+        evidence = stage.capture(config, samples=SAMPLES + 3)
         result = load.wait()
     run = ScenarioRun("pool-undersized", evidence)
     run.merge_load(result)
@@ -170,7 +223,7 @@ def pool_undersized(workdir: Path) -> ScenarioRun:
 
 SLOW_POOL = 3
 SLOW_QUERY_SECONDS = 12.0
-SLOW_CAPTURE_DELAY = 4.0
+SLOW_CAPTURE_DELAY = 6.0  # the queries are well past 5 s when sampled
 
 
 def slow_queries(workdir: Path) -> ScenarioRun:
@@ -182,8 +235,7 @@ def slow_queries(workdir: Path) -> ScenarioRun:
         load = BackgroundLoad(app.url(), spec).start()
         time.sleep(SLOW_CAPTURE_DELAY)
         evidence = stage.capture(config)
-        stage.cancel_app_queries()
-        result = load.stop()
+        result = stage.stop_and_cancel(load)
     run = ScenarioRun("slow-queries", evidence)
     run.merge_load(result)
     return run
@@ -218,7 +270,7 @@ def lock_contention(workdir: Path) -> ScenarioRun:
 
 
 IDLE_TX_POOL = 3
-EXTERNAL_CALL_SECONDS = 1.5
+EXTERNAL_CALL_SECONDS = 3.0  # a slow payment API; most of each transaction is spent waiting
 IDLE_TX_CAPTURE_DELAY = 1.0
 
 
@@ -253,7 +305,9 @@ def server_max_connections(workdir: Path) -> ScenarioRun:
     ]
     settings = {"max_connections": str(MAX_CONN_SERVER_SLOTS)}
     with _stage(workdir, configs, settings) as stage:
-        spec = _spec(["/work?ms=200"], clients=MAX_CONN_POOL, seconds=MAX_CONN_LOAD_SECONDS)
+        spec = _spec(
+            ["/work?ms=200"], clients=MAX_CONN_POOL, seconds=MAX_CONN_LOAD_SECONDS, pause=0.05
+        )
         loads = [BackgroundLoad(app.url(), spec).start() for app in stage.apps]
         time.sleep(MAX_CONN_CAPTURE_DELAY)
         evidence = stage.capture(configs[0], workers=MAX_CONN_WORKERS)
@@ -321,14 +375,8 @@ def _light_traffic(
 ) -> ScenarioRun:
     with _stage(workdir, [config], settings) as stage:
         (app,) = stage.apps
-        spec = LoadSpec(
-            paths=("/quick", "/work?ms=20", "/orders?quantity=1"),
-            clients=2,
-            max_requests=10_000,
-            max_seconds=LIGHT_LOAD_SECONDS,
-            request_timeout=REQUEST_TIMEOUT_SECONDS,
-            pause_seconds=0.05,
-        )
+        paths = ("/quick", "/work?ms=20", "/orders?quantity=1")
+        spec = _spec(paths, clients=2, seconds=LIGHT_LOAD_SECONDS, pause=0.05)
         load = BackgroundLoad(app.url(), spec).start()
         evidence = stage.capture(config)
         result = load.stop()

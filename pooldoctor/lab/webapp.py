@@ -78,10 +78,11 @@ class LabConfig:
             f"DB_MAX_OVERFLOW={self.max_overflow}",
             f"DB_POOL_TIMEOUT={self.pool_timeout:g}",
             f"DB_POOL_PRE_PING={'true' if self.pool_pre_ping else 'false'}",
-            f"DB_POOL_RECYCLE={self.pool_recycle}",
             f"DB_CONNECT_TIMEOUT={self.connect_timeout}",
             f"WEB_CONCURRENCY={workers}",
         ]
+        if self.pool_recycle >= 0:  # -1, SQLAlchemy's "never", is left unset as in most apps
+            lines.append(f"DB_POOL_RECYCLE={self.pool_recycle}")
         if self.statement_timeout_ms is not None:
             lines.append(f"DB_STATEMENT_TIMEOUT={self.statement_timeout_ms}ms")
         return "\n".join(lines) + "\n"
@@ -194,7 +195,7 @@ class LabApp:
             return {"value": conn.execute(text("SELECT 1")).scalar_one()}
 
     def _work(self, query: Mapping[str, list[str]]) -> dict[str, Any]:
-        seconds = _seconds(query, "ms", 100.0) / 1000.0
+        seconds = min(_number(query, "ms", 100.0) / 1000.0, MAX_SLEEP_SECONDS)
         with Session(self.engine) as session:
             session.execute(text("SELECT pg_sleep(:s)"), {"s": seconds})
             count = session.execute(text("SELECT count(*) FROM orders")).scalar_one()

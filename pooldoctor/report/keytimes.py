@@ -132,7 +132,6 @@ def evidence_moments(evidence: Evidence) -> list[datetime]:
         moments.extend((log.first, log.last))
     for instance in evidence.pools:
         moments.extend(sample.at for sample in instance.samples)
-        moments.extend(error.at for error in instance.errors)
     if evidence.postgres is not None:
         moments.extend(sample.at for sample in evidence.postgres.samples)
     return [as_utc(m) for m in moments if m is not None]

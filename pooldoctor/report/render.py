@@ -102,7 +102,7 @@ def report_to_plain(report: Report) -> dict[str, Any]:
 
 def render_json(report: Report) -> str:
     """report.json text."""
-    return json.dumps(report_to_plain(report), indent=2, ensure_ascii=False) + "\n"
+    return json.dumps(report_to_plain(report), indent=2, ensure_ascii=False, default=str) + "\n"
 
 
 def md_cell(value: Any) -> str:

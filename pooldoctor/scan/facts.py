@@ -108,9 +108,13 @@ def sessionmaker_kind(call: ast.AST, module: ModuleInfo) -> str | None:
     name = terminal_name(call.func)
     if name not in SESSIONMAKERS:
         return None
-    if isinstance(call.func, ast.Name) and call.func.id in module.imports:
-        if not module.from_sqlalchemy(call.func.id):
-            return None
+    func = call.func
+    if (
+        isinstance(func, ast.Name)
+        and func.id in module.imports
+        and not module.from_sqlalchemy(name)
+    ):
+        return None
     return SESSIONMAKERS[name]
 
 

@@ -1,0 +1,157 @@
+"""server-max-connections: the server refuses new sessions; the fleet's pools exceed its slots."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pooldoctor.checks.common import app_label
+from pooldoctor.checks.signals import (
+    LogSignal,
+    client_backends,
+    describe_sessions,
+    identify_app,
+    log_signal,
+)
+from pooldoctor.checks.sizing import ServerBudget, budget_remedy, server_budget
+from pooldoctor.evidence import Evidence, LogEvent
+from pooldoctor.findings import Finding, Role, Severity
+
+CHECK = "server-max-connections"
+RUNBOOK = "server-max-connections"
+SLOTS_WARN_FRACTION = 0.9  # sessions at 90% of usable slots: the next burst is refused
+TOO_MANY_SQLSTATE = "53300"
+TOO_MANY_MARKERS = ("too many clients", "connection slots are reserved", "too many connections")
+
+
+def _refused_now(evidence: Evidence) -> str | None:
+    pg = evidence.postgres
+    failure = pg.connect_failure if pg is not None else None
+    if failure is None:
+        return None
+    if failure.sqlstate == TOO_MANY_SQLSTATE or any(
+        m in failure.message.lower() for m in TOO_MANY_MARKERS
+    ):
+        return f"pooldoctor's own connection was refused: {failure.message}"
+    return None
+
+
+def _slot_usage(evidence: Evidence, budget: ServerBudget | None) -> tuple[int, int] | None:
+    pg = evidence.postgres
+    if pg is None or not pg.samples or budget is None:
+        return None
+    usable = budget.max_connections - budget.superuser_reserved - budget.reserved
+    return len(client_backends(pg.samples[-1])), usable
+
+
+def _remediation(budget: ServerBudget | None) -> tuple[str, ...]:
+    steps = []
+    if budget is not None:
+        remedy = budget_remedy(budget)
+        if remedy:
+            steps.append(remedy)
+    steps.extend(
+        [
+            "Put PgBouncer (transaction mode) in front and give each process a small pool",
+            "Shed idle surplus: pool_use_lifo=True plus a server idle_session_timeout for the "
+            "app role (with pool_pre_ping=True)",
+            "Or raise max_connections (needs a restart; memory per backend)",
+        ]
+    )
+    return tuple(steps)
+
+
+def check(evidence: Evidence) -> list[Finding]:
+    app = identify_app(evidence.postgres)
+    label = app_label(evidence)
+    budget = server_budget(evidence, app)
+    logs = log_signal(
+        evidence, LogEvent.TOO_MANY_CLIENTS, LogEvent.RESERVED_SLOTS, LogEvent.ROLE_LIMIT
+    )
+    refused = _refused_now(evidence)
+    usage = _slot_usage(evidence, budget)
+    pg = evidence.postgres
+    full_limits = [
+        limit
+        for limit in (pg.limits if pg is not None else ())
+        if 0 <= limit.limit <= limit.current
+    ]
+    reasons: list[str] = []
+    facts: dict[str, Any] = {"log": logs.as_evidence()}
+    confidence = 0.0
+    severity = Severity.WARNING
+    if refused:
+        reasons.append(refused)
+        confidence = 0.8
+        severity = Severity.CRITICAL
+    if logs.current:
+        reasons.append(logs.describe("refused connections (53300 / reserved slots / role limit)"))
+        confidence = max(confidence, 0.7) + 0.1
+        severity = Severity.CRITICAL
+    if usage is not None:
+        used, usable = usage
+        facts.update(client_sessions=used, usable_slots=usable)
+        if usable > 0 and used >= SLOTS_WARN_FRACTION * usable:
+            reasons.append(f"{used} client sessions of {usable} usable slots in use")
+            confidence = max(confidence, 0.55) + 0.1
+    for limit in full_limits:
+        reasons.append(
+            f"{limit.kind} {limit.name} at its connection limit {limit.current}/{limit.limit}"
+        )
+        confidence = max(confidence, 0.6)
+    if budget is not None:
+        facts["budget"] = budget.as_evidence()
+        if pg is not None and pg.samples:
+            facts["sessions"] = describe_sessions(client_backends(pg.samples[-1]))
+    if confidence > 0.0:
+        if budget is not None:
+            reasons.append(budget.arithmetic())
+            if budget.fits is False:
+                confidence += 0.1
+        if app is not None:
+            facts["app"] = app.as_evidence()
+        return [
+            Finding(
+                id=f"{CHECK}:{label}",
+                check=CHECK,
+                severity=severity,
+                confidence=round(min(confidence, 0.95), 2),
+                title="PostgreSQL out of connection slots",
+                summary="; ".join(reasons),
+                runbook=RUNBOOK,
+                evidence=facts,
+                remediation=_remediation(budget),
+            )
+        ]
+    findings: list[Finding] = []
+    if budget is not None and budget.fits is False:
+        findings.append(
+            Finding(
+                id=f"{CHECK}:{label}:budget",
+                check=CHECK,
+                severity=Severity.WARNING,
+                confidence=0.9,
+                title="Pools can open more connections than the server allows",
+                summary=budget.arithmetic()
+                + "; a burst (or every pool filling up) will be refused with 'too many clients'",
+                runbook=RUNBOOK,
+                role=Role.RISK,
+                evidence=facts,
+                remediation=_remediation(budget),
+            )
+        )
+    if logs.seen:
+        findings.append(_history(label, logs))
+    return findings
+
+
+def _history(label: str, logs: LogSignal) -> Finding:
+    return Finding(
+        id=f"{CHECK}:{label}:history",
+        check=CHECK,
+        severity=Severity.INFO,
+        confidence=round(0.3 * logs.weight, 2),
+        title="Refused connections earlier (history)",
+        summary=logs.describe("refused connections (53300 / reserved slots / role limit)"),
+        runbook=RUNBOOK,
+        evidence={"log": logs.as_evidence()},
+    )

@@ -1,0 +1,159 @@
+"""Read a log stream (plain or gzip, by magic bytes) as large spans of whole lines."""
+
+from __future__ import annotations
+
+import gzip
+import zlib
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import BinaryIO
+
+GZIP_MAGIC = b"\x1f\x8b"
+CHUNK_BYTES = 16 * 1024 * 1024  # large spans amortise the per-span passes; memory stays bounded
+GZIP_READ_BYTES = 1024 * 1024  # small gzip reads keep what was decoded before a truncation
+MAX_LINE_BYTES = 1024 * 1024  # longer lines are not log lines anyone wrote on purpose
+LONG_LINE_KEEP_BYTES = 64 * 1024  # what is kept of such a line for classification
+
+
+@dataclass(frozen=True)
+class Span:
+    """Whole lines buffer[start:end]; the last may lack its newline at the end of the stream."""
+
+    buffer: bytes
+    start: int
+    end: int
+
+
+class _Prepended:
+    """A read-only stream that first returns `head`, then reads from `rest`."""
+
+    def __init__(self, head: bytes, rest: BinaryIO) -> None:
+        self._head = head
+        self._rest = rest
+
+    def read(self, size: int = -1) -> bytes:
+        if self._head:
+            if size < 0 or size >= len(self._head):
+                head, self._head = self._head, b""
+                more = self._rest.read(-1 if size < 0 else size - len(head))
+                return head + (more or b"")
+            head, self._head = self._head[:size], self._head[size:]
+            return head
+        return self._rest.read(size) or b""
+
+
+class LogStream:
+    """Iterates spans of a stream; records why it stopped early and how many lines were cut."""
+
+    def __init__(self, raw: BinaryIO, chunk_bytes: int = CHUNK_BYTES) -> None:
+        head = raw.read(2) or b""
+        self.gzipped = head == GZIP_MAGIC
+        self.empty = head == b""
+        self._stream = _Prepended(head, raw)
+        self._chunk_bytes = chunk_bytes
+        self.long_lines = 0
+        self.stop_reason: str | None = None
+        self.consumed = 0
+
+    def _blocks(self) -> Iterator[bytes]:
+        if not self.gzipped:
+            try:
+                while block := self._stream.read(self._chunk_bytes):
+                    yield block
+            except OSError as exc:
+                self.stop_reason = f"read failed ({exc.strerror or exc})"
+            return
+        pieces: list[bytes] = []
+        size = 0
+        unzipped = gzip.GzipFile(fileobj=self._stream, mode="rb")  # type: ignore[call-overload]
+        while True:
+            try:
+                piece = unzipped.read1(GZIP_READ_BYTES)
+            except EOFError:
+                self.stop_reason = "gzip stream truncated"
+                break
+            except (gzip.BadGzipFile, zlib.error) as exc:
+                self.stop_reason = f"gzip stream corrupt ({exc})"
+                break
+            except OSError as exc:
+                self.stop_reason = f"read failed ({exc.strerror or exc})"
+                break
+            if not piece:
+                break
+            pieces.append(piece)
+            size += len(piece)
+            if size >= self._chunk_bytes:
+                yield b"".join(pieces)
+                pieces, size = [], 0
+        if pieces:
+            yield b"".join(pieces)
+
+    def spans(self) -> Iterator[Span]:
+        """Spans of whole lines, in order; overlong lines are cut to LONG_LINE_KEEP_BYTES."""
+        carry = b""
+        skipping = False
+        for block in self._blocks():
+            self.consumed += len(block)
+            start = 0
+            if skipping:
+                newline = block.find(b"\n")
+                if newline < 0:
+                    continue
+                start, skipping = newline, False
+            last_newline = block.rfind(b"\n", start)
+            if last_newline < 0:
+                carry += block[start:]
+                if len(carry) > MAX_LINE_BYTES:
+                    carry, skipping = carry[:LONG_LINE_KEEP_BYTES], True
+                    self.long_lines += 1
+                continue
+            first_newline = block.find(b"\n", start)
+            if carry:
+                yield self._limited(carry + block[start : first_newline + 1])
+                carry = b""
+                start = first_newline + 1
+            if start <= last_newline:
+                yield self._limited_span(block, start, last_newline + 1)
+            carry = block[last_newline + 1 :]
+            if len(carry) > MAX_LINE_BYTES:
+                carry, skipping = carry[:LONG_LINE_KEEP_BYTES], True
+                self.long_lines += 1
+        if carry:
+            yield self._limited(carry)
+
+    def _limited(self, data: bytes) -> Span:
+        return self._limited_span(data, 0, len(data))
+
+    def _limited_span(self, buffer: bytes, start: int, end: int) -> Span:
+        kept, cut = cut_long_lines(buffer, start, end)
+        self.long_lines += cut
+        if kept is None:
+            return Span(buffer, start, end)
+        return Span(kept, 0, len(kept))
+
+
+def cut_long_lines(buffer: bytes, start: int, end: int) -> tuple[bytes | None, int]:
+    """buffer[start:end] with lines over MAX_LINE_BYTES cut, or None if there were none.
+
+    Steps from line to line a megabyte at a time (the last newline within the next
+    MAX_LINE_BYTES), so a span without long lines costs a few rfind calls.
+    """
+    position = start
+    pieces: list[bytes] = []
+    copied_to = start
+    cut = 0
+    while end - position > MAX_LINE_BYTES:
+        newline = buffer.rfind(b"\n", position, position + MAX_LINE_BYTES + 1)
+        if newline >= 0:
+            position = newline + 1
+            continue
+        line_end = buffer.find(b"\n", position + MAX_LINE_BYTES, end)
+        line_end = end if line_end < 0 else line_end
+        pieces.append(buffer[copied_to : position + LONG_LINE_KEEP_BYTES])
+        copied_to = line_end
+        cut += 1
+        position = line_end + 1 if line_end < end else end
+    if not cut:
+        return None, 0
+    pieces.append(buffer[copied_to:end])
+    return b"".join(pieces), cut

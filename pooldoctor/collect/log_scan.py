@@ -1,0 +1,312 @@
+"""Scan the spans of one log file: line counts, timestamps, flavor and classified events.
+
+Costs per span: one newline count, one memmem pass per search key, and timestamp parsing
+only for candidate lines, the lines they continue, the first and last lines, and a sample.
+`timestamped_lines` is exact for spans of up to EXACT_SAMPLE_LINES lines; above that it is
+estimated from SAMPLE_WINDOWS windows of SAMPLE_WINDOW_LINES lines spread over the span.
+"""
+
+from __future__ import annotations
+
+from collections import Counter, deque
+from concurrent.futures import Executor
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from pooldoctor.collect.log_classify import Check, checks_for, classify, quote_line
+from pooldoctor.collect.log_patterns import SEARCH_KEYS, rules_for_keys
+from pooldoctor.collect.log_reader import Span
+from pooldoctor.collect.log_search import candidate_lines
+from pooldoctor.collect.timestamps import TimestampReader
+from pooldoctor.evidence import LogEvent, LogEventSummary, MinuteCount
+
+EXACT_SAMPLE_LINES = 4000  # spans this short are timestamp-counted line by line
+SAMPLE_WINDOWS = 4
+SAMPLE_WINDOW_LINES = 250
+MAX_BACKTRACK_LINES = 500  # a traceback longer than this loses its timestamp
+FIRST_EXAMPLES = 3
+LAST_EXAMPLES = 2
+MAX_MINUTES_PER_EVENT = 20_000  # two weeks of minutes; more would bloat the evidence
+FLAVOR_MAJORITY = 0.8  # below this share for the top flavor, the file is "mixed"
+
+_KEY_RULES = rules_for_keys()
+
+
+@dataclass
+class EventTally:
+    """Running totals for one event kind."""
+
+    count: int = 0
+    first: datetime | None = None
+    last: datetime | None = None
+    per_minute: dict[datetime, int] = field(default_factory=dict)
+    minutes_dropped: bool = False
+    first_examples: list[str] = field(default_factory=list)
+    last_lines: deque[bytes] = field(default_factory=lambda: deque(maxlen=LAST_EXAMPLES))
+
+    def add(self, moment: datetime | None, line: bytes) -> None:
+        self.count += 1
+        if moment is not None:
+            self.first = moment if self.first is None else min(self.first, moment)
+            self.last = moment if self.last is None else max(self.last, moment)
+            minute = moment.replace(second=0, microsecond=0)
+            if minute in self.per_minute or len(self.per_minute) < MAX_MINUTES_PER_EVENT:
+                self.per_minute[minute] = self.per_minute.get(minute, 0) + 1
+            else:
+                self.minutes_dropped = True
+        if len(self.first_examples) < FIRST_EXAMPLES:
+            self.first_examples.append(quote_line(line))
+        else:
+            self.last_lines.append(line)
+
+    def summary(self, event: LogEvent) -> LogEventSummary:
+        minutes = tuple(MinuteCount(m, c) for m, c in sorted(self.per_minute.items()))
+        examples = (*self.first_examples, *(quote_line(line) for line in self.last_lines))
+        return LogEventSummary(event, self.count, self.first, self.last, minutes, examples)
+
+
+@dataclass
+class FileScan:
+    """Accumulates what one file's spans showed."""
+
+    reader: TimestampReader
+    since: datetime | None
+    until: datetime | None
+    lines: int = 0
+    timestamped: float = 0.0
+    first: datetime | None = None
+    last: datetime | None = None
+    first_line: bytes | None = None
+    flavors: Counter[str] = field(default_factory=Counter)
+    tallies: dict[LogEvent, EventTally] = field(default_factory=dict)
+    undecodable: int = 0
+    skipped_lines: int = 0
+    skipped_events: int = 0
+    consumed: int = 0
+    # The record (timestamped line plus its continuation lines) the previous span ended in.
+    carry_moment: datetime | None = None
+    carry_record: int = -1
+    _record: int = -2
+    _record_events: set[LogEvent] = field(default_factory=set)
+    executor: Executor | None = None
+    workers: int = 1
+    _check_cache: dict[int, tuple[Check, ...]] = field(default_factory=dict)
+
+    def scan(self, span: Span) -> None:
+        """Account for one span of whole lines."""
+        buffer, start, end = span.buffer, span.start, span.end
+        if end <= start:
+            return
+        line_count = buffer.count(b"\n", start, end) + (buffer[end - 1] != 0x0A)
+        self.lines += line_count
+        if self.first_line is None:
+            first_end = buffer.find(b"\n", start, end)
+            self.first_line = buffer[start : first_end if first_end >= 0 else end]
+        if not buffer.isascii():
+            self.undecodable += _undecodable(buffer[start:end])
+        self._sample(buffer, start, end, line_count)
+        span_first = self._first_stamp(buffer, start, end)
+        span_last = self._last_stamp(buffer, start, end)
+        outside = self._skip_outside(buffer, start, end, line_count, span_first, span_last)
+        if not outside:
+            self._events(buffer, start, end)
+        if span_last is not None:
+            self.carry_moment, self.carry_record = span_last
+        self.consumed += end - start
+
+    # -- timestamps -------------------------------------------------------------------
+
+    def _note(self, moment: datetime) -> None:
+        self.first = moment if self.first is None else min(self.first, moment)
+        self.last = moment if self.last is None else max(self.last, moment)
+
+    def _sample(self, buffer: bytes, start: int, end: int, line_count: int) -> None:
+        if line_count <= EXACT_SAMPLE_LINES:
+            stamped = self._read_lines(buffer, start, end, line_count)
+            self.timestamped += stamped
+            return
+        sampled = stamped = 0
+        step = (end - start) // SAMPLE_WINDOWS
+        for window in range(SAMPLE_WINDOWS):
+            position = start + window * step
+            if window:
+                position = buffer.find(b"\n", position, end) + 1
+                if position <= 0:
+                    break
+            stamped += self._read_lines(buffer, position, end, SAMPLE_WINDOW_LINES)
+            sampled += SAMPLE_WINDOW_LINES
+        self.timestamped += line_count * stamped / max(sampled, 1)
+
+    def _read_lines(self, buffer: bytes, position: int, end: int, limit: int) -> int:
+        stamped = 0
+        for _ in range(limit):
+            if position >= end:
+                break
+            line_end = buffer.find(b"\n", position, end)
+            line_end = end if line_end < 0 else line_end
+            line = buffer[position:line_end]
+            stamp = self.reader.read(line)
+            if stamp is not None:
+                stamped += 1
+                self.flavors[stamp.flavor] += 1
+                self._note(stamp.moment)
+            else:
+                flavor = self.reader.flavor_without_timestamp(line)
+                if flavor:
+                    self.flavors[flavor] += 1
+            position = line_end + 1
+        return stamped
+
+    def _first_stamp(self, buffer: bytes, start: int, end: int) -> tuple[datetime, int] | None:
+        position = start
+        for _ in range(MAX_BACKTRACK_LINES):
+            if position >= end:
+                return None
+            line_end = buffer.find(b"\n", position, end)
+            line_end = end if line_end < 0 else line_end
+            stamp = self.reader.read(buffer[position:line_end])
+            if stamp is not None:
+                self._note(stamp.moment)
+                return stamp.moment, self.consumed + position - start
+            position = line_end + 1
+        return None
+
+    def _last_stamp(self, buffer: bytes, start: int, end: int) -> tuple[datetime, int] | None:
+        line_end = end - 1 if buffer[end - 1] == 0x0A else end
+        for _ in range(MAX_BACKTRACK_LINES):
+            if line_end < start:
+                return None
+            line_start = max(buffer.rfind(b"\n", start, line_end) + 1, start)
+            stamp = self.reader.read(buffer[line_start:line_end])
+            if stamp is not None:
+                self._note(stamp.moment)
+                return stamp.moment, self.consumed + line_start - start
+            line_end = line_start - 1
+        return None
+
+    def _record_of(
+        self, buffer: bytes, start: int, line_start: int, memo: dict[int, tuple[datetime, int]]
+    ) -> tuple[datetime | None, int]:
+        """Timestamp and id of the record a continuation line belongs to."""
+        position = line_start
+        for _ in range(MAX_BACKTRACK_LINES):
+            if position <= start:
+                return self.carry_moment, self.carry_record
+            previous = max(buffer.rfind(b"\n", start, position - 1) + 1, start)
+            if previous in memo:
+                return memo[previous]
+            stamp = self.reader.read(buffer[previous : position - 1], flavor=False)
+            if stamp is not None:
+                found = (stamp.moment, self.consumed + previous - start)
+                memo[previous] = found
+                return found
+            position = previous
+        return None, self.consumed + line_start - start
+
+    # -- time window ------------------------------------------------------------------
+
+    def _outside(self, moment: datetime) -> bool:
+        return (self.since is not None and moment < self.since) or (
+            self.until is not None and moment >= self.until
+        )
+
+    def _skip_outside(
+        self,
+        buffer: bytes,
+        start: int,
+        end: int,
+        line_count: int,
+        span_first: tuple[datetime, int] | None,
+        span_last: tuple[datetime, int] | None,
+    ) -> bool:
+        """Count lines outside --since/--until; True when the whole span is outside."""
+        if self.since is None and self.until is None:
+            return False
+        if span_first is None or span_last is None:
+            return False
+        low, high = span_first[0], span_last[0]
+        if (self.since is not None and high < self.since) or (
+            self.until is not None and low >= self.until
+        ):
+            self.skipped_lines += line_count
+            return True
+        if self._outside(low) or self._outside(high):
+            self.skipped_lines += self._count_outside(buffer, start, end)
+        return False
+
+    def _count_outside(self, buffer: bytes, start: int, end: int) -> int:
+        outside = 0
+        moment = self.carry_moment
+        position = start
+        while position < end:
+            line_end = buffer.find(b"\n", position, end)
+            line_end = end if line_end < 0 else line_end
+            stamp = self.reader.read(buffer[position:line_end])
+            if stamp is not None:
+                moment = stamp.moment
+            if moment is not None and self._outside(moment):
+                outside += 1
+            position = line_end + 1
+        return outside
+
+    # -- events -----------------------------------------------------------------------
+
+    def _checks(self, mask: int) -> tuple[Check, ...]:
+        checks = self._check_cache.get(mask)
+        if checks is None:
+            indexes: set[int] = set()
+            for bit, key_rules in enumerate(_KEY_RULES):
+                if mask >> bit & 1:
+                    indexes.update(key_rules)
+            checks = self._check_cache[mask] = checks_for(sorted(indexes))
+        return checks
+
+    def _events(self, buffer: bytes, start: int, end: int) -> None:
+        found = candidate_lines(buffer, start, end, SEARCH_KEYS, self.executor, self.workers)
+        memo: dict[int, tuple[datetime, int]] = {}
+        for line_start in sorted(found):
+            line_end = buffer.find(b"\n", line_start, end)
+            line = buffer[line_start : line_end if line_end >= 0 else end]
+            event = classify(line, self._checks(found[line_start]))
+            if event is None:
+                continue
+            stamp = self.reader.read(line, flavor=False)
+            moment: datetime | None
+            if stamp is not None:
+                moment, record = stamp.moment, self.consumed + line_start - start
+                memo[line_start] = (moment, record)
+            else:
+                moment, record = self._record_of(buffer, start, line_start, memo)
+            if record != self._record:
+                self._record, self._record_events = record, set()
+            if event in self._record_events:
+                continue  # the same error repeated in its own traceback
+            self._record_events.add(event)
+            if moment is not None and self._outside(moment):
+                self.skipped_events += 1
+                continue
+            tally = self.tallies.get(event)
+            if tally is None:
+                tally = self.tallies[event] = EventTally()
+            tally.add(moment, line)
+
+    def summaries(self) -> tuple[LogEventSummary, ...]:
+        """Per-event summaries, most frequent first."""
+        ordered = sorted(self.tallies.items(), key=lambda item: (-item[1].count, item[0].value))
+        return tuple(tally.summary(event) for event, tally in ordered)
+
+    def flavor(self) -> str:
+        """The file's flavor: the dominant one, "mixed", or "unknown"."""
+        known = {name: n for name, n in self.flavors.items() if name != "unknown"}
+        if not known:
+            return "unknown"
+        top, count = max(known.items(), key=lambda item: item[1])
+        return top if count >= FLAVOR_MAJORITY * sum(self.flavors.values()) else "mixed"
+
+    def minutes_truncated(self) -> bool:
+        return any(t.minutes_dropped for t in self.tallies.values())
+
+
+def _undecodable(data: bytes) -> int:
+    """How many invalid UTF-8 sequences `data` holds (each becomes one U+FFFD)."""
+    return len(data.decode("utf-8", "replace")) - len(data.decode("utf-8", "ignore"))

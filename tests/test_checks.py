@@ -1,0 +1,206 @@
+"""Per-check fixtures (healthy and failing), the registry's runbook coverage, signal helpers."""
+
+from __future__ import annotations
+
+import json
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+
+from pooldoctor.checks.registry import CHECKS, UNDETECTABLE_RUNBOOKS, CheckSpec, check_named
+from pooldoctor.checks.signals import (
+    fmt_duration,
+    identify_app,
+    parse_duration,
+    recency_weight,
+)
+from pooldoctor.diagnosis import diagnose
+from pooldoctor.evidence import Evidence, evidence_from_json
+from pooldoctor.findings import Severity
+from pooldoctor.runbooks import RUNBOOK_SLUGS
+from tests.data.checks.generate import rendered
+from tests.evidence_builders import NOW, SAMPLE_TIMES, active, activity, idle, postgres
+
+FIXTURES = Path(__file__).parent / "data" / "checks"
+EXPECTED: dict[str, dict[str, object]] = json.loads((FIXTURES / "expected.json").read_text())
+FAILING = sorted(name for name, e in EXPECTED.items() if e["check"])
+HEALTHY = sorted(name for name, e in EXPECTED.items() if not e["check"])
+REPO = Path(__file__).resolve().parent.parent
+
+
+def load(name: str) -> Evidence:
+    return evidence_from_json((FIXTURES / name).read_text(encoding="utf-8"))
+
+
+@pytest.mark.parametrize("name", FAILING)
+def test_failing_fixture_is_reported_by_its_check(name: str) -> None:
+    expected = EXPECTED[name]
+    spec = check_named(str(expected["check"]))
+    findings = list(spec.run(load(name)))
+    assert findings, f"{spec.name} found nothing in {name}"
+    finding = findings[0]
+    assert finding.runbook == expected["runbook"]
+    assert finding.severity.value == expected["severity"]
+    assert 0.0 < finding.confidence <= 1.0
+    assert finding.id.startswith(f"{spec.name}:")
+    json.dumps(finding.evidence)  # JSON-ready
+    if expected["top"]:
+        diagnosis = diagnose(load(name), strict=True)
+        assert diagnosis.findings[0].runbook == expected["runbook"], [
+            (f.id, f.severity.value, f.confidence) for f in diagnosis.findings
+        ]
+
+
+@pytest.mark.parametrize("name", HEALTHY)
+@pytest.mark.parametrize("spec", CHECKS, ids=[spec.name for spec in CHECKS])
+def test_healthy_fixture_raises_nothing_actionable(name: str, spec: CheckSpec) -> None:
+    loud = [f for f in spec.run(load(name)) if f.severity is not Severity.INFO]
+    assert loud == []
+
+
+@pytest.mark.parametrize("name", HEALTHY)
+def test_healthy_fixture_diagnoses_ok(name: str) -> None:
+    assert diagnose(load(name), strict=True).status.value == "ok"
+
+
+def test_fixtures_match_their_builders() -> None:
+    stale = [
+        name
+        for name, text in rendered().items()
+        if not (FIXTURES / name).is_file() or (FIXTURES / name).read_text() != text
+    ]
+    assert stale == [], "run: .venv/bin/python tests/data/checks/generate.py"
+
+
+def test_every_check_is_exercised_by_a_failing_fixture() -> None:
+    assert {spec.name for spec in CHECKS} <= {str(EXPECTED[n]["check"]) for n in FAILING}
+
+
+def test_check_runbooks_are_known_slugs() -> None:
+    for spec in CHECKS:
+        assert spec.runbooks and set(spec.runbooks) <= set(RUNBOOK_SLUGS), spec.name
+        assert spec.summary.strip()
+    assert len({spec.name for spec in CHECKS}) == len(CHECKS)
+
+
+def test_every_slug_is_reachable_or_explained() -> None:
+    reachable = {slug for spec in CHECKS for slug in spec.runbooks}
+    for slug in RUNBOOK_SLUGS:
+        assert slug in reachable or UNDETECTABLE_RUNBOOKS.get(slug, "").strip(), slug
+    assert set(UNDETECTABLE_RUNBOOKS) <= set(RUNBOOK_SLUGS)
+
+
+def test_every_named_runbook_has_a_file() -> None:
+    missing = sorted(
+        {slug for spec in CHECKS for slug in spec.runbooks}
+        - {p.stem for p in (REPO / "runbooks").glob("*.md")}
+    )
+    assert missing == []
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"),
+    [
+        ("0", 0.0),
+        ("30000", 30.0),
+        ("30s", 30.0),
+        ("5min", 300.0),
+        ("1h", 3600.0),
+        ("250ms", 0.25),
+        ("bogus", None),
+        (None, None),
+    ],
+)
+def test_parse_duration(text: str | None, seconds: float | None) -> None:
+    assert parse_duration(text) == seconds
+
+
+def test_recency_weight_fades_to_history() -> None:
+    assert recency_weight(NOW - timedelta(minutes=5), NOW) == 1.0
+    middle = recency_weight(NOW - timedelta(hours=2), NOW)
+    assert 0.1 < middle < 1.0
+    assert recency_weight(NOW - timedelta(days=2), NOW) == pytest.approx(0.1)
+    assert recency_weight(None, NOW) == 0.0
+
+
+def test_fmt_duration() -> None:
+    assert [fmt_duration(s) for s in (2.5, 45, 877, 10920, 180000)] == [
+        "2.5s",
+        "45s",
+        "14m37s",
+        "3h02m",
+        "2d02h",
+    ]
+
+
+def test_app_identity_skips_pooldoctor_and_maintenance_tools() -> None:
+    at = SAMPLE_TIMES[-1]
+    backends = [
+        *(idle(i, at, app="pg_dump", user="backup") for i in range(10)),
+        *(idle(100 + i, at, app="pooldoctor", user="pooldoctor") for i in range(10)),
+        *(active(200 + i, at, 0.1, app="api", user="app") for i in range(3)),
+        idle(300, at, app="worker", user="worker"),
+    ]
+    app = identify_app(postgres(activity(at, backends)))
+    assert app is not None
+    assert (app.application_name, app.role) == ("api", "app")
+    assert "most client backends" in app.reason
+
+
+def test_unnamed_app_is_identified_by_role() -> None:
+    at = SAMPLE_TIMES[-1]
+    backends = [idle(i, at, app="", user="shop") for i in range(4)] + [idle(9, at, app="psql")]
+    app = identify_app(postgres(activity(at, backends)))
+    assert app is not None
+    assert (app.application_name, app.usename) == (None, "shop")
+    assert app.label == "unnamed application of user 'shop'"
+
+
+def _odd_evidence() -> list[Evidence]:
+    from dataclasses import replace
+
+    from pooldoctor.evidence import ConnectFailure, PoolInstance, PoolSample
+    from tests.evidence_builders import evidence, idle_in_tx, pool, pool_sample
+
+    at = SAMPLE_TIMES[-1]
+    bare = PoolSample(at=at, payload_format="sqlalchemy_status")
+    psycopg_style = PoolSample(
+        at=at,
+        payload_format="psycopg_pool",
+        counters={
+            "pool_max": 10,
+            "pool_size": 10,
+            "pool_available": 0,
+            "requests_waiting": 4,
+            "connections_num": 3,
+            "connections_ms": 9000,
+        },
+    )
+    unbounded = pool_sample(at, 50, max_overflow=-1)
+    refused = ConnectFailure("too_many_clients", "FATAL: sorry, too many clients already", "53300")
+    return [
+        evidence(),
+        evidence(pools=[PoolInstance("http://x/pool")]),
+        evidence(pools=[pool(bare), pool(psycopg_style), pool(unbounded)]),
+        evidence(pg=replace(postgres(connect_failure=refused), settings={})),
+        evidence(pg=postgres(activity(at, []))),
+        evidence(pg=postgres(activity(at, [idle_in_tx(1, at - timedelta(hours=2))]))),
+        evidence(pg=postgres(activity(at, [active(1, at, 1.0, app=None, user=None)]))),
+    ]
+
+
+@pytest.mark.parametrize("index", range(7))
+def test_checks_survive_sparse_and_odd_evidence(index: int) -> None:
+    diagnosis = diagnose(_odd_evidence()[index], strict=True)
+    for finding in diagnosis.findings:
+        json.dumps(finding.evidence)
+
+
+def test_refused_connection_and_psycopg_waiting_are_reported() -> None:
+    odd = _odd_evidence()
+    refused = diagnose(odd[3], strict=True).findings
+    assert refused[0].runbook == "server-max-connections"
+    assert refused[0].severity is Severity.CRITICAL
+    waiting = [f for f in diagnose(odd[2], strict=True).findings if f.check == "pool-exhausted"]
+    assert waiting and waiting[0].severity is Severity.CRITICAL
