@@ -10,8 +10,15 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from pooldoctor.alerts import ALERT_RULES, runbook_url
+import typer
+
+from pooldoctor.alerts import ALERT_RULES
+from pooldoctor.checks.registry import CHECKS
+from pooldoctor.cli import app, main
+from pooldoctor.diagnosis import diagnose
+from pooldoctor.evidence import evidence_from_json
 from pooldoctor.exitcodes import EXIT_CODE_MEANINGS
+from pooldoctor.report import build_report, render_json
 from pooldoctor.runbooks import Runbook
 
 MARKER = re.compile(r"<!--\s*pooldoctor:([a-z-]+)\s*-->")
@@ -44,7 +51,7 @@ def navigation(runbooks: Mapping[str, Runbook]) -> list[NavItem]:
     ]
 
 
-def runbook_page(runbook: Runbook, body: str, site_url: str | None) -> str:
+def runbook_page(runbook: Runbook, body: str) -> str:
     """A runbook's page: its description, symptoms and linked alerts, then the runbook itself."""
     symptoms = "\n".join(f"    - `{symptom}`" for symptom in runbook.symptoms)
     alerts = ", ".join(f"`{name}`" for name in runbook.alerts) or "none"
@@ -58,10 +65,6 @@ def runbook_page(runbook: Runbook, body: str, site_url: str | None) -> str:
 
 def cli_reference() -> str:
     """Every command's --help, as the installed CLI prints it."""
-    from pooldoctor.cli import app, main  # the CLI imports every command module
-
-    import typer
-
     root = typer.main.get_command(app)
     paths: list[list[str]] = [[]]
     for name, command in sorted(getattr(root, "commands", {}).items()):
@@ -102,8 +105,6 @@ def exit_codes() -> str:
 
 def checks_index() -> str:
     """Every check in the registry with the runbooks it maps to."""
-    from pooldoctor.checks.registry import CHECKS
-
     rows = [
         f"| `{spec.name}` | {spec.summary} | "
         + ", ".join(f"[{slug}](../runbooks/{slug}.md)" for slug in spec.runbooks)
@@ -113,25 +114,19 @@ def checks_index() -> str:
     return "| Check | What it looks for | Runbooks |\n|---|---|---|\n" + "\n".join(rows) + "\n"
 
 
-def alerts_index(runbooks: Mapping[str, Runbook], site_url: str | None) -> str:
-    """Alert name to runbook: the shipped rules first, then alerts named only in runbooks."""
+def alerts_index(runbooks: Mapping[str, Runbook]) -> str:
+    """Alert name to runbook: the shipped rule's target and every runbook that lists the alert."""
     linked: dict[str, list[str]] = {}
     for slug, runbook in sorted(runbooks.items()):
         for alert in runbook.alerts:
             linked.setdefault(alert, []).append(slug)
     shipped = {rule.name: rule for rule in ALERT_RULES}
-    lines = ["| Alert | Shipped rule | runbook_url | Runbooks that list it |", "|---|---|---|---|"]
+    lines = ["| Alert | Shipped rule's runbook_url | Runbooks that list it |", "|---|---|---|"]
     for name in sorted(set(linked) | set(shipped)):
         rule = shipped.get(name)
-        target = runbook_url(site_url or "", rule.runbook) if rule else ""
-        url_cell = f"[{rule.runbook}](../runbooks/{rule.runbook}.md)" if rule else "—"
-        runbook_cells = ", ".join(
-            f"[{slug}](../runbooks/{slug}.md)" for slug in linked.get(name, [])
-        )
-        lines.append(
-            f"| `{name}` | {'yes' if rule else 'no'} | {url_cell}"
-            f"{' (`' + target + '`)' if target else ''} | {runbook_cells or '—'} |"
-        )
+        target = f"[{rule.runbook}](../runbooks/{rule.runbook}.md)" if rule else "not shipped"
+        listed = ", ".join(f"[{slug}](../runbooks/{slug}.md)" for slug in linked.get(name, []))
+        lines.append(f"| `{name}` | {target} | {listed or '—'} |")
     return "\n".join(lines) + "\n"
 
 
@@ -146,10 +141,6 @@ def runbooks_index(runbooks: Mapping[str, Runbook]) -> str:
 
 def report_example(repo_root: Path) -> str:
     """report.json produced by the real pipeline from the example evidence bundle."""
-    from pooldoctor.diagnosis import diagnose
-    from pooldoctor.evidence import evidence_from_json
-    from pooldoctor.report import build_report, render_json
-
     evidence = evidence_from_json((repo_root / EXAMPLE_EVIDENCE).read_text(encoding="utf-8"))
     report = build_report(evidence, diagnose(evidence), generated_at=evidence.collected_at)
     return f"```json\n{render_json(report).rstrip()}\n```\n"
@@ -167,7 +158,7 @@ def expand_markers(markdown: str, runbooks: Mapping[str, Runbook], repo_root: Pa
         if name == "checks-index":
             return checks_index()
         if name == "alerts-index":
-            return alerts_index(runbooks, None)
+            return alerts_index(runbooks)
         if name == "runbooks-index":
             return runbooks_index(runbooks)
         if name == "report-example":

@@ -15,11 +15,21 @@ from pooldoctor.runbooks import load_runbooks
 REPO_ROOT = Path(__file__).resolve().parents[2]
 RUNBOOK_DIR = REPO_ROOT / "runbooks"
 
+# The offline plugin loads its file:// Web Worker shim from a CDN; without network the search
+# box disappears from the very build meant for no network, so ship a vendored copy instead.
+CDN_WORKER_SHIM = "https://unpkg.com/iframe-worker/shim"
+VENDORED_WORKER_SHIM = Path(__file__).with_name("iframe-worker-shim.js")
+WORKER_SHIM_URI = "assets/javascripts/iframe-worker-shim.js"
+
 
 def on_config(config: MkDocsConfig, **_: Any) -> MkDocsConfig:
     """Build the navigation, with every runbook listed from runbooks/ (the single source)."""
     runbooks = load_runbooks(RUNBOOK_DIR)
     config.nav = sitegen.navigation(runbooks)
+    polyfills = config.extra.get("polyfills", [])
+    config.extra["polyfills"] = [
+        WORKER_SHIM_URI if str(script) == CDN_WORKER_SHIM else script for script in polyfills
+    ]
     return config
 
 
@@ -27,6 +37,9 @@ def on_files(files: Files, config: MkDocsConfig, **_: Any) -> Files:
     """Add each runbooks/<slug>.md as the page runbooks/<slug>.md, without copying it."""
     for path in sorted(RUNBOOK_DIR.glob("*.md")):
         files.append(File.generated(config, f"runbooks/{path.name}", abs_src_path=str(path)))
+    if WORKER_SHIM_URI in config.extra["polyfills"]:
+        shim = str(VENDORED_WORKER_SHIM)
+        files.append(File.generated(config, WORKER_SHIM_URI, abs_src_path=shim))
     return files
 
 
@@ -34,5 +47,5 @@ def on_page_markdown(markdown: str, page: Page, config: MkDocsConfig, **_: Any) 
     """Expand generation markers and put symptoms and alerts at the top of runbook pages."""
     if page.file.src_uri.startswith("runbooks/"):
         slug = Path(page.file.src_uri).stem
-        return sitegen.runbook_page(load_runbooks(RUNBOOK_DIR)[slug], markdown, config.site_url)
+        return sitegen.runbook_page(load_runbooks(RUNBOOK_DIR)[slug], markdown)
     return sitegen.expand_markers(markdown, load_runbooks(RUNBOOK_DIR), REPO_ROOT)

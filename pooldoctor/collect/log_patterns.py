@@ -27,10 +27,7 @@ E = LogEvent
 RULES: tuple[Rule, ...] = (
     Rule(E.POOL_TIMEOUT, (b"reached, connection timed out, timeout",)),
     Rule(E.INVALID_TRANSACTION, (b"Can't reconnect until invalid transaction is rolled back",)),
-    Rule(
-        E.GC_CLEANUP,
-        (b"clean up non-checked-in connection", b"trying to clean up connection"),
-    ),
+    Rule(E.GC_CLEANUP, (b"clean up non-checked-in connection",)),
     Rule(E.PSYCOPG_POOL_TIMEOUT, (b"couldn't get a connection after",)),
     Rule(
         E.PSYCOPG_POOL_QUEUE_FULL,
@@ -150,7 +147,7 @@ SEARCH_KEYS: tuple[bytes, ...] = (
     b"connection not open",
     b"timed out",
     b"invalid transaction",
-    b"clean up",
+    b"non-checked-in",
     b'HTTP/1.1" 5',
     b'HTTP/1.0" 5',
     b'HTTP/2.0" 5',

@@ -21,7 +21,7 @@ from pooldoctor.collect.timestamps import TimestampReader
 from pooldoctor.evidence import LogEvent, LogEventSummary, MinuteCount
 
 EXACT_SAMPLE_LINES = 4000  # spans this short are timestamp-counted line by line
-SAMPLE_WINDOWS = 4
+SAMPLE_WINDOWS = 2
 SAMPLE_WINDOW_LINES = 250
 MAX_BACKTRACK_LINES = 500  # a traceback longer than this loses its timestamp
 FIRST_EXAMPLES = 3

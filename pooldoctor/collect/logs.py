@@ -49,9 +49,9 @@ def _collect_one(
 ) -> LogFileEvidence:
     try:
         if path == STDIN_PATH:
+            if stdin is None and (sys.stdin is None or sys.stdin.isatty()):
+                return _unreadable(path, "stdin is not a pipe or file; pipe a log into it")
             source = stdin if stdin is not None else sys.stdin.buffer
-            if stdin is None and sys.stdin.isatty():
-                return _unreadable(path, "stdin is a terminal; pipe a log into it")
             return _scan(path, source, datetime.now(UTC), log_tz, since, until, pool)
         with open(path, "rb") as handle:
             mtime = datetime.fromtimestamp(os.fstat(handle.fileno()).st_mtime, UTC)
@@ -60,6 +60,8 @@ def _collect_one(
         return _unreadable(path, f"cannot read: {exc.strerror or exc}")
     except (ValueError, MemoryError) as exc:
         return _unreadable(path, f"cannot read: {exc}")
+    except Exception as exc:  # the contract: a log that breaks the scanner is evidence too
+        return _unreadable(path, f"could not scan: {type(exc).__name__}: {exc}")
 
 
 def _unreadable(path: str, problem: str) -> LogFileEvidence:
