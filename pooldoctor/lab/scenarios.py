@@ -25,6 +25,7 @@ from pooldoctor.lab.webapp import APP_ROLE, HOT_ROW_ID, LabApp, LabConfig, run_l
 
 SAVE_ENV = "POOLDOCTOR_SAVE_SCENARIOS"
 SCENARIO_DATA_DIR = Path("tests/data/scenarios")
+FIXTURE_MODE = 0o644  # fixtures are committed: readable like any other source file
 # Capture settings: enough samples to see a trend, short enough to keep each scenario quick.
 SAMPLES = 3
 SERVER_LOG_NAME = "postgresql.log"
@@ -271,7 +272,10 @@ def lock_contention(workdir: Path) -> ScenarioRun:
 
 IDLE_TX_POOL = 3
 EXTERNAL_CALL_SECONDS = 3.0  # a slow payment API; most of each transaction is spent waiting
-IDLE_TX_CAPTURE_DELAY = 1.0
+# All clients start together, so the first transactions end at EXTERNAL_CALL_SECONDS: sample
+# either side of that moment to see them rotate, the last sample well into the next ones.
+IDLE_TX_CAPTURE_DELAY = 2.5
+IDLE_TX_INTERVAL = 1.0
 
 
 def idle_in_transaction(workdir: Path) -> ScenarioRun:
@@ -284,7 +288,7 @@ def idle_in_transaction(workdir: Path) -> ScenarioRun:
         )
         load = BackgroundLoad(app.url(), spec).start()
         time.sleep(IDLE_TX_CAPTURE_DELAY)
-        evidence = stage.capture(config)
+        evidence = stage.capture(config, interval=IDLE_TX_INTERVAL)
         result = load.stop()
     run = ScenarioRun("idle-in-transaction", evidence)
     run.merge_load(result)
@@ -443,4 +447,5 @@ def save_scenario_evidence(run: ScenarioRun, directory: Path = SCENARIO_DATA_DIR
     path = directory / f"{run.mode}.json"
     path.parent.mkdir(parents=True, exist_ok=True)
     write_atomic(path, evidence_to_json(run.evidence) + "\n")
+    path.chmod(FIXTURE_MODE)
     return path

@@ -282,6 +282,10 @@ class LabApp:
         uninstrument(self.engine)
         for logger in self._loggers:
             logger.removeHandler(self._handler)
+            # Late pool messages (a straggler's connection returned after dispose) are dropped
+            # rather than falling through to logging's stderr last resort.
+            if not any(isinstance(h, logging.NullHandler) for h in logger.handlers):
+                logger.addHandler(logging.NullHandler())
         self._handler.close()
 
 
