@@ -69,6 +69,7 @@ class Holder:
     origin: str
     age_seconds: float
     thread: str | None = None
+    thread_alive: bool | None = None  # False: that thread has finished; None: not reported
 
 
 @dataclass(frozen=True)

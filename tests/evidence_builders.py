@@ -150,8 +150,16 @@ def pool(*samples: PoolSample, url: str = "http://api-1:8000/pool-status") -> Po
     return PoolInstance(url=url, samples=samples)
 
 
-def holders(origin: str, ages: Iterable[float], thread: str | None = None) -> list[Holder]:
-    return [Holder(origin=origin, age_seconds=age, thread=thread) for age in ages]
+def holders(
+    origin: str,
+    ages: Iterable[float],
+    thread: str | None = None,
+    thread_alive: bool | None = None,
+) -> list[Holder]:
+    return [
+        Holder(origin=origin, age_seconds=age, thread=thread, thread_alive=thread_alive)
+        for age in ages
+    ]
 
 
 def events(

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from pooldoctor.checks.connection_leak import DEAD_THREAD_CONFIDENCE, is_orphaned
 from pooldoctor.checks.registry import CHECKS, UNDETECTABLE_RUNBOOKS, CheckSpec, check_named
 from pooldoctor.checks.signals import (
     fmt_duration,
@@ -17,8 +18,9 @@ from pooldoctor.checks.signals import (
 )
 from pooldoctor.diagnosis import diagnose
 from pooldoctor.evidence import Evidence, evidence_from_json
-from pooldoctor.findings import Severity
+from pooldoctor.findings import Finding, Severity
 from pooldoctor.runbooks import RUNBOOK_SLUGS
+from tests.data.checks import cases
 from tests.data.checks.generate import rendered
 from tests.evidence_builders import NOW, SAMPLE_TIMES, active, activity, idle, postgres
 
@@ -204,3 +206,77 @@ def test_refused_connection_and_psycopg_waiting_are_reported() -> None:
     assert refused[0].severity is Severity.CRITICAL
     waiting = [f for f in diagnose(odd[2], strict=True).findings if f.check == "pool-exhausted"]
     assert waiting and waiting[0].severity is Severity.CRITICAL
+
+
+# --- connection-leak: checkouts held by threads that have finished ----------------------------
+
+
+def _threads(evidence: Evidence, alive: bool | None, age_scale: float = 1.0) -> Evidence:
+    """The same evidence with every holder's thread_alive (and age, scaled) replaced."""
+    from dataclasses import replace
+
+    pools = tuple(
+        replace(
+            instance,
+            samples=tuple(
+                replace(
+                    sample,
+                    holders=tuple(
+                        replace(h, thread_alive=alive, age_seconds=h.age_seconds * age_scale)
+                        for h in sample.holders
+                    ),
+                )
+                for sample in instance.samples
+            ),
+        )
+        for instance in evidence.pools
+    )
+    return replace(evidence, pools=pools)
+
+
+def _leak(evidence: Evidence) -> list[Finding]:
+    return list(check_named("connection-leak").run(evidence))
+
+
+def test_finished_threads_make_a_young_leak_with_its_origin() -> None:
+    [finding] = _leak(cases.connection_leak_finished_threads())
+    assert (
+        "4 connections held by threads that have already finished: "
+        "app/api/orders.py:42 in create_order (oldest 35s)" in finding.summary
+    )
+    assert "app/api/items.py" not in finding.summary  # its thread is still running
+    assert finding.confidence >= DEAD_THREAD_CONFIDENCE
+    assert finding.severity is Severity.CRITICAL
+    assert finding.evidence["holders_threads_finished"] == 4
+    assert finding.evidence["stuck_pids"] == [4300, 4301, 4302, 4303]
+    assert "after its thread finished" in finding.remediation[0]
+    assert "pg_terminate_backend(4300)" in finding.remediation[1]
+
+
+def test_young_holders_with_running_threads_are_not_a_leak() -> None:
+    running = _threads(cases.connection_leak_finished_threads(), alive=True)
+    unreported = _threads(cases.connection_leak_finished_threads(), alive=None)
+    assert _leak(running) == []
+    assert _leak(unreported) == []  # older payloads: only the age rule applies
+
+
+def test_running_threads_fall_back_to_the_age_rule() -> None:
+    """Async checkouts report their event loop's thread, alive: old ones are still leaks."""
+    old = _threads(cases.connection_leak_finished_threads(), alive=True, age_scale=3.0)
+    [finding] = _leak(old)
+    assert "pool holders older than 1m00s: app/api/orders.py:42 in create_order" in finding.summary
+    assert "threads that have already finished" not in finding.summary
+    assert finding.evidence["holders_threads_finished"] == 0
+
+
+def test_a_checkout_caught_as_its_thread_exits_is_not_a_leak() -> None:
+    exiting = _threads(cases.connection_leak_finished_threads(), alive=False, age_scale=0.01)
+    assert not any(is_orphaned(h) for i in exiting.pools for s in i.samples for h in s.holders)
+    assert _leak(exiting) == []
+
+
+def test_idle_in_transaction_leaves_the_finished_threads_sessions_to_the_leak() -> None:
+    leaked = cases.connection_leak_finished_threads()
+    idle_tx = check_named("idle-in-transaction")
+    assert list(idle_tx.run(leaked)) == []
+    assert list(idle_tx.run(_threads(leaked, alive=True))), "same sessions, threads running"

@@ -68,7 +68,9 @@ def full_evidence() -> Evidence:
                         max_overflow=10,
                         timeout=30.0,
                         counters={"checkouts": 5.0},
-                        holders=(Holder("api/orders.py:42 create_order", 912.5, "worker-1"),),
+                        holders=(
+                            Holder("api/orders.py:42 create_order", 912.5, "worker-1", False),
+                        ),
                     ),
                 ),
                 errors=(SampleError(T0, "HTTP 503"),),
@@ -120,3 +122,10 @@ def test_unknown_schema_is_refused() -> None:
 def test_malformed_files_raise_format_error(text: str) -> None:
     with pytest.raises(EvidenceFormatError):
         evidence_from_json(text)
+
+
+def test_holders_from_before_thread_alive_still_load() -> None:
+    text = evidence_to_json(full_evidence()).replace('"thread_alive": false', '"unused": 0')
+    assert '"thread_alive"' not in text
+    [instance] = evidence_from_json(text).pools
+    assert instance.samples[0].holders[0].thread_alive is None

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import json
+import os
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
@@ -13,6 +16,8 @@ from sqlalchemy.pool import NullPool, StaticPool
 
 import pooldoctor
 from pooldoctor.app.instrument import instrumented_engines, tracker_for
+from pooldoctor.app.origins import _filename_is_library
+from pooldoctor.lab import webapp
 from pooldoctor.lab.cluster import TempCluster
 
 THIS_FILE = "tests/test_instrument.py"
@@ -249,3 +254,85 @@ def test_tracker_is_per_engine(pg: TempCluster, engine: sa.Engine) -> None:
         assert tracker_for(other) is None
     finally:
         other.dispose()
+
+
+def _hold_in_a_thread(engine: sa.Engine, kept: list[sa.Connection], name: str) -> None:
+    """Check a connection out in a new thread that ends without returning it."""
+    worker = threading.Thread(target=lambda: kept.append(engine.connect()), name=name)
+    worker.start()
+    worker.join(10)
+    assert not worker.is_alive()
+
+
+def test_holder_reports_whether_its_thread_is_still_alive(engine: sa.Engine) -> None:
+    pooldoctor.instrument(engine)
+    kept: list[sa.Connection] = []
+    _hold_in_a_thread(engine, kept, "finished-request")
+    mine = engine.connect()
+    try:
+        status = pooldoctor.pool_status(engine)
+    finally:
+        mine.close()
+        for conn in kept:
+            conn.close()
+    alive = {holder["thread"]: holder["thread_alive"] for holder in status["holders"]}
+    assert alive == {"finished-request": False, threading.current_thread().name: True}
+    assert status["holders_dead_threads"] == 1
+    after = pooldoctor.pool_status(engine)
+    assert (after["holders"], after["holders_dead_threads"]) == ([], 0)
+
+
+def test_dead_threads_are_counted_beyond_the_listed_holders(pg: TempCluster) -> None:
+    engine = sa.create_engine(pg.url(), pool_size=3, max_overflow=0)
+    pooldoctor.instrument(engine)
+    kept: list[sa.Connection] = []
+    try:
+        for index in range(3):
+            _hold_in_a_thread(engine, kept, f"request-{index}")
+        status = pooldoctor.pool_status(engine, max_holders=1)
+    finally:
+        for conn in kept:
+            conn.close()
+        pooldoctor.uninstrument(engine)
+        engine.dispose()
+    assert [h["thread"] for h in status["holders"]] == ["request-0"]
+    assert status["holders_dead_threads"] == 3
+
+
+def test_status_without_instrument_reports_no_thread_facts(engine: sa.Engine) -> None:
+    with engine.connect():
+        status = pooldoctor.pool_status(engine)
+    assert status["holders_dead_threads"] is None
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_forked_child_makes_no_claim_about_inherited_checkouts(engine: sa.Engine) -> None:
+    pooldoctor.instrument(engine)
+    kept: list[sa.Connection] = []
+    _hold_in_a_thread(engine, kept, "parent-request")
+    read_end, write_end = os.pipe()
+    try:
+        child = os.fork()
+        if child == 0:  # the child reports its view and exits at once, touching no connection
+            try:
+                os.write(write_end, json.dumps(pooldoctor.pool_status(engine)).encode())
+            finally:
+                os._exit(0)
+        os.close(write_end)
+        with os.fdopen(read_end, "rb") as pipe:
+            child_status = json.loads(pipe.read())
+        os.waitpid(child, 0)
+        parent_status = pooldoctor.pool_status(engine)
+    finally:
+        for conn in kept:
+            conn.close()
+    assert [h["thread_alive"] for h in parent_status["holders"]] == [False]
+    assert [h["thread_alive"] for h in child_status["holders"]] == [None]
+    assert child_status["holders_dead_threads"] is None
+
+
+def test_lab_app_frames_are_application_code() -> None:
+    lab = Path(webapp.__file__)
+    assert not _filename_is_library(str(lab))
+    assert _filename_is_library(str(Path(pooldoctor.__file__).parent / "app" / "status.py"))
+    assert _filename_is_library(sa.__file__ or "")

@@ -15,6 +15,7 @@ from rich.console import Console
 
 from pooldoctor.cli import main
 from pooldoctor.commands import demo as demo_command_module
+from pooldoctor.lab import webapp
 from pooldoctor.lab.cluster import PostgresUnavailable, TempCluster, free_port
 from pooldoctor.lab.demo import LAB_DIR_NAME, run_demo
 from pooldoctor.lab.load import LoadSpec, request_once, run_load
@@ -81,12 +82,37 @@ def test_orders_error_path_leaks_real_connections(pg: TempCluster, tmp_path: Pat
         assert request_once(app.url("/quick"), 5) == "500"
     assert [state for _, state in backends] == ["idle in transaction"] * 2
     assert status["checked_out"] == 2
+    leaking_line = f"pooldoctor/lab/webapp.py:{_line_in_webapp('order_id = session.execute(')}"
+    assert [h["origin"] for h in status["holders"]] == [f"{leaking_line} in _orders"] * 2
     assert status["checked_in"] == 0
     log = log_path.read_text()
     assert "OrderRejected: order " in log
     assert f"sqlalchemy.exc.TimeoutError: {QUEUEPOOL_TIMEOUT_TEXT}, timeout 1.00" in log
     assert '"GET /quick HTTP/1.1" 500 ' in log
     assert _wait_until_gone(pg, "lab-leak"), "stopping the app must release leaked connections"
+
+
+def _line_in_webapp(text: str) -> int:
+    source = Path(webapp.__file__).read_text(encoding="utf-8").splitlines()
+    [number] = [index for index, line in enumerate(source, start=1) if text in line]
+    return number
+
+
+def test_leaked_checkouts_outlive_their_request_threads(pg: TempCluster, tmp_path: Path) -> None:
+    config = LabConfig(pool_size=2, max_overflow=0, pool_timeout=1, application_name="lab-dead")
+    with run_lab_app(pg, config, tmp_path / "app.log") as app:
+        assert request_once(app.url("/orders?quantity=500"), 5) == "500"
+        assert request_once(app.url("/quick"), 5) == "200"
+        deadline = time.monotonic() + 5
+        status = _get_json(app.url("/pool-status"))
+        while status["holders_dead_threads"] < 1 and time.monotonic() < deadline:
+            time.sleep(0.05)  # the request's thread ends just after its response is sent
+            status = _get_json(app.url("/pool-status"))
+    [leaked] = [h for h in status["holders"] if "in _orders" in h["origin"]]
+    assert leaked["thread_alive"] is False
+    assert status["holders_dead_threads"] == 1
+    # The status request's own thread holds nothing: /quick returned its connection.
+    assert status["checked_out"] == 1
 
 
 def test_statement_timeout_and_role_reach_the_server(pg: TempCluster, tmp_path: Path) -> None:

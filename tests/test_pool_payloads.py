@@ -107,6 +107,17 @@ def test_helper_json_holders_oldest_first_and_counters() -> None:
     assert sample.counters == {"checkouts": 1234.0, "pool_timeouts": 7.0, "invalidations": 0.0}
 
 
+def test_holders_thread_alive_is_read_and_only_booleans_count() -> None:
+    held = [
+        {"origin": "app/orders.py:42 in create_order", "age_seconds": 12, "thread_alive": False},
+        {"origin": "app/feed.py:8 in poll", "age_seconds": 3, "thread_alive": True},
+        {"origin": "app/items.py:17 in list_items", "age_seconds": 2, "thread_alive": "no"},
+        {"origin": "app/items.py:17 in list_items", "age_seconds": 1},
+    ]
+    sample = parse(json.dumps({**HELPER_JSON, "holders": held, "holders_dead_threads": 1}))
+    assert [h.thread_alive for h in sample.holders] == [False, True, None, None]
+
+
 @pytest.mark.parametrize(
     ("document", "expected"),
     [

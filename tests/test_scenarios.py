@@ -67,6 +67,9 @@ def _saturated(sample: PoolSample) -> bool:
 def leak_situation(run: ScenarioRun) -> None:
     samples = _pool_samples(run.evidence)
     assert all(s.checked_out == LEAK_POOL for s in samples), "leaked checkouts stay held"
+    held = [h for s in samples for h in s.holders]
+    assert len(held) == LEAK_POOL * len(samples)
+    assert all(h.thread_alive is False and h.origin.endswith(" in _orders") for h in held)
     first, last = _app_backends(run.evidence, 0), _app_backends(run.evidence, -1)
     assert {b.state for b in first} == {"idle in transaction"}
     assert {(b.pid, b.xact_start) for b in first} == {(b.pid, b.xact_start) for b in last}

@@ -35,7 +35,20 @@ class Checkout:
     started: float  # time.monotonic() at checkout
     code: CodeType | None
     instruction: int  # f_lasti of the origin frame; turned into a line only when reported
-    thread: str
+    owner: threading.Thread  # the thread that checked it out
+
+    @property
+    def thread(self) -> str:
+        """The name of the thread that checked the connection out."""
+        return self.owner.name
+
+    @property
+    def thread_alive(self) -> bool:
+        """False once that thread has finished: nothing running can return the connection.
+
+        Threads Python did not start (`_DummyThread`) always count as alive, as does an event
+        loop's thread for asyncio checkouts: no claim is made about them."""
+        return self.owner.is_alive()
 
     def origin(self) -> str:
         """`relative/path.py:LINE in function`, or `unknown` when no application frame was found."""
@@ -44,9 +57,11 @@ class Checkout:
         return CodeOrigin.of(self.code).describe(line_of(self.code, self.instruction))
 
 
-# What the hot path stores per checkout: (started, code, instruction, thread name). A plain tuple
+# What the hot path stores per checkout: (started, code, instruction, thread). A plain tuple
 # because building a frozen dataclass per checkout costs more than the rest of the bookkeeping.
-HeldTuple = tuple[float, CodeType | None, int, str]
+# The Thread object itself, not its name or ident: `.name` is a property call on the hot path,
+# and an ident can be reused by a new thread once the old one has finished.
+HeldTuple = tuple[float, CodeType | None, int, threading.Thread]
 
 
 class PoolTracker:
@@ -81,6 +96,11 @@ class PoolTracker:
             self.pid = pid
             self.holders.clear()
         wrap_pool(pool, self)
+
+    def forked(self) -> bool:
+        """True in a forked child that has not disposed the engine yet: the checkouts tracked
+        were made by the parent's threads, which do not exist here."""
+        return os.getpid() != self.pid
 
     def counters(self) -> dict[str, int]:
         """A snapshot of the counters, keyed by `COUNTER_NAMES`."""
@@ -150,7 +170,7 @@ def wrap_pool(pool: Pool, tracker: PoolTracker) -> None:
         tracker.checkouts += 1
         code, instruction = caller_origin(getframe(1))
         record = fairy._connection_record
-        holders[id(record)] = (monotonic(), code, instruction, current_thread().name)
+        holders[id(record)] = (monotonic(), code, instruction, current_thread())
         return fairy
 
     def return_conn(record: Any) -> None:

@@ -33,6 +33,11 @@ _OWN_PACKAGES = tuple(
     os.path.join(os.path.realpath(os.path.dirname(module.__file__ or "")), "")
     for module in (sqlalchemy, pooldoctor)
 )
+# pooldoctor's lab (the demo's web app, its load and scenarios) is an application using the pool,
+# not pooldoctor's own machinery: its frames are origins, so the demo names its leaking line.
+_APPLICATION_PACKAGES = (
+    os.path.join(os.path.realpath(os.path.dirname(pooldoctor.__file__)), "lab", ""),
+)
 # co_filename -> True when it belongs to SQLAlchemy, pooldoctor or the standard library. Keyed by
 # the filename string because str caches its hash; hashing a code object rehashes its contents.
 _is_library: dict[str, bool] = {}
@@ -43,6 +48,8 @@ def _filename_is_library(filename: str) -> bool:
     if filename.startswith("<"):  # <frozen ...>, <string>: interpreter machinery
         return True
     real = os.path.realpath(filename)
+    if real.startswith(_APPLICATION_PACKAGES):
+        return False
     if real.startswith(_OWN_PACKAGES):
         return True
     if any(marker in real for marker in _THIRD_PARTY):  # an installed app is not the stdlib
@@ -62,7 +69,8 @@ def _spawning_frame() -> FrameType | None:
 
 
 def caller_origin(frame: FrameType | None) -> tuple[CodeType | None, int]:
-    """The first frame outside SQLAlchemy, pooldoctor and the stdlib: (code, f_lasti) or (None, 0).
+    """The first frame outside SQLAlchemy, pooldoctor (its lab app excepted) and the stdlib:
+    (code, f_lasti), or (None, 0) when there is none.
 
     The instruction offset, not the line: `f_lineno` decodes the line table on every call, while
     `line_of` does it only when a holder is reported."""

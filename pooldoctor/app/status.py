@@ -6,7 +6,7 @@ from typing import Any
 
 from sqlalchemy.pool import Pool, QueuePool, SingletonThreadPool
 
-from pooldoctor.app.instrument import sync_engine_of, tracker_for
+from pooldoctor.app.instrument import Checkout, PoolTracker, sync_engine_of, tracker_for
 
 MAX_HOLDERS = 20  # the oldest holders explain a leak; more would bloat every poll of the endpoint
 AGE_DECIMALS = 3
@@ -38,23 +38,49 @@ def _pool_numbers(pool: Pool, tracked_checkouts: int | None) -> dict[str, Any]:
     }
 
 
+def _holder(checkout: Checkout, age: float, alive: bool | None) -> dict[str, Any]:
+    return {
+        "origin": checkout.origin(),
+        "age_seconds": round(age, AGE_DECIMALS),
+        "thread": checkout.thread,
+        "thread_alive": alive,
+    }
+
+
+def _threads_alive(tracker: PoolTracker | None, held: list[Checkout]) -> list[bool | None]:
+    """Per checkout, whether its thread is alive; None where that says nothing about a leak."""
+    if tracker is None or tracker.forked():  # inherited checkouts: their threads are not here
+        return [None] * len(held)
+    alive: list[bool | None] = [checkout.thread_alive for checkout in held]
+    # A thread can return its connection and exit between `held` and `thread_alive`: a finished
+    # thread counts only for a checkout still held after the thread was seen finished.
+    still_held = {(entry[0], id(entry[3])) for entry in list(tracker.holders.values())}
+    return [
+        None if is_alive is False and (c.started, id(c.owner)) not in still_held else is_alive
+        for c, is_alive in zip(held, alive, strict=True)
+    ]
+
+
 def pool_status(engine: Any, max_holders: int = MAX_HOLDERS) -> dict[str, Any]:
-    """The pool's numbers, plus holders (oldest first) and counters when instrumented."""
+    """The pool's numbers, plus holders (oldest first) and counters when instrumented.
+
+    Each holder says whether the thread that checked it out is still alive (None in a forked
+    child that inherited the parent's checkouts); `holders_dead_threads` counts those whose
+    thread has finished, over all holders, not only the listed ones."""
     sync_engine = sync_engine_of(engine)
     pool = sync_engine.pool
     tracker = tracker_for(sync_engine)
     held = tracker.oldest_first() if tracker is not None else []
+    alive = _threads_alive(tracker, [checkout for checkout, _age in held])
     payload = _pool_numbers(pool, len(held) if tracker is not None else None)
     payload["holders"] = [
-        {
-            "origin": checkout.origin(),
-            "age_seconds": round(age, AGE_DECIMALS),
-            "thread": checkout.thread,
-        }
-        for checkout, age in held[:max_holders]
+        _holder(checkout, age, is_alive)
+        for (checkout, age), is_alive in zip(held[:max_holders], alive, strict=False)
     ]
     payload["counters"] = tracker.counters() if tracker is not None else {}
     payload["pool_class"] = type(pool).__name__
     payload["instrumented"] = tracker is not None
     payload["holders_total"] = len(held) if tracker is not None else None
+    knows_threads = tracker is not None and not tracker.forked()
+    payload["holders_dead_threads"] = alive.count(False) if knows_threads else None
     return payload

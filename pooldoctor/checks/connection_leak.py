@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -35,7 +36,7 @@ from pooldoctor.checks.signals import (
 )
 from pooldoctor.checks.streaming import STREAM_MARKERS
 from pooldoctor.checks.threadpool_deadlock import deadlock_signature
-from pooldoctor.evidence import Evidence, LogEvent
+from pooldoctor.evidence import Evidence, Holder, LogEvent
 from pooldoctor.findings import Finding, Severity
 
 CHECK = "connection-leak"
@@ -46,6 +47,13 @@ IDLE_LEAK_SHARE = 0.5  # plainly idle backends must explain half the checked-out
 DEADLOCK_DISCOUNT = 0.6  # when the threadpool-deadlock signature fits better
 ASYNC_MARKERS = ("asyncpg", "adaptedconnection", "asyncio", "async ", "await", "anyio", "cancel")
 CANCELLATION_DISCOUNT = 0.8  # when async-cancellation-leak explains the same leak better
+# A checkout whose thread has finished can never be returned by the code that took it: leaked at
+# any age. The floor skips a connection caught mid hand-off as its thread exits.
+DEAD_THREAD_MIN_AGE_SECONDS = 1.0
+DEAD_THREAD_CONFIDENCE = 0.8  # a fact reported by the app itself, not an inference from ages
+# The server is sampled a moment after the app: a leaked transaction, begun after its checkout,
+# is at most this much older than the checkout's reported age.
+SESSION_MATCH_SLACK_SECONDS = 5.0
 
 
 @dataclass(frozen=True)
@@ -62,6 +70,7 @@ class LeakSignature:
     trend: SessionTrend | None
     current: bool
     extra: dict[str, Any] = field(default_factory=dict)
+    orphaned: tuple[Holder, ...] = ()  # holders whose thread has finished
 
 
 def _stuck_sessions(trend: SessionTrend, pool: PoolSignal) -> list[HeldSession]:
@@ -83,19 +92,76 @@ def _stuck_sessions(trend: SessionTrend, pool: PoolSignal) -> list[HeldSession]:
     return sorted(in_tx + idle, key=lambda h: -h.age_seconds)
 
 
+def is_orphaned(holder: Holder) -> bool:
+    """Held by a thread that has finished (and past the hand-off floor): leaked at any age."""
+    return holder.thread_alive is False and holder.age_seconds >= DEAD_THREAD_MIN_AGE_SECONDS
+
+
+def orphaned_sessions(trend: SessionTrend, orphaned: Sequence[Holder]) -> list[HeldSession]:
+    """The backends of checkouts held by finished threads, at most one each: the app's
+    transactions open and unchanged in every sample, no older than the oldest such checkout."""
+    if not orphaned or not trend.multi_sample:
+        return []
+    oldest = max(h.age_seconds for h in orphaned) + SESSION_MATCH_SLACK_SECONDS
+    matching = [
+        h for h in trend.persistent_in_tx if DEAD_THREAD_MIN_AGE_SECONDS <= h.age_seconds <= oldest
+    ]
+    return matching[: len(orphaned)]
+
+
+def orphaned_pids(trend: SessionTrend, pool: PoolSignal) -> set[int]:
+    """pids of the app's backends that checkouts held by finished threads account for."""
+    return {h.pid for h in orphaned_sessions(trend, [h for h in pool.holders if is_orphaned(h)])}
+
+
+def describe_orphaned(orphaned: Sequence[Holder]) -> str:
+    """'3 connections held by threads that have already finished: app/orders.py:42 in
+    create_order (oldest 12s)', naming the top origins."""
+    rows = group_holders(orphaned)
+
+    def origin(row: dict[str, Any]) -> str:
+        count = f" holds {row['count']}" if len(rows) > 1 else ""
+        return f"{row['origin']}{count} (oldest {fmt_duration(row['oldest_seconds'])})"
+
+    origins = ", ".join(origin(row) for row in rows[:3])
+    more = f", and {len(rows) - 3} more origins" if len(rows) > 3 else ""
+    noun = "connection" if len(orphaned) == 1 else "connections"
+    return f"{len(orphaned)} {noun} held by threads that have already finished: {origins}{more}"
+
+
+def _leaked_holders(holders: Iterable[Holder]) -> tuple[list[Holder], list[Holder]]:
+    """(held by finished threads, held past LEAK_MIN_AGE_SECONDS by running or unknown ones)."""
+    orphaned: list[Holder] = []
+    aged: list[Holder] = []
+    for holder in holders:
+        if is_orphaned(holder):
+            orphaned.append(holder)
+        elif holder.age_seconds >= LEAK_MIN_AGE_SECONDS:
+            aged.append(holder)
+    return orphaned, aged
+
+
 def leak_signature(evidence: Evidence) -> LeakSignature | None:
     pool = pool_signal(evidence)
     timeouts = log_signal(evidence, *POOL_TIMEOUT_EVENTS)
     gc = log_signal(evidence, LogEvent.GC_CLEANUP)
     trend = session_trend(evidence)
-    stuck = _stuck_sessions(trend, pool) if trend is not None else []
     # Holders inside streaming responses are explained by the streams (streaming-holds-session).
     holders = [h for h in pool.holders if not any(m in h.origin.lower() for m in STREAM_MARKERS)]
-    holder_rows = group_holders(holders, LEAK_MIN_AGE_SECONDS)
+    orphaned, aged = _leaked_holders(holders)
+    stuck = _stuck_sessions(trend, pool) if trend is not None else []
+    if trend is not None:
+        pids = {h.pid for h in stuck}
+        stuck += [h for h in orphaned_sessions(trend, orphaned) if h.pid not in pids]
+        stuck.sort(key=lambda h: -h.age_seconds)
+    holder_rows = group_holders(orphaned + aged)
     reasons: list[str] = []
     confidence = 0.0
+    if orphaned:
+        confidence = DEAD_THREAD_CONFIDENCE
+        reasons.append(describe_orphaned(orphaned))
     if stuck and trend is not None:
-        confidence = 0.55 if trend.multi_sample else 0.35
+        confidence = max(confidence, 0.55 if trend.multi_sample else 0.35)
         in_tx = sum(1 for h in stuck if h.backend.state != "idle")
         kind = "idle in transaction" if in_tx == len(stuck) else "idle or idle in transaction"
         same = (
@@ -106,11 +172,11 @@ def leak_signature(evidence: Evidence) -> LeakSignature | None:
         reasons.append(
             f"{len(stuck)} backends of {trend.app.label} {kind}, {describe_oldest(stuck)}, {same}"
         )
-    if holder_rows:
+    if aged:
         confidence = max(confidence, 0.45) + 0.2
         reasons.append(
             f"pool holders older than {fmt_duration(LEAK_MIN_AGE_SECONDS)}: "
-            f"{describe_holders(holder_rows)}"
+            f"{describe_holders(group_holders(aged))}"
         )
     if gc.current:
         confidence = max(confidence, 0.5) + 0.2
@@ -152,7 +218,10 @@ def leak_signature(evidence: Evidence) -> LeakSignature | None:
         gc,
         trend,
         current=True,
+        orphaned=tuple(orphaned),
     )
+    if orphaned:  # finished threads are not waiting on anything: no deadlock holds them
+        return signature
     deadlock = deadlock_signature(evidence, pool, timeouts, trend)
     if deadlock is not None and deadlock.confidence >= signature.confidence * DEADLOCK_DISCOUNT:
         return LeakSignature(
@@ -184,6 +253,7 @@ def leak_evidence(signature: LeakSignature) -> dict[str, Any]:
         "stuck_backends": sessions_evidence(signature.stuck),
         "stuck_pids": [h.pid for h in signature.stuck],
         "holders": list(signature.holder_rows),
+        "holders_threads_finished": len(signature.orphaned),
         "pool_timeouts": signature.timeouts.as_evidence(),
         "gc_cleanups": signature.gc.as_evidence(),
         **signature.extra,
@@ -198,10 +268,13 @@ def leak_remediation(evidence: Evidence, signature: LeakSignature) -> list[str]:
     steps: list[str] = []
     if signature.holder_rows and signature.holder_rows[0]["origin"] != UNREPORTED_ORIGIN:
         top = signature.holder_rows[0]
+        finished = any(h.origin == top["origin"] for h in signature.orphaned)
         steps.append(
             f"Fix the code path that keeps connections: {top['origin']} holds {top['count']} "
-            f"for up to {fmt_duration(top['oldest_seconds'])}; use `with Session(engine) as "
-            "session:` / `async with` so every exit path returns the connection"
+            f"for up to {fmt_duration(top['oldest_seconds'])}"
+            + (" after its thread finished" if finished else "")
+            + "; use `with Session(engine) as session:` / `async with` so every exit path "
+            "returns the connection"
         )
     else:
         steps.append(

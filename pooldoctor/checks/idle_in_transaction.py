@@ -6,7 +6,12 @@ import statistics
 from typing import Any
 
 from pooldoctor.checks.common import alter_role, app_label, idle_tx_timeout_suggestion
-from pooldoctor.checks.connection_leak import LEAK_MIN_AGE_SECONDS, LEAK_SINGLE_SAMPLE_AGE_SECONDS
+from pooldoctor.checks.connection_leak import (
+    LEAK_MIN_AGE_SECONDS,
+    LEAK_SINGLE_SAMPLE_AGE_SECONDS,
+    is_orphaned,
+    orphaned_pids,
+)
 from pooldoctor.checks.sessions import (
     HeldSession,
     describe_oldest,
@@ -50,7 +55,7 @@ def check(evidence: Evidence) -> list[Finding]:
     if trend is not None:
         persistent = {
             h.pid for h in trend.persistent_in_tx if h.age_seconds >= LEAK_MIN_AGE_SECONDS
-        }
+        } | orphaned_pids(trend, pool)  # leaked: the connection-leak check reports those
         for at, backends in trend.per_sample:
             if not enough_app_backends(len(backends), pool.capacity_now):
                 continue
@@ -95,7 +100,9 @@ def check(evidence: Evidence) -> list[Finding]:
                 )
             ]
         return []
-    holder_rows = group_holders(pool.holders, IDLE_TX_MIN_SECONDS)
+    holder_rows = group_holders(
+        [h for h in pool.holders if not is_orphaned(h)], IDLE_TX_MIN_SECONDS
+    )
     if holder_rows:
         reasons.append(f"held by {describe_holders(holder_rows)}")
     if pool.full_now:

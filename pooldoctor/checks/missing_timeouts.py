@@ -42,6 +42,7 @@ def _problems(evidence: Evidence) -> tuple[list[str], list[str], dict[str, Any]]
     if statement == 0 and not configured_statement:
         problems.append("no statement_timeout (server 0, app config unset)")
         steps.append(alter_role(role, "statement_timeout", SUGGESTED_STATEMENT_TIMEOUT))
+    facts["holders_unbounded"] = statement == 0 and not configured_statement and idle_tx == 0
     if idle_tx == 0:
         problems.append("no idle_in_transaction_session_timeout")
         steps.append(
@@ -79,11 +80,13 @@ def check(evidence: Evidence) -> list[Finding]:
     pool = pool_signal(evidence)
     timeouts = log_signal(evidence, *POOL_TIMEOUT_EVENTS)
     incident = pool.full_now or timeouts.current
+    # With neither timeout nothing bounds a stuck holder: a warning even before an incident.
+    warn = incident or bool(facts.get("holders_unbounded"))
     return [
         Finding(
             id=f"{CHECK}:{app_label(evidence)}",
             check=CHECK,
-            severity=Severity.WARNING if incident else Severity.INFO,
+            severity=Severity.WARNING if warn else Severity.INFO,
             confidence=0.9,
             title="Missing or mis-ordered timeouts",
             summary="; ".join(problems)

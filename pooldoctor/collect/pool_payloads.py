@@ -197,7 +197,7 @@ def _holders(raw: Any) -> tuple[Holder, ...]:
     if raw is None:
         return ()
     if not isinstance(raw, list):
-        raise PayloadError("holders must be a list of {origin, age_seconds, thread}")
+        raise PayloadError("holders must be a list of {origin, age_seconds, thread, thread_alive}")
     holders = []
     for index, item in enumerate(raw):
         if not isinstance(item, dict) or not isinstance(item.get("origin"), str):
@@ -206,7 +206,10 @@ def _holders(raw: Any) -> tuple[Holder, ...]:
         thread = item.get("thread")
         if thread is not None and not isinstance(thread, str):
             thread = str(thread)
-        holders.append(Holder(item["origin"], age, thread))
+        alive = item.get("thread_alive")
+        if not isinstance(alive, bool):  # absent (older helpers, other apps) or not a claim
+            alive = None
+        holders.append(Holder(item["origin"], age, thread, alive))
     return tuple(sorted(holders, key=lambda holder: -holder.age_seconds))
 
 

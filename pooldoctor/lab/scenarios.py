@@ -14,7 +14,7 @@ from pathlib import Path
 import psycopg
 
 from pooldoctor.atomic import write_atomic
-from pooldoctor.checks.connection_leak import LEAK_MIN_AGE_SECONDS
+from pooldoctor.checks.connection_leak import DEAD_THREAD_MIN_AGE_SECONDS
 from pooldoctor.collect.session import capture
 from pooldoctor.commands.options import SourceOptions
 from pooldoctor.evidence import Evidence, evidence_to_json
@@ -171,9 +171,10 @@ def _saturating(app_name: str, pool_size: int, **overrides: object) -> LabConfig
 LEAK_POOL = 3
 LEAK_LOAD_SECONDS = 2.5
 LEAK_PATHS = ("/orders?quantity=2", "/orders?quantity=500", "/orders?quantity=3")
-# pooldoctor only calls a checkout leaked once it outlives any legitimate request, so the leaked
-# sessions are left to age past that threshold (with no traffic) before the capture.
-LEAK_HOLD_SECONDS = LEAK_MIN_AGE_SECONDS + 2.0
+# After the traffic, a pause with no requests at all: every request thread has finished, so the
+# connections still checked out are held by finished threads (the app's pool status says so),
+# and the capture samples them idle in transaction in PostgreSQL across its samples.
+LEAK_HOLD_SECONDS = DEAD_THREAD_MIN_AGE_SECONDS + 1.0
 
 
 def connection_leak(workdir: Path, progress: Progress = _quiet) -> ScenarioRun:
@@ -188,8 +189,8 @@ def connection_leak(workdir: Path, progress: Progress = _quiet) -> ScenarioRun:
         result = run_load(app.url(), _spec(LEAK_PATHS, clients=6, seconds=LEAK_LOAD_SECONDS))
         progress(f"traffic done: {_describe(result)}")
         progress(
-            f"traffic has stopped; waiting {LEAK_HOLD_SECONDS:g} s while the leaked sessions stay "
-            f"checked out (a checkout older than {LEAK_MIN_AGE_SECONDS:g} s counts as leaked)"
+            f"traffic has stopped; waiting {LEAK_HOLD_SECONDS:g} s: the request threads have "
+            "finished, yet their leaked sessions stay checked out"
         )
         time.sleep(LEAK_HOLD_SECONDS)
         progress("capturing evidence: pool-status endpoint, pg_stat_activity, logs, config")

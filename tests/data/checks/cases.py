@@ -109,6 +109,45 @@ def connection_leak() -> Evidence:
     )
 
 
+def connection_leak_finished_threads() -> Evidence:
+    """Seconds into a leak: too young for the age rule, but the request threads have finished."""
+    leaked_since = [ago(35), ago(31.5), ago(27.25), ago(24)]  # before the first sample (ago(20))
+    samples = [
+        activity(
+            at,
+            [
+                *(
+                    idle_in_tx(4300 + i, since, query="INSERT INTO orders VALUES ($1, $2)")
+                    for i, since in enumerate(leaked_since)
+                ),
+                active(5100 + index, at, 0.05),
+            ],
+        )
+        for index, at in enumerate(SAMPLE_TIMES)
+    ]
+    readings = []
+    for at in SAMPLE_TIMES:
+        ages = [(at - since).total_seconds() for since in leaked_since]
+        held = holders(
+            "app/api/orders.py:42 in create_order",
+            ages,
+            thread="Thread-7 (process_request_thread)",
+            thread_alive=False,
+        )
+        held += holders("app/api/items.py:17 in list_items", [0.2], "Thread-9", True)
+        readings.append(pool_sample(at, 5, size=5, max_overflow=0, holders=held))
+    return evidence(
+        pools=[pool(*readings)],
+        pg=postgres(*samples),
+        logs=[
+            log_file(
+                events(LogEvent.POOL_TIMEOUT, 9, last=ago(2), minutes=1, examples=[QUEUEPOOL_LINE])
+            )
+        ],
+        cfg=config(pool_size=5, max_overflow=0),
+    )
+
+
 def pool_undersized() -> Evidence:
     counts = (24, 30, 27)
     samples = []
@@ -526,10 +565,25 @@ def healthy_busy_pool() -> Evidence:
     )
 
 
+def healthy_live_holders() -> Evidence:
+    """Requests in flight (and an async task) hold connections briefly: their threads are alive."""
+    base = healthy()
+    in_flight = holders("app/api/items.py:17 in list_items", [0.02, 0.8, 2.5], "Thread-4", True)
+    in_flight += holders("app/api/feed.py:30 in poll_feed", [4.0], "MainThread", True)
+    in_flight += holders("app/api/items.py:17 in list_items", [0.4], "Thread-5", False)
+    return _with(
+        base, pools=(pool(*(pool_sample(at, 5, holders=in_flight) for at in SAMPLE_TIMES)),)
+    )
+
+
 CaseBuilder = Callable[[], Evidence]
 FAILING: dict[str, tuple[CaseBuilder, Expected]] = {
     "connection-leak": (
         connection_leak,
+        Expected("connection-leak", "connection-leak", "critical", True),
+    ),
+    "connection-leak-finished-threads": (
+        connection_leak_finished_threads,
         Expected("connection-leak", "connection-leak", "critical", True),
     ),
     "pool-undersized": (
@@ -599,4 +653,5 @@ HEALTHY: dict[str, CaseBuilder] = {
     "healthy": healthy,
     "healthy-short-waits": healthy_short_waits,
     "healthy-busy-pool": healthy_busy_pool,
+    "healthy-live-holders": healthy_live_holders,
 }
