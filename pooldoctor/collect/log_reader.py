@@ -6,13 +6,19 @@ import gzip
 import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import BinaryIO
+from typing import BinaryIO, Protocol
 
 GZIP_MAGIC = b"\x1f\x8b"
 CHUNK_BYTES = 16 * 1024 * 1024  # large spans amortise the per-span passes; memory stays bounded
 GZIP_READ_BYTES = 1024 * 1024  # small gzip reads keep what was decoded before a truncation
 MAX_LINE_BYTES = 1024 * 1024  # longer lines are not log lines anyone wrote on purpose
 LONG_LINE_KEEP_BYTES = 64 * 1024  # what is kept of such a line for classification
+
+
+class Readable(Protocol):
+    """What a log stream is read from: a binary file, stdin, or a byte range of a file."""
+
+    def read(self, size: int = -1, /) -> bytes | None: ...
 
 
 @dataclass(frozen=True)
@@ -27,7 +33,7 @@ class Span:
 class _Prepended:
     """A read-only stream that first returns `head`, then reads from `rest`."""
 
-    def __init__(self, head: bytes, rest: BinaryIO) -> None:
+    def __init__(self, head: bytes, rest: Readable) -> None:
         self._head = head
         self._rest = rest
 
@@ -42,14 +48,39 @@ class _Prepended:
         return self._rest.read(size) or b""
 
 
+class AlignedRange:
+    """Reads bytes [start, end) of a file (end None: to its end), each read ending at `align`s.
+
+    A range scanned with `LogStream(AlignedRange(...), align, plain=True)` then sees the same
+    blocks, and so yields the same spans, as a scan of the whole file would there.
+    """
+
+    def __init__(self, handle: BinaryIO, start: int, end: int | None, align: int) -> None:
+        handle.seek(start)
+        self._handle = handle
+        self._position = start
+        self._end = end
+        self._align = align
+
+    def read(self, size: int = -1) -> bytes:
+        boundary = (self._position // self._align + 1) * self._align
+        limit = (boundary if self._end is None else min(boundary, self._end)) - self._position
+        data = self._handle.read(limit if size < 0 else min(size, limit)) or b""
+        self._position += len(data)
+        return data
+
+
 class LogStream:
     """Iterates spans of a stream; records why it stopped early and how many lines were cut."""
 
-    def __init__(self, raw: BinaryIO, chunk_bytes: int = CHUNK_BYTES) -> None:
-        head = raw.read(2) or b""
+    def __init__(
+        self, raw: Readable, chunk_bytes: int = CHUNK_BYTES, *, plain: bool = False
+    ) -> None:
+        """With `plain`, `raw` is read as is (a byte range of a plain file: no gzip sniffing)."""
+        head = b"" if plain else raw.read(2) or b""
         self.gzipped = head == GZIP_MAGIC
-        self.empty = head == b""
-        self._stream = _Prepended(head, raw)
+        self.empty = not plain and head == b""
+        self._stream: Readable = raw if plain else _Prepended(head, raw)
         self._chunk_bytes = chunk_bytes
         self.long_lines = 0
         self.stop_reason: str | None = None

@@ -1,7 +1,7 @@
 """Scan the spans of one log file: line counts, timestamps, flavor and classified events.
 
-Costs per span: one newline count, one memmem pass per search key, and timestamp parsing
-only for candidate lines, the lines they continue, the first and last lines, and a sample.
+Costs per span: one newline count, one strstr (or memmem) pass per search key, and timestamp
+parsing only for candidate lines, the lines they continue, the first and last lines, a sample.
 `timestamped_lines` is exact for spans of up to EXACT_SAMPLE_LINES lines; above that it is
 estimated from SAMPLE_WINDOWS windows of SAMPLE_WINDOW_LINES lines spread over the span.
 """
@@ -42,16 +42,23 @@ class EventTally:
     per_minute: dict[datetime, int] = field(default_factory=dict)
     minutes_dropped: bool = False
     first_examples: list[str] = field(default_factory=list)
-    last_lines: deque[bytes] = field(default_factory=lambda: deque(maxlen=LAST_EXAMPLES))
+    # Raw lines, quoted when summarised (a merge of range scans may bring quoted ones).
+    last_lines: deque[bytes | str] = field(default_factory=lambda: deque(maxlen=LAST_EXAMPLES))
 
     def add(self, moment: datetime | None, line: bytes) -> None:
         self.count += 1
         if moment is not None:
-            self.first = moment if self.first is None else min(self.first, moment)
-            self.last = moment if self.last is None else max(self.last, moment)
+            if self.first is None or moment < self.first:
+                self.first = moment
+            if self.last is None or moment > self.last:
+                self.last = moment
             minute = moment.replace(second=0, microsecond=0)
-            if minute in self.per_minute or len(self.per_minute) < MAX_MINUTES_PER_EVENT:
-                self.per_minute[minute] = self.per_minute.get(minute, 0) + 1
+            per_minute = self.per_minute
+            seen = per_minute.get(minute)
+            if seen is not None:
+                per_minute[minute] = seen + 1
+            elif len(per_minute) < MAX_MINUTES_PER_EVENT:
+                per_minute[minute] = 1
             else:
                 self.minutes_dropped = True
         if len(self.first_examples) < FIRST_EXAMPLES:
@@ -61,7 +68,10 @@ class EventTally:
 
     def summary(self, event: LogEvent) -> LogEventSummary:
         minutes = tuple(MinuteCount(m, c) for m, c in sorted(self.per_minute.items()))
-        examples = (*self.first_examples, *(quote_line(line) for line in self.last_lines))
+        examples = (
+            *self.first_examples,
+            *(line if isinstance(line, str) else quote_line(line) for line in self.last_lines),
+        )
         return LogEventSummary(event, self.count, self.first, self.last, minutes, examples)
 
 
@@ -289,6 +299,11 @@ class FileScan:
             if tally is None:
                 tally = self.tallies[event] = EventTally()
             tally.add(moment, line)
+
+    def drop_caches(self) -> None:
+        """Forget what can be recomputed (before the scan is sent to another process)."""
+        self._check_cache.clear()
+        self.reader.clear_cache()
 
     def summaries(self) -> tuple[LogEventSummary, ...]:
         """Per-event summaries, most frequent first."""

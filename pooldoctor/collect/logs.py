@@ -3,22 +3,35 @@
 from __future__ import annotations
 
 import os
+import stat
 import sys
 from collections.abc import Sequence
-from concurrent.futures import Executor, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from datetime import UTC, datetime, tzinfo
 from typing import BinaryIO
 
 from pooldoctor.collect.log_classify import quote_line
-from pooldoctor.collect.log_reader import LONG_LINE_KEEP_BYTES, MAX_LINE_BYTES, LogStream
+from pooldoctor.collect.log_parallel import (
+    PARALLEL_MIN_BYTES,
+    RangeScan,
+    ScanSettings,
+    scan_parallel,
+)
+from pooldoctor.collect.log_reader import (
+    GZIP_MAGIC,
+    LONG_LINE_KEEP_BYTES,
+    MAX_LINE_BYTES,
+    LogStream,
+)
 from pooldoctor.collect.log_scan import FileScan
 from pooldoctor.collect.timestamps import TimestampReader
 from pooldoctor.evidence import LogFileEvidence
 
 STDIN_PATH = "-"
 FIRST_LINE_QUOTE_CHARS = 120
-# Key passes run in parallel threads (memmem releases the GIL); more than two rarely helps
-# because the per-hit bookkeeping needs the GIL.
+# In a one-process scan (stdin, gzip, small files) key passes run in threads (the libc search
+# releases the GIL); more than two rarely helps because the per-hit bookkeeping needs the GIL.
 SCAN_WORKERS = max(1, min(2, os.cpu_count() or 1))
 
 
@@ -31,11 +44,9 @@ def collect_logs(
     stdin: BinaryIO | None = None,
 ) -> tuple[LogFileEvidence, ...]:
     """One LogFileEvidence per path (`-` is stdin); failures become `problems`, never raise."""
-    with ThreadPoolExecutor(max_workers=SCAN_WORKERS, thread_name_prefix="logscan") as pool:
-        return tuple(
-            _collect_one(path, log_tz=log_tz, since=since, until=until, stdin=stdin, pool=pool)
-            for path in paths
-        )
+    return tuple(
+        _collect_one(path, log_tz=log_tz, since=since, until=until, stdin=stdin) for path in paths
+    )
 
 
 def _collect_one(
@@ -45,23 +56,55 @@ def _collect_one(
     since: datetime | None,
     until: datetime | None,
     stdin: BinaryIO | None,
-    pool: Executor,
 ) -> LogFileEvidence:
     try:
         if path == STDIN_PATH:
             if stdin is None and (sys.stdin is None or sys.stdin.isatty()):
                 return _unreadable(path, "stdin is not a pipe or file; pipe a log into it")
             source = stdin if stdin is not None else sys.stdin.buffer
-            return _scan(path, source, datetime.now(UTC), log_tz, since, until, pool)
+            reference = datetime.now(UTC)
+            return _scan(path, source, reference, log_tz, since, until)
         with open(path, "rb") as handle:
-            mtime = datetime.fromtimestamp(os.fstat(handle.fileno()).st_mtime, UTC)
-            return _scan(path, handle, mtime, log_tz, since, until, pool)
+            return _scan_file(path, handle, log_tz, since, until)
     except OSError as exc:
         return _unreadable(path, f"cannot read: {exc.strerror or exc}")
     except (ValueError, MemoryError) as exc:
         return _unreadable(path, f"cannot read: {exc}")
     except Exception as exc:  # the contract: a log that breaks the scanner is evidence too
         return _unreadable(path, f"could not scan: {type(exc).__name__}: {exc}")
+
+
+def _scan_file(
+    path: str, handle: BinaryIO, log_tz: tzinfo, since: datetime | None, until: datetime | None
+) -> LogFileEvidence:
+    """A large plain regular file is split over processes; anything else is read in one go."""
+    status = os.fstat(handle.fileno())
+    reference = min(datetime.fromtimestamp(status.st_mtime, UTC), datetime.now(UTC))
+    if (
+        stat.S_ISREG(status.st_mode)
+        and status.st_size >= PARALLEL_MIN_BYTES
+        and not _gzipped(handle)
+    ):
+        settings = ScanSettings(path, log_tz, reference, since, until)
+        whole = _scan_parallel(settings, handle, status.st_size)
+        if whole is not None:
+            problems = _problems(whole.scan, whole.stop_reason, False, whole.long_lines)
+            return _evidence(path, whole.scan, problems)
+        handle.seek(0)
+    return _scan(path, handle, reference, log_tz, since, until)
+
+
+def _gzipped(handle: BinaryIO) -> bool:
+    head = handle.read(len(GZIP_MAGIC))
+    handle.seek(0)
+    return head == GZIP_MAGIC
+
+
+def _scan_parallel(settings: ScanSettings, handle: BinaryIO, size: int) -> RangeScan | None:
+    try:
+        return scan_parallel(settings, handle, size)
+    except (OSError, BrokenProcessPool):  # processes unavailable here: scan in this one
+        return None
 
 
 def _unreadable(path: str, problem: str) -> LogFileEvidence:
@@ -75,14 +118,19 @@ def _scan(
     log_tz: tzinfo,
     since: datetime | None,
     until: datetime | None,
-    pool: Executor,
 ) -> LogFileEvidence:
     stream = LogStream(raw)
-    reader = TimestampReader(log_tz=log_tz, reference=min(reference, datetime.now(UTC)))
-    scan = FileScan(reader, since, until, executor=pool, workers=SCAN_WORKERS)
-    for span in stream.spans():
-        scan.scan(span)
-    problems = _problems(scan, stream, reader)
+    reader = TimestampReader(log_tz=log_tz, reference=reference)
+    # Threads live only as long as this scan: a later parallel scan may then fork safely.
+    with ThreadPoolExecutor(max_workers=SCAN_WORKERS, thread_name_prefix="logscan") as pool:
+        scan = FileScan(reader, since, until, executor=pool, workers=SCAN_WORKERS)
+        for span in stream.spans():
+            scan.scan(span)
+    problems = _problems(scan, stream.stop_reason, stream.empty, stream.long_lines)
+    return _evidence(path, scan, problems)
+
+
+def _evidence(path: str, scan: FileScan, problems: list[str]) -> LogFileEvidence:
     return LogFileEvidence(
         path=path,
         flavor=scan.flavor() if scan.lines else "unknown",
@@ -95,11 +143,11 @@ def _scan(
     )
 
 
-def _problems(scan: FileScan, stream: LogStream, reader: TimestampReader) -> list[str]:
+def _problems(scan: FileScan, stop_reason: str | None, empty: bool, long_lines: int) -> list[str]:
     problems: list[str] = []
-    if stream.stop_reason is not None:
-        problems.append(f"{stream.stop_reason} after {scan.lines} lines; kept what was read")
-    if stream.empty:
+    if stop_reason is not None:
+        problems.append(f"{stop_reason} after {scan.lines} lines; kept what was read")
+    if empty:
         problems.append("empty file")
     if scan.lines and round(scan.timestamped) == 0:
         first = quote_line(scan.first_line or b"", FIRST_LINE_QUOTE_CHARS)
@@ -111,9 +159,9 @@ def _problems(scan: FileScan, stream: LogStream, reader: TimestampReader) -> lis
         problems.append(
             f"{scan.undecodable} undecodable byte sequence(s) (not UTF-8), read with replacement"
         )
-    if stream.long_lines:
+    if long_lines:
         problems.append(
-            f"{stream.long_lines} line(s) longer than {MAX_LINE_BYTES // 1024 // 1024} MiB cut "
+            f"{long_lines} line(s) longer than {MAX_LINE_BYTES // 1024 // 1024} MiB cut "
             f"to their first {LONG_LINE_KEEP_BYTES // 1024} KiB"
         )
     if scan.skipped_lines or scan.skipped_events:
@@ -121,7 +169,7 @@ def _problems(scan: FileScan, stream: LogStream, reader: TimestampReader) -> lis
             f"{scan.skipped_lines} line(s) and {scan.skipped_events} event(s) outside "
             "--since/--until skipped"
         )
-    for zone in sorted(reader.ambiguous_zones):
+    for zone in sorted(scan.reader.ambiguous_zones):
         problems.append(f"time zone abbreviation {zone} is ambiguous; read as --log-tz")
     if scan.minutes_truncated():
         problems.append("per-minute counts truncated (too many distinct minutes)")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, timezone, tzinfo
+from typing import NamedTuple
 
 MONTHS: dict[bytes, int] = {
     name: number
@@ -49,8 +50,7 @@ MINUTE_CACHE_SIZE = 4096  # distinct (minute, zone) prefixes remembered
 _MISSING = datetime.min  # an access-log timestamp follows host, ident and user fields
 
 
-@dataclass(frozen=True)
-class Stamp:
+class Stamp(NamedTuple):
     """A timestamp read from a line (UTC) and the flavor of log the line looks like."""
 
     moment: datetime
@@ -91,6 +91,10 @@ class TimestampReader:
             if stamp is not None:
                 return stamp
         return self._access(line)
+
+    def clear_cache(self) -> None:
+        """Forget the parsed minutes (they are recomputed on demand)."""
+        self._minutes.clear()
 
     def flavor_without_timestamp(self, line: bytes) -> str | None:
         """Flavor of a line that carries no timestamp (uvicorn access lines, for one)."""

@@ -126,7 +126,8 @@ def _incident_summary(
     top = findings[0]
     parts = [
         f"Status {status.value.upper()}. Most probable root cause: {top.title} "
-        f"({top.severity.value}, confidence {percent(top.confidence)}). {top.summary}"
+        f"({top.severity.value}, confidence {percent(top.confidence)}). "
+        f"{top.summary.rstrip('.')}."
     ]
     times = {kt.name: kt for kt in key_times}
     first, peak, stuck = times["first_error"], times["peak_errors"], times["oldest_stuck"]
