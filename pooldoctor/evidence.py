@@ -89,6 +89,19 @@ class PoolSample:
     holders: tuple[Holder, ...] = ()
     notes: tuple[str, ...] = ()  # how the payload was read: summed series, ignored values
 
+    @property
+    def capacity(self) -> int | None:
+        """Most connections the pool hands out (size + max_overflow); None if unbounded/unknown."""
+        if "pool_max" in self.counters:
+            return int(self.counters["pool_max"])
+        if self.size is None:
+            return None
+        if self.max_overflow is None:
+            return self.size
+        if self.max_overflow < 0:
+            return None
+        return self.size + self.max_overflow
+
 
 @dataclass(frozen=True)
 class SampleError:

@@ -362,19 +362,6 @@ def instance_label(instance: PoolInstance) -> str:
     return parts.netloc or instance.url
 
 
-def sample_capacity(sample: PoolSample) -> int | None:
-    """Most connections the pool will hand out: size + max_overflow; None if unbounded/unknown."""
-    if "pool_max" in sample.counters:
-        return int(sample.counters["pool_max"])
-    if sample.size is None:
-        return None
-    if sample.max_overflow is None:
-        return sample.size
-    if sample.max_overflow < 0:
-        return None
-    return sample.size + sample.max_overflow
-
-
 def sample_checked_out(sample: PoolSample) -> int | None:
     if sample.checked_out is not None:
         return sample.checked_out
@@ -394,7 +381,7 @@ def sample_full(sample: PoolSample) -> bool:
     """At capacity (every connection checked out) or callers already waiting."""
     if sample_waiting(sample) > 0:
         return True
-    capacity = sample_capacity(sample)
+    capacity = sample.capacity
     checked_out = sample_checked_out(sample)
     return capacity is not None and checked_out is not None and checked_out >= capacity > 0
 
@@ -402,7 +389,7 @@ def sample_full(sample: PoolSample) -> bool:
 def describe_sample(sample: PoolSample) -> str:
     """'20/30 (size 20, overflow 0/10)' style reading of one sample."""
     checked_out = sample_checked_out(sample)
-    capacity = sample_capacity(sample)
+    capacity = sample.capacity
     text = f"{'?' if checked_out is None else checked_out}/{'?' if capacity is None else capacity}"
     if sample.size is not None and sample.max_overflow is not None and sample.max_overflow >= 0:
         overflow = max(0, sample.overflow or 0)
@@ -463,7 +450,7 @@ class PoolSignal:
                 {
                     "url": instance.url,
                     "checked_out": [sample_checked_out(s) for s in instance.samples],
-                    "capacity": [sample_capacity(s) for s in instance.samples],
+                    "capacity": [s.capacity for s in instance.samples],
                     "waiting": [sample_waiting(s) for s in instance.samples],
                     "at": [format_utc(s.at) for s in instance.samples],
                 }
@@ -482,7 +469,7 @@ def pool_signal(evidence: Evidence) -> PoolSignal:
     samples = sum(len(i.samples) for i in instances)
     full_samples = sum(sample_full(s) for i in instances for s in i.samples)
     latest = [i.samples[-1] for i in instances]
-    capacities = [sample_capacity(s) for s in latest]
+    capacities = [s.capacity for s in latest]
     checked = [sample_checked_out(s) for s in latest]
     return PoolSignal(
         instances=instances,

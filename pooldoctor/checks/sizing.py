@@ -11,7 +11,6 @@ from pooldoctor.checks.signals import (
     Throughput,
     describe_sessions,
     other_clients,
-    sample_capacity,
     setting_int,
 )
 from pooldoctor.evidence import Evidence
@@ -117,9 +116,7 @@ def per_process_pool(evidence: Evidence) -> tuple[int | None, str]:
         if overflow < 0:
             return None, f"({config.pool_size}+unbounded overflow)"
         return config.pool_size + overflow, f"({config.pool_size}+{overflow})"
-    capacities = [
-        cap for i in evidence.pools if i.samples if (cap := sample_capacity(i.samples[-1]))
-    ]
+    capacities = [cap for i in evidence.pools if i.samples if (cap := i.samples[-1].capacity)]
     if capacities:
         sample = next(i.samples[-1] for i in evidence.pools if i.samples)
         if sample.size is not None and sample.max_overflow is not None:

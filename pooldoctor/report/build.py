@@ -20,7 +20,7 @@ from pooldoctor.report.model import (
 )
 from pooldoctor.report.stuck import instance_label
 from pooldoctor.report.textfmt import as_utc, hhmm, percent
-from pooldoctor.report.timeline import build_timeline, is_saturated, pool_capacity
+from pooldoctor.report.timeline import build_timeline, is_saturated
 
 SLUG_PLACEHOLDER = "{slug}"
 
@@ -108,7 +108,7 @@ def _healthy_summary(evidence: Evidence, sources: tuple[SourceRow, ...]) -> str:
     samples = [s for i in evidence.pools for s in i.samples if s.checked_out is not None]
     if samples:
         busiest = max(samples, key=lambda s: s.checked_out or 0)
-        capacity = pool_capacity(busiest)
+        capacity = busiest.capacity
         of = f" of {capacity}" if capacity is not None else ""
         saturated = sum(1 for s in samples if is_saturated(s))
         parts.append(

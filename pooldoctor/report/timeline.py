@@ -193,22 +193,11 @@ def log_entries(evidence: Evidence) -> list[TimelineEntry]:
     return entries
 
 
-def pool_capacity(sample: PoolSample) -> int | None:
-    """Connections the pool may hand out: size + max_overflow (None when unbounded or unknown)."""
-    if sample.size is None:
-        return None
-    if sample.max_overflow is None:
-        return sample.size
-    if sample.max_overflow < 0:
-        return None
-    return sample.size + sample.max_overflow
-
-
 def is_saturated(sample: PoolSample) -> bool:
     """Every connection the pool may open is checked out, or requests are queueing."""
     if sample.waiting is not None and sample.waiting > 0:
         return True
-    capacity = pool_capacity(sample)
+    capacity = sample.capacity
     return (
         capacity is not None and sample.checked_out is not None and sample.checked_out >= capacity
     )
@@ -216,7 +205,7 @@ def is_saturated(sample: PoolSample) -> bool:
 
 def describe_usage(sample: PoolSample) -> str:
     """'30/30 checked out, 4 waiting' from whatever the payload said."""
-    capacity = pool_capacity(sample)
+    capacity = sample.capacity
     used = "?" if sample.checked_out is None else str(sample.checked_out)
     text = f"{used}/{capacity} checked out" if capacity is not None else f"{used} checked out"
     if sample.waiting:
@@ -228,7 +217,7 @@ def _trend_text(samples: Sequence[PoolSample]) -> str | None:
     values = [s.checked_out for s in samples if s.checked_out is not None]
     if not values:
         return None
-    capacity = pool_capacity(samples[-1])
+    capacity = samples[-1].capacity
     of = f" of {capacity}" if capacity is not None else ""
     if len(values) == 1:
         return f"pool sample: {describe_usage(samples[-1])}"
