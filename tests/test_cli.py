@@ -12,7 +12,7 @@ import pytest
 
 from pooldoctor.cli import main
 from pooldoctor.collect.session import capture
-from pooldoctor.commands.options import SourceOptions
+from pooldoctor.commands.options import SourceOptions, default_dsn
 from pooldoctor.evidence import SourceState, evidence_from_json
 from pooldoctor.exitcodes import ExitCode
 from tests.httpserver import LocalHTTPServer, Response
@@ -164,3 +164,13 @@ def test_usage_errors_exit_64_with_one_line(
     assert main(argv) == ExitCode.USAGE
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and err.startswith("pooldoctor: error:")
+
+
+def test_dsn_defaults_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    for variable in ("POOLDOCTOR_DSN", "DATABASE_URL", "PGSERVICE", "PGHOST", "PGDATABASE"):
+        monkeypatch.delenv(variable, raising=False)
+    assert default_dsn() is None
+    monkeypatch.setenv("PGHOST", "db.internal")
+    assert default_dsn() == "postgresql://"
+    monkeypatch.setenv("DATABASE_URL", "postgresql+psycopg://app@db/app")
+    assert default_dsn() == "postgresql+psycopg://app@db/app"

@@ -24,7 +24,8 @@ DsnOpt = Annotated[
     typer.Option(
         "--dsn",
         help="PostgreSQL DSN (libpq URI, key=value, or SQLAlchemy URL). Defaults to "
-        "$POOLDOCTOR_DSN or $DATABASE_URL. pooldoctor opens one read-only connection.",
+        "$POOLDOCTOR_DSN, $DATABASE_URL, or libpq's PGHOST/PGDATABASE/PGSERVICE variables. "
+        "pooldoctor opens one read-only connection.",
     ),
 ]
 LogOpt = Annotated[
@@ -121,12 +122,18 @@ def resolve_log_tz(name: str | None) -> tzinfo:
         raise typer.BadParameter(f"unknown time zone {name!r} (try UTC or Europe/Berlin)") from None
 
 
+LIBPQ_ENVIRONMENT = ("PGSERVICE", "PGHOST", "PGDATABASE")
+EMPTY_URI = "postgresql://"  # libpq fills every part from PG* variables
+
+
 def default_dsn() -> str | None:
-    """The DSN from the environment, when --dsn is not given."""
+    """The DSN from the environment when --dsn is not given: a URL variable, else libpq's PG*."""
     for variable in ("POOLDOCTOR_DSN", "DATABASE_URL"):
         value = os.environ.get(variable)
         if value:
             return value
+    if any(os.environ.get(variable) for variable in LIBPQ_ENVIRONMENT):
+        return EMPTY_URI
     return None
 
 
