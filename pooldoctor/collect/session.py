@@ -7,6 +7,7 @@ from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
+from typing import Any
 
 from pooldoctor import __version__
 from pooldoctor.collect.config import read_config
@@ -64,10 +65,9 @@ def _sample_round(
     futures: dict[Future[PoolSample | SampleError], _PoolReadings] = {
         executor.submit(fetch_pool_sample, r.url, timeout): r for r in readings
     }
-    pg_future = executor.submit(probe.sample) if probe is not None else None
-    pending: set[Future[object]] = set(futures)  # type: ignore[arg-type]
-    if pg_future is not None:
-        pending.add(pg_future)  # type: ignore[arg-type]
+    pending: list[Future[Any]] = list(futures)
+    if probe is not None:
+        pending.append(executor.submit(probe.sample))
     wait(pending, timeout=timeout + JOIN_MARGIN_SECONDS)
     for future, reading in futures.items():
         if not future.done():
