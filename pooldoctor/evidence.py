@@ -207,6 +207,47 @@ class LogEventSummary:
 
 
 @dataclass(frozen=True)
+class LoggedException:
+    """One exception the app logged with a traceback: when, what, and where in the app's code."""
+
+    at: datetime
+    type: str
+    message: str
+    app_frame: str | None = None  # innermost frame in the app's own code: "file:line in func"
+    app_frames: tuple[str, ...] = ()  # the app's frames, outermost first
+    logged_as: str = ""  # the log message that carried the traceback
+
+
+@dataclass(frozen=True)
+class RequestLine:
+    """One access-log request with its duration (only lines that report one)."""
+
+    at: datetime
+    status: int
+    seconds: float
+    path: str = ""
+
+
+@dataclass(frozen=True)
+class LogMoment:
+    """One timed log record of a kind the diagnosis lines up with others (cancellation, GC)."""
+
+    at: datetime
+    kind: str
+    text: str = ""
+
+
+@dataclass(frozen=True)
+class AppLogFacts:
+    """What an app log says at millisecond precision: exceptions, request times, moments."""
+
+    exceptions: tuple[LoggedException, ...] = ()
+    requests: tuple[RequestLine, ...] = ()
+    moments: tuple[LogMoment, ...] = ()
+    truncated: bool = False  # the file held more than the kept records (the latest are kept)
+
+
+@dataclass(frozen=True)
 class LogFileEvidence:
     """One log file (or stdin): how it parsed and what it contained."""
 
@@ -218,6 +259,7 @@ class LogFileEvidence:
     last: datetime | None = None
     events: tuple[LogEventSummary, ...] = ()
     problems: tuple[str, ...] = ()
+    app: AppLogFacts | None = None
 
 
 @dataclass(frozen=True)

@@ -8,9 +8,11 @@ import sys
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
+from dataclasses import replace
 from datetime import UTC, datetime, tzinfo
 from typing import BinaryIO
 
+from pooldoctor.collect.app_log import read_app_log
 from pooldoctor.collect.log_classify import quote_line
 from pooldoctor.collect.log_parallel import (
     PARALLEL_MIN_BYTES,
@@ -26,7 +28,7 @@ from pooldoctor.collect.log_reader import (
 )
 from pooldoctor.collect.log_scan import FileScan
 from pooldoctor.collect.timestamps import TimestampReader
-from pooldoctor.evidence import LogFileEvidence
+from pooldoctor.evidence import AppLogFacts, LogFileEvidence
 
 STDIN_PATH = "-"
 FIRST_LINE_QUOTE_CHARS = 120
@@ -65,7 +67,10 @@ def _collect_one(
             reference = datetime.now(UTC)
             return _scan(path, source, reference, log_tz, since, until)
         with open(path, "rb") as handle:
-            return _scan_file(path, handle, log_tz, since, until)
+            scanned = _scan_file(path, handle, log_tz, since, until)
+        reference = min(datetime.fromtimestamp(os.stat(path).st_mtime, UTC), datetime.now(UTC))
+        facts = read_app_log(path, log_tz=log_tz, reference=reference, since=since, until=until)
+        return replace(scanned, app=facts) if facts is not None and _has_records(facts) else scanned
     except OSError as exc:
         return _unreadable(path, f"cannot read: {exc.strerror or exc}")
     except (ValueError, MemoryError) as exc:
@@ -92,6 +97,10 @@ def _scan_file(
             return _evidence(path, whole.scan, problems)
         handle.seek(0)
     return _scan(path, handle, reference, log_tz, since, until)
+
+
+def _has_records(facts: AppLogFacts) -> bool:
+    return bool(facts.exceptions or facts.requests or facts.moments)
 
 
 def _gzipped(handle: BinaryIO) -> bool:
