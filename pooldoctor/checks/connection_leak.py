@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Any
 
 from pooldoctor.checks.common import (
@@ -26,7 +27,6 @@ from pooldoctor.checks.signals import (
     LogSignal,
     PoolSignal,
     describe_holders,
-    examples_mention,
     fmt_duration,
     group_holders,
     log_signal,
@@ -36,8 +36,12 @@ from pooldoctor.checks.signals import (
 )
 from pooldoctor.checks.streaming import STREAM_MARKERS
 from pooldoctor.checks.threadpool_deadlock import deadlock_signature
+from pooldoctor.collect.app_log import GC_CLEANUP
 from pooldoctor.evidence import Evidence, Holder, LogEvent
 from pooldoctor.findings import Finding, Severity
+from pooldoctor.readings.codepaths import CodePath, correlation_slack, exceptions, explain
+from pooldoctor.readings.holds import HoldReading, hold_reading
+from pooldoctor.readings.timing import cancellations
 
 CHECK = "connection-leak"
 RUNBOOK = "connection-leak"
@@ -45,7 +49,6 @@ LEAK_MIN_AGE_SECONDS = 60.0  # no web request legitimately holds a session past 
 LEAK_SINGLE_SAMPLE_AGE_SECONDS = 600.0  # with one sample (no trend) only very old ones count
 IDLE_LEAK_SHARE = 0.5  # plainly idle backends must explain half the checked-out pool
 DEADLOCK_DISCOUNT = 0.6  # when the threadpool-deadlock signature fits better
-ASYNC_MARKERS = ("asyncpg", "adaptedconnection", "asyncio", "async ", "await", "anyio", "cancel")
 CANCELLATION_DISCOUNT = 0.8  # when async-cancellation-leak explains the same leak better
 # A checkout whose thread has finished can never be returned by the code that took it: leaked at
 # any age. The floor skips a connection caught mid hand-off as its thread exits.
@@ -73,9 +76,17 @@ class LeakSignature:
     orphaned: tuple[Holder, ...] = ()  # holders whose thread has finished
 
 
-def _stuck_sessions(trend: SessionTrend, pool: PoolSignal) -> list[HeldSession]:
+def _stuck_sessions(trend: SessionTrend, pool: PoolSignal, holds: HoldReading) -> list[HeldSession]:
     if trend.multi_sample:
-        in_tx = [h for h in trend.persistent_in_tx if h.age_seconds >= LEAK_MIN_AGE_SECONDS]
+        # Held idle in transaction, unchanged in every sample, past the app's own baseline.
+        in_tx = list(holds.held) if _pool_starved(holds) else []
+        in_tx += [
+            h
+            for h in trend.persistent_in_tx
+            if h.age_seconds >= LEAK_MIN_AGE_SECONDS
+            and h.pid not in {held.pid for held in in_tx}
+            and h.pid not in {s.pid for s in holds.streaming}
+        ]
         idle = [h for h in trend.persistent_idle if h.age_seconds >= LEAK_MIN_AGE_SECONDS]
     else:
         in_tx = [h for h in trend.idle_in_tx if h.age_seconds >= LEAK_SINGLE_SAMPLE_AGE_SECONDS]
@@ -90,6 +101,13 @@ def _stuck_sessions(trend: SessionTrend, pool: PoolSignal) -> list[HeldSession]:
     else:
         idle = []
     return sorted(in_tx + idle, key=lambda h: -h.age_seconds)
+
+
+def _pool_starved(holds: HoldReading) -> bool:
+    """Others wait for the pool while these sit: pinned, callers waiting, or timeouts now."""
+    return (
+        holds.pool.full_now or holds.pool.waiting_now > 0 or holds.baseline.timeouts_for is not None
+    )
 
 
 def is_orphaned(holder: Holder) -> bool:
@@ -146,15 +164,17 @@ def leak_signature(evidence: Evidence) -> LeakSignature | None:
     timeouts = log_signal(evidence, *POOL_TIMEOUT_EVENTS)
     gc = log_signal(evidence, LogEvent.GC_CLEANUP)
     trend = session_trend(evidence)
+    holds = hold_reading(evidence)
     # Holders inside streaming responses are explained by the streams (streaming-holds-session).
     holders = [h for h in pool.holders if not any(m in h.origin.lower() for m in STREAM_MARKERS)]
     orphaned, aged = _leaked_holders(holders)
-    stuck = _stuck_sessions(trend, pool) if trend is not None else []
+    stuck = _stuck_sessions(trend, pool, holds) if trend is not None else []
     if trend is not None:
         pids = {h.pid for h in stuck}
         stuck += [h for h in orphaned_sessions(trend, orphaned) if h.pid not in pids]
         stuck.sort(key=lambda h: -h.age_seconds)
     holder_rows = group_holders(orphaned + aged)
+    extra: dict[str, Any] = {"holds": holds.as_evidence()}
     reasons: list[str] = []
     confidence = 0.0
     if orphaned:
@@ -172,6 +192,18 @@ def leak_signature(evidence: Evidence) -> LeakSignature | None:
         reasons.append(
             f"{len(stuck)} backends of {trend.app.label} {kind}, {describe_oldest(stuck)}, {same}"
         )
+        if holds.held:
+            confidence += 0.1
+            reasons.append(holds.describe_held())
+    paths = [p for p in holds.code_paths if p.explains]
+    if paths and stuck:
+        confidence += 0.1
+        reasons.append(
+            "opened by the request that failed with "
+            + "; ".join(p.describe() for p in paths[:2])
+            + f", logged {max(max(p.lag_ms) for p in paths[:2]):.0f} ms or less after each "
+            "xact_start"
+        )
     if aged:
         confidence = max(confidence, 0.45) + 0.2
         reasons.append(
@@ -181,6 +213,14 @@ def leak_signature(evidence: Evidence) -> LeakSignature | None:
     if gc.current:
         confidence = max(confidence, 0.5) + 0.2
         reasons.append(gc.describe("garbage-collector cleanups of non-checked-in connections"))
+        gc_paths = gc_code_paths(evidence, holds)
+        if gc_paths:
+            confidence += 0.1
+            reasons.append(
+                "the cleaned-up connections were dropped by requests that failed with "
+                + "; ".join(p.describe() for p in gc_paths[:2])
+            )
+            extra["gc_code_paths"] = [p.as_evidence() for p in gc_paths[:3]]
     if confidence == 0.0:
         if gc.seen:
             return LeakSignature(
@@ -218,6 +258,7 @@ def leak_signature(evidence: Evidence) -> LeakSignature | None:
         gc,
         trend,
         current=True,
+        extra=extra,
         orphaned=tuple(orphaned),
     )
     if orphaned:  # finished threads are not waiting on anything: no deadlock holds them
@@ -234,7 +275,7 @@ def leak_signature(evidence: Evidence) -> LeakSignature | None:
             gc,
             trend,
             current=True,
-            extra={"discounted_for": "threadpool-deadlock signature"},
+            extra={**extra, "discounted_for": "threadpool-deadlock signature"},
         )
     return signature
 
@@ -276,6 +317,14 @@ def leak_remediation(evidence: Evidence, signature: LeakSignature) -> list[str]:
             + "; use `with Session(engine) as session:` / `async with` so every exit path "
             "returns the connection"
         )
+    elif signature.extra.get("holds", {}).get("code_paths"):
+        path = signature.extra["holds"]["code_paths"][0]
+        steps.append(
+            f"Fix the error path at {path['app_frame']}: {path['exception']} leaves the session "
+            f"open ({path['explains']} of {path['of']} stuck transactions began within "
+            f"{max(path['lag_ms']):.0f} ms before it was logged); use `with Session(engine) as "
+            "session:` so the exception path returns the connection"
+        )
     else:
         steps.append(
             "Find the code path: log pool checkout/checkin events with a stack origin "
@@ -303,24 +352,32 @@ def leak_remediation(evidence: Evidence, signature: LeakSignature) -> list[str]:
 
 
 def cancellation_hints(evidence: Evidence, signature: LeakSignature) -> list[str]:
-    """Why the leak looks tied to cancelled async work; empty when nothing says so."""
-    hints: list[str] = []
+    """Evidence that cancelled async work leaked the connections: cancellations or client
+    disconnects lining up in time with the GC cleanups; empty when nothing shows one."""
+    lined_up = cancellations(evidence)
+    if not lined_up.evidenced:
+        return []
+    hints = [lined_up.describe()]
     eof = log_signal(evidence, LogEvent.CLIENT_EOF_IN_TRANSACTION)
     if eof.current:
         hints.append(eof.describe("client disconnects with an open transaction"))
-    if examples_mention(signature.gc, *ASYNC_MARKERS):
-        hints.append("the garbage collector cleans up async driver connections")
-    async_holders = [
-        row
-        for row in signature.holder_rows
-        if any(m in str(row["origin"]).lower() for m in ASYNC_MARKERS)
-    ]
-    if async_holders:
-        hints.append(
-            f"{sum(r['count'] for r in async_holders)} held connections come from "
-            f"async code ({async_holders[0]['origin']})"
-        )
     return hints
+
+
+def gc_code_paths(evidence: Evidence, holds: HoldReading) -> list[CodePath]:
+    """Exceptions logged just before the GC cleanups: the error path that dropped them."""
+    moments = [
+        (index, m.at)
+        for index, m in enumerate(
+            m for log in evidence.logs if log.app is not None for m in log.app.moments
+        )
+        if m.kind == GC_CLEANUP
+    ]
+    slack = correlation_slack(holds.baseline.typical_seconds)
+    logged = exceptions(evidence)
+    # An exception precedes the cleanup of the connection it dropped: look backwards.
+    paths = explain([(k, at - timedelta(seconds=slack)) for k, at in moments], logged, slack)
+    return [p for p in paths if p.explains * 2 >= len(moments)]
 
 
 def check(evidence: Evidence) -> list[Finding]:

@@ -33,13 +33,16 @@ from pooldoctor.checks.signals import (
 )
 from pooldoctor.evidence import Evidence, LogEvent
 from pooldoctor.findings import Finding, Severity
+from pooldoctor.readings.holds import hold_reading
 
 CHECK = "idle-in-transaction"
 RUNBOOK = "idle-in-transaction"
 IDLE_TX_MIN_SECONDS = 0.5  # shorter idle-in-transaction gaps are ordinary ORM round trips
 MIN_IDLE_TX = 2  # one session waiting in a transaction is not a pattern
 IDLE_TX_SHARE = 0.3  # share of app backends waiting inside a transaction that starves the pool
-CRITICAL_SHARE = 0.5  # at least half of the app's connections parked in open transactions
+CRITICAL_SHARE = 0.5
+# Transactions that end only when their requests time out wait on the pool, not elsewhere.
+LOCKSTEP_DISCOUNT = 0.3  # at least half of the app's connections parked in open transactions
 
 
 def check(evidence: Evidence) -> list[Finding]:
@@ -52,10 +55,14 @@ def check(evidence: Evidence) -> list[Finding]:
     confidence = 0.0
     waiting: list[HeldSession] = []
     peak_total = 0
+    holds = hold_reading(evidence)
     if trend is not None:
-        persistent = {
-            h.pid for h in trend.persistent_in_tx if h.age_seconds >= LEAK_MIN_AGE_SECONDS
-        } | orphaned_pids(trend, pool)  # leaked: the connection-leak check reports those
+        persistent = (
+            {h.pid for h in trend.persistent_in_tx if h.age_seconds >= LEAK_MIN_AGE_SECONDS}
+            | orphaned_pids(trend, pool)  # leaked: the connection-leak check reports those
+            | {h.pid for h in holds.held}  # frozen past the app's baseline: held, not waiting
+            | {h.pid for h in holds.streaming}  # cursors moving on: streaming responses
+        )
         for at, backends in trend.per_sample:
             if not enough_app_backends(len(backends), pool.capacity_now):
                 continue
@@ -89,6 +96,12 @@ def check(evidence: Evidence) -> list[Finding]:
                     f"the {trend.samples} samples (idle-in-transaction per sample: "
                     f"{', '.join(map(str, trend.in_tx_per_sample))})"
                 )
+    timing = holds.lockstep(evidence)
+    if confidence > 0 and timing is not None:
+        confidence -= LOCKSTEP_DISCOUNT
+        reasons.append(
+            "but they end together with their own requests' pool timeouts: " + timing.describe()
+        )
     if killed.current:
         confidence = max(confidence, 0.35) + 0.15
         reasons.append(killed.describe("idle-in-transaction timeouts (25P03)"))

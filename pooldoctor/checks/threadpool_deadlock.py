@@ -20,6 +20,7 @@ from pooldoctor.checks.signals import (
 )
 from pooldoctor.evidence import Evidence
 from pooldoctor.findings import Finding, Severity
+from pooldoctor.readings.holds import hold_reading
 
 CHECK = "threadpool-deadlock"
 RUNBOOK = "threadpool-deadlock"
@@ -98,11 +99,24 @@ def deadlock_signature(
     return DeadlockSignature(min(confidence, 0.9), tuple(reasons), facts)
 
 
+LOCKSTEP_CONFIDENCE = 0.75  # timing alone; the nested checkout in the traceback adds to it
+
+
+def lockstep_signature(evidence: Evidence) -> DeadlockSignature | None:
+    """Holders whose transactions end only when their own requests time out, in bursts."""
+    holds = hold_reading(evidence)
+    timing = holds.lockstep(evidence)
+    if timing is None or not (holds.pool.full_now or holds.pool.full_always):
+        return None
+    confidence = LOCKSTEP_CONFIDENCE + (0.1 if len(timing.nested_frames) >= 2 else 0.0)
+    return DeadlockSignature(confidence, (timing.describe(),), {"lockstep": timing.as_evidence()})
+
+
 def check(evidence: Evidence) -> list[Finding]:
     pool = pool_signal(evidence)
     timeouts = log_signal(evidence, *POOL_TIMEOUT_EVENTS)
     trend = session_trend(evidence)
-    signature = deadlock_signature(evidence, pool, timeouts, trend)
+    signature = deadlock_signature(evidence, pool, timeouts, trend) or lockstep_signature(evidence)
     if signature is None:
         return []
     label = app_label(evidence)

@@ -1,0 +1,123 @@
+"""Name the code path behind stuck work: app-log exceptions at the moment a transaction began."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from pooldoctor.evidence import Evidence, LoggedException
+
+# An exception explains a moment when it was logged this close after it (the request that
+# began the transaction failed within its own duration), allowing clock skew before it.
+MIN_SLACK_SECONDS = 0.25
+MAX_SLACK_SECONDS = 5.0
+SLACK_P99_MULTIPLE = 2.0
+SKEW_SECONDS = 0.05
+POOL_TIMEOUT_MARKERS = ("queuepool limit", "couldn't get a connection", "connection timed out")
+
+
+@dataclass(frozen=True)
+class CodePath:
+    """An exception (type, message, innermost app frame) and the stuck moments it explains."""
+
+    type: str
+    message: str
+    app_frame: str | None
+    app_frames: tuple[str, ...]
+    explains: int
+    of: int
+    keys: tuple[int, ...]  # pids (or indexes) of the moments it explains
+    lag_ms: tuple[float, ...]
+
+    def describe(self) -> str:
+        where = f" at {self.app_frame}" if self.app_frame else ""
+        message = f": {self.message}" if self.message else ""
+        return f"{self.type}{message}{where} (explains {self.explains} of {self.of})"
+
+    def as_evidence(self) -> dict[str, Any]:
+        return {
+            "exception": self.type,
+            "message": self.message,
+            "app_frame": self.app_frame,
+            "app_frames": list(self.app_frames),
+            "explains": self.explains,
+            "of": self.of,
+            "pids": list(self.keys),
+            "lag_ms": list(self.lag_ms),
+        }
+
+
+def exceptions(evidence: Evidence) -> list[LoggedException]:
+    return sorted(
+        (e for log in evidence.logs if log.app is not None for e in log.app.exceptions),
+        key=lambda e: e.at,
+    )
+
+
+def is_pool_timeout(exception: LoggedException) -> bool:
+    text = f"{exception.type} {exception.message}".lower()
+    return any(marker in text for marker in POOL_TIMEOUT_MARKERS)
+
+
+def correlation_slack(typical_seconds: float | None) -> float:
+    if typical_seconds is None:
+        return MAX_SLACK_SECONDS
+    return min(MAX_SLACK_SECONDS, max(MIN_SLACK_SECONDS, SLACK_P99_MULTIPLE * typical_seconds))
+
+
+def explain(
+    moments: Sequence[tuple[int, datetime]],
+    logged: Sequence[LoggedException],
+    slack: float,
+) -> list[CodePath]:
+    """Group the moments by the first exception logged within `slack` after each."""
+    groups: dict[tuple[str, str, str | None], list[tuple[int, float, LoggedException]]] = {}
+    for key, moment in moments:
+        match = next(
+            (
+                e
+                for e in logged
+                if -SKEW_SECONDS <= (e.at - moment).total_seconds() <= slack
+                and not is_pool_timeout(e)
+            ),
+            None,
+        )
+        if match is None:
+            continue
+        lag = (match.at - moment).total_seconds() * 1000
+        group = (match.type, match.message, match.app_frame)
+        groups.setdefault(group, []).append((key, lag, match))
+    paths = [
+        CodePath(
+            type=exc_type,
+            message=_generic(message, [m[2].message for m in items]),
+            app_frame=frame,
+            app_frames=items[0][2].app_frames,
+            explains=len(items),
+            of=len(moments),
+            keys=tuple(m[0] for m in items),
+            lag_ms=tuple(round(m[1], 1) for m in items),
+        )
+        for (exc_type, message, frame), items in _merge_messages(groups).items()
+    ]
+    return sorted(paths, key=lambda p: -p.explains)
+
+
+def _merge_messages(
+    groups: dict[tuple[str, str, str | None], list[tuple[int, float, LoggedException]]],
+) -> dict[tuple[str, str, str | None], list[tuple[int, float, LoggedException]]]:
+    """Exceptions of one type at one frame are one code path whatever their message says."""
+    merged: dict[tuple[str, str, str | None], list[tuple[int, float, LoggedException]]] = {}
+    first_message: dict[tuple[str, str | None], str] = {}
+    for (exc_type, message, frame), items in groups.items():
+        key = (exc_type, first_message.setdefault((exc_type, frame), message), frame)
+        merged.setdefault(key, []).extend(items)
+    return merged
+
+
+def _generic(message: str, messages: list[str]) -> str:
+    return (
+        message if len(set(messages)) <= 1 else f"{message} (and {len(set(messages)) - 1} similar)"
+    )

@@ -1,0 +1,134 @@
+"""Which of the app's open transactions are held (frozen past the baseline), which stream
+(cursor FETCHes under one old transaction), which rotate; and the code paths that explain them."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from pooldoctor.checks.sessions import HeldSession, SessionTrend, session_trend
+from pooldoctor.checks.signals import (
+    IDLE_IN_TRANSACTION,
+    PoolSignal,
+    fmt_duration,
+    pool_signal,
+    seconds_between,
+)
+from pooldoctor.evidence import Evidence
+from pooldoctor.readings.baseline import Baseline, baseline
+from pooldoctor.readings.codepaths import CodePath, correlation_slack, exceptions, explain
+from pooldoctor.readings.timing import Lockstep, lockstep
+
+CURSOR_FETCH = re.compile(r"^\s*FETCH\b.*\bFROM\b", re.IGNORECASE | re.DOTALL)
+
+
+@dataclass(frozen=True)
+class HoldReading:
+    """The app's transactions over the samples, judged against its own baseline."""
+
+    baseline: Baseline
+    trend: SessionTrend | None
+    pool: PoolSignal
+    frozen: tuple[HeldSession, ...]  # same pid, xact_start and state_change in every sample
+    held: tuple[HeldSession, ...]  # frozen and older than baseline.held_after
+    streaming: tuple[HeldSession, ...]  # one transaction, cursor FETCHes moving on
+    oldest_in_tx: float  # oldest idle-in-transaction age seen in any sample
+    code_paths: tuple[CodePath, ...]
+
+    def lockstep(self, evidence: Evidence) -> Lockstep | None:
+        return lockstep(
+            evidence, self.baseline.pool_timeout, self.pool.capacity_now, self.oldest_in_tx
+        )
+
+    @property
+    def span_seconds(self) -> float:
+        return self.trend.span_seconds if self.trend is not None else 0.0
+
+    @property
+    def rotation_decides(self) -> bool:
+        """The window is long enough that ordinary transactions would have rotated in it."""
+        return self.span_seconds >= self.baseline.rotation_window()
+
+    def more_seconds_to_decide(self) -> float:
+        """Extra sampling after which a frozen transaction would be past the held age and the
+        window long enough to see rotation."""
+        need = self.baseline.rotation_window() - self.span_seconds
+        if self.frozen and not self.held:
+            need = max(need, self.baseline.held_after - self.frozen[0].age_seconds)
+        return max(0.0, need)
+
+    def describe_held(self) -> str:
+        oldest = self.held[0]
+        youngest = self.held[-1]
+        return (
+            f"{len(self.held)} transactions held idle and unchanged in all "
+            f"{self.trend.samples if self.trend else 0} samples over "
+            f"{fmt_duration(self.span_seconds)}, {fmt_duration(youngest.age_seconds)}-"
+            f"{fmt_duration(oldest.age_seconds)} old: "
+            f"{self.baseline.multiple(youngest.age_seconds)} (held after "
+            f"{fmt_duration(self.baseline.held_after)}: {self.baseline.basis})"
+        )
+
+    def as_evidence(self) -> dict[str, Any]:
+        return {
+            "baseline": self.baseline.as_evidence(),
+            "frozen_pids": [h.pid for h in self.frozen],
+            "held_pids": [h.pid for h in self.held],
+            "streaming_pids": [h.pid for h in self.streaming],
+            "window_seconds": round(self.span_seconds, 2),
+            "rotation_window_seconds": round(self.baseline.rotation_window(), 3),
+            "code_paths": [p.as_evidence() for p in self.code_paths],
+        }
+
+
+def _frozen_and_streaming(trend: SessionTrend) -> tuple[list[HeldSession], list[HeldSession]]:
+    if not trend.multi_sample:
+        return [], []
+    first: dict[int, tuple[datetime | None, datetime | None]] = {}
+    changed: set[int] = set()
+    for _at, backends in trend.per_sample:
+        for b in backends:
+            if b.state not in IDLE_IN_TRANSACTION:
+                continue
+            if b.pid in first and first[b.pid] != (b.xact_start, b.state_change):
+                changed.add(b.pid)
+            first.setdefault(b.pid, (b.xact_start, b.state_change))
+    frozen = [h for h in trend.persistent_in_tx if h.pid not in changed]
+    streaming = [
+        h
+        for h in trend.persistent_in_tx
+        if h.pid in changed and CURSOR_FETCH.match(h.backend.query or "")
+    ]
+    return frozen, streaming
+
+
+def _oldest_in_tx(trend: SessionTrend | None) -> float:
+    ages = [
+        age
+        for at, backends in (trend.per_sample if trend else ())
+        for b in backends
+        if b.state in IDLE_IN_TRANSACTION and (age := seconds_between(at, b.xact_start)) is not None
+    ]
+    return max(ages, default=0.0)
+
+
+def hold_reading(evidence: Evidence) -> HoldReading:
+    base = baseline(evidence)
+    trend = session_trend(evidence)
+    pool = pool_signal(evidence)
+    frozen, streaming = _frozen_and_streaming(trend) if trend is not None else ([], [])
+    held = [h for h in frozen if h.age_seconds >= base.held_after]
+    slack = correlation_slack(base.typical_seconds)
+    paths = explain([(h.pid, h.since) for h in held], exceptions(evidence), slack)
+    return HoldReading(
+        baseline=base,
+        trend=trend,
+        pool=pool,
+        frozen=tuple(frozen),
+        held=tuple(held),
+        streaming=tuple(streaming),
+        oldest_in_tx=_oldest_in_tx(trend),
+        code_paths=tuple(paths),
+    )
