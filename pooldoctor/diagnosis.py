@@ -7,6 +7,9 @@ Ranking rule (findings[0] is the most probable root cause):
   4. then confidence, which checks already weigh by recency (old log bursts fade);
   5. then id, so equal findings keep a stable order.
 So a CRITICAL risk outranks only informational findings, never a current cause.
+
+Then the differential diagnosis (pooldoctor.differential) lists findings[0]'s look-alikes with
+the numbers that rule each out, and says when the window cannot decide between two causes.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from collections.abc import Sequence
 from dataclasses import replace
 
 from pooldoctor.checks.registry import CHECKS, CheckSpec
+from pooldoctor.differential import differential
 from pooldoctor.evidence import Evidence, SourceState
 from pooldoctor.findings import Diagnosis, Finding, Role, Severity, Status
 
@@ -90,4 +94,9 @@ def diagnose(
                 raise
             findings.append(_internal_error(spec, exc))
     ranked = rank(findings)
-    return Diagnosis(status=overall_status(evidence, ranked), findings=tuple(ranked))
+    considered = differential(evidence, ranked)
+    return Diagnosis(
+        status=overall_status(evidence, ranked),
+        findings=tuple(ranked),
+        differential=considered.as_plain() if considered is not None else None,
+    )

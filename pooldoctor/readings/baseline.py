@@ -59,9 +59,13 @@ class Baseline:
         """'870x the p99 request (15 ms), 13x pool_timeout (1.0s)'."""
         parts = []
         if self.request_p99:
-            parts.append(f"{age / self.request_p99:.0f}x the p99 request ({_ms(self.request_p99)})")
+            parts.append(
+                f"{age / self.request_p99:.0f}x the p99 request ({fmt_short(self.request_p99)})"
+            )
         elif self.hold_mean:
-            parts.append(f"{age / self.hold_mean:.0f}x the mean checkout ({_ms(self.hold_mean)})")
+            parts.append(
+                f"{age / self.hold_mean:.0f}x the mean checkout ({fmt_short(self.hold_mean)})"
+            )
         if self.pool_timeout:
             parts.append(
                 f"{age / self.pool_timeout:.0f}x pool_timeout ({fmt_duration(self.pool_timeout)})"
@@ -84,7 +88,7 @@ def _round(value: float | None) -> float | None:
     return None if value is None else round(value, 4)
 
 
-def _ms(seconds: float) -> str:
+def fmt_short(seconds: float) -> str:
     return f"{seconds * 1000:.0f} ms" if seconds < 1 else fmt_duration(seconds)
 
 
@@ -122,9 +126,9 @@ def baseline(evidence: Evidence) -> Baseline:
     )
     limits: list[tuple[float, str]] = []
     if p99 is not None:
-        limits.append((P99_MULTIPLE * p99, f"{P99_MULTIPLE:g}x p99 request {_ms(p99)}"))
+        limits.append((P99_MULTIPLE * p99, f"{P99_MULTIPLE:g}x p99 request {fmt_short(p99)}"))
     elif hold is not None:
-        limits.append((HOLD_MULTIPLE * hold, f"{HOLD_MULTIPLE:g}x mean checkout {_ms(hold)}"))
+        limits.append((HOLD_MULTIPLE * hold, f"{HOLD_MULTIPLE:g}x mean checkout {fmt_short(hold)}"))
     if pool_timeout:
         limits.append(
             (
@@ -132,9 +136,9 @@ def baseline(evidence: Evidence) -> Baseline:
                 f"{POOL_TIMEOUT_MULTIPLE:g}x pool_timeout {fmt_duration(pool_timeout)}",
             )
         )
-    if not limits:
-        held_after, basis = FALLBACK_HELD_SECONDS, "no request times or pool_timeout: fixed 1m"
-    else:
-        held_after = max(limit for limit, _ in limits)
-        basis = " and ".join(text for _, text in limits)
+    if p99 is None and hold is None:
+        # Without knowing how long this app's work takes, only the gateway-timeout rule.
+        limits.append((FALLBACK_HELD_SECONDS, "no request or checkout times: at least 1m"))
+    held_after = max(limit for limit, _ in limits)
+    basis = " and ".join(text for _, text in limits)
     return Baseline(p99, len(times), hold, pool_timeout, timeouts_for, held_after, basis)
