@@ -210,4 +210,5 @@ def build_report(
         window=build_window(evidence),
         environment=build_environment(evidence),
         unavailable=unavailable,
+        differential=diagnosis.differential,
     )

@@ -117,3 +117,5 @@ class Report:
     window: Window
     environment: Environment
     unavailable: tuple[str, ...] = ()
+    # findings[0]'s look-alikes and why each lost; close_call when the window cannot decide
+    differential: dict[str, Any] | None = None

@@ -97,6 +97,7 @@ def report_to_plain(report: Report) -> dict[str, Any]:
             "pool_instances": list(env.pool_instances),
             "log_files": list(env.log_files),
         },
+        "differential": report.differential,
     }
 
 
