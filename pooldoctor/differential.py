@@ -14,7 +14,12 @@ from pooldoctor.readings.baseline import fmt_short
 from pooldoctor.readings.holds import HoldReading, hold_reading
 from pooldoctor.readings.timing import cancellations
 
-CLOSE_MARGIN = 0.1  # a runner-up this close in confidence is not ruled out by this window
+CLOSE_MARGIN = 0.1
+# Causes a too-short window cannot tell apart when open transactions stay unchanged.
+UNDECIDED_PAIRS = {
+    "idle-in-transaction": "connection-leak",
+    "connection-leak": "idle-in-transaction",
+}  # a runner-up this close in confidence is not ruled out by this window
 MIN_EXTRA_SECONDS = 1.0
 
 LOOK_ALIKES: dict[str, tuple[str, ...]] = {
@@ -186,13 +191,20 @@ def differential(evidence: Evidence, ranked: Sequence[Finding]) -> Differential 
         considered.append(entry)
         if near and close is None:
             close = entry
-    if close is None:
+    rival_runbook = close.runbook if close is not None else UNDECIDED_PAIRS.get(top.runbook)
+    if rival_runbook is None or (close is None and not reading.undecided):
         return Differential(top.runbook, tuple(considered))
     extra = max(MIN_EXTRA_SECONDS, reading.more_seconds_to_decide())
+    versus = (
+        f" (confidence {top.confidence:.2f} vs {close.confidence:.2f})"
+        if close is not None and close.confidence is not None
+        else f": {len(reading.frozen)} transactions stayed unchanged over "
+        f"{fmt_duration(reading.span_seconds)}, younger than the held age "
+        f"{fmt_duration(reading.baseline.held_after)} ({reading.baseline.basis})"
+    )
     note = (
-        f"This window cannot decide between {top.runbook} and {close.runbook} "
-        f"(confidence {top.confidence:.2f} vs {close.confidence:.2f}): sample about "
-        f"{extra:.0f} s longer (raise --samples or --interval) to see whether the open "
-        "transactions rotate or stay put past the app's baseline"
+        f"This window cannot decide between {top.runbook} and {rival_runbook}{versus}. Sample "
+        f"about {extra:.0f} s longer (raise --samples or --interval) to see whether the open "
+        "transactions rotate or stay put past the app's baseline."
     )
     return Differential(top.runbook, tuple(considered), note, round(extra, 1))

@@ -263,6 +263,17 @@ class LogFileEvidence:
 
 
 @dataclass(frozen=True)
+class CodeFlag:
+    """A `pooldoctor scan` finding inside the function of an app frame the evidence names."""
+
+    frame: str  # "file:line in function", as the log or holder named it
+    path: str
+    line: int
+    rule_id: str
+    message: str
+
+
+@dataclass(frozen=True)
 class PoolConfig:
     """The app's pool settings as read from env files and flags; None means not set."""
 
@@ -294,6 +305,7 @@ class Evidence:
     config: PoolConfig | None = None
     sources: tuple[SourceStatus, ...] = ()
     schema: str = EVIDENCE_SCHEMA
+    code: tuple[CodeFlag, ...] = ()  # scan findings in the functions of named app frames
 
 
 def evidence_to_json(evidence: Evidence) -> str:

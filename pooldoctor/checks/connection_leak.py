@@ -39,7 +39,14 @@ from pooldoctor.checks.threadpool_deadlock import deadlock_signature
 from pooldoctor.collect.app_log import GC_CLEANUP
 from pooldoctor.evidence import Evidence, Holder, LogEvent
 from pooldoctor.findings import Finding, Severity
-from pooldoctor.readings.codepaths import CodePath, correlation_slack, exceptions, explain
+from pooldoctor.readings.codepaths import (
+    CodePath,
+    correlation_slack,
+    describe_flags,
+    exceptions,
+    explain,
+    scan_flags,
+)
 from pooldoctor.readings.holds import HoldReading, hold_reading
 from pooldoctor.readings.timing import cancellations
 
@@ -79,7 +86,7 @@ class LeakSignature:
 def _stuck_sessions(trend: SessionTrend, pool: PoolSignal, holds: HoldReading) -> list[HeldSession]:
     if trend.multi_sample:
         # Held idle in transaction, unchanged in every sample, past the app's own baseline.
-        in_tx = list(holds.held) if _pool_starved(holds) else []
+        in_tx = list(holds.held) if holds.pool_starved else []
         in_tx += [
             h
             for h in trend.persistent_in_tx
@@ -204,6 +211,15 @@ def leak_signature(evidence: Evidence) -> LeakSignature | None:
             + f", logged {max(max(p.lag_ms) for p in paths[:2]):.0f} ms or less after each "
             "xact_start"
         )
+        flags = scan_flags(evidence, paths[0].app_frame)
+        if flags:
+            reasons.append(describe_flags(flags))
+            extra["scan_flags"] = [f"{f.path}:{f.line} {f.rule_id}" for f in flags]
+    for row in holder_rows[:3]:
+        flags = scan_flags(evidence, str(row["origin"]))
+        if flags:
+            row["scan"] = [f"{f.path}:{f.line} {f.rule_id}" for f in flags]
+            reasons.append(f"holder origin {row['origin']}: {describe_flags(flags)}")
     if aged:
         confidence = max(confidence, 0.45) + 0.2
         reasons.append(

@@ -86,8 +86,9 @@ def check(evidence: Evidence) -> list[Finding]:
                 confidence -= 0.1
                 reasons.append(
                     f"none rotated during the {fmt_duration(trend.span_seconds)} capture, shorter "
-                    f"than their age; younger than {fmt_duration(LEAK_MIN_AGE_SECONDS)}, so not a "
-                    "leak yet: sample over a longer interval to see them rotate"
+                    f"than their age; younger than the held age "
+                    f"{fmt_duration(holds.baseline.held_after)} ({holds.baseline.basis}), so not "
+                    "a leak yet: sample over a longer interval to see them rotate"
                 )
             elif trend.multi_sample:
                 confidence += 0.2

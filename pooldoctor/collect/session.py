@@ -5,11 +5,12 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor, wait
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from datetime import UTC, datetime
 from typing import Any
 
 from pooldoctor import __version__
+from pooldoctor.collect.code import named_frames, scan_frames
 from pooldoctor.collect.config import read_config
 from pooldoctor.collect.logs import collect_logs
 from pooldoctor.collect.pool_status import fetch_pool_sample, redact_url
@@ -116,7 +117,7 @@ def capture(options: SourceOptions, clock: Clock = utc_now) -> Evidence:
     if options.configs or options.workers is not None:
         config = read_config(options.configs, options.workers)
         statuses.append(config_status(config, clock()))
-    return Evidence(
+    evidence = Evidence(
         collected_at=clock(),
         started_at=started,
         pooldoctor_version=__version__,
@@ -128,6 +129,7 @@ def capture(options: SourceOptions, clock: Clock = utc_now) -> Evidence:
         config=config,
         sources=tuple(statuses),
     )
+    return replace(evidence, code=scan_frames(named_frames(evidence)))
 
 
 def config_status(config: PoolConfig, at: datetime) -> SourceStatus:

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from pooldoctor.evidence import Evidence, LoggedException
+from pooldoctor.evidence import CodeFlag, Evidence, LoggedException
 
 # An exception explains a moment when it was logged this close after it (the request that
 # began the transaction failed within its own duration), allowing clock skew before it.
@@ -47,6 +47,21 @@ class CodePath:
             "pids": list(self.keys),
             "lag_ms": list(self.lag_ms),
         }
+
+
+def scan_flags(evidence: Evidence, frame: str | None) -> list[CodeFlag]:
+    """`pooldoctor scan` findings inside the function of `frame` (collected with the evidence)."""
+    return [flag for flag in evidence.code if frame is not None and flag.frame == frame]
+
+
+def describe_flags(flags: Sequence[CodeFlag]) -> str:
+    """'pooldoctor scan flags it too: line 239 PD101 ...'."""
+    first = flags[0]
+    more = f" (and {len(flags) - 1} more)" if len(flags) > 1 else ""
+    return (
+        f"pooldoctor scan flags this function too: line {first.line} {first.rule_id} "
+        f"{first.message}{more}"
+    )
 
 
 def exceptions(evidence: Evidence) -> list[LoggedException]:

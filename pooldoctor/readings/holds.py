@@ -47,6 +47,23 @@ class HoldReading:
         return self.trend.span_seconds if self.trend is not None else 0.0
 
     @property
+    def pool_starved(self) -> bool:
+        """Others wait for the pool meanwhile: pinned, callers waiting, or timeouts now."""
+        pool = self.pool
+        return pool.full_now or pool.waiting_now > 0 or self.baseline.timeouts_for is not None
+
+    @property
+    def undecided(self) -> bool:
+        """Transactions unchanged across a window too short to judge them while the pool
+        starves: a leak or a long wait, which only a longer window separates."""
+        return (
+            bool(self.frozen)
+            and not self.held
+            and self.pool_starved
+            and self.more_seconds_to_decide() > 0
+        )
+
+    @property
     def rotation_decides(self) -> bool:
         """The window is long enough that ordinary transactions would have rotated in it."""
         return self.span_seconds >= self.baseline.rotation_window()
