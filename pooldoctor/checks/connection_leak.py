@@ -154,14 +154,20 @@ def describe_orphaned(orphaned: Sequence[Holder]) -> str:
     return f"{len(orphaned)} {noun} held by threads that have already finished: {origins}{more}"
 
 
-def _leaked_holders(holders: Iterable[Holder]) -> tuple[list[Holder], list[Holder]]:
-    """(held by finished threads, held past LEAK_MIN_AGE_SECONDS by running or unknown ones)."""
+def _leaked_holders(
+    holders: Iterable[Holder], holds: HoldReading
+) -> tuple[list[Holder], list[Holder]]:
+    """(held by finished threads, held by running or unknown ones past LEAK_MIN_AGE_SECONDS, or
+    past the app's own held age while others starve for the pool)."""
+    limit = LEAK_MIN_AGE_SECONDS
+    if holds.pool_starved:
+        limit = min(limit, holds.baseline.held_after)
     orphaned: list[Holder] = []
     aged: list[Holder] = []
     for holder in holders:
         if is_orphaned(holder):
             orphaned.append(holder)
-        elif holder.age_seconds >= LEAK_MIN_AGE_SECONDS:
+        elif holder.age_seconds >= limit:
             aged.append(holder)
     return orphaned, aged
 
@@ -174,7 +180,7 @@ def leak_signature(evidence: Evidence) -> LeakSignature | None:
     holds = hold_reading(evidence)
     # Holders inside streaming responses are explained by the streams (streaming-holds-session).
     holders = [h for h in pool.holders if not any(m in h.origin.lower() for m in STREAM_MARKERS)]
-    orphaned, aged = _leaked_holders(holders)
+    orphaned, aged = _leaked_holders(holders, holds)
     stuck = _stuck_sessions(trend, pool, holds) if trend is not None else []
     if trend is not None:
         pids = {h.pid for h in stuck}
@@ -208,13 +214,20 @@ def leak_signature(evidence: Evidence) -> LeakSignature | None:
         reasons.append(
             "opened by the request that failed with "
             + "; ".join(p.describe() for p in paths[:2])
-            + f", logged {max(max(p.lag_ms) for p in paths[:2]):.0f} ms or less after each "
-            "xact_start"
+            + f", logged within {max(abs(lag) for p in paths[:2] for lag in p.lag_ms):.0f} ms "
+            "of each xact_start"
         )
         flags = scan_flags(evidence, paths[0].app_frame)
         if flags:
             reasons.append(describe_flags(flags))
             extra["scan_flags"] = [f"{f.path}:{f.line} {f.rule_id}" for f in flags]
+    if holds.holder_paths:
+        confidence += 0.05
+        reasons.append(
+            "checked out by requests that then failed with "
+            + "; ".join(p.describe() for p in holds.holder_paths[:2])
+            + " (explains counts the held checkouts)"
+        )
     for row in holder_rows[:3]:
         flags = scan_flags(evidence, str(row["origin"]))
         if flags:
@@ -222,9 +235,10 @@ def leak_signature(evidence: Evidence) -> LeakSignature | None:
             reasons.append(f"holder origin {row['origin']}: {describe_flags(flags)}")
     if aged:
         confidence = max(confidence, 0.45) + 0.2
+        youngest = min(h.age_seconds for h in aged)
         reasons.append(
-            f"pool holders older than {fmt_duration(LEAK_MIN_AGE_SECONDS)}: "
-            f"{describe_holders(group_holders(aged))}"
+            f"pool holders held {fmt_duration(youngest)} or more by running threads "
+            f"({holds.baseline.multiple(youngest)}): {describe_holders(group_holders(aged))}"
         )
     if gc.current:
         confidence = max(confidence, 0.5) + 0.2
@@ -338,8 +352,8 @@ def leak_remediation(evidence: Evidence, signature: LeakSignature) -> list[str]:
         steps.append(
             f"Fix the error path at {path['app_frame']}: {path['exception']} leaves the session "
             f"open ({path['explains']} of {path['of']} stuck transactions began within "
-            f"{max(path['lag_ms']):.0f} ms before it was logged); use `with Session(engine) as "
-            "session:` so the exception path returns the connection"
+            f"{max(abs(lag) for lag in path['lag_ms']):.0f} ms of it being logged); use "
+            "`with Session(engine) as session:` so the exception path returns the connection"
         )
     else:
         steps.append(

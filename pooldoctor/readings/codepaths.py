@@ -87,23 +87,25 @@ def explain(
     logged: Sequence[LoggedException],
     slack: float,
 ) -> list[CodePath]:
-    """Group the moments by the first exception logged within `slack` after each."""
+    """Pair each moment with the exception logged closest to it (within `slack` after it, or
+    SKEW_SECONDS before), one exception per moment; then group by code path."""
+    pairs = sorted(
+        (abs(lag), lag, index, position)
+        for index, (_key, moment) in enumerate(moments)
+        for position, e in enumerate(logged)
+        if not is_pool_timeout(e)
+        and -SKEW_SECONDS <= (lag := (e.at - moment).total_seconds()) <= slack
+    )
+    matched: dict[int, tuple[float, LoggedException]] = {}
+    used: set[int] = set()
+    for _distance, lag, index, position in pairs:
+        if index not in matched and position not in used:
+            matched[index] = (lag, logged[position])
+            used.add(position)
     groups: dict[tuple[str, str, str | None], list[tuple[int, float, LoggedException]]] = {}
-    for key, moment in moments:
-        match = next(
-            (
-                e
-                for e in logged
-                if -SKEW_SECONDS <= (e.at - moment).total_seconds() <= slack
-                and not is_pool_timeout(e)
-            ),
-            None,
-        )
-        if match is None:
-            continue
-        lag = (match.at - moment).total_seconds() * 1000
+    for index, (lag, match) in sorted(matched.items()):
         group = (match.type, match.message, match.app_frame)
-        groups.setdefault(group, []).append((key, lag, match))
+        groups.setdefault(group, []).append((moments[index][0], lag * 1000, match))
     paths = [
         CodePath(
             type=exc_type,

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from pooldoctor.checks.sessions import HeldSession, SessionTrend, session_trend
@@ -36,6 +36,7 @@ class HoldReading:
     streaming: tuple[HeldSession, ...]  # one transaction, cursor FETCHes moving on
     oldest_in_tx: float  # oldest idle-in-transaction age seen in any sample
     code_paths: tuple[CodePath, ...]
+    holder_paths: tuple[CodePath, ...] = ()  # the same for instrumented holders' checkouts
 
     def lockstep(self, evidence: Evidence) -> Lockstep | None:
         return lockstep(
@@ -97,6 +98,7 @@ class HoldReading:
             "window_seconds": round(self.span_seconds, 2),
             "rotation_window_seconds": round(self.baseline.rotation_window(), 3),
             "code_paths": [p.as_evidence() for p in self.code_paths],
+            "holder_code_paths": [p.as_evidence() for p in self.holder_paths],
         }
 
 
@@ -138,7 +140,16 @@ def hold_reading(evidence: Evidence) -> HoldReading:
     frozen, streaming = _frozen_and_streaming(trend) if trend is not None else ([], [])
     held = [h for h in frozen if h.age_seconds >= base.held_after]
     slack = correlation_slack(base.typical_seconds)
-    paths = explain([(h.pid, h.since) for h in held], exceptions(evidence), slack)
+    logged = exceptions(evidence)
+    paths = explain([(h.pid, h.since) for h in held], logged, slack)
+    held_checkouts = [
+        (index, sample.at - timedelta(seconds=holder.age_seconds))
+        for instance in pool.instances
+        if instance.samples
+        for sample in instance.samples[-1:]
+        for index, holder in enumerate(sample.holders)
+        if holder.age_seconds >= base.held_after
+    ]
     return HoldReading(
         baseline=base,
         trend=trend,
@@ -148,4 +159,5 @@ def hold_reading(evidence: Evidence) -> HoldReading:
         streaming=tuple(streaming),
         oldest_in_tx=_oldest_in_tx(trend),
         code_paths=tuple(paths),
+        holder_paths=tuple(explain(held_checkouts, logged, slack)),
     )
