@@ -42,14 +42,15 @@ CHECKS: tuple[CheckSpec, ...] = (
     CheckSpec(
         "connection-leak",
         ("connection-leak",),
-        "Same app backends idle (in transaction) with the same xact_start across samples, "
-        "old holders, GC cleanup warnings, pool pinned at capacity.",
+        "App transactions unchanged across samples past the app's own baseline (p99 request, "
+        "pool_timeout) while others time out; the app-log exception that opened them; finished "
+        "or old holders; GC cleanup warnings.",
         connection_leak.check,
     ),
     CheckSpec(
         "async-cancellation-leak",
         ("async-cancellation-leak",),
-        "A leak signature correlated with client disconnects or async driver cleanup.",
+        "A leak whose GC cleanups follow cancellations or client disconnects in the app log.",
         async_cancellation.check,
     ),
     CheckSpec(
@@ -81,13 +82,15 @@ CHECKS: tuple[CheckSpec, ...] = (
     CheckSpec(
         "streaming-holds-session",
         ("streaming-holds-session",),
-        "Pool holders whose origin is a streaming response or generator.",
+        "Holders in streaming code, or transactions held across samples while their cursor "
+        "FETCHes move on.",
         streaming.check,
     ),
     CheckSpec(
         "threadpool-deadlock",
         ("threadpool-deadlock",),
-        "Pool full and callers waiting while the app's backends sit idle, frozen together.",
+        "Pool full and callers waiting while the app's backends sit idle, frozen together; or "
+        "timeout bursts one pool_timeout apart that end every transaction.",
         threadpool_deadlock.check,
     ),
     CheckSpec(
