@@ -9,10 +9,12 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from pooldoctor.evidence import CodeFlag, Evidence
+from pooldoctor.scan.model import ScanResult
 from pooldoctor.scan.scanner import scan
 
 MAX_FILES = 20  # the few frames a report names; never a tree walk
 MAX_FILE_BYTES = 1_000_000
+PARSE_ATTEMPTS = 2
 _FRAME = re.compile(r"^(?P<path>.+?):(?P<line>\d+) in (?P<func>[\w.<>]+)$")
 
 
@@ -36,6 +38,22 @@ def _function_span(tree: ast.Module, line: int, name: str) -> tuple[int, int] | 
     return best
 
 
+def _parse_and_scan(path: Path) -> tuple[ast.Module, ScanResult] | None:
+    """The file's tree and scan result; None when it cannot be read or parsed here."""
+    for _attempt in range(PARSE_ATTEMPTS):
+        try:
+            if not path.is_file() or path.stat().st_size > MAX_FILE_BYTES:
+                return None
+            return ast.parse(path.read_text(encoding="utf-8")), scan([path])
+        except (OSError, SyntaxError, UnicodeDecodeError, ValueError, RecursionError):
+            return None
+        except SystemError:
+            # CPython 3.11 can fail an ast.parse that races another thread's compile
+            # ("AST constructor recursion depth mismatch"): try again, then give up.
+            continue
+    return None
+
+
 def scan_frames(frames: Iterable[str]) -> tuple[CodeFlag, ...]:
     """Scan findings inside each frame's function; unreadable or absent files are skipped."""
     by_path: dict[Path, list[tuple[str, int, str]]] = {}
@@ -49,13 +67,10 @@ def scan_frames(frames: Iterable[str]) -> tuple[CodeFlag, ...]:
         by_path.setdefault(path, []).append((frame, int(match["line"]), match["func"]))
     flags: list[CodeFlag] = []
     for path, wanted in by_path.items():
-        try:
-            if not path.is_file() or path.stat().st_size > MAX_FILE_BYTES:
-                continue
-            tree = ast.parse(path.read_text(encoding="utf-8"))
-            result = scan([path])
-        except (OSError, SyntaxError, UnicodeDecodeError, ValueError):
+        parsed = _parse_and_scan(path)
+        if parsed is None:
             continue
+        tree, result = parsed
         for frame, line, func in wanted:
             span = _function_span(tree, line, func.rsplit(".", 1)[-1])
             if span is None:
