@@ -5,15 +5,15 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from pathlib import Path
 
-from pooldoctor.collect.app_log import (
+from pooldoctor.collect.code import scan_frames
+from pooldoctor.collect.logs import collect_logs
+from pooldoctor.collect.logs.records import (
     CANCELLED,
     GC_CLEANUP,
     is_app_frame,
     read_app_facts,
     read_app_log,
 )
-from pooldoctor.collect.code import scan_frames
-from pooldoctor.collect.logs import collect_logs
 
 REFERENCE = datetime(2026, 11, 21, 10, 0, tzinfo=UTC)
 

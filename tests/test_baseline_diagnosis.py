@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import replace
 from datetime import datetime, timedelta
 
-from pooldoctor.collect.app_log import CANCELLED, GC_CLEANUP
+from pooldoctor.collect.logs.records import CANCELLED, GC_CLEANUP
 from pooldoctor.diagnosis import diagnose
 from pooldoctor.evidence import (
     AppLogFacts,

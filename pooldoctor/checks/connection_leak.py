@@ -36,7 +36,7 @@ from pooldoctor.checks.signals import (
 )
 from pooldoctor.checks.streaming import STREAM_MARKERS
 from pooldoctor.checks.threadpool_deadlock import deadlock_signature
-from pooldoctor.collect.app_log import GC_CLEANUP
+from pooldoctor.collect.logs.records import GC_CLEANUP
 from pooldoctor.evidence import Evidence, Holder, LogEvent
 from pooldoctor.findings import Finding, Severity
 from pooldoctor.readings.codepaths import (

@@ -16,8 +16,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from pooldoctor.collect.options import SourceOptions
 from pooldoctor.collect.session import capture
-from pooldoctor.commands.options import SourceOptions
 from pooldoctor.evidence import Evidence
 from pooldoctor.lab.asyncapp import AsyncLabConfig, run_async_lab_app
 from pooldoctor.lab.cluster import TempCluster

@@ -8,7 +8,7 @@ from datetime import datetime
 from statistics import median
 from typing import Any
 
-from pooldoctor.collect.app_log import CANCELLED, GC_CLEANUP
+from pooldoctor.collect.logs.records import CANCELLED, GC_CLEANUP
 from pooldoctor.evidence import Evidence
 from pooldoctor.readings.codepaths import exceptions, is_pool_timeout
 

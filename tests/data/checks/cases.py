@@ -7,7 +7,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
-from pooldoctor.collect.app_log import CANCELLED, GC_CLEANUP
+from pooldoctor.collect.logs.records import CANCELLED, GC_CLEANUP
 from pooldoctor.evidence import AppLogFacts, Backend, Evidence, LogEvent, LogMoment
 from tests.evidence_builders import (
     HEALTHY_SETTINGS,

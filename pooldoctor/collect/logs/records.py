@@ -8,7 +8,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, tzinfo
 
-from pooldoctor.collect.timestamps import TimestampReader
+from pooldoctor.collect.logs.timestamps import TimestampReader
 from pooldoctor.evidence import AppLogFacts, LoggedException, LogMoment, RequestLine
 
 # The latest records of each kind are kept: enough to line up with an incident's stuck work.
