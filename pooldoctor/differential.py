@@ -7,7 +7,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from pooldoctor.checks.signals import fmt_duration
+from pooldoctor.checks.signals import fmt_duration, seconds_between
 from pooldoctor.evidence import Evidence
 from pooldoctor.findings import Finding, Role, Severity
 from pooldoctor.readings.baseline import fmt_short
@@ -102,21 +102,54 @@ def _held(r: HoldReading, _e: Evidence) -> str:
     )
 
 
-def _undersized(r: HoldReading, _e: Evidence) -> str:
+def _undersized(r: HoldReading, evidence: Evidence) -> str:
     pool = r.pool
     if not pool.has_data:
         return "no pool-status samples"
     text = f"pool at capacity in {pool.full_samples}/{pool.samples} samples"
     if pool.full_always and r.held:
-        text += f" and pinned by {len(r.held)} held transactions, not by demand"
+        text += f", pinned by {len(r.held)} held transactions, not by demand"
+    elif r.streaming:
+        text += f", pinned by {len(r.streaming)} streaming transactions, not by short queries"
+    elif (longest := _longest_statement(r)) is not None and longest > r.baseline.held_after:
+        text += (
+            f", held by statements running up to {fmt_duration(longest)} "
+            f"({r.baseline.multiple(longest)}): service time, not demand"
+        )
+    elif r.lockstep(evidence) is not None:
+        text += (
+            ", but every burst of timeouts ends the holders' own transactions: they wait on the "
+            "pool for a second connection, more capacity per thread would only move the limit"
+        )
     return text
+
+
+def _longest_statement(r: HoldReading) -> float | None:
+    """Age of the app's longest running statement that is not waiting on a lock."""
+    trend = r.trend
+    if trend is None:
+        return None
+    ages = [
+        age
+        for b in trend.active
+        if b.wait_event_type != "Lock"
+        and (age := seconds_between(trend.latest_at, b.query_start)) is not None
+    ]
+    return max(ages, default=None)
 
 
 def _slow(r: HoldReading, _e: Evidence) -> str:
     trend = r.trend
     if trend is None:
         return "no pg_stat_activity samples"
-    return f"{len(trend.active)} of {len(trend.latest)} app backends running a statement"
+    locked = sum(1 for b in trend.active if b.wait_event_type == "Lock")
+    longest = _longest_statement(r)
+    text = f"{len(trend.active)} of {len(trend.latest)} app backends active"
+    if locked:
+        text += f", {locked} of them waiting on a lock, not running"
+    if longest is not None:
+        text += f"; longest running statement {fmt_duration(longest)}"
+    return text
 
 
 def _streaming(r: HoldReading, _e: Evidence) -> str:
