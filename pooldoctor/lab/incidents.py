@@ -35,6 +35,8 @@ MAX_REQUESTS = 5000
 BASELINE_REQUESTS = 30  # ordinary requests before the leak: the app's own request times
 # The seed incident is sampled while its leaked transactions are 10-20 s old.
 LEAK_AGE_SECONDS = 10.0
+# The worker-thread variant only needs its leaks past the app's held age (3x pool_timeout).
+WORKER_LEAK_AGE_SECONDS = 4.0
 WAITERS = 3  # clients that keep asking while the pool is pinned (and time out)
 OLD_BURST_AGE = timedelta(days=2)
 OLD_BURST_ERRORS = 40
@@ -156,7 +158,8 @@ def exception_path_leak(
         leaked_at = time.monotonic()
         waiters = _spec(["/orders?quantity=2", "/quick"], clients=WAITERS, seconds=60.0)
         with _background(app.url(), waiters) as load:
-            time.sleep(max(0.0, LEAK_AGE_SECONDS - (time.monotonic() - leaked_at)))
+            age = LEAK_AGE_SECONDS if worker_threads is None else WORKER_LEAK_AGE_SECONDS
+            time.sleep(max(0.0, age - (time.monotonic() - leaked_at)))
             payloads = ["plain", "text", "prometheus"]
             if worker_threads is not None:
                 payloads = ["instrumented", "plain"]

@@ -87,6 +87,11 @@ class HoldReading:
             f"{fmt_duration(oldest.age_seconds)} old: "
             f"{self.baseline.multiple(youngest.age_seconds)} (held after "
             f"{fmt_duration(self.baseline.held_after)}: {self.baseline.basis})"
+            + (
+                f", while waiters have been timing out for {fmt_duration(timing_out)}"
+                if (timing_out := self.baseline.timeouts_for)
+                else ""
+            )
         )
 
     def as_evidence(self) -> dict[str, Any]:
