@@ -86,6 +86,7 @@ def test_exception_path_leak_is_a_leak_named_down_to_its_frame(
     assert "OrderRejected" in top.summary and "in _orders" in top.summary
     assert f"explains {POOL} of {POOL}" in top.summary
     assert "x the p99 request" in top.summary and "x pool_timeout" in top.summary
+    assert "pooldoctor scan flags this function too" in top.summary and "PD101" in top.summary
     assert "idle-in-transaction" not in {f.runbook for f in diagnosis.findings[:1]}
     _has_differential(capture.evidence, diagnosis)
 
