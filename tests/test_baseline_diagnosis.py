@@ -162,3 +162,17 @@ def test_cancellations_lined_up_with_gc_cleanups_are_async_cancellation() -> Non
     diagnosis = diagnose(cancelled, strict=True)
     assert diagnosis.findings[0].runbook == "async-cancellation-leak"
     assert "10 of 10 garbage-collector cleanups" in diagnosis.findings[0].summary
+
+
+def test_without_tracebacks_the_5xx_request_that_began_then_names_the_path() -> None:
+    incident = _incident(request_seconds=0.01)
+    (log,) = incident.logs
+    assert log.app is not None
+    failed = tuple(
+        RequestLine(s + timedelta(milliseconds=20), 500, 0.025, "/orders?quantity=500")
+        for s in LEAKED_SINCE
+    )
+    facts = replace(log.app, exceptions=(), requests=log.app.requests + failed)
+    top = diagnose(replace(incident, logs=(replace(log, app=facts),)), strict=True).findings[0]
+    assert top.runbook == "connection-leak"
+    assert "HTTP 500: /orders?quantity=500 (explains 3 of 3)" in top.summary

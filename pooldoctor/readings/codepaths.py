@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
-from datetime import datetime
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
 from typing import Any
 
 from pooldoctor.evidence import CodeFlag, Evidence, LoggedException
@@ -69,6 +69,40 @@ def exceptions(evidence: Evidence) -> list[LoggedException]:
         (e for log in evidence.logs if log.app is not None for e in log.app.exceptions),
         key=lambda e: e.at,
     )
+
+
+def failed_requests(evidence: Evidence) -> list[LoggedException]:
+    """5xx access-log requests as exception-like records at the moment each began."""
+    return sorted(
+        (
+            LoggedException(
+                at=request.at - timedelta(seconds=request.seconds),
+                type=f"HTTP {request.status}",
+                message=request.path,
+            )
+            for log in evidence.logs
+            if log.app is not None
+            for request in log.app.requests
+            if request.status >= 500
+        ),
+        key=lambda e: e.at,
+    )
+
+
+def explain_with_requests(
+    moments: Sequence[tuple[int, datetime]],
+    logged: Sequence[LoggedException],
+    failed: Sequence[LoggedException],
+    slack: float,
+) -> list[CodePath]:
+    """Exceptions first; moments no exception explains, by the 5xx request that began then."""
+    paths = explain(moments, logged, slack)
+    explained = {key for path in paths for key in path.keys}
+    rest = [(key, moment) for key, moment in moments if key not in explained]
+    if rest and failed:
+        by_request = explain(rest, failed, slack)
+        paths += [replace(p, of=len(moments)) for p in by_request]
+    return sorted(paths, key=lambda p: -p.explains)
 
 
 def is_pool_timeout(exception: LoggedException) -> bool:

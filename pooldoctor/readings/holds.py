@@ -18,7 +18,13 @@ from pooldoctor.checks.signals import (
 )
 from pooldoctor.evidence import Evidence
 from pooldoctor.readings.baseline import Baseline, baseline
-from pooldoctor.readings.codepaths import CodePath, correlation_slack, exceptions, explain
+from pooldoctor.readings.codepaths import (
+    CodePath,
+    correlation_slack,
+    exceptions,
+    explain_with_requests,
+    failed_requests,
+)
 from pooldoctor.readings.timing import Lockstep, lockstep
 
 CURSOR_FETCH = re.compile(r"^\s*FETCH\b.*\bFROM\b", re.IGNORECASE | re.DOTALL)
@@ -146,7 +152,8 @@ def hold_reading(evidence: Evidence) -> HoldReading:
     held = [h for h in frozen if h.age_seconds >= base.held_after]
     slack = correlation_slack(base.typical_seconds)
     logged = exceptions(evidence)
-    paths = explain([(h.pid, h.since) for h in held], logged, slack)
+    failed = failed_requests(evidence)
+    paths = explain_with_requests([(h.pid, h.since) for h in held], logged, failed, slack)
     held_checkouts = [
         (index, sample.at - timedelta(seconds=holder.age_seconds))
         for instance in pool.instances
@@ -164,5 +171,5 @@ def hold_reading(evidence: Evidence) -> HoldReading:
         streaming=tuple(streaming),
         oldest_in_tx=_oldest_in_tx(trend),
         code_paths=tuple(paths),
-        holder_paths=tuple(explain(held_checkouts, logged, slack)),
+        holder_paths=tuple(explain_with_requests(held_checkouts, logged, failed, slack)),
     )
