@@ -111,10 +111,13 @@ def _undersized(r: HoldReading, evidence: Evidence) -> str:
         text += f", pinned by {len(r.held)} held transactions, not by demand"
     elif r.streaming:
         text += f", pinned by {len(r.streaming)} streaming transactions, not by short queries"
-    elif (longest := _longest_statement(r)) is not None and longest > r.baseline.held_after:
+    elif (longest := _longest_statement(r)) is not None and longest > (
+        r.baseline.pool_timeout or r.baseline.held_after
+    ):
         text += (
             f", held by statements running up to {fmt_duration(longest)} "
-            f"({r.baseline.multiple(longest)}): service time, not demand"
+            f"({r.baseline.multiple(longest)}): waiters give up before one finishes, so service "
+            "time, not demand, fills it"
         )
     elif r.lockstep(evidence) is not None:
         text += (
