@@ -5,27 +5,25 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Any
 
-from pooldoctor.checks.common import alter_role, app_label, backend_calls
-from pooldoctor.checks.sessions import preview
-from pooldoctor.checks.signals import (
+from pooldoctor.checks.common import alter_role, backend_calls
+from pooldoctor.checks.spec import CheckSpec
+from pooldoctor.durations import format_duration
+from pooldoctor.evidence import ActivitySample, Backend, LogEvent
+from pooldoctor.findings import Finding, Severity
+from pooldoctor.readings import Readings
+from pooldoctor.readings.app import (
     IDLE_IN_TRANSACTION,
-    MAX_LISTED,
-    POOL_TIMEOUT_EVENTS,
     AppIdentity,
-    LogSignal,
     client_backends,
-    fmt_duration,
     identify_app,
     is_maintenance,
-    log_signal,
-    pool_signal,
-    seconds_between,
 )
-from pooldoctor.evidence import ActivitySample, Backend, Evidence, LogEvent
-from pooldoctor.findings import Finding, Severity
+from pooldoctor.readings.logs import POOL_TIMEOUT_EVENTS, LogSignal
+from pooldoctor.readings.sessions import seconds_between
+from pooldoctor.readings.text import preview
+from pooldoctor.readings.thresholds import MAX_LISTED
 
 CHECK = "lock-contention"
-RUNBOOK = "lock-contention"
 LOCK_WAIT_MIN_SECONDS = 1.0  # shorter waits are ordinary row-lock queuing, not contention
 LOCK_CRITICAL_WAITERS = 3  # this many app sessions stuck behind one lock stalls the pool
 PREPARED_XACT_PID = 0  # pg_blocking_pids reports 0 for a prepared transaction
@@ -90,7 +88,7 @@ def _root_text(root: dict[str, Any], waiters: int) -> str:
     if "state" not in root:
         return f"pid {root['pid']} ({root['kind']}) blocks {waiters}"
     age = root["xact_seconds"]
-    held = f" for {fmt_duration(age)}" if age is not None else ""
+    held = f" for {format_duration(age)}" if age is not None else ""
     return (
         f"root blocker pid {root['pid']} ('{root['application_name'] or ''}', role "
         f"{root['usename']}, {root['kind']}, {root['state']}{held}: {root['query']}) blocks "
@@ -111,13 +109,14 @@ def _root_remedy(root: dict[str, Any]) -> str:
     )
 
 
-def check(evidence: Evidence) -> list[Finding]:
+def check(readings: Readings) -> list[Finding]:
+    evidence = readings.evidence
     pg = evidence.postgres
-    logs = log_signal(evidence, LogEvent.LOCK_TIMEOUT, LogEvent.DEADLOCK, LogEvent.LOCK_WAIT)
+    logs = readings.log(LogEvent.LOCK_TIMEOUT, LogEvent.DEADLOCK, LogEvent.LOCK_WAIT)
     app = identify_app(pg)
-    label = app_label(evidence)
-    pool = pool_signal(evidence)
-    timeouts = log_signal(evidence, *POOL_TIMEOUT_EVENTS)
+    label = readings.label
+    pool = readings.pool
+    timeouts = readings.log(*POOL_TIMEOUT_EVENTS)
     samples = pg.samples if pg is not None else ()
     with_waiters = [(s, w) for s in samples if (w := _waiters(s))]
     if not with_waiters:
@@ -141,7 +140,7 @@ def check(evidence: Evidence) -> list[Finding]:
     whose = app.label if app is not None else "clients"
     reasons = [
         f"{len(app_waiters)} backends of {whose} wait on locks ({len(waiters)} in all, longest "
-        f"{fmt_duration(longest)})",
+        f"{format_duration(longest)})",
         *(_root_text(root, root["waiters"]) for root in root_facts[:3]),
     ]
     confidence = 0.6
@@ -179,7 +178,7 @@ def check(evidence: Evidence) -> list[Finding]:
             confidence=round(max(0.1, min(confidence, 0.95)), 2),
             title="Lock contention: the app's sessions queue behind a lock holder",
             summary="; ".join(reasons),
-            runbook=RUNBOOK,
+            runbook=CHECK,
             evidence={
                 "root_blockers": root_facts[:MAX_LISTED],
                 "waiting_pids": [w.pid for w in waiters][: MAX_LISTED * 3],
@@ -201,7 +200,7 @@ def _logs_only(label: str, description: str, logs: LogSignal) -> Finding:
         confidence=0.45,
         title="Lock contention reported in the logs",
         summary=description,
-        runbook=RUNBOOK,
+        runbook=CHECK,
         evidence={"log": logs.as_evidence()},
         remediation=(
             "Find the blockers while it happens: SELECT pid, pg_blocking_pids(pid), state, "
@@ -218,3 +217,12 @@ def _as_history(finding: Finding, weight: float) -> Finding:
         confidence=round(0.3 * weight, 2),
         title="Lock contention earlier (history)",
     )
+
+
+SPEC = CheckSpec(
+    CHECK,
+    (CHECK,),
+    "App sessions waiting on locks; names the root blocker (any application) and the exact "
+    "pg_cancel_backend / pg_terminate_backend call.",
+    check,
+)

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from pooldoctor.checks.common import app_label, log_finding
-from pooldoctor.checks.signals import log_signal, pool_signal
-from pooldoctor.checks.sizing import budget_remedy, server_budget
-from pooldoctor.evidence import Evidence, LogEvent
+from pooldoctor.checks.common import log_finding
+from pooldoctor.checks.spec import CheckSpec
+from pooldoctor.evidence import LogEvent
 from pooldoctor.findings import Finding, Severity
+from pooldoctor.readings import Readings
+from pooldoctor.readings.budget import budget_remedy, server_budget
 
 CHECK = "pgbouncer-saturation"
 SATURATION_MARKERS = ("max_client_conn", "query_wait_timeout", "no more connections allowed")
@@ -14,9 +15,10 @@ CRITICAL_REFUSALS = 10  # refused clients in the recent window: users see errors
 WAITING_KEYS = ("cl_waiting", "client_waiting")
 
 
-def check(evidence: Evidence) -> list[Finding]:
-    signal = log_signal(evidence, LogEvent.PGBOUNCER, matching=SATURATION_MARKERS)
-    pool = pool_signal(evidence)
+def check(readings: Readings) -> list[Finding]:
+    evidence = readings.evidence
+    signal = readings.log(LogEvent.PGBOUNCER, matching=SATURATION_MARKERS)
+    pool = readings.pool
     waiting = max(
         (
             value
@@ -46,7 +48,7 @@ def check(evidence: Evidence) -> list[Finding]:
     severity = Severity.CRITICAL if signal.recent >= CRITICAL_REFUSALS else Severity.WARNING
     finding = log_finding(
         check=CHECK,
-        label=app_label(evidence),
+        label=readings.label,
         signal=signal,
         what="PgBouncer refusals (max_client_conn / query_wait_timeout)",
         title="PgBouncer saturated: clients queue for a server connection",
@@ -59,7 +61,7 @@ def check(evidence: Evidence) -> list[Finding]:
     if finding is None and waiting:
         return [
             Finding(
-                id=f"{CHECK}:{app_label(evidence)}",
+                id=f"{CHECK}:{readings.label}",
                 check=CHECK,
                 severity=Severity.WARNING,
                 confidence=0.6,
@@ -71,3 +73,11 @@ def check(evidence: Evidence) -> list[Finding]:
             )
         ]
     return [finding] if finding else []
+
+
+SPEC = CheckSpec(
+    CHECK,
+    (CHECK,),
+    "PgBouncer refusals (max_client_conn, query_wait_timeout) or clients waiting.",
+    check,
+)

@@ -10,6 +10,7 @@ from typing import Any
 from pooldoctor.evidence import Evidence, SourceState
 from pooldoctor.findings import Diagnosis, Finding, Severity, Status
 from pooldoctor.jsonio import to_plain
+from pooldoctor.readings.text import instance_label
 from pooldoctor.report.keytimes import build_key_times, build_window
 from pooldoctor.report.model import (
     Environment,
@@ -18,9 +19,8 @@ from pooldoctor.report.model import (
     ReportFinding,
     SourceRow,
 )
-from pooldoctor.report.stuck import instance_label
 from pooldoctor.report.textfmt import as_utc, hhmm, percent
-from pooldoctor.report.timeline import build_timeline, is_saturated
+from pooldoctor.report.timeline import build_timeline
 
 SLUG_PLACEHOLDER = "{slug}"
 
@@ -105,14 +105,14 @@ def build_environment(evidence: Evidence) -> Environment:
 def _healthy_summary(evidence: Evidence, sources: tuple[SourceRow, ...]) -> str:
     ok = sum(1 for s in sources if s.status == SourceState.OK.value)
     parts = [f"No problems found. {ok} of {len(sources)} source(s) were collected."]
-    samples = [s for i in evidence.pools for s in i.samples if s.checked_out is not None]
+    samples = [s for i in evidence.pools for s in i.samples if s.in_use is not None]
     if samples:
-        busiest = max(samples, key=lambda s: s.checked_out or 0)
+        busiest = max(samples, key=lambda s: s.in_use or 0)
         capacity = busiest.capacity
         of = f" of {capacity}" if capacity is not None else ""
-        saturated = sum(1 for s in samples if is_saturated(s))
+        saturated = sum(1 for s in samples if s.full)
         parts.append(
-            f"The busiest pool sample had {busiest.checked_out}{of} connections checked out; "
+            f"The busiest pool sample had {busiest.in_use}{of} connections checked out; "
             f"{saturated} of {len(samples)} sample(s) were saturated."
         )
     if evidence.logs:
