@@ -106,7 +106,7 @@ def _discounted(finding: Finding, factor: float, reason: str | None = None) -> F
 def deadlock_explains_leak(readings: Readings) -> bool:
     """Rule A: the deadlock signature fits a current leak (held by live threads) nearly as well."""
     leak, deadlock = readings.leak, readings.deadlock
-    if leak is None or deadlock is None or not leak.current or leak.orphaned:
+    if leak is None or deadlock is None or not leak.current or leak.orphaned_count:
         return False
     return deadlock.confidence >= leak.confidence * DEADLOCK_DISCOUNT
 

@@ -88,6 +88,8 @@ class PoolSample:
     counters: dict[str, float] = field(default_factory=dict)
     holders: tuple[Holder, ...] = ()
     notes: tuple[str, ...] = ()  # how the payload was read: summed series, ignored values
+    holders_total: int | None = None  # every checkout held, beyond the oldest ones listed
+    holders_dead_threads: int | None = None  # held by threads that have finished, listed or not
 
     @property
     def capacity(self) -> int | None:

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 from datetime import datetime
 
 from pooldoctor.diagnosis import diagnose
-from pooldoctor.evidence import Evidence, PoolSample
+from pooldoctor.evidence import Evidence, PoolSample, SourceState
 from pooldoctor.findings import Severity
 from pooldoctor.readings import read
 from pooldoctor.report import build_report, render_html, render_json, render_markdown
@@ -89,3 +90,16 @@ def test_readings_are_built_once_and_frozen() -> None:
 def test_without_idle_in_transaction_sessions_the_default_backstop_is_suggested() -> None:
     quiet = cases.missing_timeouts()
     assert read(quiet).idle_tx_timeout == 300
+
+
+def test_the_report_redacts_secrets_quoted_by_an_evidence_file_from_elsewhere() -> None:
+    incident = cases.healthy()
+    leaky = replace(
+        incident.sources[0],
+        status=SourceState.ERROR,
+        detail="could not connect to postgresql://app:hunter2@db/app with password=s3cret",
+    )
+    incident = replace(incident, sources=(leaky, *incident.sources[1:]))
+    report = build_report(incident, diagnose(incident, strict=True), generated_at=NOW)
+    for text in (render_markdown(report), render_html(report), render_json(report)):
+        assert "hunter2" not in text and "s3cret" not in text

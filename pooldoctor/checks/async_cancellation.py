@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pooldoctor.checks.common import leak_remediation
+from pooldoctor.checks.common import finding, leak_remediation
 from pooldoctor.checks.spec import CheckSpec
 from pooldoctor.findings import Finding
 from pooldoctor.readings import Readings
@@ -25,14 +25,13 @@ def check(readings: Readings) -> list[Finding]:
         "middleware that cancels the request task on client disconnect",
     ]
     return [
-        Finding(
-            id=f"{CHECK}:{readings.label}",
-            check=CHECK,
+        finding(
+            CHECK,
+            readings.label,
             severity=leak_severity(signature),
             confidence=round(min(0.97, signature.confidence + HINT_CONFIDENCE * len(hints)), 2),
             title="Async cancellation leak: cancelled tasks leave connections checked out",
             summary="; ".join([*signature.reasons, *hints]),
-            runbook=CHECK,
             evidence={**leak_evidence(signature), "cancellation_hints": hints},
             remediation=tuple(steps),
         )

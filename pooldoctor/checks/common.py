@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from pooldoctor.durations import format_duration
-from pooldoctor.findings import Finding, Severity
+from pooldoctor.findings import Finding, Role, Severity
 from pooldoctor.readings import Readings
 from pooldoctor.readings.leak import LeakSignature
 from pooldoctor.readings.logs import LogSignal
@@ -119,3 +119,31 @@ def leak_remediation(readings: Readings, signature: LeakSignature) -> list[str]:
             else f"Backstop: {statement}"
         )
     return steps
+
+
+def finding(
+    check: str,
+    label: str,
+    *,
+    severity: Severity,
+    confidence: float,
+    title: str,
+    summary: str,
+    runbook: str | None = None,
+    role: Role = Role.CAUSE,
+    evidence: dict[str, Any] | None = None,
+    remediation: Sequence[str] = (),
+) -> Finding:
+    """A finding with the usual identity: id `check:label`, the check's own runbook by default."""
+    return Finding(
+        id=f"{check}:{label}",
+        check=check,
+        severity=severity,
+        confidence=confidence,
+        title=title,
+        summary=summary,
+        runbook=runbook or check,
+        role=role,
+        evidence=evidence or {},
+        remediation=tuple(remediation),
+    )

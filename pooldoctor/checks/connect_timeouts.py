@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from pooldoctor.checks.common import finding
 from pooldoctor.checks.spec import CheckSpec
 from pooldoctor.durations import format_duration
 from pooldoctor.evidence import Evidence, LogEvent
@@ -88,14 +89,13 @@ def check(readings: Readings) -> list[Finding]:
         "log": logs.as_evidence(),
     }
     return [
-        Finding(
-            id=f"{CHECK}:{label}",
-            check=CHECK,
+        finding(
+            CHECK,
+            label,
             severity=severity,
             confidence=round(max(0.05, min(confidence, 0.95)), 2),
             title="Slow or timing-out connection establishment",
             summary="; ".join(reasons),
-            runbook=CHECK,
             evidence=facts,
             remediation=(
                 f"Connect timeout >= {suggested}s (connect_args={{'connect_timeout': {suggested}}})"

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pooldoctor.checks.common import leak_remediation
+from pooldoctor.checks.common import finding, leak_remediation
 from pooldoctor.checks.spec import CheckSpec
 from pooldoctor.findings import Finding
 from pooldoctor.readings import Readings
@@ -26,14 +26,13 @@ def check(readings: Readings) -> list[Finding]:
         else "Past connection leak warnings (history)"
     )
     return [
-        Finding(
-            id=f"{CHECK}:{readings.label}",
-            check=CHECK,
+        finding(
+            CHECK,
+            readings.label,
             severity=leak_severity(signature),
             confidence=round(signature.confidence, 2),
             title=title,
             summary=summary,
-            runbook=CHECK,
             evidence=leak_evidence(signature),
             remediation=tuple(leak_remediation(readings, signature)),
         )

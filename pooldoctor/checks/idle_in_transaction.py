@@ -5,7 +5,7 @@ from __future__ import annotations
 import statistics
 from typing import Any
 
-from pooldoctor.checks.common import alter_role
+from pooldoctor.checks.common import alter_role, finding
 from pooldoctor.checks.spec import CheckSpec
 from pooldoctor.durations import format_duration
 from pooldoctor.evidence import LogEvent
@@ -122,14 +122,13 @@ def check(readings: Readings) -> list[Finding]:
         facts["rotated_transactions"] = trend.rotated_in_tx
         facts["per_sample"] = list(trend.in_tx_per_sample)
     return [
-        Finding(
-            id=f"{CHECK}:{label}",
-            check=CHECK,
+        finding(
+            CHECK,
+            label,
             severity=severity,
             confidence=round(min(confidence, 0.95), 2),
             title="Idle in transaction: connections held open while the app waits elsewhere",
             summary=summary,
-            runbook=CHECK,
             evidence=facts,
             remediation=tuple(steps),
         )
@@ -137,14 +136,13 @@ def check(readings: Readings) -> list[Finding]:
 
 
 def _history(label: str, description: str, weight: float) -> Finding:
-    return Finding(
-        id=f"{CHECK}:{label}",
-        check=CHECK,
+    return finding(
+        CHECK,
+        label,
         severity=Severity.INFO,
         confidence=round(0.3 * weight, 2),
         title="Idle-in-transaction timeouts earlier (history)",
         summary=description,
-        runbook=CHECK,
     )
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Any
 
-from pooldoctor.checks.common import alter_role, backend_calls
+from pooldoctor.checks.common import alter_role, backend_calls, finding
 from pooldoctor.checks.spec import CheckSpec
 from pooldoctor.durations import format_duration
 from pooldoctor.evidence import ActivitySample, Backend, LogEvent
@@ -123,8 +123,8 @@ def check(readings: Readings) -> list[Finding]:
         if logs.current:
             return [_logs_only(label, logs.describe("lock timeouts/deadlocks/lock waits"), logs)]
         if logs.seen:
-            finding = _logs_only(label, logs.describe("lock timeouts/deadlocks/lock waits"), logs)
-            return [_as_history(finding, logs.weight)]
+            only = _logs_only(label, logs.describe("lock timeouts/deadlocks/lock waits"), logs)
+            return [_as_history(only, logs.weight)]
         return []
     sample, waiters = with_waiters[-1]
     app_waiters = [w for w in waiters if app is None or app.matches(w)]
@@ -171,14 +171,13 @@ def check(readings: Readings) -> list[Finding]:
     )
     steps.append("Keep transactions short; never leave a session idle in transaction holding locks")
     return [
-        Finding(
-            id=f"{CHECK}:{label}",
-            check=CHECK,
+        finding(
+            CHECK,
+            label,
             severity=severity,
             confidence=round(max(0.1, min(confidence, 0.95)), 2),
             title="Lock contention: the app's sessions queue behind a lock holder",
             summary="; ".join(reasons),
-            runbook=CHECK,
             evidence={
                 "root_blockers": root_facts[:MAX_LISTED],
                 "waiting_pids": [w.pid for w in waiters][: MAX_LISTED * 3],
@@ -193,14 +192,13 @@ def check(readings: Readings) -> list[Finding]:
 
 
 def _logs_only(label: str, description: str, logs: LogSignal) -> Finding:
-    return Finding(
-        id=f"{CHECK}:{label}",
-        check=CHECK,
+    return finding(
+        CHECK,
+        label,
         severity=Severity.WARNING,
         confidence=0.45,
         title="Lock contention reported in the logs",
         summary=description,
-        runbook=CHECK,
         evidence={"log": logs.as_evidence()},
         remediation=(
             "Find the blockers while it happens: SELECT pid, pg_blocking_pids(pid), state, "

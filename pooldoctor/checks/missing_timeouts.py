@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pooldoctor.checks.common import alter_role
+from pooldoctor.checks.common import alter_role, finding
 from pooldoctor.checks.spec import CheckSpec
 from pooldoctor.durations import format_duration
 from pooldoctor.findings import Finding, Role, Severity
@@ -76,9 +76,9 @@ def check(readings: Readings) -> list[Finding]:
     # With neither timeout nothing bounds a stuck holder: a warning even before an incident.
     warn = incident or bool(facts.get("holders_unbounded"))
     return [
-        Finding(
-            id=f"{CHECK}:{readings.label}",
-            check=CHECK,
+        finding(
+            CHECK,
+            readings.label,
             severity=Severity.WARNING if warn else Severity.INFO,
             confidence=0.9,
             title="Missing or mis-ordered timeouts",
@@ -88,7 +88,6 @@ def check(readings: Readings) -> list[Finding]:
                 if incident
                 else ""
             ),
-            runbook=CHECK,
             role=Role.RISK,
             evidence=facts | {"problems": problems},
             remediation=tuple(steps),

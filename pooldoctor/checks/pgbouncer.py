@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pooldoctor.checks.common import log_finding
+from pooldoctor.checks.common import finding, log_finding
 from pooldoctor.checks.spec import CheckSpec
 from pooldoctor.evidence import LogEvent
 from pooldoctor.findings import Finding, Severity
@@ -46,7 +46,7 @@ def check(readings: Readings) -> list[Finding]:
     if remedy:
         steps.append(remedy)
     severity = Severity.CRITICAL if signal.recent >= CRITICAL_REFUSALS else Severity.WARNING
-    finding = log_finding(
+    found = log_finding(
         check=CHECK,
         label=readings.label,
         signal=signal,
@@ -58,21 +58,20 @@ def check(readings: Readings) -> list[Finding]:
         evidence={"cl_waiting": waiting},
         remediation=steps,
     )
-    if finding is None and waiting:
+    if found is None and waiting:
         return [
-            Finding(
-                id=f"{CHECK}:{readings.label}",
-                check=CHECK,
+            finding(
+                CHECK,
+                readings.label,
                 severity=Severity.WARNING,
                 confidence=0.6,
                 title="PgBouncer saturated: clients queue for a server connection",
                 summary="; ".join(reasons),
-                runbook=CHECK,
                 evidence={"cl_waiting": waiting},
                 remediation=tuple(steps),
             )
         ]
-    return [finding] if finding else []
+    return [found] if found else []
 
 
 SPEC = CheckSpec(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pooldoctor.checks.common import finding
 from pooldoctor.checks.spec import CheckSpec
 from pooldoctor.findings import Finding, Role, Severity
 from pooldoctor.readings import Readings
@@ -37,9 +38,9 @@ def check(readings: Readings) -> list[Finding]:
         confidence = 0.9 if pool.full_now and timeouts.current else 0.7
         title = "Pool exhausted: requests wait for a connection"
     return [
-        Finding(
-            id=f"{CHECK}:{label}",
-            check=CHECK,
+        finding(
+            CHECK,
+            label,
             severity=severity,
             confidence=round(confidence, 2),
             title=title,

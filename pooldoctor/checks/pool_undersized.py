@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+from pooldoctor.checks.common import finding
 from pooldoctor.checks.spec import CheckSpec
 from pooldoctor.durations import format_duration
 from pooldoctor.evidence import Evidence
@@ -149,14 +150,13 @@ def check(readings: Readings) -> list[Finding]:
     if trend is not None:
         facts["app"] = trend.app.as_evidence()
     return [
-        Finding(
-            id=f"{CHECK}:{readings.label}",
-            check=CHECK,
+        finding(
+            CHECK,
+            readings.label,
             severity=severity,
             confidence=round(min(confidence, 0.95), 2),
             title="Pool undersized: demand exceeds pool_size + max_overflow",
             summary=summary,
-            runbook=CHECK,
             evidence=facts,
             remediation=tuple(_sizing(evidence, pool, throughput)),
         )

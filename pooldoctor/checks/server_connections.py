@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from pooldoctor.checks.common import finding
 from pooldoctor.checks.spec import CheckSpec
 from pooldoctor.evidence import Evidence, LogEvent
 from pooldoctor.findings import Finding, Role, Severity
@@ -104,14 +105,13 @@ def check(readings: Readings) -> list[Finding]:
         if app is not None:
             facts["app"] = app.as_evidence()
         return [
-            Finding(
-                id=f"{CHECK}:{label}",
-                check=CHECK,
+            finding(
+                CHECK,
+                label,
                 severity=severity,
                 confidence=round(min(confidence, 0.95), 2),
                 title="PostgreSQL out of connection slots",
                 summary="; ".join(reasons),
-                runbook=CHECK,
                 evidence=facts,
                 remediation=_remediation(budget),
             )
@@ -119,15 +119,14 @@ def check(readings: Readings) -> list[Finding]:
     findings: list[Finding] = []
     if budget is not None and budget.fits is False:
         findings.append(
-            Finding(
-                id=f"{CHECK}:{label}:budget",
-                check=CHECK,
+            finding(
+                CHECK,
+                f"{label}:budget",
                 severity=Severity.WARNING,
                 confidence=0.9,
                 title="Pools can open more connections than the server allows",
                 summary=budget.arithmetic()
                 + "; a burst (or every pool filling up) will be refused with 'too many clients'",
-                runbook=CHECK,
                 role=Role.RISK,
                 evidence=facts,
                 remediation=_remediation(budget),
@@ -139,14 +138,13 @@ def check(readings: Readings) -> list[Finding]:
 
 
 def _history(label: str, logs: LogSignal) -> Finding:
-    return Finding(
-        id=f"{CHECK}:{label}:history",
-        check=CHECK,
+    return finding(
+        CHECK,
+        f"{label}:history",
         severity=Severity.INFO,
         confidence=round(0.3 * logs.weight, 2),
         title="Refused connections earlier (history)",
         summary=logs.describe("refused connections (53300 / reserved slots / role limit)"),
-        runbook=CHECK,
         evidence={"log": logs.as_evidence()},
     )
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from pooldoctor.checks.common import alter_role, backend_calls
+from pooldoctor.checks.common import alter_role, backend_calls, finding
 from pooldoctor.checks.spec import CheckSpec
 from pooldoctor.durations import format_duration
 from pooldoctor.evidence import Backend, LogEvent
@@ -101,14 +101,13 @@ def _finding(
             + alter_role(role, "statement_timeout", SUGGESTED_STATEMENT_TIMEOUT)
         )
     steps.append("Look for N+1 patterns (many short identical statements) and missing indexes")
-    return Finding(
-        id=f"{CHECK}:{label}",
-        check=CHECK,
+    return finding(
+        CHECK,
+        label,
         severity=Severity.CRITICAL if critical else Severity.WARNING,
         confidence=round(min(confidence, 0.95), 2),
         title="Slow queries hold the app's connections",
         summary="; ".join(([pool.describe()] if pool.has_data else []) + reasons),
-        runbook=CHECK,
         evidence={
             "pool": pool.as_evidence(),
             "slow_backends": [
@@ -144,9 +143,9 @@ def _foreign_long_queries(readings: Readings) -> list[Finding]:
     oldest = max(long_running, key=lambda b: _age(b, last.at))
     kind = "maintenance" if is_maintenance(oldest) else "another application"
     return [
-        Finding(
-            id=f"{CHECK}:others",
-            check=CHECK,
+        finding(
+            CHECK,
+            "others",
             severity=Severity.INFO,
             confidence=FOREIGN_CONFIDENCE,
             title="Long statements from other clients (they hold none of the app's connections)",
@@ -155,7 +154,6 @@ def _foreign_long_queries(readings: Readings) -> list[Finding]:
                 f"{session_label(oldest)} ({kind}) for {format_duration(_age(oldest, last.at))}; "
                 "not the app's root cause unless it holds locks the app waits on"
             ),
-            runbook=CHECK,
             evidence={"sessions": describe_sessions(long_running)},
         )
     ]

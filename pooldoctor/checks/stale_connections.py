@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pooldoctor.checks.common import log_finding
+from pooldoctor.checks.common import finding, log_finding
 from pooldoctor.checks.spec import CheckSpec
 from pooldoctor.durations import format_duration
 from pooldoctor.evidence import Evidence, LogEvent
@@ -80,7 +80,7 @@ def check(readings: Readings) -> list[Finding]:
         "Do not set idle_session_timeout for roles that use a client-side pool",
     ]
     logged = signal if signal.seen else proxy
-    finding = log_finding(
+    found = log_finding(
         check=CHECK,
         label=label,
         signal=logged,
@@ -92,18 +92,17 @@ def check(readings: Readings) -> list[Finding]:
         evidence={"connections_lost": lost, "idle_session_timeout_seconds": idle_kill},
         remediation=steps,
     )
-    if finding is not None:
-        return [finding]
+    if found is not None:
+        return [found]
     if lost > 0:
         return [
-            Finding(
-                id=f"{CHECK}:{label}",
-                check=CHECK,
+            finding(
+                CHECK,
+                label,
                 severity=Severity.WARNING,
                 confidence=round(min(confidence, 0.9), 2),
                 title="Stale connections: the pool loses connections the server closed",
                 summary="; ".join(reasons),
-                runbook=CHECK,
                 evidence={"connections_lost": lost},
                 remediation=tuple(steps),
             )
@@ -113,9 +112,9 @@ def check(readings: Readings) -> list[Finding]:
     )
     if idle_kill and pre_ping is not True and recycle_too_long:
         return [
-            Finding(
-                id=f"{CHECK}:{label}:config",
-                check=CHECK,
+            finding(
+                CHECK,
+                f"{label}:config",
                 severity=Severity.WARNING,
                 confidence=0.8,
                 title="Pool will hand out connections the server's idle timeout has closed",
@@ -124,7 +123,6 @@ def check(readings: Readings) -> list[Finding]:
                     f"{'unset' if recycle is None else format_duration(recycle)} "
                     "and no pool_pre_ping"
                 ),
-                runbook=CHECK,
                 role=Role.RISK,
                 evidence={"idle_session_timeout_seconds": idle_kill, "pool_recycle": recycle},
                 remediation=tuple(steps),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pooldoctor.checks.common import finding
 from pooldoctor.checks.spec import CheckSpec
 from pooldoctor.findings import Finding, Severity
 from pooldoctor.readings import Readings
@@ -36,14 +37,13 @@ def check(readings: Readings) -> list[Finding]:
         confidence += 0.1
     severity = Severity.CRITICAL if pool.full_now else Severity.WARNING
     return [
-        Finding(
-            id=f"{CHECK}:{readings.label}",
-            check=CHECK,
+        finding(
+            CHECK,
+            readings.label,
             severity=severity,
             confidence=round(confidence, 2),
             title="Streaming responses hold database sessions until the client finishes",
             summary="; ".join(([pool.describe()] if pool.has_data else []) + reasons),
-            runbook=CHECK,
             evidence={"pool": pool.as_evidence(), "streaming_holders": rows},
             remediation=(
                 f"Finish database work before streaming in {rows[0]['origin']}: load the rows, "

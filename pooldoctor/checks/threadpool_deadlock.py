@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pooldoctor.checks.common import finding
 from pooldoctor.checks.spec import CheckSpec
 from pooldoctor.findings import Finding, Severity
 from pooldoctor.readings import Readings
@@ -20,14 +21,13 @@ def check(readings: Readings) -> list[Finding]:
     if timeouts.seen:
         summary += f"; {timeouts.describe('pool timeouts')}"
     return [
-        Finding(
-            id=f"{CHECK}:{label}",
-            check=CHECK,
+        finding(
+            CHECK,
+            label,
             severity=Severity.CRITICAL,
             confidence=round(signature.confidence, 2),
             title="Thread-pool deadlock: threads hold every connection and wait for each other",
             summary=summary,
-            runbook=CHECK,
             evidence={
                 "pool": pool.as_evidence(),
                 "log": timeouts.as_evidence(),

@@ -48,7 +48,13 @@ class LeakSignature:
     trend: SessionTrend | None
     current: bool
     extra: dict[str, Any] = field(default_factory=dict)
-    orphaned: tuple[Holder, ...] = ()  # holders whose thread has finished
+    orphaned: tuple[Holder, ...] = ()  # listed holders whose thread has finished
+    orphaned_unlisted: int = 0  # more such checkouts the app counted beyond those it lists
+
+    @property
+    def orphaned_count(self) -> int:
+        """Checkouts held by finished threads, listed or not (payload's holders_dead_threads)."""
+        return len(self.orphaned) + self.orphaned_unlisted
 
 
 def _stuck_sessions(trend: SessionTrend, pool: PoolSignal) -> list[HeldSession]:
@@ -92,9 +98,13 @@ def orphaned_pids(trend: SessionTrend, pool: PoolSignal) -> set[int]:
     return {h.pid for h in orphaned_sessions(trend, [h for h in pool.holders if is_orphaned(h)])}
 
 
-def describe_orphaned(orphaned: Sequence[Holder]) -> str:
+def describe_orphaned(orphaned: Sequence[Holder], unlisted: int = 0) -> str:
     """'3 connections held by threads that have already finished: app/orders.py:42 in
-    create_order (oldest 12s)', naming the top origins."""
+    create_order (oldest 12s)', naming the top origins; `unlisted` more were only counted."""
+    total = len(orphaned) + unlisted
+    noun = "connection" if total == 1 else "connections"
+    if not orphaned:
+        return f"{total} {noun} held by threads that have already finished (counted by the app)"
     rows = group_holders(orphaned)
 
     def origin(row: dict[str, Any]) -> str:
@@ -103,8 +113,9 @@ def describe_orphaned(orphaned: Sequence[Holder]) -> str:
 
     origins = ", ".join(origin(row) for row in rows[:3])
     more = f", and {len(rows) - 3} more origins" if len(rows) > 3 else ""
-    noun = "connection" if len(orphaned) == 1 else "connections"
-    return f"{len(orphaned)} {noun} held by threads that have already finished: {origins}{more}"
+    if unlisted:
+        more += f", and {unlisted} more beyond the holders the app lists"
+    return f"{total} {noun} held by threads that have already finished: {origins}{more}"
 
 
 def _leaked_holders(holders: Iterable[Holder]) -> tuple[list[Holder], list[Holder]]:
@@ -134,9 +145,10 @@ def leak_signature(
     holder_rows = group_holders(orphaned + aged)
     reasons: list[str] = []
     confidence = 0.0
-    if orphaned:
+    unlisted = pool.unlisted_dead_threads
+    if orphaned or unlisted:
         confidence = DEAD_THREAD_CONFIDENCE
-        reasons.append(describe_orphaned(orphaned))
+        reasons.append(describe_orphaned(orphaned, unlisted))
     if stuck and trend is not None:
         confidence = max(confidence, 0.55 if trend.multi_sample else 0.35)
         in_tx = sum(1 for h in stuck if h.backend.state != "idle")
@@ -195,6 +207,7 @@ def leak_signature(
         trend,
         current=True,
         orphaned=tuple(orphaned),
+        orphaned_unlisted=unlisted,
     )
 
 
@@ -212,7 +225,7 @@ def leak_evidence(signature: LeakSignature) -> dict[str, Any]:
         "stuck_backends": sessions_evidence(signature.stuck),
         "stuck_pids": [h.pid for h in signature.stuck],
         "holders": list(signature.holder_rows),
-        "holders_threads_finished": len(signature.orphaned),
+        "holders_threads_finished": signature.orphaned_count,
         "pool_timeouts": signature.timeouts.as_evidence(),
         "gc_cleanups": signature.gc.as_evidence(),
         **signature.extra,

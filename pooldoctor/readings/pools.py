@@ -41,7 +41,9 @@ class PoolSignal:
     capacity_now: int | None
     checked_out_now: int | None
     waiting_now: int
-    holders: tuple[Holder, ...]
+    holders: tuple[Holder, ...]  # listed by the latest samples, oldest first per instance
+    holders_total_now: int  # every checkout held, listed or not (payload's holders_total)
+    unlisted_dead_threads: int  # held by finished threads beyond those listed
 
     @property
     def has_data(self) -> bool:
@@ -91,6 +93,7 @@ class PoolSignal:
             "checked_out_now": self.checked_out_now,
             "capacity_now": self.capacity_now,
             "waiting_now": self.waiting_now,
+            "holders_total_now": self.holders_total_now,
         }
 
 
@@ -110,7 +113,15 @@ def pool_signal(evidence: Evidence) -> PoolSignal:
         checked_out_now=None if not latest or None in checked else sum(c or 0 for c in checked),
         waiting_now=sum(s.queued for s in latest),
         holders=tuple(h for s in latest for h in s.holders),
+        holders_total_now=sum(max(len(s.holders), s.holders_total or 0) for s in latest),
+        unlisted_dead_threads=sum(unlisted_dead_threads(s) for s in latest),
     )
+
+
+def unlisted_dead_threads(sample: PoolSample) -> int:
+    """Checkouts held by finished threads that the payload counted but did not list."""
+    listed = sum(1 for h in sample.holders if h.thread_alive is False)
+    return max(0, (sample.holders_dead_threads or 0) - listed)
 
 
 def group_holders(holders: Iterable[Holder], min_age: float = 0.0) -> list[dict[str, Any]]:

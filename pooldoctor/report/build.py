@@ -11,6 +11,7 @@ from pooldoctor.evidence import Evidence, SourceState
 from pooldoctor.findings import Diagnosis, Finding, Severity, Status
 from pooldoctor.jsonio import to_plain
 from pooldoctor.readings.text import instance_label
+from pooldoctor.redact import redact
 from pooldoctor.report.keytimes import build_key_times, build_window
 from pooldoctor.report.model import (
     Environment,
@@ -56,8 +57,9 @@ def unavailable_reasons(evidence: Evidence) -> tuple[str, ...]:
     lines: list[str] = []
 
     def add(prefix: str, reason: str) -> None:
+        reason = redact(reason)  # evidence files from elsewhere may quote a secret
         if reason and not any(reason in line for line in lines):
-            lines.append(f"{prefix}: {reason}")
+            lines.append(redact(f"{prefix}: {reason}"))
 
     for source in evidence.sources:
         if source.status is not SourceState.OK:
@@ -187,7 +189,10 @@ def build_report(
     findings = tuple(
         _report_finding(f, runbook_titles or {}, runbook_base_url) for f in diagnosis.findings
     )
-    sources = tuple(SourceRow(s.name, s.kind, s.status.value, s.detail) for s in evidence.sources)
+    sources = tuple(
+        SourceRow(redact(s.name), s.kind, s.status.value, s.detail and redact(s.detail))
+        for s in evidence.sources
+    )
     key_times = build_key_times(evidence, generated_at)
     timeline, omitted = build_timeline(
         evidence,

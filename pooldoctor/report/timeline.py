@@ -19,6 +19,7 @@ from pooldoctor.evidence import (
 )
 from pooldoctor.findings import Status
 from pooldoctor.readings.text import instance_label
+from pooldoctor.redact import redact
 from pooldoctor.report.model import EntryKind, TimelineEntry
 from pooldoctor.report.stuck import StuckWork, held_checkouts, stuck_sessions
 from pooldoctor.report.textfmt import as_utc, hhmm
@@ -339,7 +340,7 @@ def source_entries(evidence: Evidence) -> list[TimelineEntry]:
         if source.status is SourceState.OK or at is None:
             continue
         verb = "could not collect" if source.status is SourceState.ERROR else "skipped"
-        text = f"{verb} ({source.kind}): {source.detail or 'no detail'}"
+        text = redact(f"{verb} ({source.kind}): {source.detail or 'no detail'}")
         name = log_source_name(source.name) if source.kind == "log" else source.name
         entries.append(
             TimelineEntry(
