@@ -29,6 +29,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import replace
 
+from pooldoctor.checks import async_cancellation, connection_leak
 from pooldoctor.checks.registry import CHECKS
 from pooldoctor.checks.spec import CheckSpec
 from pooldoctor.evidence import Evidence, SourceState
@@ -37,8 +38,7 @@ from pooldoctor.readings import Readings, read
 
 DEADLOCK_DISCOUNT = 0.6  # a leak that a thread-pool deadlock explains at least this well
 CANCELLATION_DISCOUNT = 0.8  # a plain leak that async cancellation explains better
-LEAK_FAMILY = ("connection-leak", "async-cancellation-leak")
-CANCELLATION_CHECK = "async-cancellation-leak"
+LEAK_FAMILY = (connection_leak.CHECK, async_cancellation.CHECK)
 _ROLE_RANK = {Role.CAUSE: 0, Role.SYMPTOM: 1, Role.RISK: 2}
 _SEVERITY_RANK = {Severity.CRITICAL: 0, Severity.WARNING: 1, Severity.INFO: 2}
 INTERNAL_ERROR_CHECK = "internal-error"
@@ -114,12 +114,12 @@ def deadlock_explains_leak(readings: Readings) -> bool:
 def arbitrate(readings: Readings, findings: Sequence[Finding]) -> list[Finding]:
     """Break the ties between look-alike check families (rules A and B above)."""
     deadlock = deadlock_explains_leak(readings)
-    cancelled = any(f.check == CANCELLATION_CHECK for f in findings)
+    cancelled = any(f.check == async_cancellation.CHECK for f in findings)
     arbitrated: list[Finding] = []
     for finding in findings:
         if deadlock and finding.check in LEAK_FAMILY:
             finding = _discounted(finding, DEADLOCK_DISCOUNT, "threadpool-deadlock signature")
-        if cancelled and finding.check == "connection-leak":
+        if cancelled and finding.check == connection_leak.CHECK:
             finding = _discounted(finding, CANCELLATION_DISCOUNT)
         arbitrated.append(finding)
     return arbitrated

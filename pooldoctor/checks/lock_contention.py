@@ -8,56 +8,23 @@ from typing import Any
 from pooldoctor.checks.common import alter_role, backend_calls, finding
 from pooldoctor.checks.spec import CheckSpec
 from pooldoctor.durations import format_duration
-from pooldoctor.evidence import ActivitySample, Backend, LogEvent
+from pooldoctor.evidence import ActivitySample, LogEvent
 from pooldoctor.findings import Finding, Severity
 from pooldoctor.readings import Readings
 from pooldoctor.readings.app import (
     IDLE_IN_TRANSACTION,
     AppIdentity,
-    client_backends,
-    identify_app,
     is_maintenance,
 )
+from pooldoctor.readings.locks import PREPARED_XACT_PID, lock_waiters, root_blockers
 from pooldoctor.readings.logs import POOL_TIMEOUT_EVENTS, LogSignal
 from pooldoctor.readings.sessions import seconds_between
 from pooldoctor.readings.text import preview
 from pooldoctor.readings.thresholds import MAX_LISTED
 
 CHECK = "lock-contention"
-LOCK_WAIT_MIN_SECONDS = 1.0  # shorter waits are ordinary row-lock queuing, not contention
 LOCK_CRITICAL_WAITERS = 3  # this many app sessions stuck behind one lock stalls the pool
-PREPARED_XACT_PID = 0  # pg_blocking_pids reports 0 for a prepared transaction
 SUGGESTED_LOCK_TIMEOUT = 5  # seconds: DDL and maintenance give up instead of queueing the app
-
-
-def _waiters(sample: ActivitySample) -> list[Backend]:
-    return [
-        b
-        for b in client_backends(sample)
-        if b.wait_event_type == "Lock"
-        and b.blocking_pids
-        and (seconds_between(sample.at, b.state_change or b.query_start) or 0.0)
-        >= LOCK_WAIT_MIN_SECONDS
-    ]
-
-
-def _roots(sample: ActivitySample, waiters: list[Backend]) -> dict[int, list[int]]:
-    """Root blocker pid -> waiter pids: follow blocking_pids to sessions not blocked themselves."""
-    by_pid = {b.pid: b for b in sample.backends}
-    roots: dict[int, list[int]] = {}
-    for waiter in waiters:
-        stack, seen = list(waiter.blocking_pids), {waiter.pid}
-        while stack:
-            pid = stack.pop()
-            if pid in seen:
-                continue
-            seen.add(pid)
-            blocker = by_pid.get(pid)
-            if blocker is not None and blocker.wait_event_type == "Lock" and blocker.blocking_pids:
-                stack.extend(blocker.blocking_pids)
-            else:
-                roots.setdefault(pid, []).append(waiter.pid)
-    return roots
 
 
 def _describe_root(pid: int, sample: ActivitySample, app: AppIdentity | None) -> dict[str, Any]:
@@ -113,12 +80,12 @@ def check(readings: Readings) -> list[Finding]:
     evidence = readings.evidence
     pg = evidence.postgres
     logs = readings.log(LogEvent.LOCK_TIMEOUT, LogEvent.DEADLOCK, LogEvent.LOCK_WAIT)
-    app = identify_app(pg)
+    app = readings.app
     label = readings.label
     pool = readings.pool
     timeouts = readings.log(*POOL_TIMEOUT_EVENTS)
     samples = pg.samples if pg is not None else ()
-    with_waiters = [(s, w) for s in samples if (w := _waiters(s))]
+    with_waiters = [(s, w) for s in samples if (w := lock_waiters(s))]
     if not with_waiters:
         if logs.current:
             return [_logs_only(label, logs.describe("lock timeouts/deadlocks/lock waits"), logs)]
@@ -128,11 +95,11 @@ def check(readings: Readings) -> list[Finding]:
         return []
     sample, waiters = with_waiters[-1]
     app_waiters = [w for w in waiters if app is None or app.matches(w)]
-    roots = _roots(sample, waiters)
+    roots = root_blockers(sample, waiters)
     ranked = sorted(roots.items(), key=lambda item: -len(item[1]))
     root_facts = [_describe_root(pid, sample, app) | {"waiters": len(w)} for pid, w in ranked]
     persistent = [
-        pid for pid, _ in ranked if sum(pid in _roots(s, w) for s, w in with_waiters) >= 2
+        pid for pid, _ in ranked if sum(pid in root_blockers(s, w) for s, w in with_waiters) >= 2
     ]
     longest = max(
         seconds_between(sample.at, w.state_change or w.query_start) or 0.0 for w in waiters

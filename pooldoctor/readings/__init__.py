@@ -2,8 +2,9 @@
 
 Checks and the report read the same `Readings`, so a pool is "full", a duration reads, a query is
 previewed and a threshold is applied the same way everywhere. One module per family of facts:
-app (identity), pools (fill, holders, throughput), sessions (trend), logs (signals), settings,
-budget (configuration), leak / deadlock / streaming (signatures), text and thresholds.
+app (identity), pools (fill, holders, throughput), sessions (trend), locks (chains, root
+blockers), logs (signals), settings, budget (configuration), leak / deadlock / streaming
+(signatures), text and thresholds.
 """
 
 from __future__ import annotations
