@@ -268,3 +268,54 @@ def _strings(value: Any) -> tuple[str, ...]:
     if isinstance(value, list | tuple):
         return tuple(str(item) for item in value if item is not None)
     return (str(value),)
+
+
+_LIST_ITEM = re.compile(r"^(?:\d+\.|[-*])\s+(?P<text>.*)$")
+_MD_LINK = re.compile(r"\[(?P<text>[^\]]+)\]\([^)]*\)")
+SLUG_PLACEHOLDER = "{slug}"
+
+
+def runbook_url(site_url: str, slug: str) -> str:
+    """The one URL rule for a runbook page, shared by `alerts` and the report.
+
+    `site/runbooks/<slug>/` (mkdocs directory URLs under the site root), or the given URL with
+    `{slug}` replaced when it carries that placeholder.
+
+    >>> runbook_url("https://ops.example.com/pooldoctor/", "connection-leak")
+    'https://ops.example.com/pooldoctor/runbooks/connection-leak/'
+    >>> runbook_url("https://wiki.example.com/{slug}.html", "pool-undersized")
+    'https://wiki.example.com/pool-undersized.html'
+    """
+    if SLUG_PLACEHOLDER in site_url:
+        return site_url.replace(SLUG_PLACEHOLDER, slug)
+    return f"{site_url.rstrip('/')}/runbooks/{slug}/"
+
+
+def section_items(body: str, name: str) -> tuple[str, ...]:
+    """The top-level list items of one `## name` section, each its first paragraph on one line."""
+    items: list[list[str]] = []
+    inside = False
+    open_item = False
+    for line in _prose(body).splitlines():
+        heading = _SECTION.match(line)
+        if heading:
+            inside = heading["name"] == name
+            open_item = False
+            continue
+        if not inside:
+            continue
+        item = _LIST_ITEM.match(line)
+        if item:
+            items.append([item["text"].strip()])
+            open_item = True
+        elif not line.strip():
+            open_item = False
+        elif open_item and line.startswith(" "):
+            items[-1].append(line.strip())
+    return tuple(_MD_LINK.sub(r"\g<text>", " ".join(parts)) for parts in items)
+
+
+def first_mitigation_step(runbook: Runbook) -> str:
+    """The runbook's first Mitigation step (what the report shows when no site URL is set)."""
+    steps = section_items(runbook.body, "Mitigation")
+    return steps[0] if steps else ""

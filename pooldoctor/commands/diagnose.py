@@ -114,13 +114,12 @@ def diagnose_command(
     else:
         raise typer.BadParameter(opt.NO_SOURCES_MESSAGE)
     diagnosis = diagnose(bundle)
-    titles = {slug: runbook.title for slug, runbook in load_runbooks().items()}
     report = build_report(
         bundle,
         diagnosis,
         generated_at=utc_now(),
-        runbook_titles=titles,
         runbook_base_url=site_url,
+        runbooks=load_runbooks(),
     )
     written: list[Path] = []
     if out is not None:

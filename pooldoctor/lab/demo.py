@@ -13,7 +13,7 @@ from pooldoctor.evidence import Evidence, evidence_to_json
 from pooldoctor.findings import Diagnosis
 from pooldoctor.lab.scenarios import connection_leak
 from pooldoctor.report import build_report, print_summary, write_report_dir
-from pooldoctor.runbooks import RunbookError, load_runbooks
+from pooldoctor.runbooks import Runbook, RunbookError, load_runbooks
 
 DEFAULT_OUT = Path("pooldoctor-demo")
 LAB_DIR_NAME = "lab"  # the app log, env file and server log the capture read
@@ -29,9 +29,9 @@ class DemoResult:
     diagnosis: Diagnosis
 
 
-def _runbook_titles() -> dict[str, str]:
+def _runbooks() -> dict[str, Runbook]:
     try:
-        return {slug: runbook.title for slug, runbook in load_runbooks().items()}
+        return load_runbooks()
     except (RunbookError, OSError):
         return {}
 
@@ -54,7 +54,7 @@ def run_demo(out: Path = DEFAULT_OUT, console: Console | None = None) -> DemoRes
         run.evidence,
         diagnosis,
         generated_at=datetime.now(UTC),
-        runbook_titles=_runbook_titles(),
+        runbooks=_runbooks(),
     )
     written = write_report_dir(report, evidence_to_json(run.evidence), out)
     console.print()
