@@ -16,6 +16,8 @@ from pooldoctor.report.stuck import (
 from pooldoctor.report.textfmt import as_utc, format_duration, hhmm
 from pooldoctor.report.timeline import NON_ERROR_EVENTS, log_event_label
 
+# Short names of key times drawn on the error chart (the key-times table has the long ones).
+MARK_LABELS = {"first_error": "first error", "peak_errors": "peak", "oldest_stuck": "oldest stuck"}
 # Applications in the server-connections chart; smaller ones are summed into "other".
 MAX_APPLICATIONS = 8
 
@@ -93,7 +95,7 @@ def error_chart(evidence: Evidence, key_times: Sequence[KeyTime]) -> ChartData |
     )
     low, high = minutes[0], minutes[-1]
     marks = tuple(
-        Mark(kt.label, as_utc(kt.at))
+        Mark(MARK_LABELS.get(kt.name, kt.label), as_utc(kt.at))
         for kt in key_times
         if kt.at is not None
         and kt.name != "detection"

@@ -186,6 +186,12 @@ def _environment() -> jinja2.Environment:
     return env
 
 
+def shown_findings(report: Report) -> list[ReportFinding]:
+    """Findings as listed in md/HTML: symptoms folded into their cause are shown inside it."""
+    folded = {symptom for f in report.findings for symptom in f.explains}
+    return [f for f in report.findings if f.id not in folded]
+
+
 def chart_files(report: Report) -> dict[str, str]:
     """Each chart's SVG document, keyed by its file name under charts/."""
     return {f"{chart.slug}.svg": chart_svg(chart) for chart in report.charts}
@@ -199,6 +205,8 @@ def _context(report: Report, svgs: Mapping[str, str] | None = None) -> dict[str,
         "r": report,
         "charts_dir": CHARTS_DIR,
         "svgs": {name: inline_svg(svg) for name, svg in drawn.items()},
+        "shown_findings": shown_findings(report),
+        "by_id": {f.id: f for f in report.findings},
         "day": day,
         "same_day": same_day,
         "failed_sources": failed,
