@@ -158,6 +158,15 @@ def code_segments(step: str) -> list[tuple[str, bool]]:
     return segments
 
 
+_SHELL_COMMANDS = ("pooldoctor ", "psql ", "kubectl ", "systemctl ", "pgbouncer ")
+
+
+def is_command(code: str) -> bool:
+    """A code span one can paste and run (SQL statement or shell command), not a code hint."""
+    text = code.strip()
+    return bool(_SQL.fullmatch(text)) or text.startswith(_SHELL_COMMANDS)
+
+
 def pretty_json(value: Any) -> str:
     """Indented JSON for the raw-evidence view."""
     return json.dumps(value, indent=2, ensure_ascii=False, sort_keys=False)
