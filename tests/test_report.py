@@ -391,7 +391,10 @@ def test_report_json_additive_sections() -> None:
 
 def test_runbook_urls_from_base_url() -> None:
     data = json.loads(render_json(leak_report(runbook_base_url="https://runbooks.example/rb")))
-    assert data["findings"][0]["runbook_url"] == "https://runbooks.example/rb/connection-leak/"
+    assert (
+        data["findings"][0]["runbook_url"]
+        == "https://runbooks.example/rb/runbooks/connection-leak/"
+    )
     templated = leak_report(runbook_base_url="https://wiki.example/{slug}.html")
     data = json.loads(render_json(templated))
     assert data["findings"][2]["runbook_url"] == "https://wiki.example/missing-timeouts.html"
