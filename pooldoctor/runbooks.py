@@ -291,28 +291,63 @@ def runbook_url(site_url: str, slug: str) -> str:
     return f"{site_url.rstrip('/')}/runbooks/{slug}/"
 
 
-def section_items(body: str, name: str) -> tuple[str, ...]:
-    """The top-level list items of one `## name` section, each its first paragraph on one line."""
+def section_item_blocks(body: str, name: str) -> tuple[tuple[str, ...], ...]:
+    """The top-level list items of one `## name` section, each as its markdown lines (dedented)."""
     items: list[list[str]] = []
-    inside = False
-    open_item = False
-    for line in _prose(body).splitlines():
-        heading = _SECTION.match(line)
-        if heading:
+    inside = fenced = False
+    for line in body.splitlines():
+        if _FENCE.match(line):
+            fenced = not fenced
+        elif not fenced and (heading := _SECTION.match(line)):
             inside = heading["name"] == name
-            open_item = False
             continue
         if not inside:
             continue
-        item = _LIST_ITEM.match(line)
+        item = None if fenced else _LIST_ITEM.match(line)
         if item:
-            items.append([item["text"].strip()])
-            open_item = True
-        elif not line.strip():
-            open_item = False
-        elif open_item and line.startswith(" "):
-            items[-1].append(line.strip())
-    return tuple(_MD_LINK.sub(r"\g<text>", " ".join(parts)) for parts in items)
+            items.append([item["text"].rstrip()])
+        elif items and (not line.strip() or line.startswith(" ") or fenced or _FENCE.match(line)):
+            items[-1].append(line)
+        elif line.strip() and items:
+            inside = False
+    return tuple(tuple(_dedent(block)) for block in items)
+
+
+def _dedent(block: list[str]) -> list[str]:
+    while block and not block[-1].strip():
+        block.pop()
+    rest = [line for line in block[1:] if line.strip()]
+    indent = min((len(line) - len(line.lstrip()) for line in rest), default=0)
+    return [block[0], *(line[indent:] for line in block[1:])]
+
+
+def _one_line(block: tuple[str, ...]) -> str:
+    """An item's first paragraph on one line; a code block it introduces with ':' joins inline."""
+    paragraph: list[str] = []
+    lines = iter(block)
+    for line in lines:
+        if not line.strip() or _FENCE.match(line):
+            break
+        paragraph.append(line.strip())
+    text = _MD_LINK.sub(r"\g<text>", " ".join(paragraph))
+    if text.endswith(":"):
+        code: list[str] = []
+        started = False
+        for line in block:
+            if _FENCE.match(line):
+                if started:
+                    break
+                started = True
+            elif started:
+                code.append(line.strip())
+        if code:
+            text += " `" + " ".join(part for part in code if part) + "`"
+    return text
+
+
+def section_items(body: str, name: str) -> tuple[str, ...]:
+    """The top-level list items of one `## name` section, each on one line."""
+    return tuple(_one_line(block) for block in section_item_blocks(body, name))
 
 
 def first_mitigation_step(runbook: Runbook) -> str:

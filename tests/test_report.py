@@ -531,7 +531,9 @@ def test_html_is_self_contained_escaped_and_well_formed() -> None:
     assert XSS in text  # shown to the reader as text, never executed
     assert 'class="badge big s-critical"' in html
     assert 'class="card sev-critical"' in html
-    assert "<details><summary>Raw evidence (JSON, check <code>slow_queries</code>)</summary>" in html
+    assert (
+        "<details><summary>Raw evidence (JSON, check <code>slow_queries</code>)</summary>" in html
+    )
     assert "<code>SELECT pg_cancel_backend(5100);</code>" in html
     assert "09:31–09:44 QueuePool timeouts: 212 in 14 min, peak 31/min at 09:40" in text
 
