@@ -13,7 +13,7 @@ from pooldoctor.report.stuck import (
     instance_label,
     latest_activity,
 )
-from pooldoctor.report.textfmt import as_utc, format_duration, hhmm
+from pooldoctor.report.textfmt import as_utc, clock, format_duration, hhmm
 from pooldoctor.report.timeline import NON_ERROR_EVENTS, log_event_label
 
 # Short names of key times drawn on the error chart (the key-times table has the long ones).
@@ -47,9 +47,9 @@ def _pool_chart(index: int, url: str, evidence: Evidence) -> ChartData | None:
     peak = max(samples, key=lambda s: s.checked_out or 0)
     capacity = f" of {peak.capacity}" if peak.capacity is not None else ""
     alt = (
-        f"{len(samples)} samples of {name} from {hhmm(times[0])} to {hhmm(times[-1])} UTC; "
+        f"{len(samples)} samples of {name} from {clock(times[0])} to {clock(times[-1])} UTC; "
         f"checked out {', '.join(str(s.checked_out) for s in samples)}; "
-        f"peak {peak.checked_out}{capacity} at {hhmm(peak.at)}"
+        f"peak {peak.checked_out}{capacity} at {clock(peak.at)}"
     )
     if len(series) > 1 and series[1].key == "waiting":
         alt += f"; waiting peaked at {int(max(series[1].ys))}"

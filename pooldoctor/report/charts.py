@@ -16,7 +16,7 @@ if TYPE_CHECKING:
     from matplotlib.axes import Axes
 
 # Figure size in inches (SVG points = inches * 72); the page scales it to its width.
-FIGURE_INCHES = (7.2, 3.4)
+FIGURE_INCHES = (5.6, 3.3)
 # Colour-blind-safe palette (Okabe-Ito), readable on the white chart panel in print and dark mode.
 PALETTE = ("#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#000000", "#F0E442")
 CAPACITY_COLOR = "#444444"
@@ -94,7 +94,7 @@ def _marks(axes: Axes, chart: ChartData) -> None:
             rotation=90,
             va="top",
             ha="left",
-            fontsize=7.5,
+            fontsize=8.5,
             color=MARK_COLOR,
             bbox={"facecolor": "white", "edgecolor": "none", "alpha": 0.85, "pad": 1.0},
         )
@@ -138,7 +138,7 @@ def _figure_svg(chart: ChartData) -> str:
             "svg.fonttype": "none",  # text stays text: selectable, searchable, small
             "svg.hashsalt": "pooldoctor",  # stable ids: the same evidence gives the same file
             "font.family": "DejaVu Sans",
-            "font.size": 9.0,
+            "font.size": 10.0,
             "axes.spines.top": False,
             "axes.spines.right": False,
         }
@@ -159,7 +159,7 @@ def _figure_svg(chart: ChartData) -> str:
         axes.set_xlabel(chart.x_label)
         axes.set_ylabel(chart.y_label)
         axes.grid(axis="y" if chart.kind is not ChartKind.CATEGORY_BARS else "x", alpha=0.3)
-        figure.legend(loc="outside lower center", ncols=2, frameon=False, fontsize=8)
+        figure.legend(loc="outside lower center", ncols=2, frameon=False, fontsize=9)
         buffer = io.StringIO()
         figure.savefig(buffer, format="svg", metadata={"Date": None}, facecolor="white")
     return buffer.getvalue()
@@ -175,8 +175,10 @@ def _time_axis(axes: Axes, chart: ChartData) -> None:
         high += 60
     steps = max(1, TIME_TICKS - 1)
     ticks = [low + (high - low) * i / steps for i in range(TIME_TICKS)] if high > low else [low]
-    labels = [datetime.fromtimestamp(t, UTC).strftime("%H:%M:%S") for t in ticks]
-    axes.set_xticks(ticks, labels)
+    labelled: dict[str, float] = {}
+    for tick in ticks:
+        labelled.setdefault(datetime.fromtimestamp(tick, UTC).strftime("%H:%M:%S"), tick)
+    axes.set_xticks(list(labelled.values()), list(labelled))
     axes.tick_params(axis="x", labelrotation=30)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 from collections.abc import Sequence
 from typing import Any
@@ -44,6 +45,19 @@ def _applications(evidence: Evidence) -> list[str]:
     return [name for name, _ in names.most_common(3)]
 
 
+_CONNINFO_PAIR = re.compile(r"(\w+)=(\S+)")
+
+
+def short_target(target: str) -> str:
+    """`host=db port=5432 dbname=app user=x` -> `db:5432/app`; URLs and other forms unchanged."""
+    pairs = dict(_CONNINFO_PAIR.findall(target))
+    if "://" in target or not pairs.get("host"):
+        return target
+    port = f":{pairs['port']}" if "port" in pairs else ""
+    database = f"/{pairs['dbname']}" if "dbname" in pairs else ""
+    return f"{pairs['host']}{port}{database}"
+
+
 def _where(evidence: Evidence, top: ReportFinding) -> str:
     parts: list[str] = []
     instances = [instance_label(i.url) for i in evidence.pools]
@@ -53,7 +67,7 @@ def _where(evidence: Evidence, top: ReportFinding) -> str:
     if apps:
         parts.append("app " + ", ".join(f"'{a}'" for a in apps))
     if evidence.postgres is not None:
-        parts.append(f"database {evidence.postgres.target}")
+        parts.append(f"database {short_target(evidence.postgres.target)}")
     code = _code_path(top)
     if code:
         parts.append(f"code path {code}")

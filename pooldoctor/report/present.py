@@ -74,10 +74,15 @@ def is_empty(value: Any) -> bool:
     return False
 
 
+_ISO_UTC = re.compile(r"^(\d{4}-\d\d-\d\d)T(\d\d:\d\d:\d\d)(?:\.\d+)?Z$")
+
+
 def cell(value: Any) -> str:
-    """A JSON-ready value as short table text."""
+    """A JSON-ready value as short table text; UTC timestamps as `2026-11-21 09:31:04`."""
     if value is None:
         return "—"
+    if isinstance(value, str) and (moment := _ISO_UTC.match(value)):
+        return f"{moment.group(1)} {moment.group(2)}"
     if isinstance(value, bool):
         return "yes" if value else "no"
     if isinstance(value, float):

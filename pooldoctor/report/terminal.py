@@ -12,6 +12,7 @@ from rich.text import Text
 
 from pooldoctor.report.model import Report
 from pooldoctor.report.present import code_segments, is_command
+from pooldoctor.report.render import CHARTS_DIR
 from pooldoctor.report.textfmt import percent
 
 # Remediation steps printed for the top finding; the rest are in the report files.
@@ -97,5 +98,9 @@ def print_summary(report: Report, console: Console, *, written: Sequence[Path] =
             console.print(
                 Text(f"  {source.status:<7} {source.kind} {source.name}: {source.detail}")
             )
+    charts = [path for path in written if path.parent.name == CHARTS_DIR]
     for path in written:
-        console.print(Text(f"wrote {path}"))
+        if path not in charts:
+            console.print(Text(f"wrote {path}"))
+    if charts:
+        console.print(Text(f"wrote {len(charts)} charts to {charts[0].parent}/"))
