@@ -10,6 +10,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
+from pooldoctor.collect.options import NO_SOURCES_MESSAGE
 from pooldoctor.collect.session import capture, utc_now
 from pooldoctor.commands import options as opt
 from pooldoctor.commands.progress import (
@@ -129,7 +130,7 @@ def diagnose_command(
             bundle = capture(sources, on_round=on_round)
         print_sources(level, bundle.sources, sys.stderr)
     else:
-        raise typer.BadParameter(opt.NO_SOURCES_MESSAGE)
+        raise typer.BadParameter(NO_SOURCES_MESSAGE)
     diagnosis = diagnose(bundle)
     report = build_report(
         bundle,
