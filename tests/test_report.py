@@ -424,9 +424,8 @@ def _cells(line: str) -> int:
 
 def test_markdown_has_tables_and_escapes_pipes() -> None:
     md = render_markdown(leak_report(runbook_base_url="https://runbooks.example"))
-    assert md.startswith(
-        "# Connection leak: orders-api sessions are never returned to the pool (CRITICAL, pooldoctor)\n"
-    )
+    title = "Connection leak: orders-api sessions are never returned to the pool"
+    assert md.startswith(f"# {title} (CRITICAL, pooldoctor)\n")
     assert "| Source | Kind | Status | Detail |" in md
     assert "| Moment | Time (UTC) | Inferred | How it was determined |" in md
     assert "| Time (UTC, 2026-11-21) | Source | Event |" in md

@@ -71,7 +71,8 @@ def sampling_progress(
         def rich_round(report: RoundReport) -> None:
             outcomes = ", ".join(f"{name} {outcome}" for name, outcome in report.outcomes)
             bar.update(task, completed=report.number, description=outcomes)
-            if level is Verbosity.VERBOSE:
+            failed = any(outcome.startswith("error") for _, outcome in report.outcomes)
+            if level is Verbosity.VERBOSE or failed:
                 bar.console.print(report.line(), highlight=False, markup=False)
 
         yield rich_round

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
+from dataclasses import asdict
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -12,7 +13,7 @@ import jinja2
 
 from pooldoctor import __version__
 from pooldoctor.atomic import write_atomic
-from pooldoctor.jsonio import format_utc
+from pooldoctor.jsonio import format_utc, to_plain
 from pooldoctor.report.charts import chart_svg, inline_svg
 from pooldoctor.report.model import (
     REPORT_SCHEMA,
@@ -47,6 +48,8 @@ def _finding_plain(finding: ReportFinding) -> dict[str, Any]:
         "role": finding.role.value,
         "runbook_title": finding.runbook_title,
         "runbook_url": finding.runbook_url,
+        "runbook_first_step": finding.runbook_first_step,
+        "explains": list(finding.explains),
     }
 
 
@@ -115,6 +118,8 @@ def report_to_plain(report: Report) -> dict[str, Any]:
         "timeline_omitted": report.timeline_omitted,
         "unavailable": list(report.unavailable),
         "charts": [_chart_plain(chart) for chart in report.charts],
+        "lead": None if report.lead is None else asdict(report.lead),
+        "postmortem": None if report.postmortem is None else to_plain(report.postmortem),
         "environment": {
             "pooldoctor_version": env.pooldoctor_version,
             "postgres_version": env.postgres_version,
