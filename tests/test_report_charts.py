@@ -2,19 +2,31 @@
 
 from __future__ import annotations
 
+import io
 import re
 from collections import Counter
 from datetime import timedelta
 
+from rich.console import Console
+
 from pooldoctor.alerts import rules_document
 from pooldoctor.diagnosis import diagnose
 from pooldoctor.evidence import LogEvent
-from pooldoctor.report import build_report, render_html, render_markdown
+from pooldoctor.report import build_report, print_summary, render_html, render_markdown
 from pooldoctor.report.chartdata import build_charts
 from pooldoctor.report.charts import chart_svg
+from pooldoctor.report.lead import short_target
 from pooldoctor.report.model import ChartData, Report
 from pooldoctor.report.present import evidence_tables
-from pooldoctor.runbooks import first_mitigation_step, get_runbook, load_runbooks, runbook_url
+from pooldoctor.report.terminal import TERMINAL_REMEDIATION_STEPS, paste_commands
+from pooldoctor.runbooks import (
+    first_mitigation_step,
+    get_runbook,
+    load_runbooks,
+    runbook_url,
+    section_item_blocks,
+    section_items,
+)
 from tests.data.checks import cases
 from tests.evidence_builders import NOW, events, evidence, log_file, pool, pool_sample
 
@@ -218,3 +230,42 @@ def test_plain_words_not_error_codes_in_the_timeline_labels() -> None:
     text = " ".join(entry.event for entry in report.timeline)
     assert "QueuePool timeouts" in text and "statement timeouts" in text
     assert not re.search(r"\((3o7r|57014)\)", text)
+
+
+def test_terminal_prints_commands_after_the_box_one_per_line_unwrapped() -> None:
+    report = _report()
+    printed = io.StringIO()
+    print_summary(report, Console(file=printed, width=60, force_terminal=False))
+    lines = printed.getvalue().splitlines()
+    after_box = lines[next(i for i, line in enumerate(lines) if line.startswith("╰")) + 1 :]
+    assert after_box[0] == "Commands (one per line, ready to paste):"
+    expected = paste_commands(report.findings[0].remediation[:TERMINAL_REMEDIATION_STEPS])
+    assert expected and any(len(command) > 60 for command in expected)
+    assert after_box[1 : 1 + len(expected)] == expected
+
+
+def test_runbook_sections_parse_into_steps() -> None:
+    body = (
+        "## Mitigation\n\n1. Cancel it:\n\n   ```sql\n   SELECT pg_cancel_backend(42);\n   ```\n\n"
+        "2. Then [look](other.md) again,\n   carefully.\n\n## Prevention\n\n- Keep `timeouts`.\n"
+    )
+    assert section_items(body, "Mitigation") == (
+        "Cancel it: `SELECT pg_cancel_backend(42);`",
+        "Then look again, carefully.",
+    )
+    assert section_items(body, "Prevention") == ("Keep `timeouts`.",)
+    assert section_item_blocks(body, "Mitigation")[0] == (
+        "Cancel it:",
+        "",
+        "```sql",
+        "SELECT pg_cancel_backend(42);",
+        "```",
+    )
+
+
+def test_database_target_is_shortened_for_the_lead() -> None:
+    assert (
+        short_target("host=db.internal port=5432 user=app dbname=orders")
+        == "db.internal:5432/orders"
+    )
+    assert short_target("postgresql://app@db/orders") == "postgresql://app@db/orders"
