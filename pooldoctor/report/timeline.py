@@ -19,7 +19,7 @@ from pooldoctor.evidence import (
 from pooldoctor.findings import Status
 from pooldoctor.report.model import EntryKind, TimelineEntry
 from pooldoctor.report.stuck import StuckWork, held_checkouts, instance_label, stuck_sessions
-from pooldoctor.report.textfmt import as_utc, format_duration, hhmm
+from pooldoctor.report.textfmt import as_utc, clock, format_duration, hhmm
 
 # A postmortem timeline longer than this stops being read; the rest is counted, not listed.
 MAX_TIMELINE_ENTRIES = 60
@@ -335,7 +335,7 @@ def _checkout_group(works: Sequence[StuckWork]) -> TimelineEntry:
         f"{len(works)} checkouts by {first.who} began and were still held at collection time "
         f"(held {held})"
     )
-    until = last.started if last.started > first.started else None
+    until = last.started if clock(last.started) != clock(first.started) else None
     return TimelineEntry(
         first.started, first.source, text, EntryKind.HOLDER, until=until, inferred=True
     )
