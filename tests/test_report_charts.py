@@ -269,3 +269,14 @@ def test_database_target_is_shortened_for_the_lead() -> None:
         == "db.internal:5432/orders"
     )
     assert short_target("postgresql://app@db/orders") == "postgresql://app@db/orders"
+
+
+def test_checkouts_from_one_code_path_are_one_timeline_row() -> None:
+    report = _report()
+    rows = [e.event for e in report.timeline if e.kind.value == "holder"]
+    assert rows == [
+        "18 checkouts by app/api/orders.py:42 in create_order began and were still held at "
+        "collection time (held 10m 22s to 14m 37s)",
+        "12 checkouts by app/api/items.py:17 in list_items began and were still held at "
+        "collection time (held 0s)",
+    ]
