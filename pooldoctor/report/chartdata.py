@@ -6,7 +6,7 @@ from collections import Counter
 from collections.abc import Sequence
 from datetime import datetime
 
-from pooldoctor.evidence import Evidence, LogEvent
+from pooldoctor.evidence import Evidence, LogEvent, PoolInstance
 from pooldoctor.report.model import ChartData, ChartKind, KeyTime, Mark, Series
 from pooldoctor.report.stuck import (
     held_checkouts,
@@ -22,14 +22,13 @@ MARK_LABELS = {"first_error": "first error", "peak_errors": "peak", "oldest_stuc
 MAX_APPLICATIONS = 8
 
 
-def _pool_chart(index: int, url: str, evidence: Evidence) -> ChartData | None:
-    instance = evidence.pools[index]
+def _pool_chart(number: int, instance: PoolInstance) -> ChartData | None:
     samples = sorted(
         (s for s in instance.samples if s.checked_out is not None), key=lambda s: as_utc(s.at)
     )
     if not samples:
         return None
-    name = instance_label(url)
+    name = instance_label(instance.url)
     times = tuple(as_utc(s.at) for s in samples)
     series = [
         Series(
@@ -54,7 +53,7 @@ def _pool_chart(index: int, url: str, evidence: Evidence) -> ChartData | None:
     if len(series) > 1 and series[1].key == "waiting":
         alt += f"; waiting peaked at {int(max(series[1].ys))}"
     return ChartData(
-        slug=f"pool-usage-{index + 1}",
+        slug=f"pool-usage-{number}",
         title=f"Pool connections over time: {name}",
         alt=alt + ".",
         kind=ChartKind.TIME_LINES,
@@ -66,7 +65,7 @@ def _pool_chart(index: int, url: str, evidence: Evidence) -> ChartData | None:
 
 def pool_charts(evidence: Evidence) -> list[ChartData]:
     """Checked-out and waiting against capacity over time, one chart per app instance."""
-    charts = (_pool_chart(i, inst.url, evidence) for i, inst in enumerate(evidence.pools))
+    charts = (_pool_chart(n, inst) for n, inst in enumerate(evidence.pools, start=1))
     return [chart for chart in charts if chart is not None]
 
 

@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 from html import escape
 from typing import TYPE_CHECKING
 
-from pooldoctor.report.model import ChartData, ChartKind, Series
+from pooldoctor.report.model import ChartData, ChartKind
 from pooldoctor.report.textfmt import as_utc
 
 if TYPE_CHECKING:
@@ -205,8 +205,3 @@ def inline_svg(svg: str) -> str:
     """An SVG document as an element to embed in HTML: no XML prolog, no doctype."""
     match = _SVG_OPEN.search(svg)
     return svg[match.start() :] if match else svg
-
-
-def series_values(chart: ChartData, key: str) -> Series:
-    """The series with this key (tests and the JSON report read plotted values through it)."""
-    return next(series for series in chart.series if series.key == key)
