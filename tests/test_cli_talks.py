@@ -8,22 +8,24 @@ import re
 import socket
 
 import pytest
+import typer
 
 from pooldoctor import __version__
-from pooldoctor.cli import main
+from pooldoctor.cli import app, main
 from tests.httpserver import LocalHTTPServer, Response
 
-HELP_COMMANDS = (
-    [],
-    ["diagnose"],
-    ["capture"],
-    ["demo"],
-    ["scan"],
-    ["alerts"],
-    ["runbooks"],
-    ["runbooks", "list"],
-    ["runbooks", "show"],
-)
+
+def _command_paths() -> list[list[str]]:
+    """Every command and subcommand the CLI registers, so new ones are checked too."""
+    root = typer.main.get_command(app)
+    paths: list[list[str]] = [[]]
+    for name, command in sorted(getattr(root, "commands", {}).items()):
+        paths.append([name])
+        paths.extend([name, sub] for sub in sorted(getattr(command, "commands", {})))
+    return paths
+
+
+HELP_COMMANDS = _command_paths()
 PYTHON_TYPE_NAME = re.compile(r"<(?:list|str|int|float|path|bool)\b|\{[a-z_]+\}")
 
 
@@ -37,6 +39,13 @@ def _closed_port() -> int:
 def test_version(flag: str, capsys: pytest.CaptureFixture[str]) -> None:
     assert main([flag]) == 0
     assert capsys.readouterr().out == f"pooldoctor {__version__}\n"
+
+
+def test_every_command_is_checked() -> None:
+    assert {"diagnose", "capture", "demo", "scan", "alerts", "runbooks"} <= {
+        path[0] for path in HELP_COMMANDS if path
+    }
+    assert ["runbooks", "show"] in HELP_COMMANDS
 
 
 @pytest.mark.parametrize("command", HELP_COMMANDS, ids=lambda c: " ".join(c) or "top")
