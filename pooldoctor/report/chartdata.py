@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from pooldoctor.evidence import Evidence, LogEvent, PoolInstance
 from pooldoctor.report.model import ChartData, ChartKind, KeyTime, Mark, Series
@@ -92,7 +92,7 @@ def error_chart(evidence: Evidence, key_times: Sequence[KeyTime]) -> ChartData |
         )
         for event in ordered
     )
-    low, high = minutes[0], minutes[-1]
+    low, high = _log_window(evidence, minutes[0], minutes[-1])
     marks = tuple(
         Mark(MARK_LABELS.get(kt.name, kt.label), as_utc(kt.at))
         for kt in key_times
@@ -104,13 +104,23 @@ def error_chart(evidence: Evidence, key_times: Sequence[KeyTime]) -> ChartData |
     return ChartData(
         slug="errors-per-minute",
         title="Errors per minute by kind",
-        alt=f"From {hhmm(low)} to {hhmm(high)} UTC: {totals}.",
+        alt=f"Log window {hhmm(low)} to {hhmm(high)} UTC: {totals}.",
         kind=ChartKind.TIME_BARS,
         x_label="minute (UTC)",
         y_label="errors per minute",
         series=series,
         marks=marks,
+        span=(low, high + timedelta(minutes=1)),
     )
+
+
+def _log_window(evidence: Evidence, first: datetime, last: datetime) -> tuple[datetime, datetime]:
+    """The minutes the logs cover (quiet ones included), at least the minutes with errors."""
+    starts = [as_utc(log.first) for log in evidence.logs if log.first is not None]
+    ends = [as_utc(log.last) for log in evidence.logs if log.last is not None]
+    low = min([first, *starts]).replace(second=0, microsecond=0)
+    high = max([last, *ends]).replace(second=0, microsecond=0)
+    return low, high
 
 
 def connections_chart(evidence: Evidence) -> ChartData | None:

@@ -22,6 +22,8 @@ PALETTE = ("#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#0
 CAPACITY_COLOR = "#444444"
 MARK_COLOR = "#B00020"
 _SVG_OPEN = re.compile(r"<svg\b[^>]*>")
+# Legend labels up to this long fit two to a row under the plot; longer ones get a row each.
+LEGEND_TWO_COLUMN_CHARS = 30
 # Ticks on a time axis: enough to read times off, few enough not to overlap at phone width.
 TIME_TICKS = 5
 
@@ -159,7 +161,9 @@ def _figure_svg(chart: ChartData) -> str:
         axes.set_xlabel(chart.x_label)
         axes.set_ylabel(chart.y_label)
         axes.grid(axis="y" if chart.kind is not ChartKind.CATEGORY_BARS else "x", alpha=0.3)
-        figure.legend(loc="outside lower center", ncols=2, frameon=False, fontsize=9)
+        longest = max((len(series.label) for series in chart.series), default=0)
+        columns = 2 if longest <= LEGEND_TWO_COLUMN_CHARS else 1
+        figure.legend(loc="outside lower center", ncols=columns, frameon=False, fontsize=9)
         buffer = io.StringIO()
         figure.savefig(buffer, format="svg", metadata={"Date": None}, facecolor="white")
     return buffer.getvalue()
@@ -173,6 +177,9 @@ def _time_axis(axes: Axes, chart: ChartData) -> None:
     low, high = min(moments), max(moments)
     if chart.kind is ChartKind.TIME_BARS:
         high += 60
+    if chart.span is not None:
+        low, high = _seconds(chart.span)
+        axes.set_xlim(low, high)
     steps = max(1, TIME_TICKS - 1)
     ticks = [low + (high - low) * i / steps for i in range(TIME_TICKS)] if high > low else [low]
     labelled: dict[str, float] = {}

@@ -149,6 +149,7 @@ class ChartData:
     series: tuple[Series, ...]
     marks: tuple[Mark, ...] = ()
     stacked: bool = True  # False: category bars side by side (series count the same things)
+    span: tuple[datetime, datetime] | None = None  # time axis range when wider than the data
 
 
 @dataclass(frozen=True)
