@@ -7,11 +7,13 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from pooldoctor.checks.signals import fmt_duration, seconds_between
+from pooldoctor.durations import format_duration
 from pooldoctor.evidence import Evidence
 from pooldoctor.findings import Finding, Role, Severity
+from pooldoctor.readings import Readings
 from pooldoctor.readings.baseline import fmt_short
-from pooldoctor.readings.holds import HoldReading, hold_reading
+from pooldoctor.readings.holds import HoldReading
+from pooldoctor.readings.sessions import seconds_between
 from pooldoctor.readings.timing import cancellations
 
 CLOSE_MARGIN = 0.1
@@ -86,7 +88,7 @@ def _rotation(r: HoldReading, _e: Evidence) -> str:
     pace = f" while requests take {fmt_short(typical)} (p99)" if typical is not None else ""
     text = (
         f"{trend.rotated_in_tx} transactions rotated and {len(r.frozen)} of {in_tx} idle in "
-        f"transaction stayed unchanged over {fmt_duration(r.span_seconds)}{pace}"
+        f"transaction stayed unchanged over {format_duration(r.span_seconds)}{pace}"
     )
     if r.streaming:
         text += f"; {len(r.streaming)} are cursors streaming"
@@ -97,7 +99,7 @@ def _held(r: HoldReading, _e: Evidence) -> str:
     if r.held:
         return r.describe_held()
     return (
-        f"no transaction held unchanged past {fmt_duration(r.baseline.held_after)} "
+        f"no transaction held unchanged past {format_duration(r.baseline.held_after)} "
         f"({r.baseline.basis}); {len(r.frozen)} unchanged across the samples"
     )
 
@@ -115,7 +117,7 @@ def _undersized(r: HoldReading, evidence: Evidence) -> str:
         r.baseline.pool_timeout or r.baseline.held_after
     ):
         text += (
-            f", held by statements running up to {fmt_duration(longest)} "
+            f", held by statements running up to {format_duration(longest)} "
             f"({r.baseline.multiple(longest)}): waiters give up before one finishes, so service "
             "time, not demand, fills it"
         )
@@ -151,7 +153,7 @@ def _slow(r: HoldReading, _e: Evidence) -> str:
     if locked:
         text += f", {locked} of them waiting on a lock, not running"
     if longest is not None:
-        text += f"; longest running statement {fmt_duration(longest)}"
+        text += f"; longest running statement {format_duration(longest)}"
     return text
 
 
@@ -166,8 +168,8 @@ def _deadlock(r: HoldReading, evidence: Evidence) -> str:
     limit = r.baseline.pool_timeout
     if limit and r.oldest_in_tx > limit:
         return (
-            f"transactions outlive pool_timeout ({fmt_duration(r.oldest_in_tx)} > "
-            f"{fmt_duration(limit)}): holders are not waiting for a second connection"
+            f"transactions outlive pool_timeout ({format_duration(r.oldest_in_tx)} > "
+            f"{format_duration(limit)}): holders are not waiting for a second connection"
         )
     return "no bursts of pool timeouts one pool_timeout apart"
 
@@ -207,12 +209,13 @@ def _best(findings: Sequence[Finding], runbook: str) -> Finding | None:
     )
 
 
-def differential(evidence: Evidence, ranked: Sequence[Finding]) -> Differential | None:
+def differential(readings: Readings, ranked: Sequence[Finding]) -> Differential | None:
     """For findings[0] (a current cause), each look-alike with the numbers that rule it out."""
     if not ranked or ranked[0].role is not Role.CAUSE or ranked[0].severity is Severity.INFO:
         return None
     top = ranked[0]
-    reading = hold_reading(evidence)
+    reading = readings.holds
+    evidence = readings.evidence
     considered: list[LookAlike] = []
     close: LookAlike | None = None
     for runbook in LOOK_ALIKES.get(top.runbook, ()):
@@ -235,8 +238,8 @@ def differential(evidence: Evidence, ranked: Sequence[Finding]) -> Differential 
         f" (confidence {top.confidence:.2f} vs {close.confidence:.2f})"
         if close is not None and close.confidence is not None
         else f": {len(reading.frozen)} transactions stayed unchanged over "
-        f"{fmt_duration(reading.span_seconds)}, younger than the held age "
-        f"{fmt_duration(reading.baseline.held_after)} ({reading.baseline.basis})"
+        f"{format_duration(reading.span_seconds)}, younger than the held age "
+        f"{format_duration(reading.baseline.held_after)} ({reading.baseline.basis})"
     )
     note = (
         f"This window cannot decide between {top.runbook} and {rival_runbook}{versus}. Sample "

@@ -2,422 +2,21 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
-from datetime import timedelta
-from typing import Any
-
-from pooldoctor.checks.common import (
-    alter_role,
-    app_label,
-    backend_calls,
-    idle_tx_timeout_suggestion,
-)
-from pooldoctor.checks.sessions import (
-    HeldSession,
-    SessionTrend,
-    describe_oldest,
-    ratchets,
-    session_trend,
-    sessions_evidence,
-)
-from pooldoctor.checks.signals import (
-    POOL_TIMEOUT_EVENTS,
-    UNREPORTED_ORIGIN,
-    LogSignal,
-    PoolSignal,
-    describe_holders,
-    fmt_duration,
-    group_holders,
-    log_signal,
-    pool_signal,
-    sample_checked_out,
-    setting_seconds,
-)
-from pooldoctor.checks.streaming import STREAM_MARKERS
-from pooldoctor.checks.threadpool_deadlock import deadlock_signature
-from pooldoctor.collect.logs.records import GC_CLEANUP
-from pooldoctor.evidence import Evidence, Holder, LogEvent
-from pooldoctor.findings import Finding, Severity
-from pooldoctor.readings.codepaths import (
-    CodePath,
-    correlation_slack,
-    describe_flags,
-    exceptions,
-    explain,
-    scan_flags,
-)
-from pooldoctor.readings.holds import HoldReading, hold_reading
-from pooldoctor.readings.timing import cancellations
+from pooldoctor.checks.common import finding, leak_remediation
+from pooldoctor.checks.spec import CheckSpec
+from pooldoctor.findings import Finding
+from pooldoctor.readings import Readings
+from pooldoctor.readings.leak import leak_evidence, leak_severity
 
 CHECK = "connection-leak"
-RUNBOOK = "connection-leak"
-LEAK_MIN_AGE_SECONDS = 60.0  # no web request legitimately holds a session past a gateway timeout
-LEAK_SINGLE_SAMPLE_AGE_SECONDS = 600.0  # with one sample (no trend) only very old ones count
-IDLE_LEAK_SHARE = 0.5  # plainly idle backends must explain half the checked-out pool
-DEADLOCK_DISCOUNT = 0.6  # when the threadpool-deadlock signature fits better
-CANCELLATION_DISCOUNT = 0.8  # when async-cancellation-leak explains the same leak better
-# A checkout whose thread has finished can never be returned by the code that took it: leaked at
-# any age. The floor skips a connection caught mid hand-off as its thread exits.
-DEAD_THREAD_MIN_AGE_SECONDS = 1.0
-DEAD_THREAD_CONFIDENCE = 0.8  # a fact reported by the app itself, not an inference from ages
-# The server is sampled a moment after the app: a leaked transaction, begun after its checkout,
-# is at most this much older than the checkout's reported age.
-SESSION_MATCH_SLACK_SECONDS = 5.0
 
 
-@dataclass(frozen=True)
-class LeakSignature:
-    """Everything that says connections are held and not returned."""
-
-    confidence: float
-    reasons: tuple[str, ...]
-    stuck: tuple[HeldSession, ...]
-    holder_rows: tuple[dict[str, Any], ...]
-    pool: PoolSignal
-    timeouts: LogSignal
-    gc: LogSignal
-    trend: SessionTrend | None
-    current: bool
-    extra: dict[str, Any] = field(default_factory=dict)
-    orphaned: tuple[Holder, ...] = ()  # holders whose thread has finished
-
-
-def _stuck_sessions(trend: SessionTrend, pool: PoolSignal, holds: HoldReading) -> list[HeldSession]:
-    if trend.multi_sample:
-        # Held idle in transaction, unchanged in every sample, past the app's own baseline.
-        in_tx = list(holds.held) if holds.pool_starved else []
-        in_tx += [
-            h
-            for h in trend.persistent_in_tx
-            if h.age_seconds >= LEAK_MIN_AGE_SECONDS
-            and h.pid not in {held.pid for held in in_tx}
-            and h.pid not in {s.pid for s in holds.streaming}
-        ]
-        idle = [h for h in trend.persistent_idle if h.age_seconds >= LEAK_MIN_AGE_SECONDS]
-    else:
-        in_tx = [h for h in trend.idle_in_tx if h.age_seconds >= LEAK_SINGLE_SAMPLE_AGE_SECONDS]
-        idle = []
-    # Plainly idle backends look the same whether checked in or leaked: count only as many as
-    # the pool says are checked out beyond what is running or in a transaction.
-    if idle and pool.checked_out_now is not None and pool.full_now:
-        unexplained = pool.checked_out_now - len(trend.active) - len(trend.idle_in_tx)
-        idle = idle[: max(0, unexplained)]
-        if len(idle) < IDLE_LEAK_SHARE * pool.checked_out_now:
-            idle = []
-    else:
-        idle = []
-    return sorted(in_tx + idle, key=lambda h: -h.age_seconds)
-
-
-def _pool_starved(holds: HoldReading) -> bool:
-    """Others wait for the pool while these sit: pinned, callers waiting, or timeouts now."""
-    return (
-        holds.pool.full_now or holds.pool.waiting_now > 0 or holds.baseline.timeouts_for is not None
-    )
-
-
-def is_orphaned(holder: Holder) -> bool:
-    """Held by a thread that has finished (and past the hand-off floor): leaked at any age."""
-    return holder.thread_alive is False and holder.age_seconds >= DEAD_THREAD_MIN_AGE_SECONDS
-
-
-def orphaned_sessions(trend: SessionTrend, orphaned: Sequence[Holder]) -> list[HeldSession]:
-    """The backends of checkouts held by finished threads, at most one each: the app's
-    transactions open and unchanged in every sample, no older than the oldest such checkout."""
-    if not orphaned or not trend.multi_sample:
-        return []
-    oldest = max(h.age_seconds for h in orphaned) + SESSION_MATCH_SLACK_SECONDS
-    matching = [
-        h for h in trend.persistent_in_tx if DEAD_THREAD_MIN_AGE_SECONDS <= h.age_seconds <= oldest
-    ]
-    return matching[: len(orphaned)]
-
-
-def orphaned_pids(trend: SessionTrend, pool: PoolSignal) -> set[int]:
-    """pids of the app's backends that checkouts held by finished threads account for."""
-    return {h.pid for h in orphaned_sessions(trend, [h for h in pool.holders if is_orphaned(h)])}
-
-
-def describe_orphaned(orphaned: Sequence[Holder]) -> str:
-    """'3 connections held by threads that have already finished: app/orders.py:42 in
-    create_order (oldest 12s)', naming the top origins."""
-    rows = group_holders(orphaned)
-
-    def origin(row: dict[str, Any]) -> str:
-        count = f" holds {row['count']}" if len(rows) > 1 else ""
-        return f"{row['origin']}{count} (oldest {fmt_duration(row['oldest_seconds'])})"
-
-    origins = ", ".join(origin(row) for row in rows[:3])
-    more = f", and {len(rows) - 3} more origins" if len(rows) > 3 else ""
-    noun = "connection" if len(orphaned) == 1 else "connections"
-    return f"{len(orphaned)} {noun} held by threads that have already finished: {origins}{more}"
-
-
-def _leaked_holders(
-    holders: Iterable[Holder], holds: HoldReading
-) -> tuple[list[Holder], list[Holder]]:
-    """(held by finished threads, held by running or unknown ones past LEAK_MIN_AGE_SECONDS, or
-    past the app's own held age while others starve for the pool)."""
-    limit = LEAK_MIN_AGE_SECONDS
-    if holds.pool_starved:
-        limit = min(limit, holds.baseline.held_after)
-    orphaned: list[Holder] = []
-    aged: list[Holder] = []
-    for holder in holders:
-        if is_orphaned(holder):
-            orphaned.append(holder)
-        elif holder.age_seconds >= limit:
-            aged.append(holder)
-    return orphaned, aged
-
-
-def leak_signature(evidence: Evidence) -> LeakSignature | None:
-    pool = pool_signal(evidence)
-    timeouts = log_signal(evidence, *POOL_TIMEOUT_EVENTS)
-    gc = log_signal(evidence, LogEvent.GC_CLEANUP)
-    trend = session_trend(evidence)
-    holds = hold_reading(evidence)
-    # Holders inside streaming responses are explained by the streams (streaming-holds-session).
-    holders = [h for h in pool.holders if not any(m in h.origin.lower() for m in STREAM_MARKERS)]
-    orphaned, aged = _leaked_holders(holders, holds)
-    stuck = _stuck_sessions(trend, pool, holds) if trend is not None else []
-    if trend is not None:
-        pids = {h.pid for h in stuck}
-        stuck += [h for h in orphaned_sessions(trend, orphaned) if h.pid not in pids]
-        stuck.sort(key=lambda h: -h.age_seconds)
-    holder_rows = group_holders(orphaned + aged)
-    extra: dict[str, Any] = {"holds": holds.as_evidence()}
-    reasons: list[str] = []
-    confidence = 0.0
-    if orphaned:
-        confidence = DEAD_THREAD_CONFIDENCE
-        reasons.append(describe_orphaned(orphaned))
-    if stuck and trend is not None:
-        confidence = max(confidence, 0.55 if trend.multi_sample else 0.35)
-        in_tx = sum(1 for h in stuck if h.backend.state != "idle")
-        kind = "idle in transaction" if in_tx == len(stuck) else "idle or idle in transaction"
-        same = (
-            f"same xact_start/state_change in all {trend.samples} samples"
-            if trend.multi_sample
-            else "single sample"
-        )
-        reasons.append(
-            f"{len(stuck)} backends of {trend.app.label} {kind}, {describe_oldest(stuck)}, {same}"
-        )
-        if holds.held:
-            confidence += 0.1
-            reasons.append(holds.describe_held())
-    paths = [p for p in holds.code_paths if p.explains]
-    if paths and stuck:
-        confidence += 0.1
-        reasons.append(
-            "opened by the request that failed with "
-            + "; ".join(p.describe() for p in paths[:2])
-            + f", logged within {max(abs(lag) for p in paths[:2] for lag in p.lag_ms):.0f} ms "
-            "of each xact_start"
-        )
-        flags = scan_flags(evidence, paths[0].app_frame)
-        if flags:
-            reasons.append(describe_flags(flags))
-            extra["scan_flags"] = [f"{f.path}:{f.line} {f.rule_id}" for f in flags]
-    if holds.holder_paths:
-        confidence += 0.05
-        reasons.append(
-            "checked out by requests that then failed with "
-            + "; ".join(p.describe() for p in holds.holder_paths[:2])
-            + " (explains counts the held checkouts)"
-        )
-    for row in holder_rows[:3]:
-        flags = scan_flags(evidence, str(row["origin"]))
-        if flags:
-            row["scan"] = [f"{f.path}:{f.line} {f.rule_id}" for f in flags]
-            reasons.append(f"holder origin {row['origin']}: {describe_flags(flags)}")
-    if aged:
-        confidence = max(confidence, 0.45) + 0.2
-        youngest = min(h.age_seconds for h in aged)
-        reasons.append(
-            f"pool holders held {fmt_duration(youngest)} or more by running threads "
-            f"({holds.baseline.multiple(youngest)}): {describe_holders(group_holders(aged))}"
-        )
-    if gc.current:
-        confidence = max(confidence, 0.5) + 0.2
-        reasons.append(gc.describe("garbage-collector cleanups of non-checked-in connections"))
-        gc_paths = gc_code_paths(evidence, holds)
-        if gc_paths:
-            confidence += 0.1
-            reasons.append(
-                "the cleaned-up connections were dropped by requests that failed with "
-                + "; ".join(p.describe() for p in gc_paths[:2])
-            )
-            extra["gc_code_paths"] = [p.as_evidence() for p in gc_paths[:3]]
-    if confidence == 0.0:
-        if gc.seen:
-            return LeakSignature(
-                0.3 * gc.weight,
-                (gc.describe("garbage-collector connection cleanups"),),
-                (),
-                (),
-                pool,
-                timeouts,
-                gc,
-                trend,
-                current=False,
-            )
-        return None
-    series = [
-        [c for s in instance.samples if (c := sample_checked_out(s)) is not None]
-        for instance in pool.instances
-    ]
-    if pool.full_always and pool.samples >= 2:
-        confidence += 0.15
-        reasons.append(f"pool at capacity in all {pool.samples} samples")
-    elif any(ratchets(values) for values in series):
-        confidence += 0.15
-        reasons.append("checked_out ratchets up between samples")
-    if timeouts.current:
-        confidence += 0.05
-        reasons.append(timeouts.describe("pool timeouts (3o7r)"))
-    signature = LeakSignature(
-        min(confidence, 0.97),
-        tuple(reasons),
-        tuple(stuck),
-        tuple(holder_rows),
-        pool,
-        timeouts,
-        gc,
-        trend,
-        current=True,
-        extra=extra,
-        orphaned=tuple(orphaned),
-    )
-    if orphaned:  # finished threads are not waiting on anything: no deadlock holds them
-        return signature
-    deadlock = deadlock_signature(evidence, pool, timeouts, trend)
-    if deadlock is not None and deadlock.confidence >= signature.confidence * DEADLOCK_DISCOUNT:
-        return LeakSignature(
-            signature.confidence * DEADLOCK_DISCOUNT,
-            signature.reasons,
-            signature.stuck,
-            signature.holder_rows,
-            pool,
-            timeouts,
-            gc,
-            trend,
-            current=True,
-            extra={**extra, "discounted_for": "threadpool-deadlock signature"},
-        )
-    return signature
-
-
-def leak_severity(signature: LeakSignature) -> Severity:
-    if not signature.current:
-        return Severity.INFO
-    if signature.pool.full_now or signature.timeouts.current or signature.pool.waiting_now:
-        return Severity.CRITICAL
-    return Severity.WARNING
-
-
-def leak_evidence(signature: LeakSignature) -> dict[str, Any]:
-    facts: dict[str, Any] = {
-        "pool": signature.pool.as_evidence(),
-        "stuck_backends": sessions_evidence(signature.stuck),
-        "stuck_pids": [h.pid for h in signature.stuck],
-        "holders": list(signature.holder_rows),
-        "holders_threads_finished": len(signature.orphaned),
-        "pool_timeouts": signature.timeouts.as_evidence(),
-        "gc_cleanups": signature.gc.as_evidence(),
-        **signature.extra,
-    }
-    if signature.trend is not None:
-        facts["app"] = signature.trend.app.as_evidence()
-        facts["samples"] = signature.trend.samples
-    return facts
-
-
-def leak_remediation(evidence: Evidence, signature: LeakSignature) -> list[str]:
-    steps: list[str] = []
-    if signature.holder_rows and signature.holder_rows[0]["origin"] != UNREPORTED_ORIGIN:
-        top = signature.holder_rows[0]
-        finished = any(h.origin == top["origin"] for h in signature.orphaned)
-        steps.append(
-            f"Fix the code path that keeps connections: {top['origin']} holds {top['count']} "
-            f"for up to {fmt_duration(top['oldest_seconds'])}"
-            + (" after its thread finished" if finished else "")
-            + "; use `with Session(engine) as session:` / `async with` so every exit path "
-            "returns the connection"
-        )
-    elif signature.extra.get("holds", {}).get("code_paths"):
-        path = signature.extra["holds"]["code_paths"][0]
-        steps.append(
-            f"Fix the error path at {path['app_frame']}: {path['exception']} leaves the session "
-            f"open ({path['explains']} of {path['of']} stuck transactions began within "
-            f"{max(abs(lag) for lag in path['lag_ms']):.0f} ms of it being logged); use "
-            "`with Session(engine) as session:` so the exception path returns the connection"
-        )
-    else:
-        steps.append(
-            "Find the code path: log pool checkout/checkin events with a stack origin "
-            "(SQLAlchemy `checkout`/`checkin` events) and close every session with `with`/`async "
-            "with`"
-        )
-    pids = [h.pid for h in signature.stuck]
-    if pids:
-        steps.append(f"Free the leaked backends now: {backend_calls('pg_terminate_backend', pids)}")
-    trend = signature.trend
-    current = setting_seconds(evidence.postgres, "idle_in_transaction_session_timeout")
-    if trend is not None and not current:
-        stuck_pids = set(pids)
-        legitimate = [h.age_seconds for h in trend.idle_in_tx if h.pid not in stuck_pids]
-        seconds = idle_tx_timeout_suggestion(legitimate)
-        seen = fmt_duration(max(legitimate)) if legitimate else "none"
-        statement = alter_role(trend.app.role, "idle_in_transaction_session_timeout", seconds)
-        steps.append(
-            f"Backstop: {statement} (longest legitimate idle in transaction seen: {seen}; the "
-            f"leaked ones are {fmt_duration(signature.stuck[0].age_seconds)} old)"
-            if signature.stuck
-            else f"Backstop: {statement}"
-        )
-    return steps
-
-
-def cancellation_hints(evidence: Evidence, signature: LeakSignature) -> list[str]:
-    """Evidence that cancelled async work leaked the connections: cancellations or client
-    disconnects lining up in time with the GC cleanups; empty when nothing shows one."""
-    lined_up = cancellations(evidence)
-    if not lined_up.evidenced:
-        return []
-    hints = [lined_up.describe()]
-    eof = log_signal(evidence, LogEvent.CLIENT_EOF_IN_TRANSACTION)
-    if eof.current:
-        hints.append(eof.describe("client disconnects with an open transaction"))
-    return hints
-
-
-def gc_code_paths(evidence: Evidence, holds: HoldReading) -> list[CodePath]:
-    """Exceptions logged just before the GC cleanups: the error path that dropped them."""
-    moments = [
-        (index, m.at)
-        for index, m in enumerate(
-            m for log in evidence.logs if log.app is not None for m in log.app.moments
-        )
-        if m.kind == GC_CLEANUP
-    ]
-    slack = correlation_slack(holds.baseline.typical_seconds)
-    logged = exceptions(evidence)
-    # An exception precedes the cleanup of the connection it dropped: look backwards.
-    paths = explain([(k, at - timedelta(seconds=slack)) for k, at in moments], logged, slack)
-    return [p for p in paths if p.explains * 2 >= len(moments)]
-
-
-def check(evidence: Evidence) -> list[Finding]:
-    signature = leak_signature(evidence)
+def check(readings: Readings) -> list[Finding]:
+    """The leak signature as a finding; diagnosis.arbitrate discounts it when a deadlock or an
+    async cancellation explains the same held connections better."""
+    signature = readings.leak
     if signature is None:
         return []
-    confidence = signature.confidence
-    if cancellation_hints(evidence, signature):
-        confidence *= CANCELLATION_DISCOUNT
-    label = app_label(evidence)
     summary = "; ".join(signature.reasons)
     if signature.pool.has_data:
         summary = f"{signature.pool.describe()}; {summary}"
@@ -427,15 +26,24 @@ def check(evidence: Evidence) -> list[Finding]:
         else "Past connection leak warnings (history)"
     )
     return [
-        Finding(
-            id=f"{CHECK}:{label}",
-            check=CHECK,
+        finding(
+            CHECK,
+            readings.label,
             severity=leak_severity(signature),
-            confidence=round(confidence, 2),
+            confidence=round(signature.confidence, 2),
             title=title,
             summary=summary,
-            runbook=RUNBOOK,
             evidence=leak_evidence(signature),
-            remediation=tuple(leak_remediation(evidence, signature)),
+            remediation=tuple(leak_remediation(readings, signature)),
         )
     ]
+
+
+SPEC = CheckSpec(
+    CHECK,
+    (CHECK,),
+    "App transactions unchanged across samples past the app's own baseline (p99 request, "
+    "pool_timeout) while others time out; the app-log exception that opened them; finished or "
+    "old holders; GC cleanup warnings.",
+    check,
+)

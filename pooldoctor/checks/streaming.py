@@ -2,64 +2,50 @@
 
 from __future__ import annotations
 
-from pooldoctor.checks.common import app_label
-from pooldoctor.checks.sessions import session_trend, sessions_evidence
-from pooldoctor.checks.signals import (
-    describe_holders,
-    fmt_clock,
-    fmt_duration,
-    group_holders,
-    pool_signal,
-)
-from pooldoctor.evidence import Evidence
+from pooldoctor.checks.common import finding
+from pooldoctor.checks.spec import CheckSpec
+from pooldoctor.durations import format_duration
 from pooldoctor.findings import Finding, Severity
-from pooldoctor.readings.holds import hold_reading
+from pooldoctor.readings import Readings
+from pooldoctor.readings.pools import describe_holders, group_holders
+from pooldoctor.readings.sessions import sessions_evidence
+from pooldoctor.readings.streaming import streaming_holders
+from pooldoctor.readings.text import fmt_clock, preview
 
 CHECK = "streaming-holds-session"
-RUNBOOK = "streaming-holds-session"
-STREAM_MARKERS = (
-    "stream",
-    "sse",
-    "eventsource",
-    "event_source",
-    "generator",
-    "iter_",
-    "yield",
-    "fileresponse",
-    "websocket",
-)
 STREAM_SHARE = 0.3  # share of held connections pinned by streams that starves a pool
 MIN_STREAM_HOLDERS = 2  # one long download is normal; several pinned sessions are the pattern
+CURSOR_CONFIDENCE = 0.7  # open transactions whose cursor FETCHes move on between samples
+FULL_POOL_CONFIDENCE = 0.1
 
 
-def cursor_check(evidence: Evidence) -> list[Finding]:
+def cursor_check(readings: Readings) -> list[Finding]:
     """Without holders: transactions that stay open across the samples while their cursor
     FETCHes move on are sessions held by responses streaming to their clients."""
-    holds = hold_reading(evidence)
+    holds = readings.holds
     streams = holds.streaming
-    pool = holds.pool
+    pool = readings.pool
     total = len(holds.trend.latest) if holds.trend is not None else 0
     if len(streams) < MIN_STREAM_HOLDERS or len(streams) < STREAM_SHARE * max(total, 1):
         return []
     oldest = streams[0]
-    confidence = 0.7 + (0.1 if pool.full_now else 0.0)
-    query = " ".join((oldest.backend.query or "").split())[:80]
+    confidence = CURSOR_CONFIDENCE + (FULL_POOL_CONFIDENCE if pool.full_now else 0.0)
+    query = preview(oldest.backend.query) or ""
     reasons = [
         f"{len(streams)}/{total} backends keep one transaction open across all samples "
-        f"(oldest since {fmt_clock(oldest.since)}, {fmt_duration(oldest.age_seconds)}) while "
+        f"(oldest since {fmt_clock(oldest.since)}, {format_duration(oldest.age_seconds)}) while "
         f"their server-side cursors move on between samples ({query!r}): each is a response "
         "still streaming rows to its client",
-        f"{fmt_duration(oldest.age_seconds)} is {holds.baseline.multiple(oldest.age_seconds)}",
+        f"{format_duration(oldest.age_seconds)} is {holds.baseline.multiple(oldest.age_seconds)}",
     ]
     return [
-        Finding(
-            id=f"{CHECK}:{app_label(evidence)}",
-            check=CHECK,
+        finding(
+            CHECK,
+            readings.label,
             severity=Severity.CRITICAL if pool.full_now else Severity.WARNING,
             confidence=round(confidence, 2),
             title="Streaming responses hold database sessions until the client finishes",
             summary="; ".join(([pool.describe()] if pool.has_data else []) + reasons),
-            runbook=RUNBOOK,
             evidence={
                 "pool": pool.as_evidence(),
                 "streaming_pids": [h.pid for h in streams],
@@ -76,19 +62,19 @@ def cursor_check(evidence: Evidence) -> list[Finding]:
     ]
 
 
-def check(evidence: Evidence) -> list[Finding]:
-    pool = pool_signal(evidence)
+def check(readings: Readings) -> list[Finding]:
+    pool = readings.pool
     holders = pool.holders
-    streaming = [h for h in holders if any(m in h.origin.lower() for m in STREAM_MARKERS)]
+    streaming = streaming_holders(holders)
     if len(streaming) < MIN_STREAM_HOLDERS or len(streaming) < STREAM_SHARE * len(holders):
-        return cursor_check(evidence)
+        return cursor_check(readings)
     rows = group_holders(streaming)
     confidence = 0.6
     reasons = [
         f"{len(streaming)}/{len(holders)} held connections come from streaming code: "
         f"{describe_holders(rows)}"
     ]
-    trend = session_trend(evidence)
+    trend = readings.sessions
     if trend is not None and trend.idle_in_tx:
         confidence += 0.15
         reasons.append(
@@ -99,14 +85,13 @@ def check(evidence: Evidence) -> list[Finding]:
         confidence += 0.1
     severity = Severity.CRITICAL if pool.full_now else Severity.WARNING
     return [
-        Finding(
-            id=f"{CHECK}:{app_label(evidence)}",
-            check=CHECK,
+        finding(
+            CHECK,
+            readings.label,
             severity=severity,
             confidence=round(confidence, 2),
             title="Streaming responses hold database sessions until the client finishes",
             summary="; ".join(([pool.describe()] if pool.has_data else []) + reasons),
-            runbook=RUNBOOK,
             evidence={"pool": pool.as_evidence(), "streaming_holders": rows},
             remediation=(
                 f"Finish database work before streaming in {rows[0]['origin']}: load the rows, "
@@ -116,3 +101,12 @@ def check(evidence: Evidence) -> list[Finding]:
             ),
         )
     ]
+
+
+SPEC = CheckSpec(
+    CHECK,
+    (CHECK,),
+    "Holders in streaming code, or transactions held across samples while their cursor "
+    "FETCHes move on.",
+    check,
+)

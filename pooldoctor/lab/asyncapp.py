@@ -21,7 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from pooldoctor.app import pool_status
 from pooldoctor.lab.cluster import TempCluster
-from pooldoctor.lab.webapp import APP_ROLE, LOG_FORMAT, PLAIN_STATUS_KEYS, ensure_schema
+from pooldoctor.lab.webapp import APP_ROLE, LOG_FORMAT, ensure_schema, plain_status
 
 MAX_SLEEP_SECONDS = 5.0
 HEADER_LIMIT = 64  # request header lines read before giving up on a client
@@ -136,8 +136,7 @@ class AsyncLabApp:
     async def _route(self, path: str, query: dict[str, list[str]]) -> tuple[int, dict[str, Any]]:
         if path == "/pool-status/plain":
             assert self.engine is not None
-            payload = pool_status(self.engine)
-            return 200, {key: payload[key] for key in PLAIN_STATUS_KEYS}
+            return 200, plain_status(pool_status(self.engine))
         if path == "/lookup":
             fail = query.get("fail", ["0"])[0] == "1"
             seconds = min(float(query.get("s", ["0"])[0]), MAX_SLEEP_SECONDS)

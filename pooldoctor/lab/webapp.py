@@ -27,6 +27,7 @@ from sqlalchemy.pool import QueuePool
 
 from pooldoctor.app import instrument, pool_status, prometheus, uninstrument
 from pooldoctor.lab.cluster import TempCluster
+from pooldoctor.status_schema import PoolStatusPayload
 
 APP_ROLE = "lab_app"
 HOT_ROW_ID = 1
@@ -37,7 +38,6 @@ DRAIN_SECONDS = 15.0
 # Query parameters are clamped so a typo cannot hold a thread for minutes.
 MAX_SLEEP_SECONDS = 30.0
 GC_CLEANUP_WARNING = "The garbage collector is trying to clean up"
-PLAIN_STATUS_KEYS = ("size", "checked_out", "overflow", "timeout", "max_overflow")
 WORKER_THREAD_PREFIX = "AnyIO worker thread"
 EXPORT_ROW_BYTES = 32 * 1024  # one row per FETCH, larger than the socket buffers below
 EXPORT_SEND_BUFFER = 8 * 1024
@@ -104,6 +104,17 @@ class LabConfig:
         if self.statement_timeout_ms is not None:
             lines.append(f"DB_STATEMENT_TIMEOUT={self.statement_timeout_ms}ms")
         return "\n".join(lines) + "\n"
+
+
+def plain_status(payload: PoolStatusPayload) -> dict[str, Any]:
+    """The seed's plain payload, as most apps expose it: the numbers only, no holders."""
+    return {
+        "size": payload["size"],
+        "checked_out": payload["checked_out"],
+        "overflow": payload["overflow"],
+        "timeout": payload["timeout"],
+        "max_overflow": payload["max_overflow"],
+    }
 
 
 def ensure_schema(cluster: TempCluster) -> None:
@@ -206,12 +217,11 @@ class LabApp:
         self.log.info("lab app listening on %s (pool %s)", self.url(), self.engine.pool.status())
 
     def pool_status(self) -> dict[str, Any]:
-        return pool_status(self.engine)
+        return dict(pool_status(self.engine))
 
     def plain_pool_status(self) -> dict[str, Any]:
         """The seed's own payload, as most apps expose it: numbers only, no holders."""
-        payload = pool_status(self.engine)
-        return {key: payload[key] for key in PLAIN_STATUS_KEYS}
+        return plain_status(pool_status(self.engine))
 
     def status_text(self) -> str:
         """SQLAlchemy's own `Pool.status()` line."""

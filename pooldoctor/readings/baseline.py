@@ -6,16 +6,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from pooldoctor.checks.signals import (
-    POOL_TIMEOUT_EVENTS,
-    RECENT_SECONDS,
-    fmt_duration,
-    log_now,
-    log_signal,
-    measure_throughput,
-    percentile,
-)
+from pooldoctor.durations import format_duration
 from pooldoctor.evidence import Evidence
+from pooldoctor.readings.logs import POOL_TIMEOUT_EVENTS, log_now, log_signal
+from pooldoctor.readings.pools import measure_throughput
+from pooldoctor.readings.sessions import percentile
+from pooldoctor.readings.thresholds import RECENT_SECONDS
 
 # Held "many times" what a request takes: a web request that sits ten times its p99 idle in a
 # transaction is not doing the app's ordinary work.
@@ -67,10 +63,9 @@ class Baseline:
                 f"{age / self.hold_mean:.0f}x the mean checkout ({fmt_short(self.hold_mean)})"
             )
         if self.pool_timeout:
-            parts.append(
-                f"{age / self.pool_timeout:.0f}x pool_timeout ({fmt_duration(self.pool_timeout)})"
-            )
-        return ", ".join(parts) or f"older than {fmt_duration(self.held_after)}"
+            limit = format_duration(self.pool_timeout)
+            parts.append(f"{age / self.pool_timeout:.0f}x pool_timeout ({limit})")
+        return ", ".join(parts) or f"older than {format_duration(self.held_after)}"
 
     def as_evidence(self) -> dict[str, Any]:
         return {
@@ -89,7 +84,7 @@ def _round(value: float | None) -> float | None:
 
 
 def fmt_short(seconds: float) -> str:
-    return f"{seconds * 1000:.0f} ms" if seconds < 1 else fmt_duration(seconds)
+    return f"{seconds * 1000:.0f} ms" if seconds < 1 else format_duration(seconds)
 
 
 def request_times(evidence: Evidence) -> list[float]:
@@ -133,7 +128,7 @@ def baseline(evidence: Evidence) -> Baseline:
         limits.append(
             (
                 POOL_TIMEOUT_MULTIPLE * pool_timeout,
-                f"{POOL_TIMEOUT_MULTIPLE:g}x pool_timeout {fmt_duration(pool_timeout)}",
+                f"{POOL_TIMEOUT_MULTIPLE:g}x pool_timeout {format_duration(pool_timeout)}",
             )
         )
     if p99 is None and hold is None:

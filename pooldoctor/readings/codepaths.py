@@ -49,11 +49,6 @@ class CodePath:
         }
 
 
-def scan_flags(evidence: Evidence, frame: str | None) -> list[CodeFlag]:
-    """`pooldoctor scan` findings inside the function of `frame` (collected with the evidence)."""
-    return [flag for flag in evidence.code if frame is not None and flag.frame == frame]
-
-
 def describe_flags(flags: Sequence[CodeFlag]) -> str:
     """'pooldoctor scan flags it too: line 239 PD101 ...'."""
     first = flags[0]

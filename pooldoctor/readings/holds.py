@@ -8,23 +8,20 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from pooldoctor.checks.sessions import HeldSession, SessionTrend, session_trend
-from pooldoctor.checks.signals import (
-    IDLE_IN_TRANSACTION,
-    PoolSignal,
-    fmt_duration,
-    pool_signal,
-    seconds_between,
-)
-from pooldoctor.evidence import Evidence
+from pooldoctor.durations import format_duration
+from pooldoctor.evidence import MOMENT_GC_CLEANUP, CodeFlag, Evidence, LoggedException
+from pooldoctor.readings.app import IDLE_IN_TRANSACTION
 from pooldoctor.readings.baseline import Baseline, baseline
 from pooldoctor.readings.codepaths import (
     CodePath,
     correlation_slack,
     exceptions,
+    explain,
     explain_with_requests,
     failed_requests,
 )
+from pooldoctor.readings.pools import PoolSignal, pool_signal
+from pooldoctor.readings.sessions import HeldSession, SessionTrend, seconds_between, session_trend
 from pooldoctor.readings.timing import Lockstep, lockstep
 
 CURSOR_FETCH = re.compile(r"^\s*FETCH\b.*\bFROM\b", re.IGNORECASE | re.DOTALL)
@@ -43,6 +40,12 @@ class HoldReading:
     oldest_in_tx: float  # oldest idle-in-transaction age seen in any sample
     code_paths: tuple[CodePath, ...]
     holder_paths: tuple[CodePath, ...] = ()  # the same for instrumented holders' checkouts
+    gc_paths: tuple[CodePath, ...] = ()  # exceptions logged just before GC cleanups
+    code: tuple[CodeFlag, ...] = ()  # scan findings in the functions of named app frames
+
+    def scan_flags(self, frame: str | None) -> list[CodeFlag]:
+        """`pooldoctor scan` findings inside the function of `frame`."""
+        return [flag for flag in self.code if frame is not None and flag.frame == frame]
 
     def lockstep(self, evidence: Evidence) -> Lockstep | None:
         return lockstep(
@@ -89,12 +92,12 @@ class HoldReading:
         return (
             f"{len(self.held)} transactions held idle and unchanged in all "
             f"{self.trend.samples if self.trend else 0} samples over "
-            f"{fmt_duration(self.span_seconds)}, {fmt_duration(youngest.age_seconds)}-"
-            f"{fmt_duration(oldest.age_seconds)} old: "
+            f"{format_duration(self.span_seconds)}, {format_duration(youngest.age_seconds)}-"
+            f"{format_duration(oldest.age_seconds)} old: "
             f"{self.baseline.multiple(youngest.age_seconds)} (held after "
-            f"{fmt_duration(self.baseline.held_after)}: {self.baseline.basis})"
+            f"{format_duration(self.baseline.held_after)}: {self.baseline.basis})"
             + (
-                f", while waiters have been timing out for {fmt_duration(timing_out)}"
+                f", while waiters have been timing out for {format_duration(timing_out)}"
                 if (timing_out := self.baseline.timeouts_for)
                 else ""
             )
@@ -144,10 +147,27 @@ def _oldest_in_tx(trend: SessionTrend | None) -> float:
     return max(ages, default=0.0)
 
 
-def hold_reading(evidence: Evidence) -> HoldReading:
+def gc_code_paths(
+    evidence: Evidence, logged: list[LoggedException], slack: float
+) -> list[CodePath]:
+    """Exceptions logged just before the GC cleanups: the error path that dropped them."""
+    cleanups = [
+        m.at for log in evidence.logs if log.app is not None for m in log.app.moments
+        if m.kind == MOMENT_GC_CLEANUP
+    ]  # fmt: skip
+    # An exception precedes the cleanup of the connection it dropped: look backwards.
+    moments = [(index, at - timedelta(seconds=slack)) for index, at in enumerate(cleanups)]
+    paths = explain(moments, logged, slack)
+    return [p for p in paths if p.explains * 2 >= len(cleanups)]
+
+
+def hold_reading(
+    evidence: Evidence, pool: PoolSignal | None = None, trend: SessionTrend | None = None
+) -> HoldReading:
+    """The hold facts of `evidence` (pass the pool and trend already read to reuse them)."""
     base = baseline(evidence)
-    trend = session_trend(evidence)
-    pool = pool_signal(evidence)
+    trend = trend if trend is not None else session_trend(evidence)
+    pool = pool if pool is not None else pool_signal(evidence)
     frozen, streaming = _frozen_and_streaming(trend) if trend is not None else ([], [])
     held = [h for h in frozen if h.age_seconds >= base.held_after]
     slack = correlation_slack(base.typical_seconds)
@@ -172,4 +192,6 @@ def hold_reading(evidence: Evidence) -> HoldReading:
         oldest_in_tx=_oldest_in_tx(trend),
         code_paths=tuple(paths),
         holder_paths=tuple(explain_with_requests(held_checkouts, logged, failed, slack)),
+        gc_paths=tuple(gc_code_paths(evidence, logged, slack)),
+        code=evidence.code,
     )

@@ -8,8 +8,7 @@ from datetime import datetime
 from statistics import median
 from typing import Any
 
-from pooldoctor.collect.logs.records import CANCELLED, GC_CLEANUP
-from pooldoctor.evidence import Evidence
+from pooldoctor.evidence import MOMENT_CANCELLATION, MOMENT_GC_CLEANUP, Evidence
 from pooldoctor.readings.codepaths import exceptions, is_pool_timeout
 
 BURST_GAP_FRACTION = 0.2  # timeouts closer than this share of pool_timeout are one burst
@@ -95,8 +94,8 @@ def cancellations(evidence: Evidence) -> Cancellations:
         (m for log in evidence.logs if log.app is not None for m in log.app.moments),
         key=lambda m: m.at,
     )
-    cancelled = [m for m in moments if m.kind == CANCELLED]
-    cleanups = [m for m in moments if m.kind == GC_CLEANUP]
+    cancelled = [m for m in moments if m.kind == MOMENT_CANCELLATION]
+    cleanups = [m for m in moments if m.kind == MOMENT_GC_CLEANUP]
     aligned = sum(
         any(0 <= (g.at - c.at).total_seconds() <= ALIGN_SECONDS for c in cancelled)
         for g in cleanups

@@ -9,7 +9,14 @@ from dataclasses import dataclass, field
 from datetime import datetime, tzinfo
 
 from pooldoctor.collect.logs.timestamps import TimestampReader
-from pooldoctor.evidence import AppLogFacts, LoggedException, LogMoment, RequestLine
+from pooldoctor.evidence import (
+    MOMENT_CANCELLATION,
+    MOMENT_GC_CLEANUP,
+    AppLogFacts,
+    LoggedException,
+    LogMoment,
+    RequestLine,
+)
 
 # The latest records of each kind are kept: enough to line up with an incident's stuck work.
 MAX_EXCEPTIONS = 500
@@ -20,8 +27,8 @@ MAX_FRAMES = 12
 # Only the tail of a large log is read for these records (the per-minute event counts read all).
 MAX_TAIL_BYTES = 32 * 1024 * 1024
 
-CANCELLED = "cancellation"
-GC_CLEANUP = "gc_cleanup"
+CANCELLED = MOMENT_CANCELLATION
+GC_CLEANUP = MOMENT_GC_CLEANUP
 GC_MARKER = "garbage collector is trying to clean up"
 # Log text that says a request's task was cancelled or its client went away.
 CANCELLATION_MARKERS = (
