@@ -12,8 +12,10 @@ from typing import Any
 from pooldoctor import __version__
 from pooldoctor.collect.config import read_config
 from pooldoctor.collect.logs import collect_logs
+from pooldoctor.collect.pgbouncer import open_pgbouncer
 from pooldoctor.collect.pool_status import fetch_pool_sample, redact_url
-from pooldoctor.collect.postgres import PostgresProbe, open_postgres
+from pooldoctor.collect.postgres import open_postgres
+from pooldoctor.collect.prometheus import history_window, read_history
 from pooldoctor.commands.options import SourceOptions
 from pooldoctor.evidence import (
     Evidence,
@@ -28,6 +30,8 @@ from pooldoctor.evidence import (
 
 Clock = Callable[[], datetime]
 JOIN_MARGIN_SECONDS = 2.0
+# Threads fetching one round; a larger fleet queues, which the round's join bound reports.
+MAX_SAMPLING_THREADS = 256
 
 
 def utc_now() -> datetime:
@@ -58,16 +62,15 @@ class _PoolReadings:
 def _sample_round(
     executor: ThreadPoolExecutor,
     readings: list[_PoolReadings],
-    probe: PostgresProbe | None,
+    probes: list[Callable[[], None]],
     timeout: float,
     clock: Clock,
 ) -> None:
+    pending: list[Future[Any]] = [executor.submit(sample) for sample in probes]
     futures: dict[Future[PoolSample | SampleError], _PoolReadings] = {
         executor.submit(fetch_pool_sample, r.url, timeout): r for r in readings
     }
-    pending: list[Future[Any]] = list(futures)
-    if probe is not None:
-        pending.append(executor.submit(probe.sample))
+    pending.extend(futures)
     wait(pending, timeout=timeout + JOIN_MARGIN_SECONDS)
     for future, reading in futures.items():
         if not future.done():
@@ -86,13 +89,16 @@ def capture(options: SourceOptions, clock: Clock = utc_now) -> Evidence:
     statuses: list[SourceStatus] = []
     readings = [_PoolReadings(url) for url in options.pool_status]
     probe = open_postgres(options.dsn, options.timeout) if options.dsn else None
+    bouncers = [open_pgbouncer(dsn, options.timeout) for dsn in options.pgbouncers]
+    samplers = [p.sample for p in bouncers] + ([probe.sample] if probe is not None else [])
     pools_started = clock()
-    if readings or probe is not None:
-        executor = ThreadPoolExecutor(max_workers=len(readings) + 1, thread_name_prefix="sample")
+    if readings or samplers:
+        workers = min(MAX_SAMPLING_THREADS, len(readings) + len(samplers))
+        executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="sample")
         try:
             for index in range(options.samples):
                 round_started = time.monotonic()
-                _sample_round(executor, readings, probe, options.timeout, clock)
+                _sample_round(executor, readings, samplers, options.timeout, clock)
                 if index + 1 < options.samples:
                     elapsed = time.monotonic() - round_started
                     time.sleep(max(0.0, options.interval - elapsed))
@@ -104,6 +110,16 @@ def capture(options: SourceOptions, clock: Clock = utc_now) -> Evidence:
     if probe is not None:
         postgres = probe.finish()
         statuses.append(probe.status())
+    pgbouncers = tuple(bouncer.finish() for bouncer in bouncers)
+    statuses.extend(bouncer.status() for bouncer in bouncers)
+    history = None
+    pools = tuple(r.instance() for r in readings)
+    if options.prometheus:
+        prometheus_started = clock()
+        start, end = history_window(options.since, options.until, prometheus_started)
+        history = read_history(options.prometheus, start, end, options.timeout)
+        pools += history.pools
+        statuses.append(history.status(prometheus_started, clock()))
     logs: tuple[LogFileEvidence, ...] = ()
     if options.logs:
         logs_started = clock()
@@ -122,10 +138,12 @@ def capture(options: SourceOptions, clock: Clock = utc_now) -> Evidence:
         pooldoctor_version=__version__,
         since=options.since,
         until=options.until,
-        pools=tuple(r.instance() for r in readings),
+        pools=pools,
         postgres=postgres,
         logs=logs,
         config=config,
+        pgbouncers=pgbouncers,
+        prometheus=history.evidence if history is not None else None,
         sources=tuple(statuses),
     )
 

@@ -29,6 +29,8 @@ def capture_command(
     since: opt.SinceOpt = None,
     until: opt.UntilOpt = None,
     log_tz: opt.LogTzOpt = None,
+    pgbouncer: opt.PgBouncerOpt = None,
+    prometheus: opt.PrometheusOpt = None,
 ) -> int:
     """Collect evidence from the live system and write it to a file (no analysis)."""
     sources = opt.build_source_options(
@@ -43,6 +45,8 @@ def capture_command(
         since=since,
         until=until,
         log_tz=log_tz,
+        pgbouncers=pgbouncer,
+        prometheus=prometheus,
         now=utc_now(),
     )
     if not sources.has_sources:

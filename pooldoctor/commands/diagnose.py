@@ -66,6 +66,8 @@ def diagnose_command(
     since: opt.SinceOpt = None,
     until: opt.UntilOpt = None,
     log_tz: opt.LogTzOpt = None,
+    pgbouncer: opt.PgBouncerOpt = None,
+    prometheus: opt.PrometheusOpt = None,
     evidence: Annotated[
         Path | None,
         typer.Option("--evidence", help="Diagnose a bundle written by `pooldoctor capture`."),
@@ -103,10 +105,13 @@ def diagnose_command(
         since=since,
         until=until,
         log_tz=log_tz,
+        pgbouncers=pgbouncer,
+        prometheus=prometheus,
         now=now,
     )
     if evidence is not None:
-        if sources.pool_status or dsn or sources.logs or sources.configs:
+        live = (sources.pool_status, dsn, sources.logs, sources.configs, pgbouncer, prometheus)
+        if any(live):
             raise typer.BadParameter("--evidence cannot be combined with live source options")
         bundle = load_evidence_file(evidence)
     elif sources.has_sources:

@@ -28,6 +28,22 @@ DsnOpt = Annotated[
         "pooldoctor opens one read-only connection.",
     ),
 ]
+PgBouncerOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--pgbouncer",
+        help="PgBouncer admin console DSN (dbname=pgbouncer; a stats_users login is enough). "
+        "Sampled with the other sources. Repeat once per PgBouncer instance.",
+    ),
+]
+PrometheusOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--prometheus",
+        help="Prometheus base URL: pool history of every instance over --since/--until "
+        "(default: the last 30 minutes), by range queries.",
+    ),
+]
 LogOpt = Annotated[
     list[str] | None,
     typer.Option(
@@ -83,10 +99,19 @@ class SourceOptions:
     since: datetime | None = None
     until: datetime | None = None
     log_tz: tzinfo | None = None
+    pgbouncers: tuple[str, ...] = ()
+    prometheus: str | None = None
 
     @property
     def has_sources(self) -> bool:
-        return bool(self.pool_status or self.dsn or self.logs or self.configs)
+        return bool(
+            self.pool_status
+            or self.dsn
+            or self.logs
+            or self.configs
+            or self.pgbouncers
+            or self.prometheus
+        )
 
 
 _RELATIVE = re.compile(r"^(\d+(?:\.\d+)?)\s*([smhd])$")
@@ -151,6 +176,8 @@ def build_source_options(
     until: str | None,
     log_tz: str | None,
     now: datetime,
+    pgbouncers: list[str] | None = None,
+    prometheus: str | None = None,
 ) -> SourceOptions:
     """Validate raw CLI values into SourceOptions (raises typer.BadParameter on bad input)."""
     zone = resolve_log_tz(log_tz)
@@ -170,10 +197,13 @@ def build_source_options(
         since=since_at,
         until=until_at,
         log_tz=zone,
+        pgbouncers=tuple(pgbouncers or ()),
+        prometheus=prometheus,
     )
 
 
 NO_SOURCES_MESSAGE = (
     "no sources given: pass at least one of --pool-status URL, --dsn DSN (or set DATABASE_URL), "
-    "--log PATH or --config PATH (or --evidence FILE to diagnose a capture)"
+    "--log PATH, --config PATH, --pgbouncer DSN or --prometheus URL "
+    "(or --evidence FILE to diagnose a capture)"
 )
