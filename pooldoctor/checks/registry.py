@@ -19,6 +19,7 @@ from pooldoctor.checks import (
     pool_undersized,
     prepared_statements,
     server_connections,
+    session_pinning,
     slow_queries,
     stale_connections,
     streaming,
@@ -112,13 +113,23 @@ CHECKS: tuple[CheckSpec, ...] = (
     CheckSpec(
         "pgbouncer-saturation",
         ("pgbouncer-saturation",),
-        "PgBouncer refusals (max_client_conn, query_wait_timeout) or clients waiting.",
+        "SHOW POOLS: cl_waiting and maxwait rising while sv_active sits at the effective pool "
+        "size (pool_size, reserve, max_db/user_connections, instances); else PgBouncer "
+        "refusals in logs.",
         pgbouncer.check,
+    ),
+    CheckSpec(
+        "pgbouncer-session-pinning",
+        ("pgbouncer-saturation",),
+        "pool_mode = session with clients paired to servers yet idle across samples while "
+        "the pool is full.",
+        session_pinning.check,
     ),
     CheckSpec(
         "prepared-statements-pgbouncer",
         ("prepared-statements-pgbouncer",),
-        "Prepared statement already exists / does not exist errors behind a pooler.",
+        "Prepared statement errors from the driver behind a transaction-mode PgBouncer "
+        "(version and max_prepared_statements from the admin console).",
         prepared_statements.check,
     ),
     CheckSpec(
