@@ -3,7 +3,12 @@
 from __future__ import annotations
 
 from pooldoctor.checks.common import app_label
-from pooldoctor.checks.signals import POOL_TIMEOUT_EVENTS, log_signal, pool_signal
+from pooldoctor.checks.signals import (
+    POOL_TIMEOUT_EVENTS,
+    instance_label,
+    log_signal,
+    pool_signal,
+)
 from pooldoctor.evidence import Evidence
 from pooldoctor.findings import Finding, Role, Severity
 
@@ -36,6 +41,14 @@ def check(evidence: Evidence) -> list[Finding]:
         severity = Severity.CRITICAL if corroborated else Severity.WARNING
         confidence = 0.9 if pool.full_now and timeouts.current else 0.7
         title = "Pool exhausted: requests wait for a connection"
+        fleet = len(pool.instances)
+        if fleet > 1 and 0 < pool.instances_full_now < fleet:
+            full = [instance_label(i) for i in pool.ranked()[: min(3, pool.instances_full_now)]]
+            more = pool.instances_full_now - len(full)
+            title = (
+                f"Pool exhausted on {', '.join(full)}{f' and {more} more' if more else ''} "
+                f"({pool.instances_full_now} of {fleet} instances): requests wait for a connection"
+            )
     return [
         Finding(
             id=f"{CHECK}:{label}",

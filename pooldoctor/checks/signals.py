@@ -430,21 +430,28 @@ class PoolSignal:
         """Some but not all samples are at capacity: the pool drains between peaks."""
         return 0 < self.full_samples < self.samples
 
+    def ranked(self) -> list[PoolInstance]:
+        """Instances full now first (most callers waiting first), then the rest in order."""
+        return sorted(
+            self.instances,
+            key=lambda i: (not sample_full(i.samples[-1]), -sample_waiting(i.samples[-1])),
+        )
+
     def describe(self) -> str:
         parts = []
-        for instance in self.instances:
-            if not instance.samples:
-                continue
+        for instance in self.ranked():
             full = sum(sample_full(s) for s in instance.samples)
             parts.append(
                 f"pool {instance_label(instance)} at {describe_sample(instance.samples[-1])} "
                 f"now, at capacity in {full}/{len(instance.samples)} samples"
             )
         if len(parts) > 3:
-            return f"{'; '.join(parts[:3])}; and {len(parts) - 3} more instances"
+            fleet = f"{self.instances_full_now} of {len(parts)} instances at capacity now: "
+            return f"{fleet}{'; '.join(parts[:3])}; and {len(parts) - 3} more instances"
         return "; ".join(parts)
 
     def as_evidence(self) -> dict[str, Any]:
+        ranked = self.ranked()
         return {
             "instances": [
                 {
@@ -454,7 +461,11 @@ class PoolSignal:
                     "waiting": [sample_waiting(s) for s in instance.samples],
                     "at": [format_utc(s.at) for s in instance.samples],
                 }
-                for instance in self.instances[:MAX_LISTED]
+                for instance in ranked[:MAX_LISTED]
+            ],
+            "instances_total": len(ranked),
+            "instances_at_capacity_now": [
+                instance_label(i) for i in ranked[:MAX_LISTED] if sample_full(i.samples[-1])
             ],
             "samples": self.samples,
             "samples_at_capacity": self.full_samples,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import math
 import urllib.error
@@ -118,9 +119,18 @@ def range_query(
             "timeout": f"{timeout:g}s",
         }
     )
-    url = f"{base_url.rstrip('/')}/api/v1/query_range?{query}"
+    parts = urllib.parse.urlsplit(base_url)
+    headers = {"Accept": "application/json"}
+    if parts.username is not None:
+        user = urllib.parse.unquote(parts.username)
+        password = urllib.parse.unquote(parts.password or "")
+        token = base64.b64encode(f"{user}:{password}".encode()).decode()
+        headers["Authorization"] = f"Basic {token}"
+        parts = parts._replace(netloc=parts.netloc.rsplit("@", 1)[1])
+    url = f"{urllib.parse.urlunsplit(parts).rstrip('/')}/api/v1/query_range?{query}"
+    request = urllib.request.Request(url, headers=headers)
     try:
-        with urllib.request.urlopen(url, timeout=timeout) as response:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
             body = response.read().decode("utf-8", errors="replace")
             content_type = response.headers.get("Content-Type")
     except urllib.error.HTTPError as exc:
