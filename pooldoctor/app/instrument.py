@@ -16,6 +16,7 @@ from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import Engine
 from sqlalchemy.pool import Pool
 
+from pooldoctor.app.histogram import Histogram
 from pooldoctor.app.origins import CodeOrigin, caller_origin, line_of
 
 COUNTER_NAMES: tuple[str, ...] = (
@@ -75,6 +76,10 @@ class PoolTracker:
         self.pool_timeouts = 0
         self.invalidations = 0
         self.connects = 0
+        self.pending = 0  # callers inside pool.connect() right now: waiting for a connection
+        self.wait_time = Histogram()  # seconds spent in pool.connect(), timeouts included
+        self.use_time = Histogram()  # seconds from checkout to checkin
+        self.create_time = Histogram()  # seconds to open a new DBAPI connection
         self.pid = os.getpid()
 
     # Counters use plain `+=`: CPython switches threads only at calls and backward jumps, so the
@@ -156,27 +161,46 @@ def wrap_pool(pool: Pool, tracker: PoolTracker) -> None:
     original_connect = pool.connect
     original_return = pool._return_conn
     original_recreate = pool.recreate
+    original_create = pool._create_connection
     holders = tracker.holders
     getframe = sys._getframe
     monotonic = time.monotonic
     current_thread = threading.current_thread
 
+    wait_time = tracker.wait_time
+    use_time = tracker.use_time
+
     def connect() -> Any:
+        began = monotonic()
+        tracker.pending += 1
         try:
             fairy = original_connect()
         except sa_exc.TimeoutError:
             tracker.pool_timeouts += 1
             raise
+        finally:
+            tracker.pending -= 1
+            now = monotonic()
+            wait_time.observe(now - began)
         tracker.checkouts += 1
         code, instruction = caller_origin(getframe(1))
         record = fairy._connection_record
-        holders[id(record)] = (monotonic(), code, instruction, current_thread())
+        holders[id(record)] = (now, code, instruction, current_thread())
         return fairy
 
     def return_conn(record: Any) -> None:
         tracker.checkins += 1
-        holders.pop(id(record), None)  # before the record can be checked out by another thread
+        held = holders.pop(id(record), None)  # before another thread can check the record out
+        if held is not None:
+            use_time.observe(monotonic() - held[0])
         original_return(record)
+
+    def create_connection() -> Any:
+        began = monotonic()
+        try:
+            return original_create()
+        finally:
+            tracker.create_time.observe(monotonic() - began)
 
     def recreate() -> Pool:
         new_pool = original_recreate()
@@ -186,6 +210,7 @@ def wrap_pool(pool: Pool, tracker: PoolTracker) -> None:
     pool.connect = connect  # type: ignore[method-assign]
     pool._return_conn = return_conn  # type: ignore[method-assign]
     pool.recreate = recreate  # type: ignore[method-assign]
+    pool._create_connection = create_connection  # type: ignore[method-assign]
     pool.__dict__[_WRAPPED_FLAG] = True
 
 
@@ -194,6 +219,7 @@ def _unwrap_pool(pool: Pool) -> None:
         pool.__dict__.pop("connect", None)
         pool.__dict__.pop("_return_conn", None)
         pool.__dict__.pop("recreate", None)
+        pool.__dict__.pop("_create_connection", None)
 
 
 def instrument(engine: Any) -> PoolTracker:
