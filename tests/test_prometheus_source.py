@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from pooldoctor.alerts import ALERT_RULES
 from pooldoctor.collect import prometheus as source
 from pooldoctor.collect.session import capture
 from pooldoctor.commands.options import SourceOptions
@@ -125,3 +126,10 @@ def test_unreachable_prometheus_is_a_failed_source() -> None:
     (status,) = evidence.sources
     assert status.status is SourceState.ERROR and "cannot query" in status.detail
     assert "hunter2" not in evidence_to_json(evidence)
+
+
+def test_alert_rules_fire_for_the_pinned_instance_only(fleet_prometheus: TempPrometheus) -> None:
+    rules = {rule.name: rule for rule in ALERT_RULES}
+    for name in ("PoolSaturated", "PoolRequestsPending"):
+        firing = fleet_prometheus.query(rules[name].expr)
+        assert [series["metric"]["instance"] for series in firing] == [PINNED_NAME], name
