@@ -1,4 +1,4 @@
-"""App-side pool metrics: OpenTelemetry names via prometheus_client, multiprocess mode, round trip."""
+"""App-side pool metrics: OpenTelemetry names via prometheus_client, multiprocess, round trip."""
 
 from __future__ import annotations
 

@@ -25,6 +25,7 @@ from pooldoctor.checks.signals import (
     UNREPORTED_ORIGIN,
     LogSignal,
     PoolSignal,
+    checkout_times,
     describe_holders,
     examples_mention,
     fmt_duration,
@@ -178,6 +179,10 @@ def leak_signature(evidence: Evidence) -> LeakSignature | None:
             f"pool holders older than {fmt_duration(LEAK_MIN_AGE_SECONDS)}: "
             f"{describe_holders(group_holders(aged))}"
         )
+    times = checkout_times(evidence)
+    if times is not None and (times.mean_use_seconds or 0.0) >= LEAK_MIN_AGE_SECONDS:
+        confidence = max(confidence, 0.45) + 0.1
+        reasons.append(f"connections are used far longer than requests last: {times.describe()}")
     if gc.current:
         confidence = max(confidence, 0.5) + 0.2
         reasons.append(gc.describe("garbage-collector cleanups of non-checked-in connections"))
