@@ -182,3 +182,38 @@ def test_app_metrics_scraped_by_prometheus_read_back_by_pooldoctor(pg: TempClust
     assert latest.waiting == 0
     assert latest.counters["wait_time_seconds_count"] == 3
     assert latest.counters["pool_timeouts"] == 0
+
+
+def test_opentelemetry_meter_provider_gets_the_semantic_convention_instruments(
+    tight_engine: sa.Engine,
+) -> None:
+    from opentelemetry.sdk.metrics import MeterProvider
+    from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+
+    from pooldoctor.app.otel import register_otel
+
+    reader = InMemoryMetricReader()
+    provider = MeterProvider(metric_readers=[reader])
+    register_otel(provider, engines={"orders": tight_engine})
+    with tight_engine.connect():
+        with pytest.raises(sa.exc.TimeoutError):
+            tight_engine.connect()
+        data = reader.get_metrics_data()
+    assert data is not None
+    metrics = {
+        metric.name: list(metric.data.data_points)
+        for resource in data.resource_metrics
+        for scope in resource.scope_metrics
+        for metric in scope.metrics
+    }
+    used = {
+        point.attributes["db.client.connection.state"]: point.value
+        for point in metrics["db.client.connection.count"]
+    }
+    assert used == {"used": 1, "idle": 0}
+    assert metrics["db.client.connection.max"][0].value == 1
+    assert metrics["db.client.connection.timeouts"][0].value == 1
+    (wait,) = metrics["db.client.connection.wait_time"]
+    assert wait.attributes == {"db.client.connection.pool.name": "orders"}
+    assert wait.count == 2 and wait.sum >= 0.3
+    provider.shutdown()

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pooldoctor.checks.common import app_label
 from pooldoctor.checks.signals import (
     POOL_TIMEOUT_EVENTS,
-    instance_label,
+    distinct_labels,
     log_signal,
     pool_signal,
 )
@@ -43,7 +43,8 @@ def check(evidence: Evidence) -> list[Finding]:
         title = "Pool exhausted: requests wait for a connection"
         fleet = len(pool.instances)
         if fleet > 1 and 0 < pool.instances_full_now < fleet:
-            full = [instance_label(i) for i in pool.ranked()[: min(3, pool.instances_full_now)]]
+            labels = distinct_labels(pool.instances)
+            full = [labels[i.url] for i in pool.ranked()[: min(3, pool.instances_full_now)]]
             more = pool.instances_full_now - len(full)
             title = (
                 f"Pool exhausted on {', '.join(full)}{f' and {more} more' if more else ''} "

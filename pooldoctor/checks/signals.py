@@ -362,6 +362,13 @@ def instance_label(instance: PoolInstance) -> str:
     return parts.netloc or instance.url
 
 
+def distinct_labels(instances: Sequence[PoolInstance]) -> dict[str, str]:
+    """url -> its host:port, or the whole URL where several instances share a host:port."""
+    labels = {instance.url: instance_label(instance) for instance in instances}
+    shared = Counter(labels.values())
+    return {url: label if shared[label] == 1 else url for url, label in labels.items()}
+
+
 def sample_checked_out(sample: PoolSample) -> int | None:
     if sample.checked_out is not None:
         return sample.checked_out
@@ -439,10 +446,11 @@ class PoolSignal:
 
     def describe(self) -> str:
         parts = []
+        labels = distinct_labels(self.instances)
         for instance in self.ranked():
             full = sum(sample_full(s) for s in instance.samples)
             parts.append(
-                f"pool {instance_label(instance)} at {describe_sample(instance.samples[-1])} "
+                f"pool {labels[instance.url]} at {describe_sample(instance.samples[-1])} "
                 f"now, at capacity in {full}/{len(instance.samples)} samples"
             )
         if len(parts) > 3:
@@ -465,7 +473,7 @@ class PoolSignal:
             ],
             "instances_total": len(ranked),
             "instances_at_capacity_now": [
-                instance_label(i) for i in ranked[:MAX_LISTED] if sample_full(i.samples[-1])
+                i.url for i in ranked[:MAX_LISTED] if sample_full(i.samples[-1])
             ],
             "samples": self.samples,
             "samples_at_capacity": self.full_samples,

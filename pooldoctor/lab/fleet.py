@@ -91,7 +91,11 @@ class _Handler(BaseHTTPRequestHandler):
 
 class _FleetServer(ThreadingHTTPServer):
     daemon_threads = True
+    request_queue_size = 1024
     instances: list[FleetInstance]
+
+    def handle_error(self, request: object, client_address: object) -> None:
+        return  # a scraper that gave up (timeout) closed the socket: nothing to report
 
 
 @dataclass(frozen=True)
