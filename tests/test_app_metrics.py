@@ -20,8 +20,8 @@ from prometheus_client.parser import text_string_to_metric_families
 
 import pooldoctor
 from pooldoctor.app.prometheus import register
+from pooldoctor.collect.options import SourceOptions
 from pooldoctor.collect.session import capture
-from pooldoctor.commands.options import SourceOptions
 from pooldoctor.lab.cluster import TempCluster
 from pooldoctor.lab.prometheus import PrometheusUnavailable, ScrapeTarget, TempPrometheus
 

@@ -11,9 +11,9 @@ from pathlib import Path
 import psycopg
 import pytest
 
+from pooldoctor.collect.options import SourceOptions
 from pooldoctor.collect.pgbouncer import open_pgbouncer
 from pooldoctor.collect.session import capture
-from pooldoctor.commands.options import SourceOptions
 from pooldoctor.diagnosis import diagnose
 from pooldoctor.evidence import Evidence, SourceState, evidence_from_json, evidence_to_json
 from pooldoctor.lab.cluster import TempCluster

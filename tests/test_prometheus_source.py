@@ -9,8 +9,8 @@ import pytest
 
 from pooldoctor.alerts import ALERT_RULES
 from pooldoctor.collect import prometheus as source
+from pooldoctor.collect.options import SourceOptions
 from pooldoctor.collect.session import capture
-from pooldoctor.commands.options import SourceOptions
 from pooldoctor.diagnosis import diagnose
 from pooldoctor.evidence import Evidence, SourceState, evidence_from_json, evidence_to_json
 from pooldoctor.lab.fleet import InstanceState, serve_fleet

@@ -12,13 +12,7 @@ from typing import Any
 import psycopg
 from psycopg.rows import DictRow
 
-from pooldoctor.collect.dsn import (
-    InvalidDsnError,
-    dsn_secrets,
-    normalize_dsn,
-    redact_dsn,
-    scrub_secrets,
-)
+from pooldoctor.collect.dsn import InvalidDsnError, normalize_dsn
 from pooldoctor.collect.postgres import CONNECT_GRACE_SECONDS, _ConnectAttempt
 from pooldoctor.evidence import (
     PgBouncerConnection,
@@ -29,6 +23,7 @@ from pooldoctor.evidence import (
     SourceState,
     SourceStatus,
 )
+from pooldoctor.redact import dsn_secrets, redact_dsn, scrub_secrets
 
 ADMIN_DATABASE = "pgbouncer"
 MAX_LISTED_CONNECTIONS = 500  # SHOW CLIENTS/SERVERS rows kept per sample; totals are kept too

@@ -15,7 +15,6 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from pooldoctor.collect.pool_payloads import excerpt, looks_like_html
-from pooldoctor.collect.pool_status import redact_url
 from pooldoctor.evidence import (
     PoolInstance,
     PoolSample,
@@ -24,6 +23,7 @@ from pooldoctor.evidence import (
     SourceState,
     SourceStatus,
 )
+from pooldoctor.redact import redact_url
 
 DEFAULT_WINDOW = timedelta(minutes=30)
 MAX_POINTS = 60  # per series: the step is the window divided by this, in whole seconds
