@@ -382,3 +382,34 @@ def test_dns_failure_is_described() -> None:
     error = socket.gaierror(socket.EAI_NONAME, "Name or service not known")
     message = describe_error(error, "app.example.invalid:8000")
     assert message == "DNS lookup failed for app.example.invalid: Name or service not known"
+
+
+OTEL_EXPORTER_TEXT = """\
+# HELP db_client_connection_count The number of connections in the state of the state attribute.
+# TYPE db_client_connection_count gauge
+db_client_connection_count{db_client_connection_pool_name="hk",db_client_connection_state="used"} 10
+db_client_connection_count{db_client_connection_pool_name="hk",db_client_connection_state="idle"} 0
+db_client_connection_max{db_client_connection_pool_name="hk"} 10
+db_client_connection_pending_requests{db_client_connection_pool_name="hk"} 4
+db_client_connection_timeouts_total{db_client_connection_pool_name="hk"} 2
+db_client_connection_wait_time_seconds_bucket{db_client_connection_pool_name="hk",le="+Inf"} 7
+db_client_connection_wait_time_seconds_sum{db_client_connection_pool_name="hk"} 3.5
+db_client_connection_wait_time_seconds_count{db_client_connection_pool_name="hk"} 7
+"""
+
+
+@pytest.mark.parametrize("old_labels", [False, True])
+def test_opentelemetry_exporter_text_is_a_pool_payload(old_labels: bool) -> None:
+    text = OTEL_EXPORTER_TEXT
+    if old_labels:
+        text = text.replace("db_client_connection_state=", "state=")
+        text = text.replace("db_client_connection_pool_name=", "pool_name=")
+    sample = parse_pool_payload(text, "text/plain; version=0.0.4", datetime.now(UTC))
+    assert (sample.checked_out, sample.checked_in, sample.capacity, sample.waiting) == (
+        10,
+        0,
+        10,
+        4,
+    )
+    assert sample.counters["pool_timeouts"] == 2
+    assert sample.counters["wait_time_seconds_count"] == 7
