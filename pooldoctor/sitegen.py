@@ -44,6 +44,8 @@ def navigation(runbooks: Mapping[str, Runbook]) -> list[NavItem]:
                 {"Checks": "reference/checks.md"},
                 {"Alerts": "reference/alerts.md"},
                 {"App-side helpers": "app-side.md"},
+                {"Source: PgBouncer": "pgbouncer.md"},
+                {"Source: Prometheus history": "prometheus.md"},
                 {"Leak scanner": "scan.md"},
             ]
         },
