@@ -50,7 +50,8 @@ def _cli() -> str:
 
 
 def _run_cli(args: list[str]) -> tuple[float, float, dict[str, object]]:
-    """(wall seconds, peak RSS MiB, report JSON) of one `pooldoctor diagnose` child process."""
+    """(wall seconds, peak RSS MiB, report JSON) of one `pooldoctor diagnose` child process;
+    its CPU seconds are printed, to tell a busy machine from a slow program."""
     with tempfile.TemporaryFile() as argfile:
         started = time.perf_counter()
         process = subprocess.Popen(
@@ -61,6 +62,8 @@ def _run_cli(args: list[str]) -> tuple[float, float, dict[str, object]]:
         _, status, usage = os.wait4(process.pid, 0)
         process.returncode = os.waitstatus_to_exitcode(status)
         wall = time.perf_counter() - started
+        cpu = usage.ru_utime + usage.ru_stime
+        print(f"  child: wall {wall:.2f}s, CPU {cpu:.2f}s, exit {process.returncode}")
         argfile.seek(0)
         report = json.loads(argfile.read() or b"{}")
     return wall, usage.ru_maxrss / 1024, report

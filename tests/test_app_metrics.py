@@ -14,11 +14,14 @@ from wsgiref.simple_server import WSGIRequestHandler, make_server
 
 import pytest
 import sqlalchemy as sa
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.parser import text_string_to_metric_families
 
 import pooldoctor
+from pooldoctor.app.otel import register_otel
 from pooldoctor.app.prometheus import register
 from pooldoctor.collect.options import SourceOptions
 from pooldoctor.collect.session import capture
@@ -187,11 +190,6 @@ def test_app_metrics_scraped_by_prometheus_read_back_by_pooldoctor(pg: TempClust
 def test_opentelemetry_meter_provider_gets_the_semantic_convention_instruments(
     tight_engine: sa.Engine,
 ) -> None:
-    from opentelemetry.sdk.metrics import MeterProvider
-    from opentelemetry.sdk.metrics.export import InMemoryMetricReader
-
-    from pooldoctor.app.otel import register_otel
-
     reader = InMemoryMetricReader()
     provider = MeterProvider(metric_readers=[reader])
     register_otel(provider, engines={"orders": tight_engine})

@@ -16,7 +16,7 @@ from pooldoctor.collect.pgbouncer import open_pgbouncer
 from pooldoctor.collect.session import capture
 from pooldoctor.diagnosis import diagnose
 from pooldoctor.evidence import Evidence, SourceState, evidence_from_json, evidence_to_json
-from pooldoctor.lab.cluster import TempCluster
+from pooldoctor.lab.cluster import TempCluster, free_port
 from pooldoctor.lab.pgbouncer import PgBouncerUnavailable, TempPgBouncer
 
 JOIN_SECONDS = 30.0  # bound on every client thread; the states below last a few seconds
@@ -103,8 +103,6 @@ def test_admin_console_rounds_are_recorded_with_a_stats_user(
 
 
 def test_unreachable_pgbouncer_is_a_failed_source_not_a_crash(pg: TempCluster) -> None:
-    from pooldoctor.lab.cluster import free_port
-
     dsn = f"host=127.0.0.1 port={free_port()} dbname=pgbouncer user=x password=hunter2"
     evidence = capture(SourceOptions(pgbouncers=(dsn,), samples=1, interval=0, timeout=1.0))
     (status,) = evidence.sources

@@ -13,6 +13,7 @@ from pooldoctor.collect.options import SourceOptions
 from pooldoctor.collect.session import capture
 from pooldoctor.diagnosis import diagnose
 from pooldoctor.evidence import Evidence, SourceState, evidence_from_json, evidence_to_json
+from pooldoctor.lab.cluster import free_port
 from pooldoctor.lab.fleet import InstanceState, serve_fleet
 from pooldoctor.lab.prometheus import PrometheusUnavailable, TempPrometheus
 from tests.httpserver import LocalHTTPServer, Response
@@ -119,8 +120,6 @@ def test_error_page_is_a_failed_source_not_a_traceback(http_server: LocalHTTPSer
 
 
 def test_unreachable_prometheus_is_a_failed_source() -> None:
-    from pooldoctor.lab.cluster import free_port
-
     url = f"http://user:hunter2@127.0.0.1:{free_port()}"
     evidence = capture(SourceOptions(prometheus=url, timeout=1))
     (status,) = evidence.sources

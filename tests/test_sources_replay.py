@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import json
+import socket
 import threading
+import time
 from pathlib import Path
 
 import psycopg
 import pytest
 
 from pooldoctor.cli import main
+from pooldoctor.collect.options import SourceOptions
+from pooldoctor.collect.session import capture
 from pooldoctor.diagnosis import diagnose
 from pooldoctor.evidence import SourceState, evidence_from_json, evidence_to_json
 from pooldoctor.lab.cluster import TempCluster
@@ -18,6 +22,7 @@ from pooldoctor.lab.pgbouncer import PgBouncerUnavailable, TempPgBouncer
 from pooldoctor.lab.prometheus import PrometheusUnavailable, TempPrometheus
 
 JOIN_SECONDS = 30.0
+HANG_BOUND_SECONDS = 20.0  # generous: the point is "bounded", not "fast"
 
 
 def test_capture_with_both_new_sources_replays_to_the_same_findings(
@@ -82,3 +87,27 @@ def test_capture_with_both_new_sources_replays_to_the_same_findings(
     assert replayed == [finding.id for finding in diagnose(evidence).findings]
     checks = {finding["check"] for finding in report["findings"]}
     assert {"pgbouncer-saturation", "pool-exhausted"} <= checks
+
+
+def test_silent_pgbouncer_and_prometheus_are_bounded_by_the_timeout() -> None:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(16)
+        port = silent.getsockname()[1]
+        started = time.monotonic()
+        evidence = capture(
+            SourceOptions(
+                pgbouncers=(f"host=127.0.0.1 port={port} dbname=pgbouncer user=stats",),
+                prometheus=f"http://127.0.0.1:{port}",
+                samples=2,
+                interval=0.1,
+                timeout=1.0,
+            )
+        )
+        elapsed = time.monotonic() - started
+    assert elapsed < HANG_BOUND_SECONDS  # bounded, not fast: one timeout per source plus margins
+    details = {s.kind: (s.status, s.detail) for s in evidence.sources}
+    assert details["pgbouncer"][0] is SourceState.ERROR
+    assert "no connection within 1s" in details["pgbouncer"][1]
+    assert details["prometheus"][0] is SourceState.ERROR
+    assert "timed out" in details["prometheus"][1]
