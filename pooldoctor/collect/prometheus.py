@@ -247,9 +247,10 @@ class History:
 
     def status(self, started: datetime, finished: datetime) -> SourceStatus:
         evidence = self.evidence
-        minutes = (evidence.end - evidence.start).total_seconds() / 60
+        seconds = (evidence.end - evidence.start).total_seconds()
+        span = f"{seconds / 60:.0f} min" if seconds >= 120 else f"{seconds:.0f}s"
         detail = (
-            f"{evidence.instances} instance(s), {evidence.series} series over {minutes:.0f} min "
+            f"{evidence.instances} instance(s), {evidence.series} series over {span} "
             f"at {evidence.step_seconds:g}s steps"
         )
         for note in (*evidence.notes, *evidence.errors):
