@@ -14,7 +14,7 @@ from pooldoctor.collect.session import capture
 from pooldoctor.diagnosis import diagnose
 from pooldoctor.evidence import Evidence, SourceState, evidence_from_json, evidence_to_json
 from pooldoctor.lab.cluster import free_port
-from pooldoctor.lab.fleet import InstanceState, serve_fleet
+from pooldoctor.lab.fleet import InstanceState, PostgresExporter, serve_fleet
 from pooldoctor.lab.prometheus import PrometheusUnavailable, TempPrometheus
 from tests.httpserver import LocalHTTPServer, Response
 
@@ -33,7 +33,8 @@ def _states() -> list[InstanceState]:
 @pytest.fixture(scope="module")
 def fleet_prometheus() -> Iterator[TempPrometheus]:
     """40 exporters (one pinned at its max with requests pending) scraped every second."""
-    with serve_fleet(_states()) as fleet:
+    postgres = PostgresExporter({"active": 12, "idle": 70, "idle in transaction": 3}, 100)
+    with serve_fleet(_states(), postgres=postgres) as fleet:
         try:
             server = TempPrometheus(fleet.targets)
         except PrometheusUnavailable as exc:
@@ -132,3 +133,16 @@ def test_alert_rules_fire_for_the_pinned_instance_only(fleet_prometheus: TempPro
     for name in ("PoolSaturated", "PoolRequestsPending"):
         firing = fleet_prometheus.query(rules[name].expr)
         assert [series["metric"]["instance"] for series in firing] == [PINNED_NAME], name
+
+
+def test_postgres_exporter_series_are_kept_and_summarised(fleet_prometheus: TempPrometheus) -> None:
+    evidence = _history(fleet_prometheus)
+    history = evidence.prometheus
+    assert history is not None
+    limit = history.server_series['pg_settings_max_connections{instance="db-1:9187"}']
+    assert limit[-1].value == 100
+    idle = history.server_series[
+        'pg_stat_activity_count{datname="app",instance="db-1:9187",state="idle"}'
+    ]
+    assert idle[-1].value == 70
+    assert "postgres_exporter db-1:9187: 85 of 100 max_connections" in evidence.sources[0].detail

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import json
 import math
+import re
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -238,6 +239,30 @@ def pools_from_points(
     )
 
 
+def _label(key: str, name: str) -> str | None:
+    match = re.search(rf'{name}="([^"]*)"', key)
+    return match.group(1) if match else None
+
+
+def server_summaries(evidence: PrometheusEvidence) -> list[str]:
+    """'postgres_exporter db-1:9187: 85 of 100 max_connections' per server, at the window's end."""
+    sessions: dict[str, float] = {}
+    limits: dict[str, float] = {}
+    for key, points in evidence.server_series.items():
+        instance = _label(key, "instance") or "?"
+        if not points:
+            continue
+        if key.startswith("pg_settings_max_connections"):
+            limits[instance] = points[-1].value
+        elif key.startswith("pg_stat_activity_count"):
+            sessions[instance] = sessions.get(instance, 0.0) + points[-1].value
+    return [
+        f"postgres_exporter {instance}: {sessions.get(instance, 0):.0f} of {limit:.0f} "
+        "max_connections"
+        for instance, limit in sorted(limits.items())
+    ]
+
+
 @dataclass(frozen=True)
 class History:
     """What --prometheus produced: pool instances for the evidence, and how they were read."""
@@ -253,6 +278,8 @@ class History:
             f"{evidence.instances} instance(s), {evidence.series} series over {span} "
             f"at {evidence.step_seconds:g}s steps"
         )
+        for server in server_summaries(evidence):
+            detail += f"; {server}"
         for note in (*evidence.notes, *evidence.errors):
             detail += f"; {note}"
         ok = evidence.instances > 0 or (evidence.series > 0 and not evidence.errors)

@@ -69,16 +69,41 @@ class FleetInstance:
         return generate_latest(self.registry)
 
 
+class PostgresExporter:
+    """postgres_exporter's connection series for one server: sessions by state, the limit."""
+
+    def __init__(self, by_state: dict[str, int], max_connections: int) -> None:
+        self.registry = CollectorRegistry()
+        activity = Gauge(
+            "pg_stat_activity_count",
+            "number of connections in this state",
+            ["datname", "state"],
+            registry=self.registry,
+        )
+        for state, count in by_state.items():
+            activity.labels("app", state).set(count)
+        limit = Gauge(
+            "pg_settings_max_connections", "max_connections setting", registry=self.registry
+        )
+        limit.set(max_connections)
+
+    def exposition(self) -> bytes:
+        return generate_latest(self.registry)
+
+
 class _Handler(BaseHTTPRequestHandler):
     server: _FleetServer
 
     def do_GET(self) -> None:
         index = self.path.rsplit("/", 1)[-1]
         instances = self.server.instances
-        if not index.isdigit() or int(index) >= len(instances):
+        if index == "postgres" and self.server.postgres is not None:
+            body = self.server.postgres.exposition()
+        elif not index.isdigit() or int(index) >= len(instances):
             self.send_error(404)
             return
-        body = instances[int(index)].exposition()
+        else:
+            body = instances[int(index)].exposition()
         self.send_response(200)
         self.send_header("Content-Type", CONTENT_TYPE_LATEST)
         self.send_header("Content-Length", str(len(body)))
@@ -93,6 +118,7 @@ class _FleetServer(ThreadingHTTPServer):
     daemon_threads = True
     request_queue_size = 1024
     instances: list[FleetInstance]
+    postgres: PostgresExporter | None
 
     def handle_error(self, request: object, client_address: object) -> None:
         return  # a scraper that gave up (timeout) closed the socket: nothing to report
@@ -107,14 +133,18 @@ class Fleet:
 
 
 @contextmanager
-def serve_fleet(states: list[InstanceState], pool: str = "main") -> Iterator[Fleet]:
-    """Serve one exporter per state; every fifth uses the older `state`/`pool_name` labels."""
+def serve_fleet(
+    states: list[InstanceState], pool: str = "main", postgres: PostgresExporter | None = None
+) -> Iterator[Fleet]:
+    """Serve one exporter per state; every fifth uses the older `state`/`pool_name` labels.
+    With `postgres`, one more target plays postgres_exporter for the shared server."""
     instances = [
         FleetInstance(f"app-{n:04d}:8000", pool, state, old_labels=n % 5 == 4)
         for n, state in enumerate(states)
     ]
     server = _FleetServer(("127.0.0.1", 0), _Handler)
     server.instances = instances
+    server.postgres = postgres
     port = server.server_address[1]
     thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05})
     thread.daemon = True
@@ -123,6 +153,8 @@ def serve_fleet(states: list[InstanceState], pool: str = "main") -> Iterator[Fle
         ScrapeTarget(f"127.0.0.1:{port}", f"/metrics/{n}", instance.name)
         for n, instance in enumerate(instances)
     ]
+    if postgres is not None:
+        targets.append(ScrapeTarget(f"127.0.0.1:{port}", "/metrics/postgres", "db-1:9187"))
     try:
         yield Fleet(instances, targets)
     finally:
