@@ -85,6 +85,9 @@ POOL_QUERIES: tuple[SeriesQuery, ...] = (
 SERVER_QUERIES: dict[str, str] = {  # postgres_exporter, when present
     "pg_stat_activity_count": "sum by (instance, datname, state) (pg_stat_activity_count)",
     "pg_settings_max_connections": "max by (instance) (pg_settings_max_connections)",
+    "pg_settings_superuser_reserved_connections": (
+        "max by (instance) (pg_settings_superuser_reserved_connections)"
+    ),
 }
 _INT_FIELDS = ("checked_out", "checked_in", "size", "max_overflow", "waiting")
 
