@@ -12,26 +12,28 @@ Observer = Callable[[float], None]
 
 
 class Histogram:
-    """Counts per bucket (not cumulative), a sum and a count; `observe` is one bisect and adds.
+    """Counts per bucket (not cumulative) and a sum; `observe` is one bisect and two adds.
 
-    Extra `observers` (prometheus_client multiprocess histograms, OpenTelemetry instruments)
-    receive every value too."""
+    The checkout path inlines `observe` (see instrument.wrap_pool). Extra `observers`
+    (OpenTelemetry instruments) receive every value too."""
 
-    __slots__ = ("bounds", "count", "counts", "observers", "total")
+    __slots__ = ("bounds", "counts", "observers", "total")
 
     def __init__(self, bounds: tuple[float, ...] = DURATION_BUCKETS) -> None:
         self.bounds = bounds
         self.counts = [0] * (len(bounds) + 1)
         self.total = 0.0
-        self.count = 0
         self.observers: list[Observer] = []
+
+    @property
+    def count(self) -> int:
+        return sum(self.counts)
 
     def observe(self, seconds: float) -> None:
         self.counts[bisect_left(self.bounds, seconds)] += 1
         self.total += seconds
-        self.count += 1
-        for observer in self.observers:
-            observer(seconds)
+        if self.observers:
+            notify(self.observers, seconds)
 
     def cumulative(self) -> list[tuple[str, float]]:
         """(upper bound as Prometheus writes it, cumulative count) including +Inf."""
@@ -41,3 +43,9 @@ class Histogram:
             running += count
             buckets.append(("+Inf" if bound == float("inf") else repr(bound), float(running)))
         return buckets
+
+
+def notify(observers: list[Observer], seconds: float) -> None:
+    """Hand one value to every extra observer."""
+    for observer in observers:
+        observer(seconds)
