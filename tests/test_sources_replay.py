@@ -111,3 +111,13 @@ def test_silent_pgbouncer_and_prometheus_are_bounded_by_the_timeout() -> None:
     assert "no connection within 1s" in details["pgbouncer"][1]
     assert details["prometheus"][0] is SourceState.ERROR
     assert "timed out" in details["prometheus"][1]
+
+
+@pytest.mark.parametrize("url", ["prometheus:9090", "ftp://prometheus", "http://user:hunter2@"])
+def test_a_bad_prometheus_url_is_a_one_line_usage_error(
+    url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["diagnose", "--prometheus", url]) == 64
+    error = capsys.readouterr().err
+    assert error.count("\n") == 1 and "is not an http(s) URL" in error
+    assert "hunter2" not in error

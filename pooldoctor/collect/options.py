@@ -6,9 +6,11 @@ import contextlib
 import os
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, tzinfo
+from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pooldoctor.durations import BadDuration, parse_duration
+from pooldoctor.redact import redact_url
 
 
 class BadOption(ValueError):
@@ -88,6 +90,16 @@ def default_dsn() -> str | None:
     return None
 
 
+def check_prometheus_url(url: str) -> None:
+    """--prometheus must be an http(s) base URL with a host."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise BadOption(
+            f"--prometheus {redact_url(url)!r} is not an http(s) URL; "
+            "give the server's base URL, e.g. http://prometheus:9090"
+        )
+
+
 def build_source_options(
     *,
     pool_status: list[str] | None,
@@ -111,6 +123,8 @@ def build_source_options(
     until_at = parse_time_arg(until, now, zone) if until else None
     if since_at and until_at and since_at >= until_at:
         raise BadOption("--since must be earlier than --until")
+    if prometheus is not None:
+        check_prometheus_url(prometheus)
     return SourceOptions(
         pool_status=tuple(pool_status or ()),
         dsn=dsn or default_dsn(),

@@ -134,7 +134,7 @@ class PgBouncerProbe:
         try:
             conninfo = normalize_dsn(dsn)
         except InvalidDsnError as exc:
-            self.connect_failure = f"invalid DSN: {exc}"
+            self.connect_failure = str(exc)
             return
         attempt = _ConnectAttempt(conninfo, self.timeout)
         attempt.start()

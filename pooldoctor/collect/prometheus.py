@@ -34,7 +34,7 @@ PAYLOAD_FORMAT = "prometheus-history"
 INSTANCE_LABELS = ("job", "instance")
 # Pool name labels as OpenTelemetry exporters write them (current, then older spellings), and
 # pooldoctor's own `engine`.
-POOL_LABELS = ("db_client_connection_pool_name", "pool_name", "pool_name_", "engine")
+POOL_LABELS = ("db_client_connection_pool_name", "pool_name", "engine")
 STATE_LABELS = ("db_client_connection_state", "state")
 
 
@@ -142,7 +142,7 @@ def range_query(
         raise PrometheusError(
             f"HTTP {exc.code}: {_api_error(body, exc.headers.get('Content-Type'))}"
         ) from None
-    except (urllib.error.URLError, TimeoutError, OSError) as exc:
+    except (urllib.error.URLError, TimeoutError, OSError, ValueError) as exc:
         reason = getattr(exc, "reason", None) or exc
         raise PrometheusError(f"cannot query: {reason}") from None
     try:
