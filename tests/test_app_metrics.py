@@ -162,7 +162,7 @@ def test_app_metrics_scraped_by_prometheus_read_back_by_pooldoctor(pg: TempClust
         except PrometheusUnavailable as exc:
             pytest.fail(str(exc))
         with prometheus:
-            prometheus.wait_for_samples("count_over_time(db_client_connection_max[1m])", 3)
+            prometheus.wait_for_samples("count_over_time(db_client_connection_max[1m])", 2)
             now = datetime.now(UTC)
             evidence = capture(
                 SourceOptions(

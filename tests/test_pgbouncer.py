@@ -114,9 +114,9 @@ def test_saturation_names_the_pool_with_show_pools_numbers(
     bouncer: Callable[..., TempPgBouncer], pg: TempCluster
 ) -> None:
     running = bouncer(default_pool_size="2", reserve_pool_size="0")
-    clients = _clients(running, 5, "SELECT pg_sleep(2)")
+    clients = _clients(running, 4, "SELECT pg_sleep(1.5)")
     try:
-        _wait_for(lambda: _waiting(running) >= 3)
+        _wait_for(lambda: _waiting(running) >= 2)
         evidence = _capture(running, pg)
     finally:
         _join(clients)
@@ -197,9 +197,9 @@ def test_pgbouncer_evidence_replays_to_the_same_findings(
     bouncer: Callable[..., TempPgBouncer], pg: TempCluster
 ) -> None:
     running = bouncer(default_pool_size="1", reserve_pool_size="0")
-    clients = _clients(running, 3, "SELECT pg_sleep(1.5)")
+    clients = _clients(running, 2, "SELECT pg_sleep(1)")
     try:
-        _wait_for(lambda: _waiting(running) >= 2)
+        _wait_for(lambda: _waiting(running) >= 1)
         evidence = _capture(running, pg)
     finally:
         _join(clients)

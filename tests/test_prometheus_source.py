@@ -2,26 +2,33 @@
 
 from __future__ import annotations
 
+import json
+import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
+import psycopg
 import pytest
 
 from pooldoctor.alerts import ALERT_RULES
+from pooldoctor.cli import main
 from pooldoctor.collect import prometheus as source
 from pooldoctor.collect.options import SourceOptions
 from pooldoctor.collect.session import capture
 from pooldoctor.diagnosis import diagnose
 from pooldoctor.evidence import Evidence, SourceState, evidence_from_json, evidence_to_json
-from pooldoctor.lab.cluster import free_port
+from pooldoctor.lab.cluster import TempCluster, free_port
 from pooldoctor.lab.fleet import InstanceState, PostgresExporter, serve_fleet
+from pooldoctor.lab.pgbouncer import PgBouncerUnavailable, TempPgBouncer
 from pooldoctor.lab.prometheus import PrometheusUnavailable, TempPrometheus
 from tests.httpserver import LocalHTTPServer, Response
 
 FLEET = 40
 PINNED = 17
 PINNED_NAME = f"app-{PINNED:04d}:8000"
-SCRAPES = 4  # samples per instance before reading the history back
+SCRAPES = 3  # samples per instance before reading the history back
+JOIN_SECONDS = 30.0
 
 
 def _states() -> list[InstanceState]:
@@ -146,3 +153,41 @@ def test_postgres_exporter_series_are_kept_and_summarised(fleet_prometheus: Temp
     ]
     assert idle[-1].value == 70
     assert "postgres_exporter db-1:9187: 85 of 100 max_connections" in evidence.sources[0].detail
+
+
+def test_capture_with_pgbouncer_and_prometheus_replays_to_the_same_findings(
+    fleet_prometheus: TempPrometheus,
+    pg: TempCluster,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    try:
+        bouncer = TempPgBouncer(pg, settings={"default_pool_size": "1", "reserve_pool_size": "0"})
+    except PgBouncerUnavailable as exc:
+        pytest.fail(str(exc))
+    out = tmp_path / "evidence.json"
+    with bouncer:
+
+        def sleeper() -> None:
+            with psycopg.connect(bouncer.dsn(), autocommit=True) as conn:
+                conn.execute(b"SELECT pg_sleep(1)")
+
+        clients = [threading.Thread(target=sleeper, daemon=True) for _ in range(2)]
+        for client in clients:
+            client.start()
+        sources = ["--pgbouncer", bouncer.admin_dsn(), "--prometheus", fleet_prometheus.url]
+        schedule = ["--since", "30s", "--samples", "3", "--interval", "0.2"]
+        code = main(["capture", "--out", str(out), *sources, *schedule])
+        for client in clients:
+            client.join(JOIN_SECONDS)
+    assert code == 0
+    evidence = evidence_from_json(out.read_text(encoding="utf-8"))
+    kinds = {s.kind: s.status for s in evidence.sources}
+    assert kinds == {"pgbouncer": SourceState.OK, "prometheus": SourceState.OK}
+    assert evidence.pgbouncers[0].samples and len(evidence.pools) == FLEET
+    assert evidence_from_json(evidence_to_json(evidence)) == evidence
+    capsys.readouterr()
+    assert main(["diagnose", "--evidence", str(out), "--format", "json"]) == 2
+    report = json.loads(capsys.readouterr().out)
+    assert [f["id"] for f in report["findings"]] == [f.id for f in diagnose(evidence).findings]
+    assert {"pgbouncer-saturation", "pool-exhausted"} <= {f["check"] for f in report["findings"]}

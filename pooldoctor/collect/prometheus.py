@@ -93,7 +93,12 @@ _INT_FIELDS = ("checked_out", "checked_in", "size", "max_overflow", "waiting")
 
 
 class PrometheusError(RuntimeError):
-    """A query Prometheus refused or answered with something that is not its JSON API."""
+    """A query Prometheus refused or answered with something that is not its JSON API;
+    `unreachable` when no answer came at all (refused, timed out, bad address)."""
+
+    def __init__(self, message: str, unreachable: bool = False) -> None:
+        super().__init__(message)
+        self.unreachable = unreachable
 
 
 def history_window(
@@ -144,7 +149,7 @@ def range_query(
         ) from None
     except (urllib.error.URLError, TimeoutError, OSError, ValueError) as exc:
         reason = getattr(exc, "reason", None) or exc
-        raise PrometheusError(f"cannot query: {reason}") from None
+        raise PrometheusError(f"cannot query: {reason}", unreachable=True) from None
     try:
         document = json.loads(body)
     except ValueError:
@@ -310,10 +315,14 @@ def read_history(base_url: str, start: datetime, end: datetime, timeout: float) 
     ]
     jobs += [(name, promql, None) for name, promql in SERVER_QUERIES.items()]
     promqls = [promql for _, promql, _ in jobs]
-    with ThreadPoolExecutor(max_workers=QUERY_THREADS, thread_name_prefix="prometheus") as pool:
-        results = list(
-            pool.map(lambda promql: _run(base_url, promql, start, end, step, timeout), promqls)
-        )
+    # The first query alone: an unreachable server then costs one timeout, not one per query.
+    first = _run(base_url, promqls[0], start, end, step, timeout)
+    if isinstance(first, PrometheusError) and first.unreachable:
+        results: list[list[dict[str, Any]] | PrometheusError] = [first] * len(promqls)
+    else:
+        with ThreadPoolExecutor(max_workers=QUERY_THREADS, thread_name_prefix="prometheus") as ex:
+            rest = ex.map(lambda q: _run(base_url, q, start, end, step, timeout), promqls[1:])
+            results = [first, *rest]
     acc = _Accumulator()
     errors: list[str] = []
     notes: list[str] = []
