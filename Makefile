@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: demo test lint typecheck unit postgres proxies docs docs-offline docs-serve bench clean
+.PHONY: demo test lint typecheck unit postgres proxies chromium docs docs-offline docs-serve bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -18,6 +18,9 @@ postgres:
 proxies:
 	@bash scripts/ensure-proxies.sh
 
+chromium:
+	@bash scripts/ensure-chromium.sh
+
 demo: $(STAMP) postgres
 	$(BIN)/pooldoctor demo
 
@@ -28,7 +31,7 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
-unit: $(STAMP) postgres proxies
+unit: $(STAMP) postgres proxies chromium
 	$(BIN)/pytest -q $(PYTEST_ARGS)
 
 test: lint typecheck unit

@@ -127,6 +127,7 @@ class PgBouncerProbe:
         self._errors: list[str] = []
         self._connection: psycopg.Connection[DictRow] | None = None
         self._busy = threading.Lock()
+        self._last_round_errors = False
         self._evidence: PgBouncerEvidence | None = None
 
     def _open(self, dsn: str) -> None:
@@ -169,6 +170,7 @@ class PgBouncerProbe:
             if not self._usable():
                 return
             at = datetime.now(UTC)
+            errors_before = len(self._errors)
             results: dict[str, list[DictRow]] = {}
             for what in ("POOLS", "DATABASES", "CLIENTS", "SERVERS", "STATS", "CONFIG", "USERS"):
                 try:
@@ -177,6 +179,7 @@ class PgBouncerProbe:
                     self._errors.append(f"SHOW {what}: {' '.join(str(exc).split())}")
                     if not self._usable():
                         return
+            self._last_round_errors = len(self._errors) > errors_before
             self._record(at, results)
         finally:
             self._busy.release()
@@ -203,6 +206,16 @@ class PgBouncerProbe:
                 stats=stats_from_rows(results.get("STATS", [])),
             )
         )
+
+    def round_outcome(self) -> str:
+        """How the latest round went, in a word or a short reason (for progress lines)."""
+        if self.connect_failure is not None:
+            return "error: not connected (not retried)"
+        if not self._usable():
+            return "error: connection lost"
+        if self._errors and self._last_round_errors:
+            return f"error: {self._errors[-1]}"
+        return "ok"
 
     def finish(self) -> PgBouncerEvidence:
         """Close the connection (once) and return everything collected."""

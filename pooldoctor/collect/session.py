@@ -13,9 +13,9 @@ from pooldoctor import __version__
 from pooldoctor.collect.config import read_config
 from pooldoctor.collect.logs import collect_logs
 from pooldoctor.collect.options import SourceOptions
-from pooldoctor.collect.pgbouncer import open_pgbouncer
+from pooldoctor.collect.pgbouncer import PgBouncerProbe, open_pgbouncer
 from pooldoctor.collect.pool_status import fetch_pool_sample
-from pooldoctor.collect.postgres import open_postgres
+from pooldoctor.collect.postgres import PostgresProbe, open_postgres
 from pooldoctor.collect.prometheus import history_window, read_history
 from pooldoctor.evidence import (
     Evidence,
@@ -33,6 +33,26 @@ Clock = Callable[[], datetime]
 JOIN_MARGIN_SECONDS = 2.0
 # Threads fetching one round; a larger fleet queues, which the round's join bound reports.
 MAX_SAMPLING_THREADS = 256
+# A pool-status URL that refused the connection has nothing listening: asking again every round
+# only adds its timeout to each round. It is not retried (the source status says so).
+REFUSED_PREFIX = "connection refused"
+
+
+@dataclass(frozen=True)
+class RoundReport:
+    """What one sampling round got from each live source, for progress output."""
+
+    number: int
+    total: int
+    outcomes: tuple[tuple[str, str], ...]  # (source name, "ok" | "error: why" | "not retried")
+
+    def line(self) -> str:
+        """`sampling 2/6: pool-status ok, postgres ok`"""
+        parts = ", ".join(f"{name} {outcome}" for name, outcome in self.outcomes)
+        return f"sampling {self.number}/{self.total}: {parts}"
+
+
+RoundCallback = Callable[[RoundReport], None]
 
 
 def utc_now() -> datetime:
@@ -44,6 +64,21 @@ class _PoolReadings:
     url: str
     samples: list[PoolSample] = field(default_factory=list)
     errors: list[SampleError] = field(default_factory=list)
+    refused: bool = False  # refused once: not asked again
+    refusal_reported: bool = False
+
+    def round_outcome(self) -> str:
+        """How this round went, for the progress line (the refusal is told once)."""
+        if self.refused and self.refusal_reported:
+            return "skipped (refused earlier)"
+        if self.refused:
+            self.refusal_reported = True
+            return f"error: {self.errors[-1].error} (will not retry)"
+        latest_sample = self.samples[-1].at if self.samples else None
+        latest_error = self.errors[-1] if self.errors else None
+        if latest_error is not None and (latest_sample is None or latest_error.at > latest_sample):
+            return f"error: {latest_error.error}"
+        return "ok"
 
     def instance(self) -> PoolInstance:
         return PoolInstance(redact_url(self.url), tuple(self.samples), tuple(self.errors))
@@ -57,19 +92,26 @@ class _PoolReadings:
         else:
             state = SourceState.ERROR
             detail = self.errors[-1].error if self.errors else "no sample taken"
+        if self.refused:
+            detail += " (not retried after the refusal)"
         return SourceStatus(redact_url(self.url), "pool_status", state, detail, started, finished)
 
 
 def _sample_round(
     executor: ThreadPoolExecutor,
     readings: list[_PoolReadings],
-    probes: list[Callable[[], None]],
+    probe: PostgresProbe | None,
+    bouncers: list[PgBouncerProbe],
     timeout: float,
     clock: Clock,
 ) -> None:
-    pending: list[Future[Any]] = [executor.submit(sample) for sample in probes]
+    # Connection-holding probes first: with a fleet larger than the thread pool they must not
+    # queue behind a thousand URL fetches.
+    pending: list[Future[Any]] = [executor.submit(bouncer.sample) for bouncer in bouncers]
+    if probe is not None:
+        pending.append(executor.submit(probe.sample))
     futures: dict[Future[PoolSample | SampleError], _PoolReadings] = {
-        executor.submit(fetch_pool_sample, r.url, timeout): r for r in readings
+        executor.submit(fetch_pool_sample, r.url, timeout): r for r in readings if not r.refused
     }
     pending.extend(futures)
     wait(pending, timeout=timeout + JOIN_MARGIN_SECONDS)
@@ -82,24 +124,57 @@ def _sample_round(
             reading.samples.append(result)
         else:
             reading.errors.append(result)
+            reading.refused = result.error.startswith(REFUSED_PREFIX)
 
 
-def capture(options: SourceOptions, clock: Clock = utc_now) -> Evidence:
-    """Collect evidence from every requested source; failures become source statuses."""
+def _round_report(
+    number: int,
+    total: int,
+    readings: list[_PoolReadings],
+    probe: PostgresProbe | None,
+    bouncers: list[PgBouncerProbe],
+) -> RoundReport:
+    outcomes: list[tuple[str, str]] = []
+    for reading in readings:
+        name = (
+            "pool-status"
+            if len(readings) == 1
+            else f"pool-status {redact_url(reading.url).split('://', 1)[-1]}"
+        )
+        outcomes.append((name, reading.round_outcome()))
+    if probe is not None:
+        outcomes.append(("postgres", probe.round_outcome()))
+    for bouncer in bouncers:
+        name = "pgbouncer" if len(bouncers) == 1 else f"pgbouncer {bouncer.target}"
+        outcomes.append((name, bouncer.round_outcome()))
+    return RoundReport(number, total, tuple(outcomes))
+
+
+def capture(
+    options: SourceOptions, clock: Clock = utc_now, on_round: RoundCallback | None = None
+) -> Evidence:
+    """Collect evidence from every requested source; failures become source statuses.
+
+    `on_round` hears after each sampling round what each live source gave (for progress output).
+    """
     started = clock()
     statuses: list[SourceStatus] = []
     readings = [_PoolReadings(url) for url in options.pool_status]
     probe = open_postgres(options.dsn, options.timeout) if options.dsn else None
     bouncers = [open_pgbouncer(dsn, options.timeout) for dsn in options.pgbouncers]
-    samplers = [p.sample for p in bouncers] + ([probe.sample] if probe is not None else [])
     pools_started = clock()
-    if readings or samplers:
-        workers = min(MAX_SAMPLING_THREADS, len(readings) + len(samplers))
-        executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="sample")
+    if readings or probe is not None or bouncers:
+        live = len(readings) + len(bouncers) + (probe is not None)
+        executor = ThreadPoolExecutor(
+            max_workers=min(MAX_SAMPLING_THREADS, live), thread_name_prefix="sample"
+        )
         try:
             for index in range(options.samples):
                 round_started = time.monotonic()
-                _sample_round(executor, readings, samplers, options.timeout, clock)
+                _sample_round(executor, readings, probe, bouncers, options.timeout, clock)
+                if on_round is not None:
+                    report = _round_report(index + 1, options.samples, readings, probe, bouncers)
+                    on_round(report)
                 if index + 1 < options.samples:
                     elapsed = time.monotonic() - round_started
                     time.sleep(max(0.0, options.interval - elapsed))
@@ -113,8 +188,8 @@ def capture(options: SourceOptions, clock: Clock = utc_now) -> Evidence:
         statuses.append(probe.status())
     pgbouncers = tuple(bouncer.finish() for bouncer in bouncers)
     statuses.extend(bouncer.status() for bouncer in bouncers)
-    history = None
     pools = tuple(r.instance() for r in readings)
+    history = None
     if options.prometheus:
         prometheus_started = clock()
         start, end = history_window(options.since, options.until, prometheus_started)
