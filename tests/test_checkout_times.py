@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from pooldoctor.checks import connection_leak, pool_undersized
-from pooldoctor.checks.signals import checkout_times
 from pooldoctor.evidence import Evidence
+from pooldoctor.readings.pools import checkout_times
 from tests.evidence_builders import SAMPLE_TIMES, evidence, pool, pool_sample
 
 
@@ -32,15 +32,15 @@ def test_checkout_times_are_means_over_the_window() -> None:
 
 
 def test_long_wait_short_use_is_an_undersized_pool() -> None:
-    (finding,) = pool_undersized.check(_fleet(0.8, 0.05))
+    (finding,) = pool_undersized.SPEC.run(_fleet(0.8, 0.05))
     assert "callers wait longer than they use a connection" in finding.summary
     assert "mean wait 800 ms" in finding.summary
-    assert connection_leak.check(_fleet(0.8, 0.05)) == []
+    assert connection_leak.SPEC.run(_fleet(0.8, 0.05)) == []
 
 
 def test_long_use_is_not_an_undersized_pool_but_points_at_holders() -> None:
-    assert pool_undersized.check(_fleet(2.0, 240.0)) == []
-    (finding,) = connection_leak.check(_fleet(2.0, 240.0))
+    assert pool_undersized.SPEC.run(_fleet(2.0, 240.0)) == []
+    (finding,) = connection_leak.SPEC.run(_fleet(2.0, 240.0))
     assert "mean use 4m00s" in finding.summary or "mean use 4m" in finding.summary
 
 

@@ -6,8 +6,8 @@ from dataclasses import replace
 from datetime import timedelta
 
 from pooldoctor.checks import server_connections
-from pooldoctor.checks.exporter_facts import exporter_servers
 from pooldoctor.evidence import Evidence, PrometheusEvidence, SeriesPoint
+from pooldoctor.readings.exporter import exporter_servers
 from tests.evidence_builders import NOW, evidence
 
 
@@ -38,7 +38,7 @@ def test_sessions_against_the_limit_per_server() -> None:
 
 
 def test_server_near_its_limit_without_a_dsn() -> None:
-    (finding,) = server_connections.check(_with_exporter({"active": 20, "idle": 75}))
+    (finding,) = server_connections.SPEC.run(_with_exporter({"active": 20, "idle": 75}))
     assert "95 client sessions of 97 usable slots in use (postgres_exporter db-1:9187)" in (
         finding.summary
     )
@@ -46,4 +46,4 @@ def test_server_near_its_limit_without_a_dsn() -> None:
 
 
 def test_room_left_is_not_a_finding() -> None:
-    assert server_connections.check(_with_exporter({"active": 10, "idle": 40})) == []
+    assert server_connections.SPEC.run(_with_exporter({"active": 10, "idle": 40})) == []

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from pooldoctor.checks import pgbouncer, pgbouncer_facts
-from pooldoctor.checks.sizing import server_budget
+from pooldoctor.checks import pgbouncer
 from pooldoctor.evidence import PgBouncerDatabase, PgBouncerEvidence, PgBouncerPool
+from pooldoctor.readings import pgbouncer as pgbouncer_facts
+from pooldoctor.readings.budget import server_budget
 from tests.data.checks.cases import _bouncer, healthy, pgbouncer_admin_saturation
 
 SATURATED = [(10, 4, 10, 1.5), (10, 9, 10, 4.0), (10, 14, 10, 7.5)]
@@ -53,7 +54,7 @@ def test_fleet_of_instances_multiplies_the_server_demand() -> None:
     assert budget is not None
     assert (budget.processes, budget.per_process, budget.demand) == (2, 10, 20)
     assert "(10 server connections per PgBouncer)" in budget.arithmetic()
-    (finding,) = pgbouncer.check(evidence)
+    (finding,) = pgbouncer.SPEC.run(evidence)
     assert "2 PgBouncer instance(s) x 10 = 20" in finding.summary
     assert finding.evidence["saturated_pools"] == [
         "10.0.0.9:6432 orders/api",
@@ -73,7 +74,7 @@ def test_pgbouncer_server_connections_are_not_counted_as_other_clients() -> None
 def test_waiting_without_servers_at_the_limit_is_not_saturation() -> None:
     rows = [(3, 2, 4, 0.5), (3, 2, 4, 0.9), (3, 2, 4, 1.2)]  # 4 of 10 servers busy
     evidence = replace(healthy(), pgbouncers=(_bouncer("transaction", 10, rows),))
-    assert pgbouncer.check(evidence) == []
+    assert pgbouncer.SPEC.run(evidence) == []
 
 
 def test_admin_pool_is_ignored() -> None:

@@ -10,6 +10,7 @@ from urllib.parse import parse_qs
 
 from pooldoctor.app import prometheus
 from pooldoctor.app.status import pool_status
+from pooldoctor.status_schema import ENGINES_KEY
 
 JSON_CONTENT_TYPE = "application/json"
 DEFAULT_ENGINE_LABEL = "default"
@@ -71,4 +72,4 @@ def respond(
     payloads = {label: pool_status(engine) for label, engine in selected.items()}
     if len(payloads) == 1:
         return _json(200, next(iter(payloads.values())))
-    return _json(200, {"engines": payloads})
+    return _json(200, {ENGINES_KEY: payloads})

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from pooldoctor.checks import pgbouncer_facts as facts
-from pooldoctor.checks.common import app_label, log_finding
-from pooldoctor.checks.signals import LogSignal, fmt_duration, log_signal, pool_signal
-from pooldoctor.checks.sizing import budget_remedy, server_budget
+from pooldoctor.checks.common import finding, log_finding
+from pooldoctor.checks.spec import CheckSpec
+from pooldoctor.durations import format_duration
 from pooldoctor.evidence import Evidence, LogEvent
 from pooldoctor.findings import Finding, Severity
+from pooldoctor.readings import Readings
+from pooldoctor.readings import pgbouncer as facts
+from pooldoctor.readings.budget import budget_remedy, server_budget
+from pooldoctor.readings.logs import LogSignal
 
 CHECK = "pgbouncer-saturation"
 SATURATION_MARKERS = ("max_client_conn", "query_wait_timeout", "no more connections allowed")
@@ -19,11 +22,11 @@ WAITING_KEYS = ("cl_waiting", "client_waiting")
 CRITICAL_WAIT_SHARE = 0.5
 
 
-def check(evidence: Evidence) -> list[Finding]:
-    signal = log_signal(evidence, LogEvent.PGBOUNCER, matching=SATURATION_MARKERS)
-    if facts.sampled(evidence):
-        return _from_admin_console(evidence, signal)
-    return _from_logs(evidence, signal)
+def check(readings: Readings) -> list[Finding]:
+    signal = readings.log(LogEvent.PGBOUNCER, matching=SATURATION_MARKERS)
+    if facts.sampled(readings.evidence):
+        return _from_admin_console(readings, signal)
+    return _from_logs(readings, signal)
 
 
 def saturated_pools(evidence: Evidence) -> list[dict[str, Any]]:
@@ -64,7 +67,8 @@ def server_connections(evidence: Evidence) -> tuple[int, str]:
     return total, " + ".join(str(n) for n in per_instance) + f" = {total}"
 
 
-def _from_admin_console(evidence: Evidence, signal: LogSignal) -> list[Finding]:
+def _from_admin_console(readings: Readings, signal: LogSignal) -> list[Finding]:
+    evidence = readings.evidence
     pools = saturated_pools(evidence)
     if not pools:
         return []
@@ -74,7 +78,7 @@ def _from_admin_console(evidence: Evidence, signal: LogSignal) -> list[Finding]:
     total, fleet = server_connections(evidence)
     reasons = [
         f"{pool.cl_waiting} clients waiting (cl_waiting) for {pool.database}/{pool.user} on "
-        f"{worst['pgbouncer']}, longest {fmt_duration(pool.maxwait_seconds)} (maxwait), "
+        f"{worst['pgbouncer']}, longest {format_duration(pool.maxwait_seconds)} (maxwait), "
         f"while sv_active {pool.sv_active} sits at the effective pool size "
         f"({limit.arithmetic()})",
         f"clients waited in {worst['waiting_samples']}/{worst['samples']} samples",
@@ -82,7 +86,7 @@ def _from_admin_console(evidence: Evidence, signal: LogSignal) -> list[Finding]:
     ]
     if len(pools) > 1:
         reasons.append(f"{len(pools) - 1} more pool(s) saturated")
-    app_pools = pool_signal(evidence)
+    app_pools = readings.pool
     if app_pools.has_data and not app_pools.full_now:
         reasons.append("the app's own pools are not full: the queue is in PgBouncer")
     if signal.current:
@@ -102,9 +106,9 @@ def _from_admin_console(evidence: Evidence, signal: LogSignal) -> list[Finding]:
         or (wait_timeout > 0 and pool.maxwait_seconds >= wait_timeout * CRITICAL_WAIT_SHARE)
     )
     return [
-        Finding(
-            id=f"{CHECK}:{pool.database}/{pool.user}",
-            check=CHECK,
+        finding(
+            CHECK,
+            f"{pool.database}/{pool.user}",
             severity=Severity.CRITICAL if critical else Severity.WARNING,
             confidence=0.85 if worst["waiting_samples"] > 1 else 0.7,
             title=(
@@ -113,7 +117,6 @@ def _from_admin_console(evidence: Evidence, signal: LogSignal) -> list[Finding]:
                 "connections"
             ),
             summary="; ".join(reasons),
-            runbook=CHECK,
             evidence={
                 "pgbouncer": worst["pgbouncer"],
                 "database": pool.database,
@@ -127,7 +130,7 @@ def _from_admin_console(evidence: Evidence, signal: LogSignal) -> list[Finding]:
                     f"{p['pgbouncer']} {p['database']}/{p['user']}" for p in pools[:10]
                 ],
             },
-            remediation=tuple(steps),
+            remediation=steps,
         )
     ]
 
@@ -155,8 +158,9 @@ def _budget_steps(evidence: Evidence, limit: facts.PoolLimit, fleet_total: int) 
     ]
 
 
-def _from_logs(evidence: Evidence, signal: LogSignal) -> list[Finding]:
-    pool = pool_signal(evidence)
+def _from_logs(readings: Readings, signal: LogSignal) -> list[Finding]:
+    evidence = readings.evidence
+    pool = readings.pool
     waiting = max(
         (
             value
@@ -185,9 +189,9 @@ def _from_logs(evidence: Evidence, signal: LogSignal) -> list[Finding]:
     if remedy:
         steps.append(remedy)
     severity = Severity.CRITICAL if signal.recent >= CRITICAL_REFUSALS else Severity.WARNING
-    finding = log_finding(
+    found = log_finding(
         check=CHECK,
-        label=app_label(evidence),
+        label=readings.label,
         signal=signal,
         what="PgBouncer refusals (max_client_conn / query_wait_timeout)",
         title="PgBouncer saturated: clients queue for a server connection",
@@ -197,18 +201,26 @@ def _from_logs(evidence: Evidence, signal: LogSignal) -> list[Finding]:
         evidence={"cl_waiting": waiting},
         remediation=steps,
     )
-    if finding is None and waiting:
+    if found is None and waiting:
         return [
-            Finding(
-                id=f"{CHECK}:{app_label(evidence)}",
-                check=CHECK,
+            finding(
+                CHECK,
+                readings.label,
                 severity=Severity.WARNING,
                 confidence=0.6,
                 title="PgBouncer saturated: clients queue for a server connection",
                 summary="; ".join(reasons),
-                runbook=CHECK,
                 evidence={"cl_waiting": waiting},
                 remediation=tuple(steps),
             )
         ]
-    return [finding] if finding else []
+    return [found] if found else []
+
+
+SPEC = CheckSpec(
+    CHECK,
+    (CHECK,),
+    "SHOW POOLS: cl_waiting and maxwait rising while sv_active sits at the effective pool size "
+    "(pool_size, reserve, max_db/user_connections, instances); else PgBouncer refusals in logs.",
+    check,
+)

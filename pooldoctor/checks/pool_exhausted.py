@@ -2,24 +2,21 @@
 
 from __future__ import annotations
 
-from pooldoctor.checks.common import app_label
-from pooldoctor.checks.signals import (
-    POOL_TIMEOUT_EVENTS,
-    distinct_labels,
-    log_signal,
-    pool_signal,
-)
-from pooldoctor.evidence import Evidence
+from pooldoctor.checks.common import finding
+from pooldoctor.checks.spec import CheckSpec
 from pooldoctor.findings import Finding, Role, Severity
+from pooldoctor.readings import Readings
+from pooldoctor.readings.logs import POOL_TIMEOUT_EVENTS
+from pooldoctor.readings.text import instance_label
 
 CHECK = "pool-exhausted"
 RUNBOOK = "pool-undersized"  # the diagnosis re-points it to the cause ranked first
 HISTORY_CONFIDENCE = 0.3  # an old burst is only context, shown in the timeline
 
 
-def check(evidence: Evidence) -> list[Finding]:
-    pool = pool_signal(evidence)
-    timeouts = log_signal(evidence, *POOL_TIMEOUT_EVENTS)
+def check(readings: Readings) -> list[Finding]:
+    pool = readings.pool
+    timeouts = readings.log(*POOL_TIMEOUT_EVENTS)
     if not pool.full_samples and not timeouts.seen:
         return []
     parts: list[str] = []
@@ -28,7 +25,7 @@ def check(evidence: Evidence) -> list[Finding]:
     if timeouts.seen:
         parts.append(timeouts.describe("pool checkout timeouts"))
     current = pool.full_now or timeouts.current
-    label = app_label(evidence)
+    label = readings.label
     if not current:
         severity = Severity.INFO
         weight = timeouts.weight if timeouts.seen else 0.5
@@ -43,17 +40,16 @@ def check(evidence: Evidence) -> list[Finding]:
         title = "Pool exhausted: requests wait for a connection"
         fleet = len(pool.instances)
         if fleet > 1 and 0 < pool.instances_full_now < fleet:
-            labels = distinct_labels(pool.instances)
-            full = [labels[i.url] for i in pool.ranked()[: min(3, pool.instances_full_now)]]
+            full = [instance_label(i.url) for i in pool.full_instances_now()[:3]]
             more = pool.instances_full_now - len(full)
             title = (
                 f"Pool exhausted on {', '.join(full)}{f' and {more} more' if more else ''} "
                 f"({pool.instances_full_now} of {fleet} instances): requests wait for a connection"
             )
     return [
-        Finding(
-            id=f"{CHECK}:{label}",
-            check=CHECK,
+        finding(
+            CHECK,
+            label,
             severity=severity,
             confidence=round(confidence, 2),
             title=title,
@@ -66,3 +62,11 @@ def check(evidence: Evidence) -> list[Finding]:
             ),
         )
     ]
+
+
+SPEC = CheckSpec(
+    CHECK,
+    (RUNBOOK,),
+    "Symptom: pool at capacity and/or QueuePool timeouts (3o7r); ranked below its cause.",
+    check,
+)

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from pooldoctor.checks import pgbouncer_facts as facts
-from pooldoctor.checks.common import app_label, log_finding
-from pooldoctor.checks.signals import log_signal
+from pooldoctor.checks.common import log_finding
+from pooldoctor.checks.spec import CheckSpec
 from pooldoctor.evidence import Evidence, LogEvent
 from pooldoctor.findings import Finding, Severity
+from pooldoctor.readings import Readings
+from pooldoctor.readings import pgbouncer as facts
 
 CHECK = "prepared-statements-pgbouncer"
 PROTOCOL_PREPARED_VERSION = (1, 21)  # PgBouncer tracks protocol-level prepared statements
@@ -50,16 +51,16 @@ def _describe(row: dict[str, Any]) -> str:
     return text + f", max_prepared_statements = {setting}"
 
 
-def check(evidence: Evidence) -> list[Finding]:
-    signal = log_signal(evidence, LogEvent.PREPARED_STATEMENT)
-    bouncers = transaction_mode_facts(evidence)
+def check(readings: Readings) -> list[Finding]:
+    signal = readings.log(LogEvent.PREPARED_STATEMENT)
+    bouncers = transaction_mode_facts(readings.evidence)
     reasons = [_describe(row) for row in bouncers] or [
         "the pattern of a transaction-mode PgBouncer handing the session to another "
         "client between prepare and execute",
     ]
     finding = log_finding(
         check=CHECK,
-        label=app_label(evidence),
+        label=readings.label,
         signal=signal,
         what="prepared-statement errors (already exists / does not exist)",
         title="Prepared statements break behind a transaction-mode pooler",
@@ -79,3 +80,12 @@ def check(evidence: Evidence) -> list[Finding]:
         ),
     )
     return [finding] if finding else []
+
+
+SPEC = CheckSpec(
+    CHECK,
+    (CHECK,),
+    "Prepared statement errors from the driver behind a transaction-mode PgBouncer "
+    "(version and max_prepared_statements from the admin console).",
+    check,
+)

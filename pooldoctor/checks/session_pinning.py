@@ -2,18 +2,20 @@
 
 from __future__ import annotations
 
-from pooldoctor.checks import pgbouncer_facts as facts
-from pooldoctor.evidence import Evidence
+from pooldoctor.checks.common import finding
+from pooldoctor.checks.spec import CheckSpec
 from pooldoctor.findings import Finding, Severity
+from pooldoctor.readings import Readings
+from pooldoctor.readings import pgbouncer as facts
 
 CHECK = "pgbouncer-session-pinning"
 RUNBOOK = "pgbouncer-saturation"
 MAX_LISTED = 10
 
 
-def check(evidence: Evidence) -> list[Finding]:
+def check(readings: Readings) -> list[Finding]:
     findings = []
-    for bouncer in facts.sampled(evidence):
+    for bouncer in facts.sampled(readings.evidence):
         latest = bouncer.samples[-1]
         for pool in facts.app_pools(latest):
             if facts.pool_mode(bouncer, latest, pool) != "session":
@@ -26,9 +28,9 @@ def check(evidence: Evidence) -> list[Finding]:
             seconds = (bouncer.samples[-1].at - bouncer.samples[0].at).total_seconds()
             history = facts.pool_history(bouncer, pool.database, pool.user)
             findings.append(
-                Finding(
-                    id=f"{CHECK}:{pool.database}/{pool.user}",
-                    check=CHECK,
+                finding(
+                    CHECK,
+                    f"{pool.database}/{pool.user}",
                     severity=Severity.CRITICAL if pool.cl_waiting else Severity.WARNING,
                     confidence=0.9 if pool.cl_waiting else 0.7,
                     title=(
@@ -69,3 +71,12 @@ def check(evidence: Evidence) -> list[Finding]:
                 )
             )
     return findings
+
+
+SPEC = CheckSpec(
+    CHECK,
+    (RUNBOOK,),
+    "pool_mode = session with clients paired to servers yet idle across samples while "
+    "the pool is full.",
+    check,
+)

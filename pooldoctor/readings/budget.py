@@ -1,4 +1,4 @@
-"""Remediation arithmetic: Little's law pool sizes and the server's connection budget."""
+"""The configuration budget: Little's law pool sizes and the server's connection slots."""
 
 from __future__ import annotations
 
@@ -6,15 +6,11 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from pooldoctor.checks import pgbouncer_facts
-from pooldoctor.checks.signals import (
-    AppIdentity,
-    Throughput,
-    describe_sessions,
-    other_clients,
-    setting_int,
-)
 from pooldoctor.evidence import Evidence
+from pooldoctor.readings import pgbouncer
+from pooldoctor.readings.app import AppIdentity, describe_sessions, other_clients
+from pooldoctor.readings.pools import Throughput
+from pooldoctor.readings.settings import setting_int
 
 HEADROOM = 1.3  # 30% above the Little's-law mean absorbs bursts without over-reserving slots
 POOL_SHARE = 2 / 3  # of a per-process budget kept open as pool_size; the rest is max_overflow
@@ -133,16 +129,17 @@ def server_budget(evidence: Evidence, app: AppIdentity | None) -> ServerBudget |
     if pg is None or max_connections is None:
         return None
     superuser = setting_int(pg, "superuser_reserved_connections")
-    bouncers = pgbouncer_facts.sampled(evidence)
+    bouncers = pgbouncer.sampled(evidence)
+    processes: int | None
+    per_process: int | None
     if bouncers:
         # The app's connections reach the server as PgBouncer's: every other client backend,
         # less the server connections PgBouncer holds now, competes for the same slots.
         others = other_clients(pg.samples[-1], None) if pg.samples else []
         held = sum(b.samples[-1].servers_total for b in bouncers)
         other_count = max(0, len(others) - held)
-        limits = pgbouncer_facts.fleet_server_limits(evidence)
-        processes: int | None = len(bouncers)
-        per_process: int | None = max(limits)
+        limits = pgbouncer.fleet_server_limits(evidence)
+        processes, per_process = len(bouncers), max(limits)
         source = f"PgBouncer pool sizes ({' + '.join(str(n) for n in limits)} in total)"
         if len(set(limits)) == 1:
             source = f"({limits[0]} server connections per PgBouncer)"
