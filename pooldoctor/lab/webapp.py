@@ -228,8 +228,8 @@ class LabApp:
         return self.engine.pool.status()
 
     def metrics(self) -> str:
-        """Prometheus exposition of the pool (no holders)."""
-        return prometheus.render({self.config.application_name: self.plain_pool_status()})
+        """Prometheus exposition of the pool, as prometheus_client would serve it."""
+        return prometheus.exposition({self.config.application_name: self.engine}).decode()
 
     # --- endpoints -------------------------------------------------------------------------
 

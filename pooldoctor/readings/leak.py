@@ -12,7 +12,7 @@ from pooldoctor.findings import Severity
 from pooldoctor.readings.codepaths import describe_flags
 from pooldoctor.readings.holds import HoldReading
 from pooldoctor.readings.logs import LogSignal
-from pooldoctor.readings.pools import PoolSignal, describe_holders, group_holders
+from pooldoctor.readings.pools import CheckoutTimes, PoolSignal, describe_holders, group_holders
 from pooldoctor.readings.sessions import (
     HeldSession,
     SessionTrend,
@@ -185,6 +185,7 @@ def leak_signature(
     gc: LogSignal,
     trend: SessionTrend | None,
     holds: HoldReading,
+    times: CheckoutTimes | None = None,
 ) -> LeakSignature | None:
     """Connections held and not returned: finished threads, transactions held past the app's
     baseline (named by the exceptions that opened them), old holders, GC cleanups."""
@@ -234,6 +235,9 @@ def leak_signature(
             f"pool holders held {format_duration(youngest)} or more by running threads "
             f"({holds.baseline.multiple(youngest)}): {describe_holders(group_holders(aged))}"
         )
+    if times is not None and (times.mean_use_seconds or 0.0) >= LEAK_MIN_AGE_SECONDS:
+        confidence = max(confidence, 0.45) + 0.1
+        reasons.append(f"connections are used far longer than requests last: {times.describe()}")
     if gc.current:
         confidence = max(confidence, 0.5) + 0.2
         reasons.append(gc.describe("garbage-collector cleanups of non-checked-in connections"))
