@@ -33,6 +33,19 @@ TIMEOUT = 3.0
 WAIT_SECONDS = 10.0  # upper bound for any condition a test waits for on the server
 
 
+@pytest.fixture
+def pg(pg_each: TempCluster) -> TempCluster:
+    """Every collector test runs on each PostgreSQL major (system 15, wheel 18)."""
+    return pg_each
+
+
+@pytest.fixture
+def make_cluster(
+    make_cluster_each: Callable[..., TempCluster],
+) -> Callable[..., TempCluster]:
+    return make_cluster_each
+
+
 def wait_until(condition: Callable[[], bool], what: str) -> None:
     """Poll `condition` until it holds; fail after WAIT_SECONDS."""
     deadline = time.monotonic() + WAIT_SECONDS
