@@ -140,6 +140,7 @@ class Backend:
     blocking_pids: tuple[int, ...] = ()
     query: str | None = None
     query_hidden: bool = False
+    lock_wait_start: datetime | None = None  # pg_locks.waitstart (PostgreSQL 14+)
 
 
 @dataclass(frozen=True)
@@ -184,6 +185,10 @@ class PostgresEvidence:
     limits: tuple[ConnectionLimit, ...] = ()
     samples: tuple[ActivitySample, ...] = ()
     errors: tuple[str, ...] = ()
+    can_read_all_stats: bool | None = None  # member of pg_read_all_stats (pg_monitor has it)
+    hidden_per_sample: tuple[int, ...] = ()  # rows whose state/query this role could not see
+    hidden_roles: tuple[str, ...] = ()  # the roles owning those rows
+    reserved_connection_roles: tuple[str, ...] = ()  # PG16+ pg_use_reserved_connections members
 
 
 @dataclass(frozen=True)

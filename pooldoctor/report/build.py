@@ -21,6 +21,7 @@ from pooldoctor.report.model import (
 from pooldoctor.report.stuck import instance_label
 from pooldoctor.report.textfmt import as_utc, hhmm, percent
 from pooldoctor.report.timeline import build_timeline, is_saturated
+from pooldoctor.report.visibility import visibility_caveats, visibility_sentence
 
 SLUG_PLACEHOLDER = "{slug}"
 
@@ -171,6 +172,9 @@ def build_summary(
         text = f"Status {status.value.upper()}, but no check produced a finding."
     if failed:
         text += f" {failed} source(s) could not be collected; see below."
+    hidden = visibility_sentence(evidence.postgres)
+    if hidden:
+        text += f" {hidden}"
     return text
 
 
@@ -210,4 +214,5 @@ def build_report(
         window=build_window(evidence),
         environment=build_environment(evidence),
         unavailable=unavailable,
+        visibility=visibility_caveats(evidence.postgres),
     )

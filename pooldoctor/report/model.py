@@ -117,3 +117,4 @@ class Report:
     window: Window
     environment: Environment
     unavailable: tuple[str, ...] = ()
+    visibility: tuple[str, ...] = ()  # what pg_stat_activity hid, and the grant that shows it

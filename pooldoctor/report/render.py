@@ -87,6 +87,7 @@ def report_to_plain(report: Report) -> dict[str, Any]:
         "key_times": [_key_time_plain(k) for k in report.key_times],
         "timeline_omitted": report.timeline_omitted,
         "unavailable": list(report.unavailable),
+        "visibility": list(report.visibility),
         "environment": {
             "pooldoctor_version": env.pooldoctor_version,
             "postgres_version": env.postgres_version,

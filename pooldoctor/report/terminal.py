@@ -67,6 +67,10 @@ def print_summary(report: Report, console: Console, *, written: Sequence[Path] =
                 finding.runbook,
             )
         console.print(table)
+    if report.visibility:
+        console.print(Text("Visibility:", style="bold"))
+        for line in report.visibility:
+            console.print(Text(f"  {line}"))
     failed = [s for s in report.sources if s.status != "ok"]
     if failed:
         console.print(Text("Sources not collected:", style="bold"))
