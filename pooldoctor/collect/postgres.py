@@ -339,9 +339,7 @@ class PostgresProbe:
         )
 
     def _read_reserved_roles(self) -> None:
-        self.reserved_connection_roles = tuple(
-            r["rolname"] for r in self._query("reserved_roles")
-        )
+        self.reserved_connection_roles = tuple(r["rolname"] for r in self._query("reserved_roles"))
 
     def _activity_parts(self) -> dict[str, sql.Composable]:
         if self._version_at_least(WAITSTART_SINCE):

@@ -19,7 +19,7 @@ def hidden_sessions(postgres: PostgresEvidence | None) -> int:
 
 
 def visibility_caveats(postgres: PostgresEvidence | None) -> tuple[str, ...]:
-    """Lines for the report when rows were hidden: how many, whose, why it matters, what to grant."""
+    """Report lines when rows were hidden: how many, whose, why it matters, what to grant."""
     hidden = hidden_sessions(postgres)
     if postgres is None or hidden == 0:
         return ()
