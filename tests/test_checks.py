@@ -10,6 +10,7 @@ import pytest
 
 from pooldoctor.checks.connection_leak import DEAD_THREAD_CONFIDENCE, is_orphaned
 from pooldoctor.checks.registry import CHECKS, UNDETECTABLE_RUNBOOKS, CheckSpec, check_named
+from pooldoctor.checks.sessions import session_trend
 from pooldoctor.checks.signals import (
     fmt_duration,
     identify_app,
@@ -22,7 +23,16 @@ from pooldoctor.findings import Finding, Severity
 from pooldoctor.runbooks import RUNBOOK_SLUGS
 from tests.data.checks import cases
 from tests.data.checks.generate import rendered
-from tests.evidence_builders import NOW, SAMPLE_TIMES, active, activity, idle, postgres
+from tests.evidence_builders import (
+    NOW,
+    SAMPLE_TIMES,
+    active,
+    activity,
+    backend,
+    evidence,
+    idle,
+    postgres,
+)
 
 FIXTURES = Path(__file__).parent / "data" / "checks"
 EXPECTED: dict[str, dict[str, object]] = json.loads((FIXTURES / "expected.json").read_text())
@@ -249,8 +259,15 @@ def test_finished_threads_make_a_young_leak_with_its_origin() -> None:
     assert finding.severity is Severity.CRITICAL
     assert finding.evidence["holders_threads_finished"] == 4
     assert finding.evidence["stuck_pids"] == [4300, 4301, 4302, 4303]
-    assert "after its thread finished" in finding.remediation[0]
-    assert "pg_terminate_backend(4300)" in finding.remediation[1]
+    first, restart, fix = finding.remediation[:3]
+    assert first.startswith("Free the leaked backends now")
+    assert (
+        "SELECT pid, pg_terminate_backend(pid) FROM pg_stat_activity "
+        "WHERE pid = ANY('{4300,4301,4302,4303}'::int[]) AND application_name = 'api' "
+        "AND usename = 'app' AND state IN ('idle in transaction') AND pid <> pg_backend_pid();"
+    ) in first
+    assert restart.startswith("Rolling-restart")
+    assert "after its thread finished" in fix
 
 
 def test_young_holders_with_running_threads_are_not_a_leak() -> None:
@@ -280,3 +297,19 @@ def test_idle_in_transaction_leaves_the_finished_threads_sessions_to_the_leak() 
     idle_tx = check_named("idle-in-transaction")
     assert list(idle_tx.run(leaked)) == []
     assert list(idle_tx.run(_threads(leaked, alive=True))), "same sessions, threads running"
+
+
+def test_aborted_transactions_without_xact_start_still_count_as_held() -> None:
+    """PostgreSQL reports xact_start NULL for `idle in transaction (aborted)`: the age comes from
+    state_change, and the same aborted session persists across samples."""
+    since = NOW - timedelta(minutes=12)
+    aborted = [
+        backend(pid, "idle in transaction (aborted)", state_change=since, query_start=since)
+        for pid in (5100, 5101)
+    ]
+    ev = evidence(pg=postgres(*(activity(at, aborted) for at in SAMPLE_TIMES)))
+    trend = session_trend(ev)
+    assert trend is not None
+    assert [h.pid for h in trend.idle_in_tx] == [5100, 5101]
+    assert trend.idle_in_tx[0].age_seconds == pytest.approx(12 * 60)
+    assert [h.pid for h in trend.persistent_in_tx] == [5100, 5101]

@@ -26,7 +26,7 @@ def check(evidence: Evidence) -> list[Finding]:
         return []
     label = app_label(evidence)
     steps = leak_remediation(evidence, signature)
-    steps[:0] = [
+    steps[-1:-1] = [
         "Upgrade SQLAlchemy (cancellation fixes: #8145, #6652, #12077) and asyncpg",
         "Shield connection cleanup from cancellation (asyncio.shield around close) and avoid "
         "middleware that cancels the request task on client disconnect",

@@ -10,7 +10,6 @@ from pooldoctor.checks.signals import LogSignal, identify_app, instance_label
 from pooldoctor.evidence import Evidence
 from pooldoctor.findings import Finding, Severity
 
-MAX_STATEMENTS = 10  # pg_terminate/pg_cancel calls spelled out before pointing at a query instead
 NICE_TIMEOUTS = (60, 120, 300, 600, 900, 1800, 3600)  # round suggestions to values people set
 IDLE_TX_TIMEOUT_FACTOR = 2.0  # a backstop twice the longest legitimate idle-in-transaction age
 
@@ -25,12 +24,30 @@ def app_label(evidence: Evidence) -> str:
     return "app"
 
 
-def backend_calls(function: str, pids: Sequence[int]) -> str:
-    """`SELECT pg_terminate_backend(4242); ...` for up to MAX_STATEMENTS pids."""
-    calls = " ".join(f"SELECT {function}({pid});" for pid in list(pids)[:MAX_STATEMENTS])
-    if len(pids) > MAX_STATEMENTS:
-        calls += f" (and {len(pids) - MAX_STATEMENTS} more pids listed in the evidence)"
-    return calls
+def _literal(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+def backend_calls(
+    function: str,
+    pids: Sequence[int],
+    *,
+    application_name: str | None = None,
+    role: str | None = None,
+    states: Sequence[str] = (),
+) -> str:
+    """One statement that signals exactly the pids seen, re-checked when it runs against the
+    app's application_name, role and state, and never the session that runs it."""
+    chosen = sorted(set(pids))
+    conditions = [f"pid = ANY('{{{','.join(map(str, chosen))}}}'::int[])"]
+    if application_name:
+        conditions.append(f"application_name = {_literal(application_name)}")
+    if role:
+        conditions.append(f"usename = {_literal(role)}")
+    if states:
+        conditions.append(f"state IN ({', '.join(_literal(s) for s in sorted(set(states)))})")
+    conditions.append("pid <> pg_backend_pid()")
+    return f"SELECT pid, {function}(pid) FROM pg_stat_activity WHERE {' AND '.join(conditions)};"
 
 
 def nice_timeout(seconds: float) -> int:
@@ -56,9 +73,14 @@ def idle_tx_timeout_suggestion(legitimate_ages: Sequence[float]) -> int:
     return nice_timeout(math.ceil(longest * IDLE_TX_TIMEOUT_FACTOR))
 
 
+NEW_SESSIONS_ONLY = (
+    "(reaches new sessions only: open connections keep the old value until they reconnect)"
+)
+
+
 def alter_role(role: str | None, setting: str, seconds: int) -> str:
     target = f'"{role}"' if role else "<app role>"
-    return f"ALTER ROLE {target} SET {setting} = '{pg_interval(seconds)}';"
+    return f"ALTER ROLE {target} SET {setting} = '{pg_interval(seconds)}'; {NEW_SESSIONS_ONLY}"
 
 
 HISTORY_CONFIDENCE = 0.3  # an old burst is context for the timeline, not the current cause

@@ -265,7 +265,26 @@ def leak_evidence(signature: LeakSignature) -> dict[str, Any]:
 
 
 def leak_remediation(evidence: Evidence, signature: LeakSignature) -> list[str]:
+    """Least disruptive first: free the leaked backends, reset the pools, then fix and backstop."""
     steps: list[str] = []
+    pids = [h.pid for h in signature.stuck]
+    trend = signature.trend
+    if pids:
+        app = trend.app if trend is not None else None
+        statement = backend_calls(
+            "pg_terminate_backend",
+            pids,
+            application_name=app.application_name if app else None,
+            role=(app.role or app.usename) if app else None,
+            states=[h.backend.state for h in signature.stuck if h.backend.state],
+        )
+        steps.append(
+            f"Free the leaked backends now (releases their locks and server slots): {statement}"
+        )
+    steps.append(
+        "Rolling-restart the affected app instances one at a time to reset their pools (the "
+        "leak returns at the same rate until the code is fixed)"
+    )
     if signature.holder_rows and signature.holder_rows[0]["origin"] != UNREPORTED_ORIGIN:
         top = signature.holder_rows[0]
         finished = any(h.origin == top["origin"] for h in signature.orphaned)
@@ -282,10 +301,6 @@ def leak_remediation(evidence: Evidence, signature: LeakSignature) -> list[str]:
             "(SQLAlchemy `checkout`/`checkin` events) and close every session with `with`/`async "
             "with`"
         )
-    pids = [h.pid for h in signature.stuck]
-    if pids:
-        steps.append(f"Free the leaked backends now: {backend_calls('pg_terminate_backend', pids)}")
-    trend = signature.trend
     current = setting_seconds(evidence.postgres, "idle_in_transaction_session_timeout")
     if trend is not None and not current:
         stuck_pids = set(pids)

@@ -101,14 +101,34 @@ def _root_text(root: dict[str, Any], waiters: int) -> str:
 def _root_remedy(root: dict[str, Any]) -> str:
     pid = root["pid"]
     if pid == PREPARED_XACT_PID:
-        return "SELECT gid, prepared, owner FROM pg_prepared_xacts; then ROLLBACK PREPARED '<gid>';"
+        return (
+            "A prepared transaction holds the lock: SELECT gid, prepared, owner FROM "
+            "pg_prepared_xacts; its owner decides between COMMIT PREPARED and ROLLBACK PREPARED"
+        )
+    if "state" not in root:
+        return (
+            f"The root blocker pid {pid} is hidden from pooldoctor's role: look at it as a role "
+            "with pg_monitor before ending anything"
+        )
+    application_name: str | None = root.get("application_name")
+    role: str | None = root.get("usename")
+    states = [root["state"]] if root.get("state") else []
+
+    def call(function: str) -> str:
+        return backend_calls(
+            function, [pid], application_name=application_name, role=role, states=states
+        )
+
+    terminate = call("pg_terminate_backend")
+    if root.get("kind") != "the app":
+        owner = f"'{root.get('application_name') or ''}' (role {root.get('usename')})"
+        return (
+            f"The root blocker pid {pid} belongs to {owner}: ask its owner to stop it; if it must "
+            f"go now: {terminate}"
+        )
     if root.get("state") in IDLE_IN_TRANSACTION:
-        terminate = backend_calls("pg_terminate_backend", [pid])
         return f"Release the lock (idle in transaction: cancel has no effect): {terminate}"
-    return (
-        f"Release the lock: {backend_calls('pg_cancel_backend', [pid])} and if it persists "
-        f"{backend_calls('pg_terminate_backend', [pid])}"
-    )
+    return f"Release the lock: {call('pg_cancel_backend')} and if it persists {terminate}"
 
 
 def check(evidence: Evidence) -> list[Finding]:

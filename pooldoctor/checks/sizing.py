@@ -153,7 +153,7 @@ def budget_remedy(budget: ServerBudget) -> str | None:
     if fit < 1:
         return (
             f"{budget.available} slots cannot give {budget.processes} processes one connection "
-            "each: put PgBouncer (transaction mode) in front or use NullPool behind a proxy"
+            "each: run fewer processes now; plan PgBouncer (transaction mode) in front"
         )
     pool_size, overflow = split_pool(fit)
     return (
