@@ -10,6 +10,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
+from pooldoctor.collect.options import NO_SOURCES_MESSAGE
 from pooldoctor.collect.session import capture, utc_now
 from pooldoctor.commands import options as opt
 from pooldoctor.diagnosis import diagnose
@@ -112,7 +113,7 @@ def diagnose_command(
     elif sources.has_sources:
         bundle = capture(sources)
     else:
-        raise typer.BadParameter(opt.NO_SOURCES_MESSAGE)
+        raise typer.BadParameter(NO_SOURCES_MESSAGE)
     diagnosis = diagnose(bundle)
     titles = {slug: runbook.title for slug, runbook in load_runbooks().items()}
     report = build_report(
