@@ -45,6 +45,7 @@ def navigation(runbooks: Mapping[str, Runbook]) -> list[NavItem]:
                 {"Alerts": "reference/alerts.md"},
                 {"App-side helpers": "app-side.md"},
                 {"Leak scanner": "scan.md"},
+                {"Writing runbooks": "contributing.md"},
             ]
         },
         {"Tags": "tags.md"},
