@@ -321,3 +321,13 @@ def test_real_lock_wait_names_the_maintenance_blocker(
     steps = " ".join(top.remediation)
     assert f"WHERE pid = ANY('{{{holder_pid}}}'::int[]) AND application_name = 'pg_dump'" in steps
     assert "ask its owner" in steps
+
+
+def test_idle_in_transaction_starts_with_the_least_disruptive_step() -> None:
+    top = diagnose(cases.idle_in_transaction(), strict=True).findings[0]
+    assert top.runbook == "idle-in-transaction"
+    first, *rest = top.remediation
+    assert first.startswith("Stop the bleeding first") and "median" in first
+    [backstop] = [step for step in rest if "ALTER ROLE" in step]
+    assert "reaches new sessions only" in backstop
+    assert not any("pg_terminate_backend" in step for step in top.remediation)
