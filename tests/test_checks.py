@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
 
@@ -16,6 +17,7 @@ from pooldoctor.checks.signals import (
     identify_app,
     recency_weight,
 )
+from pooldoctor.checks.sizing import server_budget
 from pooldoctor.diagnosis import diagnose
 from pooldoctor.durations import server_setting_seconds
 from pooldoctor.evidence import Evidence, evidence_from_json
@@ -312,3 +314,16 @@ def test_aborted_transactions_without_xact_start_still_count_as_held() -> None:
     assert [h.pid for h in trend.idle_in_tx] == [5100, 5101]
     assert trend.idle_in_tx[0].age_seconds == pytest.approx(12 * 60)
     assert [h.pid for h in trend.persistent_in_tx] == [5100, 5101]
+
+
+@pytest.mark.parametrize(("reserved_roles", "reserved"), [((), 10), (("app",), 0)])
+def test_reserved_connections_count_against_the_app_unless_its_role_may_use_them(
+    reserved_roles: tuple[str, ...], reserved: int
+) -> None:
+    settings = {"max_connections": "100", "reserved_connections": "10"}
+    sample = activity(NOW, [idle(pid, NOW - timedelta(seconds=5)) for pid in range(7000, 7005)])
+    pg = replace(postgres(sample, settings=settings), reserved_connection_roles=reserved_roles)
+    budget = server_budget(evidence(pg=pg), identify_app(pg))
+    assert budget is not None
+    assert budget.reserved == reserved
+    assert budget.superuser_reserved == 3  # PostgreSQL's default when the setting is absent

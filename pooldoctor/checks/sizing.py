@@ -133,10 +133,13 @@ def server_budget(evidence: Evidence, app: AppIdentity | None) -> ServerBudget |
     superuser = setting_int(pg, "superuser_reserved_connections")
     others = other_clients(pg.samples[-1], app) if pg.samples else []
     per_process, source = per_process_pool(evidence)
+    reserved = setting_int(pg, "reserved_connections") or 0
+    if app is not None and app.role in pg.reserved_connection_roles:
+        reserved = 0  # PostgreSQL 16+: the app's role may use the reserved_connections slots
     return ServerBudget(
         max_connections=max_connections,
         superuser_reserved=DEFAULT_SUPERUSER_RESERVED if superuser is None else superuser,
-        reserved=setting_int(pg, "reserved_connections") or 0,
+        reserved=reserved,
         other_clients=len(others),
         processes=app_processes(evidence),
         per_process=per_process,
