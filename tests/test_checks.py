@@ -20,7 +20,7 @@ from pooldoctor.checks.signals import (
 from pooldoctor.checks.sizing import server_budget
 from pooldoctor.diagnosis import diagnose
 from pooldoctor.durations import server_setting_seconds
-from pooldoctor.evidence import Evidence, evidence_from_json
+from pooldoctor.evidence import Backend, Evidence, evidence_from_json
 from pooldoctor.findings import Finding, Severity
 from pooldoctor.runbooks import RUNBOOK_SLUGS
 from tests.data.checks import cases
@@ -327,3 +327,45 @@ def test_reserved_connections_count_against_the_app_unless_its_role_may_use_them
     assert budget is not None
     assert budget.reserved == reserved
     assert budget.superuser_reserved == 3  # PostgreSQL's default when the setting is absent
+
+
+def _lock_case_with(
+    extra: Backend | None = None, waitstart_seconds: float | None = None
+) -> Finding:
+    ev = cases.lock_contention("pg_dump", "backup")
+    assert ev.postgres is not None
+    last = ev.postgres.samples[-1]
+    backends = list(last.backends)
+    if waitstart_seconds is not None:
+        backends = [
+            replace(b, lock_wait_start=last.at - timedelta(seconds=waitstart_seconds))
+            if b.wait_event_type == "Lock"
+            else b
+            for b in backends
+        ]
+    if extra is not None:
+        backends.append(extra)
+    samples = (*ev.postgres.samples[:-1], replace(last, backends=tuple(backends)))
+    ev = replace(ev, postgres=replace(ev.postgres, samples=samples))
+    [finding] = check_named("lock-contention").run(ev)
+    return finding
+
+
+def test_a_blocker_chain_seen_with_hidden_sessions_is_not_presented_as_complete() -> None:
+    assert "not complete" not in _lock_case_with().summary
+    hidden = replace(
+        backend(9100, app="etl", user="etl"),
+        state=None,
+        backend_type=None,
+        query=None,
+        query_hidden=True,
+    )
+    summary = _lock_case_with(hidden).summary
+    assert "1 session(s) were hidden from pooldoctor's role" in summary
+    assert "not complete" in summary
+
+
+def test_lock_wait_age_comes_from_pg_locks_waitstart_when_collected() -> None:
+    without = _lock_case_with().evidence["longest_wait_seconds"]
+    with_waitstart = _lock_case_with(waitstart_seconds=without + 600).evidence
+    assert with_waitstart["longest_wait_seconds"] == pytest.approx(without + 600)

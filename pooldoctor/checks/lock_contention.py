@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import replace
+from datetime import datetime
 from typing import Any
 
 from pooldoctor.checks.common import alter_role, app_label, backend_calls
@@ -38,9 +39,13 @@ def _waiters(sample: ActivitySample) -> list[Backend]:
         for b in client_backends(sample)
         if b.wait_event_type == "Lock"
         and b.blocking_pids
-        and (seconds_between(sample.at, b.state_change or b.query_start) or 0.0)
-        >= LOCK_WAIT_MIN_SECONDS
+        and (seconds_between(sample.at, _wait_began(b)) or 0.0) >= LOCK_WAIT_MIN_SECONDS
     ]
+
+
+def _wait_began(waiter: Backend) -> datetime | None:
+    """pg_locks.waitstart (PostgreSQL 14+), else when the waiting statement last changed state."""
+    return waiter.lock_wait_start or waiter.state_change or waiter.query_start
 
 
 def _roots(sample: ActivitySample, waiters: list[Backend]) -> dict[int, list[int]]:
@@ -155,15 +160,19 @@ def check(evidence: Evidence) -> list[Finding]:
     persistent = [
         pid for pid, _ in ranked if sum(pid in _roots(s, w) for s, w in with_waiters) >= 2
     ]
-    longest = max(
-        seconds_between(sample.at, w.state_change or w.query_start) or 0.0 for w in waiters
-    )
+    longest = max(seconds_between(sample.at, _wait_began(w)) or 0.0 for w in waiters)
     whose = app.label if app is not None else "clients"
     reasons = [
         f"{len(app_waiters)} backends of {whose} wait on locks ({len(waiters)} in all, longest "
         f"{fmt_duration(longest)})",
         *(_root_text(root, root["waiters"]) for root in root_facts[:3]),
     ]
+    hidden = sum(1 for b in sample.backends if b.query_hidden)
+    if hidden:
+        reasons.append(
+            f"{hidden} session(s) were hidden from pooldoctor's role (no pg_monitor): the chain "
+            "may continue through them, so it is not complete"
+        )
     confidence = 0.6
     if persistent:
         confidence += 0.15
