@@ -25,10 +25,12 @@ def check(evidence: Evidence) -> list[Finding]:
             "client between prepare and execute",
         ),
         remediation=(
-            "PgBouncer >= 1.21: set max_prepared_statements (e.g. 200)",
-            "asyncpg: connect_args={'prepared_statement_cache_size': 0, "
+            "PgBouncer: max_prepared_statements = 200 (the default from 1.24) and RELOAD, no "
+            "restart; works for asyncpg from PgBouncer 1.21, for psycopg from PgBouncer 1.22 "
+            "with psycopg >= 3.2 and libpq >= 17; SQL-level PREPARE stays untracked",
+            "Otherwise asyncpg: connect_args={'prepared_statement_cache_size': 0, "
             "'prepared_statement_name_func': lambda: f'__asyncpg_{uuid4()}__'}",
-            "psycopg 3: connect_args={'prepare_threshold': None}",
+            "Otherwise psycopg 3: connect_args={'prepare_threshold': None}",
         ),
     )
     return [finding] if finding else []
