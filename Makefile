@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 DEMO_STAMP := $(VENV)/.demo-stamp
 
-.PHONY: demo test lint typecheck unit postgres docs docs-offline docs-serve bench clean
+.PHONY: demo test lint typecheck unit postgres chromium docs docs-offline docs-serve bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -24,6 +24,9 @@ $(DEMO_STAMP): pyproject.toml
 postgres:
 	@bash scripts/ensure-postgres.sh
 
+chromium:
+	@bash scripts/ensure-chromium.sh
+
 demo: $(DEMO_STAMP)
 	$(BIN)/pooldoctor demo
 
@@ -34,7 +37,7 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
-unit: $(STAMP) postgres
+unit: $(STAMP) postgres chromium
 	$(BIN)/pytest -q $(PYTEST_ARGS)
 
 test: lint typecheck unit

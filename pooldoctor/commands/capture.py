@@ -13,12 +13,21 @@ from pooldoctor.atomic import write_atomic
 from pooldoctor.collect.options import NO_SOURCES_MESSAGE
 from pooldoctor.collect.session import capture, utc_now
 from pooldoctor.commands import options as opt
+from pooldoctor.commands.progress import (
+    QuietOpt,
+    VerboseOpt,
+    Verbosity,
+    sampling_progress,
+    verbosity,
+)
 from pooldoctor.evidence import SourceState, evidence_to_json
 from pooldoctor.exitcodes import ExitCode
 
 
 def capture_command(
-    out: Annotated[Path, typer.Option("--out", help="Where to write the evidence JSON.")],
+    out: Annotated[
+        Path, typer.Option("--out", metavar="FILE", help="Where to write the evidence JSON.")
+    ],
     pool_status: opt.PoolStatusOpt = None,
     dsn: opt.DsnOpt = None,
     log: opt.LogOpt = None,
@@ -30,6 +39,8 @@ def capture_command(
     since: opt.SinceOpt = None,
     until: opt.UntilOpt = None,
     log_tz: opt.LogTzOpt = None,
+    quiet: QuietOpt = False,
+    verbose: VerboseOpt = False,
 ) -> int:
     """Collect evidence from the live system and write it to a file (no analysis)."""
     sources = opt.build_source_options(
@@ -52,13 +63,15 @@ def capture_command(
         raise typer.BadParameter(
             f"--out {out} is a directory; give a file name such as {out}/evidence.json"
         )
-    evidence = capture(sources)
+    level = verbosity(quiet, verbose)
+    with sampling_progress(level, sources.samples) as on_round:
+        evidence = capture(sources, on_round=on_round)
     try:
         write_atomic(out, evidence_to_json(evidence))
     except OSError as exc:
         print(f"pooldoctor: error: cannot write {out}: {exc.strerror or exc}", file=sys.stderr)
         return int(ExitCode.INPUT)
-    console = Console(stderr=True)
+    console = Console(stderr=True, quiet=level is Verbosity.QUIET)
     for source in evidence.sources:
         style = "green" if source.status is SourceState.OK else "red"
         console.print(
