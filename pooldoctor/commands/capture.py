@@ -10,7 +10,7 @@ import typer
 from rich.console import Console
 
 from pooldoctor.atomic import write_atomic
-from pooldoctor.collect.options import NO_SOURCES_MESSAGE
+from pooldoctor.collect.options import NO_SOURCES_MESSAGE, RawSourceOptions
 from pooldoctor.collect.session import capture, utc_now
 from pooldoctor.commands import options as opt
 from pooldoctor.commands.progress import (
@@ -43,19 +43,11 @@ def capture_command(
     verbose: VerboseOpt = False,
 ) -> int:
     """Collect evidence from the live system and write it to a file (no analysis)."""
-    sources = opt.build_source_options(
-        pool_status=pool_status,
-        dsn=dsn,
-        logs=log,
-        configs=config,
-        workers=workers,
-        samples=samples,
-        interval=interval,
-        timeout=timeout,
-        since=since,
-        until=until,
-        log_tz=log_tz,
-        now=utc_now(),
+    sources = opt.validated(
+        RawSourceOptions(
+            pool_status, dsn, log, config, workers, samples, interval, timeout, since, until, log_tz
+        ),
+        utc_now(),
     )
     if not sources.has_sources:
         raise typer.BadParameter(NO_SOURCES_MESSAGE)
