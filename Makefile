@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 DEMO_STAMP := $(VENV)/.demo-stamp
 
-.PHONY: demo test lint typecheck unit postgres chromium docs docs-offline docs-serve bench clean
+.PHONY: demo test lint typecheck unit postgres proxies chromium docs docs-offline docs-serve bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -24,6 +24,9 @@ $(DEMO_STAMP): pyproject.toml
 postgres:
 	@bash scripts/ensure-postgres.sh
 
+proxies:
+	@bash scripts/ensure-proxies.sh
+
 chromium:
 	@bash scripts/ensure-chromium.sh
 
@@ -37,7 +40,7 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
-unit: $(STAMP) postgres chromium
+unit: $(STAMP) postgres proxies chromium
 	$(BIN)/pytest -q $(PYTEST_ARGS)
 
 test: lint typecheck unit
@@ -51,7 +54,7 @@ docs-offline: $(STAMP)
 docs-serve: $(STAMP)
 	$(BIN)/mkdocs serve -a 127.0.0.1:8000
 
-bench: $(STAMP) postgres
+bench: $(STAMP) postgres proxies
 	$(BIN)/python -m bench
 
 clean:
