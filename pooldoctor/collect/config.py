@@ -2,17 +2,23 @@
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from pooldoctor.collect.inputs import read_input
 from pooldoctor.evidence import PoolConfig
 
 KEY_PREFIXES = ("DATABASE_", "DB_", "SQLALCHEMY_")
 MAX_CONFIG_BYTES = 1024 * 1024  # env files are small; a huge one is the wrong file
 
-_DURATION = re.compile(r"(?i)^\s*(\d+(?:\.\d*)?|\.\d+)\s*(us|ms|s|sec|min|h|d)?\s*$")
+MAX_DIGITS = 9
+MAX_CONNECTIONS = 262_143  # PostgreSQL's own ceiling on max_connections
+MAX_WORKERS = 100_000
+MAX_DURATION_SECONDS = 10 * 365 * 86400
+_DURATION = re.compile(r"(?i)^\s*(\d{1,15}(?:\.\d{0,15})?|\.\d{1,15})\s*(us|ms|s|sec|min|h|d)?\s*$")
 _UNIT_SECONDS = {
     None: 1.0, "us": 1e-6, "ms": 1e-3, "s": 1.0, "sec": 1.0, "min": 60.0, "h": 3600.0,
     "d": 86400.0,
@@ -26,11 +32,23 @@ class BadValue(ValueError):
 
 
 def parse_whole(text: str) -> int:
-    """A whole number (`10`, `+3`, `-1` for max_overflow's unlimited)."""
+    """A whole number (`10`, `+3`, `-1`) of at most MAX_DIGITS digits."""
     stripped = text.strip()
-    if not re.fullmatch(r"[+-]?\d+", stripped):
-        raise BadValue("is not a whole number")
+    if not re.fullmatch(r"[+-]?\d{1,%d}" % MAX_DIGITS, stripped):
+        raise BadValue("is not a whole number" + (" of sane size" if len(stripped) > 9 else ""))
     return int(stripped)
+
+
+def whole_in(low: int, high: int, meaning: str) -> Callable[[str], object]:
+    """A parser for whole numbers in [low, high]; `meaning` says what the range is."""
+
+    def parse(text: str) -> int:
+        number = parse_whole(text)
+        if not low <= number <= high:
+            raise BadValue(f"is out of range: {meaning}")
+        return number
+
+    return parse
 
 
 def parse_duration(text: str) -> float:
@@ -39,7 +57,10 @@ def parse_duration(text: str) -> float:
     if match is None:
         raise BadValue("is not a duration (seconds, or a number with ms/s/min/h/d)")
     unit = match.group(2).lower() if match.group(2) else None
-    return float(match.group(1)) * _UNIT_SECONDS[unit]
+    seconds = float(match.group(1)) * _UNIT_SECONDS[unit]
+    if not math.isfinite(seconds) or seconds > MAX_DURATION_SECONDS:
+        raise BadValue(f"is out of range (at most {MAX_DURATION_SECONDS // 86400} days)")
+    return seconds
 
 
 def parse_bool(text: str) -> bool:
@@ -61,8 +82,10 @@ class Setting:
 
 
 SETTINGS: dict[str, Setting] = {
-    "POOL_SIZE": Setting("pool_size", parse_whole),
-    "MAX_OVERFLOW": Setting("max_overflow", parse_whole),
+    "POOL_SIZE": Setting("pool_size", whole_in(0, MAX_CONNECTIONS, "0 or more connections")),
+    "MAX_OVERFLOW": Setting(
+        "max_overflow", whole_in(-1, MAX_CONNECTIONS, "0 or more, or -1 for unlimited")
+    ),
     "POOL_TIMEOUT": Setting("pool_timeout", parse_duration),
     "POOL_RECYCLE": Setting("pool_recycle", parse_duration),
     "POOL_PRE_PING": Setting("pool_pre_ping", parse_bool),
@@ -70,8 +93,8 @@ SETTINGS: dict[str, Setting] = {
     "STATEMENT_TIMEOUT": Setting("statement_timeout", parse_duration),
     "CONNECTION_TIMEOUT": Setting("connect_timeout", parse_duration),
     "CONNECT_TIMEOUT": Setting("connect_timeout", parse_duration),
-    "WEB_CONCURRENCY": Setting("workers", parse_whole),
-    "WORKERS": Setting("workers", parse_whole),
+    "WEB_CONCURRENCY": Setting("workers", whole_in(1, MAX_WORKERS, "1 or more processes")),
+    "WORKERS": Setting("workers", whole_in(1, MAX_WORKERS, "1 or more processes")),
 }
 
 
@@ -116,12 +139,9 @@ def read_config(paths: Sequence[str], workers: int | None) -> PoolConfig:
     files: list[str] = []
     for path in paths:
         try:
-            data = Path(path).read_bytes()[: MAX_CONFIG_BYTES + 1]
+            data = read_input(path, MAX_CONFIG_BYTES)
         except OSError as exc:
             problems.append(f"{path}: cannot read: {exc.strerror or exc}")
-            continue
-        if len(data) > MAX_CONFIG_BYTES:
-            problems.append(f"{path}: larger than {MAX_CONFIG_BYTES // 1024} KiB; not an env file")
             continue
         files.append(path)
         name = Path(path).name

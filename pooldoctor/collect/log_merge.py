@@ -24,6 +24,9 @@ def merge_scans(into: FileScan, later: FileScan) -> None:
         into.first_line = later.first_line
     into.flavors.update(later.flavors)
     into.undecodable += later.undecodable
+    into.bad_stamps += later.bad_stamps
+    if into.bad_stamp_line is None:
+        into.bad_stamp_line = later.bad_stamp_line
     into.skipped_lines += later.skipped_lines
     into.skipped_events += later.skipped_events
     into.consumed = later.consumed

@@ -11,6 +11,7 @@ from concurrent.futures.process import BrokenProcessPool
 from datetime import UTC, datetime, tzinfo
 from typing import BinaryIO
 
+from pooldoctor.collect.inputs import open_regular
 from pooldoctor.collect.log_classify import quote_line
 from pooldoctor.collect.log_parallel import (
     PARALLEL_MIN_BYTES,
@@ -64,7 +65,7 @@ def _collect_one(
             source = stdin if stdin is not None else sys.stdin.buffer
             reference = datetime.now(UTC)
             return _scan(path, source, reference, log_tz, since, until)
-        with open(path, "rb") as handle:
+        with open_regular(path) as handle:
             return _scan_file(path, handle, log_tz, since, until)
     except OSError as exc:
         return _unreadable(path, f"cannot read: {exc.strerror or exc}")
@@ -154,6 +155,12 @@ def _problems(scan: FileScan, stop_reason: str | None, empty: bool, long_lines: 
         problems.append(
             f"no timestamp recognised in {scan.lines} lines; first line: {first!r}; events are "
             "counted without times and --since/--until cannot apply"
+        )
+    if scan.bad_stamps:
+        example = quote_line(scan.bad_stamp_line or b"", FIRST_LINE_QUOTE_CHARS)
+        problems.append(
+            f"{scan.bad_stamps} line(s) with an impossible timestamp (offset or date out of "
+            f"range) read as undated; e.g. {example!r}"
         )
     if scan.undecodable:
         problems.append(

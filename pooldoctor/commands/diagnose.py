@@ -10,6 +10,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
+from pooldoctor.collect.inputs import read_input
 from pooldoctor.collect.session import capture, utc_now
 from pooldoctor.commands import options as opt
 from pooldoctor.diagnosis import diagnose
@@ -34,6 +35,9 @@ STATUS_EXIT = {
 }
 
 
+MAX_EVIDENCE_BYTES = 512 * 1024 * 1024  # 1000 samples of 300 backends is about 200 MiB
+
+
 class OutputFormat(StrEnum):
     """What `diagnose` prints on standard output."""
 
@@ -46,8 +50,8 @@ class OutputFormat(StrEnum):
 def load_evidence_file(path: Path) -> Evidence:
     """Read a captured evidence bundle; any failure is one line on stderr and exit 65."""
     try:
-        text = sys.stdin.read() if str(path) == "-" else path.read_text(encoding="utf-8")
-        return evidence_from_json(text)
+        data = read_input(str(path), MAX_EVIDENCE_BYTES)
+        return evidence_from_json(data.decode("utf-8"))
     except (OSError, UnicodeDecodeError, EvidenceFormatError) as exc:
         reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
         print(f"pooldoctor: error: cannot read evidence file {path}: {reason}", file=sys.stderr)

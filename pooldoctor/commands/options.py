@@ -40,7 +40,7 @@ ConfigOpt = Annotated[
 ]
 WorkersOpt = Annotated[
     int | None,
-    typer.Option("--workers", min=1, help="App processes per host (overrides WEB_CONCURRENCY)."),
+    typer.Option("--workers", min=1, max=100_000, help="App processes per host (overrides WEB_CONCURRENCY)."),
 ]
 SamplesOpt = Annotated[
     int, typer.Option("--samples", min=1, max=1000, help="Live samples per source.")
@@ -89,7 +89,8 @@ class SourceOptions:
         return bool(self.pool_status or self.dsn or self.logs or self.configs)
 
 
-_RELATIVE = re.compile(r"^(\d+(?:\.\d+)?)\s*([smhd])$")
+_RELATIVE = re.compile(r"^(\d{1,12}(?:\.\d{1,9})?)\s*([smhd])$")
+MAX_AGE_DAYS = 100 * 366  # older than any log anyone keeps; beyond it the arithmetic overflows
 _UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
 
@@ -97,16 +98,19 @@ def parse_time_arg(text: str, now: datetime, default_tz: tzinfo) -> datetime:
     """Parse --since/--until: ISO 8601 (naive means default_tz) or a relative age like 2h."""
     match = _RELATIVE.match(text.strip())
     if match:
-        return now - timedelta(seconds=float(match.group(1)) * _UNIT_SECONDS[match.group(2)])
+        seconds = float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
+        if seconds > MAX_AGE_DAYS * 86400:
+            raise typer.BadParameter(f"{text!r} is too far back (at most {MAX_AGE_DAYS}d)")
+        return now - timedelta(seconds=seconds)
     try:
         moment = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
-    except ValueError:
+        if moment.tzinfo is None:
+            moment = moment.replace(tzinfo=default_tz)
+        return moment.astimezone(UTC)
+    except (ValueError, OverflowError):
         raise typer.BadParameter(
             f"{text!r} is not a time: use ISO 8601 (2026-11-21T09:30:00Z) or an age (30m, 2h, 1d)"
         ) from None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=default_tz)
-    return moment.astimezone(UTC)
 
 
 def resolve_log_tz(name: str | None) -> tzinfo:
