@@ -11,6 +11,8 @@ from typer._click.exceptions import ClickException, NoArgsIsHelpError, UsageErro
 from pooldoctor import __version__
 from pooldoctor.commands import alerts, capture, demo, diagnose, runbooks, scan
 from pooldoctor.exitcodes import ExitCode
+from pooldoctor.interrupts import INTERRUPTS, interrupt_exit_code, interrupt_name, sigterm_raises
+from pooldoctor.sanitize import sanitized_standard_streams
 
 app = typer.Typer(
     name="pooldoctor",
@@ -44,7 +46,19 @@ def _root(
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point: run the app, mapping usage errors to 64 and never printing a traceback."""
+    """Entry point: run the app, mapping usage errors to 64 and never printing a traceback.
+
+    Everything printed goes through the outbound filter (secrets redacted, control characters
+    stripped); SIGTERM ends the run like Ctrl-C, with 143.
+    """
+    with sanitized_standard_streams(), sigterm_raises():
+        code = _run(argv)
+    if argv is None:
+        sys.exit(code)
+    return code
+
+
+def _run(argv: list[str] | None) -> int:
     try:
         result = app(args=argv, standalone_mode=False, prog_name="pooldoctor")
     except NoArgsIsHelpError as exc:
@@ -62,9 +76,9 @@ def main(argv: list[str] | None = None) -> int:
         code = int(ExitCode.INTERRUPTED)
     except typer.Exit as exc:
         code = exc.exit_code
-    except KeyboardInterrupt:
-        print("pooldoctor: interrupted", file=sys.stderr)
-        code = int(ExitCode.INTERRUPTED)
+    except INTERRUPTS as exc:
+        print(f"pooldoctor: {interrupt_name(exc)}", file=sys.stderr)
+        code = int(interrupt_exit_code(exc))
     except Exception as exc:
         if os.environ.get("POOLDOCTOR_DEBUG"):
             raise
@@ -76,6 +90,4 @@ def main(argv: list[str] | None = None) -> int:
         code = int(ExitCode.SOFTWARE)
     else:
         code = result if isinstance(result, int) else 0
-    if argv is None:
-        sys.exit(code)
     return code

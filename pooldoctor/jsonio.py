@@ -12,6 +12,9 @@ from datetime import UTC, datetime
 from enum import Enum
 from typing import Any, TypeVar
 
+from pooldoctor.redact import redact
+from pooldoctor.sanitize import strip_controls
+
 T = TypeVar("T")
 
 MAX_JSON_DEPTH = 64  # evidence nests about 8 deep; deeper input is hostile or broken
@@ -93,10 +96,12 @@ def to_plain(value: Any) -> Any:
         return value.value
     if isinstance(value, datetime):
         return format_utc(value)
+    if isinstance(value, str):
+        return redact(strip_controls(value))
     if isinstance(value, tuple | list):
         return [to_plain(item) for item in value]
     if isinstance(value, dict):
-        return {str(key): to_plain(item) for key, item in value.items()}
+        return {strip_controls(str(key)): to_plain(item) for key, item in value.items()}
     return value
 
 

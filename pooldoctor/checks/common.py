@@ -6,6 +6,8 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
+from psycopg import sql
+
 from pooldoctor.checks.signals import LogSignal, identify_app, instance_label
 from pooldoctor.evidence import Evidence
 from pooldoctor.findings import Finding, Severity
@@ -56,9 +58,20 @@ def idle_tx_timeout_suggestion(legitimate_ages: Sequence[float]) -> int:
     return nice_timeout(math.ceil(longest * IDLE_TX_TIMEOUT_FACTOR))
 
 
+def sql_identifier(name: str) -> str:
+    """A name from outside (a role, a database) quoted as a PostgreSQL identifier."""
+    return sql.Identifier(name.replace("\x00", "")).as_string(None)
+
+
+def sql_literal(value: str) -> str:
+    """A value from outside quoted as a PostgreSQL string literal."""
+    return sql.Literal(value.replace("\x00", "")).as_string(None)
+
+
 def alter_role(role: str | None, setting: str, seconds: int) -> str:
-    target = f'"{role}"' if role else "<app role>"
-    return f"ALTER ROLE {target} SET {setting} = '{pg_interval(seconds)}';"
+    """`ALTER ROLE "app" SET setting = '5min';` with the role quoted by psycopg's rules."""
+    target = sql_identifier(role) if role else "<app role>"
+    return f"ALTER ROLE {target} SET {setting} = {sql_literal(pg_interval(seconds))};"
 
 
 HISTORY_CONFIDENCE = 0.3  # an old burst is context for the timeline, not the current cause

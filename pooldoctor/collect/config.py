@@ -10,6 +10,7 @@ from pathlib import Path
 
 from pooldoctor.collect.inputs import read_input
 from pooldoctor.evidence import PoolConfig
+from pooldoctor.redact import redact
 
 KEY_PREFIXES = ("DATABASE_", "DB_", "SQLALCHEMY_")
 MAX_CONFIG_BYTES = 1024 * 1024  # env files are small; a huge one is the wrong file
@@ -34,7 +35,7 @@ class BadValue(ValueError):
 def parse_whole(text: str) -> int:
     """A whole number (`10`, `+3`, `-1`) of at most MAX_DIGITS digits."""
     stripped = text.strip()
-    if not re.fullmatch(r"[+-]?\d{1,%d}" % MAX_DIGITS, stripped):
+    if not re.fullmatch(rf"[+-]?\d{{1,{MAX_DIGITS}}}", stripped):
         raise BadValue("is not a whole number" + (" of sane size" if len(stripped) > 9 else ""))
     return int(stripped)
 
@@ -170,4 +171,5 @@ def _apply_line(config: PoolConfig, line: str, where: str, problems: list[str]) 
 
 
 def _shown(value: str) -> str:
-    return repr(value if len(value) <= 40 else value[:39] + "…")
+    shown = redact(value)
+    return repr(shown if len(shown) <= 40 else shown[:39] + "…")

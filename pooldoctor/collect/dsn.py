@@ -8,6 +8,8 @@ from urllib.parse import parse_qsl, quote, unquote, urlencode
 import psycopg
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
+from pooldoctor.redact import redact
+
 LIBPQ_SCHEMES = ("postgresql", "postgres")
 SECRET_PARAMS = frozenset({"password", "sslpassword"})
 REDACTED = "***"
@@ -70,7 +72,7 @@ def parse_dsn(dsn: str) -> dict[str, str]:
         params = conninfo_to_dict(conninfo)
     except psycopg.Error as exc:
         reason = " ".join(str(exc).split())
-        raise InvalidDsnError(f"invalid DSN: {scrub_secrets(reason, secrets)}") from None
+        raise InvalidDsnError(f"invalid DSN: {redact(scrub_secrets(reason, secrets))}") from None
     return {key: str(value) for key, value in params.items()}
 
 
@@ -89,8 +91,8 @@ def redact_dsn(dsn: str) -> str:
         return shown + (f"?{urlencode(pairs, quote_via=quote)}" if pairs else "")
     try:
         conninfo_to_dict(text)
-    except psycopg.Error:
-        return _KV_SECRET.sub(lambda m: f"{m['key']}={REDACTED}", text)
+    except psycopg.Error:  # a DSN that does not parse may still hold a password (`app:pw@db`)
+        return redact(_KV_SECRET.sub(lambda m: f"{m['key']}={REDACTED}", text))
     kept = (m[0] for m in _KV_PAIR.finditer(text) if m[1].lower() not in SECRET_PARAMS)
     return " ".join(kept)
 

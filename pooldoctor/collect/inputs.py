@@ -1,4 +1,4 @@
-"""Open files named on the command line: regular files or stdin only, read within byte and time caps."""
+"""Files named on the command line: regular files or stdin only, read within byte/time caps."""
 
 from __future__ import annotations
 

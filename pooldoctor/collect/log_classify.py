@@ -7,16 +7,13 @@ from collections.abc import Sequence
 
 from pooldoctor.collect.log_patterns import RULES, SQLSTATE_EVENTS, SQLSTATE_PATTERN
 from pooldoctor.evidence import LogEvent
+from pooldoctor.redact import redact
+from pooldoctor.sanitize import strip_controls
+
+__all__ = ["Check", "checks_for", "classify", "quote_line", "redact"]
 
 EXAMPLE_MAX_CHARS = 300  # enough for a message and its context; a report is not a log viewer
 USER_REQUEST = b"due to user request"  # 57014 also means a cancel the app asked for
-
-_URL_PASSWORD = re.compile(r"(?i)(\b[a-z][a-z0-9+.-]*://[^:/@\s]*:)[^@\s]*@")
-_KEYWORD_PASSWORD = re.compile(
-    r"(?i)\b((?:password|passwd|pwd|pgpassword|secret|token|api[_-]?key)\b[\"']?\s*[=:]\s*)"
-    r"(\"[^\"]*\"|'[^']*'|[^\s,;&)}\]]+)"
-)
-
 
 Check = tuple[bytes, LogEvent, "re.Pattern[bytes] | None"]
 
@@ -48,15 +45,9 @@ def classify(line: bytes, checks: Sequence[Check] = ALL_CHECKS) -> LogEvent | No
     return found
 
 
-def redact(text: str) -> str:
-    """Hide passwords in URLs/DSNs and `password=`-style pairs."""
-    text = _URL_PASSWORD.sub(r"\1***@", text)
-    return _KEYWORD_PASSWORD.sub(r"\1***", text)
-
-
 def quote_line(line: bytes, limit: int = EXAMPLE_MAX_CHARS) -> str:
     """A log line as it may appear in evidence: decoded, redacted, truncated."""
-    text = line.decode("utf-8", "replace").rstrip("\r\n")
+    text = strip_controls(line.decode("utf-8", "replace").rstrip("\r\n"))
     text = redact(text[: limit * 2])
     if len(text) > limit:
         text = text[: limit - 1] + "…"

@@ -275,18 +275,26 @@ class _Fetch:
             headers["Authorization"] = f"Bearer {self.token}"
         elif parts.username is not None:
             pair = f"{unquote(parts.username)}:{unquote(parts.password or '')}"
-            headers["Authorization"] = "Basic " + base64.b64encode(pair.encode()).decode()
+            encoded = base64.b64encode(pair.encode()).decode()
+            self.secrets.add(encoded)  # a peer that echoes the header must not leak it
+            headers["Authorization"] = "Basic " + encoded
         return headers
 
     def _read_body(self, sock: socket.socket, response: http.client.HTTPResponse) -> bytes:
         declared = response.getheader("Content-Length")
         if declared and declared.strip().isdigit() and int(declared) > MAX_BODY_BYTES:
             raise _Failed(_too_large(int(declared)))
+        expected = int(declared) if declared and declared.strip().isdigit() else None
         chunks: list[bytes] = []
         while True:
             sock.settimeout(self._remaining())
             chunk = response.read1(READ_CHUNK_BYTES)
             if not chunk:
+                if expected is not None and self.bytes_received < expected:
+                    raise _Failed(
+                        f"response cut short: {self.bytes_received} of {expected} bytes "
+                        "(Content-Length) received"
+                    )
                 return b"".join(chunks)
             chunks.append(chunk)
             self.bytes_received += len(chunk)

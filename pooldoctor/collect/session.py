@@ -21,10 +21,12 @@ from pooldoctor.evidence import (
     PoolConfig,
     PoolInstance,
     PoolSample,
+    PostgresEvidence,
     SampleError,
     SourceState,
     SourceStatus,
 )
+from pooldoctor.interrupts import INTERRUPTS, interrupt_name
 
 Clock = Callable[[], datetime]
 JOIN_MARGIN_SECONDS = 2.0
@@ -81,53 +83,116 @@ def _sample_round(
 
 
 def capture(options: SourceOptions, clock: Clock = utc_now) -> Evidence:
-    """Collect evidence from every requested source; failures become source statuses."""
-    started = clock()
-    statuses: list[SourceStatus] = []
-    readings = [_PoolReadings(url) for url in options.pool_status]
-    probe = open_postgres(options.dsn, options.timeout) if options.dsn else None
-    pools_started = clock()
-    if readings or probe is not None:
-        executor = ThreadPoolExecutor(max_workers=len(readings) + 1, thread_name_prefix="sample")
+    """Collect evidence from every requested source; failures become source statuses.
+
+    Ctrl-C or SIGTERM stops collection: what was collected so far is returned, with
+    `interrupted` saying so (the caller writes it and exits 130/143).
+    """
+    run = _Run(options, clock)
+    try:
+        run.collect()
+    except INTERRUPTS as exc:
+        run.interrupted = interrupt_name(exc)
+        run.interrupt = exc
+    return run.evidence()
+
+
+class _Run:
+    """One capture's progress, so that an interrupted one still yields what it has."""
+
+    def __init__(self, options: SourceOptions, clock: Clock) -> None:
+        self.options = options
+        self.clock = clock
+        self.started = clock()
+        self.statuses: list[SourceStatus] = []
+        self.readings = [_PoolReadings(url) for url in options.pool_status]
+        self.probe: PostgresProbe | None = None
+        self.postgres: PostgresEvidence | None = None
+        self.pools_started = self.started
+        self.logs: tuple[LogFileEvidence, ...] = ()
+        self.config: PoolConfig | None = None
+        self.interrupted: str | None = None
+        self.interrupt: BaseException | None = None
+        self._phase = "starting"
+
+    def collect(self) -> None:
+        options = self.options
+        self._phase = "connecting to PostgreSQL"
+        self.probe = open_postgres(options.dsn, options.timeout) if options.dsn else None
+        self.pools_started = self.clock()
+        self._phase = "sampling"
+        if self.readings or self.probe is not None:
+            self._sample_all()
+        self._finish_live()
+        if options.logs:
+            self._phase = "reading logs"
+            logs_started = self.clock()
+            self.logs = collect_logs(
+                options.logs, log_tz=options.log_tz or UTC, since=options.since, until=options.until
+            )
+            logs_finished = self.clock()
+            self.statuses.extend(
+                log_file_status(log, logs_started, logs_finished) for log in self.logs
+            )
+        if options.configs or options.workers is not None:
+            self._phase = "reading config"
+            self.config = read_config(options.configs, options.workers)
+            self.statuses.append(config_status(self.config, self.clock()))
+        self._phase = "done"
+
+    def _sample_all(self) -> None:
+        options = self.options
+        executor = ThreadPoolExecutor(
+            max_workers=len(self.readings) + 1, thread_name_prefix="sample"
+        )
         try:
             for index in range(options.samples):
                 round_started = time.monotonic()
-                _sample_round(executor, readings, probe, options.timeout, clock)
+                _sample_round(executor, self.readings, self.probe, options.timeout, self.clock)
                 if index + 1 < options.samples:
                     elapsed = time.monotonic() - round_started
                     time.sleep(max(0.0, options.interval - elapsed))
         finally:
             executor.shutdown(wait=False, cancel_futures=True)
-    pools_finished = clock()
-    statuses.extend(r.status(pools_started, pools_finished) for r in readings)
-    postgres = None
-    if probe is not None:
-        postgres = probe.finish()
-        statuses.append(probe.status())
-    logs: tuple[LogFileEvidence, ...] = ()
-    if options.logs:
-        logs_started = clock()
-        logs = collect_logs(
-            options.logs, log_tz=options.log_tz or UTC, since=options.since, until=options.until
+
+    def _finish_live(self) -> None:
+        if self._phase == "finished live sources":
+            return
+        self._phase = "finished live sources"
+        finished = self.clock()
+        self.statuses.extend(r.status(self.pools_started, finished) for r in self.readings)
+        if self.probe is not None:
+            self.postgres = self.probe.finish()
+            self.statuses.append(self.probe.status())
+
+    def evidence(self) -> Evidence:
+        if self.interrupted is not None:
+            phase = self._phase
+            self._finish_live()
+            at = self.clock()
+            self.statuses.append(
+                SourceStatus(
+                    "pooldoctor",
+                    "capture",
+                    SourceState.ERROR,
+                    f"{self.interrupted} while {phase}; evidence collected until then is kept",
+                    at,
+                    at,
+                )
+            )
+        return Evidence(
+            collected_at=self.clock(),
+            started_at=self.started,
+            pooldoctor_version=__version__,
+            since=self.options.since,
+            until=self.options.until,
+            pools=tuple(r.instance() for r in self.readings),
+            postgres=self.postgres,
+            logs=self.logs,
+            config=self.config,
+            sources=tuple(self.statuses),
+            interrupted=self.interrupted,
         )
-        logs_finished = clock()
-        statuses.extend(log_file_status(log, logs_started, logs_finished) for log in logs)
-    config = None
-    if options.configs or options.workers is not None:
-        config = read_config(options.configs, options.workers)
-        statuses.append(config_status(config, clock()))
-    return Evidence(
-        collected_at=clock(),
-        started_at=started,
-        pooldoctor_version=__version__,
-        since=options.since,
-        until=options.until,
-        pools=tuple(r.instance() for r in readings),
-        postgres=postgres,
-        logs=logs,
-        config=config,
-        sources=tuple(statuses),
-    )
 
 
 def config_status(config: PoolConfig, at: datetime) -> SourceStatus:

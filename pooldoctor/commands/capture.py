@@ -8,12 +8,16 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.text import Text
 
 from pooldoctor.atomic import write_atomic
 from pooldoctor.collect.session import capture, utc_now
 from pooldoctor.commands import options as opt
 from pooldoctor.evidence import SourceState, evidence_to_json
 from pooldoctor.exitcodes import ExitCode
+from pooldoctor.interrupts import exit_code_for
+from pooldoctor.report.terminal import plain
+from pooldoctor.sanitize import strip_controls
 
 
 def capture_command(
@@ -56,16 +60,17 @@ def capture_command(
         write_atomic(out, evidence_to_json(evidence))
     except OSError as exc:
         print(f"pooldoctor: error: cannot write {out}: {exc.strerror or exc}", file=sys.stderr)
-        return int(ExitCode.INPUT)
-    console = Console(stderr=True)
+        return int(ExitCode.CANNOT_WRITE)
+    console = Console(stderr=True, highlight=False)
     for source in evidence.sources:
         style = "green" if source.status is SourceState.OK else "red"
-        console.print(
-            f"[{style}]{source.status.value:>7}[/] {source.kind:<11} {source.name}: "
-            f"{source.detail}",
-            highlight=False,
-            markup=True,
-        )
-    console.print(f"evidence written to {out}")
+        line = Text(f"{source.status.value:>7}", style=style)
+        line.append(strip_controls(f" {source.kind:<11} {source.name}: {source.detail}"))
+        console.print(line)
+    console.print(plain(f"evidence written to {out}"))
+    if evidence.interrupted:
+        kept = f"partial evidence kept in {out}"
+        print(f"pooldoctor: {evidence.interrupted}; {kept}", file=sys.stderr)
+        return int(exit_code_for(evidence.interrupted))
     collected = any(s.status is SourceState.OK for s in evidence.sources)
     return int(ExitCode.OK if collected else ExitCode.UNKNOWN)

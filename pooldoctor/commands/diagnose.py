@@ -17,6 +17,7 @@ from pooldoctor.diagnosis import diagnose
 from pooldoctor.evidence import Evidence, EvidenceFormatError, evidence_from_json, evidence_to_json
 from pooldoctor.exitcodes import ExitCode
 from pooldoctor.findings import Status
+from pooldoctor.interrupts import exit_code_for
 from pooldoctor.report import (
     build_report,
     print_summary,
@@ -127,11 +128,14 @@ def diagnose_command(
         runbook_base_url=site_url,
     )
     written: list[Path] = []
+    write_failed = False
     if out is not None:
         try:
             written = write_report_dir(report, evidence_to_json(bundle), out)
         except OSError as exc:
-            print(f"pooldoctor: error: cannot write the report to {out}: {exc}", file=sys.stderr)
+            reason = exc.strerror or str(exc)
+            print(f"pooldoctor: error: cannot write the report to {out}: {reason}", file=sys.stderr)
+            write_failed = True
     stdout = Console()
     if output_format is OutputFormat.TEXT:
         print_summary(report, stdout, written=written)
@@ -141,4 +145,10 @@ def diagnose_command(
         sys.stdout.write(render_json(report))
     else:
         sys.stdout.write(render_html(report))
+    if write_failed:
+        return int(ExitCode.CANNOT_WRITE)
+    if evidence is None and bundle.interrupted:
+        kept = f"; partial report in {out}" if written else ""
+        print(f"pooldoctor: {bundle.interrupted}{kept}", file=sys.stderr)
+        return int(exit_code_for(bundle.interrupted))
     return int(STATUS_EXIT[diagnosis.status])

@@ -40,7 +40,9 @@ ConfigOpt = Annotated[
 ]
 WorkersOpt = Annotated[
     int | None,
-    typer.Option("--workers", min=1, max=100_000, help="App processes per host (overrides WEB_CONCURRENCY)."),
+    typer.Option(
+        "--workers", min=1, max=100_000, help="App processes per host (overrides WEB_CONCURRENCY)."
+    ),
 ]
 SamplesOpt = Annotated[
     int, typer.Option("--samples", min=1, max=1000, help="Live samples per source.")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -10,11 +11,12 @@ from typing import Any
 import jinja2
 
 from pooldoctor import __version__
-from pooldoctor.atomic import write_atomic
+from pooldoctor.atomic import locked_directory, write_atomic
 from pooldoctor.jsonio import format_utc
 from pooldoctor.report.model import REPORT_SCHEMA, KeyTime, Report, ReportFinding, TimelineEntry
 from pooldoctor.report.present import cell, code_segments, evidence_tables, pretty_json
 from pooldoctor.report.textfmt import as_utc, clock, percent, stamp
+from pooldoctor.sanitize import clean_tree, outbound_text, strip_controls
 
 REPORT_FILES = ("report.md", "report.html", "report.json", "evidence.json")
 
@@ -102,19 +104,35 @@ def report_to_plain(report: Report) -> dict[str, Any]:
 
 def render_json(report: Report) -> str:
     """report.json text."""
-    return json.dumps(report_to_plain(report), indent=2, ensure_ascii=False, default=str) + "\n"
+    plain = clean_tree(report_to_plain(report))
+    return json.dumps(plain, indent=2, ensure_ascii=False, default=str) + "\n"
+
+
+# Inline markdown syntax: escapes, code, emphasis (underscores only at word edges, as
+# CommonMark ignores them inside words), links and images, strikethrough.
+_MD_INLINE = re.compile(r"[\\`*\[\]~]|(?<![0-9A-Za-z])_|_(?![0-9A-Za-z])")
+_MD_LINE_START = re.compile(r"(?m)^([ \t]*)([#+=-])")
+_MD_LIST_NUMBER = re.compile(r"(?m)^([ \t]*\d+)([.)])")
+
+
+def md_text(value: Any) -> str:
+    """Outside text as inert markdown: HTML and markdown syntax escaped, controls stripped."""
+    text = outbound_text("" if value is None else str(value))
+    text = text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    text = _MD_INLINE.sub(lambda match: "\\" + match.group(), text)
+    text = _MD_LINE_START.sub(r"\1\\\2", text)
+    return _MD_LIST_NUMBER.sub(r"\1\\\2", text)
 
 
 def md_cell(value: Any) -> str:
-    """Text safe inside a markdown table cell: pipes escaped, line breaks flattened."""
-    text = "" if value is None else str(value)
-    text = text.replace("\\", "\\\\").replace("|", "\\|")
+    """Text safe inside a markdown table cell: md_text, pipes escaped, line breaks flattened."""
+    text = md_text(value).replace("|", "\\|")
     return " ".join(text.splitlines()) or " "
 
 
 def md_code(value: Any) -> str:
     """An inline code span that survives backticks in its content."""
-    text = " ".join(str(value).splitlines())
+    text = " ".join(outbound_text(str(value)).splitlines())
     fence = "`"
     while fence in text:
         fence += "`"
@@ -140,9 +158,11 @@ def _environment() -> jinja2.Environment:
         trim_blocks=True,
         lstrip_blocks=True,
         keep_trailing_newline=True,
+        finalize=lambda value: outbound_text(value) if isinstance(value, str) else value,
     )
     env.filters.update(
         md=md_cell,
+        mdtext=md_text,
         code=md_code,
         stamp=stamp,
         clock=clock,
@@ -172,20 +192,21 @@ def _context(report: Report) -> dict[str, Any]:
 
 def render_markdown(report: Report) -> str:
     """report.md: written to be pasted into a postmortem."""
-    return _environment().get_template("report.md.j2").render(_context(report))
+    return strip_controls(_environment().get_template("report.md.j2").render(_context(report)))
 
 
 def render_html(report: Report) -> str:
     """report.html: one self-contained page (inline CSS, no external assets), autoescaped."""
-    return _environment().get_template("report.html.j2").render(_context(report))
+    return strip_controls(_environment().get_template("report.html.j2").render(_context(report)))
 
 
 def write_report_dir(report: Report, evidence_json: str, out: Path) -> list[Path]:
     """Write report.md, report.html, report.json and evidence.json into `out`, each atomically."""
     texts = (render_markdown(report), render_html(report), render_json(report), evidence_json)
     written: list[Path] = []
-    for name, text in zip(REPORT_FILES, texts, strict=True):
-        path = out / name
-        write_atomic(path, text)
-        written.append(path)
+    with locked_directory(out):
+        for name, text in zip(REPORT_FILES, texts, strict=True):
+            path = out / name
+            write_atomic(path, text)
+            written.append(path)
     return written

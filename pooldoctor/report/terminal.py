@@ -13,6 +13,7 @@ from rich.text import Text
 from pooldoctor.report.model import Report
 from pooldoctor.report.present import code_segments
 from pooldoctor.report.textfmt import percent
+from pooldoctor.sanitize import strip_controls
 
 # Remediation steps printed for the top finding; the rest are in the report files.
 TERMINAL_REMEDIATION_STEPS = 3
@@ -20,10 +21,15 @@ STATUS_STYLES = {"ok": "bold green", "warning": "bold yellow", "critical": "bold
 SEVERITY_STYLES = {"critical": "red", "warning": "yellow", "info": "cyan"}
 
 
+def plain(text: str, style: str = "") -> Text:
+    """Outside text for the terminal: never read as rich markup, control characters removed."""
+    return Text(strip_controls(text), style=style)
+
+
 def _step_text(index: int, step: str) -> Text:
     text = Text(f"{index}. ")
     for segment, is_code in code_segments(step):
-        text.append(segment, style="bold cyan" if is_code else "")
+        text.append(strip_controls(segment), style="bold cyan" if is_code else "")
     return text
 
 
@@ -40,17 +46,19 @@ def print_summary(report: Report, console: Console, *, written: Sequence[Path] =
                 (top.severity.value.upper(), SEVERITY_STYLES.get(top.severity.value, "")),
                 f"  confidence {percent(top.confidence)}  runbook: {top.runbook}",
             ),
-            Text(top.summary),
+            plain(top.summary),
         ]
         steps = top.remediation[:TERMINAL_REMEDIATION_STEPS]
         if steps:
             body.append(Text("What to do first:", style="bold"))
             body.extend(_step_text(i, step) for i, step in enumerate(steps, start=1))
         if top.runbook_url:
-            body.append(Text(f"Runbook: {top.runbook_url}"))
-        console.print(Panel(Group(*body), title=top.title, title_align="left", border_style=style))
+            body.append(plain(f"Runbook: {top.runbook_url}"))
+        console.print(
+            Panel(Group(*body), title=plain(top.title), title_align="left", border_style=style)
+        )
     else:
-        console.print(Text(report.summary))
+        console.print(plain(report.summary))
     others = report.findings[1:]
     if others:
         table = Table(title="Other findings", title_justify="left", show_edge=False)
@@ -62,9 +70,9 @@ def print_summary(report: Report, console: Console, *, written: Sequence[Path] =
             severity = finding.severity.value
             table.add_row(
                 Text(severity, style=SEVERITY_STYLES.get(severity, "")),
-                finding.title,
+                plain(finding.title),
                 percent(finding.confidence),
-                finding.runbook,
+                plain(finding.runbook),
             )
         console.print(table)
     failed = [s for s in report.sources if s.status != "ok"]
@@ -72,7 +80,7 @@ def print_summary(report: Report, console: Console, *, written: Sequence[Path] =
         console.print(Text("Sources not collected:", style="bold"))
         for source in failed:
             console.print(
-                Text(f"  {source.status:<7} {source.kind} {source.name}: {source.detail}")
+                plain(f"  {source.status:<7} {source.kind} {source.name}: {source.detail}")
             )
     for path in written:
-        console.print(Text(f"wrote {path}"))
+        console.print(plain(f"wrote {path}"))
