@@ -9,9 +9,10 @@ import typer
 from typer._click.exceptions import ClickException, NoArgsIsHelpError, UsageError
 
 from pooldoctor import __version__
+from pooldoctor.collect.session import CaptureInterrupted
 from pooldoctor.commands import alerts, capture, demo, diagnose, runbooks, scan
 from pooldoctor.exitcodes import ExitCode
-from pooldoctor.interrupts import INTERRUPTS, interrupt_exit_code, interrupt_name, sigterm_raises
+from pooldoctor.interrupts import Terminated, interrupt_exit_code, interrupt_name, sigterm_raises
 from pooldoctor.sanitize import sanitized_standard_streams
 
 app = typer.Typer(
@@ -76,7 +77,7 @@ def _run(argv: list[str] | None) -> int:
         code = int(ExitCode.INTERRUPTED)
     except typer.Exit as exc:
         code = exc.exit_code
-    except INTERRUPTS as exc:
+    except (KeyboardInterrupt, Terminated, CaptureInterrupted) as exc:
         print(f"pooldoctor: {interrupt_name(exc)}", file=sys.stderr)
         code = int(interrupt_exit_code(exc))
     except Exception as exc:

@@ -256,7 +256,6 @@ class Evidence:
     config: PoolConfig | None = None
     sources: tuple[SourceStatus, ...] = ()
     schema: str = EVIDENCE_SCHEMA
-    interrupted: str | None = None  # "interrupted"/"terminated": a partial capture
 
 
 def evidence_to_json(evidence: Evidence) -> str:

@@ -35,16 +35,16 @@ def sigterm_raises() -> Iterator[None]:
         signal.signal(signal.SIGTERM, previous)
 
 
+def _cause(exc: BaseException) -> BaseException:
+    cause = getattr(exc, "cause", None)  # a CaptureInterrupted wraps the signal's exception
+    return cause if isinstance(cause, BaseException) else exc
+
+
 def interrupt_name(exc: BaseException) -> str:
     """'terminated' for SIGTERM, 'interrupted' for SIGINT."""
-    return "terminated" if isinstance(exc, Terminated) else "interrupted"
+    return "terminated" if isinstance(_cause(exc), Terminated) else "interrupted"
 
 
 def interrupt_exit_code(exc: BaseException) -> ExitCode:
     """143 for SIGTERM, 130 for SIGINT (128 + the signal number, as shells report it)."""
-    return ExitCode.TERMINATED if isinstance(exc, Terminated) else ExitCode.INTERRUPTED
-
-
-def exit_code_for(name: str) -> ExitCode:
-    """The exit code of a capture that `interrupt_name` described as `name`."""
-    return ExitCode.TERMINATED if name == "terminated" else ExitCode.INTERRUPTED
+    return ExitCode.TERMINATED if isinstance(_cause(exc), Terminated) else ExitCode.INTERRUPTED

@@ -45,7 +45,10 @@ SSL_FALSE = frozenset({"false", "0", "no", "off"})
 
 _SCHEME = re.compile(r"^(?P<scheme>[A-Za-z][A-Za-z0-9+.\-]*)://")
 _KV_SECRET = re.compile(
-    r"\b(?P<key>(?:ssl)?password)\s*(?:=\s*)?(?P<value>'(?:[^'\\]|\\.)*'?|[^\s']+)",
+    r"\b(?P<key>(?:ssl)?password)\s*(?:=\s*)?"
+    # An unquoted value runs on over following words up to the next key=: libpq rejects a
+    # password with a space unquoted, and its message then echoes the second word.
+    r"(?P<value>'(?:[^'\\]|\\.)*'?|[^\s']+(?:\s+[^\s'=]+(?=\s|$))*)",
     re.IGNORECASE,
 )
 _KV_PAIR = re.compile(r"(\w+)\s*=\s*('(?:[^'\\]|\\.)*'|\S+)")

@@ -43,6 +43,7 @@ READ_CHUNK_BYTES = 64 * 1024
 ERROR_EXCERPT_CHARS = 120  # a 5xx body excerpt long enough to hold an exception message
 REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
 REDACTED = "***"
+CANCEL_POLL_SECONDS = 0.1  # how soon a fetch notices that the run was interrupted
 
 _SENSITIVE_PARTS = (
     "token",
@@ -438,8 +439,13 @@ def _error_excerpt(text: str, content_type: str | None) -> str:
     return excerpt(text, ERROR_EXCERPT_CHARS)
 
 
-def fetch_pool_sample(url: str, timeout: float) -> PoolSample | SampleError:
-    """GET and parse one pool-status URL; any failure is a SampleError, all within `timeout`."""
+def fetch_pool_sample(
+    url: str, timeout: float, cancel: threading.Event | None = None
+) -> PoolSample | SampleError:
+    """GET and parse one pool-status URL; any failure is a SampleError, all within `timeout`.
+
+    Setting `cancel` (Ctrl-C in the main thread) abandons the fetch at once.
+    """
     started = datetime.now(UTC)
     token = os.environ.get(TOKEN_ENV) or None
     fetch = _Fetch(url, timeout, time.monotonic() + timeout, token)
@@ -449,9 +455,16 @@ def fetch_pool_sample(url: str, timeout: float) -> PoolSample | SampleError:
         target=fetch.run, args=(started,), name="pool-status-fetch", daemon=True
     )
     worker.start()
-    worker.join(timeout)
+    deadline = time.monotonic() + timeout
+    while worker.is_alive() and not (cancel is not None and cancel.is_set()):
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            break
+        worker.join(min(remaining, CANCEL_POLL_SECONDS))
     if worker.is_alive():
         fetch.abort()
+        if cancel is not None and cancel.is_set():
+            return SampleError(started, "cancelled: pooldoctor was interrupted")
         return SampleError(started, _scrub(fetch.timeout_message(), fetch.secrets))
     if fetch.result is None:  # unreachable: run() always sets a result
         return SampleError(started, "pool-status fetch ended without a result")

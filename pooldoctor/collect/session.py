@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor, wait
@@ -63,9 +64,10 @@ def _sample_round(
     probe: PostgresProbe | None,
     timeout: float,
     clock: Clock,
+    cancel: threading.Event | None = None,
 ) -> None:
     futures: dict[Future[PoolSample | SampleError], _PoolReadings] = {
-        executor.submit(fetch_pool_sample, r.url, timeout): r for r in readings
+        executor.submit(fetch_pool_sample, r.url, timeout, cancel): r for r in readings
     }
     pending: list[Future[Any]] = list(futures)
     if probe is not None:
@@ -85,16 +87,26 @@ def _sample_round(
 def capture(options: SourceOptions, clock: Clock = utc_now) -> Evidence:
     """Collect evidence from every requested source; failures become source statuses.
 
-    Ctrl-C or SIGTERM stops collection: what was collected so far is returned, with
-    `interrupted` saying so (the caller writes it and exits 130/143).
+    Ctrl-C or SIGTERM stops collection and raises CaptureInterrupted carrying the evidence
+    collected so far (the caller writes it and exits 130/143).
     """
     run = _Run(options, clock)
     try:
         run.collect()
     except INTERRUPTS as exc:
+        run.cancel.set()
         run.interrupted = interrupt_name(exc)
-        run.interrupt = exc
+        raise CaptureInterrupted(run.evidence(), exc) from None
     return run.evidence()
+
+
+class CaptureInterrupted(BaseException):
+    """A capture stopped by SIGINT/SIGTERM; `evidence` holds what was collected until then."""
+
+    def __init__(self, evidence: Evidence, cause: BaseException) -> None:
+        super().__init__(interrupt_name(cause))
+        self.evidence = evidence
+        self.cause = cause
 
 
 class _Run:
@@ -112,7 +124,7 @@ class _Run:
         self.logs: tuple[LogFileEvidence, ...] = ()
         self.config: PoolConfig | None = None
         self.interrupted: str | None = None
-        self.interrupt: BaseException | None = None
+        self.cancel = threading.Event()  # set on Ctrl-C: in-flight fetches give up at once
         self._phase = "starting"
 
     def collect(self) -> None:
@@ -148,7 +160,9 @@ class _Run:
         try:
             for index in range(options.samples):
                 round_started = time.monotonic()
-                _sample_round(executor, self.readings, self.probe, options.timeout, self.clock)
+                _sample_round(
+                    executor, self.readings, self.probe, options.timeout, self.clock, self.cancel
+                )
                 if index + 1 < options.samples:
                     elapsed = time.monotonic() - round_started
                     time.sleep(max(0.0, options.interval - elapsed))
@@ -191,7 +205,6 @@ class _Run:
             logs=self.logs,
             config=self.config,
             sources=tuple(self.statuses),
-            interrupted=self.interrupted,
         )
 
 

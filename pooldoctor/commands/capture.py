@@ -11,11 +11,11 @@ from rich.console import Console
 from rich.text import Text
 
 from pooldoctor.atomic import write_atomic
-from pooldoctor.collect.session import capture, utc_now
+from pooldoctor.collect.session import CaptureInterrupted, capture, utc_now
 from pooldoctor.commands import options as opt
 from pooldoctor.evidence import SourceState, evidence_to_json
 from pooldoctor.exitcodes import ExitCode
-from pooldoctor.interrupts import exit_code_for
+from pooldoctor.interrupts import interrupt_exit_code, interrupt_name
 from pooldoctor.report.terminal import plain
 from pooldoctor.sanitize import strip_controls
 
@@ -55,7 +55,11 @@ def capture_command(
         raise typer.BadParameter(
             f"--out {out} is a directory; give a file name such as {out}/evidence.json"
         )
-    evidence = capture(sources)
+    interrupted: BaseException | None = None
+    try:
+        evidence = capture(sources)
+    except CaptureInterrupted as stop:
+        evidence, interrupted = stop.evidence, stop.cause
     try:
         write_atomic(out, evidence_to_json(evidence))
     except OSError as exc:
@@ -68,9 +72,9 @@ def capture_command(
         line.append(strip_controls(f" {source.kind:<11} {source.name}: {source.detail}"))
         console.print(line)
     console.print(plain(f"evidence written to {out}"))
-    if evidence.interrupted:
+    if interrupted is not None:
         kept = f"partial evidence kept in {out}"
-        print(f"pooldoctor: {evidence.interrupted}; {kept}", file=sys.stderr)
-        return int(exit_code_for(evidence.interrupted))
+        print(f"pooldoctor: {interrupt_name(interrupted)}; {kept}", file=sys.stderr)
+        return int(interrupt_exit_code(interrupted))
     collected = any(s.status is SourceState.OK for s in evidence.sources)
     return int(ExitCode.OK if collected else ExitCode.UNKNOWN)

@@ -11,13 +11,13 @@ import typer
 from rich.console import Console
 
 from pooldoctor.collect.inputs import read_input
-from pooldoctor.collect.session import capture, utc_now
+from pooldoctor.collect.session import CaptureInterrupted, capture, utc_now
 from pooldoctor.commands import options as opt
 from pooldoctor.diagnosis import diagnose
 from pooldoctor.evidence import Evidence, EvidenceFormatError, evidence_from_json, evidence_to_json
 from pooldoctor.exitcodes import ExitCode
 from pooldoctor.findings import Status
-from pooldoctor.interrupts import exit_code_for
+from pooldoctor.interrupts import interrupt_exit_code, interrupt_name
 from pooldoctor.report import (
     build_report,
     print_summary,
@@ -110,12 +110,16 @@ def diagnose_command(
         log_tz=log_tz,
         now=now,
     )
+    interrupted: BaseException | None = None
     if evidence is not None:
         if sources.pool_status or dsn or sources.logs or sources.configs:
             raise typer.BadParameter("--evidence cannot be combined with live source options")
         bundle = load_evidence_file(evidence)
     elif sources.has_sources:
-        bundle = capture(sources)
+        try:
+            bundle = capture(sources)
+        except CaptureInterrupted as stop:
+            bundle, interrupted = stop.evidence, stop.cause
     else:
         raise typer.BadParameter(opt.NO_SOURCES_MESSAGE)
     diagnosis = diagnose(bundle)
@@ -147,8 +151,8 @@ def diagnose_command(
         sys.stdout.write(render_html(report))
     if write_failed:
         return int(ExitCode.CANNOT_WRITE)
-    if evidence is None and bundle.interrupted:
+    if interrupted is not None:
         kept = f"; partial report in {out}" if written else ""
-        print(f"pooldoctor: {bundle.interrupted}{kept}", file=sys.stderr)
-        return int(exit_code_for(bundle.interrupted))
+        print(f"pooldoctor: {interrupt_name(interrupted)}{kept}", file=sys.stderr)
+        return int(interrupt_exit_code(interrupted))
     return int(STATUS_EXIT[diagnosis.status])

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import jinja2
+import markupsafe
 
 from pooldoctor import __version__
 from pooldoctor.atomic import locked_directory, write_atomic
@@ -149,6 +150,16 @@ def _time_format(report: Report) -> tuple[str, bool]:
     return "", False
 
 
+def _finalize(value: Any) -> Any:
+    """Every value a template prints: redacted and stripped of control characters (already
+    escaped markup, such as a macro's output, stays markup)."""
+    if isinstance(value, markupsafe.Markup):
+        return markupsafe.Markup(outbound_text(str(value)))
+    if isinstance(value, str):
+        return outbound_text(value)
+    return value
+
+
 @cache
 def _environment() -> jinja2.Environment:
     env = jinja2.Environment(
@@ -158,7 +169,7 @@ def _environment() -> jinja2.Environment:
         trim_blocks=True,
         lstrip_blocks=True,
         keep_trailing_newline=True,
-        finalize=lambda value: outbound_text(value) if isinstance(value, str) else value,
+        finalize=_finalize,
     )
     env.filters.update(
         md=md_cell,
