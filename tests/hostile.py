@@ -16,6 +16,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+import pytest
+
 # The child may use this much address space: the interpreter, psycopg, threads' stacks and a
 # capped read stay well below it; an unbounded read of /dev/zero would not.
 ADDRESS_SPACE_BYTES = 3 * 1024**3
@@ -194,3 +196,14 @@ def fake_postgres_refusing(sqlstate: str, message: str) -> Iterator[int]:
         stop.set()
         thread.join(2)
         listener.close()
+
+
+def run_main(capsys: pytest.CaptureFixture[str], *args: str, outputs: Sequence[Path] = ()) -> Run:
+    """The same checks in this process (no memory limit): for further variants of a case
+    whose first variant ran as a child process."""
+    from pooldoctor.cli import main
+
+    capsys.readouterr()
+    code = main(list(args))
+    captured = capsys.readouterr()
+    return Run(code, captured.out, captured.err, _collect(outputs))

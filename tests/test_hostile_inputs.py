@@ -10,7 +10,6 @@ import json
 import os
 import subprocess
 import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -29,6 +28,7 @@ from tests.hostile import (
     fake_postgres_refusing,
     run_and_signal,
     run_cli,
+    run_main,
 )
 from tests.httpserver import LocalHTTPServer, Response
 
@@ -45,21 +45,26 @@ def assert_report(run: Run, out: Path) -> str:
 # --- secrets reach reports ---------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(
-    "dsn",
-    [
-        f"postgresql:/app:{SECRET}@127.0.0.1/db",
-        f"postgresql//app:{SECRET}@127.0.0.1/db",
-        f"app:{SECRET}@127.0.0.1/db",
-        f"host=127.0.0.1 port=1 user=app password=first {SECRET} dbname=app",
-    ],
-)
-def test_mistyped_dsn_never_echoes_its_password(dsn: str, tmp_path: Path) -> None:
-    out = tmp_path / "out"
-    run = run_cli("diagnose", "--dsn", dsn, *LIVE, "--out", str(out), outputs=[out])
-    assert run.code == ExitCode.UNKNOWN
-    run.assert_clean(SECRET)
-    assert "invalid_dsn" in assert_report(run, out) or "missing" in run.stdout
+MISTYPED_DSNS = [
+    f"postgresql:/app:{SECRET}@127.0.0.1/db",
+    f"postgresql//app:{SECRET}@127.0.0.1/db",
+    f"app:{SECRET}@127.0.0.1/db",
+    f"host=127.0.0.1 port=1 user=app password=first {SECRET} dbname=app",
+]
+
+
+def test_mistyped_dsn_never_echoes_its_password(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    for index, dsn in enumerate(MISTYPED_DSNS):
+        out = tmp_path / f"out{index}"
+        args = ("diagnose", "--dsn", dsn, *LIVE, "--out", str(out))
+        run = (
+            run_cli(*args, outputs=[out]) if index == 0 else run_main(capsys, *args, outputs=[out])
+        )
+        assert run.code == ExitCode.UNKNOWN, dsn
+        run.assert_clean(SECRET)
+        assert "invalid DSN" in assert_report(run, out)
 
 
 SECRET_LOG_LINES = [
@@ -127,31 +132,27 @@ def fifo(tmp_path: Path) -> Path:
     return path
 
 
-@pytest.mark.parametrize("option", ["--log", "--config"])
-@pytest.mark.parametrize("source", ["/dev/zero", "/dev/urandom", "fifo"])
 def test_devices_and_fifos_are_refused_in_one_line(
-    option: str, source: str, fifo: Path, tmp_path: Path
+    fifo: Path, capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
-    path = str(fifo) if source == "fifo" else source
+    sources = ["/dev/zero", "/dev/urandom", str(fifo)]
     out = tmp_path / "out"
-    run = run_cli("diagnose", option, path, "--out", str(out), outputs=[out])
+    args = [arg for path in sources for arg in ("--log", path, "--config", path)]
+    run = run_cli("diagnose", *args, "--out", str(out), outputs=[out])
     assert run.code == ExitCode.UNKNOWN
     run.assert_clean()
-    assert "not a regular file" in assert_report(run, out)
+    report = assert_report(run, out)
+    assert report.count("not a regular file") >= 2 * len(sources)
+    for device in ("/dev/zero", str(fifo)):
+        run = run_main(capsys, "diagnose", "--evidence", device)
+        assert run.code == ExitCode.INPUT
+        run.assert_clean()
+        assert run.stderr.count("\n") == 1 and "not a regular file" in run.stderr
 
 
-@pytest.mark.parametrize("source", ["/dev/zero", "fifo"])
-def test_evidence_from_a_device_or_fifo_is_refused(source: str, fifo: Path) -> None:
-    run = run_cli("diagnose", "--evidence", str(fifo) if source == "fifo" else source)
-    assert run.code == ExitCode.INPUT
-    run.assert_clean()
-    assert run.stderr.count("\n") == 1 and "not a regular file" in run.stderr
-
-
-@pytest.mark.parametrize("device", ["/dev/zero", "/dev/urandom"])
-def test_binary_stdin_log_stops_at_once(device: str, tmp_path: Path) -> None:
+def test_binary_stdin_log_stops_at_once(tmp_path: Path) -> None:
     out = tmp_path / "out"
-    with open(device, "rb") as stdin:
+    with open("/dev/urandom", "rb") as stdin:
         run = run_cli(
             "diagnose", "--log", "-", "--out", str(out), outputs=[out], stdin=stdin.fileno()
         )
@@ -168,23 +169,23 @@ def test_evidence_on_stdin_is_capped(tmp_path: Path) -> None:
     assert "larger than" in run.stderr
 
 
-def test_ctrl_c_during_a_log_scan_stops_it_and_keeps_nothing_half_written(tmp_path: Path) -> None:
+def test_ctrl_c_during_an_endless_log_scan_keeps_a_partial_report(tmp_path: Path) -> None:
     reader, writer = os.pipe()
     stop = threading.Event()
+    fed = [0]
 
     def feed() -> None:  # a log that never ends
         line = b"2026-11-21 09:30:00,000 INFO app: request served\n" * 2000
         with open(writer, "wb", buffering=0) as pipe:
             while not stop.is_set():
                 try:
-                    pipe.write(line)
+                    fed[0] += pipe.write(line)
                 except (BrokenPipeError, OSError):
                     return
 
     feeder = threading.Thread(target=feed, daemon=True)
     feeder.start()
     out = tmp_path / "out"
-    started = time.monotonic()
     try:
         run = run_and_signal(
             "diagnose",
@@ -192,7 +193,7 @@ def test_ctrl_c_during_a_log_scan_stops_it_and_keeps_nothing_half_written(tmp_pa
             "-",
             "--out",
             str(out),
-            when=lambda: time.monotonic() - started > 2.0,
+            when=lambda: fed[0] > 32 * 1024 * 1024,  # the scan is under way
             signum=SIGINT,
             stdin=reader,
             outputs=[out],
@@ -200,56 +201,58 @@ def test_ctrl_c_during_a_log_scan_stops_it_and_keeps_nothing_half_written(tmp_pa
     finally:
         stop.set()
         os.close(reader)
-    assert run.code == ExitCode.INTERRUPTED
+    assert run.code == ExitCode.INTERRUPTED, run
     run.assert_clean()
-    assert run.stderr.strip().splitlines()[-1].startswith("pooldoctor: interrupted")
+    assert run.stderr.strip().splitlines()[-1].startswith("pooldoctor: interrupted"), run
+    assert "interrupted while reading logs" in assert_report(run, out)
 
 
 # --- internal errors ---------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("age", ["1e11", "1e308", "-5", '"NaN"'])
+HOLDER_AGES = ["1e11", "1e308", "-5", '"NaN"']
+
+
 def test_absurd_holder_ages_are_a_source_problem(
-    age: str, http_server: LocalHTTPServer, tmp_path: Path
+    http_server: LocalHTTPServer, tmp_path: Path
 ) -> None:
-    body = (
-        '{"size": 5, "checked_out": 5, "checked_in": 0, "overflow": 0, "max_overflow": 0, '
-        f'"holders": [{{"origin": "app.py:10", "age_seconds": {age}}}]}}'
-    )
-    http_server.routes["/pool-status"] = Response(body=body)
+    urls = []
+    for index, age in enumerate(HOLDER_AGES):
+        body = (
+            '{"size": 5, "checked_out": 5, "checked_in": 0, "overflow": 0, "max_overflow": 0, '
+            f'"holders": [{{"origin": "app.py:10", "age_seconds": {age}}}]}}'
+        )
+        http_server.routes[f"/pool-status/{index}"] = Response(body=body)
+        urls += ["--pool-status", http_server.url(f"/pool-status/{index}")]
     out = tmp_path / "out"
-    run = run_cli(
-        "diagnose",
-        "--pool-status",
-        http_server.url("/pool-status"),
-        *LIVE,
-        "--out",
-        str(out),
-        outputs=[out],
-    )
+    run = run_cli("diagnose", *urls, *LIVE, "--out", str(out), outputs=[out])
     assert run.code == ExitCode.UNKNOWN
     run.assert_clean()
-    assert "age_seconds" in assert_report(run, out)
+    assert assert_report(run, out).count("age_seconds") >= len(HOLDER_AGES)
 
 
-@pytest.mark.parametrize(
-    ("line", "problem"),
-    [
-        ("POOL_SIZE=" + "9" * 5000, "POOL_SIZE"),
-        ("POOL_SIZE=-3", "out of range"),
-        ("MAX_OVERFLOW=-5", "out of range"),
-        ("WORKERS=0", "out of range"),
-        ("POOL_TIMEOUT=1" + "0" * 400, "POOL_TIMEOUT"),
-    ],
-)
-def test_absurd_config_values_are_config_problems(line: str, problem: str, tmp_path: Path) -> None:
-    config = tmp_path / "app.env"
-    config.write_text(line + "\n")
+ABSURD_CONFIG = [
+    ("POOL_SIZE=" + "9" * 5000, "POOL_SIZE"),
+    ("POOL_SIZE=-3", "out of range"),
+    ("MAX_OVERFLOW=-5", "out of range"),
+    ("WORKERS=0", "out of range"),
+    ("POOL_TIMEOUT=1" + "0" * 400, "POOL_TIMEOUT"),
+]
+
+
+def test_absurd_config_values_are_config_problems(tmp_path: Path) -> None:
+    args = []
+    for index, (line, _) in enumerate(ABSURD_CONFIG):
+        config = tmp_path / f"app{index}.env"
+        config.write_text(line + "\n")
+        args += ["--config", str(config)]
     out = tmp_path / "out"
-    run = run_cli("diagnose", "--config", str(config), "--out", str(out), outputs=[out])
+    run = run_cli("diagnose", *args, "--out", str(out), outputs=[out])
     assert run.code == ExitCode.UNKNOWN
     run.assert_clean()
-    assert problem in assert_report(run, out)
+    report = assert_report(run, out)
+    for index, (_, problem) in enumerate(ABSURD_CONFIG):
+        assert f"app{index}.env:1: " in report and problem in report
 
 
 LEAK_EVIDENCE = Path(__file__).parent / "data" / "checks" / "connection-leak.failing.json"
@@ -269,34 +272,42 @@ def _evidence_text() -> str:
         (lambda t: '{"a": ' + "[" * 100_000 + "]" * 100_000 + "}", "nested deeper"),
     ],
 )
-def test_hostile_evidence_files_are_input_errors(edit, message: str, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_hostile_evidence_files_are_input_errors(  # type: ignore[no-untyped-def]
+    edit, message: str, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
     text = _evidence_text()
     assert '"size": 20' in text
     path = tmp_path / "evidence.json"
     path.write_text(edit(text))
-    run = run_cli("diagnose", "--evidence", str(path))
+    args = ("diagnose", "--evidence", str(path))
+    run = run_cli(*args) if message == "NaN" else run_main(capsys, *args)
     assert run.code == ExitCode.INPUT
     run.assert_clean()
     assert message in run.stderr
 
 
-def test_holder_age_out_of_range_in_evidence_is_an_input_error(tmp_path: Path) -> None:
+def test_holder_age_out_of_range_in_evidence_is_an_input_error(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
     data = json.loads(_evidence_text())
     holders = [s for p in data["pools"] for s in p["samples"] if s["holders"]]
     holders[0]["holders"][0]["age_seconds"] = 1e11
     path = tmp_path / "evidence.json"
     path.write_text(json.dumps(data))
-    run = run_cli("diagnose", "--evidence", str(path))
+    run = run_main(capsys, "diagnose", "--evidence", str(path))
     assert run.code == ExitCode.INPUT
     run.assert_clean()
     assert "out of range" in run.stderr
 
 
 @pytest.mark.parametrize("since", ["800000d", "99999999999999s", "0001-01-01T00:00:00+05:00"])
-def test_time_arguments_that_overflow_are_usage_errors(since: str, tmp_path: Path) -> None:
+def test_time_arguments_that_overflow_are_usage_errors(
+    since: str, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
     log = tmp_path / "app.log"
     log.write_text("2026-11-21 09:30:00,000 INFO ok\n")
-    run = run_cli("diagnose", "--log", str(log), "--since", since)
+    args = ("diagnose", "--log", str(log), "--since", since)
+    run = run_cli(*args) if since == "800000d" else run_main(capsys, *args)
     assert run.code == ExitCode.USAGE
     run.assert_clean()
 
@@ -469,7 +480,9 @@ def test_escape_bytes_from_a_peer_reach_no_output(
 
 
 @pytest.mark.parametrize("target", ["existing-file", "read-only", "dangling-symlink"])
-def test_out_that_cannot_be_written_exits_73(target: str, tmp_path: Path) -> None:
+def test_out_that_cannot_be_written_exits_73(
+    target: str, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
     evidence = tmp_path / "evidence.json"
     evidence.write_text(_evidence_text())
     if target == "existing-file":
@@ -480,16 +493,19 @@ def test_out_that_cannot_be_written_exits_73(target: str, tmp_path: Path) -> Non
     else:
         out = tmp_path / "link"
         out.symlink_to(tmp_path / "missing" / "dir")
-    run = run_cli("diagnose", "--evidence", str(evidence), "--out", str(out))
+    args = ("diagnose", "--evidence", str(evidence), "--out", str(out))
+    run = run_cli(*args) if target == "existing-file" else run_main(capsys, *args)
     assert run.code == ExitCode.CANNOT_WRITE
     run.assert_clean()
     assert "cannot write the report" in run.stderr
 
 
-def test_capture_out_that_cannot_be_written_exits_73(tmp_path: Path) -> None:
+def test_capture_out_that_cannot_be_written_exits_73(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
     config = tmp_path / "app.env"
     config.write_text("POOL_SIZE=5\n")
-    run = run_cli("capture", "--config", str(config), "--out", "/proc/self/evidence.json")
+    run = run_main(capsys, "capture", "--config", str(config), "--out", "/proc/self/evidence.json")
     assert run.code == ExitCode.CANNOT_WRITE
     run.assert_clean()
 
@@ -548,7 +564,7 @@ def test_concurrent_writers_leave_one_consistent_report(tmp_path: Path) -> None:
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
         )
-        for _ in range(4)
+        for _ in range(3)
     ]
     for process in runs:
         assert process.wait(timeout=60) == ExitCode.CRITICAL
@@ -563,30 +579,24 @@ def test_concurrent_writers_leave_one_consistent_report(tmp_path: Path) -> None:
 # --- smaller gaps ------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(
-    ("body", "content_type", "problem"),
-    [
-        ('{"size": 1e308, "checked_out": 1}', "application/json", "out of range"),
-        ("db_pool_size NaN\ndb_pool_checked_out NaN\n", "text/plain", "without a finite value"),
-    ],
-)
-def test_absurd_pool_numbers_are_named(
-    body: str, content_type: str, problem: str, http_server: LocalHTTPServer, tmp_path: Path
-) -> None:
-    http_server.routes["/pool-status"] = Response(body=body, content_type=content_type)
+ABSURD_POOL_NUMBERS = [
+    ('{"size": 1e308, "checked_out": 1}', "application/json", "out of range"),
+    ("db_pool_size NaN\ndb_pool_checked_out NaN\n", "text/plain", "without a finite value"),
+]
+
+
+def test_absurd_pool_numbers_are_named(http_server: LocalHTTPServer, tmp_path: Path) -> None:
+    urls = []
+    for index, (body, content_type, _) in enumerate(ABSURD_POOL_NUMBERS):
+        http_server.routes[f"/p{index}"] = Response(body=body, content_type=content_type)
+        urls += ["--pool-status", http_server.url(f"/p{index}")]
     out = tmp_path / "out"
-    run = run_cli(
-        "diagnose",
-        "--pool-status",
-        http_server.url("/pool-status"),
-        *LIVE,
-        "--out",
-        str(out),
-        outputs=[out],
-    )
+    run = run_cli("diagnose", *urls, *LIVE, "--out", str(out), outputs=[out])
     assert run.code == ExitCode.UNKNOWN
     run.assert_clean()
-    assert problem in assert_report(run, out)
+    report = assert_report(run, out)
+    for _, _, problem in ABSURD_POOL_NUMBERS:
+        assert problem in report
 
 
 def test_session_setup_failure_fails_closed(pg: TempCluster, tmp_path: Path) -> None:
