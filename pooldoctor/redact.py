@@ -30,11 +30,10 @@ _SENSITIVE_PARTS = (
 )
 _SENSITIVE_EXACT = frozenset({"key", "sig", "pwd", "pass", "jwt", "session", "code"})
 
-_URL_PASSWORD = re.compile(r"(?i)(\b[a-z][a-z0-9+.-]*://[^:/@\s]*:)[^@\s]*@")
+# The password runs to the last `@` before whitespace: passwords may hold `@`, `/` and quotes.
+_URL_PASSWORD = re.compile(r"(?i)(\b[a-z][a-z0-9+.-]*://[^:/@\s]*:)\S*@(?=[\w\[])")
 # `user:password@host` without (or with a mistyped) scheme: `postgresql:/app:pw@db`, `app:pw@db`.
-_USERINFO_PASSWORD = re.compile(
-    r"(?<![\w.%+-])([\w.%+-]+:)(?!//)([^\s@'\"<>:/][^\s@'\"<>]*)@(?=[\w\[])"
-)
+_USERINFO_PASSWORD = re.compile(r"(?<![\w.%+-])([\w.%+-]+:)(?!//)(\S+)@(?=[\w\[])")
 _SECRET_WORD = r"(?:[\w.-]*(?:token|secret|passw(?:or)?d|pwd|api[_-]?key|apikey|credential)[\w.-]*)"
 # A secret-named key and its value, as key=value, key: value or "key": "value" (JSON). An
 # unquoted value runs on over following words until the next `key=`: a password with a space

@@ -95,9 +95,32 @@ def redact_dsn(dsn: str) -> str:
     try:
         conninfo_to_dict(text)
     except psycopg.Error:  # a DSN that does not parse may still hold a password (`app:pw@db`)
+        loose = _loose_userinfo_password(text)
+        if loose is not None:
+            start, end = loose
+            text = text[:start] + REDACTED + text[end:]
         return redact(_KV_SECRET.sub(lambda m: f"{m['key']}={REDACTED}", text))
     kept = (m[0] for m in _KV_PAIR.finditer(text) if m[1].lower() not in SECRET_PARAMS)
     return " ".join(kept)
+
+
+_MISTYPED_SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.\-]*:/*")
+
+
+def _loose_userinfo_password(text: str) -> tuple[int, int] | None:
+    """Where the password of a URL-like DSN with a mistyped scheme (`postgresql:/u:pw@h`,
+    `postgresql//u:pw@h`, `u:pw@h`) is: after the user's colon, up to the last `@`."""
+    at = text.rfind("@")
+    if at <= 0 or "=" in text[:at].split(":", 1)[0]:
+        return None
+    scheme = _MISTYPED_SCHEME.match(text)
+    user_start = (
+        scheme.end() if scheme and scheme.end() < at and ":" in text[scheme.end() : at] else 0
+    )
+    colon = text.find(":", user_start, at)
+    if colon < 0:
+        return None
+    return colon + 1, at
 
 
 def scrub_secrets(message: str, secrets: set[str]) -> str:
@@ -136,6 +159,10 @@ def _secret_fragments(text: str) -> set[str]:
         return {s for s in secrets if s}
     for match in _KV_SECRET.finditer(text):
         secrets.update({match["value"], match["value"].strip("'")})
+    loose = _loose_userinfo_password(text)
+    if loose is not None:
+        password = text[loose[0] : loose[1]]
+        secrets.update({password, *password.split()})
     return {s for s in secrets if s}
 
 
