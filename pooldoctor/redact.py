@@ -53,9 +53,13 @@ _LOOSE_USERINFO = re.compile(r"(//[^/:@\s]*:)[^@/\s]*@")
 _LOOSE_PARAM = re.compile(r"([?&#;]([^=&#\s]+)=)([^&#\s]*)")
 _SCHEME = re.compile(r"^(?P<scheme>[A-Za-z][A-Za-z0-9+.\-]*)://")
 _DSN_KV_SECRET = re.compile(
-    r"\b(?P<key>(?:ssl)?password)\s*(?:=\s*)?(?P<value>'(?:[^'\\]|\\.)*'?|[^\s']+)",
+    r"\b(?P<key>(?:ssl)?password)\s*(?:=\s*)?"
+    # An unquoted value runs on over following words up to the next key=: libpq rejects a
+    # password with a space unquoted, and its message then echoes the second word.
+    r"(?P<value>'(?:[^'\\]|\\.)*'?|[^\s']+(?:\s+[^\s'=]+(?=\s|$))*)",
     re.IGNORECASE,
 )
+_MISTYPED_SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.\-]*:/*")
 _DSN_KV_PAIR = re.compile(r"(\w+)\s*=\s*('(?:[^'\\]|\\.)*'|\S+)")
 _QUOTED_FRAGMENT = re.compile(r'"([^"]*)"')
 
@@ -163,8 +167,12 @@ def redact_dsn(dsn: str) -> str:
         return shown + (f"?{urlencode(pairs, quote_via=quote)}" if pairs else "")
     try:
         conninfo_to_dict(text)
-    except psycopg.Error:
-        return _DSN_KV_SECRET.sub(lambda m: f"{m['key']}={REDACTED}", text)
+    except psycopg.Error:  # a DSN that does not parse may still hold a password (`app:pw@db`)
+        loose = _loose_userinfo_password(text)
+        if loose is not None:
+            start, end = loose
+            text = text[:start] + REDACTED + text[end:]
+        return redact(_DSN_KV_SECRET.sub(lambda m: f"{m['key']}={REDACTED}", text))
     kept = (m[0] for m in _DSN_KV_PAIR.finditer(text) if m[1].lower() not in DSN_SECRET_PARAMS)
     return " ".join(kept)
 
@@ -185,7 +193,27 @@ def dsn_secrets(dsn: str) -> set[str]:
         return {s for s in secrets if s}
     for kv in _DSN_KV_SECRET.finditer(text):
         secrets.update({kv["value"], kv["value"].strip("'")})
+    loose = _loose_userinfo_password(text)
+    if loose is not None:
+        password = text[loose[0] : loose[1]]
+        secrets.update({password, *password.split()})
     return {s for s in secrets if s}
+
+
+def _loose_userinfo_password(text: str) -> tuple[int, int] | None:
+    """Where the password of a URL-like DSN with a mistyped scheme (`postgresql:/u:pw@h`,
+    `postgresql//u:pw@h`, `u:pw@h`) is: after the user's colon, up to the last `@`."""
+    at = text.rfind("@")
+    if at <= 0 or "=" in text[:at].split(":", 1)[0]:
+        return None
+    scheme = _MISTYPED_SCHEME.match(text)
+    user_start = (
+        scheme.end() if scheme and scheme.end() < at and ":" in text[scheme.end() : at] else 0
+    )
+    colon = text.find(":", user_start, at)
+    if colon < 0:
+        return None
+    return colon + 1, at
 
 
 def scrub_secrets(message: str, secrets: set[str]) -> str:

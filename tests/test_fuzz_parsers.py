@@ -12,16 +12,15 @@ import string
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-import typer
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from pooldoctor.collect.config import read_config, split_assignment
 from pooldoctor.collect.dsn import InvalidDsnError, parse_dsn, redact_dsn
 from pooldoctor.collect.logs import collect_logs
+from pooldoctor.collect.logs.timestamps import TimestampReader
+from pooldoctor.collect.options import BadOption, parse_time_arg
 from pooldoctor.collect.pool_payloads import PayloadError, parse_pool_payload
-from pooldoctor.collect.timestamps import TimestampReader
-from pooldoctor.commands.options import parse_time_arg
 from pooldoctor.diagnosis import diagnose
 from pooldoctor.evidence import MAX_COUNT, MAX_SECONDS, EvidenceFormatError, evidence_from_json
 from pooldoctor.redact import redact
@@ -222,7 +221,7 @@ time_texts = st.one_of(
 def test_time_arguments_parse_or_are_usage_errors(text: str) -> None:
     try:
         moment = parse_time_arg(text, AT, UTC)
-    except typer.BadParameter:
+    except BadOption:
         return
     assert moment.tzinfo is not None
 

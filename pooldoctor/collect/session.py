@@ -13,9 +13,9 @@ from typing import Any
 from pooldoctor import __version__
 from pooldoctor.collect.config import read_config
 from pooldoctor.collect.logs import collect_logs
-from pooldoctor.collect.pool_status import fetch_pool_sample, redact_url
+from pooldoctor.collect.options import SourceOptions
+from pooldoctor.collect.pool_status import fetch_pool_sample
 from pooldoctor.collect.postgres import PostgresProbe, open_postgres
-from pooldoctor.commands.options import SourceOptions
 from pooldoctor.evidence import (
     Evidence,
     LogFileEvidence,
@@ -28,6 +28,7 @@ from pooldoctor.evidence import (
     SourceStatus,
 )
 from pooldoctor.interrupts import INTERRUPTS, interrupt_name
+from pooldoctor.redact import redact_url
 
 Clock = Callable[[], datetime]
 JOIN_MARGIN_SECONDS = 2.0

@@ -11,6 +11,7 @@ from rich.console import Console
 from rich.text import Text
 
 from pooldoctor.atomic import write_atomic
+from pooldoctor.collect.options import NO_SOURCES_MESSAGE
 from pooldoctor.collect.session import CaptureInterrupted, capture, utc_now
 from pooldoctor.commands import options as opt
 from pooldoctor.evidence import SourceState, evidence_to_json
@@ -50,7 +51,7 @@ def capture_command(
         now=utc_now(),
     )
     if not sources.has_sources:
-        raise typer.BadParameter(opt.NO_SOURCES_MESSAGE)
+        raise typer.BadParameter(NO_SOURCES_MESSAGE)
     if out.is_dir():
         raise typer.BadParameter(
             f"--out {out} is a directory; give a file name such as {out}/evidence.json"

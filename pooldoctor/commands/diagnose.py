@@ -11,6 +11,7 @@ import typer
 from rich.console import Console
 
 from pooldoctor.collect.inputs import read_input
+from pooldoctor.collect.options import NO_SOURCES_MESSAGE
 from pooldoctor.collect.session import CaptureInterrupted, capture, utc_now
 from pooldoctor.commands import options as opt
 from pooldoctor.diagnosis import diagnose
@@ -121,7 +122,7 @@ def diagnose_command(
         except CaptureInterrupted as stop:
             bundle, interrupted = stop.evidence, stop.cause
     else:
-        raise typer.BadParameter(opt.NO_SOURCES_MESSAGE)
+        raise typer.BadParameter(NO_SOURCES_MESSAGE)
     diagnosis = diagnose(bundle)
     titles = {slug: runbook.title for slug, runbook in load_runbooks().items()}
     report = build_report(
