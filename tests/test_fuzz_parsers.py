@@ -16,14 +16,14 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from pooldoctor.collect.config import read_config, split_assignment
-from pooldoctor.collect.dsn import InvalidDsnError, parse_dsn, redact_dsn
+from pooldoctor.collect.dsn import InvalidDsnError, parse_dsn
 from pooldoctor.collect.logs import collect_logs
 from pooldoctor.collect.logs.timestamps import TimestampReader
 from pooldoctor.collect.options import BadOption, parse_time_arg
 from pooldoctor.collect.pool_payloads import PayloadError, parse_pool_payload
 from pooldoctor.diagnosis import diagnose
 from pooldoctor.evidence import MAX_COUNT, MAX_SECONDS, EvidenceFormatError, evidence_from_json
-from pooldoctor.redact import redact
+from pooldoctor.redact import redact, redact_dsn
 
 BUDGET = settings(
     derandomize=True,
