@@ -558,21 +558,30 @@ def test_concurrent_writers_leave_one_consistent_report(tmp_path: Path) -> None:
     evidence = tmp_path / "evidence.json"
     evidence.write_text(_evidence_text())
     out = tmp_path / "out"
-    runs = [
+    runs = [  # each run links its runbooks to its own site, so every file names its writer
         subprocess.Popen(
-            command("diagnose", "--evidence", str(evidence), "--out", str(out)),
+            command(
+                "diagnose",
+                "--evidence",
+                str(evidence),
+                "--out",
+                str(out),
+                "--site-url",
+                f"https://run{index}.example",
+            ),
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
         )
-        for _ in range(3)
+        for index in range(3)
     ]
     for process in runs:
         assert process.wait(timeout=60) == ExitCode.CRITICAL
-    stamps = {
-        json.loads((out / "report.json").read_text())["generated_at"],
+    writers = {
+        name: {i for i in range(3) if f"https://run{i}.example" in (out / name).read_text()}
+        for name in ("report.md", "report.html", "report.json")
     }
-    md = (out / "report.md").read_text()
-    assert f"| Generated at | {next(iter(stamps))[:10]}" in md
+    assert len({frozenset(found) for found in writers.values()}) == 1, writers
+    assert len(writers["report.md"]) == 1, writers
     assert sorted(p.name for p in out.iterdir()) == sorted(REPORT_FILES)
 
 
