@@ -9,20 +9,19 @@ from typing import Annotated
 import typer
 
 from pooldoctor.exitcodes import ExitCode
-
-DEFAULT_OUT = Path("pooldoctor-demo")
+from pooldoctor.lab.cluster import PostgresUnavailable
+from pooldoctor.lab.demo import DEFAULT_OUT, run_demo
 
 
 def demo_command(
     out: Annotated[
-        Path, typer.Option("--out", help="Directory for the demo's report and captured inputs.")
+        Path,
+        typer.Option(
+            "--out", metavar="DIR", help="Directory for the demo's report and captured inputs."
+        ),
     ] = DEFAULT_OUT,
 ) -> int:
     """Reproduce a real connection leak against a throwaway PostgreSQL and diagnose it."""
-    # The lab (SQLAlchemy, the demo app) loads only here: every other command starts faster.
-    from pooldoctor.lab.cluster import PostgresUnavailable
-    from pooldoctor.lab.demo import run_demo
-
     try:
         run_demo(out)
     except PostgresUnavailable as exc:
