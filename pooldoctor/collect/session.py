@@ -127,6 +127,7 @@ class _Run:
         self.interrupted: str | None = None
         self.cancel = threading.Event()  # set on Ctrl-C: in-flight fetches give up at once
         self._phase = "starting"
+        self._live_finished = False
 
     def collect(self) -> None:
         options = self.options
@@ -171,9 +172,9 @@ class _Run:
             executor.shutdown(wait=False, cancel_futures=True)
 
     def _finish_live(self) -> None:
-        if self._phase == "finished live sources":
+        if self._live_finished:
             return
-        self._phase = "finished live sources"
+        self._live_finished = True
         finished = self.clock()
         self.statuses.extend(r.status(self.pools_started, finished) for r in self.readings)
         if self.probe is not None:
