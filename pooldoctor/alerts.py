@@ -6,6 +6,8 @@ from dataclasses import dataclass
 
 import yaml
 
+from pooldoctor.runbooks import runbook_url
+
 DEFAULT_SITE_URL = "https://pooldoctor.example.com/"
 RULE_GROUP = "pooldoctor"
 
@@ -125,11 +127,6 @@ ALERT_RULES: tuple[AlertRule, ...] = (
         description="{{ $value }} clients waiting: the PgBouncer server pool is full.",
     ),
 )
-
-
-def runbook_url(site_url: str, slug: str) -> str:
-    """The runbook page's URL on the site (mkdocs directory URLs)."""
-    return f"{site_url.rstrip('/')}/runbooks/{slug}/"
 
 
 def rules_document(site_url: str = DEFAULT_SITE_URL) -> dict[str, object]:

@@ -89,7 +89,7 @@ def test_a_fourteen_minute_burst_becomes_one_entry() -> None:
         TimelineEntry(
             at(9, 31, 7),
             "app.log",
-            "09:31–09:44 QueuePool timeouts (3o7r): 212 in 14 min, peak 31/min at 09:40",
+            "09:31–09:44 QueuePool timeouts: 212 in 14 min, peak 31/min at 09:40",
             EntryKind.LOG,
             until=at(9, 44, 52),
         )
@@ -124,11 +124,11 @@ def test_same_event_in_two_files_and_single_minute_bursts() -> None:
     ev = evidence(logs=(log_file("/a/app.log", first), log_file("/b/worker.log", second)))
     logs = of_kind(timeline(ev), EntryKind.LOG)
     assert [(e.at, e.source, e.event) for e in logs] == [
-        (at(9, 10, 5), "app.log", "statement timeouts (57014): 3 in 1 min"),
+        (at(9, 10, 5), "app.log", "statement timeouts: 3 in 1 min"),
         (
             at(9, 12, 1),
             "worker.log",
-            "09:12–09:13 statement timeouts (57014): 2 in 2 min, peak 1/min at 09:12",
+            "09:12–09:13 statement timeouts: 2 in 2 min, peak 1/min at 09:12",
         ),
     ]
 
@@ -250,14 +250,14 @@ def test_pg_stat_activity_ages_become_events() -> None:
         ),
         (
             at(9, 30),
-            "pid 4242 (api) began the transaction still open at collection time (open 15m 10s; "
+            "pid 4242 (api) began the transaction still open at collection time (open 15m10s; "
             "idle in transaction; last query: UPDATE accounts SET balance = balance - 1 "
             "WHERE id = 1)",
             False,
         ),
         (
             at(9, 43),
-            "pid 4400 (api) started the query still running at collection time (2m 10s): "
+            "pid 4400 (api) started the query still running at collection time (2m10s): "
             "SELECT pg_sleep(600)",
             False,
         ),
@@ -302,13 +302,13 @@ def test_holders_are_dated_sample_time_minus_age() -> None:
     assert [(e.at, e.event, e.inferred) for e in holders] == [
         (
             at(9, 35, 10),
-            "checkout by api/orders.py:41 still held at collection time (held 10m 00s, "
+            "checkout by api/orders.py:41 still held at collection time (held 10m00s, "
             "thread worker-3)",
             True,
         ),
         (
             NOW - timedelta(seconds=90.5),
-            "checkout by jobs.py:9 still held at collection time (held 1m 30s)",
+            "checkout by jobs.py:9 still held at collection time (held 1m30s)",
             True,
         ),
     ]
@@ -364,7 +364,7 @@ def test_peak_minute_sums_files_and_first_error_falls_back_to_saturation() -> No
     keys = {k.name: k for k in build_key_times(ev, GENERATED)}
     assert (keys["first_error"].at, keys["first_error"].inferred) == (at(9, 31, 3), False)
     assert (keys["peak_errors"].at, keys["peak_errors"].count) == (at(9, 32), 11)
-    assert "mostly QueuePool timeouts (3o7r)" in keys["peak_errors"].basis
+    assert "mostly QueuePool timeouts" in keys["peak_errors"].basis
     saturated = evidence(
         pools=(PoolInstance(URL, (pool_sample(at(9, 40), 3), pool_sample(at(9, 41), 7))),)
     )
@@ -385,6 +385,6 @@ def test_idle_time_is_stated_when_the_transaction_worked_after_it_began() -> Non
     ev = evidence(postgres=PostgresEvidence("db", samples=(ActivitySample(NOW, (rotating,)),)))
     [entry] = [e for e in timeline(ev) if e.source == "postgres" and e.at == at(9, 40)]
     assert entry.event == (
-        "pid 7000 (api) began the transaction still open at collection time (open 5m 10s; "
-        "idle in transaction for the last 2m 00s; last query: SELECT * FROM carts WHERE id = 3)"
+        "pid 7000 (api) began the transaction still open at collection time (open 5m10s; "
+        "idle in transaction for the last 2m00s; last query: SELECT * FROM carts WHERE id = 3)"
     )

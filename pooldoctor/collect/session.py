@@ -32,6 +32,26 @@ from pooldoctor.redact import redact_url
 
 Clock = Callable[[], datetime]
 JOIN_MARGIN_SECONDS = 2.0
+# A pool-status URL that refused the connection has nothing listening: asking again every round
+# only adds its timeout to each round. It is not retried (the source status says so).
+REFUSED_PREFIX = "connection refused"
+
+
+@dataclass(frozen=True)
+class RoundReport:
+    """What one sampling round got from each live source, for progress output."""
+
+    number: int
+    total: int
+    outcomes: tuple[tuple[str, str], ...]  # (source name, "ok" | "error: why" | "not retried")
+
+    def line(self) -> str:
+        """`sampling 2/6: pool-status ok, postgres ok`"""
+        parts = ", ".join(f"{name} {outcome}" for name, outcome in self.outcomes)
+        return f"sampling {self.number}/{self.total}: {parts}"
+
+
+RoundCallback = Callable[[RoundReport], None]
 
 
 def utc_now() -> datetime:
@@ -43,6 +63,21 @@ class _PoolReadings:
     url: str
     samples: list[PoolSample] = field(default_factory=list)
     errors: list[SampleError] = field(default_factory=list)
+    refused: bool = False  # refused once: not asked again
+    refusal_reported: bool = False
+
+    def round_outcome(self) -> str:
+        """How this round went, for the progress line (the refusal is told once)."""
+        if self.refused and self.refusal_reported:
+            return "skipped (refused earlier)"
+        if self.refused:
+            self.refusal_reported = True
+            return f"error: {self.errors[-1].error} (will not retry)"
+        latest_sample = self.samples[-1].at if self.samples else None
+        latest_error = self.errors[-1] if self.errors else None
+        if latest_error is not None and (latest_sample is None or latest_error.at > latest_sample):
+            return f"error: {latest_error.error}"
+        return "ok"
 
     def instance(self) -> PoolInstance:
         return PoolInstance(redact_url(self.url), tuple(self.samples), tuple(self.errors))
@@ -56,6 +91,8 @@ class _PoolReadings:
         else:
             state = SourceState.ERROR
             detail = self.errors[-1].error if self.errors else "no sample taken"
+        if self.refused:
+            detail += " (not retried after the refusal)"
         return SourceStatus(redact_url(self.url), "pool_status", state, detail, started, finished)
 
 
@@ -68,7 +105,9 @@ def _sample_round(
     cancel: threading.Event | None = None,
 ) -> None:
     futures: dict[Future[PoolSample | SampleError], _PoolReadings] = {
-        executor.submit(fetch_pool_sample, r.url, timeout, cancel): r for r in readings
+        executor.submit(fetch_pool_sample, r.url, timeout, cancel): r
+        for r in readings
+        if not r.refused
     }
     pending: list[Future[Any]] = list(futures)
     if probe is not None:
@@ -83,15 +122,35 @@ def _sample_round(
             reading.samples.append(result)
         else:
             reading.errors.append(result)
+            reading.refused = result.error.startswith(REFUSED_PREFIX)
 
 
-def capture(options: SourceOptions, clock: Clock = utc_now) -> Evidence:
+def _round_report(
+    number: int, total: int, readings: list[_PoolReadings], probe: PostgresProbe | None
+) -> RoundReport:
+    outcomes: list[tuple[str, str]] = []
+    for reading in readings:
+        name = (
+            "pool-status"
+            if len(readings) == 1
+            else f"pool-status {redact_url(reading.url).split('://', 1)[-1]}"
+        )
+        outcomes.append((name, reading.round_outcome()))
+    if probe is not None:
+        outcomes.append(("postgres", probe.round_outcome()))
+    return RoundReport(number, total, tuple(outcomes))
+
+
+def capture(
+    options: SourceOptions, clock: Clock = utc_now, on_round: RoundCallback | None = None
+) -> Evidence:
     """Collect evidence from every requested source; failures become source statuses.
 
+    `on_round` hears after each sampling round what each live source gave (for progress output).
     Ctrl-C or SIGTERM stops collection and raises CaptureInterrupted carrying the evidence
     collected so far (the caller writes it and exits 130/143).
     """
-    run = _Run(options, clock)
+    run = _Run(options, clock, on_round)
     try:
         run.collect()
     except INTERRUPTS as exc:
@@ -113,9 +172,12 @@ class CaptureInterrupted(BaseException):
 class _Run:
     """One capture's progress, so that an interrupted one still yields what it has."""
 
-    def __init__(self, options: SourceOptions, clock: Clock) -> None:
+    def __init__(
+        self, options: SourceOptions, clock: Clock, on_round: RoundCallback | None
+    ) -> None:
         self.options = options
         self.clock = clock
+        self.on_round = on_round
         self.started = clock()
         self.statuses: list[SourceStatus] = []
         self.readings = [_PoolReadings(url) for url in options.pool_status]
@@ -165,6 +227,9 @@ class _Run:
                 _sample_round(
                     executor, self.readings, self.probe, options.timeout, self.clock, self.cancel
                 )
+                if self.on_round is not None:
+                    report = _round_report(index + 1, options.samples, self.readings, self.probe)
+                    self.on_round(report)
                 if index + 1 < options.samples:
                     elapsed = time.monotonic() - round_started
                     time.sleep(max(0.0, options.interval - elapsed))

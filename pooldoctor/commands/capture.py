@@ -11,9 +11,16 @@ from rich.console import Console
 from rich.text import Text
 
 from pooldoctor.atomic import write_atomic
-from pooldoctor.collect.options import NO_SOURCES_MESSAGE
+from pooldoctor.collect.options import NO_SOURCES_MESSAGE, RawSourceOptions
 from pooldoctor.collect.session import CaptureInterrupted, capture, utc_now
 from pooldoctor.commands import options as opt
+from pooldoctor.commands.progress import (
+    QuietOpt,
+    VerboseOpt,
+    Verbosity,
+    sampling_progress,
+    verbosity,
+)
 from pooldoctor.evidence import SourceState, evidence_to_json
 from pooldoctor.exitcodes import ExitCode
 from pooldoctor.interrupts import interrupt_exit_code, interrupt_name
@@ -22,7 +29,9 @@ from pooldoctor.sanitize import strip_controls
 
 
 def capture_command(
-    out: Annotated[Path, typer.Option("--out", help="Where to write the evidence JSON.")],
+    out: Annotated[
+        Path, typer.Option("--out", metavar="FILE", help="Where to write the evidence JSON.")
+    ],
     pool_status: opt.PoolStatusOpt = None,
     dsn: opt.DsnOpt = None,
     log: opt.LogOpt = None,
@@ -34,21 +43,15 @@ def capture_command(
     since: opt.SinceOpt = None,
     until: opt.UntilOpt = None,
     log_tz: opt.LogTzOpt = None,
+    quiet: QuietOpt = False,
+    verbose: VerboseOpt = False,
 ) -> int:
     """Collect evidence from the live system and write it to a file (no analysis)."""
-    sources = opt.build_source_options(
-        pool_status=pool_status,
-        dsn=dsn,
-        logs=log,
-        configs=config,
-        workers=workers,
-        samples=samples,
-        interval=interval,
-        timeout=timeout,
-        since=since,
-        until=until,
-        log_tz=log_tz,
-        now=utc_now(),
+    sources = opt.validated(
+        RawSourceOptions(
+            pool_status, dsn, log, config, workers, samples, interval, timeout, since, until, log_tz
+        ),
+        utc_now(),
     )
     if not sources.has_sources:
         raise typer.BadParameter(NO_SOURCES_MESSAGE)
@@ -56,17 +59,19 @@ def capture_command(
         raise typer.BadParameter(
             f"--out {out} is a directory; give a file name such as {out}/evidence.json"
         )
+    level = verbosity(quiet, verbose)
     interrupted: BaseException | None = None
-    try:
-        evidence = capture(sources)
-    except CaptureInterrupted as stop:
-        evidence, interrupted = stop.evidence, stop.cause
+    with sampling_progress(level, sources.samples) as on_round:
+        try:
+            evidence = capture(sources, on_round=on_round)
+        except CaptureInterrupted as stop:
+            evidence, interrupted = stop.evidence, stop.cause
     try:
         write_atomic(out, evidence_to_json(evidence))
     except OSError as exc:
         print(f"pooldoctor: error: cannot write {out}: {exc.strerror or exc}", file=sys.stderr)
         return int(ExitCode.CANNOT_WRITE)
-    console = Console(stderr=True, highlight=False)
+    console = Console(stderr=True, highlight=False, quiet=level is Verbosity.QUIET)
     for source in evidence.sources:
         style = "green" if source.status is SourceState.OK else "red"
         line = Text(f"{source.status.value:>7}", style=style)

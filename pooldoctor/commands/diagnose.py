@@ -11,9 +11,16 @@ import typer
 from rich.console import Console
 
 from pooldoctor.collect.inputs import read_input
-from pooldoctor.collect.options import NO_SOURCES_MESSAGE
+from pooldoctor.collect.options import NO_SOURCES_MESSAGE, RawSourceOptions
 from pooldoctor.collect.session import CaptureInterrupted, capture, utc_now
 from pooldoctor.commands import options as opt
+from pooldoctor.commands.progress import (
+    QuietOpt,
+    VerboseOpt,
+    print_sources,
+    sampling_progress,
+    verbosity,
+)
 from pooldoctor.diagnosis import diagnose
 from pooldoctor.evidence import Evidence, EvidenceFormatError, evidence_from_json, evidence_to_json
 from pooldoctor.exitcodes import ExitCode
@@ -74,12 +81,16 @@ def diagnose_command(
     log_tz: opt.LogTzOpt = None,
     evidence: Annotated[
         Path | None,
-        typer.Option("--evidence", help="Diagnose a bundle written by `pooldoctor capture`."),
+        typer.Option(
+            "--evidence", metavar="FILE", help="Diagnose a bundle written by `pooldoctor capture`."
+        ),
     ] = None,
     out: Annotated[
         Path | None,
         typer.Option(
-            "--out", help="Directory for report.md, report.html, report.json and evidence.json."
+            "--out",
+            metavar="DIR",
+            help="Directory for report.md, report.html, report.json and evidence.json.",
         ),
     ] = None,
     output_format: Annotated[
@@ -90,26 +101,22 @@ def diagnose_command(
         str | None,
         typer.Option(
             "--site-url",
+            metavar="URL",
             envvar="POOLDOCTOR_SITE_URL",
             help="Base URL of the runbook site, for links in the report.",
         ),
     ] = None,
+    quiet: QuietOpt = False,
+    verbose: VerboseOpt = False,
 ) -> int:
     """Diagnose pool exhaustion: collect evidence, rank root causes, write the report."""
     now = utc_now()
-    sources = opt.build_source_options(
-        pool_status=pool_status,
-        dsn=dsn,
-        logs=log,
-        configs=config,
-        workers=workers,
-        samples=samples,
-        interval=interval,
-        timeout=timeout,
-        since=since,
-        until=until,
-        log_tz=log_tz,
-        now=now,
+    level = verbosity(quiet, verbose)
+    sources = opt.validated(
+        RawSourceOptions(
+            pool_status, dsn, log, config, workers, samples, interval, timeout, since, until, log_tz
+        ),
+        now,
     )
     interrupted: BaseException | None = None
     if evidence is not None:
@@ -117,20 +124,21 @@ def diagnose_command(
             raise typer.BadParameter("--evidence cannot be combined with live source options")
         bundle = load_evidence_file(evidence)
     elif sources.has_sources:
-        try:
-            bundle = capture(sources)
-        except CaptureInterrupted as stop:
-            bundle, interrupted = stop.evidence, stop.cause
+        with sampling_progress(level, sources.samples) as on_round:
+            try:
+                bundle = capture(sources, on_round=on_round)
+            except CaptureInterrupted as stop:
+                bundle, interrupted = stop.evidence, stop.cause
+        print_sources(level, bundle.sources, sys.stderr)
     else:
         raise typer.BadParameter(NO_SOURCES_MESSAGE)
     diagnosis = diagnose(bundle)
-    titles = {slug: runbook.title for slug, runbook in load_runbooks().items()}
     report = build_report(
         bundle,
         diagnosis,
         generated_at=utc_now(),
-        runbook_titles=titles,
         runbook_base_url=site_url,
+        runbooks=load_runbooks(),
     )
     written: list[Path] = []
     write_failed = False

@@ -14,6 +14,7 @@ from rich.rule import Rule
 from rich.table import Table
 from rich.text import Text
 
+from pooldoctor.commands.helpfmt import MetavarCommand
 from pooldoctor.exitcodes import ExitCode
 from pooldoctor.runbooks import (
     RUNBOOK_SLUGS,
@@ -25,7 +26,11 @@ from pooldoctor.runbooks import (
     runbook_path,
 )
 
-runbooks_app = typer.Typer(help="List and show the on-call runbooks.", no_args_is_help=True)
+runbooks_app = typer.Typer(
+    help="List and show the on-call runbooks.",
+    no_args_is_help=True,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
 
 SEVERITY_STYLES = {"critical": "bold red", "warning": "yellow", "info": "cyan"}
 
@@ -60,9 +65,11 @@ def list_command(
     return 0
 
 
-@runbooks_app.command("show")
+@runbooks_app.command("show", cls=MetavarCommand)
 def show_command(
-    slug: Annotated[str, typer.Argument(help="Runbook slug, e.g. connection-leak.")],
+    slug: Annotated[
+        str, typer.Argument(metavar="SLUG", help="Runbook slug, e.g. connection-leak.")
+    ],
     raw: Annotated[bool, typer.Option("--raw", help="Print the markdown file as-is.")] = False,
 ) -> int:
     """Show one runbook in the terminal."""

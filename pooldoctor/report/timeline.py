@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import PurePath
 
+from pooldoctor.durations import format_duration
 from pooldoctor.evidence import (
     Evidence,
     LogEvent,
@@ -17,9 +18,11 @@ from pooldoctor.evidence import (
     SourceState,
 )
 from pooldoctor.findings import Status
+from pooldoctor.readings.text import instance_label
+from pooldoctor.redact import redact
 from pooldoctor.report.model import EntryKind, TimelineEntry
-from pooldoctor.report.stuck import StuckWork, held_checkouts, instance_label, stuck_sessions
-from pooldoctor.report.textfmt import as_utc, format_duration, hhmm
+from pooldoctor.report.stuck import StuckWork, held_checkouts, stuck_sessions
+from pooldoctor.report.textfmt import as_utc, clock, hhmm
 
 # A postmortem timeline longer than this stops being read; the rest is counted, not listed.
 MAX_TIMELINE_ENTRIES = 60
@@ -31,29 +34,29 @@ MAX_STUCK_LISTED = 5
 MAX_TREND_VALUES = 6
 
 LOG_EVENT_LABELS: dict[LogEvent, str] = {
-    LogEvent.POOL_TIMEOUT: "QueuePool timeouts (3o7r)",
+    LogEvent.POOL_TIMEOUT: "QueuePool timeouts",
     LogEvent.PSYCOPG_POOL_TIMEOUT: "psycopg_pool checkout timeouts",
     LogEvent.PSYCOPG_POOL_QUEUE_FULL: "psycopg_pool queue-full rejections",
     LogEvent.GC_CLEANUP: "connections left to the garbage collector (leak warning)",
-    LogEvent.TOO_MANY_CLIENTS: "'too many clients' refusals (53300)",
-    LogEvent.RESERVED_SLOTS: "reserved-slot refusals (53300)",
+    LogEvent.TOO_MANY_CLIENTS: "'too many clients' refusals",
+    LogEvent.RESERVED_SLOTS: "reserved-slot refusals",
     LogEvent.ROLE_LIMIT: "role/database connection-limit refusals",
-    LogEvent.STATEMENT_TIMEOUT: "statement timeouts (57014)",
-    LogEvent.LOCK_TIMEOUT: "lock timeouts (55P03)",
-    LogEvent.DEADLOCK: "deadlocks (40P01)",
+    LogEvent.STATEMENT_TIMEOUT: "statement timeouts",
+    LogEvent.LOCK_TIMEOUT: "lock timeouts",
+    LogEvent.DEADLOCK: "deadlocks",
     LogEvent.LOCK_WAIT: "logged lock waits",
-    LogEvent.IDLE_IN_TRANSACTION_TIMEOUT: "idle-in-transaction timeouts (25P03)",
-    LogEvent.IDLE_SESSION_TIMEOUT: "idle-session timeouts (57P05)",
-    LogEvent.ADMIN_SHUTDOWN: "connections terminated by administrator (57P01)",
+    LogEvent.IDLE_IN_TRANSACTION_TIMEOUT: "idle-in-transaction timeouts",
+    LogEvent.IDLE_SESSION_TIMEOUT: "idle-session timeouts",
+    LogEvent.ADMIN_SHUTDOWN: "connections terminated by administrator",
     LogEvent.SERVER_CLOSED: "connections closed unexpectedly",
     LogEvent.CLIENT_EOF_IN_TRANSACTION: "client disconnects inside a transaction",
     LogEvent.CONNECT_TIMEOUT: "connect timeouts",
-    LogEvent.CANNOT_CONNECT_NOW: "'database system is starting up' refusals (57P03)",
-    LogEvent.READ_ONLY: "read-only transaction errors (25006)",
+    LogEvent.CANNOT_CONNECT_NOW: "'database system is starting up' refusals",
+    LogEvent.READ_ONLY: "read-only transaction errors",
     LogEvent.PREPARED_STATEMENT: "prepared-statement errors",
     LogEvent.PGBOUNCER: "PgBouncer errors",
     LogEvent.SSL_ERROR: "SSL errors",
-    LogEvent.INVALID_TRANSACTION: "invalid-transaction errors (8s2b)",
+    LogEvent.INVALID_TRANSACTION: "invalid-transaction errors",
     LogEvent.HTTP_5XX: "HTTP 5xx responses",
     LogEvent.SERVER_START: "PostgreSQL ready to accept connections",
     LogEvent.SERVER_SHUTDOWN: "PostgreSQL shutting down",
@@ -193,28 +196,18 @@ def log_entries(evidence: Evidence) -> list[TimelineEntry]:
     return entries
 
 
-def is_saturated(sample: PoolSample) -> bool:
-    """Every connection the pool may open is checked out, or requests are queueing."""
-    if sample.waiting is not None and sample.waiting > 0:
-        return True
-    capacity = sample.capacity
-    return (
-        capacity is not None and sample.checked_out is not None and sample.checked_out >= capacity
-    )
-
-
 def describe_usage(sample: PoolSample) -> str:
     """'30/30 checked out, 4 waiting' from whatever the payload said."""
     capacity = sample.capacity
-    used = "?" if sample.checked_out is None else str(sample.checked_out)
+    used = "?" if sample.in_use is None else str(sample.in_use)
     text = f"{used}/{capacity} checked out" if capacity is not None else f"{used} checked out"
-    if sample.waiting:
-        text += f", {sample.waiting} waiting"
+    if sample.queued:
+        text += f", {sample.queued} waiting"
     return text
 
 
 def _trend_text(samples: Sequence[PoolSample]) -> str | None:
-    values = [s.checked_out for s in samples if s.checked_out is not None]
+    values = [s.in_use for s in samples if s.in_use is not None]
     if not values:
         return None
     capacity = samples[-1].capacity
@@ -243,7 +236,7 @@ def _instance_entries(instance: PoolInstance) -> list[TimelineEntry]:
         )
     previous: bool | None = None
     for sample in samples:
-        saturated = is_saturated(sample)
+        saturated = sample.full
         if saturated and not previous:
             where = " at first sample" if previous is None else ""
             text = f"pool saturated{where}: {describe_usage(sample)}"
@@ -326,9 +319,30 @@ def postgres_entries(evidence: Evidence) -> list[TimelineEntry]:
     return entries
 
 
+def _checkout_group(works: Sequence[StuckWork]) -> TimelineEntry:
+    """Several checkouts from one code path on one instance: one row, not one per thread."""
+    first, last = works[0], works[-1]
+    oldest, newest = format_duration(first.age_seconds), format_duration(last.age_seconds)
+    held = oldest if oldest == newest else f"{newest} to {oldest}"
+    text = (
+        f"{len(works)} checkouts by {first.who} began and were still held at collection time "
+        f"(held {held})"
+    )
+    until = last.started if clock(last.started) != clock(first.started) else None
+    return TimelineEntry(
+        first.started, first.source, text, EntryKind.HOLDER, until=until, inferred=True
+    )
+
+
 def holder_entries(evidence: Evidence) -> list[TimelineEntry]:
-    """Checkouts the app reported as held, dated collected-at minus age."""
-    return _stuck_entries(held_checkouts(evidence), EntryKind.HOLDER, "checkouts")
+    """Checkouts the app reported as held, dated collected-at minus age; one row per code path."""
+    groups: dict[tuple[str, str], list[StuckWork]] = {}
+    for work in held_checkouts(evidence):
+        groups.setdefault((work.source, work.who), []).append(work)
+    singles = sorted((g[0] for g in groups.values() if len(g) == 1), key=lambda w: w.started)
+    entries = _stuck_entries(singles, EntryKind.HOLDER, "checkouts")
+    entries.extend(_checkout_group(g) for g in groups.values() if len(g) > 1)
+    return entries
 
 
 def source_entries(evidence: Evidence) -> list[TimelineEntry]:
@@ -347,7 +361,7 @@ def source_entries(evidence: Evidence) -> list[TimelineEntry]:
         if source.status is SourceState.OK or at is None:
             continue
         verb = "could not collect" if source.status is SourceState.ERROR else "skipped"
-        text = f"{verb} ({source.kind}): {source.detail or 'no detail'}"
+        text = redact(f"{verb} ({source.kind}): {source.detail or 'no detail'}")
         name = log_source_name(source.name) if source.kind == "log" else source.name
         entries.append(
             TimelineEntry(
