@@ -16,6 +16,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
+from pooldoctor.collect.postgres import open_postgres
 from pooldoctor.evidence import SourceState, evidence_from_json
 from pooldoctor.exitcodes import ExitCode
 from pooldoctor.lab.cluster import TempCluster
@@ -629,3 +630,23 @@ def test_session_setup_failure_fails_closed(pg: TempCluster, tmp_path: Path) -> 
     finally:
         pg.execute(f"DROP DATABASE {database} WITH (FORCE)")
         pg.execute("DROP ROLE setup_denied_role")
+
+
+def test_lock_timeouts_are_labelled_by_attempt(pg: TempCluster) -> None:
+    probe = open_postgres(pg.dsn(), 2.0)
+    locker = psycopg.connect(pg.dsn(), autocommit=False)
+    try:
+        locker.execute("LOCK TABLE pg_catalog.pg_database IN ACCESS EXCLUSIVE MODE")
+        for _ in range(3):
+            probe.sample()
+    finally:
+        locker.close()
+    probe.sample()
+    evidence = probe.finish()
+    assert [error.split(":")[0] for error in evidence.errors] == [
+        "sample 1",
+        "sample 2",
+        "sample 3",
+    ]
+    assert all("lock timeout" in error for error in evidence.errors)
+    assert len(evidence.samples) == 1
