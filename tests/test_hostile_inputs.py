@@ -137,13 +137,17 @@ def test_devices_and_fifos_are_refused_in_one_line(
     fifo: Path, capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
     sources = ["/dev/zero", "/dev/urandom", str(fifo)]
+    zeros = tmp_path / "huge.log"  # a sparse 40 GiB regular file of NUL bytes
+    with open(zeros, "wb") as handle:
+        handle.truncate(40 * 1024**3)
     out = tmp_path / "out"
     args = [arg for path in sources for arg in ("--log", path, "--config", path)]
-    run = run_cli("diagnose", *args, "--out", str(out), outputs=[out])
+    run = run_cli("diagnose", *args, "--log", str(zeros), "--out", str(out), outputs=[out])
     assert run.code == ExitCode.UNKNOWN
     run.assert_clean()
     report = assert_report(run, out)
     assert report.count("not a regular file") >= 2 * len(sources)
+    assert "binary data" in report
     for device in ("/dev/zero", str(fifo)):
         run = run_main(capsys, "diagnose", "--evidence", device)
         assert run.code == ExitCode.INPUT

@@ -20,10 +20,13 @@ from pooldoctor.collect.logs.parallel import (
     scan_parallel,
 )
 from pooldoctor.collect.logs.reader import (
+    BINARY_REASON,
+    BINARY_SNIFF_BYTES,
     GZIP_MAGIC,
     LONG_LINE_KEEP_BYTES,
     MAX_LINE_BYTES,
     LogStream,
+    looks_binary,
 )
 from pooldoctor.collect.logs.scan import FileScan
 from pooldoctor.collect.logs.timestamps import TimestampReader
@@ -86,6 +89,9 @@ def _scan_file(
         and status.st_size >= PARALLEL_MIN_BYTES
         and not _gzipped(handle)
     ):
+        if looks_binary(handle.read(BINARY_SNIFF_BYTES)):
+            return _unreadable(path, BINARY_REASON)  # a huge zeroed or random file: not a log
+        handle.seek(0)
         settings = ScanSettings(path, log_tz, reference, since, until)
         whole = _scan_parallel(settings, handle, status.st_size)
         if whole is not None:

@@ -22,6 +22,18 @@ BINARY_MIN_SNIFF_BYTES = 4096
 BINARY_NUL_RATIO = 512
 
 
+BINARY_REASON = "binary data (NUL bytes), not a text log"
+
+
+def looks_binary(head: bytes) -> bool:
+    """True for data whose first BINARY_SNIFF_BYTES hold NUL bytes as random or zeroed data
+    does (text logs hold almost none)."""
+    sample = head[:BINARY_SNIFF_BYTES]
+    return len(sample) >= BINARY_MIN_SNIFF_BYTES and sample.count(0) * BINARY_NUL_RATIO >= len(
+        sample
+    )
+
+
 class Readable(Protocol):
     """What a log stream is read from: a binary file, stdin, or a byte range of a file."""
 
@@ -145,10 +157,8 @@ class LogStream:
         for block in self._blocks():
             if self._sniff:
                 self._sniff = False
-                sample = block[:BINARY_SNIFF_BYTES]
-                nuls = sample.count(0)
-                if len(sample) >= BINARY_MIN_SNIFF_BYTES and nuls * BINARY_NUL_RATIO >= len(sample):
-                    self.stop_reason = "binary data (NUL bytes), not a text log"
+                if looks_binary(block):
+                    self.stop_reason = BINARY_REASON
                     return
             if self.consumed + len(block) > self._max_bytes:
                 self.stop_reason = f"byte limit ({self._max_bytes // 1024**3} GiB) reached"
