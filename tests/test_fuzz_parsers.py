@@ -8,6 +8,7 @@ import contextlib
 import io
 import json
 import math
+import re
 import string
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -24,6 +25,7 @@ from pooldoctor.collect.pool_payloads import PayloadError, parse_pool_payload
 from pooldoctor.diagnosis import diagnose
 from pooldoctor.evidence import MAX_COUNT, MAX_SECONDS, EvidenceFormatError, evidence_from_json
 from pooldoctor.redact import redact, redact_dsn
+from pooldoctor.report.render import md_cell, md_text
 
 BUDGET = settings(
     derandomize=True,
@@ -283,3 +285,13 @@ def test_evidence_with_any_numbers_loads_and_diagnoses_or_is_refused(
 def test_any_evidence_text_loads_or_is_refused(text: str) -> None:
     with contextlib.suppress(EvidenceFormatError):
         evidence_from_json(text)
+
+
+@BUDGET
+@given(st.text(max_size=120))
+def test_outside_text_in_markdown_is_inert(text: str) -> None:
+    shown = md_text(text)
+    assert "<" not in shown and ">" not in shown
+    assert not re.search(r"(?<!\\)[*`\[\]~]", shown)
+    assert not re.search(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]", shown)
+    assert "\n" not in md_cell(text)
