@@ -16,6 +16,8 @@ from pathlib import Path
 import psycopg
 import pytest
 
+from pooldoctor.collect.inputs import DeadlineReader
+from pooldoctor.collect.logs.reader import LogStream
 from pooldoctor.collect.postgres import open_postgres
 from pooldoctor.evidence import SourceState, evidence_from_json
 from pooldoctor.exitcodes import ExitCode
@@ -654,3 +656,17 @@ def test_lock_timeouts_are_labelled_by_attempt(pg: TempCluster) -> None:
     ]
     assert all("lock timeout" in error for error in evidence.errors)
     assert len(evidence.samples) == 1
+
+
+def test_a_stalled_stdin_pipe_ends_the_scan_at_its_time_cap() -> None:
+    reader, writer = os.pipe()
+    try:
+        os.write(writer, b"2026-11-21 09:30:00,000 INFO app: one line then silence\n")
+        with open(reader, "rb", closefd=False) as stream:
+            log = LogStream(DeadlineReader(stream, 0.3))
+            spans = list(log.spans())
+        assert len(spans) == 1
+        assert log.stop_reason == "read failed (no more data within 0.3s)"
+    finally:
+        os.close(reader)
+        os.close(writer)

@@ -7,6 +7,7 @@ import select
 import stat
 import sys
 import time
+from collections.abc import Callable
 from typing import BinaryIO
 
 STDIN_PATH = "-"
@@ -79,6 +80,26 @@ def read_capped(handle: BinaryIO, limit: int, seconds: float = READ_SECONDS) -> 
         if size > limit:
             raise InputError(f"larger than {_human(limit)}; not the expected kind of file")
         chunks.append(chunk)
+
+
+class DeadlineReader:
+    """A binary stream whose reads wait for data at most until a deadline, then raise
+    InputError: a pipe that stalls ends the read instead of hanging it."""
+
+    def __init__(self, stream: BinaryIO, seconds: float) -> None:
+        self._stream = stream
+        self._seconds = seconds
+        self._deadline = time.monotonic() + seconds
+
+    def read(self, size: int = -1) -> bytes:
+        remaining = self._deadline - time.monotonic()
+        if remaining <= 0 or not _readable_within(self._stream, remaining):
+            raise InputError(f"no more data within {self._seconds:g}s")
+        if size < 0:
+            return self._stream.read()
+        # read1: whatever one read() of the pipe gives, without waiting for `size` bytes
+        read: Callable[[int], bytes] = getattr(self._stream, "read1", self._stream.read)
+        return read(size)
 
 
 def read_input(path: str, limit: int, seconds: float = READ_SECONDS) -> bytes:

@@ -11,7 +11,7 @@ from concurrent.futures.process import BrokenProcessPool
 from datetime import UTC, datetime, tzinfo
 from typing import BinaryIO
 
-from pooldoctor.collect.inputs import open_regular
+from pooldoctor.collect.inputs import DeadlineReader, open_regular
 from pooldoctor.collect.logs.catalog import quote_line
 from pooldoctor.collect.logs.parallel import (
     PARALLEL_MIN_BYTES,
@@ -23,9 +23,11 @@ from pooldoctor.collect.logs.reader import (
     BINARY_REASON,
     BINARY_SNIFF_BYTES,
     GZIP_MAGIC,
+    LOG_SCAN_SECONDS,
     LONG_LINE_KEEP_BYTES,
     MAX_LINE_BYTES,
     LogStream,
+    Readable,
     looks_binary,
 )
 from pooldoctor.collect.logs.scan import FileScan
@@ -67,7 +69,9 @@ def _collect_one(
                 return _unreadable(path, "stdin is not a pipe or file; pipe a log into it")
             source = stdin if stdin is not None else sys.stdin.buffer
             reference = datetime.now(UTC)
-            return _scan(path, source, reference, log_tz, since, until)
+            # A pipe that stalls stops the scan at the time cap instead of hanging it.
+            waiting = DeadlineReader(source, LOG_SCAN_SECONDS)
+            return _scan(path, waiting, reference, log_tz, since, until)
         with open_regular(path) as handle:
             return _scan_file(path, handle, log_tz, since, until)
     except OSError as exc:
@@ -120,7 +124,7 @@ def _unreadable(path: str, problem: str) -> LogFileEvidence:
 
 def _scan(
     path: str,
-    raw: BinaryIO,
+    raw: Readable,
     reference: datetime,
     log_tz: tzinfo,
     since: datetime | None,
