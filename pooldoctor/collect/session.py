@@ -14,11 +14,14 @@ from pooldoctor import __version__
 from pooldoctor.collect.config import read_config
 from pooldoctor.collect.logs import collect_logs
 from pooldoctor.collect.options import SourceOptions
+from pooldoctor.collect.pgbouncer import PgBouncerProbe, open_pgbouncer
 from pooldoctor.collect.pool_status import fetch_pool_sample
 from pooldoctor.collect.postgres import PostgresProbe, open_postgres
+from pooldoctor.collect.prometheus import History, history_window, read_history
 from pooldoctor.evidence import (
     Evidence,
     LogFileEvidence,
+    PgBouncerEvidence,
     PoolConfig,
     PoolInstance,
     PoolSample,
@@ -32,6 +35,8 @@ from pooldoctor.redact import redact_url
 
 Clock = Callable[[], datetime]
 JOIN_MARGIN_SECONDS = 2.0
+# Threads fetching one round; a larger fleet queues, which the round's join bound reports.
+MAX_SAMPLING_THREADS = 256
 # A pool-status URL that refused the connection has nothing listening: asking again every round
 # only adds its timeout to each round. It is not retried (the source status says so).
 REFUSED_PREFIX = "connection refused"
@@ -100,18 +105,22 @@ def _sample_round(
     executor: ThreadPoolExecutor,
     readings: list[_PoolReadings],
     probe: PostgresProbe | None,
+    bouncers: list[PgBouncerProbe],
     timeout: float,
     clock: Clock,
     cancel: threading.Event | None = None,
 ) -> None:
+    # Connection-holding probes first: with a fleet larger than the thread pool they must not
+    # queue behind a thousand URL fetches.
+    pending: list[Future[Any]] = [executor.submit(bouncer.sample) for bouncer in bouncers]
+    if probe is not None:
+        pending.append(executor.submit(probe.sample))
     futures: dict[Future[PoolSample | SampleError], _PoolReadings] = {
         executor.submit(fetch_pool_sample, r.url, timeout, cancel): r
         for r in readings
         if not r.refused
     }
-    pending: list[Future[Any]] = list(futures)
-    if probe is not None:
-        pending.append(executor.submit(probe.sample))
+    pending.extend(futures)
     wait(pending, timeout=timeout + JOIN_MARGIN_SECONDS)
     for future, reading in futures.items():
         if not future.done():
@@ -126,7 +135,11 @@ def _sample_round(
 
 
 def _round_report(
-    number: int, total: int, readings: list[_PoolReadings], probe: PostgresProbe | None
+    number: int,
+    total: int,
+    readings: list[_PoolReadings],
+    probe: PostgresProbe | None,
+    bouncers: list[PgBouncerProbe],
 ) -> RoundReport:
     outcomes: list[tuple[str, str]] = []
     for reading in readings:
@@ -138,6 +151,9 @@ def _round_report(
         outcomes.append((name, reading.round_outcome()))
     if probe is not None:
         outcomes.append(("postgres", probe.round_outcome()))
+    for bouncer in bouncers:
+        name = "pgbouncer" if len(bouncers) == 1 else f"pgbouncer {bouncer.target}"
+        outcomes.append((name, bouncer.round_outcome()))
     return RoundReport(number, total, tuple(outcomes))
 
 
@@ -182,8 +198,11 @@ class _Run:
         self.statuses: list[SourceStatus] = []
         self.readings = [_PoolReadings(url) for url in options.pool_status]
         self.probe: PostgresProbe | None = None
+        self.bouncers: list[PgBouncerProbe] = []
         self.postgres: PostgresEvidence | None = None
+        self.pgbouncers: tuple[PgBouncerEvidence, ...] = ()
         self.pools_started = self.started
+        self.history: History | None = None
         self.logs: tuple[LogFileEvidence, ...] = ()
         self.config: PoolConfig | None = None
         self.interrupted: str | None = None
@@ -195,11 +214,20 @@ class _Run:
         options = self.options
         self._phase = "connecting to PostgreSQL"
         self.probe = open_postgres(options.dsn, options.timeout) if options.dsn else None
+        self._phase = "connecting to PgBouncer"
+        for dsn in options.pgbouncers:
+            self.bouncers.append(open_pgbouncer(dsn, options.timeout))
         self.pools_started = self.clock()
         self._phase = "sampling"
-        if self.readings or self.probe is not None:
+        if self.readings or self.probe is not None or self.bouncers:
             self._sample_all()
         self._finish_live()
+        if options.prometheus:
+            self._phase = "reading Prometheus"
+            prometheus_started = self.clock()
+            start, end = history_window(options.since, options.until, prometheus_started)
+            self.history = read_history(options.prometheus, start, end, options.timeout)
+            self.statuses.append(self.history.status(prometheus_started, self.clock()))
         if options.logs:
             self._phase = "reading logs"
             logs_started = self.clock()
@@ -218,17 +246,26 @@ class _Run:
 
     def _sample_all(self) -> None:
         options = self.options
+        live = len(self.readings) + len(self.bouncers) + (self.probe is not None)
         executor = ThreadPoolExecutor(
-            max_workers=len(self.readings) + 1, thread_name_prefix="sample"
+            max_workers=min(MAX_SAMPLING_THREADS, live), thread_name_prefix="sample"
         )
         try:
             for index in range(options.samples):
                 round_started = time.monotonic()
                 _sample_round(
-                    executor, self.readings, self.probe, options.timeout, self.clock, self.cancel
+                    executor,
+                    self.readings,
+                    self.probe,
+                    self.bouncers,
+                    options.timeout,
+                    self.clock,
+                    self.cancel,
                 )
                 if self.on_round is not None:
-                    report = _round_report(index + 1, options.samples, self.readings, self.probe)
+                    report = _round_report(
+                        index + 1, options.samples, self.readings, self.probe, self.bouncers
+                    )
                     self.on_round(report)
                 if index + 1 < options.samples:
                     elapsed = time.monotonic() - round_started
@@ -245,6 +282,8 @@ class _Run:
         if self.probe is not None:
             self.postgres = self.probe.finish()
             self.statuses.append(self.probe.status())
+        self.pgbouncers = tuple(bouncer.finish() for bouncer in self.bouncers)
+        self.statuses.extend(bouncer.status() for bouncer in self.bouncers)
 
     def evidence(self) -> Evidence:
         if self.interrupted is not None:
@@ -261,16 +300,21 @@ class _Run:
                     at,
                 )
             )
+        pools = tuple(r.instance() for r in self.readings)
+        if self.history is not None:
+            pools += self.history.pools
         return Evidence(
             collected_at=self.clock(),
             started_at=self.started,
             pooldoctor_version=__version__,
             since=self.options.since,
             until=self.options.until,
-            pools=tuple(r.instance() for r in self.readings),
+            pools=pools,
             postgres=self.postgres,
             logs=self.logs,
             config=self.config,
+            pgbouncers=self.pgbouncers,
+            prometheus=self.history.evidence if self.history is not None else None,
             sources=tuple(self.statuses),
         )
 
