@@ -10,6 +10,7 @@ import json
 import os
 import subprocess
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -670,3 +671,26 @@ def test_a_stalled_stdin_pipe_ends_the_scan_at_its_time_cap() -> None:
     finally:
         os.close(reader)
         os.close(writer)
+
+
+def test_hostile_prometheus_answers_are_bounded(
+    http_server: LocalHTTPServer, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    now = time.time()
+    values = [[now - 60, "NaN"], [now - 30, "1e308"], [1e20, "5"], ["x", "5"], [now, "-3"]]
+    series = [{"metric": {"instance": "app-1:8000"}, "values": values}]
+    answer = {"status": "success", "data": {"resultType": "matrix", "result": series}}
+    http_server.routes["/api/v1/query_range"] = Response(body=json.dumps(answer))
+    out = tmp_path / "out"
+    args = ("diagnose", "--prometheus", http_server.url("/"), "--timeout", "2", "--out", str(out))
+    run = run_cli(*args, outputs=[out])
+    assert run.code in (ExitCode.OK, ExitCode.WARNING, ExitCode.UNKNOWN)
+    run.assert_clean()
+    evidence = evidence_from_json(run.files[out / "evidence.json"].decode())
+    assert all(sample.size is None for pool in evidence.pools for sample in pool.samples)
+    deep = '{"status": "success", "data": ' + "[" * 100_000 + "]" * 100_000 + "}"
+    http_server.routes["/api/v1/query_range"] = Response(body=deep)
+    run = run_main(capsys, *args, outputs=[out])
+    assert run.code == ExitCode.UNKNOWN
+    run.assert_clean()
+    assert "not the Prometheus API" in assert_report(run, out)
