@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from psycopg import sql
+
 from pooldoctor.durations import format_duration
 from pooldoctor.findings import Finding, Role, Severity
 from pooldoctor.readings import Readings
@@ -52,9 +54,21 @@ def pg_interval(seconds: int) -> str:
     return f"{seconds}s"
 
 
+def sql_identifier(name: str) -> str:
+    """A name from outside (a role, a database) quoted as a PostgreSQL identifier."""
+    return sql.Identifier(name.replace("\x00", "")).as_string(None)
+
+
+def sql_literal(value: str) -> str:
+    """A value from outside quoted as a PostgreSQL string literal."""
+    return sql.Literal(value.replace("\x00", "")).as_string(None)
+
+
 def alter_role(role: str | None, setting: str, seconds: int) -> str:
-    target = f'"{role}"' if role else "<app role>"
-    return f"ALTER ROLE {target} SET {setting} = '{pg_interval(seconds)}'; {NEW_SESSIONS_ONLY}"
+    """`ALTER ROLE "app" SET setting = '5min';` with the role quoted by psycopg's rules."""
+    target = sql_identifier(role) if role else "<app role>"
+    value = sql_literal(pg_interval(seconds))
+    return f"ALTER ROLE {target} SET {setting} = {value}; {NEW_SESSIONS_ONLY}"
 
 
 HISTORY_CONFIDENCE = 0.3  # an old burst is context for the timeline, not the current cause
