@@ -8,6 +8,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, tzinfo
 
+from pooldoctor.collect.inputs import open_regular
 from pooldoctor.collect.logs.timestamps import TimestampReader
 from pooldoctor.evidence import (
     MOMENT_CANCELLATION,
@@ -187,7 +188,7 @@ def read_app_log(
 ) -> AppLogFacts | None:
     """The app-log records of a plain file (its last MAX_TAIL_BYTES); None when unreadable."""
     try:
-        with open(path, "rb") as handle:
+        with open_regular(path) as handle:
             head = handle.read(2)
             if head == b"\x1f\x8b":
                 return None  # gzip: rotated history, not the incident in progress
