@@ -100,12 +100,18 @@ def test_old_burst_is_in_the_log_but_not_the_cause(seed_leak: list[Capture]) -> 
     assert "RenderTimeout" not in top.summary
 
 
-def test_leak_in_a_threadpool_whose_threads_stay_alive(pg: TempCluster, tmp_path: Path) -> None:
-    captures = exception_path_leak(pg, tmp_path, worker_threads=POOL + 1)
-    instrumented = next(c for c in captures if c.name == "instrumented")
-    holders = [h for i in instrumented.evidence.pools for s in i.samples for h in s.holders]
-    assert holders and all(h.thread_alive is True for h in holders), "worker threads stay alive"
+@pytest.mark.parametrize("instrumented", [True, False])
+def test_leak_in_a_threadpool_whose_threads_stay_alive(
+    pg: TempCluster, tmp_path: Path, instrumented: bool
+) -> None:
+    captures = exception_path_leak(pg, tmp_path, worker_threads=POOL + 1, instrumented=instrumented)
+    holders = [h for c in captures for i in c.evidence.pools for s in i.samples for h in s.holders]
+    if instrumented:
+        assert holders and all(h.thread_alive is True for h in holders), "worker threads alive"
+    else:
+        assert [c.name for c in captures] == ["plain"] and not holders
     for capture in captures:
+        assert capture.worker_threads_alive >= POOL, "the threads that leaked are still alive"
         diagnosis = _top(capture, "connection-leak")
         assert "in _orders" in diagnosis.findings[0].summary
         _has_differential(capture.evidence, diagnosis)

@@ -23,7 +23,7 @@ from pooldoctor.lab.asyncapp import AsyncLabConfig, run_async_lab_app
 from pooldoctor.lab.cluster import TempCluster
 from pooldoctor.lab.load import BackgroundLoad, LoadResult, LoadSpec, request_once, run_load
 from pooldoctor.lab.slowclient import disconnecting_request, slow_reader
-from pooldoctor.lab.webapp import LabApp, LabConfig, run_lab_app
+from pooldoctor.lab.webapp import WORKER_THREAD_PREFIX, LabApp, LabConfig, run_lab_app
 
 POOL = 3
 POOL_TIMEOUT = 1.0  # short, so waiters time out (3o7r) within a second of the pool pinning
@@ -56,6 +56,7 @@ class Capture:
     name: str
     evidence: Evidence
     load: LoadResult = field(default_factory=LoadResult)
+    worker_threads_alive: int = 0  # the app's pool worker threads alive when it was captured
 
 
 def _spec(paths: Sequence[str], clients: int, seconds: float, pause: float = 0.0) -> LoadSpec:
@@ -144,14 +145,22 @@ def write_old_burst(path: Path, source: Path, now: datetime) -> Path:
 
 
 def exception_path_leak(
-    cluster: TempCluster, workdir: Path, *, worker_threads: int | None = None
+    cluster: TempCluster,
+    workdir: Path,
+    *,
+    worker_threads: int | None = None,
+    instrumented: bool = True,
 ) -> list[Capture]:
     """The seed incident: /orders leaks its session when it rejects a large order; afterwards
     every request times out waiting for the pinned pool. Captured once per pool-status payload
-    while the leaked transactions are LEAK_AGE_SECONDS and more old; with worker threads the
-    instrumented capture is added (holders whose threads are still alive)."""
-    name = "orders-api" if worker_threads is None else "orders-worker-api"
-    config = _config(name, instrumented=worker_threads is not None, worker_threads=worker_threads)
+    while the leaked transactions are LEAK_AGE_SECONDS and more old. With worker threads, an
+    instrumented app is captured with holders (threads still alive) and through its plain
+    payload; with `instrumented=False` the app never calls pooldoctor.instrument."""
+    if worker_threads is None:
+        name, instrumented = "orders-api", False
+    else:
+        name = "orders-worker-api" if instrumented else "orders-plain-worker-api"
+    config = _config(name, instrumented=instrumented, worker_threads=worker_threads)
     captures: list[Capture] = []
     with _app(cluster, workdir, config) as app:
         _leak(app)
@@ -162,7 +171,7 @@ def exception_path_leak(
             time.sleep(max(0.0, age - (time.monotonic() - leaked_at)))
             payloads = ["plain", "text", "prometheus"]
             if worker_threads is not None:
-                payloads = ["instrumented", "plain"]
+                payloads = ["instrumented", "plain"] if instrumented else ["plain"]
             for payload in payloads:
                 evidence = capture_app(
                     cluster,
@@ -171,7 +180,7 @@ def exception_path_leak(
                     app.url(PAYLOAD_PATHS[payload]),
                     [app.log_path],
                 )
-                captures.append(Capture(payload, evidence))
+                captures.append(Capture(payload, evidence, worker_threads_alive=_workers_alive()))
             if worker_threads is None:
                 burst = write_old_burst(workdir / "with-old-burst.log", app.log_path, _now())
                 evidence = capture_app(
@@ -186,6 +195,10 @@ def exception_path_leak(
     for item in captures:
         item.load = result
     return captures
+
+
+def _workers_alive() -> int:
+    return sum(t.name.startswith(WORKER_THREAD_PREFIX) for t in threading.enumerate())
 
 
 def _now() -> datetime:
