@@ -7,7 +7,7 @@ from pooldoctor.checks.spec import CheckSpec
 from pooldoctor.evidence import LogEvent
 from pooldoctor.findings import Finding, Severity
 from pooldoctor.readings import Readings
-from pooldoctor.readings.budget import budget_remedy, server_budget
+from pooldoctor.readings.budget import budget_remedy
 
 CHECK = "pgbouncer-saturation"
 SATURATION_MARKERS = ("max_client_conn", "query_wait_timeout", "no more connections allowed")
@@ -16,7 +16,6 @@ WAITING_KEYS = ("cl_waiting", "client_waiting")
 
 
 def check(readings: Readings) -> list[Finding]:
-    evidence = readings.evidence
     signal = readings.log(LogEvent.PGBOUNCER, matching=SATURATION_MARKERS)
     pool = readings.pool
     waiting = max(
@@ -36,7 +35,7 @@ def check(readings: Readings) -> list[Finding]:
     steps = [
         "SHOW POOLS; on the PgBouncer admin console: cl_waiting, sv_active vs pool_size, maxwait"
     ]
-    budget = server_budget(evidence, None)
+    budget = readings.budget
     remedy = budget_remedy(budget) if budget is not None else None
     steps.append(
         "Raise default_pool_size within the server budget"

@@ -13,10 +13,10 @@ from pooldoctor.readings import Readings
 from pooldoctor.readings.app import ACTIVE, enough_app_backends
 from pooldoctor.readings.budget import (
     HEADROOM,
+    ServerBudget,
     app_processes,
     budget_remedy,
     littles_law_size,
-    server_budget,
     split_pool,
 )
 from pooldoctor.readings.logs import POOL_TIMEOUT_EVENTS
@@ -31,7 +31,12 @@ SHORT_HOLD_SECONDS = 5.0  # checkouts held shorter than this rotate: the pool is
 UNMEASURED_GROWTH = 1.5  # with nothing measured, grow a saturated pool by half and re-measure
 
 
-def _sizing(evidence: Evidence, pool: PoolSignal, throughput: Throughput | None) -> list[str]:
+def _sizing(
+    evidence: Evidence,
+    pool: PoolSignal,
+    throughput: Throughput | None,
+    budget: ServerBudget | None,
+) -> list[str]:
     steps: list[str] = []
     processes = app_processes(evidence) or 1
     needed = littles_law_size(throughput) if throughput is not None else None
@@ -61,7 +66,6 @@ def _sizing(evidence: Evidence, pool: PoolSignal, throughput: Throughput | None)
         )
     else:
         per_process = None
-    budget = server_budget(evidence, None)
     if budget is not None and per_process is not None:
         fit = budget.per_process_fit()
         if fit is not None and per_process > fit:
@@ -158,7 +162,7 @@ def check(readings: Readings) -> list[Finding]:
             title="Pool undersized: demand exceeds pool_size + max_overflow",
             summary=summary,
             evidence=facts,
-            remediation=tuple(_sizing(evidence, pool, throughput)),
+            remediation=tuple(_sizing(evidence, pool, throughput, readings.budget)),
         )
     ]
 

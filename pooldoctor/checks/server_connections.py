@@ -10,7 +10,7 @@ from pooldoctor.evidence import Evidence, LogEvent
 from pooldoctor.findings import Finding, Role, Severity
 from pooldoctor.readings import Readings
 from pooldoctor.readings.app import client_backends, describe_sessions
-from pooldoctor.readings.budget import ServerBudget, budget_remedy, server_budget
+from pooldoctor.readings.budget import ServerBudget, budget_remedy
 from pooldoctor.readings.logs import LogSignal
 
 CHECK = "server-max-connections"
@@ -60,7 +60,7 @@ def check(readings: Readings) -> list[Finding]:
     evidence = readings.evidence
     app = readings.app
     label = readings.label
-    budget = server_budget(evidence, app)
+    budget = readings.budget
     logs = readings.log(LogEvent.TOO_MANY_CLIENTS, LogEvent.RESERVED_SLOTS, LogEvent.ROLE_LIMIT)
     refused = _refused_now(evidence)
     usage = _slot_usage(evidence, budget)

@@ -3,7 +3,8 @@
 Checks and the report read the same `Readings`, so a pool is "full", a duration reads, a query is
 previewed and a threshold is applied the same way everywhere. One module per family of facts:
 app (identity), pools (fill, holders, throughput), sessions (trend), locks (chains, root
-blockers), logs (signals), settings, budget (configuration), leak / deadlock / streaming
+blockers), logs (every event kind with its recency), settings, budget (configuration, counted
+with the app's identity), leak / deadlock / streaming
 (signatures), text and thresholds.
 """
 
@@ -14,6 +15,7 @@ from urllib.parse import urlsplit
 
 from pooldoctor.evidence import Evidence, LogEvent
 from pooldoctor.readings.app import AppIdentity, identify_app
+from pooldoctor.readings.budget import ServerBudget, server_budget
 from pooldoctor.readings.deadlock import DeadlockSignature, deadlock_signature
 from pooldoctor.readings.leak import (
     LeakSignature,
@@ -21,7 +23,7 @@ from pooldoctor.readings.leak import (
     leak_signature,
     leaked_pids,
 )
-from pooldoctor.readings.logs import POOL_TIMEOUT_EVENTS, LogSignal, log_signal
+from pooldoctor.readings.logs import POOL_TIMEOUT_EVENTS, LogReadings, LogSignal, read_logs
 from pooldoctor.readings.pools import PoolSignal, Throughput, measure_throughput, pool_signal
 from pooldoctor.readings.sessions import (
     SessionTrend,
@@ -30,7 +32,6 @@ from pooldoctor.readings.sessions import (
     session_trend,
 )
 from pooldoctor.readings.settings import setting_int, setting_seconds
-from pooldoctor.readings.thresholds import RECENT_SECONDS
 
 
 @dataclass(frozen=True)
@@ -43,6 +44,7 @@ class Readings:
     pool: PoolSignal
     sessions: SessionTrend | None
     throughput: Throughput | None
+    logs: LogReadings  # every logged event kind with its recency, read once
     pool_timeouts: LogSignal
     leak: LeakSignature | None
     deadlock: DeadlockSignature | None
@@ -50,12 +52,11 @@ class Readings:
     leaked_pids: frozenset[int]  # sessions the leak claims; idle-in-transaction leaves them
     longest_legitimate_idle_tx: float | None  # seconds, of sessions the leak does not claim
     idle_tx_timeout: int  # the one idle_in_transaction_session_timeout every finding suggests
+    budget: ServerBudget | None  # server slots left for the app's own sessions, with its demand
 
-    def log(
-        self, *events: LogEvent, window: float = RECENT_SECONDS, matching: tuple[str, ...] = ()
-    ) -> LogSignal:
+    def log(self, *events: LogEvent, matching: tuple[str, ...] = ()) -> LogSignal:
         """Occurrences of `events` over all log files, with their recency."""
-        return log_signal(self.evidence, *events, window=window, matching=matching)
+        return self.logs.signal(*events, matching=matching)
 
     def setting_seconds(self, name: str) -> float | None:
         """A server timeout setting in seconds (0 = disabled), None when not collected."""
@@ -85,9 +86,10 @@ def read(evidence: Evidence) -> Readings:
     app = identify_app(evidence.postgres)
     pool = pool_signal(evidence)
     trend = session_trend(evidence)
-    timeouts = log_signal(evidence, *POOL_TIMEOUT_EVENTS)
-    leak = leak_signature(pool, timeouts, log_signal(evidence, LogEvent.GC_CLEANUP), trend)
-    eof = log_signal(evidence, LogEvent.CLIENT_EOF_IN_TRANSACTION)
+    logs = read_logs(evidence)
+    timeouts = logs.signal(*POOL_TIMEOUT_EVENTS)
+    leak = leak_signature(pool, timeouts, logs.signal(LogEvent.GC_CLEANUP), trend)
+    eof = logs.signal(LogEvent.CLIENT_EOF_IN_TRANSACTION)
     leaked = leaked_pids(trend, pool) if trend is not None else frozenset()
     ages = legitimate_idle_tx_ages(trend, leaked) if trend is not None else []
     return Readings(
@@ -97,6 +99,7 @@ def read(evidence: Evidence) -> Readings:
         pool=pool,
         sessions=trend,
         throughput=measure_throughput(evidence),
+        logs=logs,
         pool_timeouts=timeouts,
         leak=leak,
         deadlock=deadlock_signature(evidence, pool, timeouts, trend),
@@ -104,4 +107,5 @@ def read(evidence: Evidence) -> Readings:
         leaked_pids=leaked,
         longest_legitimate_idle_tx=max(ages, default=None),
         idle_tx_timeout=idle_tx_timeout_suggestion(ages),
+        budget=server_budget(evidence, app),
     )
