@@ -5,7 +5,13 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Any
 
-from pooldoctor.checks.common import alter_role, backend_calls, finding
+from pooldoctor.checks.common import (
+    HISTORY_CONFIDENCE,
+    MAX_CONFIDENCE,
+    alter_role,
+    backend_calls,
+    finding,
+)
 from pooldoctor.checks.spec import CheckSpec
 from pooldoctor.durations import format_duration
 from pooldoctor.evidence import ActivitySample, LogEvent
@@ -142,7 +148,7 @@ def check(readings: Readings) -> list[Finding]:
             CHECK,
             label,
             severity=severity,
-            confidence=round(max(0.1, min(confidence, 0.95)), 2),
+            confidence=max(0.1, min(confidence, MAX_CONFIDENCE)),
             title="Lock contention: the app's sessions queue behind a lock holder",
             summary="; ".join(reasons),
             evidence={
@@ -179,7 +185,7 @@ def _as_history(finding: Finding, weight: float) -> Finding:
     return replace(
         finding,
         severity=Severity.INFO,
-        confidence=round(0.3 * weight, 2),
+        confidence=round(HISTORY_CONFIDENCE * weight, 2),
         title="Lock contention earlier (history)",
     )
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 
-from pooldoctor.checks.common import finding
+from pooldoctor.checks.common import MAX_CONFIDENCE, finding
 from pooldoctor.checks.spec import CheckSpec
 from pooldoctor.durations import format_duration
 from pooldoctor.evidence import Evidence
@@ -158,7 +158,7 @@ def check(readings: Readings) -> list[Finding]:
             CHECK,
             readings.label,
             severity=severity,
-            confidence=round(min(confidence, 0.95), 2),
+            confidence=min(confidence, MAX_CONFIDENCE),
             title="Pool undersized: demand exceeds pool_size + max_overflow",
             summary=summary,
             evidence=facts,

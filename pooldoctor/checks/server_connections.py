@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pooldoctor.checks.common import finding
+from pooldoctor.checks.common import HISTORY_CONFIDENCE, MAX_CONFIDENCE, finding
 from pooldoctor.checks.spec import CheckSpec
 from pooldoctor.evidence import Evidence, LogEvent
 from pooldoctor.findings import Finding, Role, Severity
@@ -109,7 +109,7 @@ def check(readings: Readings) -> list[Finding]:
                 CHECK,
                 label,
                 severity=severity,
-                confidence=round(min(confidence, 0.95), 2),
+                confidence=min(confidence, MAX_CONFIDENCE),
                 title="PostgreSQL out of connection slots",
                 summary="; ".join(reasons),
                 evidence=facts,
@@ -142,7 +142,7 @@ def _history(label: str, logs: LogSignal) -> Finding:
         CHECK,
         f"{label}:history",
         severity=Severity.INFO,
-        confidence=round(0.3 * logs.weight, 2),
+        confidence=HISTORY_CONFIDENCE * logs.weight,
         title="Refused connections earlier (history)",
         summary=logs.describe("refused connections (53300 / reserved slots / role limit)"),
         evidence={"log": logs.as_evidence()},
