@@ -139,4 +139,4 @@ def diagnose(
                 raise
             findings.append(_internal_error(spec, exc))
     ranked = rank(arbitrate(readings, findings))
-    return Diagnosis(status=overall_status(evidence, ranked), findings=tuple(ranked))
+    return Diagnosis(overall_status(evidence, ranked), tuple(ranked), readings)

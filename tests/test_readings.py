@@ -7,11 +7,14 @@ from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
 
+import pytest
+
 from pooldoctor.diagnosis import diagnose
 from pooldoctor.evidence import Evidence, LogEvent, PoolSample, SourceState, evidence_from_json
 from pooldoctor.findings import Severity
 from pooldoctor.readings import read
 from pooldoctor.readings.thresholds import HISTORY_WEIGHT
+from pooldoctor.report import build as report_build
 from pooldoctor.report import build_report, render_html, render_json, render_markdown
 from pooldoctor.report.keytimes import build_key_times
 from tests.data.checks import cases
@@ -180,3 +183,22 @@ def test_the_app_s_own_sessions_are_not_other_clients_in_the_pgbouncer_budget() 
         f for f in diagnose(incident, strict=True).findings if f.check == "pgbouncer-saturation"
     ]
     assert any(readings.budget.arithmetic() in step for step in found.remediation)
+
+
+def test_the_report_reads_the_readings_the_checks_judged_by(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    incident = cases.connection_leak()
+    diagnosis = diagnose(incident, strict=True)
+    assert diagnosis.readings is not None and diagnosis.readings.evidence is incident
+
+    def read_again(_evidence: Evidence) -> None:
+        raise AssertionError("the report derived the evidence a second time")
+
+    monkeypatch.setattr(report_build, "read", read_again)
+    lead = build_report(incident, diagnosis, generated_at=NOW).lead
+    pool = diagnosis.readings.pool
+    assert lead is not None
+    assert f"pool full in {pool.full_samples} of {pool.samples} samples" in lead.impact
+    timeouts = diagnosis.readings.logs.by_event[LogEvent.POOL_TIMEOUT].count
+    assert f"{timeouts} QueuePool timeouts" in lead.impact
