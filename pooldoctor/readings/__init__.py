@@ -24,7 +24,14 @@ from pooldoctor.readings.leak import (
     leaked_pids,
 )
 from pooldoctor.readings.logs import POOL_TIMEOUT_EVENTS, LogReadings, LogSignal, read_logs
-from pooldoctor.readings.pools import PoolSignal, Throughput, measure_throughput, pool_signal
+from pooldoctor.readings.pools import (
+    CheckoutTimes,
+    PoolSignal,
+    Throughput,
+    checkout_times,
+    measure_throughput,
+    pool_signal,
+)
 from pooldoctor.readings.sessions import (
     SessionTrend,
     idle_tx_timeout_suggestion,
@@ -45,6 +52,7 @@ class Readings:
     sessions: SessionTrend | None
     throughput: Throughput | None
     logs: LogReadings  # every logged event kind with its recency, read once
+    checkout_times: CheckoutTimes | None  # mean wait / use from the pool's histograms
     pool_timeouts: LogSignal
     leak: LeakSignature | None
     deadlock: DeadlockSignature | None
@@ -88,7 +96,9 @@ def read(evidence: Evidence) -> Readings:
     trend = session_trend(evidence)
     logs = read_logs(evidence)
     timeouts = logs.signal(*POOL_TIMEOUT_EVENTS)
-    leak = leak_signature(pool, timeouts, logs.signal(LogEvent.GC_CLEANUP), trend)
+    times = checkout_times(evidence)
+    gc = logs.signal(LogEvent.GC_CLEANUP)
+    leak = leak_signature(pool, timeouts, gc, trend, times)
     eof = logs.signal(LogEvent.CLIENT_EOF_IN_TRANSACTION)
     leaked = leaked_pids(trend, pool) if trend is not None else frozenset()
     ages = legitimate_idle_tx_ages(trend, leaked) if trend is not None else []
@@ -100,6 +110,7 @@ def read(evidence: Evidence) -> Readings:
         sessions=trend,
         throughput=measure_throughput(evidence),
         logs=logs,
+        checkout_times=times,
         pool_timeouts=timeouts,
         leak=leak,
         deadlock=deadlock_signature(evidence, pool, timeouts, trend),
