@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import signal
 import subprocess
 import tempfile
 import time
@@ -18,6 +19,7 @@ from typing import Any
 import yaml
 
 from pooldoctor.lab.cluster import free_port
+from pooldoctor.lab.throwaway import Throwaway, end_process
 
 DEBIAN_BINARY = Path("/usr/bin/prometheus")
 
@@ -49,7 +51,7 @@ class ScrapeTarget:
 
 
 @dataclass
-class TempPrometheus:
+class TempPrometheus(Throwaway):
     """Prometheus with a temporary config and TSDB, scraping `targets` every `scrape_interval`."""
 
     targets: Sequence[ScrapeTarget]
@@ -138,27 +140,7 @@ class TempPrometheus:
         raise TimeoutError(f"{promql} did not reach {at_least}")
 
     def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(timeout=10)
+        end_process(self.process, signal.SIGTERM, grace=15)
 
-    def cleanup(self) -> None:
-        try:
-            self.stop()
-        finally:
-            shutil.rmtree(self.root, ignore_errors=True)
-
-    def __enter__(self) -> TempPrometheus:
-        try:
-            self.start()
-        except BaseException:
-            self.cleanup()
-            raise
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.cleanup()
+    launch = start
+    halt = stop
