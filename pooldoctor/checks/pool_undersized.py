@@ -31,6 +31,13 @@ SHORT_HOLD_SECONDS = 5.0  # checkouts held shorter than this rotate: the pool is
 UNMEASURED_GROWTH = 1.5  # with nothing measured, grow a saturated pool by half and re-measure
 
 
+def _spread(total: int, processes: int) -> tuple[int, int, int]:
+    """(connections per process, its pool_size, its max_overflow) for `total` over `processes`."""
+    per_process = math.ceil(total / processes)
+    pool_size, overflow = split_pool(per_process)
+    return per_process, pool_size, overflow
+
+
 def _sizing(
     evidence: Evidence,
     pool: PoolSignal,
@@ -42,8 +49,7 @@ def _sizing(
     needed = littles_law_size(throughput) if throughput is not None else None
     if needed is not None and throughput is not None and throughput.hold_seconds is not None:
         mean = throughput.per_second * throughput.hold_seconds
-        per_process = math.ceil(needed / processes)
-        pool_size, overflow = split_pool(per_process)
+        per_process, pool_size, overflow = _spread(needed, processes)
         steps.append(
             f"Little's law: {throughput.per_second:.1f} checkouts/s x "
             f"{throughput.hold_seconds * 1000:.0f} ms mean hold = {mean:.1f} connections busy "
@@ -56,8 +62,7 @@ def _sizing(
         target = math.ceil(
             max(demand * HEADROOM, (pool.capacity_now or demand) * UNMEASURED_GROWTH)
         )
-        per_process = math.ceil(target / processes)
-        pool_size, overflow = split_pool(per_process)
+        per_process, pool_size, overflow = _spread(target, processes)
         steps.append(
             f"Hold time was not measured: observed demand {demand} (checked out + waiting) "
             f"saturates capacity {pool.capacity_now}; try {target} over {processes} process(es) "

@@ -15,7 +15,7 @@ from pathlib import Path
 import psycopg
 
 from pooldoctor.lab.cluster import SERVER_USER, TempCluster, free_port
-from pooldoctor.lab.throwaway import Throwaway, end_process
+from pooldoctor.lab.throwaway import Throwaway, end_process, find_binary
 
 ADMIN_USER = "pgbouncer_admin"
 STATS_USER = "pgbouncer_stats"
@@ -28,15 +28,7 @@ class PgBouncerUnavailable(RuntimeError):
 
 def find_pgbouncer() -> Path:
     """The pgbouncer binary: on PATH or Debian's /usr/sbin/pgbouncer."""
-    found = shutil.which("pgbouncer")
-    if found:
-        return Path(found)
-    if DEBIAN_BINARY.is_file():
-        return DEBIAN_BINARY
-    raise PgBouncerUnavailable(
-        "pgbouncer not found on PATH or at /usr/sbin/pgbouncer; install it "
-        "(Debian: apt-get install pgbouncer) or run `make test`, which installs it as root"
-    )
+    return find_binary("pgbouncer", DEBIAN_BINARY, PgBouncerUnavailable)
 
 
 @dataclass

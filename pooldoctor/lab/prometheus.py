@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import shutil
 import signal
 import subprocess
 import tempfile
@@ -19,7 +18,7 @@ from typing import Any
 import yaml
 
 from pooldoctor.lab.cluster import free_port
-from pooldoctor.lab.throwaway import Throwaway, end_process
+from pooldoctor.lab.throwaway import Throwaway, end_process, find_binary
 
 DEBIAN_BINARY = Path("/usr/bin/prometheus")
 
@@ -30,15 +29,7 @@ class PrometheusUnavailable(RuntimeError):
 
 def find_prometheus() -> Path:
     """The prometheus binary: on PATH or Debian's /usr/bin/prometheus."""
-    found = shutil.which("prometheus")
-    if found:
-        return Path(found)
-    if DEBIAN_BINARY.is_file():
-        return DEBIAN_BINARY
-    raise PrometheusUnavailable(
-        "prometheus not found on PATH or at /usr/bin/prometheus; install it "
-        "(Debian: apt-get install prometheus) or run `make test`, which installs it as root"
-    )
+    return find_binary("prometheus", DEBIAN_BINARY, PrometheusUnavailable)
 
 
 @dataclass(frozen=True)

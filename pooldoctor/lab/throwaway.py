@@ -11,6 +11,19 @@ from typing import Self
 KILL_WAIT_SECONDS = 10.0  # after SIGKILL a process is gone within moments; bound the wait anyway
 
 
+def find_binary(name: str, debian_path: Path, missing: type[RuntimeError]) -> Path:
+    """A server binary on PATH, else at its Debian path; `missing` explains how to install it."""
+    found = shutil.which(name)
+    if found:
+        return Path(found)
+    if debian_path.is_file():
+        return debian_path
+    raise missing(
+        f"{name} not found on PATH or at {debian_path}; install it "
+        f"(Debian: apt-get install {name}) or run `make test`, which installs it as root"
+    )
+
+
 def end_process(
     process: subprocess.Popen[bytes] | None, sent: signal.Signals, grace: float
 ) -> None:
