@@ -220,3 +220,11 @@ def test_without_work_times_the_held_age_is_how_long_waiters_have_timed_out() ->
 def test_without_work_times_or_timeouts_the_gateway_rule_stands() -> None:
     quiet = evidence(cfg=config(pool_timeout=1.0))
     assert baseline(quiet).held_after == FALLBACK_HELD_SECONDS
+
+
+def test_without_work_times_checkouts_by_running_threads_keep_the_gateway_rule() -> None:
+    # A slow statement also outlasts the run of timeouts while working: the timeouts-derived
+    # age judges only transactions that sit idle and unchanged.
+    base = baseline(_leak((ago(50), ago(48), ago(47)), timeouts_since=ago(40), requests=False))
+    assert base.held_after < FALLBACK_HELD_SECONDS
+    assert base.checkout_held_after == FALLBACK_HELD_SECONDS

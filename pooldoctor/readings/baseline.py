@@ -44,6 +44,15 @@ class Baseline:
         """How long one unit of the app's work takes: p99 request, else mean hold."""
         return self.request_p99 if self.request_p99 is not None else self.hold_mean
 
+    @property
+    def checkout_held_after(self) -> float:
+        """The held age for checkouts by running threads. Without request or checkout times the
+        run of pool timeouts says nothing of them (a slow statement outlasts it too, working),
+        so only the gateway-timeout rule and 3x pool_timeout apply."""
+        if self.typical_seconds is not None:
+            return self.held_after
+        return max(FALLBACK_HELD_SECONDS, POOL_TIMEOUT_MULTIPLE * (self.pool_timeout or 0.0))
+
     def rotation_window(self) -> float:
         """Seconds of sampling over which ordinary transactions must have rotated."""
         typical = self.typical_seconds

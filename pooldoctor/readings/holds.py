@@ -186,7 +186,7 @@ def hold_reading(
         if instance.samples
         for sample in instance.samples[-1:]
         for index, holder in enumerate(sample.holders)
-        if holder.age_seconds >= base.held_after
+        if holder.age_seconds >= base.checkout_held_after
     ]
     return HoldReading(
         baseline=base,

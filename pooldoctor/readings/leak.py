@@ -138,7 +138,7 @@ def _leaked_holders(
     past the app's own held age while others starve for the pool)."""
     limit = LEAK_MIN_AGE_SECONDS
     if holds.pool_starved:
-        limit = min(limit, holds.baseline.held_after)
+        limit = min(limit, holds.baseline.checkout_held_after)
     orphaned: list[Holder] = []
     aged: list[Holder] = []
     for holder in holders:
