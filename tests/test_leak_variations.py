@@ -5,6 +5,7 @@ the code path it names must not move."""
 
 from __future__ import annotations
 
+import json
 from dataclasses import replace
 from datetime import datetime, timedelta
 
@@ -23,6 +24,8 @@ from pooldoctor.findings import Diagnosis
 from pooldoctor.readings.baseline import FALLBACK_HELD_SECONDS, baseline
 from pooldoctor.readings.codepaths import SKEW_SECONDS
 from pooldoctor.readings.holds import hold_reading
+from pooldoctor.report.build import build_report
+from pooldoctor.report.render import render_json, render_markdown
 from tests.evidence_builders import (
     NOW,
     active,
@@ -228,3 +231,18 @@ def test_without_work_times_checkouts_by_running_threads_keep_the_gateway_rule()
     base = baseline(_leak((ago(50), ago(48), ago(47)), timeouts_since=ago(40), requests=False))
     assert base.held_after < FALLBACK_HELD_SECONDS
     assert base.checkout_held_after == FALLBACK_HELD_SECONDS
+
+
+def test_the_differential_reads_in_plain_words_with_numbers() -> None:
+    incident = _leak((ago(25), ago(24), ago(22)))
+    diagnosis = diagnose(incident, strict=True)
+    report = build_report(incident, diagnosis, generated_at=incident.collected_at)
+    markdown = render_markdown(report)
+    section = markdown[markdown.index("## Differential diagnosis") :].split("\n## ", 1)[0]
+    assert "- **Idle in transaction** (`idle-in-transaction`): ruled out: 0 transactions" in section
+    assert "3 of 3 idle in transaction stayed unchanged over 2.0s" in section
+    assert "open 25s, longer than pool_timeout (1.0s)" in section
+    assert "&gt;" not in section and "&lt;" not in section
+    plain = json.loads(render_json(report))["differential"]
+    assert {"runbook", "title", "verdict", "confidence", "reason"} == set(plain["considered"][0])
+    assert plain["considered"][0]["title"] == "Idle in transaction"
