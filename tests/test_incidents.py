@@ -14,7 +14,9 @@ from pooldoctor.evidence import Evidence
 from pooldoctor.findings import Diagnosis, Severity
 from pooldoctor.lab.cluster import TempCluster
 from pooldoctor.lab.incidents import (
+    BACKUP_APP,
     LEAK_AGE_SECONDS,
+    NEIGHBOUR_APP,
     POOL,
     Capture,
     async_gc_leak,
@@ -72,7 +74,7 @@ def seed_leak(pg: TempCluster, tmp_path_factory: pytest.TempPathFactory) -> list
     return exception_path_leak(pg, tmp_path_factory.mktemp("seed-leak"))
 
 
-@pytest.mark.parametrize("payload", ["plain", "text", "prometheus", "old-burst"])
+@pytest.mark.parametrize("payload", ["plain", "text", "prometheus", "old-burst", "neighbours"])
 def test_exception_path_leak_is_a_leak_named_down_to_its_frame(
     seed_leak: list[Capture], payload: str
 ) -> None:
@@ -89,6 +91,15 @@ def test_exception_path_leak_is_a_leak_named_down_to_its_frame(
     assert "pooldoctor scan flags this function too" in top.summary and "PD101" in top.summary
     assert "idle-in-transaction" not in {f.runbook for f in diagnosis.findings[:1]}
     _has_differential(capture.evidence, diagnosis)
+
+
+def test_neighbours_are_sampled_but_not_the_app(seed_leak: list[Capture]) -> None:
+    capture = next(c for c in seed_leak if c.name == "neighbours")
+    assert capture.evidence.postgres is not None
+    names = {b.application_name: b.state for b in capture.evidence.postgres.samples[-1].backends}
+    assert names.get(NEIGHBOUR_APP) == "idle in transaction" and names.get(BACKUP_APP) == "active"
+    top = _diagnosed(capture).findings[0]
+    assert NEIGHBOUR_APP not in top.summary and BACKUP_APP not in top.summary
 
 
 def test_old_burst_is_in_the_log_but_not_the_cause(seed_leak: list[Capture]) -> None:

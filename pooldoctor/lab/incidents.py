@@ -8,6 +8,7 @@ holders.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -15,6 +16,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+
+import psycopg
 
 from pooldoctor.collect.options import SourceOptions
 from pooldoctor.collect.session import capture
@@ -144,6 +147,42 @@ def write_old_burst(path: Path, source: Path, now: datetime) -> Path:
     return path
 
 
+NEIGHBOUR_APP = "nightly-report"
+NEIGHBOUR_SESSIONS = 2  # fewer than the app's own: the app is still told apart by count
+BACKUP_APP = "pg_dump"
+BACKUP_STATEMENT_SECONDS = 30.0  # cancelled when the capture is done
+
+
+@contextmanager
+def neighbours(cluster: TempCluster) -> Iterator[None]:
+    """Noise beside the app on its database: another application idle in transaction, and a
+    backup's long statement that holds no app connection."""
+    idle = [
+        psycopg.connect(cluster.dsn(application_name=NEIGHBOUR_APP), connect_timeout=5)
+        for _ in range(NEIGHBOUR_SESSIONS)
+    ]
+    for conn in idle:
+        conn.execute("SELECT 1")  # opens a transaction, then sits idle in it
+    backup = psycopg.connect(
+        cluster.dsn(application_name=BACKUP_APP), autocommit=True, connect_timeout=5
+    )
+    running = threading.Thread(target=_long_statement, args=(backup,), daemon=True)
+    running.start()
+    try:
+        yield
+    finally:
+        backup.cancel()
+        running.join(timeout=REQUEST_TIMEOUT_SECONDS)
+        backup.close()
+        for conn in idle:
+            conn.close()
+
+
+def _long_statement(conn: psycopg.Connection[tuple[object, ...]]) -> None:
+    with contextlib.suppress(psycopg.Error):
+        conn.execute("SELECT pg_sleep(%s)", (BACKUP_STATEMENT_SECONDS,))
+
+
 def exception_path_leak(
     cluster: TempCluster,
     workdir: Path,
@@ -191,6 +230,16 @@ def exception_path_leak(
                     [burst],
                 )
                 captures.append(Capture("old-burst", evidence))
+                with neighbours(cluster):
+                    time.sleep(INTERVAL_SECONDS)  # the backup's statement is running
+                    evidence = capture_app(
+                        cluster,
+                        workdir,
+                        config.env_text(),
+                        app.url(PAYLOAD_PATHS["plain"]),
+                        [app.log_path],
+                    )
+                captures.append(Capture("neighbours", evidence))
         result = load.stop()
     for item in captures:
         item.load = result
