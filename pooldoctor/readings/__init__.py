@@ -4,7 +4,7 @@ Checks and the report read the same `Readings`, so a pool is "full", a duration 
 previewed and a threshold is applied the same way everywhere. One module per family of facts:
 app (identity), pools (fill, holders, throughput), sessions (trend), locks (chains, root
 blockers), logs (signals), settings, budget (configuration), leak / deadlock / streaming
-(signatures), text and thresholds.
+(signatures), visibility (what was hidden), text and thresholds.
 """
 
 from __future__ import annotations
@@ -38,6 +38,7 @@ from pooldoctor.readings.sessions import (
 )
 from pooldoctor.readings.settings import setting_int, setting_seconds
 from pooldoctor.readings.thresholds import RECENT_SECONDS
+from pooldoctor.readings.visibility import Visibility, read_visibility
 
 
 @dataclass(frozen=True)
@@ -58,6 +59,7 @@ class Readings:
     leaked_pids: frozenset[int]  # sessions the leak claims; idle-in-transaction leaves them
     longest_legitimate_idle_tx: float | None  # seconds, of sessions the leak does not claim
     idle_tx_timeout: int  # the one idle_in_transaction_session_timeout every finding suggests
+    visibility: Visibility  # sessions hidden from pooldoctor's role: counts are lower bounds
 
     def log(
         self, *events: LogEvent, window: float = RECENT_SECONDS, matching: tuple[str, ...] = ()
@@ -115,4 +117,5 @@ def read(evidence: Evidence) -> Readings:
         leaked_pids=leaked,
         longest_legitimate_idle_tx=max(ages, default=None),
         idle_tx_timeout=idle_tx_timeout_suggestion(ages),
+        visibility=read_visibility(evidence.postgres, app),
     )
