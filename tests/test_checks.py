@@ -446,3 +446,19 @@ def test_oldest_stuck_time_is_marked_incomplete_when_sessions_were_hidden() -> N
     assert marked.at == plain.at
     assert "1 session(s) were hidden from pooldoctor's role" in marked.basis
     assert "may be older" in marked.basis
+
+
+def test_a_failover_reconnects_least_disruptively_and_a_read_only_primary_is_left_alone() -> None:
+    failover = cases.failover_read_only()
+    [moved] = check_named("failover-read-only").run(failover)
+    assert "RECONNECT" in moved.remediation[0] and "RELOAD" in moved.remediation[0]
+    assert "standby" in moved.summary
+    assert failover.postgres is not None
+    primary = replace(
+        failover.postgres,
+        in_recovery=False,
+        settings={**failover.postgres.settings, "default_transaction_read_only": "on"},
+    )
+    [refusing] = check_named("failover-read-only").run(replace(failover, postgres=primary))
+    assert refusing.remediation[0].startswith("Do not recycle the pool")
+    assert not any("RECONNECT" in step for step in refusing.remediation)
