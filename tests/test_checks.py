@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import sys
 from collections.abc import Callable
 from dataclasses import replace
@@ -462,3 +463,34 @@ def test_a_failover_reconnects_least_disruptively_and_a_read_only_primary_is_lef
     [refusing] = check_named("failover-read-only").run(replace(failover, postgres=primary))
     assert refusing.remediation[0].startswith("Do not recycle the pool")
     assert not any("RECONNECT" in step for step in refusing.remediation)
+
+
+# A first step must stop the bleeding with the least disruption: never a redesign, an upgrade,
+# a server restart or a change to plan, and never a diagnosis the evidence already holds.
+NOT_A_FIRST_STEP = (
+    "Upgrade",
+    "Planned change",
+    "pool_mode = transaction",
+    "PgBouncer (transaction mode) in front",
+    "max_connections: it needs a server restart",
+    "Last resort",
+    "SHOW POOLS; on the PgBouncer admin console",
+)
+SIGNAL_CALL = re.compile(r"SELECT pid, pg_(?:terminate|cancel)_backend\(pid\) FROM [^;]*;")
+
+
+@pytest.mark.parametrize("name", FAILING)
+def test_first_step_stops_the_bleeding_and_every_kill_is_one_scoped_statement(name: str) -> None:
+    findings = check_named(str(EXPECTED[name]["check"])).run(load(name))
+    assert findings
+    for found in findings:
+        if found.remediation:
+            first = found.remediation[0]
+            assert not any(marker in first for marker in NOT_A_FIRST_STEP), (found.id, first)
+        for step in found.remediation:
+            calls = SIGNAL_CALL.findall(step)
+            if "pg_terminate_backend" in step or "pg_cancel_backend" in step:
+                assert len(calls) == 1, step
+            for call in calls:
+                assert "pid = ANY('{" in call and "pid <> pg_backend_pid()" in call, call
+                assert "application_name = '" in call and "usename = '" in call, call
