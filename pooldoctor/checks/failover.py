@@ -13,9 +13,10 @@ READ_ONLY_SETTING = "default_transaction_read_only"  # reset_val: what a fresh s
 
 FAILOVER_STEPS = (
     "Make the pooled connections reconnect to the new primary, least disruptive first: behind "
-    "PgBouncer, point its [databases] entry at the new primary, then `RELOAD;` and `RECONNECT;` "
-    "on its admin console (clients stay connected); else engine.dispose() in each worker, or a "
-    "rolling restart of the app",
+    "PgBouncer, point its [databases] entry at the new primary and `RELOAD;` on its admin "
+    "console (server connections move as their clients release them; `RECONNECT;` when the "
+    "address stays the same, e.g. a VIP); clients stay connected; else engine.dispose() in each "
+    "worker, or a rolling restart of the app",
     "If they reconnect to the old server, a cached DNS answer is the cause: the host's resolver "
     "cache, or PgBouncer's dns_max_ttl; until it expires point the DSN at the new primary",
     "Add target_session_attrs=read-write to the DSN so connects skip a standby",
