@@ -9,6 +9,10 @@ from enum import StrEnum
 from pooldoctor.jsonio import dumps_dataclass, loads_dataclass
 
 EVIDENCE_SCHEMA = "pooldoctor.evidence/1"
+# Ages and durations beyond this are nonsense for a pool and overflow date arithmetic; the pool
+# collector refuses them too.
+MAX_SECONDS = 10 * 365 * 86400.0
+MAX_COUNT = 10_000_000
 
 
 class SourceState(StrEnum):
@@ -240,6 +244,51 @@ class LogEventSummary:
 
 
 @dataclass(frozen=True)
+class LoggedException:
+    """One exception the app logged with a traceback: when, what, and where in the app's code."""
+
+    at: datetime
+    type: str
+    message: str
+    app_frame: str | None = None  # innermost frame in the app's own code: "file:line in func"
+    app_frames: tuple[str, ...] = ()  # the app's frames, outermost first
+    logged_as: str = ""  # the log message that carried the traceback
+
+
+@dataclass(frozen=True)
+class RequestLine:
+    """One access-log request with its duration (only lines that report one)."""
+
+    at: datetime
+    status: int
+    seconds: float
+    path: str = ""
+
+
+MOMENT_CANCELLATION = "cancellation"  # a cancelled request task or a client that went away
+MOMENT_GC_CLEANUP = "gc_cleanup"  # the garbage collector cleaning up a checked-out connection
+
+
+@dataclass(frozen=True)
+class LogMoment:
+    """One timed log record of a kind the diagnosis lines up with others (cancellation, GC)."""
+
+    at: datetime
+    kind: str
+    text: str = ""
+
+
+@dataclass(frozen=True)
+class AppLogFacts:
+    """What an app log says at millisecond precision: exceptions, request times, moments."""
+
+    exceptions: tuple[LoggedException, ...] = ()
+    requests: tuple[RequestLine, ...] = ()
+    moments: tuple[LogMoment, ...] = ()
+    truncated: bool = False  # the file held more than the kept records (the latest are kept)
+
+
+@dataclass(frozen=True)
 class LogFileEvidence:
     """One log file (or stdin): how it parsed and what it contained."""
 
@@ -251,6 +300,18 @@ class LogFileEvidence:
     last: datetime | None = None
     events: tuple[LogEventSummary, ...] = ()
     problems: tuple[str, ...] = ()
+    app: AppLogFacts | None = None
+
+
+@dataclass(frozen=True)
+class CodeFlag:
+    """A `pooldoctor scan` finding inside the function of an app frame the evidence names."""
+
+    frame: str  # "file:line in function", as the log or holder named it
+    path: str
+    line: int
+    rule_id: str
+    message: str
 
 
 @dataclass(frozen=True)
@@ -393,6 +454,7 @@ class Evidence:
     prometheus: PrometheusEvidence | None = None
     sources: tuple[SourceStatus, ...] = ()
     schema: str = EVIDENCE_SCHEMA
+    code: tuple[CodeFlag, ...] = ()  # scan findings in the functions of named app frames
 
 
 def evidence_to_json(evidence: Evidence) -> str:
@@ -414,4 +476,40 @@ def evidence_from_json(text: str) -> Evidence:
         raise EvidenceFormatError(
             f"unsupported evidence schema {evidence.schema!r} (expected {EVIDENCE_SCHEMA!r})"
         )
+    problem = _out_of_range(evidence)
+    if problem:
+        raise EvidenceFormatError(f"not a pooldoctor evidence file: {problem}")
     return evidence
+
+
+def _out_of_range(evidence: Evidence) -> str | None:
+    """The first value no collector would have written (negative counts, absurd ages)."""
+    for pool in evidence.pools:
+        for sample in pool.samples:
+            for name in ("size", "checked_out", "checked_in", "waiting"):
+                value = getattr(sample, name)
+                if value is not None and not 0 <= value <= MAX_COUNT:
+                    return f"{pool.url}: {name} {value} is out of range"
+            for name in ("overflow", "max_overflow"):
+                value = getattr(sample, name)
+                if value is not None and not -MAX_COUNT <= value <= MAX_COUNT:
+                    return f"{pool.url}: {name} {value} is out of range"
+            if sample.timeout is not None and not 0 <= sample.timeout <= MAX_SECONDS:
+                return f"{pool.url}: timeout {sample.timeout} is out of range"
+            for holder in sample.holders:
+                if not 0 <= holder.age_seconds <= MAX_SECONDS:
+                    return f"{pool.url}: holder age {holder.age_seconds} s is out of range"
+            for name, counter in sample.counters.items():
+                if counter < 0:
+                    return f"{pool.url}: counter {name} {counter} is negative"
+    config = evidence.config
+    if config is not None:
+        for name in ("pool_timeout", "pool_recycle", "statement_timeout", "connect_timeout"):
+            value = getattr(config, name)
+            if value is not None and abs(value) > MAX_SECONDS:
+                return f"config {name} {value} is out of range"
+        for name in ("pool_size", "max_overflow", "workers"):
+            value = getattr(config, name)
+            if value is not None and not -1 <= value <= MAX_COUNT:
+                return f"config {name} {value} is out of range"
+    return None

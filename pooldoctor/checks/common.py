@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from psycopg import sql
+
 from pooldoctor.durations import format_duration
 from pooldoctor.findings import Finding, Role, Severity
 from pooldoctor.readings import Readings
@@ -52,9 +54,21 @@ def pg_interval(seconds: int) -> str:
     return f"{seconds}s"
 
 
+def sql_identifier(name: str) -> str:
+    """A name from outside (a role, a database) quoted as a PostgreSQL identifier."""
+    return sql.Identifier(name.replace("\x00", "")).as_string(None)
+
+
+def sql_literal(value: str) -> str:
+    """A value from outside quoted as a PostgreSQL string literal."""
+    return sql.Literal(value.replace("\x00", "")).as_string(None)
+
+
 def alter_role(role: str | None, setting: str, seconds: int) -> str:
-    target = f'"{role}"' if role else "<app role>"
-    return f"ALTER ROLE {target} SET {setting} = '{pg_interval(seconds)}'; {NEW_SESSIONS_ONLY}"
+    """`ALTER ROLE "app" SET setting = '5min';` with the role quoted by psycopg's rules."""
+    target = sql_identifier(role) if role else "<app role>"
+    value = sql_literal(pg_interval(seconds))
+    return f"ALTER ROLE {target} SET {setting} = {value}; {NEW_SESSIONS_ONLY}"
 
 
 HISTORY_CONFIDENCE = 0.3  # an old burst is context for the timeline, not the current cause
@@ -145,6 +159,15 @@ def leak_remediation(readings: Readings, signature: LeakSignature) -> list[str]:
             + (" after its thread finished" if finished else "")
             + "; use `with Session(engine) as session:` / `async with` so every exit path "
             "returns the connection"
+        )
+    elif signature.extra.get("holds", {}).get("code_paths"):
+        path = signature.extra["holds"]["code_paths"][0]
+        lag = max(abs(value) for value in path["lag_ms"])
+        steps.append(
+            f"Fix the error path at {path['app_frame'] or path['message']}: {path['exception']} "
+            f"leaves the session open ({path['explains']} of {path['of']} stuck transactions "
+            f"began within {lag:.0f} ms of it being logged); use `with Session(engine) as "
+            "session:` so the exception path returns the connection"
         )
     else:
         steps.append(

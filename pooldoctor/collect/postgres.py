@@ -248,6 +248,7 @@ class PostgresProbe:
         self.settings: dict[str, str] = {}
         self.limits: tuple[ConnectionLimit, ...] = ()
         self._samples: list[ActivitySample] = []
+        self._attempts = 0
         self._errors: list[str] = []
         self._connection: psycopg.Connection[DictRow] | None = None
         self._broken = False
@@ -286,6 +287,11 @@ class PostgresProbe:
         self.connect_seconds = time.monotonic() - began
         self._connection = attempt.connection
         self._run_once("session setup", self._configure_session)
+        if self._errors:  # fail closed: no read-only guarantee or timeouts, so no queries
+            self._broken = True
+            self._errors.append("session setup failed: not sampling without read-only and timeouts")
+            self._close()
+            return
         self._run_once("server info", self._read_server_info)
         self._run_once("settings", self._read_settings)
         self._run_once("connection limits", self._read_limits)
@@ -370,7 +376,8 @@ class PostgresProbe:
         try:
             if self._connection is None or self._broken or self._connection.closed:
                 return
-            number = len(self._samples) + 1
+            self._attempts += 1
+            number = self._attempts
             try:
                 rows = self._query(
                     "activity", {"query_chars": QUERY_FETCH_CHARS}, self._activity_parts()
