@@ -28,8 +28,8 @@ class Visibility:
         if not self.hidden_app_sessions:
             return ""
         return (
-            f"lower bound: {self.hidden_app_sessions} session(s) of {app_label} were hidden from "
-            f"pooldoctor's role (no {GRANT_ROLE}), so their state is unknown"
+            f"these counts are lower bounds: {self.hidden_app_sessions} session(s) of {app_label} "
+            f"were hidden from pooldoctor's role (no {GRANT_ROLE}), so their state is unknown"
         )
 
     def other_counts_note(self) -> str:
@@ -38,7 +38,7 @@ class Visibility:
         if others <= 0:
             return ""
         return (
-            f"lower bound: {others} other session(s) were hidden from pooldoctor's role (no "
+            f"a lower bound: {others} other session(s) were hidden from pooldoctor's role (no "
             f"{GRANT_ROLE}), so their state is unknown"
         )
 
