@@ -16,6 +16,7 @@ from pooldoctor.collect.logs import collect_logs
 from pooldoctor.evidence import LogEvent as E
 from pooldoctor.evidence import LogFileEvidence
 from pooldoctor.lab.cluster import TempCluster
+from tests.backends import wait_for_backends
 
 APP_SLOTS = 5  # max_connections 6 minus 1 reserved for superusers
 LOG_WAIT_SECONDS = 10.0
@@ -23,11 +24,15 @@ LOG_WAIT_SECONDS = 10.0
 
 def _fill_connections(cluster: TempCluster) -> None:
     """Take every app slot, then the reserved one: each next attempt is refused and logged."""
+    wait_for_backends(cluster)  # closed backends hold their slot until they exit
     with ExitStack() as held:
-        for _ in range(APP_SLOTS):
+        app = [
             held.enter_context(psycopg.connect(cluster.dsn(user="app"), autocommit=True))
+            for _ in range(APP_SLOTS)
+        ]
         with pytest.raises(psycopg.OperationalError, match="reserved"):
             psycopg.connect(cluster.dsn(user="app"))
+        wait_for_backends(cluster, [conn.info.backend_pid for conn in app])
         held.enter_context(psycopg.connect(cluster.dsn(), autocommit=True))
         with pytest.raises(psycopg.OperationalError, match="too many clients"):
             psycopg.connect(cluster.dsn(user="app"))
