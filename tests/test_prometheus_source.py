@@ -153,6 +153,15 @@ def test_postgres_exporter_series_are_kept_and_summarised(fleet_prometheus: Temp
     ]
     assert idle[-1].value == 70
     assert "postgres_exporter db-1:9187: 85 of 100 max_connections" in evidence.sources[0].detail
+    # No --dsn: the budget is the exporter's server against the fleet's pool capacities.
+    budget = next(
+        f for f in diagnose(evidence, strict=True).findings if f.check == "server-max-connections"
+    )
+    assert budget.summary.startswith(
+        f"{FLEET} processes x (10) = {FLEET * 10} > 97 available (100 max_connections - "
+        "3 superuser - 0 other clients; from postgres_exporter db-1:9187)"
+    )
+    assert budget.evidence["budget"]["server_from"] == "postgres_exporter db-1:9187"
 
 
 def test_capture_with_pgbouncer_and_prometheus_replays_to_the_same_findings(
