@@ -128,10 +128,14 @@ def test_error_page_is_a_failed_source_not_a_traceback(http_server: LocalHTTPSer
 
 
 def test_unreachable_prometheus_is_a_failed_source() -> None:
-    url = f"http://user:hunter2@127.0.0.1:{free_port()}"
+    port = free_port()
+    url = f"http://user:hunter2@127.0.0.1:{port}"
     evidence = capture(SourceOptions(prometheus=url, timeout=1))
     (status,) = evidence.sources
-    assert status.status is SourceState.ERROR and "cannot query" in status.detail
+    assert status.status is SourceState.ERROR
+    assert f"cannot query: connection refused by 127.0.0.1:{port}: nothing listening" in (
+        status.detail
+    )
     assert "hunter2" not in evidence_to_json(evidence)
 
 
