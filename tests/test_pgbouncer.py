@@ -116,12 +116,17 @@ def test_saturation_names_the_pool_with_show_pools_numbers(
     bouncer: Callable[..., TempPgBouncer], pg: TempCluster
 ) -> None:
     running = bouncer(default_pool_size="2", reserve_pool_size="0")
-    clients = _clients(running, 4, "SELECT pg_sleep(1.5)")
-    try:
-        _wait_for(lambda: _waiting(running) >= 2)
-        evidence = _capture(running, pg)
-    finally:
-        _join(clients)
+    # The state holds until the test lets go, however slow the machine: two clients block on
+    # a lock the test holds (both server connections busy), two more queue in PgBouncer.
+    with psycopg.connect(pg.dsn(), autocommit=True) as holder:
+        holder.execute(b"SELECT pg_advisory_lock(4242)")
+        clients = _clients(running, 4, "SELECT pg_advisory_xact_lock(4242)")
+        try:
+            _wait_for(lambda: _waiting(running) >= 2)
+            evidence = _capture(running, pg)
+        finally:
+            holder.execute(b"SELECT pg_advisory_unlock(4242)")
+            _join(clients)
     diagnosis = diagnose(evidence)
     top = diagnosis.findings[0]
     assert top.check == "pgbouncer-saturation", [f.id for f in diagnosis.findings]
