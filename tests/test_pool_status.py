@@ -332,6 +332,15 @@ def test_fetches_run_in_the_calling_thread_under_one_shared_watchdog(
     assert [name for name in started if name.startswith("pool-status")] == []
 
 
+def test_cancel_abandons_a_hung_fetch(http_server: LocalHTTPServer) -> None:
+    http_server.routes["/p"] = Response(body=SEED_JSON, delay=30.0)
+    cancel = threading.Event()
+    threading.Timer(0.3, cancel.set).start()
+    result = fetch_pool_sample(http_server.url("/p"), 30.0, cancel)
+    assert isinstance(result, SampleError)
+    assert result.error == "cancelled: pooldoctor was interrupted"
+
+
 def test_silent_listener_that_never_accepts() -> None:
     with socket.socket() as listener:
         listener.bind(("127.0.0.1", 0))

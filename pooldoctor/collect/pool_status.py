@@ -34,6 +34,7 @@ MAX_REDIRECTS = 5  # enough for http->https plus a trailing-slash hop; more is a
 READ_CHUNK_BYTES = 64 * 1024
 ERROR_EXCERPT_CHARS = 120  # a 5xx body excerpt long enough to hold an exception message
 REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
+CANCEL_POLL_SECONDS = 0.1  # how soon a fetch notices that the run was interrupted
 
 # --- fetching ---------------------------------------------------------------------------------
 
@@ -61,6 +62,7 @@ class _Fetch:
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _aborted: bool = False
     finished: bool = False  # set once run() has returned: nothing left to abort
+    cancel: threading.Event | None = None  # the run's interruption, if it can be interrupted
 
     def run(self, started: datetime) -> None:
         try:
@@ -74,6 +76,10 @@ class _Fetch:
         if isinstance(outcome, SampleError):
             outcome = SampleError(outcome.at, scrub_secrets(outcome.error, self.secrets))
         self.result = outcome
+
+    @property
+    def aborted(self) -> bool:
+        return self._aborted
 
     def abort(self) -> None:
         """Tear down the connection from another thread once the deadline has passed."""
@@ -173,13 +179,16 @@ class _Fetch:
             headers["Authorization"] = f"Bearer {self.token}"
         elif parts.username is not None:
             pair = f"{unquote(parts.username)}:{unquote(parts.password or '')}"
-            headers["Authorization"] = "Basic " + base64.b64encode(pair.encode()).decode()
+            encoded = base64.b64encode(pair.encode()).decode()
+            self.secrets.add(encoded)  # a peer that echoes the header must not leak it
+            headers["Authorization"] = "Basic " + encoded
         return headers
 
     def _read_body(self, sock: socket.socket, response: http.client.HTTPResponse) -> bytes:
         declared = response.getheader("Content-Length")
         if declared and declared.strip().isdigit() and int(declared) > MAX_BODY_BYTES:
             raise _Failed(_too_large(int(declared)))
+        expected = int(declared) if declared and declared.strip().isdigit() else None
         chunks: list[bytes] = []
         while True:
             sock.settimeout(self._remaining())
@@ -187,6 +196,11 @@ class _Fetch:
             if not chunk:
                 if self._aborted:  # the watchdog's shutdown looks like an end of stream
                     raise _Failed(self.timeout_message())
+                if expected is not None and self.bytes_received < expected:
+                    raise _Failed(
+                        f"response cut short: {self.bytes_received} of {expected} bytes "
+                        "(Content-Length) received"
+                    )
                 return b"".join(chunks)
             chunks.append(chunk)
             self.bytes_received += len(chunk)
@@ -331,7 +345,8 @@ def _error_excerpt(text: str, content_type: str | None) -> str:
 
 
 class _Watchdog:
-    """One thread for all fetches: aborts each fetch still running at its deadline.
+    """One thread for all fetches: aborts each fetch still running at its deadline, or at once
+    when its run is interrupted (Ctrl-C sets the run's cancel event).
 
     Socket timeouts bound each single read; this bounds the whole fetch (a server dripping
     header bytes) without a thread per fetch, which a fleet of URLs would pay for in CPU.
@@ -368,30 +383,50 @@ class _Watchdog:
                 now = time.monotonic()
                 while self._due and (self._due[0][0] <= now or self._due[0][2].finished):
                     expired.append(heapq.heappop(self._due)[2])
-                if not expired:
-                    self._wake.wait(self._due[0][0] - now)
+                expired += [
+                    fetch
+                    for _, _, fetch in self._due
+                    if fetch.cancel is not None and fetch.cancel.is_set() and not fetch.finished
+                ]
+                if not expired and self._due:
+                    self._wake.wait(min(self._due[0][0] - now, CANCEL_POLL_SECONDS))
             for fetch in expired:
                 if not fetch.finished:
                     fetch.abort()
 
 
 _WATCHDOG = _Watchdog()
-os.register_at_fork(after_in_child=_WATCHDOG.__init__)  # its thread does not survive a fork
 
 
-def fetch_pool_sample(url: str, timeout: float) -> PoolSample | SampleError:
+def _new_watchdog_after_fork() -> None:
+    global _WATCHDOG  # the parent's watchdog thread does not exist in a forked child
+    _WATCHDOG = _Watchdog()
+
+
+os.register_at_fork(after_in_child=_new_watchdog_after_fork)
+
+
+def fetch_pool_sample(
+    url: str, timeout: float, cancel: threading.Event | None = None
+) -> PoolSample | SampleError:
     """GET and parse one pool-status URL; any failure is a SampleError, all within `timeout`.
 
     Runs in the calling thread (a sampling round calls it from its worker pool); a shared
-    watchdog tears the connection down if the deadline passes mid-fetch.
+    watchdog tears the connection down when the deadline passes mid-fetch, or as soon as
+    `cancel` is set (Ctrl-C in the main thread).
     """
     started = datetime.now(UTC)
     token = os.environ.get(TOKEN_ENV) or None
     fetch = _Fetch(url, timeout, time.monotonic() + timeout, token)
     if token:
         fetch.secrets.add(token)
+    fetch.cancel = cancel
+    if cancel is not None and cancel.is_set():
+        return SampleError(started, "cancelled: pooldoctor was interrupted")
     with _WATCHDOG.watching(fetch):
         fetch.run(started)
+    if cancel is not None and cancel.is_set() and fetch.aborted:
+        return SampleError(started, "cancelled: pooldoctor was interrupted")
     if fetch.result is None:  # unreachable: run() always sets a result
         return SampleError(started, "pool-status fetch ended without a result")
     return fetch.result
