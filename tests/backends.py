@@ -18,12 +18,9 @@ from pooldoctor.lab.cluster import TempCluster
 
 WAIT_SECONDS = 10.0
 PROC = Path("/proc")
-# Server processes with slots of their own, outside max_connections (PostgreSQL 15 titles).
-AUXILIARY = re.compile(
-    r"^postgres: (?:[^:]+: )?(?:checkpointer|background writer|walwriter|autovacuum launcher|"
-    r"autovacuum worker|logical replication launcher|logical replication worker|archiver|"
-    r"startup|walreceiver|walsender|parallel worker|stats collector)\b"
-)
+# A client backend's title: "postgres: [cluster: ]user database host(port) activity". Server
+# processes with slots of their own (checkpointer, io workers, autovacuum, ...) read otherwise.
+CLIENT_TITLE = re.compile(r"^postgres: (?:[^:]+: )?\S+ \S+ (?:\[local\]|\S+\(\d+\))")
 
 
 def _postmaster_pid(cluster: TempCluster) -> int:
@@ -43,14 +40,22 @@ def _parent_and_title(pid_dir: Path) -> tuple[int, str] | None:
 
 
 def client_backends(cluster: TempCluster) -> set[int]:
-    """Pids of the postmaster's children that are (or are becoming) client backends."""
+    """Pids of the postmaster's children that are (or are becoming) client backends.
+
+    A child just forked still carries the postmaster's own title: it counts too, since it may
+    be a connection that has not said who it is yet.
+    """
     postmaster = _postmaster_pid(cluster)
+    postmaster_title = _parent_and_title(PROC / str(postmaster))
     found: set[int] = set()
     for pid_dir in PROC.iterdir():
         if not pid_dir.name.isdigit():
             continue
         seen = _parent_and_title(pid_dir)
-        if seen is not None and seen[0] == postmaster and not AUXILIARY.match(seen[1]):
+        if seen is None or seen[0] != postmaster:
+            continue
+        untitled = postmaster_title is not None and seen[1] == postmaster_title[1]
+        if untitled or CLIENT_TITLE.match(seen[1]):
             found.add(int(pid_dir.name))
     return found
 

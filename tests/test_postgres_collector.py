@@ -344,21 +344,6 @@ def test_database_at_its_connection_limit(
         pg.execute("DROP DATABASE pd_limited_db WITH (FORCE)")
 
 
-def _connect_once_a_slot_frees(
-    connections: Callable[..., psycopg.Connection[tuple[object, ...]]], dsn: str
-) -> None:
-    """A backend that just closed (the check above's own) frees its slot a moment later."""
-    deadline = time.monotonic() + WAIT_SECONDS
-    while True:
-        try:
-            connections(dsn)
-            return
-        except psycopg.OperationalError as exc:
-            if "too many clients" not in str(exc) or time.monotonic() > deadline:
-                raise
-            time.sleep(0.05)
-
-
 def test_server_at_max_connections(
     make_cluster: Callable[..., TempCluster],
     probes: Callable[..., PostgresProbe],
@@ -388,7 +373,7 @@ def test_server_at_max_connections(
 
     wait_for_backends(cluster, held_pids)
     for _ in range(2):  # now fill the reserved slots too
-        _connect_once_a_slot_frees(connections, cluster.dsn())
+        connections(cluster.dsn())
     full = probes(cluster.dsn())
     failure = full.finish().connect_failure
     assert failure is not None
