@@ -2,6 +2,8 @@
 
 from enum import IntEnum
 
+from pooldoctor.findings import Status
+
 
 class ExitCode(IntEnum):
     """What `pooldoctor` returns to the shell; the CLI reference lists EXIT_CODE_MEANINGS."""
@@ -28,4 +30,11 @@ EXIT_CODE_MEANINGS: dict[ExitCode, str] = {
     ExitCode.SOFTWARE: "internal error: a bug in pooldoctor (one line; POOLDOCTOR_DEBUG=1 shows "
     "the traceback)",
     ExitCode.INTERRUPTED: "interrupted (Ctrl-C)",
+}
+
+STATUS_EXIT: dict[Status, ExitCode] = {
+    Status.OK: ExitCode.OK,
+    Status.WARNING: ExitCode.WARNING,
+    Status.CRITICAL: ExitCode.CRITICAL,
+    Status.UNKNOWN: ExitCode.UNKNOWN,
 }

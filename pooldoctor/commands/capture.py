@@ -7,12 +7,8 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 
-from pooldoctor.atomic import write_atomic
-from pooldoctor.collect.session import capture, utc_now
 from pooldoctor.commands import options as opt
-from pooldoctor.evidence import SourceState, evidence_to_json
 from pooldoctor.exitcodes import ExitCode
 
 
@@ -31,6 +27,12 @@ def capture_command(
     log_tz: opt.LogTzOpt = None,
 ) -> int:
     """Collect evidence from the live system and write it to a file (no analysis)."""
+    from rich.console import Console
+
+    from pooldoctor.atomic import write_atomic
+    from pooldoctor.collect.session import capture, utc_now
+    from pooldoctor.evidence import SourceState, evidence_to_json
+
     sources = opt.build_source_options(
         pool_status=pool_status,
         dsn=dsn,

@@ -9,8 +9,8 @@ from typing import Annotated
 import typer
 
 from pooldoctor.exitcodes import ExitCode
-from pooldoctor.lab.cluster import PostgresUnavailable
-from pooldoctor.lab.demo import DEFAULT_OUT, run_demo
+
+DEFAULT_OUT = Path("pooldoctor-demo")
 
 
 def demo_command(
@@ -19,6 +19,9 @@ def demo_command(
     ] = DEFAULT_OUT,
 ) -> int:
     """Reproduce a real connection leak against a throwaway PostgreSQL and diagnose it."""
+    from pooldoctor.lab.cluster import PostgresUnavailable
+    from pooldoctor.lab.demo import run_demo
+
     try:
         run_demo(out)
     except PostgresUnavailable as exc:

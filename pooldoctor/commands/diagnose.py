@@ -5,33 +5,15 @@ from __future__ import annotations
 import sys
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.console import Console
 
-from pooldoctor.collect.session import capture, utc_now
 from pooldoctor.commands import options as opt
-from pooldoctor.diagnosis import diagnose
-from pooldoctor.evidence import Evidence, EvidenceFormatError, evidence_from_json, evidence_to_json
-from pooldoctor.exitcodes import ExitCode
-from pooldoctor.findings import Status
-from pooldoctor.report import (
-    build_report,
-    print_summary,
-    render_html,
-    render_json,
-    render_markdown,
-    write_report_dir,
-)
-from pooldoctor.runbooks import load_runbooks
+from pooldoctor.exitcodes import STATUS_EXIT, ExitCode
 
-STATUS_EXIT = {
-    Status.OK: ExitCode.OK,
-    Status.WARNING: ExitCode.WARNING,
-    Status.CRITICAL: ExitCode.CRITICAL,
-    Status.UNKNOWN: ExitCode.UNKNOWN,
-}
+if TYPE_CHECKING:
+    from pooldoctor.evidence import Evidence
 
 
 class OutputFormat(StrEnum):
@@ -45,6 +27,8 @@ class OutputFormat(StrEnum):
 
 def load_evidence_file(path: Path) -> Evidence:
     """Read a captured evidence bundle; any failure is one line on stderr and exit 65."""
+    from pooldoctor.evidence import EvidenceFormatError, evidence_from_json
+
     try:
         text = sys.stdin.read() if str(path) == "-" else path.read_text(encoding="utf-8")
         return evidence_from_json(text)
@@ -90,6 +74,21 @@ def diagnose_command(
     ] = None,
 ) -> int:
     """Diagnose pool exhaustion: collect evidence, rank root causes, write the report."""
+    from rich.console import Console
+
+    from pooldoctor.collect.session import capture, utc_now
+    from pooldoctor.diagnosis import diagnose
+    from pooldoctor.evidence import evidence_to_json
+    from pooldoctor.report import (
+        build_report,
+        print_summary,
+        render_html,
+        render_json,
+        render_markdown,
+        write_report_dir,
+    )
+    from pooldoctor.runbooks import load_runbooks
+
     now = utc_now()
     sources = opt.build_source_options(
         pool_status=pool_status,

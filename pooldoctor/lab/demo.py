@@ -15,7 +15,6 @@ from pooldoctor.lab.scenarios import connection_leak
 from pooldoctor.report import build_report, print_summary, write_report_dir
 from pooldoctor.runbooks import RunbookError, load_runbooks
 
-DEFAULT_OUT = Path("pooldoctor-demo")
 LAB_DIR_NAME = "lab"  # the app log, env file and server log the capture read
 
 
@@ -36,7 +35,7 @@ def _runbook_titles() -> dict[str, str]:
         return {}
 
 
-def run_demo(out: Path = DEFAULT_OUT, console: Console | None = None) -> DemoResult:
+def run_demo(out: Path, console: Console | None = None) -> DemoResult:
     """Reproduce the seed incident (a leaking /orders endpoint), diagnose it, write the report.
 
     Raises PostgresUnavailable when the PostgreSQL server binaries are missing.
