@@ -9,7 +9,7 @@ import typer
 from typer._click.exceptions import ClickException, NoArgsIsHelpError, UsageError
 
 from pooldoctor import __version__
-from pooldoctor.commands import alerts, capture, demo, diagnose, runbooks, scan
+from pooldoctor.commands import alerts, capture, check, demo, diagnose, runbooks, scan
 from pooldoctor.exitcodes import ExitCode
 
 app = typer.Typer(
@@ -22,6 +22,7 @@ app = typer.Typer(
 )
 app.command("diagnose")(diagnose.diagnose_command)
 app.command("capture")(capture.capture_command)
+app.command("check")(check.check_command)
 app.command("demo")(demo.demo_command)
 app.command("scan")(scan.scan_command)
 app.command("alerts")(alerts.alerts_command)
@@ -43,10 +44,47 @@ def _root(
     """Diagnose database connection pool exhaustion from live evidence."""
 
 
+PLUGIN_COMMAND = "check"
+
+
+def _is_plugin_call(argv: list[str]) -> bool:
+    """True when running `pooldoctor check`: its errors are UNKNOWN lines, as plugins report."""
+    return bool(argv) and argv[0] == PLUGIN_COMMAND and not {"-h", "--help"} & set(argv)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point: run the app, mapping usage errors to 64 and never printing a traceback."""
+    args = sys.argv[1:] if argv is None else argv
+    code = _run_plugin(args) if _is_plugin_call(args) else _run(args)
+    if argv is None:
+        sys.exit(code)
+    return code
+
+
+def _run_plugin(args: list[str]) -> int:
+    """`check` per the Monitoring Plugins guidelines: any failure is one UNKNOWN line, exit 3."""
     try:
-        result = app(args=argv, standalone_mode=False, prog_name="pooldoctor")
+        result = app(args=args, standalone_mode=False, prog_name="pooldoctor")
+    except typer.Exit as exc:
+        return exc.exit_code
+    except (KeyboardInterrupt, typer.Abort):
+        reason = "interrupted"
+    except ClickException as exc:
+        reason = f"usage: {exc.format_message()}"
+    except Exception as exc:
+        if os.environ.get("POOLDOCTOR_DEBUG"):
+            raise
+        reason = f"internal error: {type(exc).__name__}: {exc}"
+    else:
+        return result if isinstance(result, int) else 0
+    print(" ".join(f"POOLDOCTOR UNKNOWN - {reason}".split()))
+    return int(ExitCode.UNKNOWN)
+
+
+def _run(args: list[str]) -> int:
+    """Every other command: usage errors exit 64, internal errors 70, one line each."""
+    try:
+        result = app(args=args, standalone_mode=False, prog_name="pooldoctor")
     except NoArgsIsHelpError as exc:
         exc.show()
         code = int(ExitCode.USAGE)
@@ -76,6 +114,4 @@ def main(argv: list[str] | None = None) -> int:
         code = int(ExitCode.SOFTWARE)
     else:
         code = result if isinstance(result, int) else 0
-    if argv is None:
-        sys.exit(code)
     return code

@@ -7,13 +7,10 @@ from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pooldoctor import __version__
-from pooldoctor.collect.config import read_config
-from pooldoctor.collect.logs import collect_logs
 from pooldoctor.collect.pool_status import fetch_pool_sample, redact_url
-from pooldoctor.collect.postgres import PostgresProbe, open_postgres
 from pooldoctor.commands.options import SourceOptions
 from pooldoctor.evidence import (
     Evidence,
@@ -25,6 +22,9 @@ from pooldoctor.evidence import (
     SourceState,
     SourceStatus,
 )
+
+if TYPE_CHECKING:
+    from pooldoctor.collect.postgres import PostgresProbe
 
 Clock = Callable[[], datetime]
 JOIN_MARGIN_SECONDS = 2.0
@@ -85,7 +85,7 @@ def capture(options: SourceOptions, clock: Clock = utc_now) -> Evidence:
     started = clock()
     statuses: list[SourceStatus] = []
     readings = [_PoolReadings(url) for url in options.pool_status]
-    probe = open_postgres(options.dsn, options.timeout) if options.dsn else None
+    probe = _open_postgres(options.dsn, options.timeout) if options.dsn else None
     pools_started = clock()
     if readings or probe is not None:
         executor = ThreadPoolExecutor(max_workers=len(readings) + 1, thread_name_prefix="sample")
@@ -106,6 +106,8 @@ def capture(options: SourceOptions, clock: Clock = utc_now) -> Evidence:
         statuses.append(probe.status())
     logs: tuple[LogFileEvidence, ...] = ()
     if options.logs:
+        from pooldoctor.collect.logs import collect_logs
+
         logs_started = clock()
         logs = collect_logs(
             options.logs, log_tz=options.log_tz or UTC, since=options.since, until=options.until
@@ -114,6 +116,8 @@ def capture(options: SourceOptions, clock: Clock = utc_now) -> Evidence:
         statuses.extend(log_file_status(log, logs_started, logs_finished) for log in logs)
     config = None
     if options.configs or options.workers is not None:
+        from pooldoctor.collect.config import read_config
+
         config = read_config(options.configs, options.workers)
         statuses.append(config_status(config, clock()))
     return Evidence(
@@ -128,6 +132,13 @@ def capture(options: SourceOptions, clock: Clock = utc_now) -> Evidence:
         config=config,
         sources=tuple(statuses),
     )
+
+
+def _open_postgres(dsn: str, timeout: float) -> PostgresProbe:
+    """Open the PostgreSQL probe; psycopg is imported only when a DSN is given."""
+    from pooldoctor.collect.postgres import open_postgres
+
+    return open_postgres(dsn, timeout)
 
 
 def config_status(config: PoolConfig, at: datetime) -> SourceStatus:
