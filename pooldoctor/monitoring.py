@@ -179,7 +179,7 @@ def pool_part(pool: PoolInstance, label: str, thresholds: Thresholds) -> Part:
                 minimum=0,
             )
         )
-    timeouts = sample.counters.get("timeouts")
+    timeouts = sample.counters.get("pool_timeouts")
     if timeouts is not None:
         metrics.append(Metric(f"{label}timeouts", timeouts, unit="c", minimum=0))
     return Part(worst(statuses), text, tuple(metrics))

@@ -371,20 +371,30 @@ class PostgresProbe:
         if self._evidence is None:
             self._close()
             self.finished_at = datetime.now(UTC)
-            self._evidence = PostgresEvidence(
-                target=self.target,
-                connect_seconds=self.connect_seconds,
-                connect_failure=self.connect_failure,
-                server_version=self.server_version,
-                server_version_num=self.server_version_num,
-                current_user=self.current_user,
-                is_superuser=self.is_superuser,
-                settings=dict(self.settings),
-                limits=self.limits,
-                samples=tuple(self._samples),
-                errors=tuple(self._errors),
-            )
+            self._evidence = self.snapshot()
         return self._evidence
+
+    def snapshot(self, last: int | None = None) -> PostgresEvidence:
+        """Everything collected so far (only the `last` samples if given), connection kept open."""
+        samples = tuple(self._samples)
+        return PostgresEvidence(
+            target=self.target,
+            connect_seconds=self.connect_seconds,
+            connect_failure=self.connect_failure,
+            server_version=self.server_version,
+            server_version_num=self.server_version_num,
+            current_user=self.current_user,
+            is_superuser=self.is_superuser,
+            settings=dict(self.settings),
+            limits=self.limits,
+            samples=samples if last is None else samples[-last:],
+            errors=tuple(self._errors),
+        )
+
+    def keep_last(self, count: int) -> None:
+        """Forget all but the latest `count` samples and errors (bounded memory when watching)."""
+        del self._samples[:-count]
+        del self._errors[:-count]
 
     def _close(self) -> None:
         connection = self._connection

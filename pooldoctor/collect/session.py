@@ -40,8 +40,15 @@ class _PoolReadings:
     samples: list[PoolSample] = field(default_factory=list)
     errors: list[SampleError] = field(default_factory=list)
 
-    def instance(self) -> PoolInstance:
-        return PoolInstance(redact_url(self.url), tuple(self.samples), tuple(self.errors))
+    def instance(self, last: int | None = None) -> PoolInstance:
+        samples, errors = tuple(self.samples), tuple(self.errors)
+        if last is not None:
+            samples, errors = samples[-last:], errors[-last:]
+        return PoolInstance(redact_url(self.url), samples, errors)
+
+    def keep_last(self, count: int) -> None:
+        del self.samples[:-count]
+        del self.errors[:-count]
 
     def status(self, started: datetime, finished: datetime) -> SourceStatus:
         if self.samples:
@@ -80,30 +87,82 @@ def _sample_round(
             reading.errors.append(result)
 
 
-def capture(options: SourceOptions, clock: Clock = utc_now) -> Evidence:
-    """Collect evidence from every requested source; failures become source statuses."""
-    started = clock()
+class LiveSampler:
+    """Pool-status endpoints and PostgreSQL sampled together, one round at a time."""
+
+    def __init__(
+        self, options: SourceOptions, clock: Clock = utc_now, keep_rounds: int | None = None
+    ) -> None:
+        self.options = options
+        self.clock = clock
+        self.keep_rounds = keep_rounds
+        self.started_at = clock()
+        self.rounds = 0
+        self.sampled_at = self.started_at
+        self._readings = [_PoolReadings(url) for url in options.pool_status]
+        self._probe = _open_postgres(options.dsn, options.timeout) if options.dsn else None
+        self._executor: ThreadPoolExecutor | None = None
+        if self._readings or self._probe is not None:
+            self._executor = ThreadPoolExecutor(
+                max_workers=len(self._readings) + 1, thread_name_prefix="sample"
+            )
+
+    def sample(self) -> None:
+        """One round: every endpoint and one pg_stat_activity snapshot, in parallel, bounded."""
+        if self._executor is None:
+            return
+        _sample_round(self._executor, self._readings, self._probe, self.options.timeout, self.clock)
+        self.rounds += 1
+        self.sampled_at = self.clock()
+        if self.keep_rounds is not None:
+            for reading in self._readings:
+                reading.keep_last(self.keep_rounds)
+            if self._probe is not None:
+                self._probe.keep_last(self.keep_rounds)
+
+    def close(self) -> None:
+        """Stop sampling and close the PostgreSQL connection (idempotent)."""
+        if self._executor is not None:
+            self._executor.shutdown(wait=False, cancel_futures=True)
+        if self._probe is not None:
+            self._probe.finish()
+
+    def evidence(
+        self, files: FileEvidence | None = None, last_rounds: int | None = None
+    ) -> Evidence:
+        """What was sampled so far (the latest `last_rounds` only, if given), plus file sources."""
+        statuses = [r.status(self.started_at, self.sampled_at) for r in self._readings]
+        postgres = None
+        if self._probe is not None:
+            postgres = self._probe.snapshot(last_rounds)
+            statuses.append(self._probe.status())
+        files = files or FileEvidence()
+        return Evidence(
+            collected_at=self.clock(),
+            started_at=self.started_at,
+            pooldoctor_version=__version__,
+            since=self.options.since,
+            until=self.options.until,
+            pools=tuple(r.instance(last_rounds) for r in self._readings),
+            postgres=postgres,
+            logs=files.logs,
+            config=files.config,
+            sources=(*statuses, *files.statuses),
+        )
+
+
+@dataclass(frozen=True)
+class FileEvidence:
+    """What the file sources (logs, config) gave, read once."""
+
+    logs: tuple[LogFileEvidence, ...] = ()
+    config: PoolConfig | None = None
+    statuses: tuple[SourceStatus, ...] = ()
+
+
+def read_files(options: SourceOptions, clock: Clock = utc_now) -> FileEvidence:
+    """Read the log and config sources; each failure becomes a source status."""
     statuses: list[SourceStatus] = []
-    readings = [_PoolReadings(url) for url in options.pool_status]
-    probe = _open_postgres(options.dsn, options.timeout) if options.dsn else None
-    pools_started = clock()
-    if readings or probe is not None:
-        executor = ThreadPoolExecutor(max_workers=len(readings) + 1, thread_name_prefix="sample")
-        try:
-            for index in range(options.samples):
-                round_started = time.monotonic()
-                _sample_round(executor, readings, probe, options.timeout, clock)
-                if index + 1 < options.samples:
-                    elapsed = time.monotonic() - round_started
-                    time.sleep(max(0.0, options.interval - elapsed))
-        finally:
-            executor.shutdown(wait=False, cancel_futures=True)
-    pools_finished = clock()
-    statuses.extend(r.status(pools_started, pools_finished) for r in readings)
-    postgres = None
-    if probe is not None:
-        postgres = probe.finish()
-        statuses.append(probe.status())
     logs: tuple[LogFileEvidence, ...] = ()
     if options.logs:
         from pooldoctor.collect.logs import collect_logs
@@ -120,18 +179,22 @@ def capture(options: SourceOptions, clock: Clock = utc_now) -> Evidence:
 
         config = read_config(options.configs, options.workers)
         statuses.append(config_status(config, clock()))
-    return Evidence(
-        collected_at=clock(),
-        started_at=started,
-        pooldoctor_version=__version__,
-        since=options.since,
-        until=options.until,
-        pools=tuple(r.instance() for r in readings),
-        postgres=postgres,
-        logs=logs,
-        config=config,
-        sources=tuple(statuses),
-    )
+    return FileEvidence(logs, config, tuple(statuses))
+
+
+def capture(options: SourceOptions, clock: Clock = utc_now) -> Evidence:
+    """Collect evidence from every requested source; failures become source statuses."""
+    sampler = LiveSampler(options, clock)
+    try:
+        for index in range(options.samples):
+            round_started = time.monotonic()
+            sampler.sample()
+            if index + 1 < options.samples:
+                elapsed = time.monotonic() - round_started
+                time.sleep(max(0.0, options.interval - elapsed))
+    finally:
+        sampler.close()
+    return sampler.evidence(read_files(options, clock))
 
 
 def _open_postgres(dsn: str, timeout: float) -> PostgresProbe:
