@@ -9,7 +9,7 @@ import typer
 from typer._click.exceptions import ClickException, NoArgsIsHelpError, UsageError
 
 from pooldoctor import __version__
-from pooldoctor.commands import alerts, capture, check, demo, diagnose, runbooks, scan
+from pooldoctor.commands import alerts, capture, check, demo, diagnose, runbooks, scan, watch
 from pooldoctor.exitcodes import ExitCode
 
 app = typer.Typer(
@@ -23,6 +23,7 @@ app = typer.Typer(
 app.command("diagnose")(diagnose.diagnose_command)
 app.command("capture")(capture.capture_command)
 app.command("check")(check.check_command)
+app.command("watch")(watch.watch_command)
 app.command("demo")(demo.demo_command)
 app.command("scan")(scan.scan_command)
 app.command("alerts")(alerts.alerts_command)

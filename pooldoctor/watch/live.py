@@ -1,0 +1,150 @@
+"""The watch loop: sample a round, diagnose the recent window, redraw, wait for keys or time."""
+
+from __future__ import annotations
+
+import math
+import signal
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager, nullcontext
+from dataclasses import dataclass, replace
+from pathlib import Path
+from types import FrameType
+
+from rich.console import Console
+from rich.live import Live
+
+from pooldoctor.atomic import write_atomic
+from pooldoctor.collect.session import FileEvidence, LiveSampler, read_files
+from pooldoctor.commands.options import SourceOptions
+from pooldoctor.diagnosis import diagnose
+from pooldoctor.evidence import Evidence, evidence_to_json
+from pooldoctor.findings import Status
+from pooldoctor.watch.keys import KeyReader
+from pooldoctor.watch.model import SortKey, WatchView, build_view
+from pooldoctor.watch.render import render_view, status_line
+
+# The view diagnoses the latest rounds only, so each refresh costs the same however long it runs.
+VIEW_ROUNDS = 30
+# The record keeps the latest rounds: an hour at the default 2 s interval.
+KEEP_ROUNDS = 1800
+KEY_POLL_SECONDS = 0.25
+
+
+@dataclass(frozen=True)
+class WatchSettings:
+    """How long and how often to watch, and where to record."""
+
+    interval: float = 2.0
+    duration: float | None = None
+    record: Path | None = None
+
+
+@dataclass
+class WatchOutcome:
+    """How a watch ended: rounds taken, the last status, and the record written (if any)."""
+
+    rounds: int = 0
+    status: Status = Status.UNKNOWN
+    record: Path | None = None
+    record_error: str | None = None
+
+
+class _Screen:
+    """Where rounds go: a rich Live region on a terminal, else one plain line each."""
+
+    def __init__(self, console: Console, live: Live | None, interval: float) -> None:
+        self.console = console
+        self.live = live
+        self.interval = interval
+
+    def show(self, view: WatchView, sort: SortKey, paused: bool, new_round: bool) -> None:
+        if self.live is not None:
+            self.live.update(render_view(view, sort, paused, self.interval), refresh=True)
+        elif new_round:
+            print(status_line(view), flush=True)
+
+
+@contextmanager
+def _sigterm_interrupts() -> Iterator[None]:
+    """SIGTERM ends the watch like Ctrl-C does, so the record is still written."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(_signum: int, _frame: FrameType | None) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def run_watch(options: SourceOptions, settings: WatchSettings, console: Console) -> WatchOutcome:
+    """Watch until --duration passes, `q`, Ctrl-C or SIGTERM; then write the record atomically."""
+    outcome = WatchOutcome()
+    config_only = read_files(replace(options, logs=()))  # logs are read once, for the record
+    sampler = LiveSampler(options, keep_rounds=KEEP_ROUNDS)
+    interactive = console.is_terminal
+    live = Live(console=console, auto_refresh=False) if interactive else None
+    try:
+        with _sigterm_interrupts(), KeyReader(enabled=interactive) as keys, live or nullcontext():
+            screen = _Screen(console, live, settings.interval)
+            _loop(sampler, config_only, settings, screen, keys, outcome)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        sampler.close()
+        outcome.rounds = sampler.rounds
+        if settings.record is not None:
+            _write_record(sampler.evidence(read_files(options)), settings.record, outcome)
+    return outcome
+
+
+def _loop(
+    sampler: LiveSampler,
+    files: FileEvidence,
+    settings: WatchSettings,
+    screen: _Screen,
+    keys: KeyReader,
+    outcome: WatchOutcome,
+) -> None:
+    deadline = None if settings.duration is None else time.monotonic() + settings.duration
+    sort, paused = SortKey.AGE, False
+    while True:
+        round_started = time.monotonic()
+        sampler.sample()
+        evidence = sampler.evidence(files, last_rounds=VIEW_ROUNDS)
+        diagnosis = diagnose(evidence)
+        outcome.status = diagnosis.status
+        screen.show(build_view(evidence, diagnosis, sampler.rounds, sort), sort, paused, True)
+        next_round = round_started + settings.interval
+        while paused or time.monotonic() < next_round:
+            now = time.monotonic()
+            if deadline is not None and now >= deadline:
+                return
+            until = min(now + KEY_POLL_SECONDS, next_round if not paused else math.inf)
+            if deadline is not None:
+                until = min(until, deadline)
+            key = keys.wait(until - now)
+            if key == "q":
+                return
+            if key in ("s", "p"):
+                sort = sort.next() if key == "s" else sort
+                paused = not paused if key == "p" else paused
+                view = build_view(evidence, diagnosis, sampler.rounds, sort)
+                screen.show(view, sort, paused, False)
+        if deadline is not None and time.monotonic() >= deadline:
+            return
+
+
+def _write_record(evidence: Evidence, path: Path, outcome: WatchOutcome) -> None:
+    try:
+        write_atomic(path, evidence_to_json(evidence))
+    except OSError as exc:
+        outcome.record_error = f"cannot write {path}: {exc.strerror or exc}"
+    else:
+        outcome.record = path
