@@ -17,9 +17,9 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from pooldoctor.collect.log_parallel import process_count
-from pooldoctor.collect.log_patterns import SEARCH_KEYS, classification_literals
 from pooldoctor.collect.logs import collect_logs
+from pooldoctor.collect.logs.catalog import SEARCH_KEYS, classification_literals
+from pooldoctor.collect.logs.parallel import process_count
 from pooldoctor.evidence import LogFileEvidence
 
 DEFAULT_MB = 512

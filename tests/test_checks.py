@@ -9,14 +9,14 @@ from pathlib import Path
 import pytest
 
 from pooldoctor.checks.connection_leak import DEAD_THREAD_CONFIDENCE, is_orphaned
-from pooldoctor.checks.registry import CHECKS, UNDETECTABLE_RUNBOOKS, CheckSpec, check_named
+from pooldoctor.checks.registry import CHECKS, CheckSpec, check_named
 from pooldoctor.checks.signals import (
     fmt_duration,
     identify_app,
-    parse_duration,
     recency_weight,
 )
 from pooldoctor.diagnosis import diagnose
+from pooldoctor.durations import server_setting_seconds
 from pooldoctor.evidence import Evidence, evidence_from_json
 from pooldoctor.findings import Finding, Severity
 from pooldoctor.runbooks import RUNBOOK_SLUGS
@@ -89,8 +89,7 @@ def test_check_runbooks_are_known_slugs() -> None:
 def test_every_slug_is_reachable_or_explained() -> None:
     reachable = {slug for spec in CHECKS for slug in spec.runbooks}
     for slug in RUNBOOK_SLUGS:
-        assert slug in reachable or UNDETECTABLE_RUNBOOKS.get(slug, "").strip(), slug
-    assert set(UNDETECTABLE_RUNBOOKS) <= set(RUNBOOK_SLUGS)
+        assert slug in reachable, slug
 
 
 def test_every_named_runbook_has_a_file() -> None:
@@ -115,7 +114,7 @@ def test_every_named_runbook_has_a_file() -> None:
     ],
 )
 def test_parse_duration(text: str | None, seconds: float | None) -> None:
-    assert parse_duration(text) == seconds
+    assert server_setting_seconds(text) == seconds
 
 
 def test_recency_weight_fades_to_history() -> None:

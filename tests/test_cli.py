@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 from pooldoctor.cli import main
+from pooldoctor.collect.options import SourceOptions, default_dsn
 from pooldoctor.collect.session import capture
-from pooldoctor.commands.options import SourceOptions, default_dsn
 from pooldoctor.evidence import SourceState, evidence_from_json
 from pooldoctor.exitcodes import ExitCode
 from tests.httpserver import LocalHTTPServer, Response

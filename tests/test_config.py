@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from pooldoctor.collect.config import parse_bool, parse_duration, read_config, split_assignment
+from pooldoctor.collect.config import parse_bool, parse_seconds, read_config, split_assignment
 
 DATA = Path(__file__).parent / "data" / "config"
 
@@ -86,13 +86,13 @@ def test_env_line_syntax(line: str, expected: tuple[str, str] | None) -> None:
      ("1h", 3600.0), ("2 d", 172800.0), (".5", 0.5)],
 )  # fmt: skip
 def test_durations(text: str, seconds: float) -> None:
-    assert parse_duration(text) == pytest.approx(seconds)
+    assert parse_seconds(text) == pytest.approx(seconds)
 
 
 @pytest.mark.parametrize("text", ["abc", "10 parsecs", "", "-5"])
 def test_bad_durations(text: str) -> None:
     with pytest.raises(ValueError):
-        parse_duration(text)
+        parse_seconds(text)
 
 
 @pytest.mark.parametrize(

@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 from psycopg.conninfo import conninfo_to_dict
 
-from pooldoctor.collect.dsn import InvalidDsnError, normalize_dsn, parse_dsn, redact_dsn
+from pooldoctor.collect.dsn import InvalidDsnError, normalize_dsn, parse_dsn
+from pooldoctor.redact import redact_dsn
 
 
 def normalized(dsn: str) -> dict[str, str]:

@@ -9,13 +9,17 @@ from pathlib import Path
 
 import pytest
 
-from pooldoctor.collect.log_merge import merge_tallies
-from pooldoctor.collect.log_parallel import PARALLEL_MIN_BYTES, ScanSettings, scan_parallel
-from pooldoctor.collect.log_reader import LogStream
-from pooldoctor.collect.log_scan import EventTally, FileScan
-from pooldoctor.collect.log_search import make_finder
 from pooldoctor.collect.logs import collect_logs
-from pooldoctor.collect.timestamps import TimestampReader
+from pooldoctor.collect.logs.parallel import (
+    PARALLEL_MIN_BYTES,
+    ScanSettings,
+    merge_tallies,
+    scan_parallel,
+)
+from pooldoctor.collect.logs.reader import LogStream
+from pooldoctor.collect.logs.scan import EventTally, FileScan
+from pooldoctor.collect.logs.search import make_finder
+from pooldoctor.collect.logs.timestamps import TimestampReader
 from pooldoctor.evidence import LogEvent as E
 
 START = datetime(2024, 12, 5, 9, 0, tzinfo=UTC)

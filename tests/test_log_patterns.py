@@ -4,9 +4,15 @@ from __future__ import annotations
 
 import pytest
 
-from pooldoctor.collect.log_classify import classify, quote_line, redact
-from pooldoctor.collect.log_patterns import RULES, SEARCH_KEYS, classification_literals
+from pooldoctor.collect.logs.catalog import (
+    RULES,
+    SEARCH_KEYS,
+    classification_literals,
+    classify,
+    quote_line,
+)
 from pooldoctor.evidence import LogEvent as E
+from pooldoctor.redact import redact
 
 PG = b"2024-12-05 09:30:01.123 UTC [4242] app@shop "
 CASES: list[tuple[bytes, E]] = [

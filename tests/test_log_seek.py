@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from pooldoctor.collect.log_seek import SEEK_MARGIN, find_window
 from pooldoctor.collect.logs import collect_logs
-from pooldoctor.collect.timestamps import TimestampReader
+from pooldoctor.collect.logs.seek import SEEK_MARGIN, find_window
+from pooldoctor.collect.logs.timestamps import TimestampReader
 from pooldoctor.evidence import LogFileEvidence
 
 START = datetime(2026, 11, 20, 0, 0, tzinfo=UTC)
@@ -74,14 +74,14 @@ def _events(log: LogFileEvidence) -> list[tuple[object, ...]]:
     ]
 
 
-def _both(path: Path, since: datetime | None, until: datetime | None) -> tuple[LogFileEvidence, ...]:
+def _both(
+    path: Path, since: datetime | None, until: datetime | None
+) -> tuple[LogFileEvidence, ...]:
     """The plain file (seeks) and its gzip copy (streams the whole file)."""
     zipped = path.with_suffix(".log.gz")
     with path.open("rb") as source, gzip.open(zipped, "wb", compresslevel=1) as target:
         shutil.copyfileobj(source, target)
-    seeked, streamed = collect_logs(
-        [str(path), str(zipped)], log_tz=UTC, since=since, until=until
-    )
+    seeked, streamed = collect_logs([str(path), str(zipped)], log_tz=UTC, since=since, until=until)
     return seeked, streamed
 
 

@@ -7,7 +7,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from pooldoctor.collect.timestamps import TimestampReader
+from pooldoctor.collect.logs.timestamps import TimestampReader
 
 REFERENCE = datetime(2025, 1, 10, tzinfo=UTC)
 BERLIN = ZoneInfo("Europe/Berlin")

@@ -8,10 +8,10 @@ import os
 from datetime import UTC, datetime
 from pathlib import Path
 
-from pooldoctor.collect.log_reader import LogStream
-from pooldoctor.collect.log_scan import FileScan
 from pooldoctor.collect.logs import collect_logs
-from pooldoctor.collect.timestamps import TimestampReader
+from pooldoctor.collect.logs.reader import LogStream
+from pooldoctor.collect.logs.scan import FileScan
+from pooldoctor.collect.logs.timestamps import TimestampReader
 from pooldoctor.evidence import LogEvent as E
 from pooldoctor.evidence import LogFileEvidence
 

@@ -12,8 +12,9 @@ import pytest
 from sqlalchemy.pool import NullPool, QueuePool
 
 from pooldoctor.collect.pool_payloads import HTML_MESSAGE, PayloadError, parse_pool_payload
-from pooldoctor.collect.pool_status import describe_error, is_sensitive_param, redact_url
+from pooldoctor.collect.pool_status import describe_error
 from pooldoctor.evidence import Holder, PoolSample
+from pooldoctor.redact import is_sensitive_param, redact_url
 
 AT = datetime(2026, 11, 21, 9, 30, tzinfo=UTC)
 

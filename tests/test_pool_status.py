@@ -19,10 +19,10 @@ from sqlalchemy import create_engine
 from sqlalchemy.pool import QueuePool
 
 from pooldoctor.app import instrument, pool_status_wsgi, uninstrument
+from pooldoctor.collect.options import SourceOptions
 from pooldoctor.collect.pool_payloads import HTML_MESSAGE
 from pooldoctor.collect.pool_status import TOKEN_ENV, fetch_pool_sample
 from pooldoctor.collect.session import capture
-from pooldoctor.commands.options import SourceOptions
 from pooldoctor.evidence import PoolSample, SampleError, SourceState
 from tests.httpserver import LocalHTTPServer, Response, serve_http
 from tests.test_pool_payloads import (

@@ -147,9 +147,6 @@ CHECKS: tuple[CheckSpec, ...] = (
     ),
 )
 
-# Runbook slug -> why the evidence cannot show it. Every slug is reachable by a check today.
-UNDETECTABLE_RUNBOOKS: dict[str, str] = {}
-
 
 def check_named(name: str) -> CheckSpec:
     """The CheckSpec called `name`; KeyError for an unknown name."""

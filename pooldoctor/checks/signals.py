@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import re
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -11,6 +10,7 @@ from datetime import datetime
 from typing import Any
 from urllib.parse import urlsplit
 
+from pooldoctor.durations import server_setting_seconds
 from pooldoctor.evidence import (
     ActivitySample,
     Backend,
@@ -323,26 +323,11 @@ def session_label(backend: Backend) -> str:
     return f"pid {backend.pid} ('{name}', role {backend.usename or '?'})"
 
 
-_DURATION = re.compile(r"^\s*(-?\d+(?:\.\d+)?)\s*(us|ms|s|min|h|d)?\s*$")
-_UNIT_SECONDS = {"us": 1e-6, "ms": 1e-3, "s": 1.0, "min": 60.0, "h": 3600.0, "d": 86400.0}
-
-
-def parse_duration(text: str | None, bare_unit: str = "ms") -> float | None:
-    """Seconds from a PostgreSQL duration ('30s', '5min', '30000' in `bare_unit`), else None."""
-    if text is None:
-        return None
-    match = _DURATION.match(text)
-    if not match:
-        return None
-    unit = match.group(2) or bare_unit
-    return float(match.group(1)) * _UNIT_SECONDS[unit]
-
-
 def setting_seconds(pg: PostgresEvidence | None, name: str) -> float | None:
     """A server timeout setting in seconds (0 = disabled), or None when not collected."""
     if pg is None:
         return None
-    return parse_duration(pg.settings.get(name))
+    return server_setting_seconds(pg.settings.get(name))
 
 
 def setting_int(pg: PostgresEvidence | None, name: str) -> int | None:

@@ -7,16 +7,12 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from pooldoctor.durations import BadDuration, parse_duration
 from pooldoctor.evidence import PoolConfig
 
 KEY_PREFIXES = ("DATABASE_", "DB_", "SQLALCHEMY_")
 MAX_CONFIG_BYTES = 1024 * 1024  # env files are small; a huge one is the wrong file
 
-_DURATION = re.compile(r"(?i)^\s*(\d+(?:\.\d*)?|\.\d+)\s*(us|ms|s|sec|min|h|d)?\s*$")
-_UNIT_SECONDS = {
-    None: 1.0, "us": 1e-6, "ms": 1e-3, "s": 1.0, "sec": 1.0, "min": 60.0, "h": 3600.0,
-    "d": 86400.0,
-}  # fmt: skip
 _TRUE = {"true", "1", "yes", "on"}
 _FALSE = {"false", "0", "no", "off"}
 
@@ -33,13 +29,9 @@ def parse_whole(text: str) -> int:
     return int(stripped)
 
 
-def parse_duration(text: str) -> float:
+def parse_seconds(text: str) -> float:
     """Seconds from `10`, `10.0`, `500ms`, `30s`, `5min`, `1h` (bare numbers are seconds)."""
-    match = _DURATION.match(text)
-    if match is None:
-        raise BadValue("is not a duration (seconds, or a number with ms/s/min/h/d)")
-    unit = match.group(2).lower() if match.group(2) else None
-    return float(match.group(1)) * _UNIT_SECONDS[unit]
+    return parse_duration(text, bare_unit="s")
 
 
 def parse_bool(text: str) -> bool:
@@ -63,13 +55,13 @@ class Setting:
 SETTINGS: dict[str, Setting] = {
     "POOL_SIZE": Setting("pool_size", parse_whole),
     "MAX_OVERFLOW": Setting("max_overflow", parse_whole),
-    "POOL_TIMEOUT": Setting("pool_timeout", parse_duration),
-    "POOL_RECYCLE": Setting("pool_recycle", parse_duration),
+    "POOL_TIMEOUT": Setting("pool_timeout", parse_seconds),
+    "POOL_RECYCLE": Setting("pool_recycle", parse_seconds),
     "POOL_PRE_PING": Setting("pool_pre_ping", parse_bool),
     "POOL_USE_LIFO": Setting("pool_use_lifo", parse_bool),
-    "STATEMENT_TIMEOUT": Setting("statement_timeout", parse_duration),
-    "CONNECTION_TIMEOUT": Setting("connect_timeout", parse_duration),
-    "CONNECT_TIMEOUT": Setting("connect_timeout", parse_duration),
+    "STATEMENT_TIMEOUT": Setting("statement_timeout", parse_seconds),
+    "CONNECTION_TIMEOUT": Setting("connect_timeout", parse_seconds),
+    "CONNECT_TIMEOUT": Setting("connect_timeout", parse_seconds),
     "WEB_CONCURRENCY": Setting("workers", parse_whole),
     "WORKERS": Setting("workers", parse_whole),
 }
@@ -143,7 +135,7 @@ def _apply_line(config: PoolConfig, line: str, where: str, problems: list[str]) 
         return config  # unknown keys (DATABASE_URL and its password among them) stay unread
     try:
         parsed = setting.parse(value)
-    except BadValue as exc:
+    except (BadValue, BadDuration) as exc:
         problems.append(f"{where}: {key}={_shown(value)} {exc}")
         return config
     return replace(config, **{setting.field: parsed})  # type: ignore[arg-type]

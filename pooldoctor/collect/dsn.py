@@ -1,4 +1,4 @@
-"""PostgreSQL DSNs: accept libpq URIs, key=value strings and SQLAlchemy URLs; redact for display."""
+"""PostgreSQL DSNs: accept libpq URIs, key=value strings and SQLAlchemy URLs."""
 
 from __future__ import annotations
 
@@ -8,12 +8,9 @@ from urllib.parse import parse_qsl, quote, unquote, urlencode
 import psycopg
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
+from pooldoctor.redact import dsn_secrets, scrub_secrets, split_uri
+
 LIBPQ_SCHEMES = ("postgresql", "postgres")
-SECRET_PARAMS = frozenset({"password", "sslpassword"})
-REDACTED = "***"
-# Fragments shorter than this are not scrubbed out of messages: replacing every "a" would garble
-# the message, and libpq only echoes whole tokens, which the quoted-fragment rule catches.
-MIN_SCRUB_LENGTH = 3
 
 # Query parameters that only mean something to a Python driver or to SQLAlchemy, not to libpq.
 DRIVER_ONLY_PARAMS = frozenset(
@@ -42,12 +39,6 @@ SSL_TRUE = frozenset({"true", "1", "yes", "on"})
 SSL_FALSE = frozenset({"false", "0", "no", "off"})
 
 _SCHEME = re.compile(r"^(?P<scheme>[A-Za-z][A-Za-z0-9+.\-]*)://")
-_KV_SECRET = re.compile(
-    r"\b(?P<key>(?:ssl)?password)\s*(?:=\s*)?(?P<value>'(?:[^'\\]|\\.)*'?|[^\s']+)",
-    re.IGNORECASE,
-)
-_KV_PAIR = re.compile(r"(\w+)\s*=\s*('(?:[^'\\]|\\.)*'|\S+)")
-_QUOTED_FRAGMENT = re.compile(r'"([^"]*)"')
 
 
 class InvalidDsnError(ValueError):
@@ -64,7 +55,7 @@ def parse_dsn(dsn: str) -> dict[str, str]:
     text = dsn.strip()
     if not text:
         raise InvalidDsnError("invalid DSN: empty")
-    secrets = _secret_fragments(text)
+    secrets = dsn_secrets(text)
     conninfo = _libpq_uri(text) if _SCHEME.match(text) else text
     try:
         params = conninfo_to_dict(conninfo)
@@ -72,83 +63,6 @@ def parse_dsn(dsn: str) -> dict[str, str]:
         reason = " ".join(str(exc).split())
         raise InvalidDsnError(f"invalid DSN: {scrub_secrets(reason, secrets)}") from None
     return {key: str(value) for key, value in params.items()}
-
-
-def redact_dsn(dsn: str) -> str:
-    """The DSN for display: host, port, dbname, user and options kept; passwords removed."""
-    text = dsn.strip()
-    match = _SCHEME.match(text)
-    if match:
-        scheme = match["scheme"]
-        userinfo, location, query = _split_uri(text[match.end() :])
-        user = userinfo.partition(":")[0] if userinfo is not None else None
-        pairs = [
-            (k, v) for k, v in parse_qsl(query, keep_blank_values=True) if k not in SECRET_PARAMS
-        ]
-        shown = f"{scheme}://" + (f"{user}@" if user else "") + location
-        return shown + (f"?{urlencode(pairs, quote_via=quote)}" if pairs else "")
-    try:
-        conninfo_to_dict(text)
-    except psycopg.Error:
-        return _KV_SECRET.sub(lambda m: f"{m['key']}={REDACTED}", text)
-    kept = (m[0] for m in _KV_PAIR.finditer(text) if m[1].lower() not in SECRET_PARAMS)
-    return " ".join(kept)
-
-
-def scrub_secrets(message: str, secrets: set[str]) -> str:
-    """Remove any of `secrets` from a message, and quoted fragments that contain one."""
-    for secret in sorted(secrets, key=len, reverse=True):
-        if len(secret) >= MIN_SCRUB_LENGTH:
-            message = message.replace(secret, REDACTED)
-
-    def quoted(match: re.Match[str]) -> str:
-        fragment = match[1]
-        hit = any(
-            secret in fragment or (len(fragment) >= MIN_SCRUB_LENGTH and fragment in secret)
-            for secret in secrets
-        )
-        return f'"{REDACTED}"' if hit else match[0]
-
-    return _QUOTED_FRAGMENT.sub(quoted, message)
-
-
-def dsn_secrets(dsn: str) -> set[str]:
-    """Every spelling of a password the DSN contains, for scrubbing messages that echo it."""
-    return _secret_fragments(dsn.strip())
-
-
-def _secret_fragments(text: str) -> set[str]:
-    secrets: set[str] = set()
-    match = _SCHEME.match(text)
-    if match:
-        userinfo, _, query = _split_uri(text[match.end() :])
-        if userinfo is not None and ":" in userinfo:
-            raw = userinfo.partition(":")[2]
-            secrets.update({raw, unquote(raw)})
-        for key, value in parse_qsl(query, keep_blank_values=True):
-            if key in SECRET_PARAMS:
-                secrets.update({value, quote(value, safe="")})
-        return {s for s in secrets if s}
-    for match in _KV_SECRET.finditer(text):
-        secrets.update({match["value"], match["value"].strip("'")})
-    return {s for s in secrets if s}
-
-
-def _split_uri(rest: str) -> tuple[str | None, str, str]:
-    """Split what follows `scheme://` into (userinfo, hosts-and-path, query).
-
-    The userinfo ends at the last `@`, so unencoded `@`, `/`, `?` or `:` in a password still
-    split correctly; an `@` inside a query parameter (an e-mail in application_name) is skipped.
-    """
-    at = rest.rfind("@")
-    first_question = rest.find("?")
-    if 0 <= first_question < at and "=" in rest[first_question:at]:
-        earlier = rest.rfind("@", 0, first_question)
-        if earlier >= 0:
-            at = earlier
-    userinfo = rest[:at] if at >= 0 else None
-    location, _, query = rest[at + 1 :].partition("?")
-    return userinfo, location, query
 
 
 def _libpq_uri(text: str) -> str:
@@ -160,7 +74,7 @@ def _libpq_uri(text: str) -> str:
             f"invalid DSN: unsupported scheme {match['scheme']!r} "
             "(expected postgresql://, postgres:// or postgresql+driver://)"
         )
-    userinfo, location, query = _split_uri(text[match.end() :])
+    userinfo, location, query = split_uri(text[match.end() :])
     credentials = ""
     if userinfo is not None:
         user, colon, password = userinfo.partition(":")

@@ -14,27 +14,17 @@ import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from http import HTTPStatus
-from urllib.parse import SplitResult, unquote, unquote_plus, urljoin, urlsplit, urlunsplit
+from urllib.parse import SplitResult, unquote, urljoin, urlsplit
 
 from pooldoctor import __version__
 from pooldoctor.collect.pool_payloads import (
-    HTML_MESSAGE,
     PayloadError,
     excerpt,
     looks_like_html,
     parse_pool_payload,
 )
 from pooldoctor.evidence import PoolSample, SampleError
-
-__all__ = [
-    "HTML_MESSAGE",
-    "PayloadError",
-    "describe_error",
-    "fetch_pool_sample",
-    "is_sensitive_param",
-    "parse_pool_payload",
-    "redact_url",
-]
+from pooldoctor.redact import redact_url, scrub_secrets, url_secrets
 
 TOKEN_ENV = "POOLDOCTOR_POOL_STATUS_TOKEN"
 MAX_BODY_BYTES = 4 * 1024 * 1024  # a pool status is a few KiB; megabytes mean a wrong URL
@@ -42,101 +32,6 @@ MAX_REDIRECTS = 5  # enough for http->https plus a trailing-slash hop; more is a
 READ_CHUNK_BYTES = 64 * 1024
 ERROR_EXCERPT_CHARS = 120  # a 5xx body excerpt long enough to hold an exception message
 REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
-REDACTED = "***"
-
-_SENSITIVE_PARTS = (
-    "token",
-    "secret",
-    "password",
-    "passwd",
-    "signature",
-    "credential",
-    "auth",
-    "apikey",
-    "sessionid",
-)
-_SENSITIVE_EXACT = frozenset({"key", "sig", "pwd", "pass", "jwt", "session", "code"})
-
-
-# --- redaction --------------------------------------------------------------------------------
-
-
-def is_sensitive_param(name: str) -> bool:
-    """True for query parameter names that usually carry a credential."""
-    normal = re.sub(r"[^a-z0-9]", "", name.lower())
-    return (
-        normal in _SENSITIVE_EXACT
-        or normal.endswith("key")
-        or any(part in normal for part in _SENSITIVE_PARTS)
-    )
-
-
-def redact_url(url: str) -> str:
-    """The URL with the userinfo password and sensitive query/fragment values replaced by ***."""
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return _redact_loosely(url)
-    netloc = parts.netloc
-    if "@" in netloc:
-        userinfo, _, hostport = netloc.rpartition("@")
-        user, has_password, _password = userinfo.partition(":")
-        if has_password:
-            netloc = f"{user}:{REDACTED}@{hostport}"
-    return urlunsplit(
-        parts._replace(
-            netloc=netloc,
-            query=_redact_params(parts.query),
-            fragment=_redact_params(parts.fragment),
-        )
-    )
-
-
-def _redact_params(text: str) -> str:
-    if "=" not in text:
-        return text
-    pieces = []
-    for piece in text.split("&"):
-        name, has_value, _value = piece.partition("=")
-        pieces.append(
-            f"{name}={REDACTED}" if has_value and is_sensitive_param(unquote_plus(name)) else piece
-        )
-    return "&".join(pieces)
-
-
-_LOOSE_USERINFO = re.compile(r"(//[^/:@\s]*:)[^@/\s]*@")
-_LOOSE_PARAM = re.compile(r"([?&#;]([^=&#\s]+)=)([^&#\s]*)")
-
-
-def _redact_loosely(text: str) -> str:
-    text = _LOOSE_USERINFO.sub(rf"\1{REDACTED}@", text)
-    return _LOOSE_PARAM.sub(
-        lambda m: m.group(1) + REDACTED if is_sensitive_param(m.group(2)) else m.group(0), text
-    )
-
-
-def _secrets_in(url: str) -> set[str]:
-    secrets: set[str] = set()
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return secrets
-    if parts.password:
-        secrets.update({parts.password, unquote(parts.password)})
-    for text in (parts.query, parts.fragment):
-        for piece in text.split("&"):
-            name, _, value = piece.partition("=")
-            if value and is_sensitive_param(unquote_plus(name)):
-                secrets.update({value, unquote_plus(value)})
-    return secrets
-
-
-def _scrub(message: str, secrets: set[str]) -> str:
-    for secret in sorted(secrets, key=len, reverse=True):
-        if len(secret) >= 3:  # shorter values would mangle ordinary words
-            message = message.replace(secret, REDACTED)
-    return message
-
 
 # --- fetching ---------------------------------------------------------------------------------
 
@@ -174,7 +69,7 @@ class _Fetch:
         finally:
             self._close()
         if isinstance(outcome, SampleError):
-            outcome = SampleError(outcome.at, _scrub(outcome.error, self.secrets))
+            outcome = SampleError(outcome.at, scrub_secrets(outcome.error, self.secrets))
         self.result = outcome
 
     def abort(self) -> None:
@@ -207,7 +102,7 @@ class _Fetch:
         visited = [url]
         origin = _origin(_check_url(url))
         while True:
-            self.secrets |= _secrets_in(url)
+            self.secrets |= url_secrets(url)
             parts = _check_url(url)
             status, reason, headers, body, received = self._get(parts, _origin(parts) == origin)
             if status not in REDIRECT_STATUSES:
@@ -444,7 +339,7 @@ def fetch_pool_sample(url: str, timeout: float) -> PoolSample | SampleError:
     worker.join(timeout)
     if worker.is_alive():
         fetch.abort()
-        return SampleError(started, _scrub(fetch.timeout_message(), fetch.secrets))
+        return SampleError(started, scrub_secrets(fetch.timeout_message(), fetch.secrets))
     if fetch.result is None:  # unreachable: run() always sets a result
         return SampleError(started, "pool-status fetch ended without a result")
     return fetch.result

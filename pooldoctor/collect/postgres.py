@@ -13,13 +13,7 @@ from typing import Any
 import psycopg
 from psycopg.rows import DictRow, dict_row
 
-from pooldoctor.collect.dsn import (
-    InvalidDsnError,
-    dsn_secrets,
-    normalize_dsn,
-    redact_dsn,
-    scrub_secrets,
-)
+from pooldoctor.collect.dsn import InvalidDsnError, normalize_dsn
 from pooldoctor.collect.sql import load_query, shorten_query
 from pooldoctor.evidence import (
     ActivitySample,
@@ -30,6 +24,7 @@ from pooldoctor.evidence import (
     SourceState,
     SourceStatus,
 )
+from pooldoctor.redact import dsn_secrets, redact_dsn, scrub_secrets
 
 APPLICATION_NAME = "pooldoctor"
 # libpq ignores a connect_timeout below 2 s (it raises it to 2) and takes whole seconds.

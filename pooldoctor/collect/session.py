@@ -10,8 +10,8 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from pooldoctor import __version__
-from pooldoctor.collect.pool_status import fetch_pool_sample, redact_url
-from pooldoctor.commands.options import SourceOptions
+from pooldoctor.collect.options import SourceOptions
+from pooldoctor.collect.pool_status import fetch_pool_sample
 from pooldoctor.evidence import (
     Evidence,
     LogFileEvidence,
@@ -22,6 +22,7 @@ from pooldoctor.evidence import (
     SourceState,
     SourceStatus,
 )
+from pooldoctor.redact import redact_url
 
 if TYPE_CHECKING:
     from pooldoctor.collect.postgres import PostgresProbe

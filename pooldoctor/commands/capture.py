@@ -8,6 +8,7 @@ from typing import Annotated
 
 import typer
 
+from pooldoctor.collect.options import NO_SOURCES_MESSAGE
 from pooldoctor.commands import options as opt
 from pooldoctor.exitcodes import ExitCode
 
@@ -48,7 +49,7 @@ def capture_command(
         now=utc_now(),
     )
     if not sources.has_sources:
-        raise typer.BadParameter(opt.NO_SOURCES_MESSAGE)
+        raise typer.BadParameter(NO_SOURCES_MESSAGE)
     if out.is_dir():
         raise typer.BadParameter(
             f"--out {out} is a directory; give a file name such as {out}/evidence.json"

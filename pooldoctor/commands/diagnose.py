@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from pooldoctor.collect.options import NO_SOURCES_MESSAGE
 from pooldoctor.commands import options as opt
 from pooldoctor.exitcodes import STATUS_EXIT, ExitCode
 
@@ -111,7 +112,7 @@ def diagnose_command(
     elif sources.has_sources:
         bundle = capture(sources)
     else:
-        raise typer.BadParameter(opt.NO_SOURCES_MESSAGE)
+        raise typer.BadParameter(NO_SOURCES_MESSAGE)
     diagnosis = diagnose(bundle)
     titles = {slug: runbook.title for slug, runbook in load_runbooks().items()}
     report = build_report(

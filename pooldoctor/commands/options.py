@@ -1,15 +1,14 @@
-"""Source options shared by `diagnose` and `capture`, and their validation."""
+"""Typer signatures of the source options shared by `diagnose` and `capture`."""
 
 from __future__ import annotations
 
-import os
-import re
-from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta, tzinfo
+from datetime import datetime
 from typing import Annotated
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import typer
+
+from pooldoctor.collect import options as collect_options
+from pooldoctor.collect.options import SourceOptions
 
 PoolStatusOpt = Annotated[
     list[str] | None,
@@ -68,75 +67,6 @@ LogTzOpt = Annotated[
 ]
 
 
-@dataclass(frozen=True)
-class SourceOptions:
-    """Validated source options: what to collect and how patiently."""
-
-    pool_status: tuple[str, ...] = ()
-    dsn: str | None = None
-    logs: tuple[str, ...] = ()
-    configs: tuple[str, ...] = ()
-    workers: int | None = None
-    samples: int = 3
-    interval: float = 2.0
-    timeout: float = 5.0
-    since: datetime | None = None
-    until: datetime | None = None
-    log_tz: tzinfo | None = None
-
-    @property
-    def has_sources(self) -> bool:
-        return bool(self.pool_status or self.dsn or self.logs or self.configs)
-
-
-_RELATIVE = re.compile(r"^(\d+(?:\.\d+)?)\s*([smhd])$")
-_UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
-
-
-def parse_time_arg(text: str, now: datetime, default_tz: tzinfo) -> datetime:
-    """Parse --since/--until: ISO 8601 (naive means default_tz) or a relative age like 2h."""
-    match = _RELATIVE.match(text.strip())
-    if match:
-        return now - timedelta(seconds=float(match.group(1)) * _UNIT_SECONDS[match.group(2)])
-    try:
-        moment = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
-    except ValueError:
-        raise typer.BadParameter(
-            f"{text!r} is not a time: use ISO 8601 (2026-11-21T09:30:00Z) or an age (30m, 2h, 1d)"
-        ) from None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=default_tz)
-    return moment.astimezone(UTC)
-
-
-def resolve_log_tz(name: str | None) -> tzinfo:
-    """The zone for naive log timestamps: --log-tz, else the machine's local zone."""
-    if name is None:
-        local = datetime.now().astimezone().tzinfo
-        return local if local is not None else UTC
-    if name.upper() in ("UTC", "Z"):
-        return UTC
-    try:
-        return ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError):
-        raise typer.BadParameter(f"unknown time zone {name!r} (try UTC or Europe/Berlin)") from None
-
-
-LIBPQ_ENVIRONMENT = ("PGSERVICE", "PGHOST", "PGDATABASE")
-EMPTY_URI = "postgresql://"  # libpq fills every part from PG* variables
-
-
-def default_dsn() -> str | None:
-    """The DSN from the environment when --dsn is not given: a URL variable, else libpq's PG*."""
-    for variable in ("POOLDOCTOR_DSN", "DATABASE_URL"):
-        value = os.environ.get(variable)
-        if value:
-            return value
-    if any(os.environ.get(variable) for variable in LIBPQ_ENVIRONMENT):
-        return EMPTY_URI
-    return None
-
-
 def build_source_options(
     *,
     pool_status: list[str] | None,
@@ -152,28 +82,21 @@ def build_source_options(
     log_tz: str | None,
     now: datetime,
 ) -> SourceOptions:
-    """Validate raw CLI values into SourceOptions (raises typer.BadParameter on bad input)."""
-    zone = resolve_log_tz(log_tz)
-    since_at = parse_time_arg(since, now, zone) if since else None
-    until_at = parse_time_arg(until, now, zone) if until else None
-    if since_at and until_at and since_at >= until_at:
-        raise typer.BadParameter("--since must be earlier than --until")
-    return SourceOptions(
-        pool_status=tuple(pool_status or ()),
-        dsn=dsn or default_dsn(),
-        logs=tuple(logs or ()),
-        configs=tuple(configs or ()),
-        workers=workers,
-        samples=samples,
-        interval=interval,
-        timeout=timeout,
-        since=since_at,
-        until=until_at,
-        log_tz=zone,
-    )
-
-
-NO_SOURCES_MESSAGE = (
-    "no sources given: pass at least one of --pool-status URL, --dsn DSN (or set DATABASE_URL), "
-    "--log PATH or --config PATH (or --evidence FILE to diagnose a capture)"
-)
+    """The collect layer's validation, its errors turned into typer's usage errors."""
+    try:
+        return collect_options.build_source_options(
+            pool_status=pool_status,
+            dsn=dsn,
+            logs=logs,
+            configs=configs,
+            workers=workers,
+            samples=samples,
+            interval=interval,
+            timeout=timeout,
+            since=since,
+            until=until,
+            log_tz=log_tz,
+            now=now,
+        )
+    except collect_options.BadOption as exc:
+        raise typer.BadParameter(str(exc)) from None

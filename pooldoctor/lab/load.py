@@ -7,8 +7,7 @@ import time
 import urllib.error
 import urllib.request
 from collections import Counter
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 USER_AGENT = "pooldoctor-lab-load/1"
@@ -154,13 +153,3 @@ class BackgroundLoad:
     def stop(self) -> LoadResult:
         self.request_stop()
         return self.wait()
-
-
-@contextmanager
-def background_load(base_url: str, spec: LoadSpec) -> Iterator[BackgroundLoad]:
-    """Run load in the background for the duration of the block (stopped on exit)."""
-    load = BackgroundLoad(base_url, spec).start()
-    try:
-        yield load
-    finally:
-        load.stop()

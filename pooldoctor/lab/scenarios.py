@@ -15,8 +15,8 @@ import psycopg
 
 from pooldoctor.atomic import write_atomic
 from pooldoctor.checks.connection_leak import DEAD_THREAD_MIN_AGE_SECONDS
+from pooldoctor.collect.options import SourceOptions
 from pooldoctor.collect.session import capture
-from pooldoctor.commands.options import SourceOptions
 from pooldoctor.evidence import Evidence, evidence_to_json
 from pooldoctor.lab.cluster import TempCluster, free_port
 from pooldoctor.lab.load import BackgroundLoad, LoadResult, LoadSpec, run_load
@@ -24,7 +24,6 @@ from pooldoctor.lab.proxy import slow_proxy
 from pooldoctor.lab.webapp import APP_ROLE, HOT_ROW_ID, LabApp, LabConfig, run_lab_app
 
 SAVE_ENV = "POOLDOCTOR_SAVE_SCENARIOS"
-SCENARIO_DATA_DIR = Path("tests/data/scenarios")
 FIXTURE_MODE = 0o644  # fixtures are committed: readable like any other source file
 # Capture settings: enough samples to see a trend, short enough to keep each scenario quick.
 SAMPLES = 3
@@ -443,7 +442,7 @@ def run_scenario(mode: str, workdir: Path) -> ScenarioRun:
     return scenario(workdir / mode)
 
 
-def save_scenario_evidence(run: ScenarioRun, directory: Path = SCENARIO_DATA_DIR) -> Path:
+def save_scenario_evidence(run: ScenarioRun, directory: Path) -> Path:
     """Write the run's evidence to `<directory>/<mode>.json` (fixtures for the checks' tests)."""
     path = directory / f"{run.mode}.json"
     path.parent.mkdir(parents=True, exist_ok=True)

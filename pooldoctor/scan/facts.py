@@ -59,12 +59,6 @@ def terminal_name(node: ast.AST) -> str | None:
     return None
 
 
-def root_name(node: ast.AST) -> str | None:
-    while isinstance(node, ast.Attribute):
-        node = node.value
-    return node.id if isinstance(node, ast.Name) else None
-
-
 def walk_scope(scope: ast.AST) -> Iterator[ast.AST]:
     """Nodes of one scope, not descending into nested functions and classes."""
     stack = list(ast.iter_child_nodes(scope))

@@ -16,8 +16,8 @@ from rich.console import Console
 from rich.live import Live
 
 from pooldoctor.atomic import write_atomic
+from pooldoctor.collect.options import SourceOptions
 from pooldoctor.collect.session import FileEvidence, LiveSampler, read_files
-from pooldoctor.commands.options import SourceOptions
 from pooldoctor.diagnosis import diagnose
 from pooldoctor.evidence import Evidence, evidence_to_json
 from pooldoctor.findings import Status

@@ -13,11 +13,17 @@ from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from pooldoctor.collect.log_classify import Check, checks_for, classify, quote_line
-from pooldoctor.collect.log_patterns import SEARCH_KEYS, rules_for_keys
-from pooldoctor.collect.log_reader import Span
-from pooldoctor.collect.log_search import candidate_lines
-from pooldoctor.collect.timestamps import TimestampReader
+from pooldoctor.collect.logs.catalog import (
+    SEARCH_KEYS,
+    Check,
+    checks_for,
+    classify,
+    quote_line,
+    rules_for_keys,
+)
+from pooldoctor.collect.logs.reader import Span
+from pooldoctor.collect.logs.search import candidate_lines
+from pooldoctor.collect.logs.timestamps import TimestampReader
 from pooldoctor.evidence import LogEvent, LogEventSummary, MinuteCount
 
 EXACT_SAMPLE_LINES = 4000  # spans this short are timestamp-counted line by line

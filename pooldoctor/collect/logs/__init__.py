@@ -11,21 +11,21 @@ from concurrent.futures.process import BrokenProcessPool
 from datetime import UTC, datetime, tzinfo
 from typing import BinaryIO
 
-from pooldoctor.collect.log_classify import quote_line
-from pooldoctor.collect.log_parallel import (
+from pooldoctor.collect.logs.catalog import quote_line
+from pooldoctor.collect.logs.parallel import (
     PARALLEL_MIN_BYTES,
     RangeScan,
     ScanSettings,
     scan_parallel,
 )
-from pooldoctor.collect.log_reader import (
+from pooldoctor.collect.logs.reader import (
     GZIP_MAGIC,
     LONG_LINE_KEEP_BYTES,
     MAX_LINE_BYTES,
     LogStream,
 )
-from pooldoctor.collect.log_scan import FileScan
-from pooldoctor.collect.timestamps import TimestampReader
+from pooldoctor.collect.logs.scan import FileScan
+from pooldoctor.collect.logs.timestamps import TimestampReader
 from pooldoctor.evidence import LogFileEvidence
 
 STDIN_PATH = "-"

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import BinaryIO
 
-from pooldoctor.collect.timestamps import TimestampReader
+from pooldoctor.collect.logs.timestamps import TimestampReader
 
 # How far out of order lines may be and still be found: buffered writers from several processes,
 # access-log lines stamped when a request began but written when it ended (any web timeout).

@@ -1,4 +1,5 @@
-"""The catalog of log events: exact error strings per event kind, and the keys that find them.
+"""The catalog of log events: exact error strings per event kind, the keys that find them, and
+the classification of one candidate line (and making it safe to quote).
 
 Every string comes from FAILURE-MODES.md (library and server sources). Rules are ordered most
 specific first; a line gets the first rule that matches. `SEARCH_KEYS` are the few short literals
@@ -9,9 +10,11 @@ scanned over whole chunks to find candidate lines: every rule literal contains a
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from pooldoctor.evidence import LogEvent
+from pooldoctor.redact import redact
 
 
 @dataclass(frozen=True)
@@ -189,3 +192,48 @@ SQLSTATE_PATTERN = re.compile(
     rb"(?:sqlstate|pgcode|SQLSTATE|error_code)[\"']?\s*[:=]?\s*[\"']?([0-9A-Z]{5})\b"
     rb"|\b[A-Z]+:  ([0-9A-Z]{5}):"
 )
+
+
+# --- classifying one line ------------------------------------------------------------------------
+
+EXAMPLE_MAX_CHARS = 300  # enough for a message and its context; a report is not a log viewer
+USER_REQUEST = b"due to user request"  # 57014 also means a cancel the app asked for
+
+
+Check = tuple[bytes, LogEvent, "re.Pattern[bytes] | None"]
+
+
+def checks_for(rule_indexes: Sequence[int]) -> tuple[Check, ...]:
+    """The (literal, event, confirm) checks of some rules, most specific first."""
+    return tuple(
+        (literal, RULES[index].event, RULES[index].confirm)
+        for index in sorted(rule_indexes)
+        for literal in RULES[index].literals
+    )
+
+
+ALL_CHECKS = checks_for(range(len(RULES)))
+
+
+def classify(line: bytes, checks: Sequence[Check] = ALL_CHECKS) -> LogEvent | None:
+    """The first (most specific) check matching the line, else its SQLSTATE, else None."""
+    for literal, event, confirm in checks:
+        if literal in line and (confirm is None or confirm.search(line)):
+            return event
+    match = SQLSTATE_PATTERN.search(line)
+    if match is None:
+        return None
+    code = match.group(1) or match.group(2)
+    found = SQLSTATE_EVENTS.get(code)
+    if found is LogEvent.STATEMENT_TIMEOUT and USER_REQUEST in line:
+        return None
+    return found
+
+
+def quote_line(line: bytes, limit: int = EXAMPLE_MAX_CHARS) -> str:
+    """A log line as it may appear in evidence: decoded, redacted, truncated."""
+    text = line.decode("utf-8", "replace").rstrip("\r\n")
+    text = redact(text[: limit * 2])
+    if len(text) > limit:
+        text = text[: limit - 1] + "…"
+    return text

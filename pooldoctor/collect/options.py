@@ -1,0 +1,121 @@
+"""What to collect and how patiently: SourceOptions, validated from raw option values."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta, tzinfo
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pooldoctor.durations import BadDuration, parse_duration
+
+
+class BadOption(ValueError):
+    """A source option that cannot be used; the message is one line for the user."""
+
+
+@dataclass(frozen=True)
+class SourceOptions:
+    """Validated source options: what to collect and how patiently."""
+
+    pool_status: tuple[str, ...] = ()
+    dsn: str | None = None
+    logs: tuple[str, ...] = ()
+    configs: tuple[str, ...] = ()
+    workers: int | None = None
+    samples: int = 3
+    interval: float = 2.0
+    timeout: float = 5.0
+    since: datetime | None = None
+    until: datetime | None = None
+    log_tz: tzinfo | None = None
+
+    @property
+    def has_sources(self) -> bool:
+        return bool(self.pool_status or self.dsn or self.logs or self.configs)
+
+
+def parse_time_arg(text: str, now: datetime, default_tz: tzinfo) -> datetime:
+    """Parse --since/--until: ISO 8601 (naive means default_tz) or a relative age like 2h."""
+    with contextlib.suppress(BadDuration):
+        return now - timedelta(seconds=parse_duration(text, bare_unit=None))
+    try:
+        moment = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
+    except ValueError:
+        raise BadOption(
+            f"{text!r} is not a time: use ISO 8601 (2026-11-21T09:30:00Z) or an age (30m, 2h, 1d)"
+        ) from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=default_tz)
+    return moment.astimezone(UTC)
+
+
+def resolve_log_tz(name: str | None) -> tzinfo:
+    """The zone for naive log timestamps: --log-tz, else the machine's local zone."""
+    if name is None:
+        local = datetime.now().astimezone().tzinfo
+        return local if local is not None else UTC
+    if name.upper() in ("UTC", "Z"):
+        return UTC
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise BadOption(f"unknown time zone {name!r} (try UTC or Europe/Berlin)") from None
+
+
+LIBPQ_ENVIRONMENT = ("PGSERVICE", "PGHOST", "PGDATABASE")
+EMPTY_URI = "postgresql://"  # libpq fills every part from PG* variables
+
+
+def default_dsn() -> str | None:
+    """The DSN from the environment when --dsn is not given: a URL variable, else libpq's PG*."""
+    for variable in ("POOLDOCTOR_DSN", "DATABASE_URL"):
+        value = os.environ.get(variable)
+        if value:
+            return value
+    if any(os.environ.get(variable) for variable in LIBPQ_ENVIRONMENT):
+        return EMPTY_URI
+    return None
+
+
+def build_source_options(
+    *,
+    pool_status: list[str] | None,
+    dsn: str | None,
+    logs: list[str] | None,
+    configs: list[str] | None,
+    workers: int | None,
+    samples: int,
+    interval: float,
+    timeout: float,
+    since: str | None,
+    until: str | None,
+    log_tz: str | None,
+    now: datetime,
+) -> SourceOptions:
+    """Validate raw option values into SourceOptions (raises BadOption on bad input)."""
+    zone = resolve_log_tz(log_tz)
+    since_at = parse_time_arg(since, now, zone) if since else None
+    until_at = parse_time_arg(until, now, zone) if until else None
+    if since_at and until_at and since_at >= until_at:
+        raise BadOption("--since must be earlier than --until")
+    return SourceOptions(
+        pool_status=tuple(pool_status or ()),
+        dsn=dsn or default_dsn(),
+        logs=tuple(logs or ()),
+        configs=tuple(configs or ()),
+        workers=workers,
+        samples=samples,
+        interval=interval,
+        timeout=timeout,
+        since=since_at,
+        until=until_at,
+        log_tz=zone,
+    )
+
+
+NO_SOURCES_MESSAGE = (
+    "no sources given: pass at least one of --pool-status URL, --dsn DSN (or set DATABASE_URL), "
+    "--log PATH or --config PATH (or --evidence FILE to diagnose a capture)"
+)

@@ -1,0 +1,199 @@
+"""Keep secrets out of evidence, reports and messages: the one place that knows what a secret is.
+
+`redact(text)` is the entry point for free text (log lines, error messages, anything quoted);
+`redact_url` and `redact_dsn` keep the structure of a URL or DSN shown to the user;
+`scrub_secrets` removes known secret values from a message that may echo them.
+"""
+
+from __future__ import annotations
+
+import re
+from urllib.parse import parse_qsl, quote, unquote, unquote_plus, urlencode, urlsplit, urlunsplit
+
+import psycopg
+from psycopg.conninfo import conninfo_to_dict
+
+REDACTED = "***"
+MIN_SCRUB_LENGTH = 3  # shorter secret values would mangle ordinary words when scrubbed
+DSN_SECRET_PARAMS = frozenset({"password", "sslpassword"})
+
+_SENSITIVE_PARTS = (
+    "token",
+    "secret",
+    "password",
+    "passwd",
+    "signature",
+    "credential",
+    "auth",
+    "apikey",
+    "sessionid",
+)
+_SENSITIVE_EXACT = frozenset({"key", "sig", "pwd", "pass", "jwt", "session", "code"})
+
+_URL_PASSWORD = re.compile(r"(?i)(\b[a-z][a-z0-9+.-]*://[^:/@\s]*:)[^@\s]*@")
+_KEYWORD_SECRET = re.compile(
+    r"(?i)\b((?:password|passwd|pwd|pgpassword|secret|token|api[_-]?key)\b[\"']?\s*[=:]\s*)"
+    r"(\"[^\"]*\"|'[^']*'|[^\s,;&)}\]]+)"
+)
+_LOOSE_USERINFO = re.compile(r"(//[^/:@\s]*:)[^@/\s]*@")
+_LOOSE_PARAM = re.compile(r"([?&#;]([^=&#\s]+)=)([^&#\s]*)")
+_SCHEME = re.compile(r"^(?P<scheme>[A-Za-z][A-Za-z0-9+.\-]*)://")
+_DSN_KV_SECRET = re.compile(
+    r"\b(?P<key>(?:ssl)?password)\s*(?:=\s*)?(?P<value>'(?:[^'\\]|\\.)*'?|[^\s']+)",
+    re.IGNORECASE,
+)
+_DSN_KV_PAIR = re.compile(r"(\w+)\s*=\s*('(?:[^'\\]|\\.)*'|\S+)")
+_QUOTED_FRAGMENT = re.compile(r'"([^"]*)"')
+
+
+def redact(text: str) -> str:
+    """Free text with passwords in URLs/DSNs and `password=`/`token:`-style values hidden."""
+    text = _URL_PASSWORD.sub(rf"\1{REDACTED}@", text)
+    text = _KEYWORD_SECRET.sub(rf"\1{REDACTED}", text)
+    return _redact_params_loosely(text)
+
+
+def is_sensitive_param(name: str) -> bool:
+    """True for query parameter names that usually carry a credential."""
+    normal = re.sub(r"[^a-z0-9]", "", name.lower())
+    return (
+        normal in _SENSITIVE_EXACT
+        or normal.endswith("key")
+        or any(part in normal for part in _SENSITIVE_PARTS)
+    )
+
+
+def redact_url(url: str) -> str:
+    """The URL with the userinfo password and sensitive query/fragment values replaced by ***."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return _redact_url_loosely(url)
+    netloc = parts.netloc
+    if "@" in netloc:
+        userinfo, _, hostport = netloc.rpartition("@")
+        user, has_password, _password = userinfo.partition(":")
+        if has_password:
+            netloc = f"{user}:{REDACTED}@{hostport}"
+    return urlunsplit(
+        parts._replace(
+            netloc=netloc,
+            query=_redact_params(parts.query),
+            fragment=_redact_params(parts.fragment),
+        )
+    )
+
+
+def url_secrets(url: str) -> set[str]:
+    """Every spelling of the credentials a URL carries, for scrubbing messages that echo them."""
+    secrets: set[str] = set()
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return secrets
+    if parts.password:
+        secrets.update({parts.password, unquote(parts.password)})
+    for text in (parts.query, parts.fragment):
+        for piece in text.split("&"):
+            name, _, value = piece.partition("=")
+            if value and is_sensitive_param(unquote_plus(name)):
+                secrets.update({value, unquote_plus(value)})
+    return secrets
+
+
+def redact_dsn(dsn: str) -> str:
+    """The DSN for display: host, port, dbname, user and options kept; passwords removed."""
+    text = dsn.strip()
+    match = _SCHEME.match(text)
+    if match:
+        scheme = match["scheme"]
+        userinfo, location, query = split_uri(text[match.end() :])
+        user = userinfo.partition(":")[0] if userinfo is not None else None
+        pairs = [
+            (k, v)
+            for k, v in parse_qsl(query, keep_blank_values=True)
+            if k not in DSN_SECRET_PARAMS
+        ]
+        shown = f"{scheme}://" + (f"{user}@" if user else "") + location
+        return shown + (f"?{urlencode(pairs, quote_via=quote)}" if pairs else "")
+    try:
+        conninfo_to_dict(text)
+    except psycopg.Error:
+        return _DSN_KV_SECRET.sub(lambda m: f"{m['key']}={REDACTED}", text)
+    kept = (m[0] for m in _DSN_KV_PAIR.finditer(text) if m[1].lower() not in DSN_SECRET_PARAMS)
+    return " ".join(kept)
+
+
+def dsn_secrets(dsn: str) -> set[str]:
+    """Every spelling of a password the DSN contains, for scrubbing messages that echo it."""
+    text = dsn.strip()
+    secrets: set[str] = set()
+    match = _SCHEME.match(text)
+    if match:
+        userinfo, _, query = split_uri(text[match.end() :])
+        if userinfo is not None and ":" in userinfo:
+            raw = userinfo.partition(":")[2]
+            secrets.update({raw, unquote(raw)})
+        for key, value in parse_qsl(query, keep_blank_values=True):
+            if key in DSN_SECRET_PARAMS:
+                secrets.update({value, quote(value, safe="")})
+        return {s for s in secrets if s}
+    for kv in _DSN_KV_SECRET.finditer(text):
+        secrets.update({kv["value"], kv["value"].strip("'")})
+    return {s for s in secrets if s}
+
+
+def scrub_secrets(message: str, secrets: set[str]) -> str:
+    """Remove any of `secrets` from a message, and quoted fragments that contain one."""
+    for secret in sorted(secrets, key=len, reverse=True):
+        if len(secret) >= MIN_SCRUB_LENGTH:
+            message = message.replace(secret, REDACTED)
+
+    def quoted(match: re.Match[str]) -> str:
+        fragment = match[1]
+        hit = any(
+            secret in fragment or (len(fragment) >= MIN_SCRUB_LENGTH and fragment in secret)
+            for secret in secrets
+        )
+        return f'"{REDACTED}"' if hit else match[0]
+
+    return _QUOTED_FRAGMENT.sub(quoted, message)
+
+
+def split_uri(rest: str) -> tuple[str | None, str, str]:
+    """Split what follows `scheme://` into (userinfo, hosts-and-path, query).
+
+    The userinfo ends at the last `@`, so unencoded `@`, `/`, `?` or `:` in a password still
+    split correctly; an `@` inside a query parameter (an e-mail in application_name) is skipped.
+    """
+    at = rest.rfind("@")
+    first_question = rest.find("?")
+    if 0 <= first_question < at and "=" in rest[first_question:at]:
+        earlier = rest.rfind("@", 0, first_question)
+        if earlier >= 0:
+            at = earlier
+    userinfo = rest[:at] if at >= 0 else None
+    location, _, query = rest[at + 1 :].partition("?")
+    return userinfo, location, query
+
+
+def _redact_params(text: str) -> str:
+    if "=" not in text:
+        return text
+    pieces = []
+    for piece in text.split("&"):
+        name, has_value, _value = piece.partition("=")
+        pieces.append(
+            f"{name}={REDACTED}" if has_value and is_sensitive_param(unquote_plus(name)) else piece
+        )
+    return "&".join(pieces)
+
+
+def _redact_url_loosely(text: str) -> str:
+    return _redact_params_loosely(_LOOSE_USERINFO.sub(rf"\1{REDACTED}@", text))
+
+
+def _redact_params_loosely(text: str) -> str:
+    return _LOOSE_PARAM.sub(
+        lambda m: m.group(1) + REDACTED if is_sensitive_param(m.group(2)) else m.group(0), text
+    )
