@@ -33,7 +33,7 @@ def stamp(moment: datetime) -> str:
 class LogBuilder:
     """A chronological app log, one routine line every `step`, with planted records."""
 
-    step: timedelta = timedelta(milliseconds=250)
+    step: timedelta = timedelta(milliseconds=500)
     lines: list[str] = field(default_factory=list)
     planted: dict[datetime, list[str]] = field(default_factory=dict)
 
@@ -155,7 +155,7 @@ def test_open_ended_and_out_of_file_windows(
 
 
 def test_a_file_out_of_order_by_hours_is_scanned_whole(tmp_path: Path) -> None:
-    first, second = LogBuilder(), LogBuilder()
+    first, second = LogBuilder(step=timedelta(seconds=2)), LogBuilder(step=timedelta(seconds=2))
     first.traceback(START + timedelta(hours=1))
     second.traceback(START + timedelta(hours=4, minutes=30))
     one, two = tmp_path / "one.log", tmp_path / "two.log"

@@ -6,7 +6,8 @@ edge is the start of a timestamped line stamped earlier than `since - SEEK_MARGI
 upper edge is the start of a timestamped line stamped `until + SEEK_MARGIN` or later, so lines
 written up to SEEK_MARGIN out of order on either side are still read. Every probe is kept: when
 their stamps, in file order, go back in time by more than the margin, the file is not ordered
-enough to bisect, and the caller scans it whole.
+enough to bisect, and the caller scans it whole. ORDER_PROBES evenly spread probes add to them,
+so disorder between far-apart parts is seen even where the bisection does not look.
 """
 
 from __future__ import annotations
@@ -27,6 +28,9 @@ READ_BYTES = 64 * 1024
 # The search stops when the bracket is this narrow: scanning a few KiB beats another probe.
 BRACKET_BYTES = 64 * 1024
 MAX_PROBES = 200  # a 2**64-byte file needs 64; this bounds a misbehaving one
+# Evenly spread probes that only check the order: files concatenated out of order (rotated logs
+# joined the wrong way round) jump back in time somewhere the bisection alone may never look.
+ORDER_PROBES = 16
 
 
 @dataclass(frozen=True)
@@ -175,6 +179,9 @@ def find_window(
         tail = prober.last_line()
         if head is None or tail is None:
             return None
+        prober.seen[tail.line_start] = tail
+        for part in range(1, ORDER_PROBES):
+            prober.at(size * part // ORDER_PROBES)
         start = 0
         if since is not None and since - SEEK_MARGIN > head.moment:
             found = _first_at_or_after(prober, since - SEEK_MARGIN, 0)
