@@ -24,7 +24,8 @@ EXIT_CODE_MEANINGS: dict[ExitCode, str] = {
     ExitCode.WARNING: "warning: the top finding is a warning (`scan`: findings reported)",
     ExitCode.CRITICAL: "critical: at least one critical finding",
     ExitCode.UNKNOWN: "unknown: nothing could be collected from any source",
-    ExitCode.USAGE: "usage error: unknown or invalid option, no sources given",
+    ExitCode.USAGE: "usage error: unknown or invalid option, no sources given (`check` answers "
+    "a usage error with an UNKNOWN line and 3, as monitoring plugins do)",
     ExitCode.INPUT: "input error: a file pooldoctor must read (evidence bundle, runbook) is "
     "missing or malformed",
     ExitCode.SOFTWARE: "internal error: a bug in pooldoctor (one line; POOLDOCTOR_DEBUG=1 shows "
