@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: demo test lint typecheck unit postgres docs docs-offline docs-serve bench clean
+.PHONY: demo test lint typecheck unit postgres chromium docs docs-offline docs-serve bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -14,6 +14,9 @@ $(STAMP): pyproject.toml
 
 postgres:
 	@bash scripts/ensure-postgres.sh
+
+chromium:
+	@bash scripts/ensure-chromium.sh
 
 demo: $(STAMP) postgres
 	$(BIN)/pooldoctor demo
@@ -25,7 +28,7 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
-unit: $(STAMP) postgres
+unit: $(STAMP) postgres chromium
 	$(BIN)/pytest -q $(PYTEST_ARGS)
 
 test: lint typecheck unit

@@ -125,13 +125,10 @@ ALERT_RULES: tuple[AlertRule, ...] = (
 )
 
 
-def runbook_url(site_url: str, slug: str) -> str:
-    """The runbook page's URL on the site (mkdocs directory URLs)."""
-    return f"{site_url.rstrip('/')}/runbooks/{slug}/"
-
-
 def rules_document(site_url: str = DEFAULT_SITE_URL) -> dict[str, object]:
     """The rules file as data, with runbook_url annotations under `site_url`."""
+    from pooldoctor.runbooks import runbook_url  # loads YAML: not needed to parse the CLI
+
     rules = [
         {
             "alert": rule.name,

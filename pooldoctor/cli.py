@@ -3,31 +3,56 @@
 from __future__ import annotations
 
 import os
+import re
 import sys
+from collections.abc import Callable
+from typing import Any
 
 import typer
-from typer._click.exceptions import ClickException, NoArgsIsHelpError, UsageError
+from typer._click.exceptions import BadParameter, ClickException, NoArgsIsHelpError, UsageError
 
 from pooldoctor import __version__
 from pooldoctor.commands import alerts, capture, check, demo, diagnose, runbooks, scan, watch
+from pooldoctor.commands.helpfmt import MetavarCommand
 from pooldoctor.exitcodes import ExitCode
+
+HELP_OPTIONS = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
+_CHOICE_ERROR = re.compile(
+    r"(?:Value error, )?'(?P<value>[^']*)' is not one of (?P<choices>.+?)\.?$"
+)
 
 app = typer.Typer(
     name="pooldoctor",
     help="Diagnose database connection pool exhaustion from live evidence.",
     no_args_is_help=True,
-    add_completion=False,
+    add_completion=True,
     pretty_exceptions_enable=False,
     rich_markup_mode=None,
+    context_settings=HELP_OPTIONS,
 )
-app.command("diagnose")(diagnose.diagnose_command)
-app.command("capture")(capture.capture_command)
-app.command("check")(check.check_command)
-app.command("watch")(watch.watch_command)
-app.command("demo")(demo.demo_command)
-app.command("scan")(scan.scan_command)
-app.command("alerts")(alerts.alerts_command)
-app.add_typer(runbooks.runbooks_app, name="runbooks")
+
+
+def summary(command: Callable[..., Any]) -> str:
+    """A command's one-line summary for the command list: its docstring's first line, whole."""
+    return (command.__doc__ or "").strip().splitlines()[0]
+
+
+for _name, _command in (
+    ("diagnose", diagnose.diagnose_command),
+    ("capture", capture.capture_command),
+    ("watch", watch.watch_command),
+    ("check", check.check_command),
+    ("demo", demo.demo_command),
+    ("scan", scan.scan_command),
+    ("alerts", alerts.alerts_command),
+):
+    app.command(_name, short_help=summary(_command), cls=MetavarCommand)(_command)
+app.add_typer(
+    runbooks.runbooks_app,
+    name="runbooks",
+    short_help="List and show the on-call runbooks.",
+    context_settings=HELP_OPTIONS,
+)
 
 
 def _version_callback(value: bool) -> None:
@@ -39,10 +64,27 @@ def _version_callback(value: bool) -> None:
 @app.callback()
 def _root(
     version: bool = typer.Option(
-        False, "--version", callback=_version_callback, is_eager=True, help="Show the version."
+        False,
+        "-V",
+        "--version",
+        callback=_version_callback,
+        is_eager=True,
+        help="Show the version and exit.",
     ),
 ) -> None:
     """Diagnose database connection pool exhaustion from live evidence."""
+
+
+def usage_message(exc: UsageError) -> str:
+    """One line for a usage error; an invalid choice lists the valid ones."""
+    message = exc.format_message()
+    param = getattr(exc, "param", None)
+    match = _CHOICE_ERROR.search(message)
+    if isinstance(exc, BadParameter) and param is not None and match:
+        name = param.opts[0] if getattr(param, "opts", None) else param.name
+        choices = match["choices"].replace("'", "")
+        return f"invalid {name} '{match['value']}': choose one of {choices}"
+    return message
 
 
 PLUGIN_COMMAND = "check"
@@ -70,6 +112,8 @@ def _run_plugin(args: list[str]) -> int:
         return exc.exit_code
     except (KeyboardInterrupt, typer.Abort):
         reason = "interrupted"
+    except UsageError as exc:
+        reason = f"usage: {usage_message(exc)}"
     except ClickException as exc:
         reason = f"usage: {exc.format_message()}"
     except Exception as exc:
@@ -91,7 +135,7 @@ def _run(args: list[str]) -> int:
         code = int(ExitCode.USAGE)
     except UsageError as exc:
         where = f" (see `{exc.ctx.command_path} --help`)" if exc.ctx else ""
-        print(f"pooldoctor: error: {exc.format_message()}{where}", file=sys.stderr)
+        print(f"pooldoctor: error: {usage_message(exc)}{where}", file=sys.stderr)
         code = int(ExitCode.USAGE)
     except ClickException as exc:
         print(f"pooldoctor: error: {exc.format_message()}", file=sys.stderr)

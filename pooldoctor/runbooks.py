@@ -268,3 +268,89 @@ def _strings(value: Any) -> tuple[str, ...]:
     if isinstance(value, list | tuple):
         return tuple(str(item) for item in value if item is not None)
     return (str(value),)
+
+
+_LIST_ITEM = re.compile(r"^(?:\d+\.|[-*])\s+(?P<text>.*)$")
+_MD_LINK = re.compile(r"\[(?P<text>[^\]]+)\]\([^)]*\)")
+SLUG_PLACEHOLDER = "{slug}"
+
+
+def runbook_url(site_url: str, slug: str) -> str:
+    """The one URL rule for a runbook page, shared by `alerts` and the report.
+
+    `site/runbooks/<slug>/` (mkdocs directory URLs under the site root), or the given URL with
+    `{slug}` replaced when it carries that placeholder.
+
+    >>> runbook_url("https://ops.example.com/pooldoctor/", "connection-leak")
+    'https://ops.example.com/pooldoctor/runbooks/connection-leak/'
+    >>> runbook_url("https://wiki.example.com/{slug}.html", "pool-undersized")
+    'https://wiki.example.com/pool-undersized.html'
+    """
+    if SLUG_PLACEHOLDER in site_url:
+        return site_url.replace(SLUG_PLACEHOLDER, slug)
+    return f"{site_url.rstrip('/')}/runbooks/{slug}/"
+
+
+def section_item_blocks(body: str, name: str) -> tuple[tuple[str, ...], ...]:
+    """The top-level list items of one `## name` section, each as its markdown lines (dedented)."""
+    items: list[list[str]] = []
+    inside = fenced = False
+    for line in body.splitlines():
+        if _FENCE.match(line):
+            fenced = not fenced
+        elif not fenced and (heading := _SECTION.match(line)):
+            inside = heading["name"] == name
+            continue
+        if not inside:
+            continue
+        item = None if fenced else _LIST_ITEM.match(line)
+        if item:
+            items.append([item["text"].rstrip()])
+        elif items and (not line.strip() or line.startswith(" ") or fenced or _FENCE.match(line)):
+            items[-1].append(line)
+        elif line.strip() and items:
+            inside = False
+    return tuple(tuple(_dedent(block)) for block in items)
+
+
+def _dedent(block: list[str]) -> list[str]:
+    while block and not block[-1].strip():
+        block.pop()
+    rest = [line for line in block[1:] if line.strip()]
+    indent = min((len(line) - len(line.lstrip()) for line in rest), default=0)
+    return [block[0], *(line[indent:] for line in block[1:])]
+
+
+def _one_line(block: tuple[str, ...]) -> str:
+    """An item's first paragraph on one line; a code block it introduces with ':' joins inline."""
+    paragraph: list[str] = []
+    lines = iter(block)
+    for line in lines:
+        if not line.strip() or _FENCE.match(line):
+            break
+        paragraph.append(line.strip())
+    text = _MD_LINK.sub(r"\g<text>", " ".join(paragraph))
+    if text.endswith(":"):
+        code: list[str] = []
+        started = False
+        for line in block:
+            if _FENCE.match(line):
+                if started:
+                    break
+                started = True
+            elif started:
+                code.append(line.strip())
+        if code:
+            text += " `" + " ".join(part for part in code if part) + "`"
+    return text
+
+
+def section_items(body: str, name: str) -> tuple[str, ...]:
+    """The top-level list items of one `## name` section, each on one line."""
+    return tuple(_one_line(block) for block in section_item_blocks(body, name))
+
+
+def first_mitigation_step(runbook: Runbook) -> str:
+    """The runbook's first Mitigation step (what the report shows when no site URL is set)."""
+    steps = section_items(runbook.body, "Mitigation")
+    return steps[0] if steps else ""

@@ -19,13 +19,16 @@ from pooldoctor.diagnosis import diagnose
 from pooldoctor.evidence import evidence_from_json
 from pooldoctor.exitcodes import EXIT_CODE_MEANINGS
 from pooldoctor.report import build_report, render_json
-from pooldoctor.runbooks import Runbook
+from pooldoctor.runbooks import Runbook, section_item_blocks
 
 MARKER = re.compile(r"<!--\s*pooldoctor:([a-z-]+)\s*-->")
 EXAMPLE_EVIDENCE = Path("docs/examples/evidence.json")
 HELP_WIDTH = "100"
 
 NavItem = str | dict[str, Any]
+# Runbook pages carry the exact error strings people paste into search: rank them above
+# guide pages that merely mention a word of the error (mkdocs-material document boost).
+RUNBOOK_SEARCH_BOOST = 4
 
 
 def navigation(runbooks: Mapping[str, Runbook]) -> list[NavItem]:
@@ -52,16 +55,46 @@ def navigation(runbooks: Mapping[str, Runbook]) -> list[NavItem]:
     ]
 
 
+def stop_the_bleeding(runbook: Runbook) -> str:
+    """The box under the symptoms: the runbook's first Mitigation step and where the rest is."""
+    steps = section_item_blocks(runbook.body, "Mitigation")
+    if not steps:
+        return ""
+    box = "\n".join(f"    {line}".rstrip() for line in steps[0])
+    return (
+        f'!!! tip "Stop the bleeding"\n\n{box}\n\n'
+        "    Then work down [Mitigation](#mitigation), least disruptive first.\n\n"
+    )
+
+
 def runbook_page(runbook: Runbook, body: str) -> str:
-    """A runbook's page: its description, symptoms and linked alerts, then the runbook itself."""
+    """A runbook's page: description, symptoms, the first step to take, alerts, then the runbook."""
     symptoms = "\n".join(f"    - `{symptom}`" for symptom in runbook.symptoms)
     alerts = ", ".join(f"`{name}`" for name in runbook.alerts) or "none"
     return (
         f"{runbook.description}\n\n"
         f'!!! danger "Symptoms: exact error strings"\n\n{symptoms}\n\n'
+        f"{stop_the_bleeding(runbook)}"
         f"**Severity:** {runbook.severity} · **Alerts that link here:** {alerts}\n\n"
         f"{body}"
     )
+
+
+def symptoms_index(runbooks: Mapping[str, Runbook], prefix: str = "runbooks/") -> str:
+    """Every exact error string from the runbooks' front matter and the runbooks it leads to."""
+    leads: dict[str, list[str]] = {}
+    for slug, runbook in sorted(runbooks.items()):
+        for symptom in runbook.symptoms:
+            leads.setdefault(symptom, []).append(slug)
+    rows = [
+        "| `"
+        + symptom.replace("|", "\\|")
+        + "` | "
+        + ", ".join(f"[{runbooks[slug].title}]({prefix}{slug}.md)" for slug in slugs)
+        + " |"
+        for symptom, slugs in sorted(leads.items(), key=lambda item: item[0].lower())
+    ]
+    return "| You see this error | Open this runbook |\n|---|---|\n" + "\n".join(rows) + "\n"
 
 
 def cli_reference() -> str:
@@ -162,6 +195,8 @@ def expand_markers(markdown: str, runbooks: Mapping[str, Runbook], repo_root: Pa
             return alerts_index(runbooks)
         if name == "runbooks-index":
             return runbooks_index(runbooks)
+        if name == "symptoms-index":
+            return symptoms_index(runbooks)
         if name == "report-example":
             return report_example(repo_root)
         raise ValueError(f"unknown docs marker {name!r}")

@@ -79,6 +79,7 @@ def test_capture_then_offline_diagnose_gives_the_same_findings(
     assert [f["id"] for f in second["findings"]] == [f["id"] for f in first["findings"]]
     assert second["findings"][0]["runbook"] == "lock-contention"
     assert sorted(p.name for p in (tmp_path / "a").iterdir()) == [
+        "charts",
         "evidence.json",
         "report.html",
         "report.json",

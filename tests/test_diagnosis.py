@@ -62,7 +62,7 @@ def test_leak_finding_names_holders_pids_and_remedies() -> None:
     top = diagnose(cases.connection_leak(), strict=True).findings[0]
     assert "18 backends of application 'api' idle in transaction" in top.summary
     assert "oldest pid 4242 since 09:30:23Z (14m37s)" in top.summary
-    assert "same xact_start/state_change in all 3 samples" in top.summary
+    assert "no progress in their transactions across all 3 samples" in top.summary
     assert "app/api/orders.py:42 in create_order holds 18 (oldest 14m37s)" in top.summary
     assert top.evidence["holders"][0]["origin"] == "app/api/orders.py:42 in create_order"
     assert top.evidence["stuck_pids"][0] == 4242

@@ -185,8 +185,9 @@ def test_demo_diagnoses_the_seed_leak(tmp_path: Path) -> None:
     out = tmp_path / "demo"
     printed = io.StringIO()
     result = run_demo(out, Console(file=printed, width=120))
-    names = {path.name for path in result.written}
-    assert names == {"report.md", "report.html", "report.json", "evidence.json"}
+    names = {str(path.relative_to(out)) for path in result.written}
+    assert {"report.md", "report.html", "report.json", "evidence.json"} <= names
+    assert {"charts/pool-usage-1.svg", "charts/errors-per-minute.svg"} <= names
     report = json.loads((out / "report.json").read_text())
     assert report["findings"][0]["runbook"] == "connection-leak"
     assert result.diagnosis.findings[0].runbook == "connection-leak"

@@ -391,7 +391,10 @@ def test_report_json_additive_sections() -> None:
 
 def test_runbook_urls_from_base_url() -> None:
     data = json.loads(render_json(leak_report(runbook_base_url="https://runbooks.example/rb")))
-    assert data["findings"][0]["runbook_url"] == "https://runbooks.example/rb/connection-leak/"
+    assert (
+        data["findings"][0]["runbook_url"]
+        == "https://runbooks.example/rb/runbooks/connection-leak/"
+    )
     templated = leak_report(runbook_base_url="https://wiki.example/{slug}.html")
     data = json.loads(render_json(templated))
     assert data["findings"][2]["runbook_url"] == "https://wiki.example/missing-timeouts.html"
@@ -421,20 +424,23 @@ def _cells(line: str) -> int:
 
 def test_markdown_has_tables_and_escapes_pipes() -> None:
     md = render_markdown(leak_report(runbook_base_url="https://runbooks.example"))
-    assert md.startswith("# pooldoctor report: CRITICAL\n")
+    title = "Connection leak: orders-api sessions are never returned to the pool"
+    assert md.startswith(f"# {title} (CRITICAL, pooldoctor)\n")
     assert "| Source | Kind | Status | Detail |" in md
     assert "| Moment | Time (UTC) | Inferred | How it was determined |" in md
     assert "| Time (UTC, 2026-11-21) | Source | Event |" in md
     assert (
-        "| 09:31:07 | app.log | 09:31–09:44 QueuePool timeouts (3o7r): 212 in 14 min, "
+        "| 09:31:07 | app.log | 09:31–09:44 QueuePool timeouts: 212 in 14 min, "
         "peak 31/min at 09:40 |" in md
     )
-    assert "| pid | state | idle_s | query |" in md
+    assert "| PID | State | Idle s | Query |" in md
     assert "| 4242 | idle in transaction | 911 | UPDATE\\|x |" in md
-    assert "| gc_cleanup_warnings | 17 |" in md
+    assert "| Garbage-collector cleanup warnings | 17 |" in md
     assert "### 1. Connection leak: orders-api sessions are never returned to the pool" in md
-    assert "**Critical** · cause · confidence 92%" in md
-    assert "[connection-leak](https://runbooks.example/connection-leak/)" in md
+    assert (
+        "**Critical** · cause · confidence 92% · runbook: [connection-leak](https://runbooks.example/runbooks/connection-leak/)"
+        in md
+    )
     assert (
         "1. Free the pool now: `SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE "
         "application_name = 'orders-api' AND state = 'idle in transaction';`" in md
@@ -513,7 +519,7 @@ def test_html_is_self_contained_escaped_and_well_formed() -> None:
     lowered = html.lower()
     assert "<link" not in lowered
     assert "@import" not in lowered
-    assert "url(" not in lowered
+    assert not re.search(r"url\((?!#)", lowered)  # only in-document SVG references
     assert not re.search(
         r"(src|href)\s*=\s*[\"']?(https?:)?//",
         lowered.replace('href="https://runbooks.example/', ""),
@@ -524,9 +530,11 @@ def test_html_is_self_contained_escaped_and_well_formed() -> None:
     assert XSS in text  # shown to the reader as text, never executed
     assert 'class="badge big s-critical"' in html
     assert 'class="card sev-critical"' in html
-    assert "<details><summary>Raw evidence (JSON)</summary>" in html
+    assert (
+        "<details><summary>Raw evidence (JSON, check <code>slow_queries</code>)</summary>" in html
+    )
     assert "<code>SELECT pg_cancel_backend(5100);</code>" in html
-    assert "09:31–09:44 QueuePool timeouts (3o7r): 212 in 14 min, peak 31/min at 09:40" in text
+    assert "09:31–09:44 QueuePool timeouts: 212 in 14 min, peak 31/min at 09:40" in text
 
 
 def test_write_report_dir_writes_four_files_atomically(tmp_path: Path) -> None:
@@ -536,14 +544,16 @@ def test_write_report_dir_writes_four_files_atomically(tmp_path: Path) -> None:
     evidence_json = evidence_to_json(evidence)
     written = write_report_dir(report, evidence_json, out)
     names = ["report.md", "report.html", "report.json", "evidence.json"]
-    assert written == [out / name for name in names]
-    assert sorted(p.name for p in out.iterdir()) == sorted(names)
+    charts = [out / "charts" / f"{chart.slug}.svg" for chart in report.charts]
+    assert charts and written == [out / name for name in names] + charts
+    assert sorted(p.name for p in out.iterdir()) == sorted([*names, "charts"])
     assert (out / "evidence.json").read_text(encoding="utf-8") == evidence_json
     assert json.loads((out / "report.json").read_text(encoding="utf-8"))["status"] == "critical"
     assert (out / "report.md").read_text(encoding="utf-8") == render_markdown(report)
     # Rewriting replaces the files in place and still leaves no temporary files behind.
     write_report_dir(report, evidence_json, out)
-    assert sorted(p.name for p in out.iterdir()) == sorted(names)
+    assert sorted(p.name for p in out.iterdir()) == sorted([*names, "charts"])
+    assert sorted((out / "charts").iterdir()) == sorted(charts)
 
 
 def healthy_evidence() -> Evidence:
@@ -575,7 +585,7 @@ def test_healthy_report_says_no_problems_found() -> None:
     assert "3 of 30 connections checked out" in data["summary"]
     assert data["unavailable"] == []
     md = render_markdown(report)
-    assert "# pooldoctor report: OK" in md
+    assert "# No problems found (OK, pooldoctor)" in md
     assert "No problems found: no check reported a warning or a critical finding." in md
     assert "Every requested source was collected." in md
     html = render_html(report)
@@ -639,7 +649,7 @@ def test_unknown_report_lists_why_each_source_failed() -> None:
     assert first_error["inferred"] is True
     assert "too many clients" in first_error["inferred_from"]
     md = render_markdown(report)
-    assert "# pooldoctor report: UNKNOWN" in md
+    assert "# Not enough evidence (UNKNOWN, pooldoctor)" in md
     assert "No finding could be produced from the collected evidence" in md
     for line in data["unavailable"]:
         assert f"- {line}" in md
@@ -677,6 +687,6 @@ def test_terminal_summary_shows_top_finding_first_steps_and_files(tmp_path: Path
 def test_every_status_renders(status: Status) -> None:
     findings = (LEAK,) if status in (Status.WARNING, Status.CRITICAL) else ()
     report = build_report(leak_evidence(), Diagnosis(status, findings), generated_at=GENERATED)
-    assert f"# pooldoctor report: {status.value.upper()}" in render_markdown(report)
+    assert f"({status.value.upper()}, pooldoctor)" in render_markdown(report).splitlines()[0]
     _check_html(render_html(report))
     assert json.loads(render_json(report))["status"] == status.value

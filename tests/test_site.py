@@ -164,3 +164,30 @@ def test_shipped_rules_file_is_current_and_valid(tmp_path: Path) -> None:
             check=False,
         )
         assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_runbook_pages_lead_with_symptoms_then_stop_the_bleeding(site: Path) -> None:
+    for slug in RUNBOOK_SLUGS:
+        html = (site / "runbooks" / slug / "index.html").read_text(encoding="utf-8")
+        symptoms, box = html.find("Symptoms: exact error strings"), html.find("Stop the bleeding")
+        assert 0 < symptoms < box < html.find('id="meaning"'), slug
+    leak = (site / "runbooks" / "connection-leak" / "index.html").read_text(encoding="utf-8")
+    box = leak[leak.find("Stop the bleeding") : leak.find('id="meaning"')]
+    assert "Shed load on the affected endpoint" in box and 'href="#mitigation"' in box
+
+
+def test_symptom_strings_are_boosted_in_search_and_listed_in_the_on_call_guide(
+    site: Path,
+) -> None:
+    index = json.loads((site / "search" / "search_index.json").read_text(encoding="utf-8"))
+    runbook_docs = [
+        d
+        for d in index["docs"]
+        if d["location"].startswith("runbooks/") and "/" in d["location"][9:]
+    ]
+    assert runbook_docs and all(d.get("boost", 1) > 1 for d in runbook_docs)
+    others = [d for d in index["docs"] if not d["location"].startswith("runbooks/")]
+    assert all(d.get("boost", 1) == 1 for d in others)
+    guide = (site / "on-call" / "index.html").read_text(encoding="utf-8")
+    row = guide[guide.find("<code>QueuePool limit of size</code>") :]
+    assert row and 'href="../runbooks/connection-leak/"' in row[: row.find("</tr>")]

@@ -47,5 +47,9 @@ def on_page_markdown(markdown: str, page: Page, config: MkDocsConfig, **_: Any) 
     """Expand generation markers and put symptoms and alerts at the top of runbook pages."""
     if page.file.src_uri.startswith("runbooks/"):
         slug = Path(page.file.src_uri).stem
+        page.meta["search"] = {
+            **(page.meta.get("search") or {}),
+            "boost": sitegen.RUNBOOK_SEARCH_BOOST,
+        }
         return sitegen.runbook_page(load_runbooks(RUNBOOK_DIR)[slug], markdown)
     return sitegen.expand_markers(markdown, load_runbooks(RUNBOOK_DIR), REPO_ROOT)

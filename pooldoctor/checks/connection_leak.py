@@ -165,7 +165,7 @@ def leak_signature(evidence: Evidence) -> LeakSignature | None:
         in_tx = sum(1 for h in stuck if h.backend.state != "idle")
         kind = "idle in transaction" if in_tx == len(stuck) else "idle or idle in transaction"
         same = (
-            f"same xact_start/state_change in all {trend.samples} samples"
+            f"no progress in their transactions across all {trend.samples} samples"
             if trend.multi_sample
             else "single sample"
         )
@@ -207,7 +207,7 @@ def leak_signature(evidence: Evidence) -> LeakSignature | None:
         reasons.append("checked_out ratchets up between samples")
     if timeouts.current:
         confidence += 0.05
-        reasons.append(timeouts.describe("pool timeouts (3o7r)"))
+        reasons.append(timeouts.describe("QueuePool timeouts"))
     signature = LeakSignature(
         min(confidence, 0.97),
         tuple(reasons),

@@ -21,7 +21,7 @@ def check(evidence: Evidence) -> list[Finding]:
     if pool.has_data:
         parts.append(pool.describe())
     if timeouts.seen:
-        parts.append(timeouts.describe("pool timeouts (QueuePool 3o7r / psycopg_pool)"))
+        parts.append(timeouts.describe("pool checkout timeouts"))
     current = pool.full_now or timeouts.current
     label = app_label(evidence)
     if not current:

@@ -142,7 +142,7 @@ def check(evidence: Evidence) -> list[Finding]:
         )
     if timeouts.current:
         confidence += 0.1
-        reasons.append(timeouts.describe("pool timeouts (3o7r)"))
+        reasons.append(timeouts.describe("QueuePool timeouts"))
     severity = Severity.CRITICAL if pool.full_now and timeouts.current else Severity.WARNING
     summary = "; ".join(([pool.describe()] if pool.has_data else []) + reasons)
     facts = {"pool": pool.as_evidence(), "pool_timeouts": timeouts.as_evidence()}

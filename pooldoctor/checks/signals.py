@@ -372,13 +372,17 @@ def sample_full(sample: PoolSample) -> bool:
 
 
 def describe_sample(sample: PoolSample) -> str:
-    """'20/30 (size 20, overflow 0/10)' style reading of one sample."""
+    """'20 of 30 in use (pool_size 20 + overflow 0 of 10)' style reading of one sample."""
     checked_out = sample_checked_out(sample)
     capacity = sample.capacity
-    text = f"{'?' if checked_out is None else checked_out}/{'?' if capacity is None else capacity}"
+    used = "?" if checked_out is None else checked_out
+    text = f"{used} of {'?' if capacity is None else capacity} in use"
     if sample.size is not None and sample.max_overflow is not None and sample.max_overflow >= 0:
         overflow = max(0, sample.overflow or 0)
-        text += f" (size {sample.size} +{overflow}/{sample.max_overflow} overflow)"
+        if sample.max_overflow == 0:
+            text += f" (pool_size {sample.size}, no overflow)"
+        else:
+            text += f" (pool_size {sample.size} + overflow {overflow} of {sample.max_overflow})"
     waiting = sample_waiting(sample)
     if waiting:
         text += f", {waiting} waiting"

@@ -361,6 +361,16 @@ class PostgresProbe:
 
     # -- closing -------------------------------------------------------------------------
 
+    def round_outcome(self) -> str:
+        """How the latest sample went, in a word or a short reason (for progress lines)."""
+        if self.connect_failure is not None:
+            return f"error: {self.connect_failure.category} (not retried)"
+        if self._broken or self._connection is None or self._connection.closed:
+            return "error: connection lost"
+        if self._errors and self._errors[-1].startswith(f"sample {len(self._samples) + 1}"):
+            return f"error: {self._errors[-1]}"
+        return "ok"
+
     def finish(self) -> PostgresEvidence:
         """Close the connection (once) and return everything collected."""
         if self._evidence is None:

@@ -29,6 +29,26 @@ if TYPE_CHECKING:
 
 Clock = Callable[[], datetime]
 JOIN_MARGIN_SECONDS = 2.0
+# A pool-status URL that refused the connection has nothing listening: asking again every round
+# only adds its timeout to each round. It is not retried (the source status says so).
+REFUSED_PREFIX = "connection refused"
+
+
+@dataclass(frozen=True)
+class RoundReport:
+    """What one sampling round got from each live source, for progress output."""
+
+    number: int
+    total: int
+    outcomes: tuple[tuple[str, str], ...]  # (source name, "ok" | "error: why" | "not retried")
+
+    def line(self) -> str:
+        """`sampling 2/6: pool-status ok, postgres ok`"""
+        parts = ", ".join(f"{name} {outcome}" for name, outcome in self.outcomes)
+        return f"sampling {self.number}/{self.total}: {parts}"
+
+
+RoundCallback = Callable[[RoundReport], None]
 
 
 def utc_now() -> datetime:
@@ -40,6 +60,21 @@ class _PoolReadings:
     url: str
     samples: list[PoolSample] = field(default_factory=list)
     errors: list[SampleError] = field(default_factory=list)
+    refused: bool = False  # refused once: not asked again
+    refusal_reported: bool = False
+
+    def round_outcome(self) -> str:
+        """How this round went, for the progress line (the refusal is told once)."""
+        if self.refused and self.refusal_reported:
+            return "skipped (refused earlier)"
+        if self.refused:
+            self.refusal_reported = True
+            return f"error: {self.errors[-1].error} (will not retry)"
+        latest_sample = self.samples[-1].at if self.samples else None
+        latest_error = self.errors[-1] if self.errors else None
+        if latest_error is not None and (latest_sample is None or latest_error.at > latest_sample):
+            return f"error: {latest_error.error}"
+        return "ok"
 
     def instance(self, last: int | None = None) -> PoolInstance:
         samples, errors = tuple(self.samples), tuple(self.errors)
@@ -60,6 +95,8 @@ class _PoolReadings:
         else:
             state = SourceState.ERROR
             detail = self.errors[-1].error if self.errors else "no sample taken"
+        if self.refused:
+            detail += " (not retried after the refusal)"
         return SourceStatus(redact_url(self.url), "pool_status", state, detail, started, finished)
 
 
@@ -71,7 +108,7 @@ def _sample_round(
     clock: Clock,
 ) -> None:
     futures: dict[Future[PoolSample | SampleError], _PoolReadings] = {
-        executor.submit(fetch_pool_sample, r.url, timeout): r for r in readings
+        executor.submit(fetch_pool_sample, r.url, timeout): r for r in readings if not r.refused
     }
     pending: list[Future[Any]] = list(futures)
     if probe is not None:
@@ -86,17 +123,44 @@ def _sample_round(
             reading.samples.append(result)
         else:
             reading.errors.append(result)
+            reading.refused = result.error.startswith(REFUSED_PREFIX)
+
+
+def _round_report(
+    number: int, total: int, readings: list[_PoolReadings], probe: PostgresProbe | None
+) -> RoundReport:
+    outcomes: list[tuple[str, str]] = []
+    for reading in readings:
+        name = (
+            "pool-status"
+            if len(readings) == 1
+            else f"pool-status {redact_url(reading.url).split('://', 1)[-1]}"
+        )
+        outcomes.append((name, reading.round_outcome()))
+    if probe is not None:
+        outcomes.append(("postgres", probe.round_outcome()))
+    return RoundReport(number, total, tuple(outcomes))
 
 
 class LiveSampler:
-    """Pool-status endpoints and PostgreSQL sampled together, one round at a time."""
+    """Pool-status endpoints and PostgreSQL sampled together, one round at a time.
+
+    `keep_rounds` bounds memory for long runs; `retry_refused` asks a URL that refused the
+    connection again every round (a live view outlasts an app restart; a capture does not).
+    """
 
     def __init__(
-        self, options: SourceOptions, clock: Clock = utc_now, keep_rounds: int | None = None
+        self,
+        options: SourceOptions,
+        clock: Clock = utc_now,
+        *,
+        keep_rounds: int | None = None,
+        retry_refused: bool = False,
     ) -> None:
         self.options = options
         self.clock = clock
         self.keep_rounds = keep_rounds
+        self.retry_refused = retry_refused
         self.started_at = clock()
         self.rounds = 0
         self.sampled_at = self.started_at
@@ -112,6 +176,9 @@ class LiveSampler:
         """One round: every endpoint and one pg_stat_activity snapshot, in parallel, bounded."""
         if self._executor is None:
             return
+        if self.retry_refused:
+            for reading in self._readings:
+                reading.refused = reading.refusal_reported = False
         _sample_round(self._executor, self._readings, self._probe, self.options.timeout, self.clock)
         self.rounds += 1
         self.sampled_at = self.clock()
@@ -120,6 +187,10 @@ class LiveSampler:
                 reading.keep_last(self.keep_rounds)
             if self._probe is not None:
                 self._probe.keep_last(self.keep_rounds)
+
+    def round_report(self, total: int) -> RoundReport:
+        """What the latest round got from each source, for progress output."""
+        return _round_report(self.rounds, total, self._readings, self._probe)
 
     def close(self) -> None:
         """Stop sampling and close the PostgreSQL connection (idempotent)."""
@@ -183,13 +254,20 @@ def read_files(options: SourceOptions, clock: Clock = utc_now) -> FileEvidence:
     return FileEvidence(logs, config, tuple(statuses))
 
 
-def capture(options: SourceOptions, clock: Clock = utc_now) -> Evidence:
-    """Collect evidence from every requested source; failures become source statuses."""
+def capture(
+    options: SourceOptions, clock: Clock = utc_now, on_round: RoundCallback | None = None
+) -> Evidence:
+    """Collect evidence from every requested source; failures become source statuses.
+
+    `on_round` hears after each sampling round what each live source gave (for progress output).
+    """
     sampler = LiveSampler(options, clock)
     try:
         for index in range(options.samples):
             round_started = time.monotonic()
             sampler.sample()
+            if on_round is not None and sampler.rounds:
+                on_round(sampler.round_report(options.samples))
             if index + 1 < options.samples:
                 elapsed = time.monotonic() - round_started
                 time.sleep(max(0.0, options.interval - elapsed))

@@ -17,12 +17,14 @@ def alerts_command(
         str,
         typer.Option(
             "--site-url",
+            metavar="URL",
             envvar="POOLDOCTOR_SITE_URL",
             help="Base URL of the runbook site; each rule's runbook_url points under it.",
         ),
     ] = DEFAULT_SITE_URL,
     out: Annotated[
-        Path | None, typer.Option("--out", help="Write the rules file here instead of stdout.")
+        Path | None,
+        typer.Option("--out", metavar="FILE", help="Write the rules file here instead of stdout."),
     ] = None,
 ) -> int:
     """Print Prometheus alerting rules for pool gauges and PostgreSQL saturation."""

@@ -10,11 +10,20 @@ import typer
 
 from pooldoctor.collect.options import NO_SOURCES_MESSAGE
 from pooldoctor.commands import options as opt
+from pooldoctor.commands.progress import (
+    QuietOpt,
+    VerboseOpt,
+    Verbosity,
+    sampling_progress,
+    verbosity,
+)
 from pooldoctor.exitcodes import ExitCode
 
 
 def capture_command(
-    out: Annotated[Path, typer.Option("--out", help="Where to write the evidence JSON.")],
+    out: Annotated[
+        Path, typer.Option("--out", metavar="FILE", help="Where to write the evidence JSON.")
+    ],
     pool_status: opt.PoolStatusOpt = None,
     dsn: opt.DsnOpt = None,
     log: opt.LogOpt = None,
@@ -26,6 +35,8 @@ def capture_command(
     since: opt.SinceOpt = None,
     until: opt.UntilOpt = None,
     log_tz: opt.LogTzOpt = None,
+    quiet: QuietOpt = False,
+    verbose: VerboseOpt = False,
 ) -> int:
     """Collect evidence from the live system and write it to a file (no analysis)."""
     from rich.console import Console
@@ -54,13 +65,15 @@ def capture_command(
         raise typer.BadParameter(
             f"--out {out} is a directory; give a file name such as {out}/evidence.json"
         )
-    evidence = capture(sources)
+    level = verbosity(quiet, verbose)
+    with sampling_progress(level, sources.samples) as on_round:
+        evidence = capture(sources, on_round=on_round)
     try:
         write_atomic(out, evidence_to_json(evidence))
     except OSError as exc:
         print(f"pooldoctor: error: cannot write {out}: {exc.strerror or exc}", file=sys.stderr)
         return int(ExitCode.INPUT)
-    console = Console(stderr=True)
+    console = Console(stderr=True, quiet=level is Verbosity.QUIET)
     for source in evidence.sources:
         style = "green" if source.status is SourceState.OK else "red"
         console.print(

@@ -22,6 +22,7 @@ def check_command(
         typer.Option(
             "--timeout",
             "-t",
+            metavar="SECONDS",
             min=0.1,
             max=300.0,
             help="Per-call timeout for every source, seconds.",
@@ -35,6 +36,7 @@ def check_command(
         typer.Option(
             "--warning",
             "-w",
+            metavar="PCT",
             min=0.0,
             max=100.0,
             help="WARNING when an instance's pool is more than this percent checked out.",
@@ -45,6 +47,7 @@ def check_command(
         typer.Option(
             "--critical",
             "-c",
+            metavar="PCT",
             min=0.0,
             max=100.0,
             help="CRITICAL when an instance's pool is more than this percent checked out.",
@@ -52,18 +55,27 @@ def check_command(
     ] = 95.0,
     waiting_warning: Annotated[
         int | None,
-        typer.Option("--waiting-warning", min=0, help="WARNING when more requests than this wait."),
+        typer.Option(
+            "--waiting-warning",
+            metavar="N",
+            min=0,
+            help="WARNING when more requests than this wait.",
+        ),
     ] = None,
     waiting_critical: Annotated[
         int | None,
         typer.Option(
-            "--waiting-critical", min=0, help="CRITICAL when more requests than this wait."
+            "--waiting-critical",
+            metavar="N",
+            min=0,
+            help="CRITICAL when more requests than this wait.",
         ),
     ] = None,
     idle_warning: Annotated[
         float | None,
         typer.Option(
             "--idle-in-transaction-warning",
+            metavar="SECONDS",
             min=0.0,
             help="WARNING when a session has been idle in transaction longer (seconds; --dsn).",
         ),
@@ -72,6 +84,7 @@ def check_command(
         float | None,
         typer.Option(
             "--idle-in-transaction-critical",
+            metavar="SECONDS",
             min=0.0,
             help="CRITICAL when a session has been idle in transaction longer (seconds; --dsn).",
         ),

@@ -15,7 +15,10 @@ DEFAULT_OUT = Path("pooldoctor-demo")
 
 def demo_command(
     out: Annotated[
-        Path, typer.Option("--out", help="Directory for the demo's report and captured inputs.")
+        Path,
+        typer.Option(
+            "--out", metavar="DIR", help="Directory for the demo's report and captured inputs."
+        ),
     ] = DEFAULT_OUT,
 ) -> int:
     """Reproduce a real connection leak against a throwaway PostgreSQL and diagnose it."""

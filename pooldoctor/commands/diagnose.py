@@ -11,6 +11,13 @@ import typer
 
 from pooldoctor.collect.options import NO_SOURCES_MESSAGE
 from pooldoctor.commands import options as opt
+from pooldoctor.commands.progress import (
+    QuietOpt,
+    VerboseOpt,
+    print_sources,
+    sampling_progress,
+    verbosity,
+)
 from pooldoctor.exitcodes import STATUS_EXIT, ExitCode
 
 if TYPE_CHECKING:
@@ -53,12 +60,16 @@ def diagnose_command(
     log_tz: opt.LogTzOpt = None,
     evidence: Annotated[
         Path | None,
-        typer.Option("--evidence", help="Diagnose a bundle written by `pooldoctor capture`."),
+        typer.Option(
+            "--evidence", metavar="FILE", help="Diagnose a bundle written by `pooldoctor capture`."
+        ),
     ] = None,
     out: Annotated[
         Path | None,
         typer.Option(
-            "--out", help="Directory for report.md, report.html, report.json and evidence.json."
+            "--out",
+            metavar="DIR",
+            help="Directory for report.md, report.html, report.json and evidence.json.",
         ),
     ] = None,
     output_format: Annotated[
@@ -69,10 +80,13 @@ def diagnose_command(
         str | None,
         typer.Option(
             "--site-url",
+            metavar="URL",
             envvar="POOLDOCTOR_SITE_URL",
             help="Base URL of the runbook site, for links in the report.",
         ),
     ] = None,
+    quiet: QuietOpt = False,
+    verbose: VerboseOpt = False,
 ) -> int:
     """Diagnose pool exhaustion: collect evidence, rank root causes, write the report."""
     from rich.console import Console
@@ -91,6 +105,7 @@ def diagnose_command(
     from pooldoctor.runbooks import load_runbooks
 
     now = utc_now()
+    level = verbosity(quiet, verbose)
     sources = opt.build_source_options(
         pool_status=pool_status,
         dsn=dsn,
@@ -110,17 +125,18 @@ def diagnose_command(
             raise typer.BadParameter("--evidence cannot be combined with live source options")
         bundle = load_evidence_file(evidence)
     elif sources.has_sources:
-        bundle = capture(sources)
+        with sampling_progress(level, sources.samples) as on_round:
+            bundle = capture(sources, on_round=on_round)
+        print_sources(level, bundle.sources, sys.stderr)
     else:
         raise typer.BadParameter(NO_SOURCES_MESSAGE)
     diagnosis = diagnose(bundle)
-    titles = {slug: runbook.title for slug, runbook in load_runbooks().items()}
     report = build_report(
         bundle,
         diagnosis,
         generated_at=utc_now(),
-        runbook_titles=titles,
         runbook_base_url=site_url,
+        runbooks=load_runbooks(),
     )
     written: list[Path] = []
     if out is not None:

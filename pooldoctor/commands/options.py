@@ -14,6 +14,7 @@ PoolStatusOpt = Annotated[
     list[str] | None,
     typer.Option(
         "--pool-status",
+        metavar="URL",
         help="URL of an app instance's pool-status endpoint (JSON, SQLAlchemy status(), "
         "psycopg_pool stats or Prometheus text). Repeat once per instance.",
     ),
@@ -22,6 +23,7 @@ DsnOpt = Annotated[
     str | None,
     typer.Option(
         "--dsn",
+        metavar="DSN",
         help="PostgreSQL DSN (libpq URI, key=value, or SQLAlchemy URL). Defaults to "
         "$POOLDOCTOR_DSN, $DATABASE_URL, or libpq's PGHOST/PGDATABASE/PGSERVICE variables. "
         "pooldoctor opens one read-only connection.",
@@ -30,40 +32,63 @@ DsnOpt = Annotated[
 LogOpt = Annotated[
     list[str] | None,
     typer.Option(
-        "--log", help="Application or PostgreSQL log file (plain or .gz), or - for stdin. Repeats."
+        "--log",
+        metavar="FILE",
+        help="Application or PostgreSQL log file (plain or .gz), or - for stdin. Repeats.",
     ),
 ]
 ConfigOpt = Annotated[
     list[str] | None,
-    typer.Option("--config", help="KEY=VALUE env file with the app's pool settings. Repeats."),
+    typer.Option(
+        "--config", metavar="FILE", help="KEY=VALUE env file with the app's pool settings. Repeats."
+    ),
 ]
 WorkersOpt = Annotated[
     int | None,
-    typer.Option("--workers", min=1, help="App processes per host (overrides WEB_CONCURRENCY)."),
+    typer.Option(
+        "--workers", metavar="N", min=1, help="App processes per host (overrides WEB_CONCURRENCY)."
+    ),
 ]
 SamplesOpt = Annotated[
-    int, typer.Option("--samples", min=1, max=1000, help="Live samples per source.")
+    int, typer.Option("--samples", metavar="N", min=1, max=1000, help="Live samples per source.")
 ]
 IntervalOpt = Annotated[
-    float, typer.Option("--interval", min=0.0, max=3600.0, help="Seconds between samples.")
+    float,
+    typer.Option(
+        "--interval", metavar="SECONDS", min=0.0, max=3600.0, help="Seconds between samples."
+    ),
 ]
 TimeoutOpt = Annotated[
     float,
     typer.Option(
-        "--timeout", min=0.1, max=300.0, help="Per-call timeout for every source, seconds."
+        "--timeout",
+        metavar="SECONDS",
+        min=0.1,
+        max=300.0,
+        help="Per-call timeout for every source, seconds.",
     ),
 ]
 SinceOpt = Annotated[
     str | None,
-    typer.Option("--since", help="Only log lines at or after TIME (ISO 8601, or 30m/2h/1d ago)."),
+    typer.Option(
+        "--since",
+        metavar="TIME",
+        help="Only log lines at or after TIME (ISO 8601, or 30m/2h/1d ago).",
+    ),
 ]
 UntilOpt = Annotated[
     str | None,
-    typer.Option("--until", help="Only log lines before TIME (ISO 8601, or 30m/2h/1d ago)."),
+    typer.Option(
+        "--until", metavar="TIME", help="Only log lines before TIME (ISO 8601, or 30m/2h/1d ago)."
+    ),
 ]
 LogTzOpt = Annotated[
     str | None,
-    typer.Option("--log-tz", help="Time zone of log timestamps that carry none (default: local)."),
+    typer.Option(
+        "--log-tz",
+        metavar="TZ",
+        help="Time zone of log timestamps that carry none (default: local).",
+    ),
 ]
 
 

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from pooldoctor.commands.helpfmt import MetavarCommand
 from pooldoctor.exitcodes import ExitCode
 
 if TYPE_CHECKING:
@@ -15,7 +16,11 @@ if TYPE_CHECKING:
 
     from pooldoctor.runbooks import Runbook
 
-runbooks_app = typer.Typer(help="List and show the on-call runbooks.", no_args_is_help=True)
+runbooks_app = typer.Typer(
+    help="List and show the on-call runbooks.",
+    no_args_is_help=True,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
 
 SEVERITY_STYLES = {"critical": "bold red", "warning": "yellow", "info": "cyan"}
 
@@ -56,9 +61,11 @@ def list_command(
     return 0
 
 
-@runbooks_app.command("show")
+@runbooks_app.command("show", cls=MetavarCommand)
 def show_command(
-    slug: Annotated[str, typer.Argument(help="Runbook slug, e.g. connection-leak.")],
+    slug: Annotated[
+        str, typer.Argument(metavar="SLUG", help="Runbook slug, e.g. connection-leak.")
+    ],
     raw: Annotated[bool, typer.Option("--raw", help="Print the markdown file as-is.")] = False,
 ) -> int:
     """Show one runbook in the terminal."""

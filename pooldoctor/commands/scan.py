@@ -17,7 +17,7 @@ FormatOpt = Annotated[
 ]
 
 
-PathsArg = Annotated[list[str], typer.Argument(help="Files or folders to scan.")]
+PathsArg = Annotated[list[str], typer.Argument(metavar="PATH", help="Files or folders to scan.")]
 
 
 def scan_command(

@@ -19,7 +19,10 @@ def watch_command(
     config: opt.ConfigOpt = None,
     workers: opt.WorkersOpt = None,
     interval: Annotated[
-        float, typer.Option("--interval", min=0.2, max=3600.0, help="Seconds between rounds.")
+        float,
+        typer.Option(
+            "--interval", metavar="SECONDS", min=0.2, max=3600.0, help="Seconds between rounds."
+        ),
     ] = 2.0,
     timeout: opt.TimeoutOpt = 5.0,
     since: opt.SinceOpt = None,
@@ -29,13 +32,16 @@ def watch_command(
         Path | None,
         typer.Option(
             "--record",
+            metavar="FILE",
             help="Write everything sampled as evidence (atomically, also on Ctrl-C) for "
             "`diagnose --evidence`.",
         ),
     ] = None,
     duration: Annotated[
         float | None,
-        typer.Option("--duration", min=0.0, help="Stop by itself after this many seconds."),
+        typer.Option(
+            "--duration", metavar="SECONDS", min=0.0, help="Stop by itself after this many seconds."
+        ),
     ] = None,
 ) -> int:
     """Live view of pools, server backends, stuck sessions and the leading cause.

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -13,7 +13,7 @@ from pooldoctor.evidence import Evidence, evidence_to_json
 from pooldoctor.findings import Diagnosis
 from pooldoctor.lab.scenarios import connection_leak
 from pooldoctor.report import build_report, print_summary, write_report_dir
-from pooldoctor.runbooks import RunbookError, load_runbooks
+from pooldoctor.runbooks import Runbook, RunbookError, load_runbooks
 
 LAB_DIR_NAME = "lab"  # the app log, env file and server log the capture read
 
@@ -28,11 +28,27 @@ class DemoResult:
     diagnosis: Diagnosis
 
 
-def _runbook_titles() -> dict[str, str]:
+def _runbooks() -> dict[str, Runbook]:
     try:
-        return {slug: runbook.title for slug, runbook in load_runbooks().items()}
+        return load_runbooks()
     except (RunbookError, OSError):
         return {}
+
+
+def point_at_kept_copies(evidence: Evidence, kept: Path) -> Evidence:
+    """Name the copies kept in `kept` instead of log files that lived in a removed temp folder."""
+
+    def kept_copy(path: str) -> str:
+        copy = kept / Path(path).name
+        return str(copy) if not Path(path).exists() and copy.is_file() else path
+
+    return replace(
+        evidence,
+        logs=tuple(replace(log, path=kept_copy(log.path)) for log in evidence.logs),
+        sources=tuple(
+            replace(s, name=kept_copy(s.name)) if s.kind == "log" else s for s in evidence.sources
+        ),
+    )
 
 
 def run_demo(out: Path, console: Console | None = None) -> DemoResult:
@@ -48,17 +64,18 @@ def run_demo(out: Path, console: Console | None = None) -> DemoResult:
     out.mkdir(parents=True, exist_ok=True)
     run = connection_leak(out / LAB_DIR_NAME, progress=progress)
     progress("cluster and app stopped; diagnosing the captured evidence")
-    diagnosis = diagnose(run.evidence)
+    evidence = point_at_kept_copies(run.evidence, out / LAB_DIR_NAME)
+    diagnosis = diagnose(evidence)
     report = build_report(
-        run.evidence,
+        evidence,
         diagnosis,
         generated_at=datetime.now(UTC),
-        runbook_titles=_runbook_titles(),
+        runbooks=_runbooks(),
     )
-    written = write_report_dir(report, evidence_to_json(run.evidence), out)
+    written = write_report_dir(report, evidence_to_json(evidence), out)
     console.print()
     print_summary(report, console, written=written)
     console.print()
     progress(f"report written to {out}/: open {out / 'report.html'}")
     progress(f"the app log, env file and server log it read are kept in {out / LAB_DIR_NAME}/")
-    return DemoResult(out, tuple(written), run.evidence, diagnosis)
+    return DemoResult(out, tuple(written), evidence, diagnosis)

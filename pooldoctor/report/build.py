@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import fields
 from datetime import datetime
 from typing import Any
 
 from pooldoctor.evidence import Evidence, SourceState
-from pooldoctor.findings import Diagnosis, Finding, Severity, Status
+from pooldoctor.findings import Diagnosis, Finding, Role, Severity, Status
 from pooldoctor.jsonio import to_plain
+from pooldoctor.report.chartdata import build_charts
 from pooldoctor.report.keytimes import build_key_times, build_window
+from pooldoctor.report.lead import build_lead, build_postmortem
 from pooldoctor.report.model import (
     Environment,
     KeyTime,
@@ -21,20 +23,17 @@ from pooldoctor.report.model import (
 from pooldoctor.report.stuck import instance_label
 from pooldoctor.report.textfmt import as_utc, hhmm, percent
 from pooldoctor.report.timeline import build_timeline, is_saturated
-
-SLUG_PLACEHOLDER = "{slug}"
-
-
-def runbook_url(base_url: str, slug: str) -> str:
-    """`base/<slug>/` (mkdocs directory URLs), or the base with `{slug}` replaced."""
-    if SLUG_PLACEHOLDER in base_url:
-        return base_url.replace(SLUG_PLACEHOLDER, slug)
-    return f"{base_url.rstrip('/')}/{slug}/"
+from pooldoctor.runbooks import Runbook, first_mitigation_step, runbook_url, section_items
 
 
 def _report_finding(
-    finding: Finding, titles: Mapping[str, str], base_url: str | None
+    finding: Finding,
+    titles: Mapping[str, str],
+    base_url: str | None,
+    runbooks: Mapping[str, Runbook],
+    explains: tuple[str, ...],
 ) -> ReportFinding:
+    runbook = runbooks.get(finding.runbook)
     return ReportFinding(
         id=finding.id,
         check=finding.check,
@@ -48,7 +47,21 @@ def _report_finding(
         remediation=tuple(finding.remediation),
         runbook_title=titles.get(finding.runbook),
         runbook_url=runbook_url(base_url, finding.runbook) if base_url else None,
+        runbook_first_step=first_mitigation_step(runbook) if runbook else None,
+        prevention=section_items(runbook.body, "Prevention") if runbook else (),
+        explains=explains,
     )
+
+
+def folded_symptoms(findings: Sequence[Finding]) -> dict[str, tuple[str, ...]]:
+    """Cause id -> ids of the symptom findings that point at it (shown inside the cause)."""
+    folded: dict[str, list[str]] = {}
+    ids = {f.id for f in findings}
+    for finding in findings:
+        target = finding.evidence.get("points_to")
+        if finding.role is Role.SYMPTOM and isinstance(target, str) and target in ids:
+            folded.setdefault(target, []).append(finding.id)
+    return {cause: tuple(symptoms) for cause, symptoms in folded.items()}
 
 
 def unavailable_reasons(evidence: Evidence) -> tuple[str, ...]:
@@ -181,11 +194,16 @@ def build_report(
     generated_at: datetime,
     runbook_titles: Mapping[str, str] | None = None,
     runbook_base_url: str | None = None,
+    runbooks: Mapping[str, Runbook] | None = None,
 ) -> Report:
     """Assemble the report model; findings keep the diagnosis' ranking."""
     generated_at = as_utc(generated_at)
+    runbooks = runbooks or {}
+    titles = {**{slug: rb.title for slug, rb in runbooks.items()}, **(runbook_titles or {})}
+    folded = folded_symptoms(diagnosis.findings)
     findings = tuple(
-        _report_finding(f, runbook_titles or {}, runbook_base_url) for f in diagnosis.findings
+        _report_finding(f, titles, runbook_base_url, runbooks, folded.get(f.id, ()))
+        for f in diagnosis.findings
     )
     sources = tuple(SourceRow(s.name, s.kind, s.status.value, s.detail) for s in evidence.sources)
     key_times = build_key_times(evidence, generated_at)
@@ -196,6 +214,7 @@ def build_report(
         top_title=findings[0].title if findings else None,
     )
     unavailable = unavailable_reasons(evidence)
+    lead = build_lead(evidence, diagnosis.status, findings, key_times)
     return Report(
         status=diagnosis.status,
         generated_at=generated_at,
@@ -210,4 +229,7 @@ def build_report(
         window=build_window(evidence),
         environment=build_environment(evidence),
         unavailable=unavailable,
+        charts=build_charts(evidence, key_times),
+        lead=lead,
+        postmortem=build_postmortem(evidence, findings, key_times, lead),
     )

@@ -66,6 +66,13 @@ class ReportFinding:
     remediation: tuple[str, ...]
     runbook_title: str | None = None
     runbook_url: str | None = None
+    runbook_first_step: str | None = None  # shown with `pooldoctor runbooks show` when no URL
+    prevention: tuple[str, ...] = ()  # the runbook's Prevention list, for the action items
+    explains: tuple[str, ...] = ()  # ids of symptom findings folded into this cause
+
+    @property
+    def runbook_command(self) -> str:
+        return f"pooldoctor runbooks show {self.runbook}"
 
 
 @dataclass(frozen=True)
@@ -102,6 +109,69 @@ class Environment:
     log_files: tuple[str, ...] = ()
 
 
+class ChartKind(StrEnum):
+    """How a chart is drawn."""
+
+    TIME_LINES = "time-lines"  # x is time; each series a line (capacity a dashed step)
+    TIME_BARS = "time-bars"  # x is a UTC minute; series stacked as bars
+    CATEGORY_BARS = "category-bars"  # y is a category; series stacked as horizontal bars
+
+
+@dataclass(frozen=True)
+class Series:
+    """One plotted series; `xs` are datetimes for time charts, category names otherwise."""
+
+    key: str  # stable id, written as the SVG group id
+    label: str
+    xs: tuple[datetime | str, ...]
+    ys: tuple[float, ...]
+    dashed: bool = False
+
+
+@dataclass(frozen=True)
+class Mark:
+    """A vertical marker on a time chart (an incident key time)."""
+
+    label: str
+    at: datetime
+
+
+@dataclass(frozen=True)
+class ChartData:
+    """One chart: what it plots, its title and a text alternative for readers who cannot see it."""
+
+    slug: str  # file name under charts/, without .svg
+    title: str
+    alt: str
+    kind: ChartKind
+    x_label: str
+    y_label: str
+    series: tuple[Series, ...]
+    marks: tuple[Mark, ...] = ()
+    stacked: bool = True  # False: category bars side by side (series count the same things)
+    span: tuple[datetime, datetime] | None = None  # time axis range when wider than the data
+
+
+@dataclass(frozen=True)
+class Lead:
+    """Four lines a responder reads first and pastes into the incident channel."""
+
+    what: str
+    where: str
+    impact: str
+    do_now: str
+
+
+@dataclass(frozen=True)
+class Postmortem:
+    """Sections after the findings, in the order of the Google SRE and PagerDuty templates."""
+
+    impact: str
+    detection: str
+    root_cause: str
+    action_items: tuple[str, ...]
+
+
 @dataclass(frozen=True)
 class Report:
     """Everything a renderer needs; built once by `build_report`, never mutated."""
@@ -117,3 +187,6 @@ class Report:
     window: Window
     environment: Environment
     unavailable: tuple[str, ...] = ()
+    charts: tuple[ChartData, ...] = ()
+    lead: Lead | None = None
+    postmortem: Postmortem | None = None

@@ -21,6 +21,24 @@ _SQL = re.compile(
 )
 
 
+# Words of evidence keys spelled out for readers (the raw keys stay in report.json).
+_WORDS = {
+    "pid": "PID",
+    "pids": "PIDs",
+    "xact": "transaction",
+    "usename": "user",
+    "datname": "database",
+    "url": "URL",
+    "sql": "SQL",
+    "id": "ID",
+    "gc": "garbage-collector",
+    "num": "number",
+    "tz": "time zone",
+}
+# Evidence keys that are bookkeeping for the report itself, not something to read.
+_HIDDEN_KEYS = frozenset({"points_to"})
+
+
 @dataclass(frozen=True)
 class EvidenceTable:
     """One table derived from a finding's evidence dict."""
@@ -29,12 +47,42 @@ class EvidenceTable:
     columns: tuple[str, ...]
     rows: tuple[tuple[str, ...], ...]
     omitted: int = 0
+    key_value: bool = False
+
+
+def label(key: str) -> str:
+    """An evidence key in words: `stuck_backends` -> `Stuck backends`, `pid` -> `PID`.
+
+    >>> label("xact_start_seconds")
+    'Transaction start seconds'
+    """
+    if key == "at":
+        return "At (UTC)"
+    words = [_WORDS.get(word, word) for word in str(key).replace("-", "_").split("_") if word]
+    text = " ".join(words) or str(key)
+    return text[0].upper() + text[1:]
+
+
+def is_empty(value: Any) -> bool:
+    """Nothing to show: None, empty text or collection, or a collection of only zeros/empties."""
+    if value is None or value == "" or value == [] or value == {}:
+        return True
+    if isinstance(value, dict):
+        return value.get("count") == 0 or all(is_empty(v) or v == 0 for v in value.values())
+    if isinstance(value, list):
+        return all(is_empty(v) or (v == 0 and not isinstance(v, bool)) for v in value)
+    return False
+
+
+_ISO_UTC = re.compile(r"^(\d{4}-\d\d-\d\d)T(\d\d:\d\d:\d\d)(?:\.\d+)?Z$")
 
 
 def cell(value: Any) -> str:
-    """A JSON-ready value as short table text."""
+    """A JSON-ready value as short table text; UTC timestamps as `2026-11-21 09:31:04`."""
     if value is None:
         return "—"
+    if isinstance(value, str) and (moment := _ISO_UTC.match(value)):
+        return f"{moment.group(1)} {moment.group(2)}"
     if isinstance(value, bool):
         return "yes" if value else "no"
     if isinstance(value, float):
@@ -51,29 +99,39 @@ def _is_record_list(value: Any) -> bool:
 
 
 def _record_table(title: str, records: Sequence[Mapping[str, Any]]) -> EvidenceTable:
-    columns: list[str] = []
+    keys: list[str] = []
     for record in records:
-        columns.extend(str(key) for key in record if str(key) not in columns)
+        keys.extend(str(key) for key in record if str(key) not in keys)
+    keys = [key for key in keys if not all(is_empty(record.get(key)) for record in records)]
     rows = tuple(
-        tuple(cell(record.get(column)) for column in columns)
-        for record in records[:MAX_EVIDENCE_ROWS]
+        tuple(cell(record.get(key)) for key in keys) for record in records[:MAX_EVIDENCE_ROWS]
     )
-    return EvidenceTable(title, tuple(columns), rows, max(0, len(records) - MAX_EVIDENCE_ROWS))
+    columns = tuple(label(key) for key in keys)
+    return EvidenceTable(label(title), columns, rows, max(0, len(records) - MAX_EVIDENCE_ROWS))
 
 
 def _key_value_table(title: str | None, items: Sequence[tuple[str, Any]]) -> EvidenceTable:
-    rows = tuple((key, cell(value)) for key, value in items[:MAX_EVIDENCE_ROWS])
-    return EvidenceTable(title, ("Key", "Value"), rows, max(0, len(items) - MAX_EVIDENCE_ROWS))
+    shown = [(key, value) for key, value in items if not is_empty(value)]
+    rows = tuple((label(key), cell(value)) for key, value in shown[:MAX_EVIDENCE_ROWS])
+    return EvidenceTable(
+        title and label(title),
+        ("Reading", "Value"),
+        rows,
+        max(0, len(shown) - MAX_EVIDENCE_ROWS),
+        key_value=True,
+    )
 
 
 def evidence_tables(evidence: Mapping[str, Any]) -> list[EvidenceTable]:
-    """Scalars -> one key/value table; lists of dicts -> a table each; dicts -> a key/value each."""
+    """Scalars -> one reading/value table; lists of dicts, dicts -> a table each; no empties."""
     scalars: list[tuple[str, Any]] = []
     tables: list[EvidenceTable] = []
     for key, value in evidence.items():
+        if str(key) in _HIDDEN_KEYS or is_empty(value):
+            continue
         if _is_record_list(value):
             tables.append(_record_table(str(key), value))
-        elif isinstance(value, dict) and value:
+        elif isinstance(value, dict):
             tables.append(_key_value_table(str(key), list(value.items())))
         else:
             scalars.append((str(key), value))
@@ -103,6 +161,15 @@ def code_segments(step: str) -> list[tuple[str, bool]]:
     if position < len(step):
         segments.append((step[position:], False))
     return segments
+
+
+_SHELL_COMMANDS = ("pooldoctor ", "psql ", "kubectl ", "systemctl ", "pgbouncer ")
+
+
+def is_command(code: str) -> bool:
+    """A code span one can paste and run (SQL statement or shell command), not a code hint."""
+    text = code.strip()
+    return bool(_SQL.fullmatch(text)) or text.startswith(_SHELL_COMMANDS)
 
 
 def pretty_json(value: Any) -> str:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
+from dataclasses import asdict
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -11,12 +13,21 @@ import jinja2
 
 from pooldoctor import __version__
 from pooldoctor.atomic import write_atomic
-from pooldoctor.jsonio import format_utc
-from pooldoctor.report.model import REPORT_SCHEMA, KeyTime, Report, ReportFinding, TimelineEntry
+from pooldoctor.jsonio import format_utc, to_plain
+from pooldoctor.report.charts import chart_svg, inline_svg
+from pooldoctor.report.model import (
+    REPORT_SCHEMA,
+    ChartData,
+    KeyTime,
+    Report,
+    ReportFinding,
+    TimelineEntry,
+)
 from pooldoctor.report.present import cell, code_segments, evidence_tables, pretty_json
 from pooldoctor.report.textfmt import as_utc, clock, percent, stamp
 
 REPORT_FILES = ("report.md", "report.html", "report.json", "evidence.json")
+CHARTS_DIR = "charts"  # charts/<slug>.svg next to report.md, which shows them as images
 
 
 def _utc_or_none(moment: Any) -> str | None:
@@ -37,6 +48,8 @@ def _finding_plain(finding: ReportFinding) -> dict[str, Any]:
         "role": finding.role.value,
         "runbook_title": finding.runbook_title,
         "runbook_url": finding.runbook_url,
+        "runbook_first_step": finding.runbook_first_step,
+        "explains": list(finding.explains),
     }
 
 
@@ -64,6 +77,23 @@ def _key_time_plain(key_time: KeyTime) -> dict[str, Any]:
     return plain
 
 
+def _chart_plain(chart: ChartData) -> dict[str, Any]:
+    return {
+        "file": f"{CHARTS_DIR}/{chart.slug}.svg",
+        "title": chart.title,
+        "alt": chart.alt,
+        "series": [
+            {
+                "key": series.key,
+                "label": series.label,
+                "x": [x if isinstance(x, str) else format_utc(x) for x in series.xs],
+                "y": list(series.ys),
+            }
+            for series in chart.series
+        ],
+    }
+
+
 def report_to_plain(report: Report) -> dict[str, Any]:
     """The report.json document: the contract keys first, additive keys after."""
     env = report.environment
@@ -87,6 +117,9 @@ def report_to_plain(report: Report) -> dict[str, Any]:
         "key_times": [_key_time_plain(k) for k in report.key_times],
         "timeline_omitted": report.timeline_omitted,
         "unavailable": list(report.unavailable),
+        "charts": [_chart_plain(chart) for chart in report.charts],
+        "lead": None if report.lead is None else asdict(report.lead),
+        "postmortem": None if report.postmortem is None else to_plain(report.postmortem),
         "environment": {
             "pooldoctor_version": env.pooldoctor_version,
             "postgres_version": env.postgres_version,
@@ -158,11 +191,27 @@ def _environment() -> jinja2.Environment:
     return env
 
 
-def _context(report: Report) -> dict[str, Any]:
+def shown_findings(report: Report) -> list[ReportFinding]:
+    """Findings as listed in md/HTML: symptoms folded into their cause are shown inside it."""
+    folded = {symptom for f in report.findings for symptom in f.explains}
+    return [f for f in report.findings if f.id not in folded]
+
+
+def chart_files(report: Report) -> dict[str, str]:
+    """Each chart's SVG document, keyed by its file name under charts/."""
+    return {f"{chart.slug}.svg": chart_svg(chart) for chart in report.charts}
+
+
+def _context(report: Report, svgs: Mapping[str, str] | None = None) -> dict[str, Any]:
     day, same_day = _time_format(report)
     failed = [s for s in report.sources if s.status != "ok"]
+    drawn = chart_files(report) if svgs is None else svgs
     return {
         "r": report,
+        "charts_dir": CHARTS_DIR,
+        "svgs": {name: inline_svg(svg) for name, svg in drawn.items()},
+        "shown_findings": shown_findings(report),
+        "by_id": {f.id: f for f in report.findings},
         "day": day,
         "same_day": same_day,
         "failed_sources": failed,
@@ -171,21 +220,31 @@ def _context(report: Report) -> dict[str, Any]:
 
 
 def render_markdown(report: Report) -> str:
-    """report.md: written to be pasted into a postmortem."""
-    return _environment().get_template("report.md.j2").render(_context(report))
+    """report.md: written to be pasted into a postmortem; charts are images from charts/."""
+    return _environment().get_template("report.md.j2").render(_context(report, {}))
 
 
-def render_html(report: Report) -> str:
-    """report.html: one self-contained page (inline CSS, no external assets), autoescaped."""
-    return _environment().get_template("report.html.j2").render(_context(report))
+def render_html(report: Report, svgs: Mapping[str, str] | None = None) -> str:
+    """report.html: one self-contained page (inline CSS and SVG, no scripts or assets)."""
+    return _environment().get_template("report.html.j2").render(_context(report, svgs))
 
 
 def write_report_dir(report: Report, evidence_json: str, out: Path) -> list[Path]:
-    """Write report.md, report.html, report.json and evidence.json into `out`, each atomically."""
-    texts = (render_markdown(report), render_html(report), render_json(report), evidence_json)
+    """Write the report files and charts/*.svg into `out`, each atomically."""
+    svgs = chart_files(report)
+    charts: list[Path] = []
+    for name, svg in svgs.items():
+        charts.append(out / CHARTS_DIR / name)
+        write_atomic(charts[-1], svg)
     written: list[Path] = []
+    texts = (
+        render_markdown(report),
+        render_html(report, svgs),
+        render_json(report),
+        evidence_json,
+    )
     for name, text in zip(REPORT_FILES, texts, strict=True):
         path = out / name
         write_atomic(path, text)
         written.append(path)
-    return written
+    return written + charts

@@ -11,7 +11,8 @@ from rich.table import Table
 from rich.text import Text
 
 from pooldoctor.report.model import Report
-from pooldoctor.report.present import code_segments
+from pooldoctor.report.present import code_segments, is_command
+from pooldoctor.report.render import CHARTS_DIR
 from pooldoctor.report.textfmt import percent
 
 # Remediation steps printed for the top finding; the rest are in the report files.
@@ -27,6 +28,17 @@ def _step_text(index: int, step: str) -> Text:
     return text
 
 
+def paste_commands(steps: Sequence[str]) -> list[str]:
+    """The code spans of the remediation steps, each once, in order (SQL, shell lines)."""
+    commands: list[str] = []
+    for step in steps:
+        for segment, is_code in code_segments(step):
+            command = segment.strip()
+            if is_code and is_command(command) and command not in commands:
+                commands.append(command)
+    return commands
+
+
 def print_summary(report: Report, console: Console, *, written: Sequence[Path] = ()) -> None:
     """Status, top finding with first remediation steps, other findings, failed sources, files."""
     status = report.status.value
@@ -38,20 +50,32 @@ def print_summary(report: Report, console: Console, *, written: Sequence[Path] =
         body: list[Text] = [
             Text.assemble(
                 (top.severity.value.upper(), SEVERITY_STYLES.get(top.severity.value, "")),
-                f"  confidence {percent(top.confidence)}  runbook: {top.runbook}",
+                f"  confidence {percent(top.confidence)}",
             ),
-            Text(top.summary),
         ]
+        if report.lead is not None:
+            for name, value in (
+                ("Where", report.lead.where),
+                ("Impact", report.lead.impact),
+            ):
+                body.append(Text.assemble((f"{name}: ", "bold"), value))
+        else:
+            body.append(Text(top.summary))
         steps = top.remediation[:TERMINAL_REMEDIATION_STEPS]
         if steps:
-            body.append(Text("What to do first:", style="bold"))
+            body.append(Text("Do now:", style="bold"))
             body.extend(_step_text(i, step) for i, step in enumerate(steps, start=1))
-        if top.runbook_url:
-            body.append(Text(f"Runbook: {top.runbook_url}"))
+        body.append(Text(f"Runbook: {top.runbook_url or top.runbook_command}"))
         console.print(Panel(Group(*body), title=top.title, title_align="left", border_style=style))
+        commands = paste_commands(steps)
+        if commands:
+            console.print(Text("Commands (one per line, ready to paste):", style="bold"))
+            for command in commands:
+                console.print(Text(command), soft_wrap=True, highlight=False)
     else:
         console.print(Text(report.summary))
-    others = report.findings[1:]
+    folded = {symptom for finding in report.findings for symptom in finding.explains}
+    others = [f for f in report.findings[1:] if f.id not in folded]
     if others:
         table = Table(title="Other findings", title_justify="left", show_edge=False)
         table.add_column("Severity")
@@ -74,5 +98,9 @@ def print_summary(report: Report, console: Console, *, written: Sequence[Path] =
             console.print(
                 Text(f"  {source.status:<7} {source.kind} {source.name}: {source.detail}")
             )
+    charts = [path for path in written if path.parent.name == CHARTS_DIR]
     for path in written:
-        console.print(Text(f"wrote {path}"))
+        if path not in charts:
+            console.print(Text(f"wrote {path}"))
+    if charts:
+        console.print(Text(f"wrote {len(charts)} charts to {charts[0].parent}/"))

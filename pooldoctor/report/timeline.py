@@ -19,7 +19,7 @@ from pooldoctor.evidence import (
 from pooldoctor.findings import Status
 from pooldoctor.report.model import EntryKind, TimelineEntry
 from pooldoctor.report.stuck import StuckWork, held_checkouts, instance_label, stuck_sessions
-from pooldoctor.report.textfmt import as_utc, format_duration, hhmm
+from pooldoctor.report.textfmt import as_utc, clock, format_duration, hhmm
 
 # A postmortem timeline longer than this stops being read; the rest is counted, not listed.
 MAX_TIMELINE_ENTRIES = 60
@@ -31,29 +31,29 @@ MAX_STUCK_LISTED = 5
 MAX_TREND_VALUES = 6
 
 LOG_EVENT_LABELS: dict[LogEvent, str] = {
-    LogEvent.POOL_TIMEOUT: "QueuePool timeouts (3o7r)",
+    LogEvent.POOL_TIMEOUT: "QueuePool timeouts",
     LogEvent.PSYCOPG_POOL_TIMEOUT: "psycopg_pool checkout timeouts",
     LogEvent.PSYCOPG_POOL_QUEUE_FULL: "psycopg_pool queue-full rejections",
     LogEvent.GC_CLEANUP: "connections left to the garbage collector (leak warning)",
-    LogEvent.TOO_MANY_CLIENTS: "'too many clients' refusals (53300)",
-    LogEvent.RESERVED_SLOTS: "reserved-slot refusals (53300)",
+    LogEvent.TOO_MANY_CLIENTS: "'too many clients' refusals",
+    LogEvent.RESERVED_SLOTS: "reserved-slot refusals",
     LogEvent.ROLE_LIMIT: "role/database connection-limit refusals",
-    LogEvent.STATEMENT_TIMEOUT: "statement timeouts (57014)",
-    LogEvent.LOCK_TIMEOUT: "lock timeouts (55P03)",
-    LogEvent.DEADLOCK: "deadlocks (40P01)",
+    LogEvent.STATEMENT_TIMEOUT: "statement timeouts",
+    LogEvent.LOCK_TIMEOUT: "lock timeouts",
+    LogEvent.DEADLOCK: "deadlocks",
     LogEvent.LOCK_WAIT: "logged lock waits",
-    LogEvent.IDLE_IN_TRANSACTION_TIMEOUT: "idle-in-transaction timeouts (25P03)",
-    LogEvent.IDLE_SESSION_TIMEOUT: "idle-session timeouts (57P05)",
-    LogEvent.ADMIN_SHUTDOWN: "connections terminated by administrator (57P01)",
+    LogEvent.IDLE_IN_TRANSACTION_TIMEOUT: "idle-in-transaction timeouts",
+    LogEvent.IDLE_SESSION_TIMEOUT: "idle-session timeouts",
+    LogEvent.ADMIN_SHUTDOWN: "connections terminated by administrator",
     LogEvent.SERVER_CLOSED: "connections closed unexpectedly",
     LogEvent.CLIENT_EOF_IN_TRANSACTION: "client disconnects inside a transaction",
     LogEvent.CONNECT_TIMEOUT: "connect timeouts",
-    LogEvent.CANNOT_CONNECT_NOW: "'database system is starting up' refusals (57P03)",
-    LogEvent.READ_ONLY: "read-only transaction errors (25006)",
+    LogEvent.CANNOT_CONNECT_NOW: "'database system is starting up' refusals",
+    LogEvent.READ_ONLY: "read-only transaction errors",
     LogEvent.PREPARED_STATEMENT: "prepared-statement errors",
     LogEvent.PGBOUNCER: "PgBouncer errors",
     LogEvent.SSL_ERROR: "SSL errors",
-    LogEvent.INVALID_TRANSACTION: "invalid-transaction errors (8s2b)",
+    LogEvent.INVALID_TRANSACTION: "invalid-transaction errors",
     LogEvent.HTTP_5XX: "HTTP 5xx responses",
     LogEvent.SERVER_START: "PostgreSQL ready to accept connections",
     LogEvent.SERVER_SHUTDOWN: "PostgreSQL shutting down",
@@ -326,9 +326,30 @@ def postgres_entries(evidence: Evidence) -> list[TimelineEntry]:
     return entries
 
 
+def _checkout_group(works: Sequence[StuckWork]) -> TimelineEntry:
+    """Several checkouts from one code path on one instance: one row, not one per thread."""
+    first, last = works[0], works[-1]
+    oldest, newest = format_duration(first.age_seconds), format_duration(last.age_seconds)
+    held = oldest if oldest == newest else f"{newest} to {oldest}"
+    text = (
+        f"{len(works)} checkouts by {first.who} began and were still held at collection time "
+        f"(held {held})"
+    )
+    until = last.started if clock(last.started) != clock(first.started) else None
+    return TimelineEntry(
+        first.started, first.source, text, EntryKind.HOLDER, until=until, inferred=True
+    )
+
+
 def holder_entries(evidence: Evidence) -> list[TimelineEntry]:
-    """Checkouts the app reported as held, dated collected-at minus age."""
-    return _stuck_entries(held_checkouts(evidence), EntryKind.HOLDER, "checkouts")
+    """Checkouts the app reported as held, dated collected-at minus age; one row per code path."""
+    groups: dict[tuple[str, str], list[StuckWork]] = {}
+    for work in held_checkouts(evidence):
+        groups.setdefault((work.source, work.who), []).append(work)
+    singles = sorted((g[0] for g in groups.values() if len(g) == 1), key=lambda w: w.started)
+    entries = _stuck_entries(singles, EntryKind.HOLDER, "checkouts")
+    entries.extend(_checkout_group(g) for g in groups.values() if len(g) > 1)
+    return entries
 
 
 def source_entries(evidence: Evidence) -> list[TimelineEntry]:

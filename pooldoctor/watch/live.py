@@ -87,7 +87,7 @@ def run_watch(options: SourceOptions, settings: WatchSettings, console: Console)
     """Watch until --duration passes, `q`, Ctrl-C or SIGTERM; then write the record atomically."""
     outcome = WatchOutcome()
     config_only = read_files(replace(options, logs=()))  # logs are read once, for the record
-    sampler = LiveSampler(options, keep_rounds=KEEP_ROUNDS)
+    sampler = LiveSampler(options, keep_rounds=KEEP_ROUNDS, retry_refused=True)
     interactive = console.is_terminal
     live = Live(console=console, auto_refresh=False) if interactive else None
     try:

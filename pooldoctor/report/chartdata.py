@@ -1,0 +1,246 @@
+"""What the report's charts show, derived from evidence (pure): series, marks and a text summary."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+
+from pooldoctor.evidence import Evidence, LogEvent, PoolInstance
+from pooldoctor.report.model import ChartData, ChartKind, KeyTime, Mark, Series
+from pooldoctor.report.stuck import (
+    held_checkouts,
+    instance_label,
+    latest_activity,
+)
+from pooldoctor.report.textfmt import as_utc, clock, format_duration, hhmm
+from pooldoctor.report.timeline import NON_ERROR_EVENTS, log_event_label
+
+# Short names of key times drawn on the error chart (the key-times table has the long ones).
+MARK_LABELS = {"first_error": "first error", "peak_errors": "peak", "oldest_stuck": "oldest stuck"}
+# Applications in the server-connections chart; smaller ones are summed into "other".
+MAX_APPLICATIONS = 8
+
+
+def _pool_chart(number: int, instance: PoolInstance) -> ChartData | None:
+    samples = sorted(
+        (s for s in instance.samples if s.checked_out is not None), key=lambda s: as_utc(s.at)
+    )
+    if not samples:
+        return None
+    name = instance_label(instance.url)
+    times = tuple(as_utc(s.at) for s in samples)
+    series = [
+        Series(
+            "checked-out", "checked out", times, tuple(float(s.checked_out or 0) for s in samples)
+        )
+    ]
+    if any(s.waiting is not None for s in samples):
+        waiting = tuple(float(s.waiting or 0) for s in samples)
+        series.append(Series("waiting", "waiting for a connection", times, waiting))
+    capacities = [s.capacity for s in samples]
+    if all(c is not None for c in capacities):
+        series.append(
+            Series("capacity", "capacity", times, tuple(float(c or 0) for c in capacities), True)
+        )
+    peak = max(samples, key=lambda s: s.checked_out or 0)
+    capacity = f" of {peak.capacity}" if peak.capacity is not None else ""
+    alt = (
+        f"{len(samples)} samples of {name} from {clock(times[0])} to {clock(times[-1])} UTC; "
+        f"checked out {', '.join(str(s.checked_out) for s in samples)}; "
+        f"peak {peak.checked_out}{capacity} at {clock(peak.at)}"
+    )
+    if len(series) > 1 and series[1].key == "waiting":
+        alt += f"; waiting peaked at {int(max(series[1].ys))}"
+    return ChartData(
+        slug=f"pool-usage-{number}",
+        title=f"Pool connections over time: {name}",
+        alt=alt + ".",
+        kind=ChartKind.TIME_LINES,
+        x_label="time (UTC)",
+        y_label="connections",
+        series=tuple(series),
+    )
+
+
+def pool_charts(evidence: Evidence) -> list[ChartData]:
+    """Checked-out and waiting against capacity over time, one chart per app instance."""
+    charts = (_pool_chart(n, inst) for n, inst in enumerate(evidence.pools, start=1))
+    return [chart for chart in charts if chart is not None]
+
+
+def error_chart(evidence: Evidence, key_times: Sequence[KeyTime]) -> ChartData | None:
+    """Errors per UTC minute, stacked by kind, across every log file, with the key times marked."""
+    counts: dict[LogEvent, Counter[datetime]] = {}
+    for log in evidence.logs:
+        for summary in log.events:
+            if summary.event in NON_ERROR_EVENTS:
+                continue
+            per_kind = counts.setdefault(summary.event, Counter())
+            for item in summary.per_minute:
+                per_kind[as_utc(item.minute).replace(second=0, microsecond=0)] += item.count
+    minutes = sorted({minute for per_kind in counts.values() for minute in per_kind})
+    if not minutes:
+        return None
+    ordered = sorted(counts, key=lambda event: -sum(counts[event].values()))
+    series = tuple(
+        Series(
+            event.value,
+            log_event_label(event),
+            tuple(minutes),
+            tuple(float(counts[event].get(minute, 0)) for minute in minutes),
+        )
+        for event in ordered
+    )
+    low, high = _log_window(evidence, minutes[0], minutes[-1])
+    marks = tuple(
+        Mark(MARK_LABELS.get(kt.name, kt.label), as_utc(kt.at))
+        for kt in key_times
+        if kt.at is not None
+        and kt.name != "detection"
+        and low <= as_utc(kt.at) <= high.replace(second=59)
+    )
+    totals = ", ".join(f"{int(sum(s.ys))} {s.label}" for s in series)
+    return ChartData(
+        slug="errors-per-minute",
+        title="Errors per minute by kind",
+        alt=f"Log window {hhmm(low)} to {hhmm(high)} UTC: {totals}.",
+        kind=ChartKind.TIME_BARS,
+        x_label="minute (UTC)",
+        y_label="errors per minute",
+        series=series,
+        marks=marks,
+        span=(low, high + timedelta(minutes=1)),
+    )
+
+
+def _log_window(evidence: Evidence, first: datetime, last: datetime) -> tuple[datetime, datetime]:
+    """The minutes the logs cover (quiet ones included), at least the minutes with errors."""
+    starts = [as_utc(log.first) for log in evidence.logs if log.first is not None]
+    ends = [as_utc(log.last) for log in evidence.logs if log.last is not None]
+    low = min([first, *starts]).replace(second=0, microsecond=0)
+    high = max([last, *ends]).replace(second=0, microsecond=0)
+    return low, high
+
+
+def connections_chart(evidence: Evidence) -> ChartData | None:
+    """Server connections at the last pg_stat_activity sample, by application and state."""
+    sample = latest_activity(evidence)
+    if sample is None:
+        return None
+    clients = [b for b in sample.backends if b.backend_type in (None, "client backend")]
+    if not clients:
+        return None
+    per_app = Counter(b.application_name or "(no application_name)" for b in clients)
+    kept = [app for app, _ in per_app.most_common(MAX_APPLICATIONS)]
+
+    def app_of(name: str | None) -> str:
+        app = name or "(no application_name)"
+        return app if app in kept else "other"
+
+    apps = kept + (["other"] if len(per_app) > len(kept) else [])
+    by_state: dict[str, Counter[str]] = {}
+    for backend in clients:
+        state = backend.state or "unknown"
+        by_state.setdefault(state, Counter())[app_of(backend.application_name)] += 1
+    states = sorted(by_state, key=lambda state: -sum(by_state[state].values()))
+    series = tuple(
+        Series(
+            f"state-{state.replace(' ', '-')}",
+            state,
+            tuple(apps),
+            tuple(float(by_state[state].get(app, 0)) for app in apps),
+        )
+        for state in states
+    )
+    parts = "; ".join(
+        f"{app}: "
+        + ", ".join(f"{int(by_state[s][app])} {s}" for s in states if by_state[s].get(app))
+        for app in apps
+    )
+    return ChartData(
+        slug="server-connections",
+        title=f"Server connections by application and state at {hhmm(sample.at)} UTC",
+        alt=f"{len(clients)} client connections. {parts}.",
+        kind=ChartKind.CATEGORY_BARS,
+        x_label="connections",
+        y_label="application",
+        series=series,
+    )
+
+
+# Age buckets of the held-work chart: (upper bound in seconds, label); the last is open-ended.
+AGE_BUCKETS: tuple[tuple[float, str], ...] = (
+    (1.0, "< 1s"),
+    (10.0, "1–10s"),
+    (60.0, "10s–1m"),
+    (300.0, "1–5m"),
+    (900.0, "5–15m"),
+    (3600.0, "15m–1h"),
+    (float("inf"), "≥ 1h"),
+)
+
+
+def _bucket(age: float) -> int:
+    return next(i for i, (bound, _) in enumerate(AGE_BUCKETS) if age < bound)
+
+
+def held_ages(evidence: Evidence) -> tuple[list[float], list[float]]:
+    """Ages in seconds of open server transactions and of app checkouts at the last sample."""
+    sessions: list[float] = []
+    sample = latest_activity(evidence)
+    if sample is not None:
+        seen = as_utc(sample.at)
+        for backend in sample.backends:
+            if backend.backend_type in (None, "client backend") and backend.xact_start:
+                sessions.append(max(0.0, (seen - as_utc(backend.xact_start)).total_seconds()))
+    checkouts = [work.age_seconds for work in held_checkouts(evidence)]
+    return sessions, checkouts
+
+
+def age_chart(evidence: Evidence) -> ChartData | None:
+    """Open transactions and held checkouts at collection, counted by age bucket."""
+    sessions, checkouts = held_ages(evidence)
+    ages = sessions + checkouts
+    if not ages:
+        return None
+    low, high = _bucket(min(ages)), _bucket(max(ages))
+    labels = tuple(label for _, label in AGE_BUCKETS[low : high + 1])
+    series = []
+    for key, label, values in (
+        ("sessions", "open transactions (pg_stat_activity)", sessions),
+        ("checkouts", "checked-out connections (app)", checkouts),
+    ):
+        if values:
+            counts = Counter(_bucket(age) for age in values)
+            ys = tuple(float(counts.get(i, 0)) for i in range(low, high + 1))
+            series.append(Series(key, label, labels, ys))
+    described = "; ".join(
+        f"{len(values)} {label}, oldest {format_duration(max(values))}"
+        for label, values in (
+            ("open transactions", sessions),
+            ("held checkouts", checkouts),
+        )
+        if values
+    )
+    return ChartData(
+        slug="held-by-age",
+        title="Open transactions and held checkouts by age",
+        alt=f"{described}.",
+        kind=ChartKind.CATEGORY_BARS,
+        x_label="count",
+        y_label="age",
+        series=tuple(series),
+        stacked=False,
+    )
+
+
+def build_charts(evidence: Evidence, key_times: Sequence[KeyTime]) -> tuple[ChartData, ...]:
+    """Every chart the evidence supports, in reading order; a chart with no data is left out."""
+    charts: list[ChartData | None] = [
+        *pool_charts(evidence),
+        error_chart(evidence, key_times),
+        connections_chart(evidence),
+        age_chart(evidence),
+    ]
+    return tuple(chart for chart in charts if chart is not None)

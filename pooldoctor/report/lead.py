@@ -1,0 +1,166 @@
+"""The four-line lead (What / Where / Impact / Do now) and the postmortem sections of a report."""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from collections.abc import Sequence
+from typing import Any
+
+from pooldoctor.evidence import Evidence
+from pooldoctor.findings import Role, Severity, Status
+from pooldoctor.report.model import KeyTime, Lead, Postmortem, ReportFinding
+from pooldoctor.report.stuck import instance_label, latest_activity
+from pooldoctor.report.textfmt import as_utc, hhmm, stamp
+from pooldoctor.report.timeline import NON_ERROR_EVENTS, log_event_label
+
+
+def error_counts(evidence: Evidence) -> Counter[str]:
+    """Error events per kind across every log file, by their plain-words label."""
+    counts: Counter[str] = Counter()
+    for log in evidence.logs:
+        for summary in log.events:
+            if summary.event not in NON_ERROR_EVENTS and summary.count > 0:
+                counts[log_event_label(summary.event)] += summary.count
+    return counts
+
+
+def _code_path(finding: ReportFinding) -> str | None:
+    holders: Any = finding.evidence.get("holders")
+    if isinstance(holders, list) and holders and isinstance(holders[0], dict):
+        origin = holders[0].get("origin")
+        return str(origin) if origin else None
+    return None
+
+
+def _applications(evidence: Evidence) -> list[str]:
+    sample = latest_activity(evidence)
+    if sample is None:
+        return []
+    names = Counter(
+        b.application_name
+        for b in sample.backends
+        if b.application_name and b.backend_type in (None, "client backend")
+    )
+    return [name for name, _ in names.most_common(3)]
+
+
+_CONNINFO_PAIR = re.compile(r"(\w+)=(\S+)")
+
+
+def short_target(target: str) -> str:
+    """`host=db port=5432 dbname=app user=x` -> `db:5432/app`; URLs and other forms unchanged."""
+    pairs = dict(_CONNINFO_PAIR.findall(target))
+    if "://" in target or not pairs.get("host"):
+        return target
+    port = f":{pairs['port']}" if "port" in pairs else ""
+    database = f"/{pairs['dbname']}" if "dbname" in pairs else ""
+    return f"{pairs['host']}{port}{database}"
+
+
+def _where(evidence: Evidence, top: ReportFinding) -> str:
+    parts: list[str] = []
+    instances = [instance_label(i.url) for i in evidence.pools]
+    if instances:
+        parts.append("instance " + ", ".join(instances))
+    apps = _applications(evidence)
+    if apps:
+        parts.append("app " + ", ".join(f"'{a}'" for a in apps))
+    if evidence.postgres is not None:
+        parts.append(f"database {short_target(evidence.postgres.target)}")
+    code = _code_path(top)
+    if code:
+        parts.append(f"code path {code}")
+    return "; ".join(parts) or "not known from the evidence collected"
+
+
+def _impact(evidence: Evidence, key_times: Sequence[KeyTime]) -> str:
+    counts = error_counts(evidence)
+    times = {kt.name: kt for kt in key_times}
+    first, peak = times.get("first_error"), times.get("peak_errors")
+    if counts:
+        kinds = ", ".join(f"{n} {label}" for label, n in counts.most_common())
+        text = kinds
+        if first is not None and first.at is not None:
+            text += f" since {stamp(first.at)} UTC"
+        if peak is not None and peak.at is not None and peak.count:
+            text += f" (peak {peak.count}/min at {hhmm(peak.at)})"
+    else:
+        text = "no errors in the logs collected"
+    saturated = [
+        s
+        for i in evidence.pools
+        for s in i.samples
+        if s.capacity and (s.checked_out or 0) >= s.capacity
+    ]
+    total = sum(len(i.samples) for i in evidence.pools)
+    if total:
+        text += f"; pool full in {len(saturated)} of {total} samples"
+    return text
+
+
+def build_lead(
+    evidence: Evidence,
+    status: Status,
+    findings: Sequence[ReportFinding],
+    key_times: Sequence[KeyTime],
+) -> Lead | None:
+    """The lead for the top finding; None when nothing is wrong or nothing could be judged."""
+    if not findings or findings[0].severity is Severity.INFO:
+        return None
+    top = findings[0]
+    do_now = top.remediation[0] if top.remediation else (top.runbook_first_step or "")
+    if top.runbook_url:
+        do_now += f" (runbook: {top.runbook_url})"
+    elif top.runbook:
+        do_now += f" (runbook: `pooldoctor runbooks show {top.runbook}`)"
+    return Lead(
+        what=f"{top.title} ({status.value.upper()}, confidence {round(top.confidence * 100)}%)",
+        where=_where(evidence, top),
+        impact=_impact(evidence, key_times),
+        do_now=do_now.strip(),
+    )
+
+
+def action_items(findings: Sequence[ReportFinding]) -> tuple[str, ...]:
+    """Remediation steps of the causes and risks, then their runbooks' prevention, no repeats."""
+    items: list[str] = []
+    for finding in findings:
+        if finding.severity is Severity.INFO or finding.role is Role.SYMPTOM:
+            continue
+        for step in finding.remediation:
+            if step not in items:
+                items.append(step)
+        for step in finding.prevention:
+            item = f"Prevent: {step}"
+            if item not in items:
+                items.append(item)
+    return tuple(items)
+
+
+def build_postmortem(
+    evidence: Evidence,
+    findings: Sequence[ReportFinding],
+    key_times: Sequence[KeyTime],
+    lead: Lead | None,
+) -> Postmortem | None:
+    """Impact, detection, root cause and action items; None when there is no incident."""
+    if lead is None:
+        return None
+    times = {kt.name: kt for kt in key_times}
+    detected = times.get("detection")
+    first = times.get("first_error")
+    detection = "pooldoctor diagnosis"
+    if detected is not None and detected.at is not None:
+        detection += f" at {stamp(detected.at)} UTC"
+        if first is not None and first.at is not None:
+            minutes = (as_utc(detected.at) - as_utc(first.at)).total_seconds() / 60
+            detection += f", {minutes:.0f} min after the first error"
+    top = findings[0]
+    root_cause = f"{top.title}. {top.summary.rstrip('.')}."
+    return Postmortem(
+        impact=lead.impact,
+        detection=detection + ". Record here which alert or person noticed it first.",
+        root_cause=root_cause,
+        action_items=action_items(findings),
+    )

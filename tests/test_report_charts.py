@@ -1,0 +1,282 @@
+"""Charts, the lead, postmortem sections and runbook links, built from evidence fixtures."""
+
+from __future__ import annotations
+
+import io
+import re
+from collections import Counter
+from datetime import timedelta
+
+from rich.console import Console
+
+from pooldoctor.alerts import rules_document
+from pooldoctor.diagnosis import diagnose
+from pooldoctor.evidence import LogEvent
+from pooldoctor.report import build_report, print_summary, render_html, render_markdown
+from pooldoctor.report.chartdata import build_charts
+from pooldoctor.report.charts import chart_svg
+from pooldoctor.report.lead import short_target
+from pooldoctor.report.model import ChartData, Report
+from pooldoctor.report.present import evidence_tables
+from pooldoctor.report.terminal import TERMINAL_REMEDIATION_STEPS, paste_commands
+from pooldoctor.runbooks import (
+    first_mitigation_step,
+    get_runbook,
+    load_runbooks,
+    runbook_url,
+    section_item_blocks,
+    section_items,
+)
+from tests.data.checks import cases
+from tests.evidence_builders import NOW, events, evidence, log_file, pool, pool_sample
+
+_NUMBER_PAIR = re.compile(r"(-?[\d.]+) (-?[\d.]+)")
+
+
+def _chart(charts: tuple[ChartData, ...], slug: str) -> ChartData:
+    return next(chart for chart in charts if chart.slug == slug)
+
+
+def _report(site_url: str | None = None) -> Report:
+    leak = cases.connection_leak()
+    return build_report(
+        leak,
+        diagnose(leak),
+        generated_at=NOW,
+        runbooks=load_runbooks(),
+        runbook_base_url=site_url,
+    )
+
+
+def _drawn_ys(svg: str, key: str) -> list[float]:
+    group = svg[svg.index(f'<g id="series-{key}">') :]
+    path = re.search(r'<path d="([^"]+)"', group)
+    assert path is not None
+    return [float(y) for _, y in _NUMBER_PAIR.findall(path.group(1))]
+
+
+def test_pool_chart_draws_each_sample_at_its_value() -> None:
+    values = [4, 9, 17, 30, 30, 22]
+    times = [NOW - timedelta(seconds=10 * (len(values) - i)) for i in range(len(values))]
+    bundle = evidence(
+        pools=[
+            pool(
+                *(
+                    pool_sample(at, v, waiting=max(0, v - 25))
+                    for at, v in zip(times, values, strict=True)
+                )
+            )
+        ]
+    )
+    chart = _chart(build_charts(bundle, ()), "pool-usage-1")
+    checked_out = next(s for s in chart.series if s.key == "checked-out")
+    assert checked_out.ys == tuple(float(v) for v in values)
+    assert next(s for s in chart.series if s.key == "capacity").ys == (30.0,) * len(values)
+    ys = _drawn_ys(chart_svg(chart), "checked-out")
+    assert len(ys) == len(values)
+    # One linear map from value to SVG y (which grows downwards) fits every drawn point.
+    scale = (ys[3] - ys[0]) / (values[3] - values[0])
+    assert scale < 0
+    assert all(
+        abs(ys[0] + scale * (v - values[0]) - y) < 0.05 for v, y in zip(values, ys, strict=True)
+    )
+
+
+def test_error_chart_counts_are_the_logged_per_minute_counts() -> None:
+    leak = cases.connection_leak()
+    report = build_report(leak, diagnose(leak), generated_at=NOW)
+    chart = _chart(report.charts, "errors-per-minute")
+    logged: Counter[tuple[str, object]] = Counter()
+    for log in leak.logs:
+        for summary in log.events:
+            for item in summary.per_minute:
+                logged[(summary.event.value, item.minute)] += item.count
+    drawn = {
+        (series.key, minute): count
+        for series in chart.series
+        for minute, count in zip(series.xs, series.ys, strict=True)
+        if count
+    }
+    assert drawn == {key: float(count) for key, count in logged.items()}
+    assert [mark.label for mark in chart.marks] == ["first error", "peak"]
+    assert "QueuePool timeouts" in chart.alt
+
+
+def test_connection_and_age_charts_count_every_session_and_checkout() -> None:
+    leak = cases.connection_leak()
+    charts = build_charts(leak, ())
+    latest = max(leak.postgres.samples, key=lambda s: s.at) if leak.postgres else None
+    assert latest is not None
+    states = Counter(b.state for b in latest.backends)
+    connections = _chart(charts, "server-connections")
+    assert {s.label: sum(s.ys) for s in connections.series} == {
+        k: float(v) for k, v in states.items()
+    }
+    ages = _chart(charts, "held-by-age")
+    holders = leak.pools[0].samples[-1].holders
+    counted = {s.key: sum(s.ys) for s in ages.series}
+    assert counted == {"sessions": float(len(latest.backends)), "checkouts": float(len(holders))}
+    assert not ages.stacked
+
+
+def test_charts_have_titles_and_text_alternatives_in_html_and_files_in_markdown() -> None:
+    report = _report()
+    html = render_html(report)
+    assert html.count('<figure class="chart"') == len(report.charts) == 4
+    for chart in report.charts:
+        assert f'<title id="{chart.slug}-title">' in html
+        assert f'<desc id="{chart.slug}-desc">' in html
+    markdown = render_markdown(report)
+    for chart in report.charts:
+        assert f"](charts/{chart.slug}.svg " in markdown
+
+
+def test_the_same_evidence_draws_the_same_svg() -> None:
+    chart = _chart(build_charts(cases.connection_leak(), ()), "pool-usage-1")
+    assert chart_svg(chart) == chart_svg(chart)
+
+
+def test_lead_names_cause_place_numbers_and_first_step() -> None:
+    report = _report()
+    lead = report.lead
+    assert lead is not None
+    top = report.findings[0]
+    assert lead.what.startswith(top.title)
+    assert "app/api/orders.py:42 in create_order" in lead.where
+    assert "212 QueuePool timeouts" in lead.impact and "since 2026-11-21" in lead.impact
+    assert lead.do_now.startswith(top.remediation[0])
+    assert f"pooldoctor runbooks show {top.runbook}" in lead.do_now
+    markdown = render_markdown(report)
+    assert markdown.splitlines()[0] == f"# {top.title} (CRITICAL, pooldoctor)"
+    assert markdown.index("- **Do now:**") < markdown.index("## Charts")
+
+
+def test_postmortem_has_the_template_sections_and_owner_checkboxes() -> None:
+    report = _report()
+    postmortem = report.postmortem
+    assert postmortem is not None
+    top = report.findings[0]
+    assert postmortem.action_items[: len(top.remediation)] == top.remediation
+    assert any(item.startswith("Prevent: ") for item in postmortem.action_items)
+    markdown = render_markdown(report)
+    sections = ["## Postmortem", "### Impact", "### Detection", "### Timeline (UTC)"]
+    sections += ["### Root cause", "### Action items"]
+    positions = [markdown.index(section) for section in sections]
+    assert positions == sorted(positions) and markdown.index("## Findings") < positions[0]
+    boxes = [line for line in markdown.splitlines() if line.startswith("- [ ] ")]
+    assert len(boxes) == len(postmortem.action_items)
+    assert all(line.endswith("— owner:") for line in boxes)
+
+
+def test_symptom_is_folded_into_its_cause() -> None:
+    report = _report()
+    symptoms = [f for f in report.findings if f.role.value == "symptom"]
+    assert symptoms and symptoms[0].id in report.findings[0].explains
+    markdown = render_markdown(report)
+    assert f"### 2. {symptoms[0].title}" not in markdown
+    assert f"_Explains the symptom **{symptoms[0].title}**" in markdown
+
+
+def test_without_site_url_each_finding_names_the_runbook_command_and_first_step() -> None:
+    report = _report()
+    markdown = render_markdown(report)
+    for finding in report.findings:
+        step = first_mitigation_step(get_runbook(finding.runbook))
+        assert finding.runbook_first_step == step and step
+    assert (
+        "Runbook: `pooldoctor runbooks show connection-leak`. First mitigation step: " in markdown
+    )
+
+
+def test_report_and_alerts_share_one_runbook_url_rule() -> None:
+    site = "https://ops.example.com/pooldoctor/"
+    report = _report(site)
+    alert_urls = {
+        rule["annotations"]["runbook_url"]
+        for group in rules_document(site)["groups"]
+        for rule in group["rules"]
+    }
+    leak_url = runbook_url(site, "connection-leak")
+    assert leak_url == "https://ops.example.com/pooldoctor/runbooks/connection-leak/"
+    assert report.findings[0].runbook_url == leak_url and leak_url in alert_urls
+    assert f'<a href="{leak_url}">' in render_html(report)
+
+
+def test_evidence_tables_hide_empty_values_and_use_words() -> None:
+    tables = evidence_tables(
+        {
+            "stuck_pids": [1, 2],
+            "gc_cleanups": {"events": ["gc_cleanup"], "count": 0, "recent_count": 0},
+            "waiting_now": 0,
+            "notes": [],
+            "points_to": "connection-leak:api",
+        }
+    )
+    assert [t.title for t in tables] == [None]
+    assert tables[0].columns == ("Reading", "Value")
+    assert tables[0].rows == (("Stuck PIDs", "1, 2"), ("Waiting now", "0"))
+
+
+def test_plain_words_not_error_codes_in_the_timeline_labels() -> None:
+    bundle = evidence(
+        logs=[
+            log_file(
+                events(LogEvent.POOL_TIMEOUT, 5, last=NOW),
+                events(LogEvent.STATEMENT_TIMEOUT, 2, last=NOW),
+            )
+        ]
+    )
+    report = build_report(bundle, diagnose(bundle), generated_at=NOW)
+    text = " ".join(entry.event for entry in report.timeline)
+    assert "QueuePool timeouts" in text and "statement timeouts" in text
+    assert not re.search(r"\((3o7r|57014)\)", text)
+
+
+def test_terminal_prints_commands_after_the_box_one_per_line_unwrapped() -> None:
+    report = _report()
+    printed = io.StringIO()
+    print_summary(report, Console(file=printed, width=60, force_terminal=False))
+    lines = printed.getvalue().splitlines()
+    after_box = lines[next(i for i, line in enumerate(lines) if line.startswith("╰")) + 1 :]
+    assert after_box[0] == "Commands (one per line, ready to paste):"
+    expected = paste_commands(report.findings[0].remediation[:TERMINAL_REMEDIATION_STEPS])
+    assert expected and any(len(command) > 60 for command in expected)
+    assert after_box[1 : 1 + len(expected)] == expected
+
+
+def test_runbook_sections_parse_into_steps() -> None:
+    body = (
+        "## Mitigation\n\n1. Cancel it:\n\n   ```sql\n   SELECT pg_cancel_backend(42);\n   ```\n\n"
+        "2. Then [look](other.md) again,\n   carefully.\n\n## Prevention\n\n- Keep `timeouts`.\n"
+    )
+    assert section_items(body, "Mitigation") == (
+        "Cancel it: `SELECT pg_cancel_backend(42);`",
+        "Then look again, carefully.",
+    )
+    assert section_items(body, "Prevention") == ("Keep `timeouts`.",)
+    assert section_item_blocks(body, "Mitigation")[0] == (
+        "Cancel it:",
+        "",
+        "```sql",
+        "SELECT pg_cancel_backend(42);",
+        "```",
+    )
+
+
+def test_database_target_is_shortened_for_the_lead() -> None:
+    assert (
+        short_target("host=db.internal port=5432 user=app dbname=orders")
+        == "db.internal:5432/orders"
+    )
+    assert short_target("postgresql://app@db/orders") == "postgresql://app@db/orders"
+
+
+def test_checkouts_from_one_code_path_are_one_timeline_row() -> None:
+    report = _report()
+    rows = [e.event for e in report.timeline if e.kind.value == "holder"]
+    assert rows == [
+        "18 checkouts by app/api/orders.py:42 in create_order began and were still held at "
+        "collection time (held 10m 22s to 14m 37s)",
+        "12 checkouts by app/api/items.py:17 in list_items began and were still held at "
+        "collection time (held 0s)",
+    ]
