@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import io
 import json
+import os
+import pty
 import re
+import select
+import subprocess
+import sys
+import time
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -29,7 +36,9 @@ from pooldoctor.lab.load import request_once
 from pooldoctor.lab.webapp import LabConfig, run_lab_app
 from pooldoctor.watch.model import SortKey, build_view, scoped_command, timeouts_per_minute
 from pooldoctor.watch.render import render_view, status_line
+from tests.httpserver import LocalHTTPServer, Response
 
+HANG_BOUND_SECONDS = 30.0  # generous: the point is that it ends, not how fast
 ROUND_LINE = r"^\d\d:\d\d:\d\dZ round \d+ (OK|WARNING|CRITICAL|UNKNOWN): "
 AT = datetime(2026, 11, 21, 9, 30, tzinfo=UTC)
 
@@ -209,3 +218,61 @@ def test_counter_reset_gives_no_rate() -> None:
     )
     assert timeouts_per_minute(samples) is None
     assert SortKey.STATE.next() is SortKey.AGE
+
+
+def _drain(master: int, until: float, stop: Callable[[bytes], bool]) -> bytes:
+    """Read the terminal's output until `stop(output)` or the deadline."""
+    output = b""
+    while time.monotonic() < until and not stop(output):
+        ready, _, _ = select.select([master], [], [], 0.1)
+        if ready:
+            try:
+                output += os.read(master, 65536)
+            except OSError:  # the child closed the terminal
+                break
+    return output
+
+
+def test_keys_in_a_real_terminal_sort_pause_and_quit(
+    http_server: LocalHTTPServer, tmp_path: Path
+) -> None:
+    payload = {
+        **{"size": 20, "max_overflow": 10, "checked_out": 28, "overflow": 8, "timeout": 30},
+        "holders": [{"origin": "app/orders.py:42 in create", "age_seconds": 95.0}],
+    }
+    http_server.routes["/pool-status"] = Response(body=json.dumps(payload))
+    record = tmp_path / "keys.json"
+    master, slave = pty.openpty()
+    child = subprocess.Popen(
+        [
+            *(sys.executable, "-c", "from pooldoctor.cli import main; main()", "watch"),
+            *("--pool-status", http_server.url("/pool-status"), "--interval", "0.3"),
+            *("--record", str(record)),
+        ],
+        stdin=slave,
+        stdout=slave,
+        stderr=slave,
+        env={**os.environ, "COLUMNS": "120", "LINES": "40", "TERM": "xterm"},
+    )
+    os.close(slave)
+    try:
+        deadline = time.monotonic() + HANG_BOUND_SECONDS
+        screen = _drain(master, deadline, lambda out: b"keys: s sort" in out)
+        assert b"28/30 (93%)" in screen and b"WARNING" in screen
+        assert b"sorted by age" in screen
+        os.write(master, b"s")
+        screen = _drain(master, deadline, lambda out: b"sorted by pid" in out)
+        assert b"sorted by pid" in screen
+        os.write(master, b"p")
+        screen = _drain(master, deadline, lambda out: b"PAUSED" in out)
+        assert b"PAUSED" in screen
+        os.write(master, b"q")
+        _drain(master, deadline, lambda out: child.poll() is not None)
+        # q ends it like --duration: the exit code is the last round's status
+        assert child.wait(timeout=HANG_BOUND_SECONDS) == ExitCode.WARNING
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.wait()
+        os.close(master)
+    assert evidence_from_json(record.read_text()).pools[0].samples
