@@ -17,7 +17,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 TARGET_SECONDS = 0.25  # the brief: `--help` and `check` under a quarter of a second here
-ROUNDS = 7
+ROUNDS = 15  # best of: the machine is shared, the minimum is the start-up cost itself
 TOP_IMPORTS = 8
 PAYLOAD = json.dumps(
     {"size": 20, "max_overflow": 10, "checked_out": 28, "overflow": 8, "timeout": 30.0}
