@@ -1,4 +1,19 @@
-"""Run every check, rank the findings and set the overall status.
+"""Run every check on one set of readings, arbitrate look-alikes, rank, set the overall status.
+
+Arbitration (`arbitrate`): where two check families compete for the same evidence, the tie is
+broken here and nowhere else:
+  A. leak vs thread-pool deadlock: when the deadlock signature fits at least DEADLOCK_DISCOUNT as
+     well as a current leak signature whose holders' threads are all alive (finished threads wait
+     on nothing), the leak findings (connection-leak, async-cancellation-leak) keep only
+     DEADLOCK_DISCOUNT of their confidence and say so (`discounted_for`);
+  B. leak vs async cancellation: when async-cancellation-leak explains the leak (cancellation
+     hints), connection-leak keeps CANCELLATION_DISCOUNT of its confidence;
+  C. leak vs streaming: holders whose origin is streaming code belong to streaming-holds-session;
+     the leak reading leaves them out (readings.streaming.is_streaming);
+  D. leak vs idle in transaction: sessions the leak reading claims (readings.leaked_pids: old
+     persistent transactions, sessions of checkouts whose thread finished) are not counted as
+     idle in transaction.
+C and D partition the evidence in the readings, so both families see the same split.
 
 Ranking rule (findings[0] is the most probable root cause):
   1. actionable findings (critical/warning) before informational ones (history, context);
@@ -14,10 +29,16 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import replace
 
-from pooldoctor.checks.registry import CHECKS, CheckSpec
+from pooldoctor.checks import async_cancellation, connection_leak
+from pooldoctor.checks.registry import CHECKS
+from pooldoctor.checks.spec import CheckSpec
 from pooldoctor.evidence import Evidence, SourceState
 from pooldoctor.findings import Diagnosis, Finding, Role, Severity, Status
+from pooldoctor.readings import Readings, read
 
+DEADLOCK_DISCOUNT = 0.6  # a leak that a thread-pool deadlock explains at least this well
+CANCELLATION_DISCOUNT = 0.8  # a plain leak that async cancellation explains better
+LEAK_FAMILY = (connection_leak.CHECK, async_cancellation.CHECK)
 _ROLE_RANK = {Role.CAUSE: 0, Role.SYMPTOM: 1, Role.RISK: 2}
 _SEVERITY_RANK = {Severity.CRITICAL: 0, Severity.WARNING: 1, Severity.INFO: 2}
 INTERNAL_ERROR_CHECK = "internal-error"
@@ -77,17 +98,45 @@ def _internal_error(spec: CheckSpec, exc: Exception) -> Finding:
     )
 
 
+def _discounted(finding: Finding, factor: float, reason: str | None = None) -> Finding:
+    evidence = {**finding.evidence, "discounted_for": reason} if reason else finding.evidence
+    return replace(finding, confidence=round(finding.confidence * factor, 2), evidence=evidence)
+
+
+def deadlock_explains_leak(readings: Readings) -> bool:
+    """Rule A: the deadlock signature fits a current leak (held by live threads) nearly as well."""
+    leak, deadlock = readings.leak, readings.deadlock
+    if leak is None or deadlock is None or not leak.current or leak.orphaned_count:
+        return False
+    return deadlock.confidence >= leak.confidence * DEADLOCK_DISCOUNT
+
+
+def arbitrate(readings: Readings, findings: Sequence[Finding]) -> list[Finding]:
+    """Break the ties between look-alike check families (rules A and B above)."""
+    deadlock = deadlock_explains_leak(readings)
+    cancelled = any(f.check == async_cancellation.CHECK for f in findings)
+    arbitrated: list[Finding] = []
+    for finding in findings:
+        if deadlock and finding.check in LEAK_FAMILY:
+            finding = _discounted(finding, DEADLOCK_DISCOUNT, "threadpool-deadlock signature")
+        if cancelled and finding.check == connection_leak.CHECK:
+            finding = _discounted(finding, CANCELLATION_DISCOUNT)
+        arbitrated.append(finding)
+    return arbitrated
+
+
 def diagnose(
     evidence: Evidence, *, checks: Sequence[CheckSpec] = CHECKS, strict: bool = False
 ) -> Diagnosis:
     """Run the checks; a failing check becomes an INFO finding unless `strict` (tests) re-raises."""
+    readings = read(evidence)
     findings: list[Finding] = []
     for spec in checks:
         try:
-            findings.extend(spec.run(evidence))
+            findings.extend(spec.check(readings))
         except Exception as exc:
             if strict:
                 raise
             findings.append(_internal_error(spec, exc))
-    ranked = rank(findings)
+    ranked = rank(arbitrate(readings, findings))
     return Diagnosis(status=overall_status(evidence, ranked), findings=tuple(ranked))

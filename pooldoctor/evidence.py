@@ -88,6 +88,8 @@ class PoolSample:
     counters: dict[str, float] = field(default_factory=dict)
     holders: tuple[Holder, ...] = ()
     notes: tuple[str, ...] = ()  # how the payload was read: summed series, ignored values
+    holders_total: int | None = None  # every checkout held, beyond the oldest ones listed
+    holders_dead_threads: int | None = None  # held by threads that have finished, listed or not
 
     @property
     def capacity(self) -> int | None:
@@ -101,6 +103,31 @@ class PoolSample:
         if self.max_overflow < 0:
             return None
         return self.size + self.max_overflow
+
+    @property
+    def in_use(self) -> int | None:
+        """Connections checked out: the payload's count, else psycopg_pool's size - available."""
+        if self.checked_out is not None:
+            return self.checked_out
+        if "pool_size" in self.counters and "pool_available" in self.counters:
+            return int(self.counters["pool_size"] - self.counters["pool_available"])
+        return None
+
+    @property
+    def queued(self) -> int:
+        """Callers waiting for a connection: the payload's count, else psycopg_pool's, else 0."""
+        if self.waiting is not None:
+            return self.waiting
+        return int(self.counters.get("requests_waiting", 0))
+
+    @property
+    def full(self) -> bool:
+        """At capacity (every connection checked out) or callers already waiting."""
+        if self.queued > 0:
+            return True
+        capacity = self.capacity
+        in_use = self.in_use
+        return capacity is not None and in_use is not None and in_use >= capacity > 0
 
 
 @dataclass(frozen=True)

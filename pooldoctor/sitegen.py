@@ -47,6 +47,7 @@ def navigation(runbooks: Mapping[str, Runbook]) -> list[NavItem]:
                 {"Report format": "reference/report-format.md"},
                 {"Checks": "reference/checks.md"},
                 {"Alerts": "reference/alerts.md"},
+                {"Architecture": "reference/architecture.md"},
                 {"App-side helpers": "app-side.md"},
                 {"Leak scanner": "scan.md"},
             ]

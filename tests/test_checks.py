@@ -3,22 +3,22 @@
 from __future__ import annotations
 
 import json
+import sys
 from datetime import timedelta
 from pathlib import Path
 
 import pytest
 
-from pooldoctor.checks.connection_leak import DEAD_THREAD_CONFIDENCE, is_orphaned
 from pooldoctor.checks.registry import CHECKS, CheckSpec, check_named
-from pooldoctor.checks.signals import (
-    fmt_duration,
-    identify_app,
-    recency_weight,
-)
 from pooldoctor.diagnosis import diagnose
+from pooldoctor.durations import format_duration as fmt_duration
 from pooldoctor.durations import server_setting_seconds
 from pooldoctor.evidence import Evidence, evidence_from_json
 from pooldoctor.findings import Finding, Severity
+from pooldoctor.lab.scenarios import SCENARIOS
+from pooldoctor.readings.app import identify_app
+from pooldoctor.readings.leak import DEAD_THREAD_CONFIDENCE, is_orphaned
+from pooldoctor.readings.logs import recency_weight
 from pooldoctor.runbooks import RUNBOOK_SLUGS
 from tests.data.checks import cases
 from tests.data.checks.generate import rendered
@@ -279,3 +279,15 @@ def test_idle_in_transaction_leaves_the_finished_threads_sessions_to_the_leak() 
     idle_tx = check_named("idle-in-transaction")
     assert list(idle_tx.run(leaked)) == []
     assert list(idle_tx.run(_threads(leaked, alive=True))), "same sessions, threads running"
+
+
+def test_runbook_slugs_and_lab_scenarios_are_checked_against_the_registry() -> None:
+    names = {spec.name for spec in CHECKS}
+    assert set(RUNBOOK_SLUGS) == {slug for spec in CHECKS for slug in spec.runbooks}
+    assert set(SCENARIOS) - {"healthy"} <= names
+
+
+def test_each_check_declares_its_identity_in_its_own_module() -> None:
+    for spec in CHECKS:
+        module = sys.modules[spec.check.__module__]
+        assert module.SPEC is spec and spec.name == module.CHECK

@@ -14,8 +14,15 @@ import psycopg
 import pytest
 from psycopg.rows import dict_row
 
-from pooldoctor.checks.registry import CheckSpec
-from pooldoctor.diagnosis import diagnose, rank
+from pooldoctor.checks.registry import check_named
+from pooldoctor.checks.spec import CheckSpec
+from pooldoctor.diagnosis import (
+    CANCELLATION_DISCOUNT,
+    DEADLOCK_DISCOUNT,
+    deadlock_explains_leak,
+    diagnose,
+    rank,
+)
 from pooldoctor.evidence import (
     ActivitySample,
     Backend,
@@ -26,6 +33,7 @@ from pooldoctor.evidence import (
 )
 from pooldoctor.findings import Finding, Role, Severity, Status
 from pooldoctor.lab.cluster import TempCluster
+from pooldoctor.readings import read
 from tests.data.checks import cases
 from tests.evidence_builders import (
     SAMPLE_TIMES,
@@ -310,3 +318,67 @@ def test_real_lock_wait_names_the_maintenance_blocker(
     assert top.evidence["root_blockers"][0]["application_name"] == "pg_dump"
     assert top.evidence["app_waiting"] == APP_WAITERS
     assert f"SELECT pg_terminate_backend({holder_pid});" in " ".join(top.remediation)
+
+
+# --- arbitration: each tie between look-alike check families, broken in one place ------------
+
+
+def _by_check(findings: Sequence[Finding], check: str) -> Finding:
+    return next(f for f in findings if f.check == check)
+
+
+def test_tie_a_a_deadlock_discounts_the_leak_held_by_live_threads() -> None:
+    incident = cases.threadpool_deadlock()
+    alone = _by_check(check_named("connection-leak").run(incident), "connection-leak")
+    diagnosis = diagnose(incident, strict=True)
+    leak = _by_check(diagnosis.findings, "connection-leak")
+    assert deadlock_explains_leak(read(incident))
+    assert leak.confidence == round(alone.confidence * DEADLOCK_DISCOUNT, 2)
+    assert leak.evidence["discounted_for"] == "threadpool-deadlock signature"
+    assert diagnosis.findings[0].check == "threadpool-deadlock"
+
+
+def test_tie_a_finished_threads_are_a_leak_whatever_the_deadlock_says() -> None:
+    incident = cases.connection_leak_finished_threads()
+    assert not deadlock_explains_leak(read(incident))
+    leak = _by_check(diagnose(incident, strict=True).findings, "connection-leak")
+    assert "discounted_for" not in leak.evidence
+
+
+def test_tie_b_async_cancellation_takes_the_leak_it_explains() -> None:
+    incident = cases.async_cancellation_leak()
+    alone = _by_check(check_named("connection-leak").run(incident), "connection-leak")
+    diagnosis = diagnose(incident, strict=True)
+    leak = _by_check(diagnosis.findings, "connection-leak")
+    assert leak.confidence == round(alone.confidence * CANCELLATION_DISCOUNT, 2)
+    assert diagnosis.findings[0].check == "async-cancellation-leak"
+    plain = diagnose(cases.connection_leak(), strict=True)
+    assert (
+        _by_check(plain.findings, "connection-leak").confidence
+        == _by_check(
+            check_named("connection-leak").run(cases.connection_leak()), "connection-leak"
+        ).confidence
+    )  # no cancellation hints: no discount
+
+
+def test_tie_c_streaming_holders_are_not_a_leak() -> None:
+    incident = cases.streaming_holds_session()
+    readings = read(incident)
+    streamed = [h for h in readings.pool.holders if "stream" in h.origin]
+    assert streamed and max(h.age_seconds for h in streamed) > 60  # old enough to look leaked
+    assert readings.leak is None or not any(
+        "stream" in str(row["origin"]) for row in readings.leak.holder_rows
+    )
+    checks = {f.check for f in diagnose(incident, strict=True).findings}
+    assert "streaming-holds-session" in checks and "connection-leak" not in checks
+
+
+def test_tie_d_sessions_the_leak_claims_are_not_idle_in_transaction() -> None:
+    incident = cases.connection_leak()
+    readings = read(incident)
+    assert readings.leak is not None
+    assert {h.pid for h in readings.leak.stuck} <= readings.leaked_pids
+    checks = {f.check for f in diagnose(incident, strict=True).findings}
+    assert "connection-leak" in checks and "idle-in-transaction" not in checks
+    rotating = read(cases.idle_in_transaction())
+    assert rotating.leaked_pids == frozenset()

@@ -5,16 +5,23 @@ from __future__ import annotations
 import json
 import socket
 import sqlite3
+import threading
 from datetime import UTC, datetime
 from typing import Any
 
 import pytest
+from sqlalchemy import create_engine
 from sqlalchemy.pool import NullPool, QueuePool
 
+from pooldoctor.app import instrument, pool_status, uninstrument
+from pooldoctor.app.status import MAX_HOLDERS
 from pooldoctor.collect.pool_payloads import HTML_MESSAGE, PayloadError, parse_pool_payload
 from pooldoctor.collect.pool_status import describe_error
 from pooldoctor.evidence import Holder, PoolSample
+from pooldoctor.readings import read
 from pooldoctor.redact import is_sensitive_param, redact_url
+from pooldoctor.status_schema import HOLDER_FIELDS, POOL_FIELDS
+from tests.evidence_builders import evidence, pool
 
 AT = datetime(2026, 11, 21, 9, 30, tzinfo=UTC)
 
@@ -382,3 +389,59 @@ def test_dns_failure_is_described() -> None:
     error = socket.gaierror(socket.EAI_NONAME, "Name or service not known")
     message = describe_error(error, "app.example.invalid:8000")
     assert message == "DNS lookup failed for app.example.invalid: Name or service not known"
+
+
+# --- the app's payload schema: written by app/status.py, read back field by field ------------
+
+
+def _hold_in_finished_threads(engine: Any, count: int, kept: list[Any]) -> None:
+    for index in range(count):
+        worker = threading.Thread(target=lambda: kept.append(engine.connect()), name=f"req-{index}")
+        worker.start()
+        worker.join(10)
+        assert not worker.is_alive()
+
+
+def test_every_schema_field_round_trips_from_the_app_to_the_sample() -> None:
+    engine = create_engine("sqlite://", poolclass=QueuePool, creator=sqlite_connection,
+                           pool_size=20, max_overflow=10, pool_timeout=7)  # fmt: skip
+    instrument(engine)
+    kept: list[Any] = []
+    try:
+        _hold_in_finished_threads(engine, 23, kept)
+        kept.append(engine.connect())  # one held by this (live) thread
+        payload = pool_status(engine)
+    finally:
+        for connection in kept:
+            connection.close()
+        uninstrument(engine)
+        engine.dispose()
+    assert tuple(payload) == POOL_FIELDS
+    assert all(tuple(holder) == HOLDER_FIELDS for holder in payload["holders"])
+    sample = parse(json.dumps(payload))
+    for name in ("size", "checked_out", "checked_in", "overflow", "max_overflow", "timeout"):
+        assert getattr(sample, name) == payload[name], name
+    assert sample.counters == {k: float(v) for k, v in payload["counters"].items()}
+    assert sample.payload_format == "json" and payload["pool_class"] == "QueuePool"
+    assert payload["instrumented"] is True
+    assert [(h.origin, h.age_seconds, h.thread, h.thread_alive) for h in sample.holders] == [
+        tuple(holder.values()) for holder in payload["holders"]
+    ]
+    assert (sample.holders_total, sample.holders_dead_threads) == (24, 23)
+    assert len(sample.holders) == MAX_HOLDERS  # the rest are only counted
+
+
+def test_the_leak_reading_counts_dead_threads_beyond_the_listed_holders() -> None:
+    listed = tuple(
+        Holder(f"app/orders.py:42 in create_order #{i}", 30.0 - i, f"req-{i}", False)
+        for i in range(MAX_HOLDERS)
+    )
+    samples = [
+        PoolSample(at=AT, payload_format="json", size=20, checked_out=30, max_overflow=10,
+                   holders=listed, holders_total=30, holders_dead_threads=28)
+    ]  # fmt: skip
+    incident = evidence(pools=[pool(*samples)])
+    leak = read(incident).leak
+    assert leak is not None and leak.orphaned_count == 28
+    assert "28 connections held by threads that have already finished" in leak.reasons[0]
+    assert "8 more beyond the holders the app lists" in leak.reasons[0]

@@ -250,14 +250,14 @@ def test_pg_stat_activity_ages_become_events() -> None:
         ),
         (
             at(9, 30),
-            "pid 4242 (api) began the transaction still open at collection time (open 15m 10s; "
+            "pid 4242 (api) began the transaction still open at collection time (open 15m10s; "
             "idle in transaction; last query: UPDATE accounts SET balance = balance - 1 "
             "WHERE id = 1)",
             False,
         ),
         (
             at(9, 43),
-            "pid 4400 (api) started the query still running at collection time (2m 10s): "
+            "pid 4400 (api) started the query still running at collection time (2m10s): "
             "SELECT pg_sleep(600)",
             False,
         ),
@@ -302,13 +302,13 @@ def test_holders_are_dated_sample_time_minus_age() -> None:
     assert [(e.at, e.event, e.inferred) for e in holders] == [
         (
             at(9, 35, 10),
-            "checkout by api/orders.py:41 still held at collection time (held 10m 00s, "
+            "checkout by api/orders.py:41 still held at collection time (held 10m00s, "
             "thread worker-3)",
             True,
         ),
         (
             NOW - timedelta(seconds=90.5),
-            "checkout by jobs.py:9 still held at collection time (held 1m 30s)",
+            "checkout by jobs.py:9 still held at collection time (held 1m30s)",
             True,
         ),
     ]
@@ -385,6 +385,6 @@ def test_idle_time_is_stated_when_the_transaction_worked_after_it_began() -> Non
     ev = evidence(postgres=PostgresEvidence("db", samples=(ActivitySample(NOW, (rotating,)),)))
     [entry] = [e for e in timeline(ev) if e.source == "postgres" and e.at == at(9, 40)]
     assert entry.event == (
-        "pid 7000 (api) began the transaction still open at collection time (open 5m 10s; "
-        "idle in transaction for the last 2m 00s; last query: SELECT * FROM carts WHERE id = 3)"
+        "pid 7000 (api) began the transaction still open at collection time (open 5m10s; "
+        "idle in transaction for the last 2m00s; last query: SELECT * FROM carts WHERE id = 3)"
     )

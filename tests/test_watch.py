@@ -195,7 +195,7 @@ def test_view_shows_fill_rates_groups_holders_and_the_scoped_command() -> None:
     assert [row.pid for row in by_pid.sessions] == [101, 102, None]
     line = status_line(view)
     assert "http://app-1:8000/pool-status 28/30 (93%) 3 waiting 12.0 timeouts/min" in line
-    assert "1 idle in transaction (oldest 1m 30s)" in line
+    assert "1 idle in transaction (oldest 1m30s)" in line
     screen = Console(file=io.StringIO(), width=160, record=True)
     screen.print(render_view(view, SortKey.AGE, paused=True, interval=2))
     text = screen.export_text()

@@ -10,6 +10,7 @@ from urllib.parse import parse_qs
 
 from pooldoctor.app import prometheus
 from pooldoctor.app.status import pool_status
+from pooldoctor.status_schema import ENGINES_KEY
 
 JSON_CONTENT_TYPE = "application/json"
 DEFAULT_ENGINE_LABEL = "default"
@@ -71,4 +72,4 @@ def respond(
         return Response(200, prometheus.CONTENT_TYPE, prometheus.render(payloads).encode())
     if len(payloads) == 1:
         return _json(200, next(iter(payloads.values())))
-    return _json(200, {"engines": payloads})
+    return _json(200, {ENGINES_KEY: payloads})

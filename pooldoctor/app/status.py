@@ -7,6 +7,7 @@ from typing import Any
 from sqlalchemy.pool import Pool, QueuePool, SingletonThreadPool
 
 from pooldoctor.app.instrument import Checkout, PoolTracker, sync_engine_of, tracker_for
+from pooldoctor.status_schema import HolderPayload, PoolStatusPayload
 
 MAX_HOLDERS = 20  # the oldest holders explain a leak; more would bloat every poll of the endpoint
 AGE_DECIMALS = 3
@@ -38,7 +39,7 @@ def _pool_numbers(pool: Pool, tracked_checkouts: int | None) -> dict[str, Any]:
     }
 
 
-def _holder(checkout: Checkout, age: float, alive: bool | None) -> dict[str, Any]:
+def _holder(checkout: Checkout, age: float, alive: bool | None) -> HolderPayload:
     return {
         "origin": checkout.origin(),
         "age_seconds": round(age, AGE_DECIMALS),
@@ -61,7 +62,7 @@ def _threads_alive(tracker: PoolTracker | None, held: list[Checkout]) -> list[bo
     ]
 
 
-def pool_status(engine: Any, max_holders: int = MAX_HOLDERS) -> dict[str, Any]:
+def pool_status(engine: Any, max_holders: int = MAX_HOLDERS) -> PoolStatusPayload:
     """The pool's numbers, plus holders (oldest first) and counters when instrumented.
 
     Each holder says whether the thread that checked it out is still alive (None in a forked
@@ -72,15 +73,22 @@ def pool_status(engine: Any, max_holders: int = MAX_HOLDERS) -> dict[str, Any]:
     tracker = tracker_for(sync_engine)
     held = tracker.oldest_first() if tracker is not None else []
     alive = _threads_alive(tracker, [checkout for checkout, _age in held])
-    payload = _pool_numbers(pool, len(held) if tracker is not None else None)
-    payload["holders"] = [
-        _holder(checkout, age, is_alive)
-        for (checkout, age), is_alive in zip(held[:max_holders], alive, strict=False)
-    ]
-    payload["counters"] = tracker.counters() if tracker is not None else {}
-    payload["pool_class"] = type(pool).__name__
-    payload["instrumented"] = tracker is not None
-    payload["holders_total"] = len(held) if tracker is not None else None
+    numbers = _pool_numbers(pool, len(held) if tracker is not None else None)
     knows_threads = tracker is not None and not tracker.forked()
-    payload["holders_dead_threads"] = alive.count(False) if knows_threads else None
-    return payload
+    return {
+        "size": numbers["size"],
+        "checked_out": numbers["checked_out"],
+        "checked_in": numbers["checked_in"],
+        "overflow": numbers["overflow"],
+        "max_overflow": numbers["max_overflow"],
+        "timeout": numbers["timeout"],
+        "holders": [
+            _holder(checkout, age, is_alive)
+            for (checkout, age), is_alive in zip(held[:max_holders], alive, strict=False)
+        ],
+        "counters": dict(tracker.counters()) if tracker is not None else {},
+        "pool_class": type(pool).__name__,
+        "instrumented": tracker is not None,
+        "holders_total": len(held) if tracker is not None else None,
+        "holders_dead_threads": alive.count(False) if knows_threads else None,
+    }

@@ -2,45 +2,45 @@
 
 from __future__ import annotations
 
-from pooldoctor.checks.common import app_label
-from pooldoctor.checks.connection_leak import (
-    cancellation_hints,
-    leak_evidence,
-    leak_remediation,
-    leak_severity,
-    leak_signature,
-)
-from pooldoctor.evidence import Evidence
+from pooldoctor.checks.common import finding, leak_remediation
+from pooldoctor.checks.spec import CheckSpec
 from pooldoctor.findings import Finding
+from pooldoctor.readings import Readings
+from pooldoctor.readings.leak import leak_evidence, leak_severity
 
 CHECK = "async-cancellation-leak"
-RUNBOOK = "async-cancellation-leak"
+HINT_CONFIDENCE = 0.05  # each independent sign of cancellation adds this much to the leak's
 
 
-def check(evidence: Evidence) -> list[Finding]:
-    signature = leak_signature(evidence)
-    if signature is None:
+def check(readings: Readings) -> list[Finding]:
+    """The leak signature when something ties it to cancelled async work."""
+    signature = readings.leak
+    hints = list(readings.cancellation)
+    if signature is None or not hints:
         return []
-    hints = cancellation_hints(evidence, signature)
-    if not hints:
-        return []
-    label = app_label(evidence)
-    steps = leak_remediation(evidence, signature)
+    steps = leak_remediation(readings, signature)
     steps[:0] = [
         "Upgrade SQLAlchemy (cancellation fixes: #8145, #6652, #12077) and asyncpg",
         "Shield connection cleanup from cancellation (asyncio.shield around close) and avoid "
         "middleware that cancels the request task on client disconnect",
     ]
     return [
-        Finding(
-            id=f"{CHECK}:{label}",
-            check=CHECK,
+        finding(
+            CHECK,
+            readings.label,
             severity=leak_severity(signature),
-            confidence=round(min(0.97, signature.confidence + 0.05 * len(hints)), 2),
+            confidence=round(min(0.97, signature.confidence + HINT_CONFIDENCE * len(hints)), 2),
             title="Async cancellation leak: cancelled tasks leave connections checked out",
             summary="; ".join([*signature.reasons, *hints]),
-            runbook=RUNBOOK,
             evidence={**leak_evidence(signature), "cancellation_hints": hints},
             remediation=tuple(steps),
         )
     ]
+
+
+SPEC = CheckSpec(
+    CHECK,
+    (CHECK,),
+    "A leak signature correlated with client disconnects or async driver cleanup.",
+    check,
+)

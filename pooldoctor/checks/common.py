@@ -1,28 +1,18 @@
-"""Small helpers shared by checks: app labels, terminate/cancel statements, timeout suggestions."""
+"""Small helpers shared by checks: terminate/cancel statements, ALTER ROLE, log findings, leaks."""
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from typing import Any
 
-from pooldoctor.checks.signals import LogSignal, identify_app, instance_label
-from pooldoctor.evidence import Evidence
-from pooldoctor.findings import Finding, Severity
+from pooldoctor.durations import format_duration
+from pooldoctor.findings import Finding, Role, Severity
+from pooldoctor.readings import Readings
+from pooldoctor.readings.leak import LeakSignature
+from pooldoctor.readings.logs import LogSignal
+from pooldoctor.readings.pools import UNREPORTED_ORIGIN
 
 MAX_STATEMENTS = 10  # pg_terminate/pg_cancel calls spelled out before pointing at a query instead
-NICE_TIMEOUTS = (60, 120, 300, 600, 900, 1800, 3600)  # round suggestions to values people set
-IDLE_TX_TIMEOUT_FACTOR = 2.0  # a backstop twice the longest legitimate idle-in-transaction age
-
-
-def app_label(evidence: Evidence) -> str:
-    """Short name of the app: its application_name or role, else its first pool endpoint."""
-    app = identify_app(evidence.postgres)
-    if app is not None:
-        return app.short
-    for instance in evidence.pools:
-        return instance_label(instance)
-    return "app"
 
 
 def backend_calls(function: str, pids: Sequence[int]) -> str:
@@ -33,14 +23,6 @@ def backend_calls(function: str, pids: Sequence[int]) -> str:
     return calls
 
 
-def nice_timeout(seconds: float) -> int:
-    """Round a suggested timeout up to a conventional value between 1 min and 1 h."""
-    for value in NICE_TIMEOUTS:
-        if seconds <= value:
-            return value
-    return NICE_TIMEOUTS[-1]
-
-
 def pg_interval(seconds: int) -> str:
     """'5min' / '90s' / '1h' as PostgreSQL accepts in SET."""
     if seconds % 3600 == 0:
@@ -48,12 +30,6 @@ def pg_interval(seconds: int) -> str:
     if seconds % 60 == 0:
         return f"{seconds // 60}min"
     return f"{seconds}s"
-
-
-def idle_tx_timeout_suggestion(legitimate_ages: Sequence[float]) -> int:
-    """A backstop above the idle-in-transaction ages the app legitimately shows."""
-    longest = max(legitimate_ages, default=0.0)
-    return nice_timeout(math.ceil(longest * IDLE_TX_TIMEOUT_FACTOR))
 
 
 def alter_role(role: str | None, setting: str, seconds: int) -> str:
@@ -103,5 +79,71 @@ def log_finding(
         summary=summary,
         runbook=check,
         evidence=facts,
+        remediation=tuple(remediation),
+    )
+
+
+def leak_remediation(readings: Readings, signature: LeakSignature) -> list[str]:
+    """Fix the code path, free the leaked backends, and the one idle-in-transaction backstop."""
+    steps: list[str] = []
+    if signature.holder_rows and signature.holder_rows[0]["origin"] != UNREPORTED_ORIGIN:
+        top = signature.holder_rows[0]
+        finished = any(h.origin == top["origin"] for h in signature.orphaned)
+        steps.append(
+            f"Fix the code path that keeps connections: {top['origin']} holds {top['count']} "
+            f"for up to {format_duration(top['oldest_seconds'])}"
+            + (" after its thread finished" if finished else "")
+            + "; use `with Session(engine) as session:` / `async with` so every exit path "
+            "returns the connection"
+        )
+    else:
+        steps.append(
+            "Find the code path: log pool checkout/checkin events with a stack origin "
+            "(SQLAlchemy `checkout`/`checkin` events) and close every session with `with`/`async "
+            "with`"
+        )
+    pids = [h.pid for h in signature.stuck]
+    if pids:
+        steps.append(f"Free the leaked backends now: {backend_calls('pg_terminate_backend', pids)}")
+    trend = signature.trend
+    if trend is not None and readings.idle_tx_timeout_missing:
+        longest = readings.longest_legitimate_idle_tx
+        seen = format_duration(longest) if longest is not None else "none"
+        statement = alter_role(
+            trend.app.role, "idle_in_transaction_session_timeout", readings.idle_tx_timeout
+        )
+        steps.append(
+            f"Backstop: {statement} (longest legitimate idle in transaction seen: {seen}; the "
+            f"leaked ones are {format_duration(signature.stuck[0].age_seconds)} old)"
+            if signature.stuck
+            else f"Backstop: {statement}"
+        )
+    return steps
+
+
+def finding(
+    check: str,
+    label: str,
+    *,
+    severity: Severity,
+    confidence: float,
+    title: str,
+    summary: str,
+    runbook: str | None = None,
+    role: Role = Role.CAUSE,
+    evidence: dict[str, Any] | None = None,
+    remediation: Sequence[str] = (),
+) -> Finding:
+    """A finding with the usual identity: id `check:label`, the check's own runbook by default."""
+    return Finding(
+        id=f"{check}:{label}",
+        check=check,
+        severity=severity,
+        confidence=confidence,
+        title=title,
+        summary=summary,
+        runbook=runbook or check,
+        role=role,
+        evidence=evidence or {},
         remediation=tuple(remediation),
     )

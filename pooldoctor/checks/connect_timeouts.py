@@ -5,10 +5,12 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from pooldoctor.checks.common import app_label
-from pooldoctor.checks.signals import fmt_duration, log_signal, pool_signal
+from pooldoctor.checks.common import finding
+from pooldoctor.checks.spec import CheckSpec
+from pooldoctor.durations import format_duration
 from pooldoctor.evidence import Evidence, LogEvent
 from pooldoctor.findings import Finding, Severity
+from pooldoctor.readings import Readings
 
 CHECK = "connect-timeouts"
 SLOW_CONNECT_SECONDS = (
@@ -25,7 +27,7 @@ def _observed_connect(evidence: Evidence) -> tuple[float | None, list[str]]:
     pg = evidence.postgres
     if pg is not None and pg.connect_seconds is not None:
         seen.append(pg.connect_seconds)
-        notes.append(f"pooldoctor connected in {fmt_duration(pg.connect_seconds)}")
+        notes.append(f"pooldoctor connected in {format_duration(pg.connect_seconds)}")
     for instance in evidence.pools:
         if not instance.samples:
             continue
@@ -34,14 +36,15 @@ def _observed_connect(evidence: Evidence) -> tuple[float | None, list[str]]:
             mean = counters.get("connections_ms", 0.0) / counters["connections_num"] / 1000
             seen.append(mean)
             notes.append(
-                f"psycopg_pool mean connect {fmt_duration(mean)} "
+                f"psycopg_pool mean connect {format_duration(mean)} "
                 f"over {counters['connections_num']:.0f} connections"
             )
     return (max(seen) if seen else None), notes
 
 
-def check(evidence: Evidence) -> list[Finding]:
-    logs = log_signal(evidence, LogEvent.CONNECT_TIMEOUT, LogEvent.CANNOT_CONNECT_NOW)
+def check(readings: Readings) -> list[Finding]:
+    evidence = readings.evidence
+    logs = readings.log(LogEvent.CONNECT_TIMEOUT, LogEvent.CANNOT_CONNECT_NOW)
     observed, notes = _observed_connect(evidence)
     pg = evidence.postgres
     failure = pg.connect_failure if pg is not None else None
@@ -49,8 +52,8 @@ def check(evidence: Evidence) -> list[Finding]:
         m in f"{failure.category} {failure.message}".lower() for m in TIMEOUT_MARKERS
     )
     configured = evidence.config.connect_timeout if evidence.config else None
-    pool = pool_signal(evidence)
-    label = app_label(evidence)
+    pool = readings.pool
+    label = readings.label
     reasons: list[str] = []
     confidence = 0.0
     if logs.seen and (logs.current or not (observed or own_timeout)):
@@ -66,8 +69,8 @@ def check(evidence: Evidence) -> list[Finding]:
     too_short = configured is not None and observed is not None and configured < observed * 1.5
     if too_short:
         reasons.append(
-            f"configured connect timeout {fmt_duration(configured or 0)} is below the "
-            f"observed connect latency {fmt_duration(observed or 0)}"
+            f"configured connect timeout {format_duration(configured or 0)} is below the "
+            f"observed connect latency {format_duration(observed or 0)}"
         )
         confidence += 0.1
     if confidence <= 0.0:
@@ -86,14 +89,13 @@ def check(evidence: Evidence) -> list[Finding]:
         "log": logs.as_evidence(),
     }
     return [
-        Finding(
-            id=f"{CHECK}:{label}",
-            check=CHECK,
+        finding(
+            CHECK,
+            label,
             severity=severity,
             confidence=round(max(0.05, min(confidence, 0.95)), 2),
             title="Slow or timing-out connection establishment",
             summary="; ".join(reasons),
-            runbook=CHECK,
             evidence=facts,
             remediation=(
                 f"Connect timeout >= {suggested}s (connect_args={{'connect_timeout': {suggested}}})"
@@ -103,3 +105,11 @@ def check(evidence: Evidence) -> list[Finding]:
             ),
         )
     ]
+
+
+SPEC = CheckSpec(
+    CHECK,
+    (CHECK,),
+    "Connect timeouts in logs, slow connects measured, connect timeout below latency.",
+    check,
+)

@@ -2,335 +2,21 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
-from typing import Any
-
-from pooldoctor.checks.common import (
-    alter_role,
-    app_label,
-    backend_calls,
-    idle_tx_timeout_suggestion,
-)
-from pooldoctor.checks.sessions import (
-    HeldSession,
-    SessionTrend,
-    describe_oldest,
-    ratchets,
-    session_trend,
-    sessions_evidence,
-)
-from pooldoctor.checks.signals import (
-    POOL_TIMEOUT_EVENTS,
-    UNREPORTED_ORIGIN,
-    LogSignal,
-    PoolSignal,
-    describe_holders,
-    examples_mention,
-    fmt_duration,
-    group_holders,
-    log_signal,
-    pool_signal,
-    sample_checked_out,
-    setting_seconds,
-)
-from pooldoctor.checks.streaming import STREAM_MARKERS
-from pooldoctor.checks.threadpool_deadlock import deadlock_signature
-from pooldoctor.evidence import Evidence, Holder, LogEvent
-from pooldoctor.findings import Finding, Severity
+from pooldoctor.checks.common import finding, leak_remediation
+from pooldoctor.checks.spec import CheckSpec
+from pooldoctor.findings import Finding
+from pooldoctor.readings import Readings
+from pooldoctor.readings.leak import leak_evidence, leak_severity
 
 CHECK = "connection-leak"
-RUNBOOK = "connection-leak"
-LEAK_MIN_AGE_SECONDS = 60.0  # no web request legitimately holds a session past a gateway timeout
-LEAK_SINGLE_SAMPLE_AGE_SECONDS = 600.0  # with one sample (no trend) only very old ones count
-IDLE_LEAK_SHARE = 0.5  # plainly idle backends must explain half the checked-out pool
-DEADLOCK_DISCOUNT = 0.6  # when the threadpool-deadlock signature fits better
-ASYNC_MARKERS = ("asyncpg", "adaptedconnection", "asyncio", "async ", "await", "anyio", "cancel")
-CANCELLATION_DISCOUNT = 0.8  # when async-cancellation-leak explains the same leak better
-# A checkout whose thread has finished can never be returned by the code that took it: leaked at
-# any age. The floor skips a connection caught mid hand-off as its thread exits.
-DEAD_THREAD_MIN_AGE_SECONDS = 1.0
-DEAD_THREAD_CONFIDENCE = 0.8  # a fact reported by the app itself, not an inference from ages
-# The server is sampled a moment after the app: a leaked transaction, begun after its checkout,
-# is at most this much older than the checkout's reported age.
-SESSION_MATCH_SLACK_SECONDS = 5.0
 
 
-@dataclass(frozen=True)
-class LeakSignature:
-    """Everything that says connections are held and not returned."""
-
-    confidence: float
-    reasons: tuple[str, ...]
-    stuck: tuple[HeldSession, ...]
-    holder_rows: tuple[dict[str, Any], ...]
-    pool: PoolSignal
-    timeouts: LogSignal
-    gc: LogSignal
-    trend: SessionTrend | None
-    current: bool
-    extra: dict[str, Any] = field(default_factory=dict)
-    orphaned: tuple[Holder, ...] = ()  # holders whose thread has finished
-
-
-def _stuck_sessions(trend: SessionTrend, pool: PoolSignal) -> list[HeldSession]:
-    if trend.multi_sample:
-        in_tx = [h for h in trend.persistent_in_tx if h.age_seconds >= LEAK_MIN_AGE_SECONDS]
-        idle = [h for h in trend.persistent_idle if h.age_seconds >= LEAK_MIN_AGE_SECONDS]
-    else:
-        in_tx = [h for h in trend.idle_in_tx if h.age_seconds >= LEAK_SINGLE_SAMPLE_AGE_SECONDS]
-        idle = []
-    # Plainly idle backends look the same whether checked in or leaked: count only as many as
-    # the pool says are checked out beyond what is running or in a transaction.
-    if idle and pool.checked_out_now is not None and pool.full_now:
-        unexplained = pool.checked_out_now - len(trend.active) - len(trend.idle_in_tx)
-        idle = idle[: max(0, unexplained)]
-        if len(idle) < IDLE_LEAK_SHARE * pool.checked_out_now:
-            idle = []
-    else:
-        idle = []
-    return sorted(in_tx + idle, key=lambda h: -h.age_seconds)
-
-
-def is_orphaned(holder: Holder) -> bool:
-    """Held by a thread that has finished (and past the hand-off floor): leaked at any age."""
-    return holder.thread_alive is False and holder.age_seconds >= DEAD_THREAD_MIN_AGE_SECONDS
-
-
-def orphaned_sessions(trend: SessionTrend, orphaned: Sequence[Holder]) -> list[HeldSession]:
-    """The backends of checkouts held by finished threads, at most one each: the app's
-    transactions open and unchanged in every sample, no older than the oldest such checkout."""
-    if not orphaned or not trend.multi_sample:
-        return []
-    oldest = max(h.age_seconds for h in orphaned) + SESSION_MATCH_SLACK_SECONDS
-    matching = [
-        h for h in trend.persistent_in_tx if DEAD_THREAD_MIN_AGE_SECONDS <= h.age_seconds <= oldest
-    ]
-    return matching[: len(orphaned)]
-
-
-def orphaned_pids(trend: SessionTrend, pool: PoolSignal) -> set[int]:
-    """pids of the app's backends that checkouts held by finished threads account for."""
-    return {h.pid for h in orphaned_sessions(trend, [h for h in pool.holders if is_orphaned(h)])}
-
-
-def describe_orphaned(orphaned: Sequence[Holder]) -> str:
-    """'3 connections held by threads that have already finished: app/orders.py:42 in
-    create_order (oldest 12s)', naming the top origins."""
-    rows = group_holders(orphaned)
-
-    def origin(row: dict[str, Any]) -> str:
-        count = f" holds {row['count']}" if len(rows) > 1 else ""
-        return f"{row['origin']}{count} (oldest {fmt_duration(row['oldest_seconds'])})"
-
-    origins = ", ".join(origin(row) for row in rows[:3])
-    more = f", and {len(rows) - 3} more origins" if len(rows) > 3 else ""
-    noun = "connection" if len(orphaned) == 1 else "connections"
-    return f"{len(orphaned)} {noun} held by threads that have already finished: {origins}{more}"
-
-
-def _leaked_holders(holders: Iterable[Holder]) -> tuple[list[Holder], list[Holder]]:
-    """(held by finished threads, held past LEAK_MIN_AGE_SECONDS by running or unknown ones)."""
-    orphaned: list[Holder] = []
-    aged: list[Holder] = []
-    for holder in holders:
-        if is_orphaned(holder):
-            orphaned.append(holder)
-        elif holder.age_seconds >= LEAK_MIN_AGE_SECONDS:
-            aged.append(holder)
-    return orphaned, aged
-
-
-def leak_signature(evidence: Evidence) -> LeakSignature | None:
-    pool = pool_signal(evidence)
-    timeouts = log_signal(evidence, *POOL_TIMEOUT_EVENTS)
-    gc = log_signal(evidence, LogEvent.GC_CLEANUP)
-    trend = session_trend(evidence)
-    # Holders inside streaming responses are explained by the streams (streaming-holds-session).
-    holders = [h for h in pool.holders if not any(m in h.origin.lower() for m in STREAM_MARKERS)]
-    orphaned, aged = _leaked_holders(holders)
-    stuck = _stuck_sessions(trend, pool) if trend is not None else []
-    if trend is not None:
-        pids = {h.pid for h in stuck}
-        stuck += [h for h in orphaned_sessions(trend, orphaned) if h.pid not in pids]
-        stuck.sort(key=lambda h: -h.age_seconds)
-    holder_rows = group_holders(orphaned + aged)
-    reasons: list[str] = []
-    confidence = 0.0
-    if orphaned:
-        confidence = DEAD_THREAD_CONFIDENCE
-        reasons.append(describe_orphaned(orphaned))
-    if stuck and trend is not None:
-        confidence = max(confidence, 0.55 if trend.multi_sample else 0.35)
-        in_tx = sum(1 for h in stuck if h.backend.state != "idle")
-        kind = "idle in transaction" if in_tx == len(stuck) else "idle or idle in transaction"
-        same = (
-            f"no progress in their transactions across all {trend.samples} samples"
-            if trend.multi_sample
-            else "single sample"
-        )
-        reasons.append(
-            f"{len(stuck)} backends of {trend.app.label} {kind}, {describe_oldest(stuck)}, {same}"
-        )
-    if aged:
-        confidence = max(confidence, 0.45) + 0.2
-        reasons.append(
-            f"pool holders older than {fmt_duration(LEAK_MIN_AGE_SECONDS)}: "
-            f"{describe_holders(group_holders(aged))}"
-        )
-    if gc.current:
-        confidence = max(confidence, 0.5) + 0.2
-        reasons.append(gc.describe("garbage-collector cleanups of non-checked-in connections"))
-    if confidence == 0.0:
-        if gc.seen:
-            return LeakSignature(
-                0.3 * gc.weight,
-                (gc.describe("garbage-collector connection cleanups"),),
-                (),
-                (),
-                pool,
-                timeouts,
-                gc,
-                trend,
-                current=False,
-            )
-        return None
-    series = [
-        [c for s in instance.samples if (c := sample_checked_out(s)) is not None]
-        for instance in pool.instances
-    ]
-    if pool.full_always and pool.samples >= 2:
-        confidence += 0.15
-        reasons.append(f"pool at capacity in all {pool.samples} samples")
-    elif any(ratchets(values) for values in series):
-        confidence += 0.15
-        reasons.append("checked_out ratchets up between samples")
-    if timeouts.current:
-        confidence += 0.05
-        reasons.append(timeouts.describe("QueuePool timeouts"))
-    signature = LeakSignature(
-        min(confidence, 0.97),
-        tuple(reasons),
-        tuple(stuck),
-        tuple(holder_rows),
-        pool,
-        timeouts,
-        gc,
-        trend,
-        current=True,
-        orphaned=tuple(orphaned),
-    )
-    if orphaned:  # finished threads are not waiting on anything: no deadlock holds them
-        return signature
-    deadlock = deadlock_signature(evidence, pool, timeouts, trend)
-    if deadlock is not None and deadlock.confidence >= signature.confidence * DEADLOCK_DISCOUNT:
-        return LeakSignature(
-            signature.confidence * DEADLOCK_DISCOUNT,
-            signature.reasons,
-            signature.stuck,
-            signature.holder_rows,
-            pool,
-            timeouts,
-            gc,
-            trend,
-            current=True,
-            extra={"discounted_for": "threadpool-deadlock signature"},
-        )
-    return signature
-
-
-def leak_severity(signature: LeakSignature) -> Severity:
-    if not signature.current:
-        return Severity.INFO
-    if signature.pool.full_now or signature.timeouts.current or signature.pool.waiting_now:
-        return Severity.CRITICAL
-    return Severity.WARNING
-
-
-def leak_evidence(signature: LeakSignature) -> dict[str, Any]:
-    facts: dict[str, Any] = {
-        "pool": signature.pool.as_evidence(),
-        "stuck_backends": sessions_evidence(signature.stuck),
-        "stuck_pids": [h.pid for h in signature.stuck],
-        "holders": list(signature.holder_rows),
-        "holders_threads_finished": len(signature.orphaned),
-        "pool_timeouts": signature.timeouts.as_evidence(),
-        "gc_cleanups": signature.gc.as_evidence(),
-        **signature.extra,
-    }
-    if signature.trend is not None:
-        facts["app"] = signature.trend.app.as_evidence()
-        facts["samples"] = signature.trend.samples
-    return facts
-
-
-def leak_remediation(evidence: Evidence, signature: LeakSignature) -> list[str]:
-    steps: list[str] = []
-    if signature.holder_rows and signature.holder_rows[0]["origin"] != UNREPORTED_ORIGIN:
-        top = signature.holder_rows[0]
-        finished = any(h.origin == top["origin"] for h in signature.orphaned)
-        steps.append(
-            f"Fix the code path that keeps connections: {top['origin']} holds {top['count']} "
-            f"for up to {fmt_duration(top['oldest_seconds'])}"
-            + (" after its thread finished" if finished else "")
-            + "; use `with Session(engine) as session:` / `async with` so every exit path "
-            "returns the connection"
-        )
-    else:
-        steps.append(
-            "Find the code path: log pool checkout/checkin events with a stack origin "
-            "(SQLAlchemy `checkout`/`checkin` events) and close every session with `with`/`async "
-            "with`"
-        )
-    pids = [h.pid for h in signature.stuck]
-    if pids:
-        steps.append(f"Free the leaked backends now: {backend_calls('pg_terminate_backend', pids)}")
-    trend = signature.trend
-    current = setting_seconds(evidence.postgres, "idle_in_transaction_session_timeout")
-    if trend is not None and not current:
-        stuck_pids = set(pids)
-        legitimate = [h.age_seconds for h in trend.idle_in_tx if h.pid not in stuck_pids]
-        seconds = idle_tx_timeout_suggestion(legitimate)
-        seen = fmt_duration(max(legitimate)) if legitimate else "none"
-        statement = alter_role(trend.app.role, "idle_in_transaction_session_timeout", seconds)
-        steps.append(
-            f"Backstop: {statement} (longest legitimate idle in transaction seen: {seen}; the "
-            f"leaked ones are {fmt_duration(signature.stuck[0].age_seconds)} old)"
-            if signature.stuck
-            else f"Backstop: {statement}"
-        )
-    return steps
-
-
-def cancellation_hints(evidence: Evidence, signature: LeakSignature) -> list[str]:
-    """Why the leak looks tied to cancelled async work; empty when nothing says so."""
-    hints: list[str] = []
-    eof = log_signal(evidence, LogEvent.CLIENT_EOF_IN_TRANSACTION)
-    if eof.current:
-        hints.append(eof.describe("client disconnects with an open transaction"))
-    if examples_mention(signature.gc, *ASYNC_MARKERS):
-        hints.append("the garbage collector cleans up async driver connections")
-    async_holders = [
-        row
-        for row in signature.holder_rows
-        if any(m in str(row["origin"]).lower() for m in ASYNC_MARKERS)
-    ]
-    if async_holders:
-        hints.append(
-            f"{sum(r['count'] for r in async_holders)} held connections come from "
-            f"async code ({async_holders[0]['origin']})"
-        )
-    return hints
-
-
-def check(evidence: Evidence) -> list[Finding]:
-    signature = leak_signature(evidence)
+def check(readings: Readings) -> list[Finding]:
+    """The leak signature as a finding; diagnosis.arbitrate discounts it when a deadlock or an
+    async cancellation explains the same held connections better."""
+    signature = readings.leak
     if signature is None:
         return []
-    confidence = signature.confidence
-    if cancellation_hints(evidence, signature):
-        confidence *= CANCELLATION_DISCOUNT
-    label = app_label(evidence)
     summary = "; ".join(signature.reasons)
     if signature.pool.has_data:
         summary = f"{signature.pool.describe()}; {summary}"
@@ -340,15 +26,23 @@ def check(evidence: Evidence) -> list[Finding]:
         else "Past connection leak warnings (history)"
     )
     return [
-        Finding(
-            id=f"{CHECK}:{label}",
-            check=CHECK,
+        finding(
+            CHECK,
+            readings.label,
             severity=leak_severity(signature),
-            confidence=round(confidence, 2),
+            confidence=round(signature.confidence, 2),
             title=title,
             summary=summary,
-            runbook=RUNBOOK,
             evidence=leak_evidence(signature),
-            remediation=tuple(leak_remediation(evidence, signature)),
+            remediation=tuple(leak_remediation(readings, signature)),
         )
     ]
+
+
+SPEC = CheckSpec(
+    CHECK,
+    (CHECK,),
+    "Same app backends idle (in transaction) with the same xact_start across samples, old "
+    "holders, GC cleanup warnings, pool pinned at capacity.",
+    check,
+)

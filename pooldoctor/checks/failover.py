@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
-from pooldoctor.checks.common import app_label, log_finding
-from pooldoctor.checks.signals import log_signal
-from pooldoctor.evidence import Evidence, LogEvent
+from pooldoctor.checks.common import log_finding
+from pooldoctor.checks.spec import CheckSpec
+from pooldoctor.evidence import LogEvent
 from pooldoctor.findings import Finding, Severity
+from pooldoctor.readings import Readings
 
 CHECK = "failover-read-only"
 STANDBY_SETTINGS = ("in_hot_standby", "transaction_read_only", "default_transaction_read_only")
 
 
-def check(evidence: Evidence) -> list[Finding]:
-    signal = log_signal(evidence, LogEvent.READ_ONLY)
+def check(readings: Readings) -> list[Finding]:
+    evidence = readings.evidence
+    signal = readings.log(LogEvent.READ_ONLY)
     pg = evidence.postgres
     read_only = [
         name for name in STANDBY_SETTINGS if pg is not None and pg.settings.get(name) == "on"
@@ -22,12 +24,12 @@ def check(evidence: Evidence) -> list[Finding]:
     if read_only:
         confidence += 0.2
         reasons.append(f"the sampled server is read-only ({', '.join(read_only)} = on)")
-    restarts = log_signal(evidence, LogEvent.SERVER_START, LogEvent.SERVER_SHUTDOWN)
+    restarts = readings.log(LogEvent.SERVER_START, LogEvent.SERVER_SHUTDOWN)
     if restarts.current:
         reasons.append(restarts.describe("server start/stop events"))
     finding = log_finding(
         check=CHECK,
-        label=app_label(evidence),
+        label=readings.label,
         signal=signal,
         what="writes refused as read-only (25006)",
         title="Writes fail after a failover: pooled connections reach a read-only server",
@@ -44,3 +46,11 @@ def check(evidence: Evidence) -> list[Finding]:
         ),
     )
     return [finding] if finding else []
+
+
+SPEC = CheckSpec(
+    CHECK,
+    (CHECK,),
+    "Writes refused as read-only (25006), optionally a read-only server.",
+    check,
+)

@@ -2,18 +2,19 @@
 
 from __future__ import annotations
 
-from pooldoctor.checks.common import app_label, log_finding
-from pooldoctor.checks.signals import log_signal, pool_signal
-from pooldoctor.evidence import Evidence, LogEvent
+from pooldoctor.checks.common import log_finding
+from pooldoctor.checks.spec import CheckSpec
+from pooldoctor.evidence import LogEvent
 from pooldoctor.findings import Finding, Severity
+from pooldoctor.readings import Readings
 
 CHECK = "fork-shared-engine"
 EXHAUSTED_DISCOUNT = 0.6  # SSL errors during pool exhaustion are more likely a side effect
 
 
-def check(evidence: Evidence) -> list[Finding]:
-    signal = log_signal(evidence, LogEvent.SSL_ERROR)
-    pool = pool_signal(evidence)
+def check(readings: Readings) -> list[Finding]:
+    signal = readings.log(LogEvent.SSL_ERROR)
+    pool = readings.pool
     confidence = 0.55
     reasons = [
         "intermittent protocol/SSL errors are what two processes sharing one pooled "
@@ -26,7 +27,7 @@ def check(evidence: Evidence) -> list[Finding]:
         reasons.append("the pool is not exhausted")
     finding = log_finding(
         check=CHECK,
-        label=app_label(evidence),
+        label=readings.label,
         signal=signal,
         what="SSL/protocol errors (bad record mac, SSL SYSCALL EOF, consuming input failed)",
         title="Connections shared across fork: workers inherit the parent's pooled sockets",
@@ -40,3 +41,11 @@ def check(evidence: Evidence) -> list[Finding]:
         ),
     )
     return [finding] if finding else []
+
+
+SPEC = CheckSpec(
+    CHECK,
+    (CHECK,),
+    "SSL / protocol errors without pool exhaustion: sockets shared across fork.",
+    check,
+)

@@ -5,65 +5,48 @@ from __future__ import annotations
 import statistics
 from typing import Any
 
-from pooldoctor.checks.common import alter_role, app_label, idle_tx_timeout_suggestion
-from pooldoctor.checks.connection_leak import (
-    LEAK_MIN_AGE_SECONDS,
-    LEAK_SINGLE_SAMPLE_AGE_SECONDS,
-    is_orphaned,
-    orphaned_pids,
-)
-from pooldoctor.checks.sessions import (
+from pooldoctor.checks.common import alter_role, finding
+from pooldoctor.checks.spec import CheckSpec
+from pooldoctor.durations import format_duration
+from pooldoctor.evidence import LogEvent
+from pooldoctor.findings import Finding, Severity
+from pooldoctor.readings import Readings
+from pooldoctor.readings.app import enough_app_backends
+from pooldoctor.readings.leak import LEAK_MIN_AGE_SECONDS, is_orphaned
+from pooldoctor.readings.pools import UNREPORTED_ORIGIN, describe_holders, group_holders
+from pooldoctor.readings.sessions import (
     HeldSession,
     describe_oldest,
     held_in_tx,
-    session_trend,
+    percentile,
     sessions_evidence,
 )
-from pooldoctor.checks.signals import (
-    POOL_TIMEOUT_EVENTS,
-    UNREPORTED_ORIGIN,
-    describe_holders,
-    enough_app_backends,
-    fmt_duration,
-    group_holders,
-    log_signal,
-    percentile,
-    pool_signal,
-    setting_seconds,
-)
-from pooldoctor.evidence import Evidence, LogEvent
-from pooldoctor.findings import Finding, Severity
 
 CHECK = "idle-in-transaction"
-RUNBOOK = "idle-in-transaction"
 IDLE_TX_MIN_SECONDS = 0.5  # shorter idle-in-transaction gaps are ordinary ORM round trips
 MIN_IDLE_TX = 2  # one session waiting in a transaction is not a pattern
 IDLE_TX_SHARE = 0.3  # share of app backends waiting inside a transaction that starves the pool
 CRITICAL_SHARE = 0.5  # at least half of the app's connections parked in open transactions
 
 
-def check(evidence: Evidence) -> list[Finding]:
-    pool = pool_signal(evidence)
-    timeouts = log_signal(evidence, *POOL_TIMEOUT_EVENTS)
-    killed = log_signal(evidence, LogEvent.IDLE_IN_TRANSACTION_TIMEOUT)
-    trend = session_trend(evidence)
-    label = app_label(evidence)
+def check(readings: Readings) -> list[Finding]:
+    pool = readings.pool
+    timeouts = readings.pool_timeouts
+    killed = readings.log(LogEvent.IDLE_IN_TRANSACTION_TIMEOUT)
+    trend = readings.sessions
+    label = readings.label
     reasons: list[str] = []
     confidence = 0.0
     waiting: list[HeldSession] = []
     peak_total = 0
     if trend is not None:
-        persistent = {
-            h.pid for h in trend.persistent_in_tx if h.age_seconds >= LEAK_MIN_AGE_SECONDS
-        } | orphaned_pids(trend, pool)  # leaked: the connection-leak check reports those
         for at, backends in trend.per_sample:
             if not enough_app_backends(len(backends), pool.capacity_now):
                 continue
             held = [
                 h
                 for h in held_in_tx(at, backends, IDLE_TX_MIN_SECONDS)
-                if h.pid not in persistent
-                and (trend.multi_sample or h.age_seconds < LEAK_SINGLE_SAMPLE_AGE_SECONDS)
+                if h.pid not in readings.leaked_pids  # see diagnosis.arbitrate
             ]
             if len(held) > len(waiting):
                 waiting, peak_total = held, len(backends)
@@ -72,15 +55,16 @@ def check(evidence: Evidence) -> list[Finding]:
             confidence = 0.5
             reasons.append(
                 f"up to {len(waiting)}/{peak_total} backends of {trend.app.label} idle in "
-                f"transaction, median {fmt_duration(statistics.median(ages))}, p90 "
-                f"{fmt_duration(percentile(ages, 0.9))}, {describe_oldest(waiting)}"
+                f"transaction, median {format_duration(statistics.median(ages))}, p90 "
+                f"{format_duration(percentile(ages, 0.9))}, {describe_oldest(waiting)}"
             )
             if trend.multi_sample and not trend.rotated_in_tx:
                 confidence -= 0.1
                 reasons.append(
-                    f"none rotated during the {fmt_duration(trend.span_seconds)} capture, shorter "
-                    f"than their age; younger than {fmt_duration(LEAK_MIN_AGE_SECONDS)}, so not a "
-                    "leak yet: sample over a longer interval to see them rotate"
+                    f"none rotated during the {format_duration(trend.span_seconds)} capture, "
+                    "shorter than their age; younger than "
+                    f"{format_duration(LEAK_MIN_AGE_SECONDS)}, so not a leak yet: sample over a "
+                    "longer interval to see them rotate"
                 )
             elif trend.multi_sample:
                 confidence += 0.2
@@ -120,11 +104,10 @@ def check(evidence: Evidence) -> list[Finding]:
         else "Commit before calling external services or doing CPU work; keep transactions "
         "around database work only",
     ]
-    current_timeout = setting_seconds(evidence.postgres, "idle_in_transaction_session_timeout")
-    if trend is not None and not current_timeout:
-        seconds = idle_tx_timeout_suggestion([h.age_seconds for h in waiting])
-        role = trend.app.role
-        statement = alter_role(role, "idle_in_transaction_session_timeout", seconds)
+    if trend is not None and readings.idle_tx_timeout_missing:
+        statement = alter_role(
+            trend.app.role, "idle_in_transaction_session_timeout", readings.idle_tx_timeout
+        )
         steps.append(f"Backstop above the observed ages: {statement}")
     steps.append("Behind PgBouncer also set idle_transaction_timeout")
     facts: dict[str, Any] = {
@@ -139,14 +122,13 @@ def check(evidence: Evidence) -> list[Finding]:
         facts["rotated_transactions"] = trend.rotated_in_tx
         facts["per_sample"] = list(trend.in_tx_per_sample)
     return [
-        Finding(
-            id=f"{CHECK}:{label}",
-            check=CHECK,
+        finding(
+            CHECK,
+            label,
             severity=severity,
             confidence=round(min(confidence, 0.95), 2),
             title="Idle in transaction: connections held open while the app waits elsewhere",
             summary=summary,
-            runbook=RUNBOOK,
             evidence=facts,
             remediation=tuple(steps),
         )
@@ -154,12 +136,19 @@ def check(evidence: Evidence) -> list[Finding]:
 
 
 def _history(label: str, description: str, weight: float) -> Finding:
-    return Finding(
-        id=f"{CHECK}:{label}",
-        check=CHECK,
+    return finding(
+        CHECK,
+        label,
         severity=Severity.INFO,
         confidence=round(0.3 * weight, 2),
         title="Idle-in-transaction timeouts earlier (history)",
         summary=description,
-        runbook=RUNBOOK,
     )
+
+
+SPEC = CheckSpec(
+    CHECK,
+    (CHECK,),
+    "App backends idle in transaction whose ages cluster and rotate; 25P03 timeouts.",
+    check,
+)

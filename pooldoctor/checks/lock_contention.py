@@ -5,61 +5,26 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Any
 
-from pooldoctor.checks.common import alter_role, app_label, backend_calls
-from pooldoctor.checks.sessions import preview
-from pooldoctor.checks.signals import (
-    IDLE_IN_TRANSACTION,
-    MAX_LISTED,
-    POOL_TIMEOUT_EVENTS,
-    AppIdentity,
-    LogSignal,
-    client_backends,
-    fmt_duration,
-    identify_app,
-    is_maintenance,
-    log_signal,
-    pool_signal,
-    seconds_between,
-)
-from pooldoctor.evidence import ActivitySample, Backend, Evidence, LogEvent
+from pooldoctor.checks.common import alter_role, backend_calls, finding
+from pooldoctor.checks.spec import CheckSpec
+from pooldoctor.durations import format_duration
+from pooldoctor.evidence import ActivitySample, LogEvent
 from pooldoctor.findings import Finding, Severity
+from pooldoctor.readings import Readings
+from pooldoctor.readings.app import (
+    IDLE_IN_TRANSACTION,
+    AppIdentity,
+    is_maintenance,
+)
+from pooldoctor.readings.locks import PREPARED_XACT_PID, lock_waiters, root_blockers
+from pooldoctor.readings.logs import POOL_TIMEOUT_EVENTS, LogSignal
+from pooldoctor.readings.sessions import seconds_between
+from pooldoctor.readings.text import preview
+from pooldoctor.readings.thresholds import MAX_LISTED
 
 CHECK = "lock-contention"
-RUNBOOK = "lock-contention"
-LOCK_WAIT_MIN_SECONDS = 1.0  # shorter waits are ordinary row-lock queuing, not contention
 LOCK_CRITICAL_WAITERS = 3  # this many app sessions stuck behind one lock stalls the pool
-PREPARED_XACT_PID = 0  # pg_blocking_pids reports 0 for a prepared transaction
 SUGGESTED_LOCK_TIMEOUT = 5  # seconds: DDL and maintenance give up instead of queueing the app
-
-
-def _waiters(sample: ActivitySample) -> list[Backend]:
-    return [
-        b
-        for b in client_backends(sample)
-        if b.wait_event_type == "Lock"
-        and b.blocking_pids
-        and (seconds_between(sample.at, b.state_change or b.query_start) or 0.0)
-        >= LOCK_WAIT_MIN_SECONDS
-    ]
-
-
-def _roots(sample: ActivitySample, waiters: list[Backend]) -> dict[int, list[int]]:
-    """Root blocker pid -> waiter pids: follow blocking_pids to sessions not blocked themselves."""
-    by_pid = {b.pid: b for b in sample.backends}
-    roots: dict[int, list[int]] = {}
-    for waiter in waiters:
-        stack, seen = list(waiter.blocking_pids), {waiter.pid}
-        while stack:
-            pid = stack.pop()
-            if pid in seen:
-                continue
-            seen.add(pid)
-            blocker = by_pid.get(pid)
-            if blocker is not None and blocker.wait_event_type == "Lock" and blocker.blocking_pids:
-                stack.extend(blocker.blocking_pids)
-            else:
-                roots.setdefault(pid, []).append(waiter.pid)
-    return roots
 
 
 def _describe_root(pid: int, sample: ActivitySample, app: AppIdentity | None) -> dict[str, Any]:
@@ -90,7 +55,7 @@ def _root_text(root: dict[str, Any], waiters: int) -> str:
     if "state" not in root:
         return f"pid {root['pid']} ({root['kind']}) blocks {waiters}"
     age = root["xact_seconds"]
-    held = f" for {fmt_duration(age)}" if age is not None else ""
+    held = f" for {format_duration(age)}" if age is not None else ""
     return (
         f"root blocker pid {root['pid']} ('{root['application_name'] or ''}', role "
         f"{root['usename']}, {root['kind']}, {root['state']}{held}: {root['query']}) blocks "
@@ -111,29 +76,30 @@ def _root_remedy(root: dict[str, Any]) -> str:
     )
 
 
-def check(evidence: Evidence) -> list[Finding]:
+def check(readings: Readings) -> list[Finding]:
+    evidence = readings.evidence
     pg = evidence.postgres
-    logs = log_signal(evidence, LogEvent.LOCK_TIMEOUT, LogEvent.DEADLOCK, LogEvent.LOCK_WAIT)
-    app = identify_app(pg)
-    label = app_label(evidence)
-    pool = pool_signal(evidence)
-    timeouts = log_signal(evidence, *POOL_TIMEOUT_EVENTS)
+    logs = readings.log(LogEvent.LOCK_TIMEOUT, LogEvent.DEADLOCK, LogEvent.LOCK_WAIT)
+    app = readings.app
+    label = readings.label
+    pool = readings.pool
+    timeouts = readings.log(*POOL_TIMEOUT_EVENTS)
     samples = pg.samples if pg is not None else ()
-    with_waiters = [(s, w) for s in samples if (w := _waiters(s))]
+    with_waiters = [(s, w) for s in samples if (w := lock_waiters(s))]
     if not with_waiters:
         if logs.current:
             return [_logs_only(label, logs.describe("lock timeouts/deadlocks/lock waits"), logs)]
         if logs.seen:
-            finding = _logs_only(label, logs.describe("lock timeouts/deadlocks/lock waits"), logs)
-            return [_as_history(finding, logs.weight)]
+            only = _logs_only(label, logs.describe("lock timeouts/deadlocks/lock waits"), logs)
+            return [_as_history(only, logs.weight)]
         return []
     sample, waiters = with_waiters[-1]
     app_waiters = [w for w in waiters if app is None or app.matches(w)]
-    roots = _roots(sample, waiters)
+    roots = root_blockers(sample, waiters)
     ranked = sorted(roots.items(), key=lambda item: -len(item[1]))
     root_facts = [_describe_root(pid, sample, app) | {"waiters": len(w)} for pid, w in ranked]
     persistent = [
-        pid for pid, _ in ranked if sum(pid in _roots(s, w) for s, w in with_waiters) >= 2
+        pid for pid, _ in ranked if sum(pid in root_blockers(s, w) for s, w in with_waiters) >= 2
     ]
     longest = max(
         seconds_between(sample.at, w.state_change or w.query_start) or 0.0 for w in waiters
@@ -141,7 +107,7 @@ def check(evidence: Evidence) -> list[Finding]:
     whose = app.label if app is not None else "clients"
     reasons = [
         f"{len(app_waiters)} backends of {whose} wait on locks ({len(waiters)} in all, longest "
-        f"{fmt_duration(longest)})",
+        f"{format_duration(longest)})",
         *(_root_text(root, root["waiters"]) for root in root_facts[:3]),
     ]
     confidence = 0.6
@@ -172,14 +138,13 @@ def check(evidence: Evidence) -> list[Finding]:
     )
     steps.append("Keep transactions short; never leave a session idle in transaction holding locks")
     return [
-        Finding(
-            id=f"{CHECK}:{label}",
-            check=CHECK,
+        finding(
+            CHECK,
+            label,
             severity=severity,
             confidence=round(max(0.1, min(confidence, 0.95)), 2),
             title="Lock contention: the app's sessions queue behind a lock holder",
             summary="; ".join(reasons),
-            runbook=RUNBOOK,
             evidence={
                 "root_blockers": root_facts[:MAX_LISTED],
                 "waiting_pids": [w.pid for w in waiters][: MAX_LISTED * 3],
@@ -194,14 +159,13 @@ def check(evidence: Evidence) -> list[Finding]:
 
 
 def _logs_only(label: str, description: str, logs: LogSignal) -> Finding:
-    return Finding(
-        id=f"{CHECK}:{label}",
-        check=CHECK,
+    return finding(
+        CHECK,
+        label,
         severity=Severity.WARNING,
         confidence=0.45,
         title="Lock contention reported in the logs",
         summary=description,
-        runbook=RUNBOOK,
         evidence={"log": logs.as_evidence()},
         remediation=(
             "Find the blockers while it happens: SELECT pid, pg_blocking_pids(pid), state, "
@@ -218,3 +182,12 @@ def _as_history(finding: Finding, weight: float) -> Finding:
         confidence=round(0.3 * weight, 2),
         title="Lock contention earlier (history)",
     )
+
+
+SPEC = CheckSpec(
+    CHECK,
+    (CHECK,),
+    "App sessions waiting on locks; names the root blocker (any application) and the exact "
+    "pg_cancel_backend / pg_terminate_backend call.",
+    check,
+)

@@ -4,36 +4,28 @@ from __future__ import annotations
 
 from typing import Any
 
-from pooldoctor.checks.common import alter_role, app_label
-from pooldoctor.checks.signals import (
-    POOL_TIMEOUT_EVENTS,
-    fmt_duration,
-    identify_app,
-    log_signal,
-    measure_throughput,
-    pool_signal,
-    setting_seconds,
-)
-from pooldoctor.evidence import Evidence
+from pooldoctor.checks.common import alter_role, finding
+from pooldoctor.checks.spec import CheckSpec
+from pooldoctor.durations import format_duration
 from pooldoctor.findings import Finding, Role, Severity
+from pooldoctor.readings import Readings
+from pooldoctor.readings.logs import POOL_TIMEOUT_EVENTS
+from pooldoctor.readings.thresholds import SUGGESTED_STATEMENT_TIMEOUT
 
 CHECK = "missing-timeouts"
 SQLALCHEMY_DEFAULT_POOL_TIMEOUT = 30.0  # QueuePool default: a request waits 30 s before failing
 LATENCY_SENSITIVE_POOL_TIMEOUT = 10.0  # web requests should fail fast rather than queue 30 s
-SUGGESTED_STATEMENT_TIMEOUT = 60  # seconds: generous for web requests, bounds runaway queries
-SUGGESTED_IDLE_TX_TIMEOUT = 300  # seconds: backstop for leaked or forgotten transactions
 
 
-def _problems(evidence: Evidence) -> tuple[list[str], list[str], dict[str, Any]]:
-    pg = evidence.postgres
-    config = evidence.config
-    app = identify_app(pg)
+def _problems(readings: Readings) -> tuple[list[str], list[str], dict[str, Any]]:
+    config = readings.evidence.config
+    app = readings.app
     role = app.role if app is not None else None
     problems: list[str] = []
     steps: list[str] = []
-    statement = setting_seconds(pg, "statement_timeout")
+    statement = readings.setting_seconds("statement_timeout")
     configured_statement = config.statement_timeout if config is not None else None
-    idle_tx = setting_seconds(pg, "idle_in_transaction_session_timeout")
+    idle_tx = readings.setting_seconds("idle_in_transaction_session_timeout")
     facts: dict[str, Any] = {
         "statement_timeout_seconds": statement,
         "idle_in_transaction_session_timeout_seconds": idle_tx,
@@ -46,24 +38,24 @@ def _problems(evidence: Evidence) -> tuple[list[str], list[str], dict[str, Any]]
     if idle_tx == 0:
         problems.append("no idle_in_transaction_session_timeout")
         steps.append(
-            alter_role(role, "idle_in_transaction_session_timeout", SUGGESTED_IDLE_TX_TIMEOUT)
+            alter_role(role, "idle_in_transaction_session_timeout", readings.idle_tx_timeout)
         )
     if config is not None and (config.pool_size is not None or config.pool_timeout is not None):
         pool_timeout = config.pool_timeout
         facts["pool_timeout"] = pool_timeout
         effective = SQLALCHEMY_DEFAULT_POOL_TIMEOUT if pool_timeout is None else pool_timeout
         if effective >= SQLALCHEMY_DEFAULT_POOL_TIMEOUT:
-            shown = "unset (default 30 s)" if pool_timeout is None else fmt_duration(effective)
+            shown = "unset (default 30 s)" if pool_timeout is None else format_duration(effective)
             problems.append(f"pool_timeout {shown}: requests queue that long before failing")
             steps.append(
                 f"pool_timeout={LATENCY_SENSITIVE_POOL_TIMEOUT:g} for a web API: fail fast"
             )
-        throughput = measure_throughput(evidence)
+        throughput = readings.throughput
         hold = throughput.hold_seconds if throughput is not None else None
         if hold is not None and effective < hold:
             problems.append(
-                f"pool_timeout {fmt_duration(effective)} shorter than the mean hold time "
-                f"{fmt_duration(hold)}: callers give up before a typical holder returns"
+                f"pool_timeout {format_duration(effective)} shorter than the mean hold time "
+                f"{format_duration(hold)}: callers give up before a typical holder returns"
             )
         limit = configured_statement or statement
         if limit and pool_timeout is not None and effective < limit and hold is None:
@@ -71,21 +63,22 @@ def _problems(evidence: Evidence) -> tuple[list[str], list[str], dict[str, Any]]
     return problems, steps, facts
 
 
-def check(evidence: Evidence) -> list[Finding]:
+def check(readings: Readings) -> list[Finding]:
+    evidence = readings.evidence
     if evidence.postgres is None and evidence.config is None:
         return []
-    problems, steps, facts = _problems(evidence)
+    problems, steps, facts = _problems(readings)
     if not problems:
         return []
-    pool = pool_signal(evidence)
-    timeouts = log_signal(evidence, *POOL_TIMEOUT_EVENTS)
+    pool = readings.pool
+    timeouts = readings.log(*POOL_TIMEOUT_EVENTS)
     incident = pool.full_now or timeouts.current
     # With neither timeout nothing bounds a stuck holder: a warning even before an incident.
     warn = incident or bool(facts.get("holders_unbounded"))
     return [
-        Finding(
-            id=f"{CHECK}:{app_label(evidence)}",
-            check=CHECK,
+        finding(
+            CHECK,
+            readings.label,
             severity=Severity.WARNING if warn else Severity.INFO,
             confidence=0.9,
             title="Missing or mis-ordered timeouts",
@@ -95,9 +88,16 @@ def check(evidence: Evidence) -> list[Finding]:
                 if incident
                 else ""
             ),
-            runbook=CHECK,
             role=Role.RISK,
             evidence=facts | {"problems": problems},
             remediation=tuple(steps),
         )
     ]
+
+
+SPEC = CheckSpec(
+    CHECK,
+    (CHECK,),
+    "Unset statement / idle-in-transaction timeouts, default pool_timeout (a risk).",
+    check,
+)

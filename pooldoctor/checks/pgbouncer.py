@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from pooldoctor.checks.common import app_label, log_finding
-from pooldoctor.checks.signals import log_signal, pool_signal
-from pooldoctor.checks.sizing import budget_remedy, server_budget
-from pooldoctor.evidence import Evidence, LogEvent
+from pooldoctor.checks.common import finding, log_finding
+from pooldoctor.checks.spec import CheckSpec
+from pooldoctor.evidence import LogEvent
 from pooldoctor.findings import Finding, Severity
+from pooldoctor.readings import Readings
+from pooldoctor.readings.budget import budget_remedy, server_budget
 
 CHECK = "pgbouncer-saturation"
 SATURATION_MARKERS = ("max_client_conn", "query_wait_timeout", "no more connections allowed")
@@ -14,9 +15,10 @@ CRITICAL_REFUSALS = 10  # refused clients in the recent window: users see errors
 WAITING_KEYS = ("cl_waiting", "client_waiting")
 
 
-def check(evidence: Evidence) -> list[Finding]:
-    signal = log_signal(evidence, LogEvent.PGBOUNCER, matching=SATURATION_MARKERS)
-    pool = pool_signal(evidence)
+def check(readings: Readings) -> list[Finding]:
+    evidence = readings.evidence
+    signal = readings.log(LogEvent.PGBOUNCER, matching=SATURATION_MARKERS)
+    pool = readings.pool
     waiting = max(
         (
             value
@@ -44,9 +46,9 @@ def check(evidence: Evidence) -> list[Finding]:
     if remedy:
         steps.append(remedy)
     severity = Severity.CRITICAL if signal.recent >= CRITICAL_REFUSALS else Severity.WARNING
-    finding = log_finding(
+    found = log_finding(
         check=CHECK,
-        label=app_label(evidence),
+        label=readings.label,
         signal=signal,
         what="PgBouncer refusals (max_client_conn / query_wait_timeout)",
         title="PgBouncer saturated: clients queue for a server connection",
@@ -56,18 +58,25 @@ def check(evidence: Evidence) -> list[Finding]:
         evidence={"cl_waiting": waiting},
         remediation=steps,
     )
-    if finding is None and waiting:
+    if found is None and waiting:
         return [
-            Finding(
-                id=f"{CHECK}:{app_label(evidence)}",
-                check=CHECK,
+            finding(
+                CHECK,
+                readings.label,
                 severity=Severity.WARNING,
                 confidence=0.6,
                 title="PgBouncer saturated: clients queue for a server connection",
                 summary="; ".join(reasons),
-                runbook=CHECK,
                 evidence={"cl_waiting": waiting},
                 remediation=tuple(steps),
             )
         ]
-    return [finding] if finding else []
+    return [found] if found else []
+
+
+SPEC = CheckSpec(
+    CHECK,
+    (CHECK,),
+    "PgBouncer refusals (max_client_conn, query_wait_timeout) or clients waiting.",
+    check,
+)

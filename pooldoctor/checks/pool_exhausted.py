@@ -2,19 +2,20 @@
 
 from __future__ import annotations
 
-from pooldoctor.checks.common import app_label
-from pooldoctor.checks.signals import POOL_TIMEOUT_EVENTS, log_signal, pool_signal
-from pooldoctor.evidence import Evidence
+from pooldoctor.checks.common import finding
+from pooldoctor.checks.spec import CheckSpec
 from pooldoctor.findings import Finding, Role, Severity
+from pooldoctor.readings import Readings
+from pooldoctor.readings.logs import POOL_TIMEOUT_EVENTS
 
 CHECK = "pool-exhausted"
 RUNBOOK = "pool-undersized"  # the diagnosis re-points it to the cause ranked first
 HISTORY_CONFIDENCE = 0.3  # an old burst is only context, shown in the timeline
 
 
-def check(evidence: Evidence) -> list[Finding]:
-    pool = pool_signal(evidence)
-    timeouts = log_signal(evidence, *POOL_TIMEOUT_EVENTS)
+def check(readings: Readings) -> list[Finding]:
+    pool = readings.pool
+    timeouts = readings.log(*POOL_TIMEOUT_EVENTS)
     if not pool.full_samples and not timeouts.seen:
         return []
     parts: list[str] = []
@@ -23,7 +24,7 @@ def check(evidence: Evidence) -> list[Finding]:
     if timeouts.seen:
         parts.append(timeouts.describe("pool checkout timeouts"))
     current = pool.full_now or timeouts.current
-    label = app_label(evidence)
+    label = readings.label
     if not current:
         severity = Severity.INFO
         weight = timeouts.weight if timeouts.seen else 0.5
@@ -37,9 +38,9 @@ def check(evidence: Evidence) -> list[Finding]:
         confidence = 0.9 if pool.full_now and timeouts.current else 0.7
         title = "Pool exhausted: requests wait for a connection"
     return [
-        Finding(
-            id=f"{CHECK}:{label}",
-            check=CHECK,
+        finding(
+            CHECK,
+            label,
             severity=severity,
             confidence=round(confidence, 2),
             title=title,
@@ -52,3 +53,11 @@ def check(evidence: Evidence) -> list[Finding]:
             ),
         )
     ]
+
+
+SPEC = CheckSpec(
+    CHECK,
+    (RUNBOOK,),
+    "Symptom: pool at capacity and/or QueuePool timeouts (3o7r); ranked below its cause.",
+    check,
+)

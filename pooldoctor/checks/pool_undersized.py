@@ -4,21 +4,14 @@ from __future__ import annotations
 
 import math
 
-from pooldoctor.checks.common import app_label
-from pooldoctor.checks.sessions import SessionTrend, session_trend
-from pooldoctor.checks.signals import (
-    ACTIVE,
-    POOL_TIMEOUT_EVENTS,
-    PoolSignal,
-    Throughput,
-    enough_app_backends,
-    fmt_duration,
-    log_signal,
-    measure_throughput,
-    pool_signal,
-    seconds_between,
-)
-from pooldoctor.checks.sizing import (
+from pooldoctor.checks.common import finding
+from pooldoctor.checks.spec import CheckSpec
+from pooldoctor.durations import format_duration
+from pooldoctor.evidence import Evidence
+from pooldoctor.findings import Finding, Severity
+from pooldoctor.readings import Readings
+from pooldoctor.readings.app import ACTIVE, enough_app_backends
+from pooldoctor.readings.budget import (
     HEADROOM,
     app_processes,
     budget_remedy,
@@ -26,12 +19,13 @@ from pooldoctor.checks.sizing import (
     server_budget,
     split_pool,
 )
-from pooldoctor.evidence import Evidence
-from pooldoctor.findings import Finding, Severity
+from pooldoctor.readings.logs import POOL_TIMEOUT_EVENTS
+from pooldoctor.readings.pools import PoolSignal, Throughput
+from pooldoctor.readings.sessions import SessionTrend, seconds_between
+from pooldoctor.readings.thresholds import SLOW_QUERY_SECONDS
 
 CHECK = "pool-undersized"
-RUNBOOK = "pool-undersized"
-SHORT_QUERY_SECONDS = 5.0  # app queries younger than this are ordinary OLTP service times
+SHORT_QUERY_SECONDS = SLOW_QUERY_SECONDS  # younger app queries are ordinary OLTP service times
 BUSY_SHARE = 0.6  # share of app backends running short queries when demand fills the pool
 SHORT_HOLD_SECONDS = 5.0  # checkouts held shorter than this rotate: the pool is not stuck
 UNMEASURED_GROWTH = 1.5  # with nothing measured, grow a saturated pool by half and re-measure
@@ -99,13 +93,14 @@ def _busiest_sample(trend: SessionTrend, capacity: int | None) -> tuple[int, int
     return best
 
 
-def check(evidence: Evidence) -> list[Finding]:
-    pool = pool_signal(evidence)
-    timeouts = log_signal(evidence, *POOL_TIMEOUT_EVENTS)
+def check(readings: Readings) -> list[Finding]:
+    evidence = readings.evidence
+    pool = readings.pool
+    timeouts = readings.log(*POOL_TIMEOUT_EVENTS)
     if not (pool.full_samples or timeouts.current):
         return []
-    trend = session_trend(evidence)
-    throughput = measure_throughput(evidence)
+    trend = readings.sessions
+    throughput = readings.throughput
     reasons: list[str] = []
     confidence = 0.0
     peak = _busiest_sample(trend, pool.capacity_now) if trend is not None else None
@@ -116,13 +111,13 @@ def check(evidence: Evidence) -> list[Finding]:
         confidence = 0.6
         reasons.append(
             f"at peak {busy}/{total} backends of {trend.app.label} run short queries "
-            f"(< {fmt_duration(SHORT_QUERY_SECONDS)}), no old transaction holds the pool"
+            f"(< {format_duration(SHORT_QUERY_SECONDS)}), no old transaction holds the pool"
         )
     holders = pool.holders
     if holders and max(h.age_seconds for h in holders) < SHORT_HOLD_SECONDS:
         confidence = max(confidence, 0.45) + 0.05
         reasons.append(
-            f"all {len(holders)} checkouts younger than {fmt_duration(SHORT_HOLD_SECONDS)}"
+            f"all {len(holders)} checkouts younger than {format_duration(SHORT_HOLD_SECONDS)}"
         )
     if throughput is not None and throughput.hold_seconds is not None:
         if throughput.hold_seconds >= SHORT_HOLD_SECONDS:
@@ -155,15 +150,23 @@ def check(evidence: Evidence) -> list[Finding]:
     if trend is not None:
         facts["app"] = trend.app.as_evidence()
     return [
-        Finding(
-            id=f"{CHECK}:{app_label(evidence)}",
-            check=CHECK,
+        finding(
+            CHECK,
+            readings.label,
             severity=severity,
             confidence=round(min(confidence, 0.95), 2),
             title="Pool undersized: demand exceeds pool_size + max_overflow",
             summary=summary,
-            runbook=RUNBOOK,
             evidence=facts,
             remediation=tuple(_sizing(evidence, pool, throughput)),
         )
     ]
+
+
+SPEC = CheckSpec(
+    CHECK,
+    (CHECK,),
+    "Pool full of short active queries that drains between samples; sizes it by Little's law "
+    "within the server budget.",
+    check,
+)

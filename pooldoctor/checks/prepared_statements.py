@@ -2,19 +2,20 @@
 
 from __future__ import annotations
 
-from pooldoctor.checks.common import app_label, log_finding
-from pooldoctor.checks.signals import log_signal
-from pooldoctor.evidence import Evidence, LogEvent
+from pooldoctor.checks.common import log_finding
+from pooldoctor.checks.spec import CheckSpec
+from pooldoctor.evidence import LogEvent
 from pooldoctor.findings import Finding, Severity
+from pooldoctor.readings import Readings
 
 CHECK = "prepared-statements-pgbouncer"
 
 
-def check(evidence: Evidence) -> list[Finding]:
-    signal = log_signal(evidence, LogEvent.PREPARED_STATEMENT)
+def check(readings: Readings) -> list[Finding]:
+    signal = readings.log(LogEvent.PREPARED_STATEMENT)
     finding = log_finding(
         check=CHECK,
-        label=app_label(evidence),
+        label=readings.label,
         signal=signal,
         what="prepared-statement errors (already exists / does not exist)",
         title="Prepared statements break behind a transaction-mode pooler",
@@ -32,3 +33,11 @@ def check(evidence: Evidence) -> list[Finding]:
         ),
     )
     return [finding] if finding else []
+
+
+SPEC = CheckSpec(
+    CHECK,
+    (CHECK,),
+    "Prepared statement already exists / does not exist errors behind a pooler.",
+    check,
+)

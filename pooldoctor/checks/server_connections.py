@@ -4,20 +4,16 @@ from __future__ import annotations
 
 from typing import Any
 
-from pooldoctor.checks.common import app_label
-from pooldoctor.checks.signals import (
-    LogSignal,
-    client_backends,
-    describe_sessions,
-    identify_app,
-    log_signal,
-)
-from pooldoctor.checks.sizing import ServerBudget, budget_remedy, server_budget
+from pooldoctor.checks.common import finding
+from pooldoctor.checks.spec import CheckSpec
 from pooldoctor.evidence import Evidence, LogEvent
 from pooldoctor.findings import Finding, Role, Severity
+from pooldoctor.readings import Readings
+from pooldoctor.readings.app import client_backends, describe_sessions
+from pooldoctor.readings.budget import ServerBudget, budget_remedy, server_budget
+from pooldoctor.readings.logs import LogSignal
 
 CHECK = "server-max-connections"
-RUNBOOK = "server-max-connections"
 SLOTS_WARN_FRACTION = 0.9  # sessions at 90% of usable slots: the next burst is refused
 TOO_MANY_SQLSTATE = "53300"
 TOO_MANY_MARKERS = ("too many clients", "connection slots are reserved", "too many connections")
@@ -60,13 +56,12 @@ def _remediation(budget: ServerBudget | None) -> tuple[str, ...]:
     return tuple(steps)
 
 
-def check(evidence: Evidence) -> list[Finding]:
-    app = identify_app(evidence.postgres)
-    label = app_label(evidence)
+def check(readings: Readings) -> list[Finding]:
+    evidence = readings.evidence
+    app = readings.app
+    label = readings.label
     budget = server_budget(evidence, app)
-    logs = log_signal(
-        evidence, LogEvent.TOO_MANY_CLIENTS, LogEvent.RESERVED_SLOTS, LogEvent.ROLE_LIMIT
-    )
+    logs = readings.log(LogEvent.TOO_MANY_CLIENTS, LogEvent.RESERVED_SLOTS, LogEvent.ROLE_LIMIT)
     refused = _refused_now(evidence)
     usage = _slot_usage(evidence, budget)
     pg = evidence.postgres
@@ -110,14 +105,13 @@ def check(evidence: Evidence) -> list[Finding]:
         if app is not None:
             facts["app"] = app.as_evidence()
         return [
-            Finding(
-                id=f"{CHECK}:{label}",
-                check=CHECK,
+            finding(
+                CHECK,
+                label,
                 severity=severity,
                 confidence=round(min(confidence, 0.95), 2),
                 title="PostgreSQL out of connection slots",
                 summary="; ".join(reasons),
-                runbook=RUNBOOK,
                 evidence=facts,
                 remediation=_remediation(budget),
             )
@@ -125,15 +119,14 @@ def check(evidence: Evidence) -> list[Finding]:
     findings: list[Finding] = []
     if budget is not None and budget.fits is False:
         findings.append(
-            Finding(
-                id=f"{CHECK}:{label}:budget",
-                check=CHECK,
+            finding(
+                CHECK,
+                f"{label}:budget",
                 severity=Severity.WARNING,
                 confidence=0.9,
                 title="Pools can open more connections than the server allows",
                 summary=budget.arithmetic()
                 + "; a burst (or every pool filling up) will be refused with 'too many clients'",
-                runbook=RUNBOOK,
                 role=Role.RISK,
                 evidence=facts,
                 remediation=_remediation(budget),
@@ -145,13 +138,21 @@ def check(evidence: Evidence) -> list[Finding]:
 
 
 def _history(label: str, logs: LogSignal) -> Finding:
-    return Finding(
-        id=f"{CHECK}:{label}:history",
-        check=CHECK,
+    return finding(
+        CHECK,
+        f"{label}:history",
         severity=Severity.INFO,
         confidence=round(0.3 * logs.weight, 2),
         title="Refused connections earlier (history)",
         summary=logs.describe("refused connections (53300 / reserved slots / role limit)"),
-        runbook=RUNBOOK,
         evidence={"log": logs.as_evidence()},
     )
+
+
+SPEC = CheckSpec(
+    CHECK,
+    (CHECK,),
+    "Refused connections (53300), slots nearly used up, and workers x (pool_size + "
+    "max_overflow) against the server budget.",
+    check,
+)

@@ -4,33 +4,26 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from pooldoctor.checks.common import alter_role, app_label, backend_calls
-from pooldoctor.checks.sessions import SessionTrend, preview, session_trend
-from pooldoctor.checks.signals import (
-    ACTIVE,
-    MAX_LISTED,
-    POOL_TIMEOUT_EVENTS,
-    PoolSignal,
-    describe_sessions,
-    fmt_duration,
-    is_maintenance,
-    log_signal,
-    other_clients,
-    pool_signal,
-    seconds_between,
-    session_label,
-    setting_seconds,
-)
-from pooldoctor.evidence import Backend, Evidence, LogEvent
+from pooldoctor.checks.common import alter_role, backend_calls, finding
+from pooldoctor.checks.spec import CheckSpec
+from pooldoctor.durations import format_duration
+from pooldoctor.evidence import Backend, LogEvent
 from pooldoctor.findings import Finding, Severity
+from pooldoctor.readings import Readings
+from pooldoctor.readings.app import ACTIVE, describe_sessions, is_maintenance, other_clients
+from pooldoctor.readings.logs import POOL_TIMEOUT_EVENTS
+from pooldoctor.readings.sessions import seconds_between
+from pooldoctor.readings.text import preview, session_label
+from pooldoctor.readings.thresholds import (
+    MAX_LISTED,
+    SLOW_QUERY_SECONDS,
+    SUGGESTED_STATEMENT_TIMEOUT,
+)
 
 CHECK = "slow-queries"
-RUNBOOK = "slow-queries"
-SLOW_QUERY_SECONDS = 5.0  # an OLTP web query running longer than this holds its connection too long
 SLOW_SHARE = 0.3  # share of app backends stuck in long statements that drives the pool to full
 MIN_SLOW = 2  # one slow report query is normal; two or more at once is a pattern
 CRITICAL_SHARE = 0.5  # half of the app's connections in long statements
-SUGGESTED_STATEMENT_TIMEOUT = 60  # seconds: generous for web requests, bounds runaway queries
 FOREIGN_LONG_QUERY_SECONDS = 300.0  # other apps' statements worth naming as context
 FOREIGN_CONFIDENCE = 0.2
 
@@ -39,13 +32,12 @@ def _age(backend: Backend, at: datetime) -> float:
     return seconds_between(at, backend.query_start) or 0.0
 
 
-def check(evidence: Evidence) -> list[Finding]:
+def check(readings: Readings) -> list[Finding]:
     findings: list[Finding] = []
-    trend = session_trend(evidence)
-    pool = pool_signal(evidence)
-    timeouts = log_signal(evidence, *POOL_TIMEOUT_EVENTS)
-    cancelled = log_signal(evidence, LogEvent.STATEMENT_TIMEOUT)
-    label = app_label(evidence)
+    trend = readings.sessions
+    pool = readings.pool
+    timeouts = readings.log(*POOL_TIMEOUT_EVENTS)
+    cancelled = readings.log(LogEvent.STATEMENT_TIMEOUT)
     slow: list[Backend] = []
     reasons: list[str] = []
     confidence = 0.0
@@ -64,8 +56,8 @@ def check(evidence: Evidence) -> list[Finding]:
             oldest = slow[0]
             reasons.append(
                 f"{len(slow)}/{len(trend.latest)} backends of {trend.app.label} run statements "
-                f"older than {fmt_duration(SLOW_QUERY_SECONDS)}; longest pid {oldest.pid} for "
-                f"{fmt_duration(_age(oldest, trend.latest_at))}: {preview(oldest.query)}"
+                f"older than {format_duration(SLOW_QUERY_SECONDS)}; longest pid {oldest.pid} for "
+                f"{format_duration(_age(oldest, trend.latest_at))}: {preview(oldest.query)}"
             )
             if pool.full_now:
                 confidence += 0.15
@@ -78,21 +70,20 @@ def check(evidence: Evidence) -> list[Finding]:
             and trend is not None
             and (len(slow) >= CRITICAL_SHARE * max(1, len(trend.latest)))
         )
-        findings.append(_finding(evidence, label, slow, trend, pool, reasons, confidence, critical))
-    findings.extend(_foreign_long_queries(evidence, label))
+        findings.append(_finding(readings, slow, reasons, confidence, critical))
+    findings.extend(_foreign_long_queries(readings))
     return findings
 
 
 def _finding(
-    evidence: Evidence,
-    label: str,
-    slow: list[Backend],
-    trend: SessionTrend | None,
-    pool: PoolSignal,
-    reasons: list[str],
-    confidence: float,
-    critical: bool,
+    readings: Readings, slow: list[Backend], reasons: list[str], confidence: float, critical: bool
 ) -> Finding:
+    evidence, label, trend, pool = (
+        readings.evidence,
+        readings.label,
+        readings.sessions,
+        readings.pool,
+    )
     at = trend.latest_at if trend is not None else None
     steps: list[str] = []
     if slow:
@@ -101,7 +92,7 @@ def _finding(
             + backend_calls("pg_cancel_backend", [b.pid for b in slow])
         )
         steps.append(f"EXPLAIN (ANALYZE, BUFFERS) the statement: {preview(slow[0].query)}")
-    current = setting_seconds(evidence.postgres, "statement_timeout")
+    current = readings.setting_seconds("statement_timeout")
     configured = evidence.config.statement_timeout if evidence.config else None
     if not current and not configured:
         role = next((b.usename for b in slow if b.usename), None)
@@ -110,14 +101,13 @@ def _finding(
             + alter_role(role, "statement_timeout", SUGGESTED_STATEMENT_TIMEOUT)
         )
     steps.append("Look for N+1 patterns (many short identical statements) and missing indexes")
-    return Finding(
-        id=f"{CHECK}:{label}",
-        check=CHECK,
+    return finding(
+        CHECK,
+        label,
         severity=Severity.CRITICAL if critical else Severity.WARNING,
         confidence=round(min(confidence, 0.95), 2),
         title="Slow queries hold the app's connections",
         summary="; ".join(([pool.describe()] if pool.has_data else []) + reasons),
-        runbook=RUNBOOK,
         evidence={
             "pool": pool.as_evidence(),
             "slow_backends": [
@@ -135,12 +125,13 @@ def _finding(
     )
 
 
-def _foreign_long_queries(evidence: Evidence, label: str) -> list[Finding]:
+def _foreign_long_queries(readings: Readings) -> list[Finding]:
     """Other clients' long statements: named as context, not as the app's cause."""
-    pg = evidence.postgres
+    label = readings.label
+    pg = readings.evidence.postgres
     if pg is None or not pg.samples:
         return []
-    trend = session_trend(evidence)
+    trend = readings.sessions
     last = pg.samples[-1]
     long_running = [
         b
@@ -152,18 +143,25 @@ def _foreign_long_queries(evidence: Evidence, label: str) -> list[Finding]:
     oldest = max(long_running, key=lambda b: _age(b, last.at))
     kind = "maintenance" if is_maintenance(oldest) else "another application"
     return [
-        Finding(
-            id=f"{CHECK}:others",
-            check=CHECK,
+        finding(
+            CHECK,
+            "others",
             severity=Severity.INFO,
             confidence=FOREIGN_CONFIDENCE,
             title="Long statements from other clients (they hold none of the app's connections)",
             summary=(
                 f"{len(long_running)} long statement(s) outside {label}; longest "
-                f"{session_label(oldest)} ({kind}) for {fmt_duration(_age(oldest, last.at))}; "
+                f"{session_label(oldest)} ({kind}) for {format_duration(_age(oldest, last.at))}; "
                 "not the app's root cause unless it holds locks the app waits on"
             ),
-            runbook=RUNBOOK,
             evidence={"sessions": describe_sessions(long_running)},
         )
     ]
+
+
+SPEC = CheckSpec(
+    CHECK,
+    (CHECK,),
+    "App backends active in long statements (not lock waits); statement timeouts (57014).",
+    check,
+)

@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-from pooldoctor.checks.common import app_label, log_finding
-from pooldoctor.checks.signals import (
-    fmt_duration,
-    log_signal,
-    pool_signal,
-    setting_seconds,
-)
+from pooldoctor.checks.common import finding, log_finding
+from pooldoctor.checks.spec import CheckSpec
+from pooldoctor.durations import format_duration
 from pooldoctor.evidence import Evidence, LogEvent
 from pooldoctor.findings import Finding, Role, Severity
+from pooldoctor.readings import Readings
 
 CHECK = "stale-connections"
 RECYCLE_MARGIN = 0.8  # recycle at 80% of the shortest idle kill, before the server acts
@@ -35,29 +32,29 @@ def _recycle_advice(idle_kill: float | None) -> str:
         recycle = int(idle_kill * RECYCLE_MARGIN)
         return (
             f"pool_pre_ping=True and pool_recycle={recycle} (80% of the "
-            f"{fmt_duration(idle_kill)} server idle_session_timeout)"
+            f"{format_duration(idle_kill)} server idle_session_timeout)"
         )
     return (
         f"pool_pre_ping=True and pool_recycle={DEFAULT_RECYCLE_SECONDS} (below proxy/LB idle kills)"
     )
 
 
-def check(evidence: Evidence) -> list[Finding]:
-    signal = log_signal(
-        evidence,
+def check(readings: Readings) -> list[Finding]:
+    evidence = readings.evidence
+    signal = readings.log(
         LogEvent.SERVER_CLOSED,
         LogEvent.IDLE_SESSION_TIMEOUT,
         LogEvent.ADMIN_SHUTDOWN,
         LogEvent.INVALID_TRANSACTION,
     )
-    proxy = log_signal(evidence, LogEvent.PGBOUNCER, matching=PROXY_MARKERS)
-    restarts = log_signal(evidence, LogEvent.SERVER_START, LogEvent.SERVER_SHUTDOWN)
-    pool = pool_signal(evidence)
+    proxy = readings.log(LogEvent.PGBOUNCER, matching=PROXY_MARKERS)
+    restarts = readings.log(LogEvent.SERVER_START, LogEvent.SERVER_SHUTDOWN)
+    pool = readings.pool
     config = evidence.config
-    idle_kill = setting_seconds(evidence.postgres, "idle_session_timeout") or None
+    idle_kill = readings.setting_seconds("idle_session_timeout") or None
     pre_ping = config.pool_pre_ping if config is not None else None
     recycle = config.pool_recycle if config is not None else None
-    label = app_label(evidence)
+    label = readings.label
     lost = _lost_connections(evidence)
     reasons: list[str] = []
     confidence = 0.6
@@ -73,7 +70,7 @@ def check(evidence: Evidence) -> list[Finding]:
         reasons.append("pool_pre_ping is not enabled")
         confidence += 0.1
     if idle_kill:
-        reasons.append(f"server idle_session_timeout {fmt_duration(idle_kill)}")
+        reasons.append(f"server idle_session_timeout {format_duration(idle_kill)}")
     if pool.full_now:
         confidence -= 0.2
         reasons.append("the pool is exhausted too: stale connections do not cause that")
@@ -83,7 +80,7 @@ def check(evidence: Evidence) -> list[Finding]:
         "Do not set idle_session_timeout for roles that use a client-side pool",
     ]
     logged = signal if signal.seen else proxy
-    finding = log_finding(
+    found = log_finding(
         check=CHECK,
         label=label,
         signal=logged,
@@ -95,18 +92,17 @@ def check(evidence: Evidence) -> list[Finding]:
         evidence={"connections_lost": lost, "idle_session_timeout_seconds": idle_kill},
         remediation=steps,
     )
-    if finding is not None:
-        return [finding]
+    if found is not None:
+        return [found]
     if lost > 0:
         return [
-            Finding(
-                id=f"{CHECK}:{label}",
-                check=CHECK,
+            finding(
+                CHECK,
+                label,
                 severity=Severity.WARNING,
                 confidence=round(min(confidence, 0.9), 2),
                 title="Stale connections: the pool loses connections the server closed",
                 summary="; ".join(reasons),
-                runbook=CHECK,
                 evidence={"connections_lost": lost},
                 remediation=tuple(steps),
             )
@@ -116,20 +112,28 @@ def check(evidence: Evidence) -> list[Finding]:
     )
     if idle_kill and pre_ping is not True and recycle_too_long:
         return [
-            Finding(
-                id=f"{CHECK}:{label}:config",
-                check=CHECK,
+            finding(
+                CHECK,
+                f"{label}:config",
                 severity=Severity.WARNING,
                 confidence=0.8,
                 title="Pool will hand out connections the server's idle timeout has closed",
                 summary=(
-                    f"server idle_session_timeout {fmt_duration(idle_kill)} but pool_recycle "
-                    f"{'unset' if recycle is None else fmt_duration(recycle)} and no pool_pre_ping"
+                    f"server idle_session_timeout {format_duration(idle_kill)} but pool_recycle "
+                    f"{'unset' if recycle is None else format_duration(recycle)} "
+                    "and no pool_pre_ping"
                 ),
-                runbook=CHECK,
                 role=Role.RISK,
                 evidence={"idle_session_timeout_seconds": idle_kill, "pool_recycle": recycle},
                 remediation=tuple(steps),
             )
         ]
     return []
+
+
+SPEC = CheckSpec(
+    CHECK,
+    (CHECK,),
+    "Connections closed under the pool; pool_recycle/pre_ping against idle_session_timeout.",
+    check,
+)

@@ -2,33 +2,22 @@
 
 from __future__ import annotations
 
-from pooldoctor.checks.common import app_label
-from pooldoctor.checks.sessions import session_trend
-from pooldoctor.checks.signals import describe_holders, group_holders, pool_signal
-from pooldoctor.evidence import Evidence
+from pooldoctor.checks.common import finding
+from pooldoctor.checks.spec import CheckSpec
 from pooldoctor.findings import Finding, Severity
+from pooldoctor.readings import Readings
+from pooldoctor.readings.pools import describe_holders, group_holders
+from pooldoctor.readings.streaming import streaming_holders
 
 CHECK = "streaming-holds-session"
-RUNBOOK = "streaming-holds-session"
-STREAM_MARKERS = (
-    "stream",
-    "sse",
-    "eventsource",
-    "event_source",
-    "generator",
-    "iter_",
-    "yield",
-    "fileresponse",
-    "websocket",
-)
 STREAM_SHARE = 0.3  # share of held connections pinned by streams that starves a pool
 MIN_STREAM_HOLDERS = 2  # one long download is normal; several pinned sessions are the pattern
 
 
-def check(evidence: Evidence) -> list[Finding]:
-    pool = pool_signal(evidence)
+def check(readings: Readings) -> list[Finding]:
+    pool = readings.pool
     holders = pool.holders
-    streaming = [h for h in holders if any(m in h.origin.lower() for m in STREAM_MARKERS)]
+    streaming = streaming_holders(holders)
     if len(streaming) < MIN_STREAM_HOLDERS or len(streaming) < STREAM_SHARE * len(holders):
         return []
     rows = group_holders(streaming)
@@ -37,7 +26,7 @@ def check(evidence: Evidence) -> list[Finding]:
         f"{len(streaming)}/{len(holders)} held connections come from streaming code: "
         f"{describe_holders(rows)}"
     ]
-    trend = session_trend(evidence)
+    trend = readings.sessions
     if trend is not None and trend.idle_in_tx:
         confidence += 0.15
         reasons.append(
@@ -48,14 +37,13 @@ def check(evidence: Evidence) -> list[Finding]:
         confidence += 0.1
     severity = Severity.CRITICAL if pool.full_now else Severity.WARNING
     return [
-        Finding(
-            id=f"{CHECK}:{app_label(evidence)}",
-            check=CHECK,
+        finding(
+            CHECK,
+            readings.label,
             severity=severity,
             confidence=round(confidence, 2),
             title="Streaming responses hold database sessions until the client finishes",
             summary="; ".join(([pool.describe()] if pool.has_data else []) + reasons),
-            runbook=RUNBOOK,
             evidence={"pool": pool.as_evidence(), "streaming_holders": rows},
             remediation=(
                 f"Finish database work before streaming in {rows[0]['origin']}: load the rows, "
@@ -65,3 +53,11 @@ def check(evidence: Evidence) -> list[Finding]:
             ),
         )
     ]
+
+
+SPEC = CheckSpec(
+    CHECK,
+    (CHECK,),
+    "Pool holders whose origin is a streaming response or generator.",
+    check,
+)

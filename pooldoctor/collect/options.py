@@ -79,40 +79,42 @@ def default_dsn() -> str | None:
     return None
 
 
-def build_source_options(
-    *,
-    pool_status: list[str] | None,
-    dsn: str | None,
-    logs: list[str] | None,
-    configs: list[str] | None,
-    workers: int | None,
-    samples: int,
-    interval: float,
-    timeout: float,
-    since: str | None,
-    until: str | None,
-    log_tz: str | None,
-    now: datetime,
-) -> SourceOptions:
-    """Validate raw option values into SourceOptions (raises BadOption on bad input)."""
-    zone = resolve_log_tz(log_tz)
-    since_at = parse_time_arg(since, now, zone) if since else None
-    until_at = parse_time_arg(until, now, zone) if until else None
-    if since_at and until_at and since_at >= until_at:
-        raise BadOption("--since must be earlier than --until")
-    return SourceOptions(
-        pool_status=tuple(pool_status or ()),
-        dsn=dsn or default_dsn(),
-        logs=tuple(logs or ()),
-        configs=tuple(configs or ()),
-        workers=workers,
-        samples=samples,
-        interval=interval,
-        timeout=timeout,
-        since=since_at,
-        until=until_at,
-        log_tz=zone,
-    )
+@dataclass(frozen=True)
+class RawSourceOptions:
+    """Source options as the user typed them, before validation."""
+
+    pool_status: list[str] | None
+    dsn: str | None
+    logs: list[str] | None
+    configs: list[str] | None
+    workers: int | None
+    samples: int
+    interval: float
+    timeout: float
+    since: str | None
+    until: str | None
+    log_tz: str | None
+
+    def validate(self, now: datetime) -> SourceOptions:
+        """SourceOptions with times and zones resolved (raises BadOption on bad input)."""
+        zone = resolve_log_tz(self.log_tz)
+        since_at = parse_time_arg(self.since, now, zone) if self.since else None
+        until_at = parse_time_arg(self.until, now, zone) if self.until else None
+        if since_at and until_at and since_at >= until_at:
+            raise BadOption("--since must be earlier than --until")
+        return SourceOptions(
+            pool_status=tuple(self.pool_status or ()),
+            dsn=self.dsn or default_dsn(),
+            logs=tuple(self.logs or ()),
+            configs=tuple(self.configs or ()),
+            workers=self.workers,
+            samples=self.samples,
+            interval=self.interval,
+            timeout=self.timeout,
+            since=since_at,
+            until=until_at,
+            log_tz=zone,
+        )
 
 
 NO_SOURCES_MESSAGE = (

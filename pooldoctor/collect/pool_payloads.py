@@ -10,6 +10,7 @@ from datetime import datetime
 from typing import Any
 
 from pooldoctor.evidence import Holder, PoolSample
+from pooldoctor.status_schema import ENGINES_KEY, NULLPOOL_CLASS
 
 JSON = "json"
 SQLALCHEMY_STATUS = "sqlalchemy-status"
@@ -21,6 +22,7 @@ HTML_MESSAGE = "HTML page, not a pool-status payload: login page or wrong path?"
 EXCERPT_CHARS = 60  # enough to recognise a payload in an error line, short enough for one line
 
 COUNT_FIELDS = ("size", "checked_out", "checked_in", "overflow", "max_overflow", "waiting")
+HOLDER_COUNT_FIELDS = ("holders_total", "holders_dead_threads")  # beyond the holders listed
 # QueuePool.overflow() starts at -pool_size; max_overflow=-1 means "unlimited".
 MAY_BE_NEGATIVE = frozenset({"overflow", "max_overflow"})
 
@@ -119,7 +121,7 @@ def _from_json(document: Any, at: datetime) -> PoolSample:
         raise PayloadError(f"JSON {type(document).__name__}, expected an object with pool fields")
     if _PSYCOPG_KEYS & document.keys():
         return _from_psycopg(document, at)
-    engines = document.get("engines")
+    engines = document.get(ENGINES_KEY)
     if isinstance(engines, dict) and engines and all(isinstance(v, dict) for v in engines.values()):
         return _merge_engines({str(k): _from_json(v, at) for k, v in engines.items()}, at)
     by_key = {_normal_key(str(key)): key for key in document}
@@ -157,7 +159,10 @@ def _from_json_fields(document: dict[str, Any], raw: dict[str, Any], at: datetim
             values[name] = _count(value, name)
     holders = _holders(document.get("holders"))
     counters = _counters(document.get("counters"))
-    payload_format = SQLALCHEMY_NULLPOOL if document.get("pool_class") == "NullPool" else JSON
+    for name in HOLDER_COUNT_FIELDS:
+        if document.get(name) is not None:
+            values[name] = _count(document[name], name)
+    payload_format = SQLALCHEMY_NULLPOOL if document.get("pool_class") == NULLPOOL_CLASS else JSON
     return PoolSample(
         at=at, payload_format=payload_format, holders=holders, counters=counters, **values
     )
@@ -189,7 +194,7 @@ def _merge_engines(samples: dict[str, PoolSample], at: datetime) -> PoolSample:
             sorted((h for s in parts for h in s.holders), key=lambda holder: -holder.age_seconds)
         ),
         notes=(note, *(n for sample in parts for n in sample.notes)),
-        **{name: total(name) for name in COUNT_FIELDS},
+        **{name: total(name) for name in (*COUNT_FIELDS, *HOLDER_COUNT_FIELDS)},
     )
 
 

@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from pooldoctor.collect.options import NO_SOURCES_MESSAGE
+from pooldoctor.collect.options import NO_SOURCES_MESSAGE, RawSourceOptions
 from pooldoctor.commands import options as opt
 from pooldoctor.commands.progress import (
     QuietOpt,
@@ -45,19 +45,11 @@ def capture_command(
     from pooldoctor.collect.session import capture, utc_now
     from pooldoctor.evidence import SourceState, evidence_to_json
 
-    sources = opt.build_source_options(
-        pool_status=pool_status,
-        dsn=dsn,
-        logs=log,
-        configs=config,
-        workers=workers,
-        samples=samples,
-        interval=interval,
-        timeout=timeout,
-        since=since,
-        until=until,
-        log_tz=log_tz,
-        now=utc_now(),
+    sources = opt.validated(
+        RawSourceOptions(
+            pool_status, dsn, log, config, workers, samples, interval, timeout, since, until, log_tz
+        ),
+        utc_now(),
     )
     if not sources.has_sources:
         raise typer.BadParameter(NO_SOURCES_MESSAGE)

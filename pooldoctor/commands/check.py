@@ -6,6 +6,7 @@ from typing import Annotated
 
 import typer
 
+from pooldoctor.collect.options import RawSourceOptions
 from pooldoctor.commands import options as opt
 from pooldoctor.exitcodes import STATUS_EXIT
 
@@ -105,19 +106,11 @@ def check_command(
         "--idle-in-transaction-critical",
         idle_critical,
     )
-    sources = opt.build_source_options(
-        pool_status=pool_status,
-        dsn=dsn,
-        logs=log,
-        configs=config,
-        workers=None,
-        samples=samples,
-        interval=interval,
-        timeout=timeout,
-        since=since,
-        until=until,
-        log_tz=log_tz,
-        now=utc_now(),
+    sources = opt.validated(
+        RawSourceOptions(
+            pool_status, dsn, log, config, None, samples, interval, timeout, since, until, log_tz
+        ),
+        utc_now(),
     )
     if not (sources.pool_status or sources.dsn or sources.logs):
         raise typer.BadParameter(

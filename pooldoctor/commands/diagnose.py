@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from pooldoctor.collect.options import NO_SOURCES_MESSAGE
+from pooldoctor.collect.options import NO_SOURCES_MESSAGE, RawSourceOptions
 from pooldoctor.commands import options as opt
 from pooldoctor.commands.progress import (
     QuietOpt,
@@ -106,19 +106,11 @@ def diagnose_command(
 
     now = utc_now()
     level = verbosity(quiet, verbose)
-    sources = opt.build_source_options(
-        pool_status=pool_status,
-        dsn=dsn,
-        logs=log,
-        configs=config,
-        workers=workers,
-        samples=samples,
-        interval=interval,
-        timeout=timeout,
-        since=since,
-        until=until,
-        log_tz=log_tz,
-        now=now,
+    sources = opt.validated(
+        RawSourceOptions(
+            pool_status, dsn, log, config, workers, samples, interval, timeout, since, until, log_tz
+        ),
+        now,
     )
     if evidence is not None:
         if sources.pool_status or dsn or sources.logs or sources.configs:

@@ -7,8 +7,7 @@ from typing import Annotated
 
 import typer
 
-from pooldoctor.collect import options as collect_options
-from pooldoctor.collect.options import SourceOptions
+from pooldoctor.collect.options import BadOption, RawSourceOptions, SourceOptions
 
 PoolStatusOpt = Annotated[
     list[str] | None,
@@ -92,36 +91,9 @@ LogTzOpt = Annotated[
 ]
 
 
-def build_source_options(
-    *,
-    pool_status: list[str] | None,
-    dsn: str | None,
-    logs: list[str] | None,
-    configs: list[str] | None,
-    workers: int | None,
-    samples: int,
-    interval: float,
-    timeout: float,
-    since: str | None,
-    until: str | None,
-    log_tz: str | None,
-    now: datetime,
-) -> SourceOptions:
+def validated(raw: RawSourceOptions, now: datetime) -> SourceOptions:
     """The collect layer's validation, its errors turned into typer's usage errors."""
     try:
-        return collect_options.build_source_options(
-            pool_status=pool_status,
-            dsn=dsn,
-            logs=logs,
-            configs=configs,
-            workers=workers,
-            samples=samples,
-            interval=interval,
-            timeout=timeout,
-            since=since,
-            until=until,
-            log_tz=log_tz,
-            now=now,
-        )
-    except collect_options.BadOption as exc:
+        return raw.validate(now)
+    except BadOption as exc:
         raise typer.BadParameter(str(exc)) from None

@@ -8,6 +8,7 @@ from typing import Annotated
 
 import typer
 
+from pooldoctor.collect.options import RawSourceOptions
 from pooldoctor.commands import options as opt
 from pooldoctor.exitcodes import STATUS_EXIT, ExitCode
 
@@ -54,19 +55,11 @@ def watch_command(
     from pooldoctor.collect.session import utc_now
     from pooldoctor.watch.live import WatchSettings, run_watch
 
-    sources = opt.build_source_options(
-        pool_status=pool_status,
-        dsn=dsn,
-        logs=log,
-        configs=config,
-        workers=workers,
-        samples=1,
-        interval=interval,
-        timeout=timeout,
-        since=since,
-        until=until,
-        log_tz=log_tz,
-        now=utc_now(),
+    sources = opt.validated(
+        RawSourceOptions(
+            pool_status, dsn, log, config, workers, 1, interval, timeout, since, until, log_tz
+        ),
+        utc_now(),
     )
     if not (sources.pool_status or sources.dsn):
         raise typer.BadParameter(

@@ -14,7 +14,6 @@ from pathlib import Path
 import psycopg
 
 from pooldoctor.atomic import write_atomic
-from pooldoctor.checks.connection_leak import DEAD_THREAD_MIN_AGE_SECONDS
 from pooldoctor.collect.options import SourceOptions
 from pooldoctor.collect.session import capture
 from pooldoctor.evidence import Evidence, evidence_to_json
@@ -22,6 +21,8 @@ from pooldoctor.lab.cluster import TempCluster, free_port
 from pooldoctor.lab.load import BackgroundLoad, LoadResult, LoadSpec, run_load
 from pooldoctor.lab.proxy import slow_proxy
 from pooldoctor.lab.webapp import APP_ROLE, HOT_ROW_ID, LabApp, LabConfig, run_lab_app
+from pooldoctor.readings.leak import DEAD_THREAD_MIN_AGE_SECONDS
+from pooldoctor.readings.thresholds import SLOW_QUERY_SECONDS
 
 SAVE_ENV = "POOLDOCTOR_SAVE_SCENARIOS"
 FIXTURE_MODE = 0o644  # fixtures are committed: readable like any other source file
@@ -223,8 +224,9 @@ def pool_undersized(workdir: Path) -> ScenarioRun:
 
 
 SLOW_POOL = 3
-SLOW_QUERY_SECONDS = 12.0
-SLOW_CAPTURE_DELAY = 6.0  # the queries are well past 5 s when sampled
+# Sampled a second after the checks' slow-query threshold; the queries run on through capture.
+SLOW_CAPTURE_DELAY = SLOW_QUERY_SECONDS + 1.0
+SLOW_SLEEP_SECONDS = 2 * SLOW_CAPTURE_DELAY
 
 
 def slow_queries(workdir: Path) -> ScenarioRun:
@@ -232,7 +234,7 @@ def slow_queries(workdir: Path) -> ScenarioRun:
     config = _saturating("reports-api", SLOW_POOL)
     with _stage(workdir, [config]) as stage:
         (app,) = stage.apps
-        spec = _spec([f"/slow?s={SLOW_QUERY_SECONDS:g}"], clients=5, seconds=SLOW_CAPTURE_DELAY + 3)
+        spec = _spec([f"/slow?s={SLOW_SLEEP_SECONDS:g}"], clients=5, seconds=SLOW_CAPTURE_DELAY + 3)
         load = BackgroundLoad(app.url(), spec).start()
         time.sleep(SLOW_CAPTURE_DELAY)
         evidence = stage.capture(config)

@@ -186,7 +186,7 @@ class LabApp:
         self.log.info("lab app listening on %s (pool %s)", self.url(), self.engine.pool.status())
 
     def pool_status(self) -> dict[str, Any]:
-        return pool_status(self.engine)
+        return dict(pool_status(self.engine))
 
     # --- endpoints -------------------------------------------------------------------------
 

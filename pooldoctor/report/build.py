@@ -10,6 +10,8 @@ from typing import Any
 from pooldoctor.evidence import Evidence, SourceState
 from pooldoctor.findings import Diagnosis, Finding, Role, Severity, Status
 from pooldoctor.jsonio import to_plain
+from pooldoctor.readings.text import instance_label
+from pooldoctor.redact import redact
 from pooldoctor.report.chartdata import build_charts
 from pooldoctor.report.keytimes import build_key_times, build_window
 from pooldoctor.report.lead import build_lead, build_postmortem
@@ -20,9 +22,8 @@ from pooldoctor.report.model import (
     ReportFinding,
     SourceRow,
 )
-from pooldoctor.report.stuck import instance_label
 from pooldoctor.report.textfmt import as_utc, hhmm, percent
-from pooldoctor.report.timeline import build_timeline, is_saturated
+from pooldoctor.report.timeline import build_timeline
 from pooldoctor.runbooks import Runbook, first_mitigation_step, runbook_url, section_items
 
 
@@ -69,8 +70,9 @@ def unavailable_reasons(evidence: Evidence) -> tuple[str, ...]:
     lines: list[str] = []
 
     def add(prefix: str, reason: str) -> None:
+        reason = redact(reason)  # evidence files from elsewhere may quote a secret
         if reason and not any(reason in line for line in lines):
-            lines.append(f"{prefix}: {reason}")
+            lines.append(redact(f"{prefix}: {reason}"))
 
     for source in evidence.sources:
         if source.status is not SourceState.OK:
@@ -118,14 +120,14 @@ def build_environment(evidence: Evidence) -> Environment:
 def _healthy_summary(evidence: Evidence, sources: tuple[SourceRow, ...]) -> str:
     ok = sum(1 for s in sources if s.status == SourceState.OK.value)
     parts = [f"No problems found. {ok} of {len(sources)} source(s) were collected."]
-    samples = [s for i in evidence.pools for s in i.samples if s.checked_out is not None]
+    samples = [s for i in evidence.pools for s in i.samples if s.in_use is not None]
     if samples:
-        busiest = max(samples, key=lambda s: s.checked_out or 0)
+        busiest = max(samples, key=lambda s: s.in_use or 0)
         capacity = busiest.capacity
         of = f" of {capacity}" if capacity is not None else ""
-        saturated = sum(1 for s in samples if is_saturated(s))
+        saturated = sum(1 for s in samples if s.full)
         parts.append(
-            f"The busiest pool sample had {busiest.checked_out}{of} connections checked out; "
+            f"The busiest pool sample had {busiest.in_use}{of} connections checked out; "
             f"{saturated} of {len(samples)} sample(s) were saturated."
         )
     if evidence.logs:
@@ -205,7 +207,10 @@ def build_report(
         _report_finding(f, titles, runbook_base_url, runbooks, folded.get(f.id, ()))
         for f in diagnosis.findings
     )
-    sources = tuple(SourceRow(s.name, s.kind, s.status.value, s.detail) for s in evidence.sources)
+    sources = tuple(
+        SourceRow(redact(s.name), s.kind, s.status.value, s.detail and redact(s.detail))
+        for s in evidence.sources
+    )
     key_times = build_key_times(evidence, generated_at)
     timeline, omitted = build_timeline(
         evidence,

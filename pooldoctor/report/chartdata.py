@@ -6,14 +6,12 @@ from collections import Counter
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 
+from pooldoctor.durations import format_duration
 from pooldoctor.evidence import Evidence, LogEvent, PoolInstance
+from pooldoctor.readings.text import instance_label
 from pooldoctor.report.model import ChartData, ChartKind, KeyTime, Mark, Series
-from pooldoctor.report.stuck import (
-    held_checkouts,
-    instance_label,
-    latest_activity,
-)
-from pooldoctor.report.textfmt import as_utc, clock, format_duration, hhmm
+from pooldoctor.report.stuck import held_checkouts, latest_activity
+from pooldoctor.report.textfmt import as_utc, clock, hhmm
 from pooldoctor.report.timeline import NON_ERROR_EVENTS, log_event_label
 
 # Short names of key times drawn on the error chart (the key-times table has the long ones).
@@ -24,31 +22,29 @@ MAX_APPLICATIONS = 8
 
 def _pool_chart(number: int, instance: PoolInstance) -> ChartData | None:
     samples = sorted(
-        (s for s in instance.samples if s.checked_out is not None), key=lambda s: as_utc(s.at)
+        (s for s in instance.samples if s.in_use is not None), key=lambda s: as_utc(s.at)
     )
     if not samples:
         return None
     name = instance_label(instance.url)
     times = tuple(as_utc(s.at) for s in samples)
     series = [
-        Series(
-            "checked-out", "checked out", times, tuple(float(s.checked_out or 0) for s in samples)
-        )
+        Series("checked-out", "checked out", times, tuple(float(s.in_use or 0) for s in samples))
     ]
-    if any(s.waiting is not None for s in samples):
-        waiting = tuple(float(s.waiting or 0) for s in samples)
+    if any(s.waiting is not None or s.queued for s in samples):
+        waiting = tuple(float(s.queued) for s in samples)
         series.append(Series("waiting", "waiting for a connection", times, waiting))
     capacities = [s.capacity for s in samples]
     if all(c is not None for c in capacities):
         series.append(
             Series("capacity", "capacity", times, tuple(float(c or 0) for c in capacities), True)
         )
-    peak = max(samples, key=lambda s: s.checked_out or 0)
+    peak = max(samples, key=lambda s: s.in_use or 0)
     capacity = f" of {peak.capacity}" if peak.capacity is not None else ""
     alt = (
         f"{len(samples)} samples of {name} from {clock(times[0])} to {clock(times[-1])} UTC; "
-        f"checked out {', '.join(str(s.checked_out) for s in samples)}; "
-        f"peak {peak.checked_out}{capacity} at {clock(peak.at)}"
+        f"checked out {', '.join(str(s.in_use) for s in samples)}; "
+        f"peak {peak.in_use}{capacity} at {clock(peak.at)}"
     )
     if len(series) > 1 and series[1].key == "waiting":
         alt += f"; waiting peaked at {int(max(series[1].ys))}"

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from datetime import datetime
 
+from pooldoctor.durations import format_duration
 from pooldoctor.evidence import Evidence, LogEvent
+from pooldoctor.readings.text import instance_label
 from pooldoctor.report.model import KeyTime, Window
-from pooldoctor.report.stuck import held_checkouts, instance_label, stuck_sessions
-from pooldoctor.report.textfmt import as_utc, format_duration, hhmm
+from pooldoctor.report.stuck import held_checkouts, stuck_sessions
+from pooldoctor.report.textfmt import as_utc, hhmm
 from pooldoctor.report.timeline import (
     NON_ERROR_EVENTS,
-    is_saturated,
     log_event_label,
     log_source_name,
 )
@@ -35,7 +36,7 @@ def first_error(evidence: Evidence) -> KeyTime:
     if not candidates:
         for instance in evidence.pools:
             for sample in instance.samples:
-                if is_saturated(sample):
+                if sample.full:
                     basis = (
                         f"no error in the logs; first pool sample found saturated "
                         f"({instance_label(instance.url)})"

@@ -9,8 +9,9 @@ from typing import Any
 
 from pooldoctor.evidence import Evidence
 from pooldoctor.findings import Role, Severity, Status
+from pooldoctor.readings.text import instance_label
 from pooldoctor.report.model import KeyTime, Lead, Postmortem, ReportFinding
-from pooldoctor.report.stuck import instance_label, latest_activity
+from pooldoctor.report.stuck import latest_activity
 from pooldoctor.report.textfmt import as_utc, hhmm, stamp
 from pooldoctor.report.timeline import NON_ERROR_EVENTS, log_event_label
 
@@ -87,12 +88,7 @@ def _impact(evidence: Evidence, key_times: Sequence[KeyTime]) -> str:
             text += f" (peak {peak.count}/min at {hhmm(peak.at)})"
     else:
         text = "no errors in the logs collected"
-    saturated = [
-        s
-        for i in evidence.pools
-        for s in i.samples
-        if s.capacity and (s.checked_out or 0) >= s.capacity
-    ]
+    saturated = [s for i in evidence.pools for s in i.samples if s.full]
     total = sum(len(i.samples) for i in evidence.pools)
     if total:
         text += f"; pool full in {len(saturated)} of {total} samples"

@@ -8,7 +8,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from pooldoctor.report.textfmt import shorten
+from pooldoctor.readings.text import shorten
 
 # Rows of one evidence table shown in md/HTML; report.json always carries them all.
 MAX_EVIDENCE_ROWS = 25

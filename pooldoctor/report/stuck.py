@@ -5,14 +5,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from pooldoctor.durations import format_duration
 from pooldoctor.evidence import ActivitySample, Backend, Evidence, PoolInstance
-from pooldoctor.report.textfmt import as_utc, format_duration, shorten
+from pooldoctor.readings.app import is_client
+from pooldoctor.readings.text import instance_label, preview
+from pooldoctor.readings.thresholds import SLOW_QUERY_SECONDS, STUCK_SECONDS
+from pooldoctor.report.textfmt import as_utc
 
-# A transaction open this long while idle is holding a pooled connection nobody is using.
-STUCK_TRANSACTION_SECONDS = 60.0
-# A web request's query running this long already exceeds any sane request budget.
-SLOW_QUERY_SECONDS = 30.0
-QUERY_PREVIEW_CHARS = 80
 # Idle time is worth stating separately only when the transaction did work well after it began.
 IDLE_DETAIL_MIN_SECONDS = 5.0
 
@@ -57,11 +56,7 @@ def _query_preview(backend: Backend) -> str:
         return "query hidden (insufficient privilege)"
     if not backend.query:
         return "no query text"
-    return shorten(backend.query, QUERY_PREVIEW_CHARS)
-
-
-def _is_client(backend: Backend) -> bool:
-    return backend.backend_type in (None, "client backend")
+    return preview(backend.query) or "no query text"
 
 
 def stuck_sessions(evidence: Evidence) -> list[StuckWork]:
@@ -72,7 +67,7 @@ def stuck_sessions(evidence: Evidence) -> list[StuckWork]:
     seen = as_utc(sample.at)
     found: list[StuckWork] = []
     for backend in sample.backends:
-        if not _is_client(backend):
+        if not is_client(backend):
             continue
         state = backend.state or ""
         if backend.wait_event_type == "Lock" and backend.query_start is not None:
@@ -95,7 +90,7 @@ def stuck_sessions(evidence: Evidence) -> list[StuckWork]:
             )
         elif state.startswith("idle in transaction") and backend.xact_start is not None:
             started = as_utc(backend.xact_start)
-            if seen - started < timedelta(seconds=STUCK_TRANSACTION_SECONDS):
+            if seen - started < timedelta(seconds=STUCK_SECONDS):
                 continue
             idle_for = ""
             if backend.state_change is not None:
@@ -132,11 +127,6 @@ def stuck_sessions(evidence: Evidence) -> list[StuckWork]:
                 )
             )
     return sorted(found, key=lambda work: work.started)
-
-
-def instance_label(url: str) -> str:
-    """A pool-status URL without its scheme: short enough for a table column."""
-    return url.split("://", 1)[-1]
 
 
 def _held_checkouts(instance: PoolInstance) -> list[StuckWork]:

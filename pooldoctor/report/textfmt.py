@@ -1,4 +1,4 @@
-"""Small text formatters shared by the report builder and renderers: times, durations, lengths."""
+"""Small text formatters of the report: clock times and percentages (durations: durations.py)."""
 
 from __future__ import annotations
 
@@ -27,29 +27,6 @@ def stamp(moment: datetime | None) -> str:
     if moment is None:
         return "—"
     return as_utc(moment).strftime("%Y-%m-%d %H:%M:%S")
-
-
-def format_duration(seconds: float) -> str:
-    """Human duration at the precision on-call needs: 45s, 14m 12s, 2h 03m, 3d 4h."""
-    total = max(0, round(seconds))
-    days, rest = divmod(total, 86400)
-    hours, rest = divmod(rest, 3600)
-    minutes, secs = divmod(rest, 60)
-    if days:
-        return f"{days}d {hours}h"
-    if hours:
-        return f"{hours}h {minutes:02d}m"
-    if minutes:
-        return f"{minutes}m {secs:02d}s"
-    return f"{secs}s"
-
-
-def shorten(text: str, limit: int) -> str:
-    """Collapse whitespace and cut to `limit` characters with an ellipsis."""
-    flat = " ".join(text.split())
-    if len(flat) <= limit:
-        return flat
-    return flat[: max(0, limit - 1)].rstrip() + "…"
 
 
 def percent(fraction: float) -> str:

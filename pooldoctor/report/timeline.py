@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import PurePath
 
+from pooldoctor.durations import format_duration
 from pooldoctor.evidence import (
     Evidence,
     LogEvent,
@@ -17,9 +18,11 @@ from pooldoctor.evidence import (
     SourceState,
 )
 from pooldoctor.findings import Status
+from pooldoctor.readings.text import instance_label
+from pooldoctor.redact import redact
 from pooldoctor.report.model import EntryKind, TimelineEntry
-from pooldoctor.report.stuck import StuckWork, held_checkouts, instance_label, stuck_sessions
-from pooldoctor.report.textfmt import as_utc, clock, format_duration, hhmm
+from pooldoctor.report.stuck import StuckWork, held_checkouts, stuck_sessions
+from pooldoctor.report.textfmt import as_utc, clock, hhmm
 
 # A postmortem timeline longer than this stops being read; the rest is counted, not listed.
 MAX_TIMELINE_ENTRIES = 60
@@ -193,28 +196,18 @@ def log_entries(evidence: Evidence) -> list[TimelineEntry]:
     return entries
 
 
-def is_saturated(sample: PoolSample) -> bool:
-    """Every connection the pool may open is checked out, or requests are queueing."""
-    if sample.waiting is not None and sample.waiting > 0:
-        return True
-    capacity = sample.capacity
-    return (
-        capacity is not None and sample.checked_out is not None and sample.checked_out >= capacity
-    )
-
-
 def describe_usage(sample: PoolSample) -> str:
     """'30/30 checked out, 4 waiting' from whatever the payload said."""
     capacity = sample.capacity
-    used = "?" if sample.checked_out is None else str(sample.checked_out)
+    used = "?" if sample.in_use is None else str(sample.in_use)
     text = f"{used}/{capacity} checked out" if capacity is not None else f"{used} checked out"
-    if sample.waiting:
-        text += f", {sample.waiting} waiting"
+    if sample.queued:
+        text += f", {sample.queued} waiting"
     return text
 
 
 def _trend_text(samples: Sequence[PoolSample]) -> str | None:
-    values = [s.checked_out for s in samples if s.checked_out is not None]
+    values = [s.in_use for s in samples if s.in_use is not None]
     if not values:
         return None
     capacity = samples[-1].capacity
@@ -243,7 +236,7 @@ def _instance_entries(instance: PoolInstance) -> list[TimelineEntry]:
         )
     previous: bool | None = None
     for sample in samples:
-        saturated = is_saturated(sample)
+        saturated = sample.full
         if saturated and not previous:
             where = " at first sample" if previous is None else ""
             text = f"pool saturated{where}: {describe_usage(sample)}"
@@ -368,7 +361,7 @@ def source_entries(evidence: Evidence) -> list[TimelineEntry]:
         if source.status is SourceState.OK or at is None:
             continue
         verb = "could not collect" if source.status is SourceState.ERROR else "skipped"
-        text = f"{verb} ({source.kind}): {source.detail or 'no detail'}"
+        text = redact(f"{verb} ({source.kind}): {source.detail or 'no detail'}")
         name = log_source_name(source.name) if source.kind == "log" else source.name
         entries.append(
             TimelineEntry(

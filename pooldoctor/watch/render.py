@@ -7,8 +7,10 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
+from pooldoctor.durations import format_duration
 from pooldoctor.findings import Severity, Status
-from pooldoctor.report.textfmt import clock, format_duration, percent, shorten
+from pooldoctor.readings.text import shorten
+from pooldoctor.report.textfmt import clock, percent
 from pooldoctor.watch.model import PoolRow, SessionRow, SortKey, WatchView
 
 STATUS_STYLES = {

@@ -2,27 +2,33 @@
 
 from __future__ import annotations
 
+import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from itertools import pairwise
 from typing import Any
 
-from pooldoctor.checks.signals import (
+from pooldoctor.durations import format_duration
+from pooldoctor.evidence import Backend, Evidence
+from pooldoctor.jsonio import format_utc
+from pooldoctor.readings.app import (
     ACTIVE,
     IDLE,
     IDLE_IN_TRANSACTION,
-    MAX_LISTED,
     AppIdentity,
     app_backends,
-    fmt_clock,
-    fmt_duration,
     identify_app,
-    seconds_between,
 )
-from pooldoctor.evidence import Backend, Evidence
-from pooldoctor.jsonio import format_utc
+from pooldoctor.readings.text import fmt_clock, preview
+from pooldoctor.readings.thresholds import MAX_LISTED
 
-QUERY_PREVIEW_CHARS = 160  # enough of a query to recognise it in a report
+
+def seconds_between(later: datetime | None, earlier: datetime | None) -> float | None:
+    """Seconds from earlier to later, or None when either is unknown."""
+    if later is None or earlier is None:
+        return None
+    return (later - earlier).total_seconds()
 
 
 @dataclass(frozen=True)
@@ -47,13 +53,6 @@ class HeldSession:
             "samples_seen": self.samples_seen,
             "query": preview(self.backend.query),
         }
-
-
-def preview(query: str | None) -> str | None:
-    if query is None:
-        return None
-    flat = " ".join(query.split())
-    return flat if len(flat) <= QUERY_PREVIEW_CHARS else flat[: QUERY_PREVIEW_CHARS - 1] + "…"
 
 
 @dataclass(frozen=True)
@@ -165,7 +164,7 @@ def held_in_tx(at: datetime, backends: tuple[Backend, ...], min_age: float) -> l
 def describe_oldest(sessions: tuple[HeldSession, ...] | list[HeldSession]) -> str:
     """'oldest pid 4242 since 09:15:23Z (14m37s)'."""
     oldest = sessions[0]
-    age = fmt_duration(oldest.age_seconds)
+    age = format_duration(oldest.age_seconds)
     return f"oldest pid {oldest.pid} since {fmt_clock(oldest.since)} ({age})"
 
 
@@ -180,3 +179,42 @@ def ratchets(values: list[int]) -> bool:
     return (
         len(values) >= 2 and all(b >= a for a, b in pairwise(values)) and (values[-1] > values[0])
     )
+
+
+def percentile(values: Sequence[float], fraction: float) -> float:
+    """Nearest-rank percentile of a non-empty sequence."""
+    ordered = sorted(values)
+    index = max(0, math.ceil(fraction * len(ordered)) - 1)
+    return ordered[index]
+
+
+NICE_TIMEOUTS = (60, 120, 300, 600, 900, 1800, 3600)  # round suggestions to values people set
+IDLE_TX_TIMEOUT_FACTOR = 2.0  # a backstop twice the longest legitimate idle-in-transaction age
+# With no idle-in-transaction session observed to size it by: a backstop for forgotten ones.
+DEFAULT_IDLE_TX_TIMEOUT = 300
+
+
+def nice_timeout(seconds: float) -> int:
+    """Round a suggested timeout up to a conventional value between 1 min and 1 h."""
+    for value in NICE_TIMEOUTS:
+        if seconds <= value:
+            return value
+    return NICE_TIMEOUTS[-1]
+
+
+def legitimate_idle_tx_ages(trend: SessionTrend, leaked: frozenset[int]) -> list[float]:
+    """Ages of the app's idle-in-transaction sessions in every sample, leaked ones left out."""
+    return [
+        h.age_seconds
+        for at, backends in trend.per_sample
+        for h in held_in_tx(at, backends, 0.0)
+        if h.pid not in leaked
+    ]
+
+
+def idle_tx_timeout_suggestion(legitimate_ages: Sequence[float]) -> int:
+    """The one idle_in_transaction_session_timeout every finding suggests: twice the longest
+    legitimate age seen (rounded up to a conventional value), DEFAULT_IDLE_TX_TIMEOUT if none."""
+    if not legitimate_ages:
+        return DEFAULT_IDLE_TX_TIMEOUT
+    return nice_timeout(math.ceil(max(legitimate_ages) * IDLE_TX_TIMEOUT_FACTOR))

@@ -1,4 +1,4 @@
-"""Remediation arithmetic: Little's law pool sizes and the server's connection budget."""
+"""The configuration budget: Little's law pool sizes and the server's connection slots."""
 
 from __future__ import annotations
 
@@ -6,14 +6,10 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from pooldoctor.checks.signals import (
-    AppIdentity,
-    Throughput,
-    describe_sessions,
-    other_clients,
-    setting_int,
-)
 from pooldoctor.evidence import Evidence
+from pooldoctor.readings.app import AppIdentity, describe_sessions, other_clients
+from pooldoctor.readings.pools import Throughput
+from pooldoctor.readings.settings import setting_int
 
 HEADROOM = 1.3  # 30% above the Little's-law mean absorbs bursts without over-reserving slots
 POOL_SHARE = 2 / 3  # of a per-process budget kept open as pool_size; the rest is max_overflow

@@ -1,0 +1,107 @@
+"""Readings: every fact derived from the evidence that more than one place needs, built once.
+
+Checks and the report read the same `Readings`, so a pool is "full", a duration reads, a query is
+previewed and a threshold is applied the same way everywhere. One module per family of facts:
+app (identity), pools (fill, holders, throughput), sessions (trend), locks (chains, root
+blockers), logs (signals), settings, budget (configuration), leak / deadlock / streaming
+(signatures), text and thresholds.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+from pooldoctor.evidence import Evidence, LogEvent
+from pooldoctor.readings.app import AppIdentity, identify_app
+from pooldoctor.readings.deadlock import DeadlockSignature, deadlock_signature
+from pooldoctor.readings.leak import (
+    LeakSignature,
+    cancellation_hints,
+    leak_signature,
+    leaked_pids,
+)
+from pooldoctor.readings.logs import POOL_TIMEOUT_EVENTS, LogSignal, log_signal
+from pooldoctor.readings.pools import PoolSignal, Throughput, measure_throughput, pool_signal
+from pooldoctor.readings.sessions import (
+    SessionTrend,
+    idle_tx_timeout_suggestion,
+    legitimate_idle_tx_ages,
+    session_trend,
+)
+from pooldoctor.readings.settings import setting_int, setting_seconds
+from pooldoctor.readings.thresholds import RECENT_SECONDS
+
+
+@dataclass(frozen=True)
+class Readings:
+    """The derived facts of one Evidence; build with `read(evidence)`."""
+
+    evidence: Evidence
+    app: AppIdentity | None
+    label: str  # the app's short name in finding ids: application_name, role, else a host
+    pool: PoolSignal
+    sessions: SessionTrend | None
+    throughput: Throughput | None
+    pool_timeouts: LogSignal
+    leak: LeakSignature | None
+    deadlock: DeadlockSignature | None
+    cancellation: tuple[str, ...]  # why the leak looks tied to cancelled async work
+    leaked_pids: frozenset[int]  # sessions the leak claims; idle-in-transaction leaves them
+    longest_legitimate_idle_tx: float | None  # seconds, of sessions the leak does not claim
+    idle_tx_timeout: int  # the one idle_in_transaction_session_timeout every finding suggests
+
+    def log(
+        self, *events: LogEvent, window: float = RECENT_SECONDS, matching: tuple[str, ...] = ()
+    ) -> LogSignal:
+        """Occurrences of `events` over all log files, with their recency."""
+        return log_signal(self.evidence, *events, window=window, matching=matching)
+
+    def setting_seconds(self, name: str) -> float | None:
+        """A server timeout setting in seconds (0 = disabled), None when not collected."""
+        return setting_seconds(self.evidence.postgres, name)
+
+    def setting_int(self, name: str) -> int | None:
+        """A whole-number server setting, None when not collected or unreadable."""
+        return setting_int(self.evidence.postgres, name)
+
+    @property
+    def idle_tx_timeout_missing(self) -> bool:
+        """The server has no idle_in_transaction_session_timeout (0), as far as was collected."""
+        return not self.setting_seconds("idle_in_transaction_session_timeout")
+
+
+def app_label(evidence: Evidence, app: AppIdentity | None) -> str:
+    """Short name of the app: its application_name or role, else its first pool endpoint's host."""
+    if app is not None:
+        return app.short
+    for instance in evidence.pools:
+        return urlsplit(instance.url).netloc or instance.url
+    return "app"
+
+
+def read(evidence: Evidence) -> Readings:
+    """Derive every shared fact of `evidence` once."""
+    app = identify_app(evidence.postgres)
+    pool = pool_signal(evidence)
+    trend = session_trend(evidence)
+    timeouts = log_signal(evidence, *POOL_TIMEOUT_EVENTS)
+    leak = leak_signature(pool, timeouts, log_signal(evidence, LogEvent.GC_CLEANUP), trend)
+    eof = log_signal(evidence, LogEvent.CLIENT_EOF_IN_TRANSACTION)
+    leaked = leaked_pids(trend, pool) if trend is not None else frozenset()
+    ages = legitimate_idle_tx_ages(trend, leaked) if trend is not None else []
+    return Readings(
+        evidence=evidence,
+        app=app,
+        label=app_label(evidence, app),
+        pool=pool,
+        sessions=trend,
+        throughput=measure_throughput(evidence),
+        pool_timeouts=timeouts,
+        leak=leak,
+        deadlock=deadlock_signature(evidence, pool, timeouts, trend),
+        cancellation=tuple(cancellation_hints(leak, eof)) if leak is not None else (),
+        leaked_pids=leaked,
+        longest_legitimate_idle_tx=max(ages, default=None),
+        idle_tx_timeout=idle_tx_timeout_suggestion(ages),
+    )

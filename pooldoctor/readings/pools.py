@@ -1,0 +1,212 @@
+"""Pool fill over time per instance, who holds the connections, and the checkout throughput."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from pooldoctor.durations import format_duration
+from pooldoctor.evidence import Evidence, Holder, PoolInstance, PoolSample
+from pooldoctor.jsonio import format_utc
+from pooldoctor.readings.text import instance_label
+from pooldoctor.readings.thresholds import MAX_LISTED
+
+UNKNOWN_ORIGINS = ("", "unknown", "?")
+UNREPORTED_ORIGIN = "(origin not reported)"
+
+
+def describe_sample(sample: PoolSample) -> str:
+    """'20 of 30 in use (pool_size 20 + overflow 0 of 10)' style reading of one sample."""
+    checked_out = sample.in_use
+    capacity = sample.capacity
+    used = "?" if checked_out is None else checked_out
+    text = f"{used} of {'?' if capacity is None else capacity} in use"
+    if sample.size is not None and sample.max_overflow is not None and sample.max_overflow >= 0:
+        overflow = max(0, sample.overflow or 0)
+        if sample.max_overflow == 0:
+            text += f" (pool_size {sample.size}, no overflow)"
+        else:
+            text += f" (pool_size {sample.size} + overflow {overflow} of {sample.max_overflow})"
+    waiting = sample.queued
+    if waiting:
+        text += f", {waiting} waiting"
+    return text
+
+
+@dataclass(frozen=True)
+class PoolSignal:
+    """Fill of the app's pools over the samples, summed over the fleet for the latest reading."""
+
+    instances: tuple[PoolInstance, ...]
+    samples: int
+    full_samples: int
+    instances_full_now: int
+    capacity_now: int | None
+    checked_out_now: int | None
+    waiting_now: int
+    holders: tuple[Holder, ...]  # listed by the latest samples, oldest first per instance
+    holders_total_now: int  # every checkout held, listed or not (payload's holders_total)
+    unlisted_dead_threads: int  # held by finished threads beyond those listed
+
+    @property
+    def has_data(self) -> bool:
+        return self.samples > 0
+
+    @property
+    def full_now(self) -> bool:
+        return self.instances_full_now > 0
+
+    @property
+    def full_always(self) -> bool:
+        return self.samples > 0 and self.full_samples == self.samples
+
+    @property
+    def recovers(self) -> bool:
+        """Some but not all samples are at capacity: the pool drains between peaks."""
+        return 0 < self.full_samples < self.samples
+
+    def describe(self) -> str:
+        parts = []
+        for instance in self.instances:
+            if not instance.samples:
+                continue
+            full = sum(s.full for s in instance.samples)
+            parts.append(
+                f"pool {instance_label(instance.url)} at {describe_sample(instance.samples[-1])} "
+                f"now, at capacity in {full}/{len(instance.samples)} samples"
+            )
+        if len(parts) > 3:
+            return f"{'; '.join(parts[:3])}; and {len(parts) - 3} more instances"
+        return "; ".join(parts)
+
+    def as_evidence(self) -> dict[str, Any]:
+        return {
+            "instances": [
+                {
+                    "url": instance.url,
+                    "checked_out": [s.in_use for s in instance.samples],
+                    "capacity": [s.capacity for s in instance.samples],
+                    "waiting": [s.queued for s in instance.samples],
+                    "at": [format_utc(s.at) for s in instance.samples],
+                }
+                for instance in self.instances[:MAX_LISTED]
+            ],
+            "samples": self.samples,
+            "samples_at_capacity": self.full_samples,
+            "checked_out_now": self.checked_out_now,
+            "capacity_now": self.capacity_now,
+            "waiting_now": self.waiting_now,
+            "holders_total_now": self.holders_total_now,
+        }
+
+
+def pool_signal(evidence: Evidence) -> PoolSignal:
+    instances = tuple(i for i in evidence.pools if i.samples)
+    samples = sum(len(i.samples) for i in instances)
+    full_samples = sum(s.full for i in instances for s in i.samples)
+    latest = [i.samples[-1] for i in instances]
+    capacities = [s.capacity for s in latest]
+    checked = [s.in_use for s in latest]
+    return PoolSignal(
+        instances=instances,
+        samples=samples,
+        full_samples=full_samples,
+        instances_full_now=sum(s.full for s in latest),
+        capacity_now=None if not latest or None in capacities else sum(c or 0 for c in capacities),
+        checked_out_now=None if not latest or None in checked else sum(c or 0 for c in checked),
+        waiting_now=sum(s.queued for s in latest),
+        holders=tuple(h for s in latest for h in s.holders),
+        holders_total_now=sum(max(len(s.holders), s.holders_total or 0) for s in latest),
+        unlisted_dead_threads=sum(unlisted_dead_threads(s) for s in latest),
+    )
+
+
+def unlisted_dead_threads(sample: PoolSample) -> int:
+    """Checkouts held by finished threads that the payload counted but did not list."""
+    listed = sum(1 for h in sample.holders if h.thread_alive is False)
+    return max(0, (sample.holders_dead_threads or 0) - listed)
+
+
+def group_holders(holders: Iterable[Holder], min_age: float = 0.0) -> list[dict[str, Any]]:
+    """Holders grouped by code origin, most connections first: count, oldest and newest age."""
+    groups: dict[str, list[Holder]] = {}
+    for holder in holders:
+        if holder.age_seconds >= min_age:
+            origin = holder.origin if holder.origin.strip().lower() not in UNKNOWN_ORIGINS else ""
+            groups.setdefault(origin or UNREPORTED_ORIGIN, []).append(holder)
+    rows = [
+        {
+            "origin": origin,
+            "count": len(items),
+            "oldest_seconds": round(max(h.age_seconds for h in items), 1),
+            "newest_seconds": round(min(h.age_seconds for h in items), 1),
+            "threads": sorted({h.thread for h in items if h.thread})[:MAX_LISTED],
+        }
+        for origin, items in groups.items()
+    ]
+    return sorted(rows, key=lambda row: (-row["count"], -row["oldest_seconds"]))
+
+
+def describe_holders(rows: Sequence[dict[str, Any]]) -> str:
+    """'api/orders.py:42 holds 18 (oldest 14m37s)' for the top origins."""
+    return "; ".join(
+        f"{row['origin']} holds {row['count']} (oldest {format_duration(row['oldest_seconds'])})"
+        for row in rows[:3]
+    )
+
+
+# --- throughput (Little's law inputs) --------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Throughput:
+    """Checkouts per second over the fleet and mean hold time, with what they were measured from."""
+
+    per_second: float
+    hold_seconds: float | None
+    measured_from: str
+
+
+_CHECKOUT_KEYS = ("requests_num", "checkouts_total", "checkouts", "checkout_total")
+_HOLD_PAIRS = (
+    ("usage_ms", "requests_num", 1e-3),
+    ("hold_seconds_sum", "hold_seconds_count", 1.0),
+    ("checkout_seconds_sum", "checkout_seconds_count", 1.0),
+)
+
+
+def measure_throughput(evidence: Evidence) -> Throughput | None:
+    """Rates from counters that grew between the first and last sample of each instance."""
+    rate = 0.0
+    hold_total = 0.0
+    hold_count = 0.0
+    sources: set[str] = set()
+    for instance in evidence.pools:
+        if len(instance.samples) < 2:
+            continue
+        first, last = instance.samples[0], instance.samples[-1]
+        elapsed = (last.at - first.at).total_seconds()
+        if elapsed <= 0:
+            continue
+        for key in _CHECKOUT_KEYS:
+            if key in first.counters and key in last.counters:
+                delta = last.counters[key] - first.counters[key]
+                if delta >= 0:
+                    rate += delta / elapsed
+                    sources.add(f"{key} rate")
+                break
+        for total_key, count_key, scale in _HOLD_PAIRS:
+            keys = (total_key, count_key)
+            if all(k in first.counters and k in last.counters for k in keys):
+                count = last.counters[count_key] - first.counters[count_key]
+                total = (last.counters[total_key] - first.counters[total_key]) * scale
+                if count > 0 and total >= 0:
+                    hold_total += total
+                    hold_count += count
+                    sources.add(f"{total_key}/{count_key}")
+                break
+    if not sources:
+        return None
+    hold = hold_total / hold_count if hold_count else None
+    return Throughput(rate, hold, ", ".join(sorted(sources)))

@@ -1,0 +1,105 @@
+"""One reading of the evidence: checks and the report agree on pool fill, durations, timeouts."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import replace
+from datetime import datetime
+
+from pooldoctor.diagnosis import diagnose
+from pooldoctor.evidence import Evidence, PoolSample, SourceState
+from pooldoctor.findings import Severity
+from pooldoctor.readings import read
+from pooldoctor.report import build_report, render_html, render_json, render_markdown
+from pooldoctor.report.keytimes import build_key_times
+from tests.data.checks import cases
+from tests.evidence_builders import NOW, SAMPLE_TIMES, evidence, pool
+
+# Two-unit durations the report used to print beside the findings' compact ones ("14m 37s").
+SPACED_DURATION = re.compile(r"\b\d+[dhm] \d+[hms]\b")
+IDLE_TX_TIMEOUT = re.compile(r"idle_in_transaction_session_timeout = '([^']+)'")
+
+
+def _psycopg_sample(at: datetime, waiting: int) -> PoolSample:
+    """psycopg_pool's get_stats(): no checked_out/waiting fields, only its counters."""
+    counters = {
+        "pool_min": 4.0,
+        "pool_max": 10.0,
+        "pool_size": 10.0,
+        "pool_available": 0.0,
+        "requests_waiting": float(waiting),
+    }
+    return PoolSample(at=at, payload_format="psycopg_pool", counters=counters)
+
+
+def _psycopg_waiting() -> Evidence:
+    samples = [_psycopg_sample(at, waiting=4) for at in SAMPLE_TIMES]
+    return evidence(pools=[pool(*samples)])
+
+
+def test_a_psycopg_sample_with_requests_waiting_is_full_for_check_and_report() -> None:
+    incident = _psycopg_waiting()
+    sample = incident.pools[0].samples[-1]
+    assert (sample.in_use, sample.queued, sample.full) == (10, 4, True)
+    readings = read(incident)
+    assert readings.pool.full_always and readings.pool.waiting_now == 4
+    diagnosis = diagnose(incident, strict=True)
+    exhausted = [f for f in diagnosis.findings if f.check == "pool-exhausted"]
+    assert exhausted and exhausted[0].severity is not Severity.INFO
+    report = build_report(incident, diagnosis, generated_at=NOW)
+    events = [entry.event for entry in report.timeline]
+    assert "pool saturated at first sample: 10/10 checked out, 4 waiting" in events
+    first_error = build_key_times(incident, NOW)[0]
+    assert first_error.at == SAMPLE_TIMES[0]
+    assert "saturated" in first_error.basis
+
+
+def test_one_duration_format_and_one_idle_tx_timeout_across_a_whole_report() -> None:
+    for incident in (cases.connection_leak(), cases.idle_in_transaction()):
+        diagnosis = diagnose(incident, strict=True)
+        report = build_report(incident, diagnosis, generated_at=NOW)
+        texts = (render_markdown(report), render_html(report), render_json(report))
+        for text in texts:
+            assert SPACED_DURATION.findall(text) == []
+        values = {value for text in texts for value in IDLE_TX_TIMEOUT.findall(text)}
+        assert len(values) == 1, values
+        assert read(incident).idle_tx_timeout in (60, 120, 300, 600, 900, 1800, 3600)
+
+
+def test_the_report_and_the_findings_print_the_same_duration() -> None:
+    incident = cases.connection_leak()
+    report = build_report(incident, diagnose(incident, strict=True), generated_at=NOW)
+    markdown = render_markdown(report)
+    assert "14m37s" in markdown  # pid 4242's transaction: in the finding and in the timeline
+    assert "open 14m37s" in markdown
+
+
+def test_readings_are_built_once_and_frozen() -> None:
+    readings = read(cases.connection_leak())
+    try:
+        readings.label = "other"  # type: ignore[misc]
+    except AttributeError:
+        pass
+    else:
+        raise AssertionError("Readings must be frozen")
+    assert readings.label == "api"
+    assert readings.leak is not None and readings.leak.current
+    assert readings.leaked_pids >= {h.pid for h in readings.leak.stuck}
+
+
+def test_without_idle_in_transaction_sessions_the_default_backstop_is_suggested() -> None:
+    quiet = cases.missing_timeouts()
+    assert read(quiet).idle_tx_timeout == 300
+
+
+def test_the_report_redacts_secrets_quoted_by_an_evidence_file_from_elsewhere() -> None:
+    incident = cases.healthy()
+    leaky = replace(
+        incident.sources[0],
+        status=SourceState.ERROR,
+        detail="could not connect to postgresql://app:hunter2@db/app with password=s3cret",
+    )
+    incident = replace(incident, sources=(leaky, *incident.sources[1:]))
+    report = build_report(incident, diagnose(incident, strict=True), generated_at=NOW)
+    for text in (render_markdown(report), render_html(report), render_json(report)):
+        assert "hunter2" not in text and "s3cret" not in text
