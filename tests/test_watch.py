@@ -8,6 +8,7 @@ import os
 import pty
 import re
 import select
+import signal
 import subprocess
 import sys
 import time
@@ -275,4 +276,37 @@ def test_keys_in_a_real_terminal_sort_pause_and_quit(
             child.kill()
             child.wait()
         os.close(master)
+    assert evidence_from_json(record.read_text()).pools[0].samples
+
+
+@pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM])
+def test_interrupted_watch_still_writes_its_record(
+    http_server: LocalHTTPServer, tmp_path: Path, stop: signal.Signals
+) -> None:
+    payload = {"size": 5, "max_overflow": 0, "checked_out": 1, "overflow": 0, "timeout": 30}
+    http_server.routes["/pool-status"] = Response(body=json.dumps(payload))
+    record = tmp_path / "interrupted.json"
+    child = subprocess.Popen(
+        [
+            *(sys.executable, "-c", "from pooldoctor.cli import main; main()", "watch"),
+            *("--pool-status", http_server.url("/pool-status"), "--interval", "0.2"),
+            *("--record", str(record)),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        assert child.stdout is not None
+        ready, _, _ = select.select([child.stdout], [], [], HANG_BOUND_SECONDS)
+        assert ready, "no status line from watch"
+        first = child.stdout.readline()  # the first round's plain status line
+        assert b"round 1 OK" in first
+        child.send_signal(stop)
+        _, err = child.communicate(timeout=HANG_BOUND_SECONDS)
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.wait()
+    assert child.returncode == ExitCode.OK
+    assert b"evidence recorded to" in err
     assert evidence_from_json(record.read_text()).pools[0].samples
