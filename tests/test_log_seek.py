@@ -14,6 +14,7 @@ import pytest
 from pooldoctor.collect.logs import collect_logs
 from pooldoctor.collect.logs.seek import SEEK_MARGIN, find_window
 from pooldoctor.collect.logs.timestamps import TimestampReader
+from pooldoctor.collect.session import log_file_status
 from pooldoctor.evidence import LogFileEvidence
 
 START = datetime(2026, 11, 20, 0, 0, tzinfo=UTC)
@@ -152,6 +153,8 @@ def test_open_ended_and_out_of_file_windows(
     until = None if until_hours is None else START + timedelta(hours=until_hours)
     seeked, streamed = _both(path, since, until)
     assert _events(seeked) == _events(streamed)
+    at = START
+    assert log_file_status(seeked, at, at).status is log_file_status(streamed, at, at).status
 
 
 def test_a_file_out_of_order_by_hours_is_scanned_whole(tmp_path: Path) -> None:

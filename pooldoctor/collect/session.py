@@ -296,7 +296,8 @@ def config_status(config: PoolConfig, at: datetime) -> SourceStatus:
 
 def log_file_status(log: LogFileEvidence, started: datetime, finished: datetime) -> SourceStatus:
     """Summarise one log file: an error when nothing in it could be read or dated."""
-    if (log.lines and not log.timestamped_lines) or (log.problems and not log.lines):
+    unread = log.problems and not log.lines and log.first is None  # a seek dated it: read
+    if (log.lines and not log.timestamped_lines) or unread:
         state, detail = SourceState.ERROR, "; ".join(log.problems) or "no timestamp recognised"
     else:
         state = SourceState.OK
