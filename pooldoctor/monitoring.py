@@ -231,6 +231,32 @@ def postgres_part(evidence: Evidence, thresholds: Thresholds) -> Part | None:
     return Part(status, text, tuple(metrics))
 
 
+def pgbouncer_parts(evidence: Evidence) -> list[Part]:
+    """Per PgBouncer: clients waiting for a server connection, and the longest wait."""
+    parts = []
+    for index, bouncer in enumerate(evidence.pgbouncers):
+        name = "pgbouncer" if len(evidence.pgbouncers) == 1 else f"pgbouncer {index + 1}"
+        if not bouncer.samples:
+            reason = bouncer.connect_failure or (bouncer.errors[-1] if bouncer.errors else "")
+            parts.append(Part(Status.UNKNOWN, f"{name}: {reason or 'no sample'}"))
+            continue
+        pools = bouncer.samples[-1].pools
+        waiting = sum(pool.cl_waiting for pool in pools)
+        longest = max((pool.maxwait_seconds for pool in pools), default=0.0)
+        prefix = "" if len(evidence.pgbouncers) == 1 else f"{name} "
+        parts.append(
+            Part(
+                Status.OK,
+                f"{name} {waiting} client(s) waiting (longest {longest:.0f}s)",
+                (
+                    Metric(f"{prefix}pgbouncer_waiting", waiting, minimum=0),
+                    Metric(f"{prefix}pgbouncer_maxwait", round(longest, 2), unit="s", minimum=0),
+                ),
+            )
+        )
+    return parts
+
+
 def logs_part(evidence: Evidence) -> Part | None:
     """Pool timeouts counted in the logs (in the --since/--until window); unreadable is UNKNOWN."""
     if not evidence.logs:
@@ -249,14 +275,15 @@ def logs_part(evidence: Evidence) -> Part | None:
 
 
 def evaluate(evidence: Evidence, thresholds: Thresholds) -> Verdict:
-    """The plugin verdict over one capture: every instance, PostgreSQL and the logs."""
+    """The plugin verdict over one capture: every instance, PgBouncer, PostgreSQL, the logs."""
     parts = [
         pool_part(pool, label, thresholds)
         for pool, label in zip(evidence.pools, instance_labels(evidence.pools), strict=True)
     ]
+    parts.extend(pgbouncer_parts(evidence))
     for extra in (postgres_part(evidence, thresholds), logs_part(evidence)):
         if extra is not None:
             parts.append(extra)
     if not parts:
-        parts.append(Part(Status.UNKNOWN, "no pool-status, PostgreSQL or log source collected"))
+        parts.append(Part(Status.UNKNOWN, "no live source or log collected"))
     return Verdict(worst([part.status for part in parts]), tuple(parts))

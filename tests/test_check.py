@@ -13,6 +13,7 @@ from pooldoctor.cli import main
 from pooldoctor.evidence import Evidence, PoolInstance, PoolSample, SampleError
 from pooldoctor.exitcodes import ExitCode
 from pooldoctor.lab.cluster import TempCluster
+from pooldoctor.lab.pgbouncer import PgBouncerUnavailable, TempPgBouncer
 from pooldoctor.monitoring import Metric, Thresholds, count_bound, evaluate, format_number
 from tests.httpserver import LocalHTTPServer, Response
 
@@ -193,3 +194,25 @@ def test_unbounded_pool_and_failed_instance_are_unknown() -> None:
     assert "a:1: pool capacity not reported" in verdict.line()
     assert "b:1: connection refused" in verdict.line()
     assert "'a:1 checked_out'=9;;;0" in verdict.line()
+
+
+def test_pgbouncer_waiting_clients_in_perfdata(
+    pg: TempCluster, capsys: pytest.CaptureFixture[str]
+) -> None:
+    try:
+        bouncer = TempPgBouncer(pg)
+    except PgBouncerUnavailable as exc:
+        pytest.fail(str(exc))
+    with bouncer:
+        code, line = run_check(["--pgbouncer", bouncer.admin_dsn()], capsys)
+    assert code == ExitCode.OK
+    assert "pgbouncer 0 client(s) waiting" in line
+    assert "'pgbouncer_waiting'=0;;;0" in line
+
+
+def test_unreachable_pgbouncer_is_unknown(capsys: pytest.CaptureFixture[str]) -> None:
+    code, line = run_check(
+        ["--pgbouncer", "host=127.0.0.1 port=9 dbname=pgbouncer user=stats", "-t", "1"], capsys
+    )
+    assert code == ExitCode.UNKNOWN
+    assert line.startswith("POOLDOCTOR UNKNOWN - pgbouncer: ")

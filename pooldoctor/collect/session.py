@@ -18,6 +18,7 @@ from pooldoctor.evidence import (
     PoolConfig,
     PoolInstance,
     PoolSample,
+    PrometheusEvidence,
     SampleError,
     SourceState,
     SourceStatus,
@@ -25,10 +26,13 @@ from pooldoctor.evidence import (
 from pooldoctor.redact import redact_url
 
 if TYPE_CHECKING:
+    from pooldoctor.collect.pgbouncer import PgBouncerProbe
     from pooldoctor.collect.postgres import PostgresProbe
 
 Clock = Callable[[], datetime]
 JOIN_MARGIN_SECONDS = 2.0
+# Threads fetching one round; a larger fleet queues, which the round's join bound reports.
+MAX_SAMPLING_THREADS = 256
 # A pool-status URL that refused the connection has nothing listening: asking again every round
 # only adds its timeout to each round. It is not retried (the source status says so).
 REFUSED_PREFIX = "connection refused"
@@ -104,15 +108,19 @@ def _sample_round(
     executor: ThreadPoolExecutor,
     readings: list[_PoolReadings],
     probe: PostgresProbe | None,
+    bouncers: list[PgBouncerProbe],
     timeout: float,
     clock: Clock,
 ) -> None:
+    # Connection-holding probes first: with a fleet larger than the thread pool they must not
+    # queue behind a thousand URL fetches.
+    pending: list[Future[Any]] = [executor.submit(bouncer.sample) for bouncer in bouncers]
+    if probe is not None:
+        pending.append(executor.submit(probe.sample))
     futures: dict[Future[PoolSample | SampleError], _PoolReadings] = {
         executor.submit(fetch_pool_sample, r.url, timeout): r for r in readings if not r.refused
     }
-    pending: list[Future[Any]] = list(futures)
-    if probe is not None:
-        pending.append(executor.submit(probe.sample))
+    pending.extend(futures)
     wait(pending, timeout=timeout + JOIN_MARGIN_SECONDS)
     for future, reading in futures.items():
         if not future.done():
@@ -127,7 +135,11 @@ def _sample_round(
 
 
 def _round_report(
-    number: int, total: int, readings: list[_PoolReadings], probe: PostgresProbe | None
+    number: int,
+    total: int,
+    readings: list[_PoolReadings],
+    probe: PostgresProbe | None,
+    bouncers: list[PgBouncerProbe],
 ) -> RoundReport:
     outcomes: list[tuple[str, str]] = []
     for reading in readings:
@@ -139,11 +151,15 @@ def _round_report(
         outcomes.append((name, reading.round_outcome()))
     if probe is not None:
         outcomes.append(("postgres", probe.round_outcome()))
+    for bouncer in bouncers:
+        name = "pgbouncer" if len(bouncers) == 1 else f"pgbouncer {bouncer.target}"
+        outcomes.append((name, bouncer.round_outcome()))
     return RoundReport(number, total, tuple(outcomes))
 
 
 class LiveSampler:
-    """Pool-status endpoints and PostgreSQL sampled together, one round at a time.
+    """The live sources (pool-status endpoints, PostgreSQL, PgBouncer) sampled together, one
+    round at a time.
 
     `keep_rounds` bounds memory for long runs; `retry_refused` asks a URL that refused the
     connection again every round (a live view outlasts an app restart; a capture does not).
@@ -163,78 +179,104 @@ class LiveSampler:
         self.retry_refused = retry_refused
         self.started_at = clock()
         self.rounds = 0
-        self.sampled_at = self.started_at
         self._readings = [_PoolReadings(url) for url in options.pool_status]
         self._probe = _open_postgres(options.dsn, options.timeout) if options.dsn else None
+        self._bouncers = _open_pgbouncers(options.pgbouncers, options.timeout)
+        self.sampled_at = self.started_at = clock()
         self._executor: ThreadPoolExecutor | None = None
-        if self._readings or self._probe is not None:
+        live = len(self._readings) + len(self._bouncers) + (self._probe is not None)
+        if live:
             self._executor = ThreadPoolExecutor(
-                max_workers=len(self._readings) + 1, thread_name_prefix="sample"
+                max_workers=min(MAX_SAMPLING_THREADS, live), thread_name_prefix="sample"
             )
 
     def sample(self) -> None:
-        """One round: every endpoint and one pg_stat_activity snapshot, in parallel, bounded."""
+        """One round: every live source once, in parallel, bounded by the timeout."""
         if self._executor is None:
             return
         if self.retry_refused:
             for reading in self._readings:
                 reading.refused = reading.refusal_reported = False
-        _sample_round(self._executor, self._readings, self._probe, self.options.timeout, self.clock)
+        _sample_round(
+            self._executor,
+            self._readings,
+            self._probe,
+            self._bouncers,
+            self.options.timeout,
+            self.clock,
+        )
         self.rounds += 1
         self.sampled_at = self.clock()
         if self.keep_rounds is not None:
             for reading in self._readings:
                 reading.keep_last(self.keep_rounds)
-            if self._probe is not None:
-                self._probe.keep_last(self.keep_rounds)
+            for probe in (self._probe, *self._bouncers):
+                if probe is not None:
+                    probe.keep_last(self.keep_rounds)
 
     def round_report(self, total: int) -> RoundReport:
         """What the latest round got from each source, for progress output."""
-        return _round_report(self.rounds, total, self._readings, self._probe)
+        return _round_report(self.rounds, total, self._readings, self._probe, self._bouncers)
 
     def close(self) -> None:
-        """Stop sampling and close the PostgreSQL connection (idempotent)."""
+        """Stop sampling and close the database connections (idempotent)."""
         if self._executor is not None:
             self._executor.shutdown(wait=False, cancel_futures=True)
         if self._probe is not None:
             self._probe.finish()
+        for bouncer in self._bouncers:
+            bouncer.finish()
 
-    def evidence(
-        self, files: FileEvidence | None = None, last_rounds: int | None = None
-    ) -> Evidence:
-        """What was sampled so far (the latest `last_rounds` only, if given), plus file sources."""
+    def evidence(self, once: ReadOnce | None = None, last_rounds: int | None = None) -> Evidence:
+        """What was sampled so far (the latest `last_rounds` only, if given), plus the sources
+        read once."""
         statuses = [r.status(self.started_at, self.sampled_at) for r in self._readings]
         postgres = None
         if self._probe is not None:
             postgres = self._probe.snapshot(last_rounds)
             statuses.append(self._probe.status())
-        files = files or FileEvidence()
+        statuses.extend(bouncer.status() for bouncer in self._bouncers)
+        once = once or ReadOnce()
         return Evidence(
             collected_at=self.clock(),
             started_at=self.started_at,
             pooldoctor_version=__version__,
             since=self.options.since,
             until=self.options.until,
-            pools=tuple(r.instance(last_rounds) for r in self._readings),
+            pools=(*(r.instance(last_rounds) for r in self._readings), *once.history_pools),
             postgres=postgres,
-            logs=files.logs,
-            config=files.config,
-            sources=(*statuses, *files.statuses),
+            logs=once.logs,
+            config=once.config,
+            pgbouncers=tuple(bouncer.snapshot(last_rounds) for bouncer in self._bouncers),
+            prometheus=once.prometheus,
+            sources=(*statuses, *once.statuses),
         )
 
 
 @dataclass(frozen=True)
-class FileEvidence:
-    """What the file sources (logs, config) gave, read once."""
+class ReadOnce:
+    """What the sources read once per capture gave: Prometheus history, logs, config."""
 
+    history_pools: tuple[PoolInstance, ...] = ()
+    prometheus: PrometheusEvidence | None = None
     logs: tuple[LogFileEvidence, ...] = ()
     config: PoolConfig | None = None
     statuses: tuple[SourceStatus, ...] = ()
 
 
-def read_files(options: SourceOptions, clock: Clock = utc_now) -> FileEvidence:
-    """Read the log and config sources; each failure becomes a source status."""
+def read_once(options: SourceOptions, clock: Clock = utc_now) -> ReadOnce:
+    """Read Prometheus history, logs and config; each failure becomes a source status."""
     statuses: list[SourceStatus] = []
+    history_pools: tuple[PoolInstance, ...] = ()
+    prometheus = None
+    if options.prometheus:
+        from pooldoctor.collect.prometheus import history_window, read_history
+
+        prometheus_started = clock()
+        start, end = history_window(options.since, options.until, prometheus_started)
+        history = read_history(options.prometheus, start, end, options.timeout)
+        history_pools, prometheus = history.pools, history.evidence
+        statuses.append(history.status(prometheus_started, clock()))
     logs: tuple[LogFileEvidence, ...] = ()
     if options.logs:
         from pooldoctor.collect.logs import collect_logs
@@ -251,7 +293,7 @@ def read_files(options: SourceOptions, clock: Clock = utc_now) -> FileEvidence:
 
         config = read_config(options.configs, options.workers)
         statuses.append(config_status(config, clock()))
-    return FileEvidence(logs, config, tuple(statuses))
+    return ReadOnce(history_pools, prometheus, logs, config, tuple(statuses))
 
 
 def capture(
@@ -273,7 +315,7 @@ def capture(
                 time.sleep(max(0.0, options.interval - elapsed))
     finally:
         sampler.close()
-    return sampler.evidence(read_files(options, clock))
+    return sampler.evidence(read_once(options, clock))
 
 
 def _open_postgres(dsn: str, timeout: float) -> PostgresProbe:
@@ -281,6 +323,14 @@ def _open_postgres(dsn: str, timeout: float) -> PostgresProbe:
     from pooldoctor.collect.postgres import open_postgres
 
     return open_postgres(dsn, timeout)
+
+
+def _open_pgbouncers(dsns: tuple[str, ...], timeout: float) -> list[PgBouncerProbe]:
+    if not dsns:
+        return []
+    from pooldoctor.collect.pgbouncer import open_pgbouncer
+
+    return [open_pgbouncer(dsn, timeout) for dsn in dsns]
 
 
 def config_status(config: PoolConfig, at: datetime) -> SourceStatus:

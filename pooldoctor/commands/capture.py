@@ -35,6 +35,8 @@ def capture_command(
     since: opt.SinceOpt = None,
     until: opt.UntilOpt = None,
     log_tz: opt.LogTzOpt = None,
+    pgbouncer: opt.PgBouncerOpt = None,
+    prometheus: opt.PrometheusOpt = None,
     quiet: QuietOpt = False,
     verbose: VerboseOpt = False,
 ) -> int:
@@ -47,7 +49,19 @@ def capture_command(
 
     sources = opt.validated(
         RawSourceOptions(
-            pool_status, dsn, log, config, workers, samples, interval, timeout, since, until, log_tz
+            pool_status,
+            dsn,
+            log,
+            config,
+            workers,
+            samples,
+            interval,
+            timeout,
+            since,
+            until,
+            log_tz,
+            pgbouncers=pgbouncer,
+            prometheus=prometheus,
         ),
         utc_now(),
     )

@@ -32,6 +32,8 @@ def check_command(
     since: opt.SinceOpt = None,
     until: opt.UntilOpt = None,
     log_tz: opt.LogTzOpt = None,
+    pgbouncer: opt.PgBouncerOpt = None,
+    prometheus: opt.PrometheusOpt = None,
     warning: Annotated[
         float,
         typer.Option(
@@ -108,13 +110,29 @@ def check_command(
     )
     sources = opt.validated(
         RawSourceOptions(
-            pool_status, dsn, log, config, None, samples, interval, timeout, since, until, log_tz
+            pool_status,
+            dsn,
+            log,
+            config,
+            None,
+            samples,
+            interval,
+            timeout,
+            since,
+            until,
+            log_tz,
+            pgbouncers=pgbouncer,
+            prometheus=prometheus,
         ),
         utc_now(),
     )
-    if not (sources.pool_status or sources.dsn or sources.logs):
+    if (
+        not (sources.pool_status or sources.dsn or sources.logs or sources.pgbouncers)
+        and not sources.prometheus
+    ):
         raise typer.BadParameter(
-            "no sources given: pass --pool-status URL, --dsn DSN (or set DATABASE_URL) or --log"
+            "no sources given: pass --pool-status URL, --dsn DSN (or set DATABASE_URL), "
+            "--pgbouncer DSN, --prometheus URL or --log PATH"
         )
     thresholds = Thresholds(
         fill_warning=warning,

@@ -29,6 +29,8 @@ def watch_command(
     since: opt.SinceOpt = None,
     until: opt.UntilOpt = None,
     log_tz: opt.LogTzOpt = None,
+    pgbouncer: opt.PgBouncerOpt = None,
+    prometheus: opt.PrometheusOpt = None,
     record: Annotated[
         Path | None,
         typer.Option(
@@ -57,13 +59,26 @@ def watch_command(
 
     sources = opt.validated(
         RawSourceOptions(
-            pool_status, dsn, log, config, workers, 1, interval, timeout, since, until, log_tz
+            pool_status,
+            dsn,
+            log,
+            config,
+            workers,
+            1,
+            interval,
+            timeout,
+            since,
+            until,
+            log_tz,
+            pgbouncers=pgbouncer,
+            prometheus=prometheus,
         ),
         utc_now(),
     )
-    if not (sources.pool_status or sources.dsn):
+    if not (sources.pool_status or sources.dsn or sources.pgbouncers):
         raise typer.BadParameter(
-            "nothing live to watch: pass --pool-status URL and/or --dsn DSN (or set DATABASE_URL)"
+            "nothing live to watch: pass --pool-status URL, --dsn DSN (or set DATABASE_URL) "
+            "or --pgbouncer DSN"
         )
     if record is not None and record.is_dir():
         raise typer.BadParameter(

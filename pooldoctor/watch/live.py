@@ -17,7 +17,7 @@ from rich.live import Live
 
 from pooldoctor.atomic import write_atomic
 from pooldoctor.collect.options import SourceOptions
-from pooldoctor.collect.session import FileEvidence, LiveSampler, read_files
+from pooldoctor.collect.session import LiveSampler, ReadOnce, read_once
 from pooldoctor.diagnosis import diagnose
 from pooldoctor.evidence import Evidence, evidence_to_json
 from pooldoctor.findings import Status
@@ -86,7 +86,8 @@ def _sigterm_interrupts() -> Iterator[None]:
 def run_watch(options: SourceOptions, settings: WatchSettings, console: Console) -> WatchOutcome:
     """Watch until --duration passes, `q`, Ctrl-C or SIGTERM; then write the record atomically."""
     outcome = WatchOutcome()
-    config_only = read_files(replace(options, logs=()))  # logs are read once, for the record
+    # Config once for the live view; Prometheus history and logs once, for the record.
+    config_only = read_once(replace(options, logs=(), prometheus=None))
     sampler = LiveSampler(options, keep_rounds=KEEP_ROUNDS, retry_refused=True)
     interactive = console.is_terminal
     live = Live(console=console, auto_refresh=False) if interactive else None
@@ -100,13 +101,13 @@ def run_watch(options: SourceOptions, settings: WatchSettings, console: Console)
         sampler.close()
         outcome.rounds = sampler.rounds
         if settings.record is not None:
-            _write_record(sampler.evidence(read_files(options)), settings.record, outcome)
+            _write_record(sampler.evidence(read_once(options)), settings.record, outcome)
     return outcome
 
 
 def _loop(
     sampler: LiveSampler,
-    files: FileEvidence,
+    once: ReadOnce,
     settings: WatchSettings,
     screen: _Screen,
     keys: KeyReader,
@@ -117,7 +118,7 @@ def _loop(
     while True:
         round_started = time.monotonic()
         sampler.sample()
-        evidence = sampler.evidence(files, last_rounds=VIEW_ROUNDS)
+        evidence = sampler.evidence(once, last_rounds=VIEW_ROUNDS)
         diagnosis = diagnose(evidence)
         outcome.status = diagnosis.status
         screen.show(build_view(evidence, diagnosis, sampler.rounds, sort), sort, paused, True)
