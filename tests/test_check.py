@@ -13,7 +13,9 @@ from pooldoctor.cli import main
 from pooldoctor.evidence import Evidence, PoolInstance, PoolSample, SampleError
 from pooldoctor.exitcodes import ExitCode
 from pooldoctor.lab.cluster import TempCluster
+from pooldoctor.lab.fleet import InstanceState, serve_fleet
 from pooldoctor.lab.pgbouncer import PgBouncerUnavailable, TempPgBouncer
+from pooldoctor.lab.prometheus import PrometheusUnavailable, TempPrometheus
 from pooldoctor.monitoring import Metric, Thresholds, count_bound, evaluate, format_number
 from tests.httpserver import LocalHTTPServer, Response
 
@@ -216,3 +218,18 @@ def test_unreachable_pgbouncer_is_unknown(capsys: pytest.CaptureFixture[str]) ->
     )
     assert code == ExitCode.UNKNOWN
     assert line.startswith("POOLDOCTOR UNKNOWN - pgbouncer: ")
+
+
+def test_one_check_covers_a_fleet_through_prometheus(capsys: pytest.CaptureFixture[str]) -> None:
+    states = [InstanceState(used=2, idle=8, max=10), InstanceState(used=10, idle=0, max=10)]
+    with serve_fleet(states) as fleet:
+        try:
+            server = TempPrometheus(fleet.targets)
+        except PrometheusUnavailable as exc:
+            pytest.fail(str(exc))
+        with server:
+            server.wait_for_samples("count(db_client_connection_max)", len(states))
+            code, line = run_check(["--prometheus", server.url, "--since", "5m"], capsys)
+    assert code == ExitCode.CRITICAL
+    assert "'app-0001:8000 main checked_out'=10;8;9;0;10" in line
+    assert "'app-0000:8000 main checked_out'=2;8;9;0;10" in line
