@@ -12,9 +12,12 @@ import typer
 from typer._click.exceptions import BadParameter, ClickException, NoArgsIsHelpError, UsageError
 
 from pooldoctor import __version__
+from pooldoctor.collect.session import CaptureInterrupted
 from pooldoctor.commands import alerts, capture, check, demo, diagnose, runbooks, scan, watch
 from pooldoctor.commands.helpfmt import MetavarCommand
 from pooldoctor.exitcodes import ExitCode
+from pooldoctor.interrupts import Terminated, interrupt_exit_code, interrupt_name, sigterm_raises
+from pooldoctor.sanitize import sanitized_standard_streams
 
 HELP_OPTIONS = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 _CHOICE_ERROR = re.compile(
@@ -96,9 +99,14 @@ def _is_plugin_call(argv: list[str]) -> bool:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point: run the app, mapping usage errors to 64 and never printing a traceback."""
+    """Entry point: run the app, mapping usage errors to 64 and never printing a traceback.
+
+    Everything printed goes through the outbound filter (secrets redacted, control characters
+    stripped); SIGTERM ends the run like Ctrl-C, with 143.
+    """
     args = sys.argv[1:] if argv is None else argv
-    code = _run_plugin(args) if _is_plugin_call(args) else _run(args)
+    with sanitized_standard_streams(), sigterm_raises():
+        code = _run_plugin(args) if _is_plugin_call(args) else _run(args)
     if argv is None:
         sys.exit(code)
     return code
@@ -110,7 +118,9 @@ def _run_plugin(args: list[str]) -> int:
         result = app(args=args, standalone_mode=False, prog_name="pooldoctor")
     except typer.Exit as exc:
         return exc.exit_code
-    except (KeyboardInterrupt, typer.Abort):
+    except (KeyboardInterrupt, Terminated, CaptureInterrupted) as exc:
+        reason = interrupt_name(exc)
+    except typer.Abort:
         reason = "interrupted"
     except UsageError as exc:
         reason = f"usage: {usage_message(exc)}"
@@ -145,9 +155,9 @@ def _run(args: list[str]) -> int:
         code = int(ExitCode.INTERRUPTED)
     except typer.Exit as exc:
         code = exc.exit_code
-    except KeyboardInterrupt:
-        print("pooldoctor: interrupted", file=sys.stderr)
-        code = int(ExitCode.INTERRUPTED)
+    except (KeyboardInterrupt, Terminated, CaptureInterrupted) as exc:
+        print(f"pooldoctor: {interrupt_name(exc)}", file=sys.stderr)
+        code = int(interrupt_exit_code(exc))
     except Exception as exc:
         if os.environ.get("POOLDOCTOR_DEBUG"):
             raise

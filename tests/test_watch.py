@@ -13,6 +13,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -310,3 +311,20 @@ def test_interrupted_watch_still_writes_its_record(
     assert child.returncode == ExitCode.OK
     assert b"evidence recorded to" in err
     assert evidence_from_json(record.read_text()).pools[0].samples
+
+
+def test_hostile_text_from_the_server_cannot_drive_the_terminal() -> None:
+    hostile = replace(
+        _backend(66, "active", query_start=AT - timedelta(seconds=40)),
+        application_name="evil\x1b[2J\rapp",
+        query="SELECT 1 /* \x1b]0;owned\x07 */",
+    )
+    postgres = PostgresEvidence("db", samples=(ActivitySample(AT, (hostile,)),))
+    evidence = Evidence(AT, AT - timedelta(minutes=1), "test", postgres=postgres)
+    view = build_view(evidence, Diagnosis(Status.OK), 1)
+    screen = Console(file=io.StringIO(), width=160, record=True, color_system=None)
+    screen.print(render_view(view, SortKey.AGE, paused=False, interval=2))
+    shown = screen.export_text()
+    for text in (shown, status_line(view)):
+        assert "\x1b" not in text and "\r" not in text and "\x07" not in text
+    assert "evil[2Japp" in shown

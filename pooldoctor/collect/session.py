@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor, wait
@@ -15,19 +16,23 @@ from pooldoctor.collect.pool_status import fetch_pool_sample
 from pooldoctor.evidence import (
     Evidence,
     LogFileEvidence,
+    PgBouncerEvidence,
     PoolConfig,
     PoolInstance,
     PoolSample,
+    PostgresEvidence,
     PrometheusEvidence,
     SampleError,
     SourceState,
     SourceStatus,
 )
+from pooldoctor.interrupts import INTERRUPTS, interrupt_name
 from pooldoctor.redact import redact_url
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # the collectors themselves are imported when a source asks for them
     from pooldoctor.collect.pgbouncer import PgBouncerProbe
     from pooldoctor.collect.postgres import PostgresProbe
+    from pooldoctor.collect.prometheus import History
 
 Clock = Callable[[], datetime]
 JOIN_MARGIN_SECONDS = 2.0
@@ -111,6 +116,7 @@ def _sample_round(
     bouncers: list[PgBouncerProbe],
     timeout: float,
     clock: Clock,
+    cancel: threading.Event | None = None,
 ) -> None:
     # Connection-holding probes first: with a fleet larger than the thread pool they must not
     # queue behind a thousand URL fetches.
@@ -118,7 +124,9 @@ def _sample_round(
     if probe is not None:
         pending.append(executor.submit(probe.sample))
     futures: dict[Future[PoolSample | SampleError], _PoolReadings] = {
-        executor.submit(fetch_pool_sample, r.url, timeout): r for r in readings if not r.refused
+        executor.submit(fetch_pool_sample, r.url, timeout, cancel): r
+        for r in readings
+        if not r.refused
     }
     pending.extend(futures)
     wait(pending, timeout=timeout + JOIN_MARGIN_SECONDS)
@@ -157,32 +165,208 @@ def _round_report(
     return RoundReport(number, total, tuple(outcomes))
 
 
-class LiveSampler:
-    """The live sources (pool-status endpoints, PostgreSQL, PgBouncer) sampled together, one
-    round at a time.
+def capture(
+    options: SourceOptions, clock: Clock = utc_now, on_round: RoundCallback | None = None
+) -> Evidence:
+    """Collect evidence from every requested source; failures become source statuses.
 
-    `keep_rounds` bounds memory for long runs; `retry_refused` asks a URL that refused the
-    connection again every round (a live view outlasts an app restart; a capture does not).
+    `on_round` hears after each sampling round what each live source gave (for progress output).
+    Ctrl-C or SIGTERM stops collection and raises CaptureInterrupted carrying the evidence
+    collected so far (the caller writes it and exits 130/143).
+    """
+    run = _Run(options, clock, on_round)
+    try:
+        run.collect()
+    except INTERRUPTS as exc:
+        run.cancel.set()
+        run.interrupted = interrupt_name(exc)
+        raise CaptureInterrupted(run.evidence(), exc) from None
+    return run.evidence()
+
+
+class CaptureInterrupted(BaseException):
+    """A capture stopped by SIGINT/SIGTERM; `evidence` holds what was collected until then."""
+
+    def __init__(self, evidence: Evidence, cause: BaseException) -> None:
+        super().__init__(interrupt_name(cause))
+        self.evidence = evidence
+        self.cause = cause
+
+
+class _Run:
+    """One capture's progress, so that an interrupted one still yields what it has."""
+
+    def __init__(
+        self, options: SourceOptions, clock: Clock, on_round: RoundCallback | None
+    ) -> None:
+        self.options = options
+        self.clock = clock
+        self.on_round = on_round
+        self.started = clock()
+        self.statuses: list[SourceStatus] = []
+        self.readings = [_PoolReadings(url) for url in options.pool_status]
+        self.probe: PostgresProbe | None = None
+        self.bouncers: list[PgBouncerProbe] = []
+        self.postgres: PostgresEvidence | None = None
+        self.pgbouncers: tuple[PgBouncerEvidence, ...] = ()
+        self.pools_started = self.started
+        self.history: History | None = None
+        self.logs: tuple[LogFileEvidence, ...] = ()
+        self.config: PoolConfig | None = None
+        self.interrupted: str | None = None
+        self.cancel = threading.Event()  # set on Ctrl-C: in-flight fetches give up at once
+        self._phase = "starting"
+        self._live_finished = False
+
+    def collect(self) -> None:
+        options = self.options
+        self._phase = "connecting to PostgreSQL"
+        self.probe = _open_postgres(options.dsn, options.timeout) if options.dsn else None
+        self._phase = "connecting to PgBouncer"
+        self.bouncers.extend(_open_pgbouncers(options.pgbouncers, options.timeout))
+        self.pools_started = self.clock()
+        self._phase = "sampling"
+        if self.readings or self.probe is not None or self.bouncers:
+            self._sample_all()
+        self._finish_live()
+        if options.prometheus:
+            from pooldoctor.collect.prometheus import history_window, read_history
+
+            self._phase = "reading Prometheus"
+            prometheus_started = self.clock()
+            start, end = history_window(options.since, options.until, prometheus_started)
+            self.history = read_history(options.prometheus, start, end, options.timeout)
+            self.statuses.append(self.history.status(prometheus_started, self.clock()))
+        if options.logs:
+            from pooldoctor.collect.logs import collect_logs
+
+            self._phase = "reading logs"
+            logs_started = self.clock()
+            self.logs = collect_logs(
+                options.logs, log_tz=options.log_tz or UTC, since=options.since, until=options.until
+            )
+            logs_finished = self.clock()
+            self.statuses.extend(
+                log_file_status(log, logs_started, logs_finished) for log in self.logs
+            )
+        if options.configs or options.workers is not None:
+            from pooldoctor.collect.config import read_config
+
+            self._phase = "reading config"
+            self.config = read_config(options.configs, options.workers)
+            self.statuses.append(config_status(self.config, self.clock()))
+        self._phase = "done"
+
+    def _sample_all(self) -> None:
+        options = self.options
+        live = len(self.readings) + len(self.bouncers) + (self.probe is not None)
+        executor = ThreadPoolExecutor(
+            max_workers=min(MAX_SAMPLING_THREADS, live), thread_name_prefix="sample"
+        )
+        try:
+            for index in range(options.samples):
+                round_started = time.monotonic()
+                _sample_round(
+                    executor,
+                    self.readings,
+                    self.probe,
+                    self.bouncers,
+                    options.timeout,
+                    self.clock,
+                    self.cancel,
+                )
+                if self.on_round is not None:
+                    report = _round_report(
+                        index + 1, options.samples, self.readings, self.probe, self.bouncers
+                    )
+                    self.on_round(report)
+                if index + 1 < options.samples:
+                    elapsed = time.monotonic() - round_started
+                    time.sleep(max(0.0, options.interval - elapsed))
+        finally:
+            executor.shutdown(wait=False, cancel_futures=True)
+
+    def _finish_live(self) -> None:
+        if self._live_finished:
+            return
+        self._live_finished = True
+        finished = self.clock()
+        self.statuses.extend(r.status(self.pools_started, finished) for r in self.readings)
+        if self.probe is not None:
+            self.postgres = self.probe.finish()
+            self.statuses.append(self.probe.status())
+        self.pgbouncers = tuple(bouncer.finish() for bouncer in self.bouncers)
+        self.statuses.extend(bouncer.status() for bouncer in self.bouncers)
+
+    def evidence(self) -> Evidence:
+        if self.interrupted is not None:
+            phase = self._phase
+            self._finish_live()
+            at = self.clock()
+            self.statuses.append(
+                SourceStatus(
+                    "pooldoctor",
+                    "capture",
+                    SourceState.ERROR,
+                    f"{self.interrupted} while {phase}; evidence collected until then is kept",
+                    at,
+                    at,
+                )
+            )
+        pools = tuple(r.instance() for r in self.readings)
+        if self.history is not None:
+            pools += self.history.pools
+        return Evidence(
+            collected_at=self.clock(),
+            started_at=self.started,
+            pooldoctor_version=__version__,
+            since=self.options.since,
+            until=self.options.until,
+            pools=pools,
+            postgres=self.postgres,
+            logs=self.logs,
+            config=self.config,
+            pgbouncers=self.pgbouncers,
+            prometheus=self.history.evidence if self.history is not None else None,
+            sources=tuple(self.statuses),
+        )
+
+
+def _open_postgres(dsn: str, timeout: float) -> PostgresProbe:
+    """Open the PostgreSQL probe; psycopg is imported only when a DSN is given."""
+    from pooldoctor.collect.postgres import open_postgres
+
+    return open_postgres(dsn, timeout)
+
+
+def _open_pgbouncers(dsns: tuple[str, ...], timeout: float) -> list[PgBouncerProbe]:
+    if not dsns:
+        return []
+    from pooldoctor.collect.pgbouncer import open_pgbouncer
+
+    return [open_pgbouncer(dsn, timeout) for dsn in dsns]
+
+
+class LiveSampler:
+    """The live sources (pool-status endpoints, PostgreSQL, PgBouncer) sampled round by round
+    for as long as the caller wants: what `watch` runs on (`capture` runs a fixed count).
+
+    `keep_rounds` bounds memory for long runs; refused URLs are asked again every round (a live
+    view outlasts an app restart).
     """
 
     def __init__(
-        self,
-        options: SourceOptions,
-        clock: Clock = utc_now,
-        *,
-        keep_rounds: int | None = None,
-        retry_refused: bool = False,
+        self, options: SourceOptions, clock: Clock = utc_now, *, keep_rounds: int | None = None
     ) -> None:
         self.options = options
         self.clock = clock
         self.keep_rounds = keep_rounds
-        self.retry_refused = retry_refused
-        self.started_at = clock()
         self.rounds = 0
+        self.started_at = clock()
         self._readings = [_PoolReadings(url) for url in options.pool_status]
         self._probe = _open_postgres(options.dsn, options.timeout) if options.dsn else None
         self._bouncers = _open_pgbouncers(options.pgbouncers, options.timeout)
-        self.sampled_at = self.started_at = clock()
+        self.sampled_at = self.clock()
         self._executor: ThreadPoolExecutor | None = None
         live = len(self._readings) + len(self._bouncers) + (self._probe is not None)
         if live:
@@ -194,9 +378,8 @@ class LiveSampler:
         """One round: every live source once, in parallel, bounded by the timeout."""
         if self._executor is None:
             return
-        if self.retry_refused:
-            for reading in self._readings:
-                reading.refused = reading.refusal_reported = False
+        for reading in self._readings:
+            reading.refused = reading.refusal_reported = False
         _sample_round(
             self._executor,
             self._readings,
@@ -213,10 +396,6 @@ class LiveSampler:
             for probe in (self._probe, *self._bouncers):
                 if probe is not None:
                     probe.keep_last(self.keep_rounds)
-
-    def round_report(self, total: int) -> RoundReport:
-        """What the latest round got from each source, for progress output."""
-        return _round_report(self.rounds, total, self._readings, self._probe, self._bouncers)
 
     def close(self) -> None:
         """Stop sampling and close the database connections (idempotent)."""
@@ -255,7 +434,7 @@ class LiveSampler:
 
 @dataclass(frozen=True)
 class ReadOnce:
-    """What the sources read once per capture gave: Prometheus history, logs, config."""
+    """What the sources a live view reads once gave: Prometheus history, logs, config."""
 
     history_pools: tuple[PoolInstance, ...] = ()
     prometheus: PrometheusEvidence | None = None
@@ -294,43 +473,6 @@ def read_once(options: SourceOptions, clock: Clock = utc_now) -> ReadOnce:
         config = read_config(options.configs, options.workers)
         statuses.append(config_status(config, clock()))
     return ReadOnce(history_pools, prometheus, logs, config, tuple(statuses))
-
-
-def capture(
-    options: SourceOptions, clock: Clock = utc_now, on_round: RoundCallback | None = None
-) -> Evidence:
-    """Collect evidence from every requested source; failures become source statuses.
-
-    `on_round` hears after each sampling round what each live source gave (for progress output).
-    """
-    sampler = LiveSampler(options, clock)
-    try:
-        for index in range(options.samples):
-            round_started = time.monotonic()
-            sampler.sample()
-            if on_round is not None and sampler.rounds:
-                on_round(sampler.round_report(options.samples))
-            if index + 1 < options.samples:
-                elapsed = time.monotonic() - round_started
-                time.sleep(max(0.0, options.interval - elapsed))
-    finally:
-        sampler.close()
-    return sampler.evidence(read_once(options, clock))
-
-
-def _open_postgres(dsn: str, timeout: float) -> PostgresProbe:
-    """Open the PostgreSQL probe; psycopg is imported only when a DSN is given."""
-    from pooldoctor.collect.postgres import open_postgres
-
-    return open_postgres(dsn, timeout)
-
-
-def _open_pgbouncers(dsns: tuple[str, ...], timeout: float) -> list[PgBouncerProbe]:
-    if not dsns:
-        return []
-    from pooldoctor.collect.pgbouncer import open_pgbouncer
-
-    return [open_pgbouncer(dsn, timeout) for dsn in dsns]
 
 
 def config_status(config: PoolConfig, at: datetime) -> SourceStatus:

@@ -3,14 +3,10 @@
 from __future__ import annotations
 
 import math
-import signal
-import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager, nullcontext
+from contextlib import nullcontext
 from dataclasses import dataclass, replace
 from pathlib import Path
-from types import FrameType
 
 from rich.console import Console
 from rich.live import Live
@@ -21,6 +17,7 @@ from pooldoctor.collect.session import LiveSampler, ReadOnce, read_once
 from pooldoctor.diagnosis import diagnose
 from pooldoctor.evidence import Evidence, evidence_to_json
 from pooldoctor.findings import Status
+from pooldoctor.interrupts import INTERRUPTS
 from pooldoctor.watch.keys import KeyReader
 from pooldoctor.watch.model import SortKey, WatchView, build_view
 from pooldoctor.watch.render import render_view, status_line
@@ -66,37 +63,20 @@ class _Screen:
             print(status_line(view), flush=True)
 
 
-@contextmanager
-def _sigterm_interrupts() -> Iterator[None]:
-    """SIGTERM ends the watch like Ctrl-C does, so the record is still written."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def interrupt(_signum: int, _frame: FrameType | None) -> None:
-        raise KeyboardInterrupt
-
-    previous = signal.signal(signal.SIGTERM, interrupt)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-
-
 def run_watch(options: SourceOptions, settings: WatchSettings, console: Console) -> WatchOutcome:
     """Watch until --duration passes, `q`, Ctrl-C or SIGTERM; then write the record atomically."""
     outcome = WatchOutcome()
     # Config once for the live view; Prometheus history and logs once, for the record.
     config_only = read_once(replace(options, logs=(), prometheus=None))
-    sampler = LiveSampler(options, keep_rounds=KEEP_ROUNDS, retry_refused=True)
+    sampler = LiveSampler(options, keep_rounds=KEEP_ROUNDS)
     interactive = console.is_terminal
     live = Live(console=console, auto_refresh=False) if interactive else None
     try:
-        with _sigterm_interrupts(), KeyReader(enabled=interactive) as keys, live or nullcontext():
+        with KeyReader(enabled=interactive) as keys, live or nullcontext():
             screen = _Screen(console, live, settings.interval)
             _loop(sampler, config_only, settings, screen, keys, outcome)
-    except KeyboardInterrupt:
-        pass
+    except INTERRUPTS:
+        pass  # Ctrl-C and SIGTERM end a watch like `q`: the record is still written
     finally:
         sampler.close()
         outcome.rounds = sampler.rounds

@@ -10,6 +10,7 @@ from enum import StrEnum
 
 from pooldoctor.evidence import Backend, Evidence, PoolInstance, PoolSample, SourceState
 from pooldoctor.findings import Diagnosis, Severity, Status
+from pooldoctor.sanitize import strip_controls
 
 # Timeouts per minute are measured over roughly the last minute of samples.
 RATE_WINDOW_SECONDS = 60.0
@@ -128,16 +129,16 @@ def pool_row(pool: PoolInstance) -> PoolRow:
     """The latest reading of one instance, or why there is none."""
     if not pool.samples:
         error = pool.errors[-1].error if pool.errors else "no sample yet"
-        return PoolRow(pool.url, error=error)
+        return PoolRow(strip_controls(pool.url), error=strip_controls(error))
     last = pool.samples[-1]
     failed_after = pool.errors and pool.errors[-1].at > last.at
     return PoolRow(
-        pool.url,
+        strip_controls(pool.url),
         checked_out=last.checked_out,
         capacity=last.capacity,
         waiting=last.waiting,
         timeouts_per_minute=timeouts_per_minute(pool.samples),
-        error=pool.errors[-1].error if failed_after else None,
+        error=strip_controls(pool.errors[-1].error) if failed_after else None,
     )
 
 
@@ -150,7 +151,10 @@ def backend_groups(backends: tuple[Backend, ...], at: datetime) -> list[BackendG
     grouped: dict[tuple[str, str], list[Backend]] = defaultdict(list)
     for backend in backends:
         if _is_client(backend):
-            key = (backend.application_name or "(none)", backend.state or "(unknown)")
+            key = (
+                strip_controls(backend.application_name or "(none)"),
+                strip_controls(backend.state or "(unknown)"),
+            )
             grouped[key].append(backend)
     groups = []
     for (application, state), members in grouped.items():
@@ -194,10 +198,10 @@ def _session_row(backend: Backend, at: datetime) -> SessionRow | None:
     return SessionRow(
         what=what,
         who=f"pid {backend.pid}",
-        application=backend.application_name or "",
-        state=state,
+        application=strip_controls(backend.application_name or ""),
+        state=strip_controls(state),
         age_seconds=max(0.0, (at - since).total_seconds()),
-        detail=" ".join(detail.split()),
+        detail=" ".join(strip_controls(detail).split()),
         pid=backend.pid,
         command=scoped_command(backend),
     )
@@ -212,11 +216,11 @@ def _holder_rows(pool: PoolInstance) -> list[SessionRow]:
         rows.append(
             SessionRow(
                 what="checkout",
-                who=holder.origin,
-                application=pool.url,
+                who=strip_controls(holder.origin),
+                application=strip_controls(pool.url),
                 state="checked out",
                 age_seconds=holder.age_seconds,
-                detail=f"thread {holder.thread or '?'}{finished}",
+                detail=strip_controls(f"thread {holder.thread or '?'}{finished}"),
             )
         )
     return rows
@@ -256,7 +260,9 @@ def leading_finding(diagnosis: Diagnosis) -> Leading | None:
     top = diagnosis.findings[0]
     if top.severity is Severity.INFO:
         return None
-    return Leading(top.title, top.severity, top.runbook, top.summary)
+    return Leading(
+        strip_controls(top.title), top.severity, top.runbook, strip_controls(top.summary)
+    )
 
 
 def build_view(
@@ -273,7 +279,7 @@ def build_view(
             sample = postgres.samples[-1]
             groups = backend_groups(sample.backends, sample.at)
     problems = tuple(
-        f"{source.kind} {source.name}: {source.detail}"
+        strip_controls(f"{source.kind} {source.name}: {source.detail}")
         for source in evidence.sources
         if source.status is SourceState.ERROR
     )

@@ -11,6 +11,7 @@ from concurrent.futures.process import BrokenProcessPool
 from datetime import UTC, datetime, tzinfo
 from typing import BinaryIO
 
+from pooldoctor.collect.inputs import DeadlineReader, open_regular
 from pooldoctor.collect.logs.catalog import quote_line
 from pooldoctor.collect.logs.parallel import (
     PARALLEL_MIN_BYTES,
@@ -20,10 +21,15 @@ from pooldoctor.collect.logs.parallel import (
     scan_range,
 )
 from pooldoctor.collect.logs.reader import (
+    BINARY_REASON,
+    BINARY_SNIFF_BYTES,
     GZIP_MAGIC,
+    LOG_SCAN_SECONDS,
     LONG_LINE_KEEP_BYTES,
     MAX_LINE_BYTES,
     LogStream,
+    Readable,
+    looks_binary,
 )
 from pooldoctor.collect.logs.scan import FileScan
 from pooldoctor.collect.logs.seek import Window, find_window
@@ -75,8 +81,10 @@ def _collect_one(
                 return _unreadable(path, "stdin is not a pipe or file; pipe a log into it")
             source = stdin if stdin is not None else sys.stdin.buffer
             reference = datetime.now(UTC)
-            return _scan(path, source, reference, log_tz, since, until)
-        with open(path, "rb") as handle:
+            # A pipe that stalls stops the scan at the time cap instead of hanging it.
+            waiting = DeadlineReader(source, LOG_SCAN_SECONDS)
+            return _scan(path, waiting, reference, log_tz, since, until)
+        with open_regular(path) as handle:
             return _scan_file(path, handle, log_tz, since, until, seek)
     except OSError as exc:
         return _unreadable(path, f"cannot read: {exc.strerror or exc}")
@@ -100,6 +108,10 @@ def _scan_file(
     reference = min(datetime.fromtimestamp(status.st_mtime, UTC), datetime.now(UTC))
     plain = stat.S_ISREG(status.st_mode) and not _gzipped(handle)
     settings = ScanSettings(path, log_tz, reference, since, until)
+    if plain and status.st_size >= PARALLEL_MIN_BYTES:
+        if looks_binary(handle.read(BINARY_SNIFF_BYTES)):
+            return _unreadable(path, BINARY_REASON)  # a huge zeroed or random file: not a log
+        handle.seek(0)
     if plain and seek and (since or until) and status.st_size >= SEEK_MIN_BYTES:
         reader = TimestampReader(log_tz=log_tz, reference=reference)
         window = find_window(handle, status.st_size, reader, since, until)
@@ -164,7 +176,7 @@ def _unreadable(path: str, problem: str) -> LogFileEvidence:
 
 def _scan(
     path: str,
-    raw: BinaryIO,
+    raw: Readable,
     reference: datetime,
     log_tz: tzinfo,
     since: datetime | None,
@@ -205,6 +217,12 @@ def _problems(scan: FileScan, stop_reason: str | None, empty: bool, long_lines: 
         problems.append(
             f"no timestamp recognised in {scan.lines} lines; first line: {first!r}; events are "
             "counted without times and --since/--until cannot apply"
+        )
+    if scan.bad_stamps:
+        example = quote_line(scan.bad_stamp_line or b"", FIRST_LINE_QUOTE_CHARS)
+        problems.append(
+            f"{scan.bad_stamps} line(s) with an impossible timestamp (offset or date out of "
+            f"range) read as undated; e.g. {example!r}"
         )
     if scan.undecodable:
         problems.append(
