@@ -12,11 +12,16 @@ import typer
 from typer._click.exceptions import BadParameter, ClickException, NoArgsIsHelpError, UsageError
 
 from pooldoctor import __version__
-from pooldoctor.collect.session import CaptureInterrupted
 from pooldoctor.commands import alerts, capture, check, demo, diagnose, runbooks, scan, watch
 from pooldoctor.commands.helpfmt import MetavarCommand
 from pooldoctor.exitcodes import ExitCode
-from pooldoctor.interrupts import Terminated, interrupt_exit_code, interrupt_name, sigterm_raises
+from pooldoctor.interrupts import (
+    CaptureInterrupted,
+    Terminated,
+    interrupt_exit_code,
+    interrupt_name,
+    sigterm_raises,
+)
 from pooldoctor.sanitize import sanitized_standard_streams
 
 HELP_OPTIONS = {"help_option_names": ["-h", "--help"], "max_content_width": 100}

@@ -26,7 +26,7 @@ from pooldoctor.evidence import (
     SourceState,
     SourceStatus,
 )
-from pooldoctor.interrupts import INTERRUPTS, interrupt_name
+from pooldoctor.interrupts import INTERRUPTS, CaptureInterrupted, interrupt_name
 from pooldoctor.redact import redact_url
 
 if TYPE_CHECKING:  # the collectors themselves are imported when a source asks for them
@@ -182,15 +182,6 @@ def capture(
         run.interrupted = interrupt_name(exc)
         raise CaptureInterrupted(run.evidence(), exc) from None
     return run.evidence()
-
-
-class CaptureInterrupted(BaseException):
-    """A capture stopped by SIGINT/SIGTERM; `evidence` holds what was collected until then."""
-
-    def __init__(self, evidence: Evidence, cause: BaseException) -> None:
-        super().__init__(interrupt_name(cause))
-        self.evidence = evidence
-        self.cause = cause
 
 
 class _Run:

@@ -47,8 +47,9 @@ def capture_command(
     from rich.text import Text
 
     from pooldoctor.atomic import write_atomic
-    from pooldoctor.collect.session import CaptureInterrupted, capture, utc_now
+    from pooldoctor.collect.session import capture, utc_now
     from pooldoctor.evidence import SourceState, evidence_to_json
+    from pooldoctor.interrupts import CaptureInterrupted
     from pooldoctor.report.terminal import plain
 
     sources = opt.validated(

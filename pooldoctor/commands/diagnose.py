@@ -98,9 +98,10 @@ def diagnose_command(
     """Diagnose pool exhaustion: collect evidence, rank root causes, write the report."""
     from rich.console import Console
 
-    from pooldoctor.collect.session import CaptureInterrupted, capture, utc_now
+    from pooldoctor.collect.session import capture, utc_now
     from pooldoctor.diagnosis import diagnose
     from pooldoctor.evidence import evidence_to_json
+    from pooldoctor.interrupts import CaptureInterrupted
     from pooldoctor.report import (
         build_report,
         print_summary,
