@@ -282,7 +282,8 @@ def test_running_threads_fall_back_to_the_age_rule() -> None:
     """Async checkouts report their event loop's thread, alive: old ones are still leaks."""
     old = _threads(cases.connection_leak_finished_threads(), alive=True, age_scale=3.0)
     [finding] = _leak(old)
-    assert "pool holders older than 1m00s: app/api/orders.py:42 in create_order" in finding.summary
+    assert "by running threads" in finding.summary
+    assert "app/api/orders.py:42 in create_order holds 4" in finding.summary
     assert "threads that have already finished" not in finding.summary
     assert finding.evidence["holders_threads_finished"] == 0
 
@@ -304,6 +305,17 @@ def test_runbook_slugs_and_lab_scenarios_are_checked_against_the_registry() -> N
     names = {spec.name for spec in CHECKS}
     assert set(RUNBOOK_SLUGS) == {slug for spec in CHECKS for slug in spec.runbooks}
     assert set(SCENARIOS) - {"healthy"} <= names
+
+
+@pytest.mark.parametrize("mode", sorted(SCENARIOS))
+def test_each_lab_scenario_s_saved_evidence_puts_its_own_check_first(mode: str) -> None:
+    """The lab's scenario keys name registered checks, and their captures diagnose that way."""
+    saved = REPO / "tests" / "data" / "scenarios" / f"{mode}.json"
+    diagnosis = diagnose(evidence_from_json(saved.read_text(encoding="utf-8")), strict=True)
+    if mode == "healthy":
+        assert diagnosis.status.value == "ok"
+    else:
+        assert diagnosis.findings[0].check == check_named(mode).name
 
 
 def test_each_check_declares_its_identity_in_its_own_module() -> None:

@@ -13,7 +13,7 @@ HINT_CONFIDENCE = 0.05  # each independent sign of cancellation adds this much t
 
 
 def check(readings: Readings) -> list[Finding]:
-    """The leak signature when something ties it to cancelled async work."""
+    """The leak signature when cancellations line up in time with its GC cleanups."""
     signature = readings.leak
     hints = list(readings.cancellation)
     if signature is None or not hints:
@@ -29,7 +29,7 @@ def check(readings: Readings) -> list[Finding]:
             CHECK,
             readings.label,
             severity=leak_severity(signature),
-            confidence=round(min(0.97, signature.confidence + HINT_CONFIDENCE * len(hints)), 2),
+            confidence=min(0.97, signature.confidence + HINT_CONFIDENCE * len(hints)),
             title="Async cancellation leak: cancelled tasks leave connections checked out",
             summary="; ".join([*signature.reasons, *hints]),
             evidence={**leak_evidence(signature), "cancellation_hints": hints},
@@ -41,6 +41,6 @@ def check(readings: Readings) -> list[Finding]:
 SPEC = CheckSpec(
     CHECK,
     (CHECK,),
-    "A leak signature correlated with client disconnects or async driver cleanup.",
+    "A leak whose GC cleanups follow cancellations or client disconnects in the app log.",
     check,
 )

@@ -72,6 +72,7 @@ def alter_role(role: str | None, setting: str, seconds: int) -> str:
 
 
 HISTORY_CONFIDENCE = 0.3  # an old burst is context for the timeline, not the current cause
+MAX_CONFIDENCE = 0.95  # evidence is never proof: leave room above every finding
 
 
 def log_finding(
@@ -93,27 +94,25 @@ def log_finding(
     summary = "; ".join([signal.describe(what), *reasons])
     facts = {"log": signal.as_evidence(), **(evidence or {})}
     if signal.current:
-        return Finding(
-            id=f"{check}:{label}",
-            check=check,
+        return finding(
+            check,
+            label,
             severity=severity,
-            confidence=round(min(confidence, 0.95), 2),
+            confidence=min(confidence, MAX_CONFIDENCE),
             title=title,
             summary=summary,
-            runbook=check,
             evidence=facts,
-            remediation=tuple(remediation),
+            remediation=remediation,
         )
-    return Finding(
-        id=f"{check}:{label}",
-        check=check,
+    return finding(
+        check,
+        label,
         severity=Severity.INFO,
-        confidence=round(HISTORY_CONFIDENCE * signal.weight, 2),
+        confidence=HISTORY_CONFIDENCE * signal.weight,
         title=f"{title} (earlier; history)",
         summary=summary,
-        runbook=check,
         evidence=facts,
-        remediation=tuple(remediation),
+        remediation=remediation,
     )
 
 
@@ -149,6 +148,15 @@ def leak_remediation(readings: Readings, signature: LeakSignature) -> list[str]:
             + "; use `with Session(engine) as session:` / `async with` so every exit path "
             "returns the connection"
         )
+    elif signature.extra.get("holds", {}).get("code_paths"):
+        path = signature.extra["holds"]["code_paths"][0]
+        lag = max(abs(value) for value in path["lag_ms"])
+        steps.append(
+            f"Fix the error path at {path['app_frame'] or path['message']}: {path['exception']} "
+            f"leaves the session open ({path['explains']} of {path['of']} stuck transactions "
+            f"began within {lag:.0f} ms of it being logged); use `with Session(engine) as "
+            "session:` so the exception path returns the connection"
+        )
     else:
         steps.append(
             "Find the code path: log pool checkout/checkin events with a stack origin "
@@ -183,12 +191,13 @@ def finding(
     evidence: dict[str, Any] | None = None,
     remediation: Sequence[str] = (),
 ) -> Finding:
-    """A finding with the usual identity: id `check:label`, the check's own runbook by default."""
+    """A finding with the usual identity: id `check:label`, the check's own runbook by default;
+    the confidence is rounded to two decimals."""
     return Finding(
         id=f"{check}:{label}",
         check=check,
         severity=severity,
-        confidence=confidence,
+        confidence=round(confidence, 2),
         title=title,
         summary=summary,
         runbook=runbook or check,

@@ -25,7 +25,7 @@ def check(readings: Readings) -> list[Finding]:
             CHECK,
             label,
             severity=Severity.CRITICAL,
-            confidence=round(signature.confidence, 2),
+            confidence=signature.confidence,
             title="Thread-pool deadlock: threads hold every connection and wait for each other",
             summary=summary,
             evidence={
@@ -48,6 +48,7 @@ def check(readings: Readings) -> list[Finding]:
 SPEC = CheckSpec(
     CHECK,
     (CHECK,),
-    "Pool full and callers waiting while the app's backends sit idle, frozen together.",
+    "Pool full and callers waiting while the app's backends sit idle, frozen together; or "
+    "timeout bursts one pool_timeout apart that end every transaction.",
     check,
 )

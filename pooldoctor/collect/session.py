@@ -6,7 +6,7 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor, wait
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -307,7 +307,7 @@ class _Run:
         pools = tuple(r.instance() for r in self.readings)
         if self.history is not None:
             pools += self.history.pools
-        return Evidence(
+        evidence = Evidence(
             collected_at=self.clock(),
             started_at=self.started,
             pooldoctor_version=__version__,
@@ -321,6 +321,11 @@ class _Run:
             prometheus=self.history.evidence if self.history is not None else None,
             sources=tuple(self.statuses),
         )
+        if self.interrupted is not None:
+            return evidence  # stopping: no time for scanning the app's code
+        from pooldoctor.collect.code import named_frames, scan_frames  # imports the scanner
+
+        return replace(evidence, code=scan_frames(named_frames(evidence)))
 
 
 def _open_postgres(dsn: str, timeout: float) -> PostgresProbe:

@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+import time
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from pooldoctor.collect.options import RawSourceOptions
 from pooldoctor.commands import options as opt
 from pooldoctor.exitcodes import STATUS_EXIT
+
+if TYPE_CHECKING:
+    from pooldoctor.collect.options import SourceOptions
+    from pooldoctor.evidence import Evidence
 
 
 def check_command(
@@ -97,7 +102,7 @@ def check_command(
 
     Exit 0 ok, 1 warning, 2 critical, 3 unknown (also for usage errors, as plugins do).
     """
-    from pooldoctor.collect.session import capture, utc_now
+    from pooldoctor.collect.session import utc_now
     from pooldoctor.monitoring import Thresholds, evaluate
 
     _ordered("--warning", warning, "--critical", critical)
@@ -142,7 +147,7 @@ def check_command(
         idle_in_transaction_warning=idle_warning,
         idle_in_transaction_critical=idle_critical,
     )
-    verdict = evaluate(capture(sources), thresholds)
+    verdict = evaluate(_sample(sources), thresholds)
     print(verdict.line())
     return int(STATUS_EXIT[verdict.status])
 
@@ -150,3 +155,20 @@ def check_command(
 def _ordered(low_name: str, low: float | None, high_name: str, high: float | None) -> None:
     if low is not None and high is not None and low > high:
         raise typer.BadParameter(f"{low_name} ({low:g}) must not exceed {high_name} ({high:g})")
+
+
+def _sample(sources: SourceOptions) -> Evidence:
+    """The live sources sampled --samples times, then the ones read once: no code scanning or
+    anything else a plugin run every minute does not need."""
+    from pooldoctor.collect.session import LiveSampler, read_once
+
+    sampler = LiveSampler(sources)
+    try:
+        for index in range(sources.samples):
+            started = time.monotonic()
+            sampler.sample()
+            if index + 1 < sources.samples:
+                time.sleep(max(0.0, sources.interval - (time.monotonic() - started)))
+    finally:
+        sampler.close()
+    return sampler.evidence(read_once(sources))
