@@ -22,6 +22,8 @@ def demo_command(
     ] = DEFAULT_OUT,
 ) -> int:
     """Reproduce a real connection leak against a throwaway PostgreSQL and diagnose it."""
+    # Imported here: the demo's lab (SQLAlchemy, a web app) is most of the CLI's start-up cost,
+    # and every other command, run during an incident, does not need it.
     from pooldoctor.lab.cluster import PostgresUnavailable
     from pooldoctor.lab.demo import run_demo
 

@@ -15,6 +15,7 @@ from pooldoctor.lab.scenarios import connection_leak
 from pooldoctor.report import build_report, print_summary, write_report_dir
 from pooldoctor.runbooks import Runbook, RunbookError, load_runbooks
 
+DEFAULT_OUT = Path("pooldoctor-demo")  # the same default as `pooldoctor demo --out`
 LAB_DIR_NAME = "lab"  # the app log, env file and server log the capture read
 
 
@@ -51,7 +52,7 @@ def point_at_kept_copies(evidence: Evidence, kept: Path) -> Evidence:
     )
 
 
-def run_demo(out: Path, console: Console | None = None) -> DemoResult:
+def run_demo(out: Path = DEFAULT_OUT, console: Console | None = None) -> DemoResult:
     """Reproduce the seed incident (a leaking /orders endpoint), diagnose it, write the report.
 
     Raises PostgresUnavailable when the PostgreSQL server binaries are missing.
