@@ -243,7 +243,11 @@ def test_leaked_idle_in_transaction_keeps_its_xact_start(
 ) -> None:
     leaked = connections(pg.dsn())
     leaked.execute(b"SELECT 'leaked', 42")  # starts a transaction nobody ends
+    # An earlier test's closed probe leaves pg_stat_activity asynchronously: wait until it has
+    # exited, so any backend named pooldoctor in the samples could only be this probe's own.
+    wait_for_backends(pg, [leaked.info.backend_pid])
     probe = probes(pg.dsn())
+    own_pid = probe.backend_pid
     for _ in range(3):
         probe.sample()
         time.sleep(0.1)
@@ -257,6 +261,8 @@ def test_leaked_idle_in_transaction_keeps_its_xact_start(
     assert ages[0] < ages[1] < ages[2]
     assert rows[0].query == "SELECT ?, ?"
     assert rows[0].application_name is None and rows[0].client_addr == "127.0.0.1"
+    seen = {b.pid for s in evidence.samples for b in s.backends}
+    assert own_pid is not None and own_pid not in seen
     own = {
         b.pid for s in evidence.samples for b in s.backends if b.application_name == "pooldoctor"
     }
