@@ -19,6 +19,7 @@ from pooldoctor.evidence import Evidence, evidence_to_json
 from pooldoctor.findings import Status
 from pooldoctor.interrupts import INTERRUPTS
 from pooldoctor.watch.keys import KeyReader
+from pooldoctor.watch.logtail import LogTail
 from pooldoctor.watch.model import SortKey, WatchView, build_view
 from pooldoctor.watch.render import render_view, status_line
 
@@ -74,7 +75,8 @@ def run_watch(options: SourceOptions, settings: WatchSettings, console: Console)
     try:
         with KeyReader(enabled=interactive) as keys, live or nullcontext():
             screen = _Screen(console, live, settings.interval)
-            _loop(sampler, config_only, settings, screen, keys, outcome)
+            tail = LogTail(options.logs, time.monotonic())
+            _loop(sampler, config_only, settings, screen, keys, outcome, tail)
     except INTERRUPTS:
         pass  # Ctrl-C and SIGTERM end a watch like `q`: the record is still written
     finally:
@@ -92,16 +94,20 @@ def _loop(
     screen: _Screen,
     keys: KeyReader,
     outcome: WatchOutcome,
+    tail: LogTail,
 ) -> None:
     deadline = None if settings.duration is None else time.monotonic() + settings.duration
     sort, paused = SortKey.AGE, False
     while True:
         round_started = time.monotonic()
         sampler.sample()
+        tail.poll(time.monotonic())
+        log_rate = tail.per_minute(time.monotonic())
         evidence = sampler.evidence(once, last_rounds=VIEW_ROUNDS)
         diagnosis = diagnose(evidence)
         outcome.status = diagnosis.status
-        screen.show(build_view(evidence, diagnosis, sampler.rounds, sort), sort, paused, True)
+        view = build_view(evidence, diagnosis, sampler.rounds, sort, log_rate)
+        screen.show(view, sort, paused, True)
         next_round = round_started + settings.interval
         while paused or time.monotonic() < next_round:
             now = time.monotonic()
@@ -116,7 +122,7 @@ def _loop(
             if key in ("s", "p"):
                 sort = sort.next() if key == "s" else sort
                 paused = not paused if key == "p" else paused
-                view = build_view(evidence, diagnosis, sampler.rounds, sort)
+                view = build_view(evidence, diagnosis, sampler.rounds, sort, log_rate)
                 screen.show(view, sort, paused, False)
         if deadline is not None and time.monotonic() >= deadline:
             return

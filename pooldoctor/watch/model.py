@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from enum import StrEnum
 
@@ -45,6 +45,7 @@ class PoolRow:
     waiting: int | None = None
     timeouts_per_minute: float | None = None
     error: str | None = None
+    timeouts_from_log: bool = False
 
     @property
     def fill(self) -> float | None:
@@ -265,8 +266,19 @@ def leading_finding(diagnosis: Diagnosis) -> Leading | None:
     )
 
 
+def with_log_rate(row: PoolRow, log_rate: float | None) -> PoolRow:
+    """The row, its missing timeout rate taken from the app's log lines when they give one."""
+    if row.timeouts_per_minute is not None or log_rate is None or row.checked_out is None:
+        return row
+    return replace(row, timeouts_per_minute=log_rate, timeouts_from_log=True)
+
+
 def build_view(
-    evidence: Evidence, diagnosis: Diagnosis, round_number: int, sort: SortKey = SortKey.AGE
+    evidence: Evidence,
+    diagnosis: Diagnosis,
+    round_number: int,
+    sort: SortKey = SortKey.AGE,
+    log_timeouts_per_minute: float | None = None,
 ) -> WatchView:
     """The view of one round: pools, server backends, holders and stuck sessions, leading cause."""
     groups: list[BackendGroup] = []
@@ -287,7 +299,9 @@ def build_view(
         at=evidence.collected_at,
         round=round_number,
         status=diagnosis.status,
-        pools=tuple(pool_row(pool) for pool in evidence.pools),
+        pools=tuple(
+            with_log_rate(pool_row(pool), log_timeouts_per_minute) for pool in evidence.pools
+        ),
         groups=tuple(groups),
         sessions=tuple(sessions(evidence, sort)),
         leading=leading_finding(diagnosis),

@@ -58,6 +58,7 @@ def _pools_table(view: WatchView) -> Table:
     table.add_column("timeouts/min", justify="right")
     for row in view.pools:
         rate = "—" if row.timeouts_per_minute is None else f"{row.timeouts_per_minute:.1f}"
+        rate += " (log)" if row.timeouts_from_log else ""
         waiting = "—" if row.waiting is None else str(row.waiting)
         first = Text(row.instance)
         if row.error:
@@ -165,7 +166,8 @@ def _pool_phrase(row: PoolRow) -> str:
     if row.waiting is not None:
         text += f" {row.waiting} waiting"
     if row.timeouts_per_minute is not None:
-        text += f" {row.timeouts_per_minute:.1f} timeouts/min"
+        source = " (log)" if row.timeouts_from_log else ""
+        text += f" {row.timeouts_per_minute:.1f} timeouts/min{source}"
     return text
 
 
