@@ -1,4 +1,5 @@
-"""Find the lines of a large chunk that hold any of a few literals, one fast pass per literal.
+"""Find the lines of a large chunk that hold any of a few literals, one fast pass per literal
+over each cache-sized window of the chunk.
 
 The C library searches when it can, releasing the GIL so passes for different keys can run
 on several cores: strstr (glibc's is vectorised, about twice memmem's speed) when the chunk
@@ -19,6 +20,9 @@ from typing import Any
 Finder = Callable[[bytes, int, int], int]
 # strstr is only used when it would read at most this far past a chunk's end.
 STRSTR_MAX_TAIL_BYTES = 1024 * 1024
+# Keys pass over windows of about this many bytes, which stay in a core's L2 cache between passes
+# (256 KiB measured 10% faster than 16 MiB spans over the bench file; 1-2 MiB no faster).
+WINDOW_BYTES = 256 * 1024
 
 
 def _load_libc(name: str, argtypes: list[Any]) -> Callable[..., int | None] | None:
@@ -78,17 +82,37 @@ def make_finder(buffer: bytes, start: int = 0, end: int | None = None) -> Finder
 def _scan_keys(
     buffer: bytes, start: int, end: int, keys: Sequence[tuple[int, bytes]]
 ) -> list[tuple[int, int]]:
-    """(line start, key bit) for every line in buffer[start:end] holding one of `keys`."""
-    find = make_finder(buffer, start, end)
+    """(line start, key bit) for every line in buffer[start:end] holding one of `keys`.
+
+    All keys pass over one cache-sized window of whole lines before the next window: a key
+    never spans lines, and the passes after the first read the window from the CPU's cache
+    instead of memory. Each window is copied so strstr stops at the copy's terminating NUL.
+    """
+    hits: list[tuple[int, int]] = []
+    window_start = start
+    while window_start < end:
+        window_end = end
+        if window_start + WINDOW_BYTES < end:
+            newline = buffer.find(b"\n", window_start + WINDOW_BYTES - 1, end)
+            window_end = end if newline < 0 else newline + 1
+        window = buffer[window_start:window_end]
+        hits.extend((window_start + line, bit) for line, bit in _scan_window(window, keys))
+        window_start = window_end
+    return hits
+
+
+def _scan_window(window: bytes, keys: Sequence[tuple[int, bytes]]) -> list[tuple[int, int]]:
+    end = len(window)
+    find = make_finder(window, 0, end)
     hits: list[tuple[int, int]] = []
     for bit, key in keys:
-        position = start
+        position = 0
         while True:
             hit = find(key, position, end)
             if hit < 0:
                 break
-            hits.append((max(buffer.rfind(b"\n", start, hit) + 1, start), bit))
-            line_end = buffer.find(b"\n", hit, end)
+            hits.append((window.rfind(b"\n", 0, hit) + 1, bit))
+            line_end = window.find(b"\n", hit, end)
             if line_end < 0:
                 break
             position = line_end + 1

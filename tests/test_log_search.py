@@ -1,0 +1,47 @@
+"""candidate_lines finds exactly the lines a naive line-by-line search finds, across windows."""
+
+from __future__ import annotations
+
+import random
+from concurrent.futures import ThreadPoolExecutor
+
+from pooldoctor.collect.logs.search import WINDOW_BYTES, candidate_lines
+
+KEYS = (b"timeout", b"closed", b"dlock det")
+
+
+def _naive(buffer: bytes, start: int, end: int) -> dict[int, int]:
+    found: dict[int, int] = {}
+    position = start
+    for line in buffer[start:end].split(b"\n"):
+        mask = sum(1 << bit for bit, key in enumerate(KEYS) if key in line)
+        if mask:
+            found[position] = mask
+        position += len(line) + 1
+    return found
+
+
+def _log(seed: int) -> bytes:
+    rng = random.Random(seed)
+    words = [b"ok", b"GET /x", b"timeout", b"closed", b"deadlock detected", b"x" * 900]
+    lines = [b" ".join(rng.choice(words) for _ in range(rng.randint(0, 6))) for _ in range(4000)]
+    lines.insert(1500, b"timeout " + b"y" * (WINDOW_BYTES + 7) + b" closed")  # longer than a window
+    return b"\n".join(lines)
+
+
+def test_matches_a_naive_search_over_many_windows() -> None:
+    for seed in range(3):
+        buffer = _log(seed)
+        assert len(buffer) > 4 * WINDOW_BYTES
+        start = buffer.find(b"\n", 1000) + 1
+        end = buffer.rfind(b"\n", 0, len(buffer) - 5000)
+        assert candidate_lines(buffer, start, end, KEYS) == _naive(buffer, start, end)
+
+
+def test_keys_on_window_edges_and_in_threads() -> None:
+    line = b"a closed b timeout c\n"
+    buffer = line * (3 * WINDOW_BYTES // len(line) + 3)
+    expected = _naive(buffer, 0, len(buffer))
+    assert candidate_lines(buffer, 0, len(buffer), KEYS) == expected
+    with ThreadPoolExecutor(2) as pool:
+        assert candidate_lines(buffer, 0, len(buffer), KEYS, pool, 2) == expected
