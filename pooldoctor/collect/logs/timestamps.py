@@ -180,12 +180,26 @@ class TimestampReader:
         match = _ACCESS.search(line, bracket, ACCESS_SEARCH_BYTES)
         if match is None:
             return None
-        month = MONTHS.get(match.group(2))
-        if month is None:
+        day, month_name, year, hour, minute, second, offset = match.groups()
+        key = (b"[", day, month_name, year, hour, minute, offset)
+        base = self._minutes.get(key, _MISSING)
+        if base is _MISSING:
+            month = MONTHS.get(month_name)
+            if month is None:
+                return None
+            base = self._checked(int(year), month, int(day), int(hour), int(minute), 0, offset)
+            if len(self._minutes) >= MINUTE_CACHE_SIZE:
+                self._minutes.clear()
+            self._minutes[key] = base
+        if base is None:
+            self.rejected = True
             return None
-        day, year, hour, minute, second = (int(match.group(i)) for i in (1, 3, 4, 5, 6))
-        moment = self._checked(year, month, day, hour, minute, second, match.group(7))
-        return Stamp(moment, "access") if moment else None
+        try:
+            moment = base + timedelta(seconds=min(int(second), 59))
+        except OverflowError:
+            self.rejected = True
+            return None
+        return Stamp(moment, "access")
 
     def _checked(
         self, year: int, month: int, day: int, hour: int, minute: int, second: int, offset: bytes
