@@ -6,13 +6,13 @@ import os
 import re
 import sys
 from collections.abc import Callable
+from functools import cache
 from typing import Any
 
 import typer
 from typer._click.exceptions import BadParameter, ClickException, NoArgsIsHelpError, UsageError
 
 from pooldoctor import __version__
-from pooldoctor.commands import alerts, capture, check, demo, diagnose, runbooks, scan, watch
 from pooldoctor.commands.helpfmt import MetavarCommand
 from pooldoctor.exitcodes import ExitCode
 from pooldoctor.interrupts import (
@@ -29,38 +29,10 @@ _CHOICE_ERROR = re.compile(
     r"(?:Value error, )?'(?P<value>[^']*)' is not one of (?P<choices>.+?)\.?$"
 )
 
-app = typer.Typer(
-    name="pooldoctor",
-    help="Diagnose database connection pool exhaustion from live evidence.",
-    no_args_is_help=True,
-    add_completion=True,
-    pretty_exceptions_enable=False,
-    rich_markup_mode=None,
-    context_settings=HELP_OPTIONS,
-)
-
 
 def summary(command: Callable[..., Any]) -> str:
     """A command's one-line summary for the command list: its docstring's first line, whole."""
     return (command.__doc__ or "").strip().splitlines()[0]
-
-
-for _name, _command in (
-    ("diagnose", diagnose.diagnose_command),
-    ("capture", capture.capture_command),
-    ("watch", watch.watch_command),
-    ("check", check.check_command),
-    ("demo", demo.demo_command),
-    ("scan", scan.scan_command),
-    ("alerts", alerts.alerts_command),
-):
-    app.command(_name, short_help=summary(_command), cls=MetavarCommand)(_command)
-app.add_typer(
-    runbooks.runbooks_app,
-    name="runbooks",
-    short_help="List and show the on-call runbooks.",
-    context_settings=HELP_OPTIONS,
-)
 
 
 def _version_callback(value: bool) -> None:
@@ -69,7 +41,6 @@ def _version_callback(value: bool) -> None:
         raise typer.Exit(0)
 
 
-@app.callback()
 def _root(
     version: bool = typer.Option(
         False,
@@ -81,6 +52,62 @@ def _root(
     ),
 ) -> None:
     """Diagnose database connection pool exhaustion from live evidence."""
+
+
+def _new_app() -> typer.Typer:
+    app = typer.Typer(
+        name="pooldoctor",
+        help="Diagnose database connection pool exhaustion from live evidence.",
+        no_args_is_help=True,
+        add_completion=True,
+        pretty_exceptions_enable=False,
+        rich_markup_mode=None,
+        context_settings=HELP_OPTIONS,
+    )
+    app.callback()(_root)
+    return app
+
+
+def _add(app: typer.Typer, name: str, command: Callable[..., Any]) -> None:
+    app.command(name, short_help=summary(command), cls=MetavarCommand)(command)
+
+
+@cache
+def full_app() -> typer.Typer:
+    """The whole command line (imports every command module)."""
+    from pooldoctor.commands import alerts, capture, check, demo, diagnose, runbooks, scan, watch
+
+    app = _new_app()
+    _add(app, "diagnose", diagnose.diagnose_command)
+    _add(app, "capture", capture.capture_command)
+    _add(app, "watch", watch.watch_command)
+    _add(app, "check", check.check_command)
+    _add(app, "demo", demo.demo_command)
+    _add(app, "scan", scan.scan_command)
+    _add(app, "alerts", alerts.alerts_command)
+    app.add_typer(
+        runbooks.runbooks_app,
+        name="runbooks",
+        short_help="List and show the on-call runbooks.",
+        context_settings=HELP_OPTIONS,
+    )
+    return app
+
+
+@cache
+def plugin_app() -> typer.Typer:
+    """Only `check`: a monitoring plugin runs every minute, so it imports no other command."""
+    from pooldoctor.commands import check
+
+    app = _new_app()
+    _add(app, "check", check.check_command)
+    return app
+
+
+def __getattr__(name: str) -> typer.Typer:
+    if name == "app":  # built on first use, so `pooldoctor check` never imports the others
+        return full_app()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def usage_message(exc: UsageError) -> str:
@@ -120,7 +147,7 @@ def main(argv: list[str] | None = None) -> int:
 def _run_plugin(args: list[str]) -> int:
     """`check` per the Monitoring Plugins guidelines: any failure is one UNKNOWN line, exit 3."""
     try:
-        result = app(args=args, standalone_mode=False, prog_name="pooldoctor")
+        result = plugin_app()(args=args, standalone_mode=False, prog_name="pooldoctor")
     except typer.Exit as exc:
         return exc.exit_code
     except (KeyboardInterrupt, Terminated, CaptureInterrupted) as exc:
@@ -144,7 +171,7 @@ def _run_plugin(args: list[str]) -> int:
 def _run(args: list[str]) -> int:
     """Every other command: usage errors exit 64, internal errors 70, one line each."""
     try:
-        result = app(args=args, standalone_mode=False, prog_name="pooldoctor")
+        result = full_app()(args=args, standalone_mode=False, prog_name="pooldoctor")
     except NoArgsIsHelpError as exc:
         exc.show()
         code = int(ExitCode.USAGE)
