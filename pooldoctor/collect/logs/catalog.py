@@ -139,8 +139,7 @@ SEARCH_KEYS: tuple[bytes, ...] = (
     b"too many c",
     b"database system is",
     b"could not ",
-    b"nect to",  # "connect to"
-    b"nnect until",  # "reconnect until"
+    b"nnect ",  # "connect to", "reconnect until"
     b"ead-only transaction",  # "read-only transaction"
     b"xpected EOF",  # "unexpected EOF"
     b"rminating conn",  # "terminating connection"
