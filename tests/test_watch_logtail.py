@@ -18,17 +18,19 @@ ROUTINE = b'127.0.0.1 - - "GET /health HTTP/1.1" 200 2\n'
 def test_counts_only_timeout_lines_appended_after_the_start(tmp_path: Path) -> None:
     log = tmp_path / "app.log"
     log.write_bytes(QUEUEPOOL * 50 + ROUTINE)  # history before the watch: not this minute
-    tail = LogTail((str(log),), started=0.0)
+    tail = LogTail((str(log),))
+    with log.open("ab") as handle:
+        handle.write(QUEUEPOOL)  # before the first poll: its baseline, as a counter's first sample
     tail.poll(10.0)
-    assert tail.per_minute(10.0) == 0.0
+    assert tail.per_minute(10.0) is None
     with log.open("ab") as handle:
         handle.write(ROUTINE + QUEUEPOOL + PSYCOPG + QUEUEPOOL[:20])  # the last line unfinished
     tail.poll(20.0)
-    assert tail.per_minute(20.0) == 2 * 60.0 / 20.0
+    assert tail.per_minute(20.0) == 2 * 60.0 / 10.0
     with log.open("ab") as handle:
         handle.write(QUEUEPOOL[20:])  # the line completes in the next round: counted once
     tail.poll(30.0)
-    assert tail.per_minute(30.0) == 3 * 60.0 / 30.0
+    assert tail.per_minute(30.0) == 3 * 60.0 / 20.0
     tail.poll(95.0)  # the earlier rounds fall out of the one-minute window
     assert tail.per_minute(95.0) == 0.0
 
@@ -36,14 +38,16 @@ def test_counts_only_timeout_lines_appended_after_the_start(tmp_path: Path) -> N
 def test_rotation_restarts_at_the_new_file(tmp_path: Path) -> None:
     log = tmp_path / "app.log"
     log.write_bytes(ROUTINE * 100)
-    tail = LogTail((str(log),), started=0.0)
+    tail = LogTail((str(log),))
+    tail.poll(0.0)
     log.write_bytes(QUEUEPOOL)  # rotated: smaller than where we were
     tail.poll(30.0)
     assert tail.per_minute(30.0) == 2.0
 
 
 def test_unfollowable_logs_leave_the_rate_unknown(tmp_path: Path) -> None:
-    tail = LogTail(("-", str(tmp_path / "x.log.gz"), str(tmp_path / "missing.log")), 0.0)
+    tail = LogTail(("-", str(tmp_path / "x.log.gz"), str(tmp_path / "missing.log")))
+    tail.poll(0.0)
     tail.poll(10.0)
     assert not tail.following and tail.per_minute(10.0) is None
 

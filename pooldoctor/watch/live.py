@@ -75,7 +75,7 @@ def run_watch(options: SourceOptions, settings: WatchSettings, console: Console)
     try:
         with KeyReader(enabled=interactive) as keys, live or nullcontext():
             screen = _Screen(console, live, settings.interval)
-            tail = LogTail(options.logs, time.monotonic())
+            tail = LogTail(options.logs)
             _loop(sampler, config_only, settings, screen, keys, outcome, tail)
     except INTERRUPTS:
         pass  # Ctrl-C and SIGTERM end a watch like `q`: the record is still written

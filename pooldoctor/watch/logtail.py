@@ -19,10 +19,10 @@ TIMEOUT_LITERALS = tuple(
 class LogTail:
     """Follows plain log files from their end; counts the pool-timeout lines each round adds."""
 
-    def __init__(self, paths: tuple[str, ...], started: float) -> None:
+    def __init__(self, paths: tuple[str, ...]) -> None:
         self._offsets: dict[str, int] = {}
         self._partial: dict[str, bytes] = {}
-        self._started = started
+        self._started: float | None = None
         self._seen: deque[tuple[float, int]] = deque()
         for path in paths:
             if path == "-" or path.endswith(".gz"):
@@ -38,10 +38,17 @@ class LogTail:
         return bool(self._offsets)
 
     def poll(self, now: float) -> None:
-        """Read what was appended since the last poll and count its timeout lines."""
+        """Read what was appended since the last poll and count its timeout lines.
+
+        The first poll only sets the baseline, as a counter's first sample does: lines logged
+        before it are not spread over the fraction of a second since the watch started.
+        """
         found = 0
         for path, offset in self._offsets.items():
             found += self._read_new(path, offset)
+        if self._started is None:
+            self._started = now
+            return
         self._seen.append((now, found))
         while self._seen and now - self._seen[0][0] > RATE_WINDOW_SECONDS:
             self._seen.popleft()
@@ -68,8 +75,8 @@ class LogTail:
         )
 
     def per_minute(self, now: float) -> float | None:
-        """Timeout lines per minute over about the last minute, once a round has been read."""
-        if not self._offsets or not self._seen:
+        """Timeout lines per minute over about the last minute, from the second poll on."""
+        if not self._offsets or self._started is None or not self._seen:
             return None
         elapsed = min(now - self._started, RATE_WINDOW_SECONDS)
         if elapsed <= 0:
