@@ -11,18 +11,20 @@ import os
 import subprocess
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import psycopg
 import pytest
 
+from pooldoctor.collect import pgbouncer
 from pooldoctor.collect.inputs import DeadlineReader
 from pooldoctor.collect.logs.reader import LogStream
 from pooldoctor.collect.postgres import open_postgres
 from pooldoctor.evidence import SourceState, evidence_from_json
 from pooldoctor.exitcodes import ExitCode
 from pooldoctor.lab.cluster import TempCluster
+from tests.fakepg import INT8_OID, NUMERIC_OID, TEXT_OID, Answer, fake_console
 from tests.hostile import (
     SECRET,
     SIGINT,
@@ -694,3 +696,115 @@ def test_hostile_prometheus_answers_are_bounded(
     assert run.code == ExitCode.UNKNOWN
     run.assert_clean()
     assert "not the Prometheus API" in assert_report(run, out)
+
+
+# --- PgBouncer admin console -------------------------------------------------------------------
+
+
+def _version_then(rest: Callable[[str], Answer]) -> Callable[[str], Answer]:
+    def answer(what: str) -> Answer:
+        if what == "VERSION":
+            return Answer([("version", TEXT_OID)], [["PgBouncer 1.21.0"]])
+        return rest(what)
+
+    return answer
+
+
+def test_a_hung_pgbouncer_console_is_bounded_by_the_timeout(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    with fake_console(_version_then(lambda _: Answer(hang=True))) as dsn:
+        run = run_cli(
+            "diagnose",
+            "--pgbouncer",
+            dsn,
+            *LIVE[:4],
+            "--timeout",
+            "1",
+            "--out",
+            str(out),
+            outputs=[out],
+        )  # a child process: a SHOW blocked for ever would also block the interpreter's exit
+    assert run.code == ExitCode.UNKNOWN
+    run.assert_clean()
+    assert "SHOW POOLS: no answer within 1s; connection closed" in assert_report(run, out)
+
+
+def _hostile_console(what: str) -> Answer:
+    if what == "POOLS":
+        columns = [("database", TEXT_OID), ("user", TEXT_OID), ("cl_active", TEXT_OID)]
+        columns += [("cl_waiting", INT8_OID), ("maxwait", NUMERIC_OID)]
+        rows: list[list[str | None]] = [
+            ["app", "u", "9" * 5000, "-5", "NaN"],
+            ["app2", "u", "1e308", "9" * 30, "1e308"],
+        ]
+        return Answer(columns, rows)
+    if what == "STATS":
+        columns = [("database", TEXT_OID), ("total_xact_count", NUMERIC_OID)]
+        return Answer([*columns, ("avg_wait_time", NUMERIC_OID)], [["app", "NaN", "1e400"]])
+    if what == "CLIENTS":
+        columns = [("user", TEXT_OID), ("database", TEXT_OID), ("state", TEXT_OID)]
+        return Answer(columns, ([f"u{i}", "app", "active"] for i in range(2000)))
+    if what == "SERVERS":
+        return Answer(error=f"no such user; password {SECRET} rejected")
+    return Answer([("key", TEXT_OID), ("value", TEXT_OID)], [])
+
+
+def test_hostile_pgbouncer_answers_are_bounded_and_named(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    out = tmp_path / "out"
+    with fake_console(_version_then(_hostile_console)) as dsn:
+        run = run_main(
+            capsys,
+            "diagnose",
+            "--pgbouncer",
+            f"{dsn} password={SECRET}",
+            *LIVE,
+            "--out",
+            str(out),
+            outputs=[out],
+        )
+    assert run.code in (ExitCode.OK, ExitCode.WARNING, ExitCode.UNKNOWN)
+    run.assert_clean(SECRET)
+    evidence = evidence_from_json(run.files[out / "evidence.json"].decode())  # strict: no NaN
+    bouncer = evidence.pgbouncers[0]
+    sample = bouncer.samples[0]
+    assert sample.clients_total == 2000 and len(sample.clients) == 500
+    assert all(
+        0 <= value <= 10_000_000
+        for pool in sample.pools
+        for value in (pool.cl_active, pool.cl_waiting, pool.maxwait_seconds)
+    )
+    assert sample.stats["app"] == {}
+    errors = " | ".join(bouncer.errors)
+    assert "SHOW POOLS: 6 value(s) out of range" in errors
+    assert "SHOW STATS: 2 value(s) out of range" in errors
+    assert "SHOW SERVERS: no such user; password *** rejected" in errors
+
+
+def test_a_pgbouncer_console_answering_endless_rows_is_cut_off(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(pgbouncer, "MAX_SHOW_ROWS", 3000)
+    rows = ([f"u{i}", "app", "active"] for i in range(10**9))
+    columns = [("user", TEXT_OID), ("database", TEXT_OID), ("state", TEXT_OID)]
+    with fake_console(_version_then(lambda _: Answer(columns, rows))) as dsn:
+        probe = pgbouncer.open_pgbouncer(f"{dsn} password={SECRET}", 30.0)
+        probe.sample()
+        evidence = probe.finish()
+    assert evidence.errors == ("SHOW POOLS: more than 3000 rows; connection closed",)
+    assert probe.round_outcome() == "error: connection lost"
+
+
+def test_a_mistyped_pgbouncer_dsn_never_echoes_its_password(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    out = tmp_path / "out"
+    for index, dsn in enumerate(MISTYPED_DSNS):
+        target = out / str(index)
+        run = run_main(
+            capsys, "diagnose", "--pgbouncer", dsn, *LIVE, "--out", str(target), outputs=[target]
+        )
+        assert run.code == ExitCode.UNKNOWN, dsn
+        run.assert_clean(SECRET)
+        assert_report(run, target)
