@@ -8,6 +8,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import socket
 import subprocess
 import threading
 import time
@@ -17,7 +18,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from pooldoctor.collect import pgbouncer
+from pooldoctor.collect import pgbouncer, prometheus
 from pooldoctor.collect.inputs import DeadlineReader
 from pooldoctor.collect.logs.reader import LogStream
 from pooldoctor.collect.postgres import open_postgres
@@ -378,8 +379,6 @@ def test_one_impossible_utc_offset_costs_one_line(tmp_path: Path) -> None:
 
 
 def test_a_body_cut_short_of_its_content_length_is_not_a_sample(tmp_path: Path) -> None:
-    import socket
-
     body = b'{"size": 5, "checked_out": 12345, "checked_in": 0}'
     with socket.socket() as listener:
         listener.bind(("127.0.0.1", 0))
@@ -808,3 +807,73 @@ def test_a_mistyped_pgbouncer_dsn_never_echoes_its_password(
         assert run.code == ExitCode.UNKNOWN, dsn
         run.assert_clean(SECRET)
         assert_report(run, target)
+
+
+MALFORMED_PROMETHEUS = [
+    '{"status": "success", "data": []}',
+    '{"status": "success", "data": {"result": [1, "x", {"metric": [], "values": 5}, '
+    '{"metric": {"instance": {"a": 1}}, "values": [[1, 2]]}]}}',
+]
+
+
+def test_malformed_or_secret_echoing_prometheus_answers_are_source_problems(
+    http_server: LocalHTTPServer,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+) -> None:
+    url = http_server.url("/").replace("://", f"://app:{SECRET}@")
+    token = base64.b64encode(f"app:{SECRET}".encode()).decode()
+    out = tmp_path / "out"
+    args = ("diagnose", "--prometheus", url, "--timeout", "2", "--out", str(out))
+    answers = [Response(body=body) for body in MALFORMED_PROMETHEUS]
+    echo = {"status": "error", "errorType": "auth", "error": f"bad {SECRET} / Basic {token}"}
+    answers.append(Response(500, json.dumps(echo)))
+    answers.append(Response(body='{"status": "success", "data": {"result": []}}' + " " * 5000))
+    expected = ["data.result is not a list", "not in the API's shape", "HTTP 500", "larger than"]
+    monkeypatch.setattr(prometheus, "MAX_ANSWER_BYTES", 4096)
+    for answer, problem in zip(answers, expected, strict=True):
+        http_server.routes["/api/v1/query_range"] = answer
+        run = run_main(capsys, *args, outputs=[out])
+        assert run.code == ExitCode.UNKNOWN, problem
+        run.assert_clean(SECRET, token)
+        assert problem in assert_report(run, out)
+
+
+def test_a_prometheus_dripping_its_answer_is_cut_off(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    stop = threading.Event()
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(16)
+        listener.settimeout(0.2)
+        port = listener.getsockname()[1]
+
+        def drip() -> None:  # every read gets a byte within the timeout; the answer never ends
+            while not stop.is_set():
+                try:
+                    conn, _ = listener.accept()
+                except TimeoutError:
+                    continue
+                with conn:
+                    conn.recv(65536)
+                    conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n\r\n")
+                    while not stop.wait(0.1):
+                        try:
+                            conn.sendall(b" ")
+                        except OSError:
+                            break
+
+        thread = threading.Thread(target=drip, daemon=True)
+        thread.start()
+        out = tmp_path / "out"
+        try:
+            args = ("--prometheus", f"http://127.0.0.1:{port}", "--timeout", "1")
+            run = run_main(capsys, "diagnose", *args, "--out", str(out), outputs=[out])
+        finally:
+            stop.set()
+            thread.join(5)
+    assert run.code == ExitCode.UNKNOWN
+    run.assert_clean()
+    assert "too slow" in assert_report(run, out)
