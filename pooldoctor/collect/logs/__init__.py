@@ -96,7 +96,7 @@ def _scan_file(
         if looks_binary(handle.read(BINARY_SNIFF_BYTES)):
             return _unreadable(path, BINARY_REASON)  # a huge zeroed or random file: not a log
         handle.seek(0)
-        settings = ScanSettings(path, log_tz, reference, since, until)
+        settings = ScanSettings(path, log_tz, reference, since, until, seconds=LOG_SCAN_SECONDS)
         whole = _scan_parallel(settings, handle, status.st_size)
         if whole is not None:
             problems = _problems(whole.scan, whole.stop_reason, False, whole.long_lines)
