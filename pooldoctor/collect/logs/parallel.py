@@ -40,6 +40,7 @@ from pooldoctor.collect.logs.timestamps import TimestampReader
 PARALLEL_MIN_BYTES = 32 * 1024 * 1024
 SPAWN_MIN_BYTES = 256 * 1024 * 1024
 MAX_PROCESSES = 8  # memory stays bounded: each process holds about two chunks
+STOP_WAIT_SECONDS = 1.0  # a terminated worker is gone well within this
 
 
 @dataclass
@@ -141,9 +142,13 @@ def scan_range(settings: ScanSettings, start: int, end: int | None) -> RangeScan
 
 
 def _stop_workers(pool: ProcessPoolExecutor) -> None:
-    pool.shutdown(wait=False, cancel_futures=True)
-    for process in list((pool._processes or {}).values()):
+    # The processes first: shutdown() forgets them, and they would scan on to their range's end.
+    processes = list((pool._processes or {}).values())
+    for process in processes:
         process.terminate()
+    pool.shutdown(wait=False, cancel_futures=True)
+    for process in processes:
+        process.join(STOP_WAIT_SECONDS)
 
 
 def _outcome(
