@@ -187,7 +187,9 @@ def _read_answer(response: Any, deadline: float) -> bytes:
                 f"answer larger than {MAX_ANSWER_BYTES // 1024 // 1024} MiB; narrow the window"
             )
         if time.monotonic() > deadline:
-            raise PrometheusError(f"answer not complete after {size} bytes; too slow")
+            raise PrometheusError(  # as good as unreachable: the other queries are not tried
+                f"answer not complete after {size} bytes; too slow", unreachable=True
+            )
     return b"".join(pieces)
 
 
