@@ -26,7 +26,7 @@ from pooldoctor.evidence import (
     SourceStatus,
 )
 from pooldoctor.jsonio import MAX_JSON_NUMBER, loads_bounded
-from pooldoctor.redact import redact_url, scrub_secrets
+from pooldoctor.redact import redact_url, scrub_secrets, url_secrets
 
 DEFAULT_WINDOW = timedelta(minutes=30)
 MAX_POINTS = 60  # per series: the step is the window divided by this, in whole seconds
@@ -210,15 +210,15 @@ def well_formed(result: Sequence[Any]) -> tuple[list[dict[str, Any]], int]:
     return kept, len(result) - len(kept)
 
 
-def url_secrets(base_url: str) -> set[str]:
-    """The URL's password in every spelling a message could echo (raw, decoded, Basic token)."""
+def answer_secrets(base_url: str) -> set[str]:
+    """The URL's credentials in every spelling an answer could echo, the Basic token included."""
+    secrets = url_secrets(base_url)
     parts = urllib.parse.urlsplit(base_url)
-    if parts.password is None:
-        return set()
-    password = urllib.parse.unquote(parts.password)
-    user = urllib.parse.unquote(parts.username or "")
-    token = base64.b64encode(f"{user}:{password}".encode()).decode()
-    return {parts.password, password, token}
+    if parts.password is not None:
+        user = urllib.parse.unquote(parts.username or "")
+        password = urllib.parse.unquote(parts.password)
+        secrets.add(base64.b64encode(f"{user}:{password}".encode()).decode())
+    return secrets
 
 
 def _api_error(body: str, content_type: str | None) -> str:
@@ -441,7 +441,7 @@ def read_history(base_url: str, start: datetime, end: datetime, timeout: float) 
     if malformed_total:
         notes.append(f"{malformed_total} series not in the API's shape were dropped")
     pools = pools_from_points(acc.points)
-    secrets = url_secrets(base_url)
+    secrets = answer_secrets(base_url)
     errors = [scrub_secrets(error, secrets) for error in errors]
     evidence = PrometheusEvidence(
         url=shown_url,
