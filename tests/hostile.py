@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from multiprocessing.process import BaseProcess
 from pathlib import Path
 
 import pytest
@@ -201,7 +202,34 @@ def fake_postgres_refusing(sqlstate: str, message: str) -> Iterator[int]:
         listener.close()
 
 
-def fork_main(*args: str) -> multiprocessing.Process:
+# An in-process run may grow this process's address space by this much, no more: the same kind
+# of bound a child's RLIMIT_AS gives (a MemoryError would show as an internal error).
+IN_PROCESS_HEADROOM_BYTES = 2 * 1024**3
+
+
+def _address_space_in_use() -> int:
+    with open("/proc/self/status", encoding="ascii") as status:
+        for line in status:
+            if line.startswith("VmSize:"):
+                return int(line.split()[1]) * 1024
+    raise RuntimeError("no VmSize in /proc/self/status")
+
+
+@contextmanager
+def _address_space_headroom(headroom: int) -> Iterator[None]:
+    """Lower this process's RLIMIT_AS to what it uses now plus `headroom`, then restore it."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_AS)
+    limit = _address_space_in_use() + headroom
+    if hard != resource.RLIM_INFINITY:
+        limit = min(limit, hard)
+    resource.setrlimit(resource.RLIMIT_AS, (limit, hard))
+    try:
+        yield
+    finally:
+        resource.setrlimit(resource.RLIMIT_AS, (soft, hard))
+
+
+def fork_main(*args: str) -> BaseProcess:
     """Start `pooldoctor ARGS` in a forked copy of this process (already imported: no
     interpreter start-up), for cases that need several processes at once; its exitcode is the
     CLI's exit code."""
@@ -220,9 +248,10 @@ def fork_main(*args: str) -> multiprocessing.Process:
 
 
 def run_main(capsys: pytest.CaptureFixture[str], *args: str, outputs: Sequence[Path] = ()) -> Run:
-    """The same run and checks in this process, through the CLI's `main` with captured streams
-    and the child's environment: for every case whose property does not need a child process
-    (an address-space limit or a signal)."""
+    """The same run and checks in this process, through the CLI's `main` with captured streams,
+    the child's environment and an address-space bound (IN_PROCESS_HEADROOM_BYTES over what this
+    process uses): for every case whose property does not need a child process (a signal, the
+    process's exit, or a read that must be bounded well below the headroom)."""
     from pooldoctor.cli import main
 
     saved = {name: os.environ.get(name) for name in ("COLUMNS", *DSN_VARIABLES)}
@@ -231,7 +260,8 @@ def run_main(capsys: pytest.CaptureFixture[str], *args: str, outputs: Sequence[P
         os.environ.pop(name, None)
     try:
         capsys.readouterr()
-        code = main(list(args))
+        with _address_space_headroom(IN_PROCESS_HEADROOM_BYTES):
+            code = main(list(args))
         captured = capsys.readouterr()
     finally:
         for name, value in saved.items():
