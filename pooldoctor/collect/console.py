@@ -3,7 +3,7 @@ console speaks only the simple protocol, and a hostile one may stall or never st
 
 from __future__ import annotations
 
-import select
+import selectors
 import time
 from decimal import Decimal, InvalidOperation
 from typing import Any
@@ -53,10 +53,11 @@ def _wait(pgconn: pq.abc.PGconn, deadline: float, *, write: bool = False) -> Non
     remaining = deadline - time.monotonic()
     if remaining <= 0:
         raise TimeoutError
-    sockets = [pgconn.socket]
-    ready = select.select([] if write else sockets, sockets if write else [], [], remaining)
-    if not ready[0] and not ready[1]:
-        raise TimeoutError
+    event = selectors.EVENT_WRITE if write else selectors.EVENT_READ
+    with selectors.DefaultSelector() as selector:  # not select(): descriptors past 1024 exist
+        selector.register(pgconn.socket, event)
+        if not selector.select(remaining):
+            raise TimeoutError
 
 
 def query_rows(
