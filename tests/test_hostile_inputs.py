@@ -741,7 +741,7 @@ def test_a_hung_pgbouncer_console_is_bounded_by_the_timeout(tmp_path: Path) -> N
         )  # a child process: a SHOW blocked for ever would also block the interpreter's exit
     assert run.code == ExitCode.UNKNOWN
     run.assert_clean()
-    assert "SHOW POOLS: no answer within 1s; connection closed" in assert_report(run, out)
+    assert "SHOW POOLS: no answer within 1s; connection dropped" in assert_report(run, out)
 
 
 def _hostile_console(what: str) -> Answer:
@@ -807,7 +807,7 @@ def test_a_pgbouncer_console_answering_endless_rows_is_cut_off(
         probe = pgbouncer.open_pgbouncer(f"{dsn} password={SECRET}", 30.0)
         probe.sample()
         evidence = probe.finish()
-    assert evidence.errors == ("SHOW POOLS: more than 3000 rows; connection closed",)
+    assert evidence.errors == ("SHOW POOLS: more than 3000 rows; connection dropped",)
     assert probe.round_outcome() == "error: connection lost"
 
 

@@ -24,6 +24,10 @@ class ConsoleFailed(Exception):
     """No usable answer (too slow, too many rows, connection lost); the connection must close."""
 
 
+class ConsoleTimeout(ConsoleFailed):
+    """No complete answer within the time given; the connection must close."""
+
+
 def _value(raw: bytes | None, oid: int) -> Any:
     if raw is None:
         return None
@@ -87,14 +91,14 @@ def query_rows(
             if result.status == pq.ExecStatus.SINGLE_TUPLE:
                 total += 1
                 if total > max_rows:
-                    raise ConsoleFailed(f"more than {max_rows} rows; connection closed")
+                    raise ConsoleFailed(f"more than {max_rows} rows; connection dropped")
                 if total <= keep:
                     rows.append(_row(result))
             elif result.status == pq.ExecStatus.FATAL_ERROR and error is None:
                 primary = result.error_field(pq.DiagnosticField.MESSAGE_PRIMARY) or b""
                 error = primary.decode("utf-8", "replace") or "error without a message"
     except TimeoutError:
-        raise ConsoleFailed(f"no answer within {seconds:g}s; connection closed") from None
+        raise ConsoleTimeout(f"no answer within {seconds:g}s") from None
     except (psycopg.Error, OSError) as exc:
         reason = " ".join(str(exc).split()) or type(exc).__name__
         raise ConsoleFailed(f"connection failed: {reason}") from None

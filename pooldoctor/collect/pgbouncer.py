@@ -13,7 +13,7 @@ from typing import Any
 import psycopg
 from psycopg.rows import DictRow
 
-from pooldoctor.collect.console import ConsoleError, ConsoleFailed, query_rows
+from pooldoctor.collect.console import ConsoleError, ConsoleFailed, ConsoleTimeout, query_rows
 from pooldoctor.collect.dsn import InvalidDsnError, normalize_dsn
 from pooldoctor.collect.postgres import CONNECT_GRACE_SECONDS, _ConnectAttempt
 from pooldoctor.evidence import (
@@ -38,6 +38,7 @@ FINISH_WAIT_SECONDS = 2.0
 MAX_COUNT = 10_000_000
 MAX_SECONDS = 10 * 366 * 86400
 MAX_STAT = MAX_JSON_NUMBER
+SHOW_COMMANDS = ("POOLS", "DATABASES", "CLIENTS", "SERVERS", "STATS", "CONFIG", "USERS")
 
 
 def _text(value: Any) -> str | None:
@@ -225,19 +226,34 @@ class PgBouncerProbe:
             return
         self._connection = attempt.connection
         try:
-            self.version = _text(self._show("VERSION")[0]["version"])
+            deadline = time.monotonic() + self.timeout
+            self.version = _text(self._show("VERSION", deadline)[0]["version"])
         except (ConsoleError, ConsoleFailed, IndexError, KeyError) as exc:
             self._error("VERSION", exc)
 
-    def _show(self, what: str, keep: int = MAX_SHOW_ROWS) -> list[dict[str, Any]]:
-        """The first `keep` rows of `SHOW what` (all rows are counted in `totals`); a console
-        that does not answer within the timeout or answers too many rows is disconnected."""
+    def _show(self, what: str, deadline: float, keep: int = MAX_SHOW_ROWS) -> list[dict[str, Any]]:
+        """The first `keep` rows of `SHOW what` (all rows are counted in `totals`), read by
+        `deadline` (time.monotonic()).
+
+        The admin console has no statement_timeout, so the bound is client-side: a console that
+        has not answered by the deadline, or answers more than MAX_SHOW_ROWS rows, has its
+        connection closed (ConsoleFailed).
+        """
         connection = self._connection
         assert connection is not None
+        remaining = deadline - time.monotonic()
         try:
+            if remaining <= 0:
+                raise ConsoleTimeout
             rows, total = query_rows(
-                connection.pgconn, f"SHOW {what}".encode(), self.timeout, keep, MAX_SHOW_ROWS
+                connection.pgconn, f"SHOW {what}".encode(), remaining, keep, MAX_SHOW_ROWS
             )
+        except ConsoleTimeout:
+            connection.close()
+            raise ConsoleFailed(
+                f"no answer within {self.timeout:g}s; connection dropped "
+                "(the admin console has no statement timeout)"
+            ) from None
         except ConsoleFailed:
             connection.close()
             raise
@@ -259,11 +275,12 @@ class PgBouncerProbe:
             at = datetime.now(UTC)
             errors_before = len(self._errors)
             results: dict[str, list[dict[str, Any]]] = {}
-            for what in ("POOLS", "DATABASES", "CLIENTS", "SERVERS", "STATS", "CONFIG", "USERS"):
+            deadline = time.monotonic() + self.timeout  # the whole round, all SHOWs together
+            for what in SHOW_COMMANDS:
                 listed = what in ("CLIENTS", "SERVERS")
                 try:
                     results[what] = self._show(
-                        what, MAX_LISTED_CONNECTIONS if listed else MAX_SHOW_ROWS
+                        what, deadline, MAX_LISTED_CONNECTIONS if listed else MAX_SHOW_ROWS
                     )
                 except (ConsoleError, ConsoleFailed) as exc:
                     self._error(what, exc)
