@@ -4,18 +4,15 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
 from pathlib import Path
 
-import psycopg
 import pytest
 
 import pooldoctor.lab.cluster as cluster_module
 from pooldoctor.lab.cluster import (
     SERVER_USER,
     PostgresUnavailable,
-    TempCluster,
     find_server_bindir,
     runnable_bindir,
     server_major,
@@ -70,12 +67,3 @@ def test_without_a_system_server_the_wheel_is_used(monkeypatch: pytest.MonkeyPat
     monkeypatch.setattr(cluster_module, "wheel_server_bindir", lambda: None)
     with pytest.raises(PostgresUnavailable, match=r"pooldoctor\[demo\]"):
         find_server_bindir()
-
-
-def test_a_chosen_port_taken_before_the_server_binds_it_is_chosen_again() -> None:
-    cluster = TempCluster(bindir=system_server_bindir() or find_server_bindir())
-    taken = cluster.port
-    with socket.create_server(("127.0.0.1", taken)), cluster:
-        assert cluster.port != taken
-        with psycopg.connect(cluster.dsn()) as conn:
-            assert conn.execute("SHOW port").fetchone() == (str(cluster.port),)
