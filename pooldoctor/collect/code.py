@@ -10,7 +10,7 @@ from pathlib import Path
 
 from pooldoctor.evidence import CodeFlag, Evidence
 from pooldoctor.scan.model import ScanResult
-from pooldoctor.scan.parse import parse_source
+from pooldoctor.scan.parse import parse_module
 from pooldoctor.scan.scanner import scan
 
 MAX_FILES = 20  # the few frames a report names; never a tree walk
@@ -43,8 +43,9 @@ def _parse_and_scan(path: Path) -> tuple[ast.Module, ScanResult] | None:
     try:
         if not path.is_file() or path.stat().st_size > MAX_FILE_BYTES:
             return None
-        return parse_source(path.read_text(encoding="utf-8"), str(path)), scan([path])
-    except (OSError, SyntaxError, UnicodeDecodeError, ValueError, RecursionError):
+        return parse_module(path.read_text(encoding="utf-8"), str(path)), scan([path])
+    except (OSError, SyntaxError, UnicodeDecodeError, ValueError, RecursionError, SystemError):
+        # A file the scan cannot take is skipped: the code scan never aborts a capture.
         return None
 
 

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from pooldoctor.scan.parse import parse_source
+from pooldoctor.scan.parse import parse_module
 
 SESSION = "session"
 ASYNC_SESSION = "async_session"
@@ -35,7 +35,7 @@ class ModuleInfo:
 
     @staticmethod
     def parse(path: Path, source: str) -> ModuleInfo:
-        tree = parse_source(source, str(path))
+        tree = parse_module(source, filename=str(path))
         info = ModuleInfo(path, tree, source.splitlines())
         for node in ast.walk(tree):
             for child in ast.iter_child_nodes(node):
