@@ -38,6 +38,27 @@ class LoadSpec:
             )
 
 
+@dataclass(frozen=True)
+class LoadBounds:
+    """One lab's ceilings for every load it starts: requests per run, seconds per request."""
+
+    max_requests: int
+    request_timeout: float
+
+    def spec(
+        self, paths: Sequence[str], clients: int, seconds: float, pause: float = 0.0
+    ) -> LoadSpec:
+        """`clients` cycling through `paths` for at most `seconds`, within these bounds."""
+        return LoadSpec(
+            paths=tuple(paths),
+            clients=clients,
+            max_requests=self.max_requests,
+            max_seconds=seconds,
+            request_timeout=self.request_timeout,
+            pause_seconds=pause,
+        )
+
+
 @dataclass
 class LoadResult:
     """Outcome counts: HTTP status codes as "200", "500"..., failures as "error:<Type>"."""

@@ -8,17 +8,15 @@ import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
-from datetime import UTC
 from pathlib import Path
 
 import psycopg
 
 from pooldoctor.atomic import write_atomic
-from pooldoctor.collect.options import SourceOptions
-from pooldoctor.collect.session import capture
 from pooldoctor.evidence import Evidence, evidence_to_json
+from pooldoctor.lab.capture import capture_lab
 from pooldoctor.lab.cluster import TempCluster, free_port
-from pooldoctor.lab.load import BackgroundLoad, LoadResult, LoadSpec, run_load
+from pooldoctor.lab.load import BackgroundLoad, LoadBounds, LoadResult, run_load
 from pooldoctor.lab.proxy import slow_proxy
 from pooldoctor.lab.webapp import APP_ROLE, HOT_ROW_ID, LabApp, LabConfig, run_lab_app
 from pooldoctor.readings.leak import DEAD_THREAD_MIN_AGE_SECONDS
@@ -30,7 +28,6 @@ FIXTURE_MODE = 0o644  # fixtures are committed: readable like any other source f
 SAMPLES = 3
 SERVER_LOG_NAME = "postgresql.log"
 INTERVAL_SECONDS = 0.75
-CAPTURE_TIMEOUT_SECONDS = 3.0
 # A short pool_timeout makes the 3o7r error appear within a second of saturation.
 FAST_POOL_TIMEOUT = 1.0
 # Hard ceiling on any load request: longer than every deliberate wait below.
@@ -80,19 +77,15 @@ class _Stage:
         interval: float = INTERVAL_SECONDS,
     ) -> Evidence:
         """Run the real pooldoctor capture against everything on this stage."""
-        env_file = self.workdir / "app.env"
-        env_file.write_text(config.env_text(workers), encoding="utf-8")
-        options = SourceOptions(
-            pool_status=tuple(app.url("/pool-status") for app in self.apps),
-            dsn=self.cluster.dsn(),
-            logs=(*(str(app.log_path) for app in self.apps), str(self.cluster.logfile)),
-            configs=(str(env_file),),
+        return capture_lab(
+            self.workdir,
+            config.env_text(workers),
+            self.cluster.dsn(),
+            [app.url("/pool-status") for app in self.apps],
+            [*(app.log_path for app in self.apps), self.cluster.logfile],
             samples=samples,
             interval=interval,
-            timeout=CAPTURE_TIMEOUT_SECONDS,
-            log_tz=UTC,
         )
-        return capture(options)
 
     def stop_and_cancel(self, load: BackgroundLoad) -> LoadResult:
         """End the load and cancel the app's running queries until no request is in flight."""
@@ -147,15 +140,7 @@ def _describe(result: LoadResult) -> str:
     return f"{result.total} requests ({counts})"
 
 
-def _spec(paths: Sequence[str], clients: int, seconds: float, pause: float = 0.0) -> LoadSpec:
-    return LoadSpec(
-        paths=tuple(paths),
-        clients=clients,
-        max_requests=MAX_REQUESTS,
-        max_seconds=seconds,
-        request_timeout=REQUEST_TIMEOUT_SECONDS,
-        pause_seconds=pause,
-    )
+_spec = LoadBounds(MAX_REQUESTS, REQUEST_TIMEOUT_SECONDS).spec
 
 
 def _saturating(app_name: str, pool_size: int, **overrides: object) -> LabConfig:
