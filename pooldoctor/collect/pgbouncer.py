@@ -14,6 +14,7 @@ from psycopg.rows import DictRow
 
 from pooldoctor.collect.dsn import InvalidDsnError, normalize_dsn
 from pooldoctor.collect.postgres import CONNECT_GRACE_SECONDS, _ConnectAttempt
+from pooldoctor.collect.probe import SingleConnectionProbe
 from pooldoctor.evidence import (
     PgBouncerConnection,
     PgBouncerDatabase,
@@ -27,7 +28,6 @@ from pooldoctor.redact import dsn_secrets, redact_dsn, scrub_secrets
 
 ADMIN_DATABASE = "pgbouncer"
 MAX_LISTED_CONNECTIONS = 500  # SHOW CLIENTS/SERVERS rows kept per sample; totals are kept too
-FINISH_WAIT_SECONDS = 2.0
 
 
 def _text(value: Any) -> str | None:
@@ -111,7 +111,7 @@ def stats_from_rows(rows: list[DictRow]) -> dict[str, dict[str, float]]:
     return stats
 
 
-class PgBouncerProbe:
+class PgBouncerProbe(SingleConnectionProbe[PgBouncerEvidence]):
     """pooldoctor's single admin-console connection to one PgBouncer; no method raises."""
 
     def __init__(self, target: str, timeout: float) -> None:
@@ -161,28 +161,20 @@ class PgBouncerProbe:
         connection = self._connection
         return connection is not None and not connection.closed and not connection.broken
 
-    def sample(self) -> None:
+    def _sample_round(self) -> None:
         """Append one round of SHOW commands; a failing command is recorded, the rest still run."""
-        if not self._busy.acquire(blocking=False):
-            self._errors.append("sample skipped: the previous sample is still running")
-            return
-        try:
-            if not self._usable():
-                return
-            at = datetime.now(UTC)
-            errors_before = len(self._errors)
-            results: dict[str, list[DictRow]] = {}
-            for what in ("POOLS", "DATABASES", "CLIENTS", "SERVERS", "STATS", "CONFIG", "USERS"):
-                try:
-                    results[what] = self._show(what)
-                except psycopg.Error as exc:
-                    self._errors.append(f"SHOW {what}: {' '.join(str(exc).split())}")
-                    if not self._usable():
-                        return
-            self._last_round_errors = len(self._errors) > errors_before
-            self._record(at, results)
-        finally:
-            self._busy.release()
+        at = datetime.now(UTC)
+        errors_before = len(self._errors)
+        results: dict[str, list[DictRow]] = {}
+        for what in ("POOLS", "DATABASES", "CLIENTS", "SERVERS", "STATS", "CONFIG", "USERS"):
+            try:
+                results[what] = self._show(what)
+            except psycopg.Error as exc:
+                self._errors.append(f"SHOW {what}: {' '.join(str(exc).split())}")
+                if not self._usable():
+                    return
+        self._last_round_errors = len(self._errors) > errors_before
+        self._record(at, results)
 
     def _record(self, at: datetime, results: Mapping[str, list[DictRow]]) -> None:
         if "CONFIG" in results:
@@ -207,43 +199,22 @@ class PgBouncerProbe:
             )
         )
 
-    def round_outcome(self) -> str:
-        """How the latest round went, in a word or a short reason (for progress lines)."""
-        if self.connect_failure is not None:
-            return "error: not connected (not retried)"
-        if not self._usable():
-            return "error: connection lost"
-        if self._errors and self._last_round_errors:
-            return f"error: {self._errors[-1]}"
-        return "ok"
+    def _failure_word(self) -> str | None:
+        return "not connected" if self.connect_failure is not None else None
 
-    def finish(self) -> PgBouncerEvidence:
-        """Close the connection (once) and return everything collected."""
-        if self._evidence is None:
-            self._close()
-            self.finished_at = datetime.now(UTC)
-            self._evidence = PgBouncerEvidence(
-                target=self.target,
-                version=self.version,
-                config=dict(self.config),
-                users=dict(self.users),
-                samples=tuple(self._samples),
-                connect_failure=self.connect_failure,
-                errors=tuple(self._errors),
-            )
-        return self._evidence
+    def _last_round_failed(self) -> bool:
+        return self._last_round_errors
 
-    def _close(self) -> None:
-        connection = self._connection
-        if connection is None or connection.closed:
-            return
-        if not self._busy.acquire(timeout=FINISH_WAIT_SECONDS):
-            self._errors.append("a sample did not finish; its connection closes at exit")
-            return
-        try:
-            connection.close()
-        finally:
-            self._busy.release()
+    def snapshot(self) -> PgBouncerEvidence:
+        return PgBouncerEvidence(
+            target=self.target,
+            version=self.version,
+            config=dict(self.config),
+            users=dict(self.users),
+            samples=tuple(self._samples),
+            connect_failure=self.connect_failure,
+            errors=tuple(self._errors),
+        )
 
     def status(self) -> SourceStatus:
         """One line on how this PgBouncer source went."""
