@@ -145,7 +145,7 @@ def exception_path_leak(
         _leak(app)
         leaked_at = time.monotonic()
         waiters = _spec(["/orders?quantity=2", "/quick"], clients=WAITERS, seconds=60.0)
-        with _background(app.url(), waiters) as load:
+        with BackgroundLoad(app.url(), waiters) as load:
             age = LEAK_AGE_SECONDS if worker_threads is None else WORKER_LEAK_AGE_SECONDS
             time.sleep(max(0.0, age - (time.monotonic() - leaked_at)))
             payloads = ["plain", "text", "prometheus"]
@@ -180,20 +180,11 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
-@contextmanager
-def _background(url: str, spec: LoadSpec) -> Iterator[BackgroundLoad]:
-    load = BackgroundLoad(url, spec).start()
-    try:
-        yield load
-    finally:
-        load.request_stop()
-
-
 def _capture_under_load(
     cluster: TempCluster, workdir: Path, app: LabApp, spec: LoadSpec, delay: float
 ) -> tuple[Evidence, LoadResult]:
     """Capture the app (plain pool status and its log) `delay` seconds into `spec`'s load."""
-    with _background(app.url(), spec) as load:
+    with BackgroundLoad(app.url(), spec) as load:
         time.sleep(delay)
         evidence = capture_app(
             cluster, workdir, app.config.env_text(), app.url("/pool-status/plain"), [app.log_path]

@@ -142,7 +142,8 @@ def run_load(base_url: str, spec: LoadSpec, stop: threading.Event | None = None)
 
 
 class BackgroundLoad:
-    """Load running in a background thread; `stop()` ends it early and returns the result."""
+    """Load running in a background thread; `stop()` ends it early and returns the result.
+    As a context manager it starts on entering and stops sending on leaving."""
 
     def __init__(self, base_url: str, spec: LoadSpec) -> None:
         self._stop = threading.Event()
@@ -158,6 +159,13 @@ class BackgroundLoad:
     def start(self) -> BackgroundLoad:
         self._thread.start()
         return self
+
+    def __enter__(self) -> BackgroundLoad:
+        return self.start()
+
+    def __exit__(self, *exc_info: object) -> None:
+        """Leaving the block sends no new requests; `stop()` or `wait()` collects the result."""
+        self.request_stop()
 
     def wait(self) -> LoadResult:
         """Wait for the load to end by itself (bounded by its spec)."""
