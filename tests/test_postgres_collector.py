@@ -12,6 +12,7 @@ from datetime import timedelta
 import psycopg
 import pytest
 
+from pooldoctor.checks.registry import check_named
 from pooldoctor.collect.postgres import (
     PostgresProbe,
     classify_connect_error,
@@ -23,11 +24,15 @@ from pooldoctor.evidence import (
     ActivitySample,
     Backend,
     ConnectionLimit,
+    LogEvent,
     PostgresEvidence,
     SourceState,
 )
 from pooldoctor.jsonio import dumps_dataclass, loads_dataclass
 from pooldoctor.lab.cluster import TempCluster, free_port
+from tests.backends import wait_for_backends
+from tests.evidence_builders import ago, events, log_file
+from tests.evidence_builders import evidence as build_evidence
 
 TIMEOUT = 3.0
 WAIT_SECONDS = 10.0  # upper bound for any condition a test waits for on the server
@@ -155,6 +160,9 @@ def test_open_reads_server_facts_and_round_trips_as_json(
     assert evidence.settings["deadlock_timeout"] == "200ms"
     assert evidence.settings["log_lock_waits"] == "on"
     assert evidence.settings["server_version"] == evidence.server_version
+    assert evidence.in_recovery is False
+    # pooldoctor's own session is read-only; the evidence is what a fresh session gets
+    assert evidence.settings["default_transaction_read_only"] == "off"
     has_reserved = evidence.server_version_num >= 160000
     assert ("reserved_connections" in evidence.settings) is has_reserved
     assert len(evidence.samples) == 1 and evidence.errors == ()
@@ -192,6 +200,27 @@ def test_probe_session_is_read_only_and_bounded(
         conn.execute(b"CREATE TABLE pooldoctor_must_not_write (id int)")
     # The settings evidence is what the server gives a fresh session, not pooldoctor's own SETs.
     assert probe.finish().settings["statement_timeout"] == "0ms"
+
+
+def test_a_primary_set_read_only_is_told_apart_from_a_failover(
+    pg: TempCluster, probes: Callable[..., PostgresProbe]
+) -> None:
+    """25006 with default_transaction_read_only = on on a primary (a full disk on a managed
+    service): the finding says not to recycle the pool, which would only reconnect read-only."""
+    pg.execute("CREATE DATABASE pd_readonly")
+    pg.execute("ALTER DATABASE pd_readonly SET default_transaction_read_only = on")
+    try:
+        probe = probes(pg.dsn(dbname="pd_readonly"))
+        evidence = probe.finish()
+    finally:
+        pg.execute("DROP DATABASE pd_readonly")
+    assert evidence.in_recovery is False
+    assert evidence.settings["default_transaction_read_only"] == "on"
+    line = "ERROR:  cannot execute UPDATE in a read-only transaction"
+    logs = (log_file(events(LogEvent.READ_ONLY, 40, last=ago(5), minutes=8, examples=[line])),)
+    [found] = check_named("failover-read-only").run(build_evidence(pg=evidence, logs=logs))
+    assert "set read-only" in found.title
+    assert found.remediation[0].startswith("Do not recycle the pool")
 
 
 def test_finish_is_idempotent_and_sampling_after_it_does_nothing(
@@ -343,21 +372,6 @@ def test_database_at_its_connection_limit(
         pg.execute("DROP DATABASE pd_limited_db WITH (FORCE)")
 
 
-def _connect_once_a_slot_frees(
-    connections: Callable[..., psycopg.Connection[tuple[object, ...]]], dsn: str
-) -> None:
-    """A backend that just closed (the check above's own) frees its slot a moment later."""
-    deadline = time.monotonic() + WAIT_SECONDS
-    while True:
-        try:
-            connections(dsn)
-            return
-        except psycopg.OperationalError as exc:
-            if "too many clients" not in str(exc) or time.monotonic() > deadline:
-                raise
-            time.sleep(0.05)
-
-
 def test_server_at_max_connections(
     make_cluster: Callable[..., TempCluster],
     probes: Callable[..., PostgresProbe],
@@ -365,8 +379,11 @@ def test_server_at_max_connections(
 ) -> None:
     cluster = make_cluster(max_connections="6", superuser_reserved_connections="2")
     cluster.execute("CREATE ROLE app LOGIN")
-    for _ in range(4):  # every slot a non-superuser may take
-        connections(cluster.dsn(user="app"))
+    # Every step waits for closed and refused backends to exit: until then they hold a slot.
+    wait_for_backends(cluster)
+    held = [connections(cluster.dsn(user="app")) for _ in range(4)]  # every non-superuser slot
+    held_pids = [conn.info.backend_pid for conn in held]
+    wait_for_backends(cluster, held_pids)
 
     refused = probes(cluster.dsn(user="app"))
     failure = refused.finish().connect_failure
@@ -374,6 +391,7 @@ def test_server_at_max_connections(
     assert (failure.category, failure.sqlstate) == ("reserved_slots", "53300")
     assert "remaining connection slots are reserved" in failure.message
 
+    wait_for_backends(cluster, held_pids)
     admin = probes(cluster.dsn())
     admin.sample()
     evidence = admin.finish()
@@ -381,16 +399,9 @@ def test_server_at_max_connections(
     app_backends = [b for b in evidence.samples[0].backends if b.usename == "app"]
     assert [b.state for b in app_backends] == ["idle"] * 4
 
-    wait_until(
-        lambda: server_shows(
-            cluster,
-            "SELECT count(*) = 4 FROM pg_stat_activity "
-            "WHERE backend_type = 'client backend' AND pid <> pg_backend_pid()",
-        ),
-        "the finished probes' backends to exit",
-    )
+    wait_for_backends(cluster, held_pids)
     for _ in range(2):  # now fill the reserved slots too
-        _connect_once_a_slot_frees(connections, cluster.dsn())
+        connections(cluster.dsn())
     full = probes(cluster.dsn())
     failure = full.finish().connect_failure
     assert failure is not None
