@@ -237,13 +237,14 @@ class PgBouncerProbe(SingleConnectionProbe[PgBouncerEvidence]):
     def _last_round_failed(self) -> bool:
         return self._last_round_errors
 
-    def snapshot(self) -> PgBouncerEvidence:
+    def snapshot(self, last: int | None = None) -> PgBouncerEvidence:
+        samples = tuple(self._samples)
         return PgBouncerEvidence(
             target=self.target,
             version=self.version,
             config=dict(self.config),
             users=dict(self.users),
-            samples=tuple(self._samples),
+            samples=samples if last is None else samples[-last:],
             connect_failure=self.connect_failure,
             errors=tuple(self._errors),
         )

@@ -400,7 +400,10 @@ class PostgresProbe(SingleConnectionProbe[PostgresEvidence]):
     def _last_round_failed(self) -> bool:
         return self._errors[-1].startswith(f"sample {len(self._samples) + 1}")
 
-    def snapshot(self) -> PostgresEvidence:
+    def snapshot(self, last: int | None = None) -> PostgresEvidence:
+        samples = tuple(self._samples)
+        if last is not None:
+            samples = samples[-last:]
         return PostgresEvidence(
             target=self.target,
             connect_seconds=self.connect_seconds,
@@ -411,17 +414,13 @@ class PostgresProbe(SingleConnectionProbe[PostgresEvidence]):
             is_superuser=self.is_superuser,
             settings=dict(self.settings),
             limits=self.limits,
-            samples=tuple(self._samples),
+            samples=samples,
             errors=tuple(self._errors),
             can_read_all_stats=self.can_read_all_stats,
             in_recovery=self.in_recovery,
-            hidden_per_sample=tuple(
-                sum(1 for b in s.backends if b.query_hidden) for s in self._samples
-            ),
+            hidden_per_sample=tuple(sum(1 for b in s.backends if b.query_hidden) for s in samples),
             hidden_roles=tuple(
-                sorted(
-                    {b.usename or "?" for s in self._samples for b in s.backends if b.query_hidden}
-                )
+                sorted({b.usename or "?" for s in samples for b in s.backends if b.query_hidden})
             ),
             reserved_connection_roles=self.reserved_connection_roles,
         )

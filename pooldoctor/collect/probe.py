@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 from datetime import UTC, datetime
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 import psycopg
 from psycopg.rows import DictRow
@@ -20,6 +20,7 @@ class SingleConnectionProbe(Generic[EvidenceT]):
     _connection: psycopg.Connection[DictRow] | None
     _busy: threading.Lock
     _errors: list[str]
+    _samples: list[Any]
     _evidence: EvidenceT | None
 
     def _failure_word(self) -> str | None:
@@ -61,9 +62,14 @@ class SingleConnectionProbe(Generic[EvidenceT]):
         finally:
             self._busy.release()
 
-    def snapshot(self) -> EvidenceT:
-        """Everything collected so far."""
+    def snapshot(self, last: int | None = None) -> EvidenceT:
+        """Everything collected so far (only the `last` samples if given), connection kept open."""
         raise NotImplementedError
+
+    def keep_last(self, count: int) -> None:
+        """Forget all but the latest `count` samples and errors (bounded memory when watching)."""
+        del self._samples[:-count]
+        del self._errors[:-count]
 
     def _wait_idle(self, connection: psycopg.Connection[DictRow]) -> bool:
         """Acquire `_busy` once no sample runs (within FINISH_WAIT_SECONDS); False if one still
