@@ -23,6 +23,38 @@ HISTOGRAMS = {
     "use_time": "The time between borrowing a connection and returning it to the pool.",
 }
 
+# Observed from each pool reading: its key -> (instrument, unit, description), in creation order.
+OBSERVED = {
+    "count": (
+        "db.client.connection.count",
+        "{connection}",
+        "The number of connections that are currently in the state described by the state "
+        "attribute.",
+    ),
+    "max": (
+        "db.client.connection.max",
+        "{connection}",
+        "The maximum number of open connections allowed.",
+    ),
+    "idle_max": (
+        "db.client.connection.idle.max",
+        "{connection}",
+        "The maximum number of idle open connections allowed.",
+    ),
+    "pending": (
+        "db.client.connection.pending_requests",
+        "{request}",
+        "The number of current pending requests for an open connection.",
+    ),
+    "timeouts": (
+        "db.client.connection.timeouts",
+        "{timeout}",
+        "The number of connection timeouts that have occurred trying to obtain a connection "
+        "from the pool.",
+    ),
+}
+COUNTERS = {"timeouts"}  # only ever grow; the others are up-down counters
+
 
 class OtelPoolMetrics:
     """The semantic-convention instruments on one meter, fed by the instrumented engines."""
@@ -49,38 +81,13 @@ class OtelPoolMetrics:
 
             return [callback]
 
-        meter.create_observable_up_down_counter(
-            "db.client.connection.count",
-            gauge("count"),
-            unit="{connection}",
-            description="The number of connections that are currently in the state described "
-            "by the state attribute.",
-        )
-        meter.create_observable_up_down_counter(
-            "db.client.connection.max",
-            gauge("max"),
-            unit="{connection}",
-            description="The maximum number of open connections allowed.",
-        )
-        meter.create_observable_up_down_counter(
-            "db.client.connection.idle.max",
-            gauge("idle_max"),
-            unit="{connection}",
-            description="The maximum number of idle open connections allowed.",
-        )
-        meter.create_observable_up_down_counter(
-            "db.client.connection.pending_requests",
-            gauge("pending"),
-            unit="{request}",
-            description="The number of current pending requests for an open connection.",
-        )
-        meter.create_observable_counter(
-            "db.client.connection.timeouts",
-            gauge("timeouts"),
-            unit="{timeout}",
-            description="The number of connection timeouts that have occurred trying to obtain "
-            "a connection from the pool.",
-        )
+        for key, (name, unit, text) in OBSERVED.items():
+            create = (
+                meter.create_observable_counter
+                if key in COUNTERS
+                else meter.create_observable_up_down_counter
+            )
+            create(name, gauge(key), unit=unit, description=text)
 
     def _attach(self, label: str, tracker: PoolTracker) -> None:
         if id(tracker) in self._attached:

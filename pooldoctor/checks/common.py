@@ -121,9 +121,7 @@ def leak_summary(readings: Readings, signature: LeakSignature, *extra: str) -> s
     hidden from pooldoctor's role."""
     parts = [*signature.reasons, *extra]
     if signature.trend is not None:
-        hidden = readings.visibility.app_counts_note(signature.trend.app.label)
-        if hidden:
-            parts.append(hidden)
+        parts.extend(readings.visibility.app_counts_notes(signature.trend.app.label))
     return "; ".join(parts)
 
 

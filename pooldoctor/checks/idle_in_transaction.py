@@ -61,9 +61,7 @@ def check(readings: Readings) -> list[Finding]:
                 f"transaction, median {format_duration(statistics.median(ages))}, p90 "
                 f"{format_duration(percentile(ages, 0.9))}, {describe_oldest(waiting)}"
             )
-            hidden = readings.visibility.app_counts_note(trend.app.label)
-            if hidden:
-                reasons.append(hidden)
+            reasons.extend(readings.visibility.app_counts_notes(trend.app.label))
             if trend.multi_sample and not trend.rotated_in_tx:
                 confidence -= 0.1
                 reasons.append(

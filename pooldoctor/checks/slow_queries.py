@@ -59,9 +59,7 @@ def check(readings: Readings) -> list[Finding]:
                 f"older than {format_duration(SLOW_QUERY_SECONDS)}; longest pid {oldest.pid} for "
                 f"{format_duration(_age(oldest, trend.latest_at))}: {preview(oldest.query)}"
             )
-            hidden = readings.visibility.app_counts_note(trend.app.label)
-            if hidden:
-                reasons.append(hidden)
+            reasons.extend(readings.visibility.app_counts_notes(trend.app.label))
             if pool.full_now:
                 confidence += 0.15
     if cancelled.current:

@@ -16,6 +16,7 @@ from psycopg.rows import DictRow
 from pooldoctor.collect.console import ConsoleError, ConsoleFailed, ConsoleTimeout, query_rows
 from pooldoctor.collect.dsn import InvalidDsnError, normalize_dsn
 from pooldoctor.collect.postgres import CONNECT_GRACE_SECONDS, _ConnectAttempt
+from pooldoctor.collect.probe import SingleConnectionProbe
 from pooldoctor.evidence import (
     PgBouncerConnection,
     PgBouncerDatabase,
@@ -33,7 +34,6 @@ MAX_LISTED_CONNECTIONS = 500  # SHOW CLIENTS/SERVERS rows kept per sample; total
 # A console answering more rows than this is not a PgBouncer (max_client_conn is far below it).
 MAX_SHOW_ROWS = 1_000_000
 MAX_TEXT_CHARS = 1024  # names, states, addresses: longer values are cut
-FINISH_WAIT_SECONDS = 2.0
 # Counts, sizes and ports are small non-negative integers; seconds stay below ten years.
 MAX_COUNT = 10_000_000
 MAX_SECONDS = 10 * 366 * 86400
@@ -182,7 +182,7 @@ def stats_from_rows(rows: Sequence[Mapping[str, Any]]) -> dict[str, dict[str, fl
     return stats
 
 
-class PgBouncerProbe:
+class PgBouncerProbe(SingleConnectionProbe[PgBouncerEvidence]):
     """pooldoctor's single admin-console connection to one PgBouncer; no method raises."""
 
     def __init__(self, target: str, timeout: float) -> None:
@@ -264,36 +264,28 @@ class PgBouncerProbe:
         connection = self._connection
         return connection is not None and not connection.closed and not connection.broken
 
-    def sample(self) -> None:
+    def _sample_round(self) -> None:
         """Append one round of SHOW commands; a failing command is recorded, the rest still run."""
-        if not self._busy.acquire(blocking=False):
-            self._errors.append("sample skipped: the previous sample is still running")
-            return
-        try:
-            if not self._usable():
-                return
-            at = datetime.now(UTC)
-            errors_before = len(self._errors)
-            results: dict[str, list[dict[str, Any]]] = {}
-            deadline = time.monotonic() + self.timeout  # the whole round, all SHOWs together
-            for what in SHOW_COMMANDS:
-                listed = what in ("CLIENTS", "SERVERS")
-                try:
-                    results[what] = self._show(
-                        what, deadline, MAX_LISTED_CONNECTIONS if listed else MAX_SHOW_ROWS
-                    )
-                except (ConsoleError, ConsoleFailed) as exc:
-                    self._error(what, exc)
-                    if not self._usable():
-                        return
-            for what, rows in results.items():
-                note = rejected_values(what, rows)
-                if note is not None:
-                    self._errors.append(note)
-            self._last_round_errors = len(self._errors) > errors_before
-            self._record(at, results)
-        finally:
-            self._busy.release()
+        at = datetime.now(UTC)
+        errors_before = len(self._errors)
+        results: dict[str, list[dict[str, Any]]] = {}
+        deadline = time.monotonic() + self.timeout  # the whole round, all SHOWs together
+        for what in SHOW_COMMANDS:
+            listed = what in ("CLIENTS", "SERVERS")
+            try:
+                results[what] = self._show(
+                    what, deadline, MAX_LISTED_CONNECTIONS if listed else MAX_SHOW_ROWS
+                )
+            except (ConsoleError, ConsoleFailed) as exc:
+                self._error(what, exc)
+                if not self._usable():
+                    return
+        for what, rows in results.items():
+            note = rejected_values(what, rows)
+            if note is not None:
+                self._errors.append(note)
+        self._last_round_errors = len(self._errors) > errors_before
+        self._record(at, results)
 
     def _record(self, at: datetime, results: Mapping[str, list[dict[str, Any]]]) -> None:
         if "CONFIG" in results:
@@ -325,26 +317,13 @@ class PgBouncerProbe:
             )
         )
 
-    def round_outcome(self) -> str:
-        """How the latest round went, in a word or a short reason (for progress lines)."""
-        if self.connect_failure is not None:
-            return "error: not connected (not retried)"
-        if not self._usable():
-            return "error: connection lost"
-        if self._errors and self._last_round_errors:
-            return f"error: {self._errors[-1]}"
-        return "ok"
+    def _failure_word(self) -> str | None:
+        return "not connected" if self.connect_failure is not None else None
 
-    def finish(self) -> PgBouncerEvidence:
-        """Close the connection (once) and return everything collected."""
-        if self._evidence is None:
-            self._close()
-            self.finished_at = datetime.now(UTC)
-            self._evidence = self.snapshot()
-        return self._evidence
+    def _last_round_failed(self) -> bool:
+        return self._last_round_errors
 
     def snapshot(self, last: int | None = None) -> PgBouncerEvidence:
-        """Everything collected so far (only the `last` samples if given), connection kept open."""
         samples = tuple(self._samples)
         return PgBouncerEvidence(
             target=self.target,
@@ -355,23 +334,6 @@ class PgBouncerProbe:
             connect_failure=self.connect_failure,
             errors=tuple(self._errors),
         )
-
-    def keep_last(self, count: int) -> None:
-        """Forget all but the latest `count` samples and errors (bounded memory when watching)."""
-        del self._samples[:-count]
-        del self._errors[:-count]
-
-    def _close(self) -> None:
-        connection = self._connection
-        if connection is None or connection.closed:
-            return
-        if not self._busy.acquire(timeout=FINISH_WAIT_SECONDS):
-            self._errors.append("a sample did not finish; its connection closes at exit")
-            return
-        try:
-            connection.close()
-        finally:
-            self._busy.release()
 
     def status(self) -> SourceStatus:
         """One line on how this PgBouncer source went."""

@@ -15,6 +15,7 @@ from psycopg import sql
 from psycopg.rows import DictRow, dict_row
 
 from pooldoctor.collect.dsn import InvalidDsnError, normalize_dsn
+from pooldoctor.collect.probe import FINISH_WAIT_SECONDS, SingleConnectionProbe
 from pooldoctor.collect.sql import load_fragment, load_query, shorten_query
 from pooldoctor.evidence import (
     ActivitySample,
@@ -41,7 +42,6 @@ IDLE_IN_TRANSACTION_TIMEOUT_MS = 10_000
 QUERY_FETCH_CHARS = 2_000
 QUERY_CHARS = 400
 # How long finish() waits for a sample still running (after cancelling it) before giving up.
-FINISH_WAIT_SECONDS = 2.0
 HIDDEN_QUERY = "<insufficient privilege>"
 WAITSTART_SINCE = 140000  # pg_locks.waitstart
 RESERVED_ROLES_SINCE = 160000  # reserved_connections and pg_use_reserved_connections
@@ -223,7 +223,7 @@ def _backend(row: Mapping[str, Any], redact_literals: bool) -> Backend:
     )
 
 
-class PostgresProbe:
+class PostgresProbe(SingleConnectionProbe[PostgresEvidence]):
     """pooldoctor's single connection to PostgreSQL and everything it saw through it.
 
     Built by `open_postgres`. `sample()` runs in a worker thread; `finish()` closes. No method
@@ -368,58 +368,39 @@ class PostgresProbe:
 
     # -- sampling ------------------------------------------------------------------------
 
-    def sample(self) -> None:
-        """Append one pg_stat_activity snapshot; after a connection loss, do nothing."""
-        if not self._busy.acquire(blocking=False):
-            self._errors.append("sample skipped: the previous sample is still running")
-            return
+    def _sample_round(self) -> None:
+        """Append one pg_stat_activity snapshot."""
+        self._attempts += 1
+        number = self._attempts
         try:
-            if self._connection is None or self._broken or self._connection.closed:
-                return
-            self._attempts += 1
-            number = self._attempts
-            try:
-                rows = self._query(
-                    "activity", {"query_chars": QUERY_FETCH_CHARS}, self._activity_parts()
-                )
-            except psycopg.Error as exc:
-                self._record_error(f"sample {number}", exc)
-                return
-            self._samples.append(
-                ActivitySample(
-                    at=rows[0]["sampled_at"].astimezone(UTC),
-                    backends=tuple(
-                        _backend(row, self.redact_literals)
-                        for row in rows
-                        if row["pid"] is not None
-                    ),
-                )
+            rows = self._query(
+                "activity", {"query_chars": QUERY_FETCH_CHARS}, self._activity_parts()
             )
-        finally:
-            self._busy.release()
+        except psycopg.Error as exc:
+            self._record_error(f"sample {number}", exc)
+            return
+        self._samples.append(
+            ActivitySample(
+                at=rows[0]["sampled_at"].astimezone(UTC),
+                backends=tuple(
+                    _backend(row, self.redact_literals) for row in rows if row["pid"] is not None
+                ),
+            )
+        )
 
     # -- closing -------------------------------------------------------------------------
 
-    def round_outcome(self) -> str:
-        """How the latest sample went, in a word or a short reason (for progress lines)."""
-        if self.connect_failure is not None:
-            return f"error: {self.connect_failure.category} (not retried)"
-        if self._broken or self._connection is None or self._connection.closed:
-            return "error: connection lost"
-        if self._errors and self._errors[-1].startswith(f"sample {len(self._samples) + 1}"):
-            return f"error: {self._errors[-1]}"
-        return "ok"
+    def _failure_word(self) -> str | None:
+        return self.connect_failure.category if self.connect_failure is not None else None
 
-    def finish(self) -> PostgresEvidence:
-        """Close the connection (once) and return everything collected."""
-        if self._evidence is None:
-            self._close()
-            self.finished_at = datetime.now(UTC)
-            self._evidence = self.snapshot()
-        return self._evidence
+    def _usable(self) -> bool:
+        connection = self._connection
+        return connection is not None and not self._broken and not connection.closed
+
+    def _last_round_failed(self) -> bool:
+        return self._errors[-1].startswith(f"sample {len(self._samples) + 1}")
 
     def snapshot(self, last: int | None = None) -> PostgresEvidence:
-        """Everything collected so far (only the `last` samples if given), connection kept open."""
         samples = tuple(self._samples)
         if last is not None:
             samples = samples[-last:]
@@ -444,30 +425,15 @@ class PostgresProbe:
             reserved_connection_roles=self.reserved_connection_roles,
         )
 
-    def keep_last(self, count: int) -> None:
-        """Forget all but the latest `count` samples and errors (bounded memory when watching)."""
-        del self._samples[:-count]
-        del self._errors[:-count]
-
-    def _close(self) -> None:
-        connection = self._connection
-        if connection is None or connection.closed:
-            return
-        idle = self._busy.acquire(timeout=FINISH_WAIT_SECONDS / 2)
-        if not idle:
-            try:
-                connection.cancel_safe(timeout=FINISH_WAIT_SECONDS / 2)
-            except psycopg.Error as exc:
-                self._errors.append(f"cancel running sample: {_error_text(exc)}")
-            idle = self._busy.acquire(timeout=FINISH_WAIT_SECONDS / 2)
-        if not idle:
-            # Closing under a running query could free libpq state that thread still uses.
-            self._errors.append("a sample did not finish; its connection closes at exit")
-            return
+    def _wait_idle(self, connection: psycopg.Connection[DictRow]) -> bool:
+        """Half the wait for a running sample, then cancel its query and wait the other half."""
+        if self._busy.acquire(timeout=FINISH_WAIT_SECONDS / 2):
+            return True
         try:
-            connection.close()
-        finally:
-            self._busy.release()
+            connection.cancel_safe(timeout=FINISH_WAIT_SECONDS / 2)
+        except psycopg.Error as exc:
+            self._errors.append(f"cancel running sample: {_error_text(exc)}")
+        return self._busy.acquire(timeout=FINISH_WAIT_SECONDS / 2)
 
     def status(self) -> SourceStatus:
         """One line on how the PostgreSQL source went."""

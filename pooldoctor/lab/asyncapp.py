@@ -8,8 +8,7 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -21,7 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from pooldoctor.app import pool_status
 from pooldoctor.lab.cluster import TempCluster
-from pooldoctor.lab.webapp import APP_ROLE, LOG_FORMAT, ensure_schema, plain_status
+from pooldoctor.lab.webapp import APP_ROLE, AppLog, plain_status, running_app
 
 MAX_SLEEP_SECONDS = 5.0
 HEADER_LIMIT = 64  # request header lines read before giving up on a client
@@ -58,17 +57,9 @@ class AsyncLabApp:
         self.config = config
         self.log_path = log_path
         self._cluster = cluster
-        self._handler = logging.FileHandler(log_path, encoding="utf-8")
-        formatter = logging.Formatter(LOG_FORMAT)
-        formatter.converter = time.gmtime
-        self._handler.setFormatter(formatter)
-        self.log = logging.getLogger(f"lab.{config.application_name}")
-        self.access_log = logging.getLogger(f"lab.{config.application_name}.access")
-        self._loggers = [self.log, logging.getLogger("sqlalchemy.pool")]
-        for logger in self._loggers:
-            logger.addHandler(self._handler)
-            logger.propagate = False
-        self.log.setLevel(logging.INFO)
+        self._logs = AppLog(log_path, config.application_name, logging.getLogger("sqlalchemy.pool"))
+        self.log = self._logs.log
+        self.access_log = self._logs.access
         self._loop = asyncio.new_event_loop()
         self._ready = threading.Event()
         self._port = 0
@@ -128,9 +119,7 @@ class AsyncLabApp:
         if self._ready.is_set():
             self._loop.call_soon_threadsafe(self._stopping.set)
         self._thread.join(STOP_TIMEOUT_SECONDS)
-        for logger in self._loggers:
-            logger.removeHandler(self._handler)
-        self._handler.close()
+        self._logs.close()
 
     # --- endpoints -------------------------------------------------------------------------
 
@@ -209,15 +198,8 @@ class AsyncLabApp:
             writer.close()
 
 
-@contextmanager
 def run_async_lab_app(
     cluster: TempCluster, config: AsyncLabConfig, log_path: Path
-) -> Iterator[AsyncLabApp]:
+) -> AbstractContextManager[AsyncLabApp]:
     """Start the async app against the cluster; stop it and dispose its engine on exit."""
-    ensure_schema(cluster)
-    app = AsyncLabApp(cluster, config, log_path)
-    app.start()
-    try:
-        yield app
-    finally:
-        app.stop()
+    return running_app(AsyncLabApp, cluster, config, log_path)

@@ -10,11 +10,14 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import TypeVar
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge
 from prometheus_client.exposition import generate_latest
 
 from pooldoctor.lab.prometheus import ScrapeTarget
+
+Metric = TypeVar("Metric", Gauge, Counter)
 
 
 @dataclass
@@ -41,29 +44,27 @@ class FleetInstance:
             [pool_label, state_label],
             registry=self.registry,
         )
-        maximum = Gauge(
-            "db_client_connection_max",
-            "Most open connections.",
-            [pool_label],
-            registry=self.registry,
+        maximum = self._per_pool(
+            Gauge, "db_client_connection_max", "Most open connections.", pool_label
         )
-        pending = Gauge(
+        pending = self._per_pool(
+            Gauge,
             "db_client_connection_pending_requests",
             "Requests waiting for a connection.",
-            [pool_label],
-            registry=self.registry,
+            pool_label,
         )
-        timeouts = Counter(
-            "db_client_connection_timeouts",
-            "Checkouts that timed out.",
-            [pool_label],
-            registry=self.registry,
+        timeouts = self._per_pool(
+            Counter, "db_client_connection_timeouts", "Checkouts that timed out.", pool_label
         )
         count.labels(pool, "used").set(state.used)
         count.labels(pool, "idle").set(state.idle)
         maximum.labels(pool).set(state.max)
         pending.labels(pool).set(state.pending)
         timeouts.labels(pool).inc(state.pending)
+
+    def _per_pool(self, kind: type[Metric], name: str, text: str, pool_label: str) -> Metric:
+        """An instrument in this instance's registry labelled by pool only."""
+        return kind(name, text, [pool_label], registry=self.registry)
 
     def exposition(self) -> bytes:
         return generate_latest(self.registry)

@@ -19,12 +19,18 @@ from pathlib import Path
 
 import psycopg
 
-from pooldoctor.collect.options import SourceOptions
-from pooldoctor.collect.session import capture
 from pooldoctor.evidence import Evidence
 from pooldoctor.lab.asyncapp import AsyncLabApp, AsyncLabConfig, run_async_lab_app
+from pooldoctor.lab.capture import capture_lab
 from pooldoctor.lab.cluster import TempCluster
-from pooldoctor.lab.load import BackgroundLoad, LoadResult, LoadSpec, request_once, run_load
+from pooldoctor.lab.load import (
+    BackgroundLoad,
+    LoadBounds,
+    LoadResult,
+    LoadSpec,
+    request_once,
+    run_load,
+)
 from pooldoctor.lab.slowclient import disconnecting_request, slow_reader
 from pooldoctor.lab.webapp import WORKER_THREAD_PREFIX, LabApp, LabConfig, run_lab_app
 
@@ -32,7 +38,6 @@ POOL = 3
 POOL_TIMEOUT = 1.0  # short, so waiters time out (3o7r) within a second of the pool pinning
 SAMPLES = 3
 INTERVAL_SECONDS = 0.5
-CAPTURE_TIMEOUT_SECONDS = 3.0
 REQUEST_TIMEOUT_SECONDS = 10.0
 MAX_REQUESTS = 5000
 BASELINE_REQUESTS = 30  # ordinary requests before the leak: the app's own request times
@@ -62,15 +67,7 @@ class Capture:
     worker_threads_alive: int = 0  # the app's pool worker threads alive when it was captured
 
 
-def _spec(paths: Sequence[str], clients: int, seconds: float, pause: float = 0.0) -> LoadSpec:
-    return LoadSpec(
-        paths=tuple(paths),
-        clients=clients,
-        max_requests=MAX_REQUESTS,
-        max_seconds=seconds,
-        request_timeout=REQUEST_TIMEOUT_SECONDS,
-        pause_seconds=pause,
-    )
+_spec = LoadBounds(MAX_REQUESTS, REQUEST_TIMEOUT_SECONDS).spec
 
 
 def capture_app(
@@ -84,19 +81,10 @@ def capture_app(
     interval: float = INTERVAL_SECONDS,
 ) -> Evidence:
     """The real pooldoctor capture of one app: pool status, pg_stat_activity, logs, config."""
-    env_file = workdir / "app.env"
-    env_file.write_text(env_text, encoding="utf-8")
-    options = SourceOptions(
-        pool_status=(pool_status_url,) if pool_status_url else (),
-        dsn=cluster.dsn(),
-        logs=tuple(str(path) for path in logs),
-        configs=(str(env_file),),
-        samples=samples,
-        interval=interval,
-        timeout=CAPTURE_TIMEOUT_SECONDS,
-        log_tz=UTC,
+    pool_status = (pool_status_url,) if pool_status_url else ()
+    return capture_lab(
+        workdir, env_text, cluster.dsn(), pool_status, logs, samples=samples, interval=interval
     )
-    return capture(options)
 
 
 def _config(name: str, **overrides: object) -> LabConfig:
@@ -205,7 +193,7 @@ def exception_path_leak(
         _leak(app)
         leaked_at = time.monotonic()
         waiters = _spec(["/orders?quantity=2", "/quick"], clients=WAITERS, seconds=60.0)
-        with _background(app.url(), waiters) as load:
+        with BackgroundLoad(app.url(), waiters) as load:
             age = LEAK_AGE_SECONDS if worker_threads is None else WORKER_LEAK_AGE_SECONDS
             time.sleep(max(0.0, age - (time.monotonic() - leaked_at)))
             payloads = ["plain", "text", "prometheus"]
@@ -254,13 +242,16 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
-@contextmanager
-def _background(url: str, spec: LoadSpec) -> Iterator[BackgroundLoad]:
-    load = BackgroundLoad(url, spec).start()
-    try:
-        yield load
-    finally:
-        load.request_stop()
+def _capture_under_load(
+    cluster: TempCluster, workdir: Path, app: LabApp, spec: LoadSpec, delay: float
+) -> tuple[Evidence, LoadResult]:
+    """Capture the app (plain pool status and its log) `delay` seconds into `spec`'s load."""
+    with BackgroundLoad(app.url(), spec) as load:
+        time.sleep(delay)
+        evidence = capture_app(
+            cluster, workdir, app.config.env_text(), app.url("/pool-status/plain"), [app.log_path]
+        )
+    return evidence, load.stop()
 
 
 ASYNC_CLIENTS = 4
@@ -351,13 +342,9 @@ def streamed_export(cluster: TempCluster, workdir: Path) -> Capture:
         for reader in readers:
             reader.start()
         try:
-            with _background(app.url(), _spec(["/quick"], WAITERS, 30.0)) as load:
-                time.sleep(EXPORT_CAPTURE_DELAY)
-                evidence = capture_app(
-                    cluster, workdir, config.env_text(), app.url("/pool-status/plain"),
-                    [app.log_path],
-                )  # fmt: skip
-            result = load.stop()
+            evidence, result = _capture_under_load(
+                cluster, workdir, app, _spec(["/quick"], WAITERS, 30.0), EXPORT_CAPTURE_DELAY
+            )
         finally:
             stop.set()
             for reader in readers:
@@ -376,13 +363,9 @@ def threadpool_deadlock(cluster: TempCluster, workdir: Path) -> Capture:
     with _app(cluster, workdir, config) as app:
         for _ in range(BASELINE_REQUESTS):
             request_once(app.url("/quick"), REQUEST_TIMEOUT_SECONDS)
-        with _background(app.url(), _spec(["/audit"], DEADLOCK_CLIENTS, 30.0)) as load:
-            time.sleep(DEADLOCK_CAPTURE_DELAY)
-            evidence = capture_app(
-                cluster, workdir, config.env_text(), app.url("/pool-status/plain"),
-                [app.log_path],
-            )  # fmt: skip
-        result = load.stop()
+        evidence, result = _capture_under_load(
+            cluster, workdir, app, _spec(["/audit"], DEADLOCK_CLIENTS, 30.0), DEADLOCK_CAPTURE_DELAY
+        )
     return Capture("threadpool-deadlock", evidence, result)
 
 

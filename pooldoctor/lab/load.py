@@ -38,6 +38,27 @@ class LoadSpec:
             )
 
 
+@dataclass(frozen=True)
+class LoadBounds:
+    """One lab's ceilings for every load it starts: requests per run, seconds per request."""
+
+    max_requests: int
+    request_timeout: float
+
+    def spec(
+        self, paths: Sequence[str], clients: int, seconds: float, pause: float = 0.0
+    ) -> LoadSpec:
+        """`clients` cycling through `paths` for at most `seconds`, within these bounds."""
+        return LoadSpec(
+            paths=tuple(paths),
+            clients=clients,
+            max_requests=self.max_requests,
+            max_seconds=seconds,
+            request_timeout=self.request_timeout,
+            pause_seconds=pause,
+        )
+
+
 @dataclass
 class LoadResult:
     """Outcome counts: HTTP status codes as "200", "500"..., failures as "error:<Type>"."""
@@ -121,7 +142,8 @@ def run_load(base_url: str, spec: LoadSpec, stop: threading.Event | None = None)
 
 
 class BackgroundLoad:
-    """Load running in a background thread; `stop()` ends it early and returns the result."""
+    """Load running in a background thread; `stop()` ends it early and returns the result.
+    As a context manager it starts on entering and stops sending on leaving."""
 
     def __init__(self, base_url: str, spec: LoadSpec) -> None:
         self._stop = threading.Event()
@@ -137,6 +159,13 @@ class BackgroundLoad:
     def start(self) -> BackgroundLoad:
         self._thread.start()
         return self
+
+    def __enter__(self) -> BackgroundLoad:
+        return self.start()
+
+    def __exit__(self, *exc_info: object) -> None:
+        """Leaving the block sends no new requests; `stop()` or `wait()` collects the result."""
+        self.request_stop()
 
     def wait(self) -> LoadResult:
         """Wait for the load to end by itself (bounded by its spec)."""

@@ -8,17 +8,15 @@ import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
-from datetime import UTC
 from pathlib import Path
 
 import psycopg
 
 from pooldoctor.atomic import write_atomic
-from pooldoctor.collect.options import SourceOptions
-from pooldoctor.collect.session import capture
 from pooldoctor.evidence import Evidence, evidence_to_json
+from pooldoctor.lab.capture import capture_lab
 from pooldoctor.lab.cluster import TempCluster, free_port
-from pooldoctor.lab.load import BackgroundLoad, LoadResult, LoadSpec, run_load
+from pooldoctor.lab.load import BackgroundLoad, LoadBounds, LoadResult, LoadSpec, run_load
 from pooldoctor.lab.proxy import slow_proxy
 from pooldoctor.lab.webapp import APP_ROLE, HOT_ROW_ID, LabApp, LabConfig, run_lab_app
 from pooldoctor.readings.leak import DEAD_THREAD_MIN_AGE_SECONDS
@@ -30,7 +28,6 @@ FIXTURE_MODE = 0o644  # fixtures are committed: readable like any other source f
 SAMPLES = 3
 SERVER_LOG_NAME = "postgresql.log"
 INTERVAL_SECONDS = 0.75
-CAPTURE_TIMEOUT_SECONDS = 3.0
 # A short pool_timeout makes the 3o7r error appear within a second of saturation.
 FAST_POOL_TIMEOUT = 1.0
 # Hard ceiling on any load request: longer than every deliberate wait below.
@@ -80,19 +77,31 @@ class _Stage:
         interval: float = INTERVAL_SECONDS,
     ) -> Evidence:
         """Run the real pooldoctor capture against everything on this stage."""
-        env_file = self.workdir / "app.env"
-        env_file.write_text(config.env_text(workers), encoding="utf-8")
-        options = SourceOptions(
-            pool_status=tuple(app.url("/pool-status") for app in self.apps),
-            dsn=self.cluster.dsn(),
-            logs=(*(str(app.log_path) for app in self.apps), str(self.cluster.logfile)),
-            configs=(str(env_file),),
+        return capture_lab(
+            self.workdir,
+            config.env_text(workers),
+            self.cluster.dsn(),
+            [app.url("/pool-status") for app in self.apps],
+            [*(app.log_path for app in self.apps), self.cluster.logfile],
             samples=samples,
             interval=interval,
-            timeout=CAPTURE_TIMEOUT_SECONDS,
-            log_tz=UTC,
         )
-        return capture(options)
+
+    def capture_under_load(
+        self,
+        spec: LoadSpec,
+        delay: float,
+        config: LabConfig,
+        *,
+        samples: int = SAMPLES,
+        interval: float = INTERVAL_SECONDS,
+    ) -> tuple[BackgroundLoad, Evidence]:
+        """Start `spec` against the (only) app and capture `delay` seconds into it; the load
+        runs on for the caller to end."""
+        (app,) = self.apps
+        load = BackgroundLoad(app.url(), spec).start()
+        time.sleep(delay)
+        return load, self.capture(config, samples=samples, interval=interval)
 
     def stop_and_cancel(self, load: BackgroundLoad) -> LoadResult:
         """End the load and cancel the app's running queries until no request is in flight."""
@@ -147,15 +156,7 @@ def _describe(result: LoadResult) -> str:
     return f"{result.total} requests ({counts})"
 
 
-def _spec(paths: Sequence[str], clients: int, seconds: float, pause: float = 0.0) -> LoadSpec:
-    return LoadSpec(
-        paths=tuple(paths),
-        clients=clients,
-        max_requests=MAX_REQUESTS,
-        max_seconds=seconds,
-        request_timeout=REQUEST_TIMEOUT_SECONDS,
-        pause_seconds=pause,
-    )
+_spec = LoadBounds(MAX_REQUESTS, REQUEST_TIMEOUT_SECONDS).spec
 
 
 def _saturating(app_name: str, pool_size: int, **overrides: object) -> LabConfig:
@@ -213,17 +214,14 @@ def pool_undersized(workdir: Path) -> ScenarioRun:
     """Peak demand of short queries exceeds a 2+0 pool; it recovers when the peak ends."""
     config = _saturating("catalog-api", UNDERSIZED_POOL)
     with _stage(workdir, [config]) as stage:
-        (app,) = stage.apps
         path = f"/work?ms={UNDERSIZED_QUERY_MS}"
         spec = _spec([path], clients=UNDERSIZED_CLIENTS, seconds=UNDERSIZED_LOAD_SECONDS)
-        load = BackgroundLoad(app.url(), spec).start()
-        time.sleep(UNDERSIZED_CAPTURE_DELAY)
         # The last samples fall after the peak, when the pool has recovered.
-        evidence = stage.capture(config, samples=SAMPLES + 3)
+        load, evidence = stage.capture_under_load(
+            spec, UNDERSIZED_CAPTURE_DELAY, config, samples=SAMPLES + 3
+        )
         result = load.wait()
-    run = ScenarioRun("pool-undersized", evidence)
-    run.merge_load(result)
-    return run
+    return ScenarioRun("pool-undersized", evidence, result)
 
 
 SLOW_POOL = 3
@@ -236,15 +234,10 @@ def slow_queries(workdir: Path) -> ScenarioRun:
     """/slow runs long pg_sleep queries that hold every pooled connection."""
     config = _saturating("reports-api", SLOW_POOL)
     with _stage(workdir, [config]) as stage:
-        (app,) = stage.apps
         spec = _spec([f"/slow?s={SLOW_SLEEP_SECONDS:g}"], clients=5, seconds=SLOW_CAPTURE_DELAY + 3)
-        load = BackgroundLoad(app.url(), spec).start()
-        time.sleep(SLOW_CAPTURE_DELAY)
-        evidence = stage.capture(config)
+        load, evidence = stage.capture_under_load(spec, SLOW_CAPTURE_DELAY, config)
         result = stage.stop_and_cancel(load)
-    run = ScenarioRun("slow-queries", evidence)
-    run.merge_load(result)
-    return run
+    return ScenarioRun("slow-queries", evidence, result)
 
 
 LOCK_POOL = 3
@@ -256,23 +249,18 @@ def lock_contention(workdir: Path) -> ScenarioRun:
     """A batch session holds the hot row's lock, idle in transaction; /locked requests queue."""
     config = _saturating("inventory-api", LOCK_POOL)
     with _stage(workdir, [config]) as stage:
-        (app,) = stage.apps
         holder = psycopg.connect(stage.cluster.dsn(user=APP_ROLE, application_name=LOCK_HOLDER_APP))
         try:
             holder.execute(
                 "UPDATE inventory SET stock = stock WHERE id = %s", (HOT_ROW_ID,)
             )  # opens the transaction and keeps the row lock
             spec = _spec(["/locked"], clients=5, seconds=LOCK_CAPTURE_DELAY + 4)
-            load = BackgroundLoad(app.url(), spec).start()
-            time.sleep(LOCK_CAPTURE_DELAY)
-            evidence = stage.capture(config)
+            load, evidence = stage.capture_under_load(spec, LOCK_CAPTURE_DELAY, config)
         finally:
             holder.rollback()
             holder.close()
         result = load.stop()
-    run = ScenarioRun("lock-contention", evidence)
-    run.merge_load(result)
-    return run
+    return ScenarioRun("lock-contention", evidence, result)
 
 
 IDLE_TX_POOL = 3
@@ -287,17 +275,14 @@ def idle_in_transaction(workdir: Path) -> ScenarioRun:
     """/external calls a slow API inside its transaction: connections idle in transaction."""
     config = _saturating("checkout-api", IDLE_TX_POOL)
     with _stage(workdir, [config]) as stage:
-        (app,) = stage.apps
         spec = _spec(
             [f"/external?s={EXTERNAL_CALL_SECONDS:g}"], clients=6, seconds=IDLE_TX_CAPTURE_DELAY + 3
         )
-        load = BackgroundLoad(app.url(), spec).start()
-        time.sleep(IDLE_TX_CAPTURE_DELAY)
-        evidence = stage.capture(config, interval=IDLE_TX_INTERVAL)
+        load, evidence = stage.capture_under_load(
+            spec, IDLE_TX_CAPTURE_DELAY, config, interval=IDLE_TX_INTERVAL
+        )
         result = load.stop()
-    run = ScenarioRun("idle-in-transaction", evidence)
-    run.merge_load(result)
-    return run
+    return ScenarioRun("idle-in-transaction", evidence, result)
 
 
 MAX_CONN_SERVER_SLOTS = 12  # 9 for the app after superuser_reserved_connections = 3
@@ -365,15 +350,10 @@ def connect_timeouts(workdir: Path) -> ScenarioRun:
             db_port=proxy.port,
         )
         with _stage(workdir, [config], port=server_port) as stage:
-            (app,) = stage.apps
             spec = _spec(["/quick"], clients=3, seconds=CONNECT_CAPTURE_DELAY + 2)
-            load = BackgroundLoad(app.url(), spec).start()
-            time.sleep(CONNECT_CAPTURE_DELAY)
-            evidence = stage.capture(config)
+            load, evidence = stage.capture_under_load(spec, CONNECT_CAPTURE_DELAY, config)
             result = load.stop()
-    run = ScenarioRun("connect-timeouts", evidence)
-    run.merge_load(result)
-    return run
+    return ScenarioRun("connect-timeouts", evidence, result)
 
 
 LIGHT_LOAD_SECONDS = 3.0
@@ -389,9 +369,7 @@ def _light_traffic(
         load = BackgroundLoad(app.url(), spec).start()
         evidence = stage.capture(config)
         result = load.stop()
-    run = ScenarioRun(mode, evidence)
-    run.merge_load(result)
-    return run
+    return ScenarioRun(mode, evidence, result)
 
 
 def missing_timeouts(workdir: Path) -> ScenarioRun:

@@ -12,12 +12,12 @@ import warnings
 from collections import deque
 from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, HTTPServer, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, TypeVar
 from urllib.parse import parse_qs, urlsplit
 
 from sqlalchemy import Engine, create_engine, text
@@ -162,6 +162,57 @@ def _seconds(query: Mapping[str, list[str]], name: str, default: float) -> float
     return min(_number(query, name, default), MAX_SLEEP_SECONDS)
 
 
+class AppLog:
+    """A lab app's log file: the app's logger (INFO), its access logger and `extra` library
+    loggers write there, and only there."""
+
+    def __init__(self, path: Path, application_name: str, *extra: logging.Logger) -> None:
+        self.handler = logging.FileHandler(path, encoding="utf-8")
+        formatter = logging.Formatter(LOG_FORMAT)
+        formatter.converter = time.gmtime
+        self.handler.setFormatter(formatter)
+        self.log = logging.getLogger(f"lab.{application_name}")
+        self.access = logging.getLogger(f"lab.{application_name}.access")
+        self.loggers = [self.log, *extra]
+        for logger in self.loggers:
+            logger.addHandler(self.handler)
+            logger.propagate = False
+        self.log.setLevel(logging.INFO)
+
+    def close(self) -> None:
+        """Detach the file from every logger and close it."""
+        for logger in self.loggers:
+            logger.removeHandler(self.handler)
+        self.handler.close()
+
+
+class _Startable(Protocol):
+    def start(self) -> None: ...
+
+    def stop(self) -> None: ...
+
+
+AppT = TypeVar("AppT", bound=_Startable)
+ConfigT = TypeVar("ConfigT")
+
+
+@contextmanager
+def running_app(
+    kind: Callable[[TempCluster, ConfigT, Path], AppT],
+    cluster: TempCluster,
+    config: ConfigT,
+    log_path: Path,
+) -> Iterator[AppT]:
+    """Create the schema, start a `kind` app against the cluster; stop it on exit."""
+    ensure_schema(cluster)
+    app = kind(cluster, config, log_path)
+    app.start()
+    try:
+        yield app
+    finally:
+        app.stop()
+
+
 class LabApp:
     """The running app: its URL, engine, log file and the errors it is (wrongly) holding on to."""
 
@@ -173,18 +224,10 @@ class LabApp:
         if config.instrumented:
             instrument(self.engine)
         self.recent_errors: deque[BaseException] = deque(maxlen=config.error_buffer)
-        self._handler = logging.FileHandler(log_path, encoding="utf-8")
-        formatter = logging.Formatter(LOG_FORMAT)
-        formatter.converter = time.gmtime
-        self._handler.setFormatter(formatter)
-        self.log = logging.getLogger(f"lab.{config.application_name}")
-        self.access_log = logging.getLogger(f"lab.{config.application_name}.access")
         pool_log = logging.getLogger(f"sqlalchemy.pool.impl.QueuePool.{config.application_name}")
-        self._loggers = [self.log, pool_log]
-        for logger in self._loggers:
-            logger.addHandler(self._handler)
-            logger.propagate = False
-        self.log.setLevel(logging.INFO)
+        self._logs = AppLog(log_path, config.application_name, pool_log)
+        self.log = self._logs.log
+        self.access_log = self._logs.access
         pool_log.setLevel(logging.WARNING)
         self._in_flight = 0
         self._idle = threading.Condition()
@@ -353,13 +396,12 @@ class LabApp:
             gc.collect()
         self.engine.dispose()
         uninstrument(self.engine)
-        for logger in self._loggers:
-            logger.removeHandler(self._handler)
+        self._logs.close()
+        for logger in self._logs.loggers:
             # Late pool messages (a straggler's connection returned after dispose) are dropped
             # rather than falling through to logging's stderr last resort.
             if not any(isinstance(h, logging.NullHandler) for h in logger.handlers):
                 logger.addHandler(logging.NullHandler())
-        self._handler.close()
 
 
 class WorkerPoolHTTPServer(HTTPServer):
@@ -470,13 +512,8 @@ def _handler_class(app: LabApp) -> type[BaseHTTPRequestHandler]:
     return Handler
 
 
-@contextmanager
-def run_lab_app(cluster: TempCluster, config: LabConfig, log_path: Path) -> Iterator[LabApp]:
+def run_lab_app(
+    cluster: TempCluster, config: LabConfig, log_path: Path
+) -> AbstractContextManager[LabApp]:
     """Start the lab app against the cluster; stop it and release its connections on exit."""
-    ensure_schema(cluster)
-    app = LabApp(cluster, config, log_path)
-    app.start()
-    try:
-        yield app
-    finally:
-        app.stop()
+    return running_app(LabApp, cluster, config, log_path)

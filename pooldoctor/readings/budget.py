@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from pooldoctor.evidence import Evidence, PoolSample
+from pooldoctor.evidence import Evidence, PgBouncerEvidence, PoolSample
 from pooldoctor.readings import pgbouncer
 from pooldoctor.readings.app import AppIdentity, describe_sessions, other_clients
 from pooldoctor.readings.exporter import exporter_servers
@@ -128,6 +129,21 @@ def per_process_pool(evidence: Evidence) -> tuple[int | None, str]:
     return None, "(unknown pool)"
 
 
+def _demand(
+    evidence: Evidence, bouncers: Sequence[PgBouncerEvidence]
+) -> tuple[int | None, int | None, str]:
+    """Who opens server connections, how many each, and where that number comes from:
+    PgBouncer's server pools when it fronts the server, else the app's processes and pool."""
+    if not bouncers:
+        per_process, source = per_process_pool(evidence)
+        return app_processes(evidence), per_process, source
+    limits = pgbouncer.fleet_server_limits(evidence)
+    source = f"PgBouncer pool sizes ({' + '.join(str(n) for n in limits)} in total)"
+    if len(set(limits)) == 1:
+        source = f"({limits[0]} server connections per PgBouncer)"
+    return len(bouncers), max(limits), source
+
+
 def server_budget(evidence: Evidence, app: AppIdentity | None) -> ServerBudget | None:
     """The server's slots against the app's demand; behind PgBouncer, against PgBouncer's."""
     pg = evidence.postgres
@@ -136,24 +152,16 @@ def server_budget(evidence: Evidence, app: AppIdentity | None) -> ServerBudget |
         return exporter_budget(evidence)
     superuser = setting_int(pg, "superuser_reserved_connections")
     bouncers = pgbouncer.sampled(evidence)
-    processes: int | None
-    per_process: int | None
+    processes, per_process, source = _demand(evidence, bouncers)
     if bouncers:
         # The app's connections reach the server as PgBouncer's: every other client backend,
         # less the server connections PgBouncer holds now, competes for the same slots.
         others = other_clients(pg.samples[-1], None) if pg.samples else []
         held = sum(b.samples[-1].servers_total for b in bouncers)
         other_count = max(0, len(others) - held)
-        limits = pgbouncer.fleet_server_limits(evidence)
-        processes, per_process = len(bouncers), max(limits)
-        source = f"PgBouncer pool sizes ({' + '.join(str(n) for n in limits)} in total)"
-        if len(set(limits)) == 1:
-            source = f"({limits[0]} server connections per PgBouncer)"
     else:
         others = other_clients(pg.samples[-1], app) if pg.samples else []
         other_count = len(others)
-        processes = app_processes(evidence)
-        per_process, source = per_process_pool(evidence)
     reserved = setting_int(pg, "reserved_connections") or 0
     if app is not None and app.role in pg.reserved_connection_roles:
         reserved = 0  # PostgreSQL 16+: the app's role may use the reserved_connections slots
@@ -190,19 +198,11 @@ def exporter_budget(evidence: Evidence) -> ServerBudget | None:
         return None
     server = servers[0]
     bouncers = pgbouncer.sampled(evidence)
-    processes: int | None
-    per_process: int | None
+    processes, per_process, source = _demand(evidence, bouncers)
     if bouncers:
         held = sum(b.samples[-1].servers_total for b in bouncers)
-        limits = pgbouncer.fleet_server_limits(evidence)
-        processes, per_process = len(bouncers), max(limits)
-        source = f"PgBouncer pool sizes ({' + '.join(str(n) for n in limits)} in total)"
-        if len(set(limits)) == 1:
-            source = f"({limits[0]} server connections per PgBouncer)"
     else:
         held = sum(_open_connections(i.samples[-1]) for i in evidence.pools if i.samples)
-        processes = app_processes(evidence)
-        per_process, source = per_process_pool(evidence)
     return ServerBudget(
         max_connections=server.max_connections,
         superuser_reserved=server.superuser_reserved,

@@ -23,13 +23,14 @@ class Visibility:
     hidden_sessions: int
     hidden_app_sessions: int
 
-    def app_counts_note(self, app_label: str) -> str:
-        """Why counts of the app's sessions by state are lower bounds; empty when they are not."""
+    def app_counts_notes(self, app_label: str) -> tuple[str, ...]:
+        """Why counts of the app's sessions by state are lower bounds (a reason to append to a
+        finding's); none when they are not."""
         if not self.hidden_app_sessions:
-            return ""
+            return ()
         return (
             f"these counts are lower bounds: {self.hidden_app_sessions} session(s) of {app_label} "
-            f"were hidden from pooldoctor's role (no {GRANT_ROLE}), so their state is unknown"
+            f"were hidden from pooldoctor's role (no {GRANT_ROLE}), so their state is unknown",
         )
 
     def other_counts_note(self) -> str:
