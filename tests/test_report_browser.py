@@ -13,6 +13,7 @@ import pytest
 from rich.console import Console
 
 from pooldoctor.lab.demo import DemoResult, run_demo
+from pooldoctor.report.present import setting_assignments
 from pooldoctor.report.render import CHARTS_DIR
 
 PHONE_WIDTH = 390
@@ -137,3 +138,13 @@ def test_markdown_shows_the_chart_files(demo: DemoResult) -> None:
         assert heading in text
     assert "- [ ] " in text and "owner:" in text
     assert "/tmp/pooldoctor-pg-" not in text.split("## Sources")[1].split("##")[0]
+
+
+def test_demo_report_gives_one_value_per_setting(demo: DemoResult) -> None:
+    markdown = (demo.out / "report.md").read_text(encoding="utf-8")
+    values: dict[str, set[str]] = {}
+    for line in markdown.splitlines():
+        for name, value in setting_assignments(line).items():
+            values.setdefault(name, set()).add(value)
+    assert len(values.get("idle_in_transaction_session_timeout", set())) == 1, values
+    assert all(len(found) == 1 for found in values.values()), values

@@ -163,6 +163,27 @@ def code_segments(step: str) -> list[tuple[str, bool]]:
     return segments
 
 
+def step_code(step: str) -> tuple[str, ...]:
+    """The code parts of a remediation step (backtick spans, else upper-case SQL), stripped."""
+    return tuple(text.strip() for text, is_code in code_segments(step) if is_code and text.strip())
+
+
+# `SET name = 'value'` and `SET name TO value`, as in ALTER ROLE / ALTER SYSTEM / SET.
+_ASSIGNMENT = re.compile(
+    r"\bSET\s+(?P<name>[a-z_][a-z0-9_.]*)\s*(?:=|\bTO\b)\s*'?(?P<value>[^';\s]+)",
+    re.IGNORECASE,
+)
+
+
+def setting_assignments(step: str) -> dict[str, str]:
+    """Server settings a step's code assigns: {name: value} (`SET x = '5min'` -> {x: 5min})."""
+    return {
+        match.group("name").lower(): match.group("value")
+        for code in step_code(step)
+        for match in _ASSIGNMENT.finditer(code)
+    }
+
+
 _SHELL_COMMANDS = ("pooldoctor ", "psql ", "kubectl ", "systemctl ", "pgbouncer ")
 
 
