@@ -274,6 +274,28 @@ def test_evidence_tables_hide_empty_values_and_use_words() -> None:
     assert tables[0].rows == (("Stuck PIDs", "1, 2"), ("Waiting now", "0"))
 
 
+def test_per_sample_series_are_a_table_of_samples_not_raw_json() -> None:
+    samples = {
+        "url": "http://api:8080/pool",
+        "at": ["2026-11-21T09:31:04Z", "2026-11-21T09:31:09Z"],
+    }
+    samples |= {"checked_out": [4, 9], "capacity": [10, 10], "waiting": [0, 2]}
+    tables = evidence_tables({"pool": {"samples": 2, "instances": [samples]}})
+    assert [t.title for t in tables] == ["Pool", "Pool instances: http://api:8080/pool"]
+    series = tables[1]
+    assert series.columns == ("At (UTC)", "Checked out", "Capacity", "Waiting")
+    assert series.rows == (
+        ("2026-11-21 09:31:04", "4", "10", "0"),
+        ("2026-11-21 09:31:09", "9", "10", "2"),
+    )
+    assert tables[0].rows == (("Samples", "2"),)
+    # Records without per-sample series stay one table with a row per record.
+    plain = evidence_tables(
+        {"holders": [{"origin": "a.py:1", "count": 2}, {"origin": "b.py:9", "count": 1}]}
+    )
+    assert plain[0].rows == (("a.py:1", "2"), ("b.py:9", "1"))
+
+
 def test_plain_words_not_error_codes_in_the_timeline_labels() -> None:
     bundle = evidence(
         logs=[
