@@ -113,3 +113,19 @@ def test_stop_the_bleeding_box_is_on_the_first_screen(
         assert page.evaluate("document.documentElement.scrollWidth") <= width, slug
     page.close()
     assert all(top < height for top in offsets.values()), offsets
+
+
+def _rgb(css: str) -> tuple[float, ...]:
+    return tuple(float(part) for part in css[css.index("(") + 1 : -1].split(",")[:3])
+
+
+@pytest.mark.parametrize("scheme", ["light", "dark"])
+def test_site_follows_the_readers_colour_scheme(browser: Any, site_url: str, scheme: str) -> None:
+    page = browser.new_page(viewport={"width": 390, "height": 844}, color_scheme=scheme)
+    page.goto(f"{site_url}runbooks/connection-leak/")
+    background = _rgb(page.evaluate("getComputedStyle(document.body).backgroundColor"))
+    text = _rgb(page.evaluate("getComputedStyle(document.querySelector('.md-typeset')).color"))
+    page.close()
+    # Dark mode: a dark page with light text; light mode the other way round.
+    assert (sum(background) < sum(text)) == (scheme == "dark"), (background, text)
+    assert abs(sum(background) - sum(text)) > 300, (background, text)
