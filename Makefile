@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: demo test lint typecheck unit postgres chromium docs docs-offline docs-serve bench clean
+.PHONY: demo test lint typecheck unit postgres proxies chromium docs docs-offline docs-serve bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -14,6 +14,9 @@ $(STAMP): pyproject.toml
 
 postgres:
 	@bash scripts/ensure-postgres.sh
+
+proxies:
+	@bash scripts/ensure-proxies.sh
 
 chromium:
 	@bash scripts/ensure-chromium.sh
@@ -28,7 +31,7 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
-unit: $(STAMP) postgres chromium
+unit: $(STAMP) postgres proxies chromium
 	$(BIN)/pytest -q $(PYTEST_ARGS)
 
 test: lint typecheck unit
@@ -42,7 +45,7 @@ docs-offline: $(STAMP)
 docs-serve: $(STAMP)
 	$(BIN)/mkdocs serve -a 127.0.0.1:8000
 
-bench: $(STAMP) postgres
+bench: $(STAMP) postgres proxies
 	$(BIN)/python -m bench
 
 clean:

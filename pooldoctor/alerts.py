@@ -25,10 +25,21 @@ class AlertRule:
     description: str
 
 
+# OpenTelemetry semantic-convention series as exporters write them, with the older label
+# spellings (`state`, `pool_name`) folded in; `sum without` keeps job, instance and pool labels.
+_USED = (
+    'db_client_connection_count{db_client_connection_state="used"} '
+    'or db_client_connection_count{state="used"}'
+)
+_POOL_LABELS = "db_client_connection_state, state"
+
 ALERT_RULES: tuple[AlertRule, ...] = (
     AlertRule(
         name="PoolSaturated",
         expr=(
+            f"sum without ({_POOL_LABELS}) ({_USED})\n"
+            "  / sum without () (db_client_connection_max) > 0.8\n"
+            "or\n"
             "sum by (job, instance, engine) (pooldoctor_pool_checked_out)\n"
             "  / sum by (job, instance, engine) "
             "(pooldoctor_pool_size + pooldoctor_pool_max_overflow) > 0.8"
@@ -36,22 +47,54 @@ ALERT_RULES: tuple[AlertRule, ...] = (
         duration="5m",
         severity="warning",
         runbook="pool-undersized",
-        summary="Connection pool {{ $labels.engine }} on {{ $labels.instance }} is over 80% used",
+        summary="A connection pool on {{ $labels.instance }} is over 80% used",
         description="{{ $value | humanizePercentage }} of pool capacity is checked out.",
     ),
     AlertRule(
+        name="PoolRequestsPending",
+        expr="max without () (db_client_connection_pending_requests) > 0",
+        duration="2m",
+        severity="critical",
+        runbook="pool-undersized",
+        summary="Requests on {{ $labels.instance }} queue for a pooled connection",
+        description="{{ $value }} callers waiting for a connection (pending_requests) for 2 "
+        "minutes.",
+    ),
+    AlertRule(
+        name="PoolWaitTimeHigh",
+        expr=(
+            "histogram_quantile(0.95, sum without (instance_id) "
+            "(rate(db_client_connection_wait_time_seconds_bucket[5m]))) > 1"
+        ),
+        duration="5m",
+        severity="warning",
+        runbook="pool-undersized",
+        summary="Checkouts on {{ $labels.instance }} wait over a second (p95)",
+        description="p95 wait for a pooled connection: {{ $value | humanizeDuration }}. Long "
+        "waits with short use times mean an undersized pool.",
+    ),
+    AlertRule(
         name="PoolCheckoutsStuck",
-        expr="max by (job, instance, engine) (pooldoctor_pool_oldest_checkout_age_seconds) > 300",
+        expr=(
+            "rate(db_client_connection_use_time_seconds_sum[5m])\n"
+            "  / rate(db_client_connection_use_time_seconds_count[5m]) > 300\n"
+            "or\n"
+            "max by (job, instance, engine) (pooldoctor_pool_oldest_checkout_age_seconds) > 300"
+        ),
         duration="5m",
         severity="critical",
         runbook="connection-leak",
-        summary="A connection of pool {{ $labels.engine }} has been checked out for over 5 minutes",
-        description="Oldest checkout is {{ $value | humanizeDuration }} old: a leak or a stuck "
-        "transaction.",
+        summary="Connections on {{ $labels.instance }} stay checked out for over 5 minutes",
+        description="{{ $value | humanizeDuration }} of use per checkout (or oldest checkout): "
+        "a leak or a stuck transaction.",
     ),
     AlertRule(
         name="PoolTimeoutsFiring",
-        expr="sum by (job, instance, engine) (rate(pooldoctor_pool_timeouts_total[5m])) > 0",
+        expr=(
+            "sum without () (rate(db_client_connection_timeouts_total[5m])) > 0\n"
+            "or\n"
+            "sum by (job, instance, engine) (rate(pooldoctor_pool_timeouts_total[5m])) > 0"
+        ),
         duration="2m",
         severity="critical",
         runbook="pool-undersized",
@@ -119,7 +162,11 @@ ALERT_RULES: tuple[AlertRule, ...] = (
     ),
     AlertRule(
         name="PgBouncerClientsWaiting",
-        expr="sum by (instance, database) (pgbouncer_pools_client_waiting_connections) > 0",
+        expr=(
+            "sum by (instance, database, user) (pgbouncer_pools_client_waiting_connections) > 0\n"
+            "and\n"
+            "sum by (instance, database, user) (pgbouncer_pools_client_maxwait_seconds) > 1"
+        ),
         duration="2m",
         severity="warning",
         runbook="pgbouncer-saturation",

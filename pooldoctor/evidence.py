@@ -265,6 +265,112 @@ class PoolConfig:
 
 
 @dataclass(frozen=True)
+class PgBouncerPool:
+    """One SHOW POOLS row: a (database, user) pool's clients and server connections."""
+
+    database: str
+    user: str
+    cl_active: int = 0
+    cl_waiting: int = 0
+    sv_active: int = 0
+    sv_idle: int = 0
+    sv_used: int = 0
+    sv_tested: int = 0
+    sv_login: int = 0
+    maxwait_seconds: float = 0.0
+    pool_mode: str | None = None
+
+
+@dataclass(frozen=True)
+class PgBouncerDatabase:
+    """One SHOW DATABASES row: where a database points and its own limits (None: not set)."""
+
+    name: str
+    host: str | None = None
+    port: int | None = None
+    database: str | None = None
+    force_user: str | None = None
+    pool_size: int | None = None
+    reserve_pool: int | None = None
+    pool_mode: str | None = None
+    max_connections: int | None = None
+    current_connections: int | None = None
+    paused: bool = False
+    disabled: bool = False
+
+
+@dataclass(frozen=True)
+class PgBouncerConnection:
+    """One SHOW CLIENTS / SHOW SERVERS row; `link` is the peer's ptr while paired."""
+
+    user: str
+    database: str
+    state: str
+    addr: str | None = None
+    port: int | None = None
+    connect_time: str | None = None
+    request_time: str | None = None
+    wait_seconds: float = 0.0
+    ptr: str | None = None
+    link: str | None = None
+    application_name: str | None = None
+
+
+@dataclass(frozen=True)
+class PgBouncerSample:
+    """One round of SHOW POOLS / STATS / CLIENTS / SERVERS / DATABASES on one PgBouncer."""
+
+    at: datetime
+    pools: tuple[PgBouncerPool, ...] = ()
+    databases: tuple[PgBouncerDatabase, ...] = ()
+    clients: tuple[PgBouncerConnection, ...] = ()
+    servers: tuple[PgBouncerConnection, ...] = ()
+    clients_total: int = 0  # before the listing cap
+    servers_total: int = 0
+    stats: dict[str, dict[str, float]] = field(default_factory=dict)  # database -> column -> value
+
+
+@dataclass(frozen=True)
+class PgBouncerEvidence:
+    """What one PgBouncer admin console showed, or why it could not."""
+
+    target: str
+    version: str | None = None
+    config: dict[str, str] = field(default_factory=dict)
+    users: dict[str, dict[str, str]] = field(default_factory=dict)  # SHOW USERS, by name
+    samples: tuple[PgBouncerSample, ...] = ()
+    connect_failure: str | None = None
+    errors: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class SeriesPoint:
+    """One point of a Prometheus range-query result."""
+
+    at: datetime
+    value: float
+
+
+@dataclass(frozen=True)
+class PrometheusEvidence:
+    """How the Prometheus history was read: window, step, queries, series kept, and notes.
+
+    The pool histories themselves become `Evidence.pools`; server-side series (from
+    postgres_exporter) are kept here, keyed by the series' labels."""
+
+    url: str
+    start: datetime
+    end: datetime
+    step_seconds: float
+    queries: tuple[str, ...] = ()
+    series: int = 0
+    instances: int = 0
+    server_series: dict[str, tuple[SeriesPoint, ...]] = field(default_factory=dict)
+    notes: tuple[str, ...] = ()
+    errors: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
 class Evidence:
     """Everything one capture collected. `collected_at` is the analysis' notion of now."""
 
@@ -277,6 +383,8 @@ class Evidence:
     postgres: PostgresEvidence | None = None
     logs: tuple[LogFileEvidence, ...] = ()
     config: PoolConfig | None = None
+    pgbouncers: tuple[PgBouncerEvidence, ...] = ()
+    prometheus: PrometheusEvidence | None = None
     sources: tuple[SourceStatus, ...] = ()
     schema: str = EVIDENCE_SCHEMA
 

@@ -49,6 +49,8 @@ def navigation(runbooks: Mapping[str, Runbook]) -> list[NavItem]:
                 {"Alerts": "reference/alerts.md"},
                 {"Architecture": "reference/architecture.md"},
                 {"App-side helpers": "app-side.md"},
+                {"Source: PgBouncer": "pgbouncer.md"},
+                {"Source: Prometheus history": "prometheus.md"},
                 {"Leak scanner": "scan.md"},
             ]
         },

@@ -15,7 +15,7 @@ import pytest
 import sqlalchemy as sa
 
 import pooldoctor
-from pooldoctor.app.prometheus import render
+from pooldoctor.app.prometheus import exposition
 from pooldoctor.lab.cluster import TempCluster
 
 HTTP_TIMEOUT = 5.0
@@ -91,10 +91,19 @@ def test_wsgi_serves_all_engines_and_prometheus(
         status, content_type, text = _get(f"{wsgi_url}/pooldoctor/metrics")
     assert status == 200
     assert content_type.startswith("text/plain; version=0.0.4")
-    assert 'pooldoctor_pool_size{engine="primary"} 3' in text
-    assert 'pooldoctor_pool_checked_out{engine="primary"} 1' in text
-    assert 'pooldoctor_pool_timeout_seconds{engine="primary"} 7' in text
-    assert 'pooldoctor_pool_checkouts_total{engine="primary"} 1' in text
+    pool = 'db_client_connection_pool_name="primary"'
+    assert f'db_client_connection_count{{{pool},db_client_connection_state="used"}} 1.0' in text
+    assert f'db_client_connection_count{{{pool},db_client_connection_state="idle"}}' in text
+    assert f"db_client_connection_max{{{pool}}} 5.0" in text
+    assert f"db_client_connection_pending_requests{{{pool}}} 0.0" in text
+    assert f"db_client_connection_timeouts_total{{{pool}}} 0.0" in text
+    assert f'db_client_connection_wait_time_seconds_bucket{{{pool},le="+Inf"}} 1.0' in text
+    assert "# TYPE db_client_connection_use_time_seconds histogram" in text
+    assert f"db_client_connection_create_time_seconds_count{{{pool}}} 1.0" in text
+    assert 'pooldoctor_pool_size{engine="primary"} 3.0' in text
+    assert 'pooldoctor_pool_checked_out{engine="primary"} 1.0' in text
+    assert 'pooldoctor_pool_timeout_seconds{engine="primary"} 7.0' in text
+    assert 'pooldoctor_pool_checkouts_total{engine="primary"} 1.0' in text
     assert 'pooldoctor_pool_size{engine="replica"}' not in text  # NullPool has no size
     assert "# TYPE pooldoctor_pool_timeouts_total counter" in text
     assert "# TYPE pooldoctor_pool_oldest_checkout_age_seconds gauge" in text
@@ -189,18 +198,9 @@ def test_asgi_answers_lifespan(engines: dict[str, sa.Engine]) -> None:
 
 
 def test_prometheus_escapes_labels_and_skips_unknown_values() -> None:
-    text = render(
-        {
-            'a"b': {"size": 5, "instrumented": False, "counters": {}},
-            "c": {"size": None, "instrumented": True, "holders": [{"age_seconds": 2.5}]},
-        }
-    )
-    assert text == (
-        "# HELP pooldoctor_pool_size Configured pool size (pool_size).\n"
-        "# TYPE pooldoctor_pool_size gauge\n"
-        'pooldoctor_pool_size{engine="a\\"b"} 5\n'
-        "# HELP pooldoctor_pool_oldest_checkout_age_seconds Age of the oldest checkout still "
-        "held (0 when none).\n"
-        "# TYPE pooldoctor_pool_oldest_checkout_age_seconds gauge\n"
-        'pooldoctor_pool_oldest_checkout_age_seconds{engine="c"} 2.5\n'
-    )
+    engine = sa.create_engine("sqlite://", poolclass=sa.NullPool)
+    text = exposition({'a"b': engine}).decode()
+    assert 'pooldoctor_pool_size{engine="a\\"b"}' not in text  # NullPool: no size
+    assert 'db_client_connection_max{db_client_connection_pool_name="a\\"b"}' not in text
+    assert "pooldoctor_pool_oldest_checkout_age_seconds" not in text  # not instrumented
+    assert "# TYPE db_client_connection_count gauge" in text

@@ -445,3 +445,34 @@ def test_the_leak_reading_counts_dead_threads_beyond_the_listed_holders() -> Non
     assert leak is not None and leak.orphaned_count == 28
     assert "28 connections held by threads that have already finished" in leak.reasons[0]
     assert "8 more beyond the holders the app lists" in leak.reasons[0]
+
+
+OTEL_EXPORTER_TEXT = """\
+# HELP db_client_connection_count The number of connections in the state of the state attribute.
+# TYPE db_client_connection_count gauge
+db_client_connection_count{db_client_connection_pool_name="hk",db_client_connection_state="used"} 10
+db_client_connection_count{db_client_connection_pool_name="hk",db_client_connection_state="idle"} 0
+db_client_connection_max{db_client_connection_pool_name="hk"} 10
+db_client_connection_pending_requests{db_client_connection_pool_name="hk"} 4
+db_client_connection_timeouts_total{db_client_connection_pool_name="hk"} 2
+db_client_connection_wait_time_seconds_bucket{db_client_connection_pool_name="hk",le="+Inf"} 7
+db_client_connection_wait_time_seconds_sum{db_client_connection_pool_name="hk"} 3.5
+db_client_connection_wait_time_seconds_count{db_client_connection_pool_name="hk"} 7
+"""
+
+
+@pytest.mark.parametrize("old_labels", [False, True])
+def test_opentelemetry_exporter_text_is_a_pool_payload(old_labels: bool) -> None:
+    text = OTEL_EXPORTER_TEXT
+    if old_labels:
+        text = text.replace("db_client_connection_state=", "state=")
+        text = text.replace("db_client_connection_pool_name=", "pool_name=")
+    sample = parse_pool_payload(text, "text/plain; version=0.0.4", datetime.now(UTC))
+    assert (sample.checked_out, sample.checked_in, sample.capacity, sample.waiting) == (
+        10,
+        0,
+        10,
+        4,
+    )
+    assert sample.counters["pool_timeouts"] == 2
+    assert sample.counters["wait_time_seconds_count"] == 7

@@ -388,3 +388,18 @@ def test_idle_time_is_stated_when_the_transaction_worked_after_it_began() -> Non
         "pid 7000 (api) began the transaction still open at collection time (open 5m10s; "
         "idle in transaction for the last 2m00s; last query: SELECT * FROM carts WHERE id = 3)"
     )
+
+
+def test_a_large_fleet_lists_saturated_instances_and_summarises_the_rest() -> None:
+    def instance(n: int, used: int, waiting: int = 0) -> PoolInstance:
+        samples = tuple(
+            pool_sample(at(9, 40) + timedelta(seconds=10 * i), used, waiting) for i in range(3)
+        )
+        return PoolInstance(f"app-{n:03d}:8000 main", samples)
+
+    pools = tuple(instance(n, 7, 2) if n == 17 else instance(n, 2 + n % 3) for n in range(40))
+    pool = of_kind(timeline(evidence(pools=pools)), EntryKind.POOL)
+    assert {e.source for e in pool} == {"app-017:8000 main", "fleet"}
+    (fleet,) = [e for e in pool if e.source == "fleet"]
+    assert fleet.event == "39 instances never saturated: checked_out 2–4 of 7"
+    assert (fleet.at, fleet.until) == (at(9, 40), at(9, 40, 20))

@@ -7,6 +7,7 @@ import sys
 import threading
 import time
 import weakref
+from bisect import bisect_left
 from dataclasses import dataclass
 from types import CodeType
 from typing import Any
@@ -16,6 +17,7 @@ from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import Engine
 from sqlalchemy.pool import Pool
 
+from pooldoctor.app.histogram import Histogram, notify
 from pooldoctor.app.origins import CodeOrigin, caller_origin, line_of
 
 COUNTER_NAMES: tuple[str, ...] = (
@@ -75,6 +77,10 @@ class PoolTracker:
         self.pool_timeouts = 0
         self.invalidations = 0
         self.connects = 0
+        self.pending = 0  # callers inside pool.connect() right now: waiting for a connection
+        self.wait_time = Histogram()  # seconds spent in pool.connect(), timeouts included
+        self.use_time = Histogram()  # seconds from checkout to checkin
+        self.create_time = Histogram()  # seconds to open a new DBAPI connection
         self.pid = os.getpid()
 
     # Counters use plain `+=`: CPython switches threads only at calls and backward jumps, so the
@@ -156,27 +162,57 @@ def wrap_pool(pool: Pool, tracker: PoolTracker) -> None:
     original_connect = pool.connect
     original_return = pool._return_conn
     original_recreate = pool.recreate
+    original_create = pool._create_connection
     holders = tracker.holders
     getframe = sys._getframe
     monotonic = time.monotonic
     current_thread = threading.current_thread
 
+    # Histogram.observe inlined: a method call per checkout and checkin costs more than the rest.
+    wait_time, use_time = tracker.wait_time, tracker.use_time
+    wait_bounds, use_bounds = wait_time.bounds, use_time.bounds
+    wait_counts, use_counts = wait_time.counts, use_time.counts
+    wait_observers, use_observers = wait_time.observers, use_time.observers
+
     def connect() -> Any:
+        began = monotonic()
+        tracker.pending += 1
         try:
             fairy = original_connect()
         except sa_exc.TimeoutError:
             tracker.pool_timeouts += 1
             raise
+        finally:
+            tracker.pending -= 1
+            now = monotonic()
+            waited = now - began
+            wait_counts[bisect_left(wait_bounds, waited)] += 1
+            wait_time.total += waited
+            if wait_observers:
+                notify(wait_observers, waited)
         tracker.checkouts += 1
         code, instruction = caller_origin(getframe(1))
         record = fairy._connection_record
-        holders[id(record)] = (monotonic(), code, instruction, current_thread())
+        holders[id(record)] = (now, code, instruction, current_thread())
         return fairy
 
     def return_conn(record: Any) -> None:
         tracker.checkins += 1
-        holders.pop(id(record), None)  # before the record can be checked out by another thread
+        held = holders.pop(id(record), None)  # before another thread can check the record out
+        if held is not None:
+            used = monotonic() - held[0]
+            use_counts[bisect_left(use_bounds, used)] += 1
+            use_time.total += used
+            if use_observers:
+                notify(use_observers, used)
         original_return(record)
+
+    def create_connection() -> Any:
+        began = monotonic()
+        try:
+            return original_create()
+        finally:
+            tracker.create_time.observe(monotonic() - began)
 
     def recreate() -> Pool:
         new_pool = original_recreate()
@@ -186,6 +222,7 @@ def wrap_pool(pool: Pool, tracker: PoolTracker) -> None:
     pool.connect = connect  # type: ignore[method-assign]
     pool._return_conn = return_conn  # type: ignore[method-assign]
     pool.recreate = recreate  # type: ignore[method-assign]
+    pool._create_connection = create_connection  # type: ignore[method-assign]
     pool.__dict__[_WRAPPED_FLAG] = True
 
 
@@ -194,6 +231,7 @@ def _unwrap_pool(pool: Pool) -> None:
         pool.__dict__.pop("connect", None)
         pool.__dict__.pop("_return_conn", None)
         pool.__dict__.pop("recreate", None)
+        pool.__dict__.pop("_create_connection", None)
 
 
 def instrument(engine: Any) -> PoolTracker:

@@ -67,9 +67,9 @@ def respond(
         selected = {label: engines[label] for label in wanted if label in engines}
         if not selected:
             return _json(404, {"error": "unknown engine", "engines": sorted(engines)})
-    payloads = {label: pool_status(engine) for label, engine in selected.items()}
     if wants_prometheus(path, query, accept):
-        return Response(200, prometheus.CONTENT_TYPE, prometheus.render(payloads).encode())
+        return Response(200, prometheus.CONTENT_TYPE, prometheus.exposition(selected))
+    payloads = {label: pool_status(engine) for label, engine in selected.items()}
     if len(payloads) == 1:
         return _json(200, next(iter(payloads.values())))
     return _json(200, {ENGINES_KEY: payloads})

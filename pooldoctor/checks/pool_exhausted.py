@@ -7,6 +7,7 @@ from pooldoctor.checks.spec import CheckSpec
 from pooldoctor.findings import Finding, Role, Severity
 from pooldoctor.readings import Readings
 from pooldoctor.readings.logs import POOL_TIMEOUT_EVENTS
+from pooldoctor.readings.text import instance_label
 
 CHECK = "pool-exhausted"
 RUNBOOK = "pool-undersized"  # the diagnosis re-points it to the cause ranked first
@@ -37,6 +38,14 @@ def check(readings: Readings) -> list[Finding]:
         severity = Severity.CRITICAL if corroborated else Severity.WARNING
         confidence = 0.9 if pool.full_now and timeouts.current else 0.7
         title = "Pool exhausted: requests wait for a connection"
+        fleet = len(pool.instances)
+        if fleet > 1 and 0 < pool.instances_full_now < fleet:
+            full = [instance_label(i.url) for i in pool.full_instances_now()[:3]]
+            more = pool.instances_full_now - len(full)
+            title = (
+                f"Pool exhausted on {', '.join(full)}{f' and {more} more' if more else ''} "
+                f"({pool.instances_full_now} of {fleet} instances): requests wait for a connection"
+            )
     return [
         finding(
             CHECK,

@@ -127,6 +127,13 @@ def check(readings: Readings) -> list[Finding]:
             f"mean hold {throughput.hold_seconds * 1000:.0f} ms at "
             f"{throughput.per_second:.1f} checkouts/s"
         )
+    times = readings.checkout_times
+    if times is not None and times.mean_use_seconds is not None:
+        if times.mean_use_seconds >= SHORT_HOLD_SECONDS:
+            return []  # long use: connections are held, not scarce
+        if times.mean_wait_seconds and times.mean_wait_seconds > times.mean_use_seconds:
+            confidence = max(confidence, 0.5) + 0.1
+            reasons.append(f"callers wait longer than they use a connection: {times.describe()}")
     if confidence == 0.0:
         return []
     if pool.recovers:

@@ -2,34 +2,81 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from pooldoctor.checks.common import log_finding
 from pooldoctor.checks.spec import CheckSpec
-from pooldoctor.evidence import LogEvent
+from pooldoctor.evidence import Evidence, LogEvent
 from pooldoctor.findings import Finding, Severity
 from pooldoctor.readings import Readings
+from pooldoctor.readings import pgbouncer as facts
 
 CHECK = "prepared-statements-pgbouncer"
+PROTOCOL_PREPARED_VERSION = (1, 21)  # PgBouncer tracks protocol-level prepared statements
+DEALLOCATE_VERSION = (1, 22)  # ... and handles DEALLOCATE ALL / DISCARD ALL
+
+
+def transaction_mode_facts(evidence: Evidence) -> list[dict[str, Any]]:
+    """PgBouncers pooling in transaction mode, with their version and max_prepared_statements."""
+    rows = []
+    for bouncer in facts.sampled(evidence):
+        latest = bouncer.samples[-1]
+        modes = {facts.pool_mode(bouncer, latest, pool) for pool in facts.app_pools(latest)}
+        if not modes:
+            modes = {bouncer.config.get("pool_mode", "session")}
+        if "transaction" in modes or "statement" in modes:
+            rows.append(
+                {
+                    "pgbouncer": facts.label(bouncer),
+                    "version": bouncer.version,
+                    "pool_modes": sorted(modes),
+                    "max_prepared_statements": bouncer.config.get("max_prepared_statements"),
+                }
+            )
+    return rows
+
+
+def _describe(row: dict[str, Any]) -> str:
+    version = facts.version_tuple(row["version"])
+    setting = row["max_prepared_statements"]
+    text = (
+        f"{row['pgbouncer']} ({row['version'] or 'unknown version'}) pools in "
+        + "/".join(row["pool_modes"])
+        + " mode"
+    )
+    if version is not None and version < PROTOCOL_PREPARED_VERSION:
+        return text + ", a version without prepared statement support (needs 1.21+)"
+    if setting in (None, "0"):
+        return text + f", max_prepared_statements = {setting or 'unset'} (support off)"
+    return text + f", max_prepared_statements = {setting}"
 
 
 def check(readings: Readings) -> list[Finding]:
     signal = readings.log(LogEvent.PREPARED_STATEMENT)
+    bouncers = transaction_mode_facts(readings.evidence)
+    reasons = [_describe(row) for row in bouncers] or [
+        "the pattern of a transaction-mode PgBouncer handing the session to another "
+        "client between prepare and execute",
+    ]
     finding = log_finding(
         check=CHECK,
         label=readings.label,
         signal=signal,
         what="prepared-statement errors (already exists / does not exist)",
         title="Prepared statements break behind a transaction-mode pooler",
-        severity=Severity.WARNING,
-        confidence=0.8,
-        reasons=(
-            "the pattern of a transaction-mode PgBouncer handing the session to another "
-            "client between prepare and execute",
-        ),
+        severity=Severity.CRITICAL if bouncers else Severity.WARNING,
+        confidence=0.9 if bouncers else 0.8,
+        reasons=reasons,
+        evidence={"pgbouncers": bouncers} if bouncers else None,
         remediation=(
-            "PgBouncer >= 1.21: set max_prepared_statements (e.g. 200)",
+            "PgBouncer >= 1.21: set max_prepared_statements (e.g. 200) so PgBouncer "
+            "re-prepares statements on whichever server connection a client gets; 1.22+ "
+            "also handles DEALLOCATE ALL / DISCARD ALL",
+            "psycopg 3: connect_args={'prepare_threshold': None} turns server-side prepares "
+            "off; psycopg >= 3.2 built on libpq >= 17 closes prepared statements at protocol "
+            "level, which PgBouncer >= 1.22 tracks, so prepares can stay on there",
             "asyncpg: connect_args={'prepared_statement_cache_size': 0, "
             "'prepared_statement_name_func': lambda: f'__asyncpg_{uuid4()}__'}",
-            "psycopg 3: connect_args={'prepare_threshold': None}",
         ),
     )
     return [finding] if finding else []
@@ -38,6 +85,7 @@ def check(readings: Readings) -> list[Finding]:
 SPEC = CheckSpec(
     CHECK,
     (CHECK,),
-    "Prepared statement already exists / does not exist errors behind a pooler.",
+    "Prepared statement errors from the driver behind a transaction-mode PgBouncer "
+    "(version and max_prepared_statements from the admin console).",
     check,
 )

@@ -11,6 +11,7 @@ from pooldoctor.findings import Finding, Role, Severity
 from pooldoctor.readings import Readings
 from pooldoctor.readings.app import client_backends, describe_sessions
 from pooldoctor.readings.budget import ServerBudget, budget_remedy, server_budget
+from pooldoctor.readings.exporter import exporter_servers
 from pooldoctor.readings.logs import LogSignal
 
 CHECK = "server-max-connections"
@@ -31,12 +32,17 @@ def _refused_now(evidence: Evidence) -> str | None:
     return None
 
 
-def _slot_usage(evidence: Evidence, budget: ServerBudget | None) -> tuple[int, int] | None:
+def _slot_usage(evidence: Evidence, budget: ServerBudget | None) -> tuple[int, int, str] | None:
+    """(sessions, usable slots, where seen): pg_stat_activity, else postgres_exporter's series."""
     pg = evidence.postgres
-    if pg is None or not pg.samples or budget is None:
+    if pg is not None and pg.samples and budget is not None:
+        usable = budget.max_connections - budget.superuser_reserved - budget.reserved
+        return len(client_backends(pg.samples[-1])), usable, "pg_stat_activity"
+    servers = exporter_servers(evidence)
+    if not servers:
         return None
-    usable = budget.max_connections - budget.superuser_reserved - budget.reserved
-    return len(client_backends(pg.samples[-1])), usable
+    fullest = servers[0]
+    return fullest.sessions, fullest.usable, f"postgres_exporter {fullest.instance}"
 
 
 def _remediation(budget: ServerBudget | None) -> tuple[str, ...]:
@@ -83,10 +89,10 @@ def check(readings: Readings) -> list[Finding]:
         confidence = max(confidence, 0.7) + 0.1
         severity = Severity.CRITICAL
     if usage is not None:
-        used, usable = usage
-        facts.update(client_sessions=used, usable_slots=usable)
+        used, usable, seen_in = usage
+        facts.update(client_sessions=used, usable_slots=usable, sessions_from=seen_in)
         if usable > 0 and used >= SLOTS_WARN_FRACTION * usable:
-            reasons.append(f"{used} client sessions of {usable} usable slots in use")
+            reasons.append(f"{used} client sessions of {usable} usable slots in use ({seen_in})")
             confidence = max(confidence, 0.55) + 0.1
     for limit in full_limits:
         reasons.append(

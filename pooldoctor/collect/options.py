@@ -6,9 +6,11 @@ import contextlib
 import os
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, tzinfo
+from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pooldoctor.durations import BadDuration, parse_duration
+from pooldoctor.redact import redact_url
 
 
 class BadOption(ValueError):
@@ -30,10 +32,19 @@ class SourceOptions:
     since: datetime | None = None
     until: datetime | None = None
     log_tz: tzinfo | None = None
+    pgbouncers: tuple[str, ...] = ()
+    prometheus: str | None = None
 
     @property
     def has_sources(self) -> bool:
-        return bool(self.pool_status or self.dsn or self.logs or self.configs)
+        return bool(
+            self.pool_status
+            or self.dsn
+            or self.logs
+            or self.configs
+            or self.pgbouncers
+            or self.prometheus
+        )
 
 
 def parse_time_arg(text: str, now: datetime, default_tz: tzinfo) -> datetime:
@@ -79,6 +90,16 @@ def default_dsn() -> str | None:
     return None
 
 
+def check_prometheus_url(url: str) -> None:
+    """--prometheus must be an http(s) base URL with a host."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise BadOption(
+            f"--prometheus {redact_url(url)!r} is not an http(s) URL; "
+            "give the server's base URL, e.g. http://prometheus:9090"
+        )
+
+
 @dataclass(frozen=True)
 class RawSourceOptions:
     """Source options as the user typed them, before validation."""
@@ -94,6 +115,8 @@ class RawSourceOptions:
     since: str | None
     until: str | None
     log_tz: str | None
+    pgbouncers: list[str] | None = None
+    prometheus: str | None = None
 
     def validate(self, now: datetime) -> SourceOptions:
         """SourceOptions with times and zones resolved (raises BadOption on bad input)."""
@@ -102,6 +125,8 @@ class RawSourceOptions:
         until_at = parse_time_arg(self.until, now, zone) if self.until else None
         if since_at and until_at and since_at >= until_at:
             raise BadOption("--since must be earlier than --until")
+        if self.prometheus is not None:
+            check_prometheus_url(self.prometheus)
         return SourceOptions(
             pool_status=tuple(self.pool_status or ()),
             dsn=self.dsn or default_dsn(),
@@ -114,10 +139,13 @@ class RawSourceOptions:
             since=since_at,
             until=until_at,
             log_tz=zone,
+            pgbouncers=tuple(self.pgbouncers or ()),
+            prometheus=self.prometheus,
         )
 
 
 NO_SOURCES_MESSAGE = (
     "no sources given: pass at least one of --pool-status URL, --dsn DSN (or set DATABASE_URL), "
-    "--log PATH or --config PATH (or --evidence FILE to diagnose a capture)"
+    "--log PATH, --config PATH, --pgbouncer DSN or --prometheus URL "
+    "(or --evidence FILE to diagnose a capture)"
 )

@@ -352,6 +352,11 @@ _PROM_FIELDS: dict[str, str] = {
     "pending": "waiting",
 }
 _PROM_COUNTERS: dict[str, str] = {
+    "max": "pool_max",
+    "wait_time_seconds_sum": "wait_time_seconds_sum",
+    "wait_time_seconds_count": "wait_time_seconds_count",
+    "use_time_seconds_sum": "use_time_seconds_sum",
+    "use_time_seconds_count": "use_time_seconds_count",
     "checkouts_total": "checkouts",
     "checkouts": "checkouts",
     "timeouts_total": "pool_timeouts",
@@ -359,6 +364,22 @@ _PROM_COUNTERS: dict[str, str] = {
     "oldest_checkout_age_seconds": "oldest_checkout_age_seconds",
 }
 _PROM_IGNORED_SUFFIXES = ("_created", "_bucket")
+# OpenTelemetry semantic-convention series -> a pool-word name the table above reads; the count
+# splits by its state label (current `db_client_connection_state`, older `state`).
+_OTEL_NAMES: dict[str, str] = {
+    "db_client_connection_max": "otel_pool_max",
+    "db_client_connections_max": "otel_pool_max",
+    "db_client_connection_pending_requests": "otel_pool_pending",
+    "db_client_connections_pending_requests": "otel_pool_pending",
+    "db_client_connection_timeouts_total": "otel_pool_timeouts_total",
+    "db_client_connections_timeouts_total": "otel_pool_timeouts_total",
+    "db_client_connection_wait_time_seconds_sum": "otel_pool_wait_time_seconds_sum",
+    "db_client_connection_wait_time_seconds_count": "otel_pool_wait_time_seconds_count",
+    "db_client_connection_use_time_seconds_sum": "otel_pool_use_time_seconds_sum",
+    "db_client_connection_use_time_seconds_count": "otel_pool_use_time_seconds_count",
+}
+_OTEL_COUNTS = ("db_client_connection_count", "db_client_connections_usage")
+_OTEL_STATE = re.compile(r'(?:^|[{,])\s*(?:db_client_connection_state|state)="(used|idle)"')
 _POOL_WORD = re.compile(r"(?:^|_)pool_")
 
 
@@ -394,7 +415,7 @@ def _from_prometheus(text: str, at: datetime) -> PoolSample:
         match = _PROM_SAMPLE.match(stripped)
         if match is None:
             raise PayloadError(f"Prometheus text: line {number} is not a sample: {excerpt(line)}")
-        name = match.group("name")
+        name = _otel_alias(match.group("name"), match.group("labels") or "")
         if not _POOL_WORD.search(name) or name.endswith(_PROM_IGNORED_SUFFIXES):
             continue
         try:
@@ -409,6 +430,14 @@ def _from_prometheus(text: str, at: datetime) -> PoolSample:
         else:
             entry.skipped.append(match.group("value"))
     return _prometheus_sample(series, at)
+
+
+def _otel_alias(name: str, labels: str) -> str:
+    """The pool-word name an OpenTelemetry pool series is read as; other names unchanged."""
+    if name in _OTEL_COUNTS:
+        state = _OTEL_STATE.search(labels)
+        return f"otel_pool_{state.group(1)}" if state else name
+    return _OTEL_NAMES.get(name, name)
 
 
 def _prometheus_sample(series: dict[str, _Series], at: datetime) -> PoolSample:

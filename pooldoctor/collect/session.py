@@ -13,8 +13,10 @@ from pooldoctor import __version__
 from pooldoctor.collect.config import read_config
 from pooldoctor.collect.logs import collect_logs
 from pooldoctor.collect.options import SourceOptions
+from pooldoctor.collect.pgbouncer import PgBouncerProbe, open_pgbouncer
 from pooldoctor.collect.pool_status import fetch_pool_sample
 from pooldoctor.collect.postgres import PostgresProbe, open_postgres
+from pooldoctor.collect.prometheus import history_window, read_history
 from pooldoctor.evidence import (
     Evidence,
     LogFileEvidence,
@@ -29,6 +31,8 @@ from pooldoctor.redact import redact_url
 
 Clock = Callable[[], datetime]
 JOIN_MARGIN_SECONDS = 2.0
+# Threads fetching one round; a larger fleet queues, which the round's join bound reports.
+MAX_SAMPLING_THREADS = 256
 # A pool-status URL that refused the connection has nothing listening: asking again every round
 # only adds its timeout to each round. It is not retried (the source status says so).
 REFUSED_PREFIX = "connection refused"
@@ -97,15 +101,19 @@ def _sample_round(
     executor: ThreadPoolExecutor,
     readings: list[_PoolReadings],
     probe: PostgresProbe | None,
+    bouncers: list[PgBouncerProbe],
     timeout: float,
     clock: Clock,
 ) -> None:
+    # Connection-holding probes first: with a fleet larger than the thread pool they must not
+    # queue behind a thousand URL fetches.
+    pending: list[Future[Any]] = [executor.submit(bouncer.sample) for bouncer in bouncers]
+    if probe is not None:
+        pending.append(executor.submit(probe.sample))
     futures: dict[Future[PoolSample | SampleError], _PoolReadings] = {
         executor.submit(fetch_pool_sample, r.url, timeout): r for r in readings if not r.refused
     }
-    pending: list[Future[Any]] = list(futures)
-    if probe is not None:
-        pending.append(executor.submit(probe.sample))
+    pending.extend(futures)
     wait(pending, timeout=timeout + JOIN_MARGIN_SECONDS)
     for future, reading in futures.items():
         if not future.done():
@@ -120,7 +128,11 @@ def _sample_round(
 
 
 def _round_report(
-    number: int, total: int, readings: list[_PoolReadings], probe: PostgresProbe | None
+    number: int,
+    total: int,
+    readings: list[_PoolReadings],
+    probe: PostgresProbe | None,
+    bouncers: list[PgBouncerProbe],
 ) -> RoundReport:
     outcomes: list[tuple[str, str]] = []
     for reading in readings:
@@ -132,6 +144,9 @@ def _round_report(
         outcomes.append((name, reading.round_outcome()))
     if probe is not None:
         outcomes.append(("postgres", probe.round_outcome()))
+    for bouncer in bouncers:
+        name = "pgbouncer" if len(bouncers) == 1 else f"pgbouncer {bouncer.target}"
+        outcomes.append((name, bouncer.round_outcome()))
     return RoundReport(number, total, tuple(outcomes))
 
 
@@ -146,15 +161,20 @@ def capture(
     statuses: list[SourceStatus] = []
     readings = [_PoolReadings(url) for url in options.pool_status]
     probe = open_postgres(options.dsn, options.timeout) if options.dsn else None
+    bouncers = [open_pgbouncer(dsn, options.timeout) for dsn in options.pgbouncers]
     pools_started = clock()
-    if readings or probe is not None:
-        executor = ThreadPoolExecutor(max_workers=len(readings) + 1, thread_name_prefix="sample")
+    if readings or probe is not None or bouncers:
+        live = len(readings) + len(bouncers) + (probe is not None)
+        executor = ThreadPoolExecutor(
+            max_workers=min(MAX_SAMPLING_THREADS, live), thread_name_prefix="sample"
+        )
         try:
             for index in range(options.samples):
                 round_started = time.monotonic()
-                _sample_round(executor, readings, probe, options.timeout, clock)
+                _sample_round(executor, readings, probe, bouncers, options.timeout, clock)
                 if on_round is not None:
-                    on_round(_round_report(index + 1, options.samples, readings, probe))
+                    report = _round_report(index + 1, options.samples, readings, probe, bouncers)
+                    on_round(report)
                 if index + 1 < options.samples:
                     elapsed = time.monotonic() - round_started
                     time.sleep(max(0.0, options.interval - elapsed))
@@ -166,6 +186,16 @@ def capture(
     if probe is not None:
         postgres = probe.finish()
         statuses.append(probe.status())
+    pgbouncers = tuple(bouncer.finish() for bouncer in bouncers)
+    statuses.extend(bouncer.status() for bouncer in bouncers)
+    pools = tuple(r.instance() for r in readings)
+    history = None
+    if options.prometheus:
+        prometheus_started = clock()
+        start, end = history_window(options.since, options.until, prometheus_started)
+        history = read_history(options.prometheus, start, end, options.timeout)
+        pools += history.pools
+        statuses.append(history.status(prometheus_started, clock()))
     logs: tuple[LogFileEvidence, ...] = ()
     if options.logs:
         logs_started = clock()
@@ -184,10 +214,12 @@ def capture(
         pooldoctor_version=__version__,
         since=options.since,
         until=options.until,
-        pools=tuple(r.instance() for r in readings),
+        pools=pools,
         postgres=postgres,
         logs=logs,
         config=config,
+        pgbouncers=pgbouncers,
+        prometheus=history.evidence if history is not None else None,
         sources=tuple(statuses),
     )
 

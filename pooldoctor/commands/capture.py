@@ -39,13 +39,27 @@ def capture_command(
     since: opt.SinceOpt = None,
     until: opt.UntilOpt = None,
     log_tz: opt.LogTzOpt = None,
+    pgbouncer: opt.PgBouncerOpt = None,
+    prometheus: opt.PrometheusOpt = None,
     quiet: QuietOpt = False,
     verbose: VerboseOpt = False,
 ) -> int:
     """Collect evidence from the live system and write it to a file (no analysis)."""
     sources = opt.validated(
         RawSourceOptions(
-            pool_status, dsn, log, config, workers, samples, interval, timeout, since, until, log_tz
+            pool_status,
+            dsn,
+            log,
+            config,
+            workers,
+            samples,
+            interval,
+            timeout,
+            since,
+            until,
+            log_tz,
+            pgbouncers=pgbouncer,
+            prometheus=prometheus,
         ),
         utc_now(),
     )

@@ -74,6 +74,8 @@ def diagnose_command(
     since: opt.SinceOpt = None,
     until: opt.UntilOpt = None,
     log_tz: opt.LogTzOpt = None,
+    pgbouncer: opt.PgBouncerOpt = None,
+    prometheus: opt.PrometheusOpt = None,
     evidence: Annotated[
         Path | None,
         typer.Option(
@@ -109,12 +111,25 @@ def diagnose_command(
     level = verbosity(quiet, verbose)
     sources = opt.validated(
         RawSourceOptions(
-            pool_status, dsn, log, config, workers, samples, interval, timeout, since, until, log_tz
+            pool_status,
+            dsn,
+            log,
+            config,
+            workers,
+            samples,
+            interval,
+            timeout,
+            since,
+            until,
+            log_tz,
+            pgbouncers=pgbouncer,
+            prometheus=prometheus,
         ),
         now,
     )
     if evidence is not None:
-        if sources.pool_status or dsn or sources.logs or sources.configs:
+        live = (sources.pool_status, dsn, sources.logs, sources.configs, pgbouncer, prometheus)
+        if any(live):
             raise typer.BadParameter("--evidence cannot be combined with live source options")
         bundle = load_evidence_file(evidence)
     elif sources.has_sources:

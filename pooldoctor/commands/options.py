@@ -28,6 +28,24 @@ DsnOpt = Annotated[
         "pooldoctor opens one read-only connection.",
     ),
 ]
+PgBouncerOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--pgbouncer",
+        metavar="DSN",
+        help="PgBouncer admin console DSN (dbname=pgbouncer; a stats_users login is enough). "
+        "Sampled with the other sources. Repeat once per PgBouncer instance.",
+    ),
+]
+PrometheusOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--prometheus",
+        metavar="URL",
+        help="Prometheus base URL: pool history of every instance over --since/--until "
+        "(default: the last 30 minutes), by range queries.",
+    ),
+]
 LogOpt = Annotated[
     list[str] | None,
     typer.Option(

@@ -22,7 +22,14 @@ from pooldoctor.readings.leak import (
     leaked_pids,
 )
 from pooldoctor.readings.logs import POOL_TIMEOUT_EVENTS, LogSignal, log_signal
-from pooldoctor.readings.pools import PoolSignal, Throughput, measure_throughput, pool_signal
+from pooldoctor.readings.pools import (
+    CheckoutTimes,
+    PoolSignal,
+    Throughput,
+    checkout_times,
+    measure_throughput,
+    pool_signal,
+)
 from pooldoctor.readings.sessions import (
     SessionTrend,
     idle_tx_timeout_suggestion,
@@ -43,6 +50,7 @@ class Readings:
     pool: PoolSignal
     sessions: SessionTrend | None
     throughput: Throughput | None
+    checkout_times: CheckoutTimes | None  # mean wait / use from the pool's histograms
     pool_timeouts: LogSignal
     leak: LeakSignature | None
     deadlock: DeadlockSignature | None
@@ -86,7 +94,9 @@ def read(evidence: Evidence) -> Readings:
     pool = pool_signal(evidence)
     trend = session_trend(evidence)
     timeouts = log_signal(evidence, *POOL_TIMEOUT_EVENTS)
-    leak = leak_signature(pool, timeouts, log_signal(evidence, LogEvent.GC_CLEANUP), trend)
+    times = checkout_times(evidence)
+    gc = log_signal(evidence, LogEvent.GC_CLEANUP)
+    leak = leak_signature(pool, timeouts, gc, trend, times)
     eof = log_signal(evidence, LogEvent.CLIENT_EOF_IN_TRANSACTION)
     leaked = leaked_pids(trend, pool) if trend is not None else frozenset()
     ages = legitimate_idle_tx_ages(trend, leaked) if trend is not None else []
@@ -97,6 +107,7 @@ def read(evidence: Evidence) -> Readings:
         pool=pool,
         sessions=trend,
         throughput=measure_throughput(evidence),
+        checkout_times=times,
         pool_timeouts=timeouts,
         leak=leak,
         deadlock=deadlock_signature(evidence, pool, timeouts, trend),

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from pooldoctor.evidence import Evidence
+from pooldoctor.readings import pgbouncer
 from pooldoctor.readings.app import AppIdentity, describe_sessions, other_clients
 from pooldoctor.readings.pools import Throughput
 from pooldoctor.readings.settings import setting_int
@@ -122,19 +123,37 @@ def per_process_pool(evidence: Evidence) -> tuple[int | None, str]:
 
 
 def server_budget(evidence: Evidence, app: AppIdentity | None) -> ServerBudget | None:
+    """The server's slots against the app's demand; behind PgBouncer, against PgBouncer's."""
     pg = evidence.postgres
     max_connections = setting_int(pg, "max_connections")
     if pg is None or max_connections is None:
         return None
     superuser = setting_int(pg, "superuser_reserved_connections")
-    others = other_clients(pg.samples[-1], app) if pg.samples else []
-    per_process, source = per_process_pool(evidence)
+    bouncers = pgbouncer.sampled(evidence)
+    processes: int | None
+    per_process: int | None
+    if bouncers:
+        # The app's connections reach the server as PgBouncer's: every other client backend,
+        # less the server connections PgBouncer holds now, competes for the same slots.
+        others = other_clients(pg.samples[-1], None) if pg.samples else []
+        held = sum(b.samples[-1].servers_total for b in bouncers)
+        other_count = max(0, len(others) - held)
+        limits = pgbouncer.fleet_server_limits(evidence)
+        processes, per_process = len(bouncers), max(limits)
+        source = f"PgBouncer pool sizes ({' + '.join(str(n) for n in limits)} in total)"
+        if len(set(limits)) == 1:
+            source = f"({limits[0]} server connections per PgBouncer)"
+    else:
+        others = other_clients(pg.samples[-1], app) if pg.samples else []
+        other_count = len(others)
+        processes = app_processes(evidence)
+        per_process, source = per_process_pool(evidence)
     return ServerBudget(
         max_connections=max_connections,
         superuser_reserved=DEFAULT_SUPERUSER_RESERVED if superuser is None else superuser,
         reserved=setting_int(pg, "reserved_connections") or 0,
-        other_clients=len(others),
-        processes=app_processes(evidence),
+        other_clients=other_count,
+        processes=processes,
         per_process=per_process,
         per_process_source=source,
         other_sessions=tuple(describe_sessions(others)),

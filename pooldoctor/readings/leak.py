@@ -10,7 +10,7 @@ from pooldoctor.durations import format_duration
 from pooldoctor.evidence import Holder
 from pooldoctor.findings import Severity
 from pooldoctor.readings.logs import LogSignal, examples_mention
-from pooldoctor.readings.pools import PoolSignal, describe_holders, group_holders
+from pooldoctor.readings.pools import CheckoutTimes, PoolSignal, describe_holders, group_holders
 from pooldoctor.readings.sessions import (
     HeldSession,
     SessionTrend,
@@ -131,7 +131,11 @@ def _leaked_holders(holders: Iterable[Holder]) -> tuple[list[Holder], list[Holde
 
 
 def leak_signature(
-    pool: PoolSignal, timeouts: LogSignal, gc: LogSignal, trend: SessionTrend | None
+    pool: PoolSignal,
+    timeouts: LogSignal,
+    gc: LogSignal,
+    trend: SessionTrend | None,
+    times: CheckoutTimes | None = None,
 ) -> LeakSignature | None:
     """Connections held and not returned: finished threads, persistent sessions, old holders."""
     # Holders inside streaming responses are explained by the streams (streaming-holds-session).
@@ -167,6 +171,9 @@ def leak_signature(
             f"pool holders older than {format_duration(LEAK_MIN_AGE_SECONDS)}: "
             f"{describe_holders(group_holders(aged))}"
         )
+    if times is not None and (times.mean_use_seconds or 0.0) >= LEAK_MIN_AGE_SECONDS:
+        confidence = max(confidence, 0.45) + 0.1
+        reasons.append(f"connections are used far longer than requests last: {times.describe()}")
     if gc.current:
         confidence = max(confidence, 0.5) + 0.2
         reasons.append(gc.describe("garbage-collector cleanups of non-checked-in connections"))

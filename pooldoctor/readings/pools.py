@@ -66,21 +66,29 @@ class PoolSignal:
         """Some but not all samples are at capacity: the pool drains between peaks."""
         return 0 < self.full_samples < self.samples
 
+    def ranked(self) -> list[PoolInstance]:
+        """Instances full now first (most callers waiting first), then the rest in order."""
+        return sorted(self.instances, key=lambda i: (not i.samples[-1].full, -i.samples[-1].queued))
+
+    def full_instances_now(self) -> list[PoolInstance]:
+        """Instances whose latest sample is at capacity, most callers waiting first."""
+        return [i for i in self.ranked() if i.samples[-1].full]
+
     def describe(self) -> str:
         parts = []
-        for instance in self.instances:
-            if not instance.samples:
-                continue
+        for instance in self.ranked():
             full = sum(s.full for s in instance.samples)
             parts.append(
                 f"pool {instance_label(instance.url)} at {describe_sample(instance.samples[-1])} "
                 f"now, at capacity in {full}/{len(instance.samples)} samples"
             )
         if len(parts) > 3:
-            return f"{'; '.join(parts[:3])}; and {len(parts) - 3} more instances"
+            fleet = f"{self.instances_full_now} of {len(parts)} instances at capacity now: "
+            return f"{fleet}{'; '.join(parts[:3])}; and {len(parts) - 3} more instances"
         return "; ".join(parts)
 
     def as_evidence(self) -> dict[str, Any]:
+        ranked = self.ranked()
         return {
             "instances": [
                 {
@@ -90,8 +98,10 @@ class PoolSignal:
                     "waiting": [s.queued for s in instance.samples],
                     "at": [format_utc(s.at) for s in instance.samples],
                 }
-                for instance in self.instances[:MAX_LISTED]
+                for instance in ranked[:MAX_LISTED]
             ],
+            "instances_total": len(ranked),
+            "instances_at_capacity_now": [i.url for i in ranked[:MAX_LISTED] if i.samples[-1].full],
             "samples": self.samples,
             "samples_at_capacity": self.full_samples,
             "checked_out_now": self.checked_out_now,
@@ -168,9 +178,16 @@ class Throughput:
     measured_from: str
 
 
-_CHECKOUT_KEYS = ("requests_num", "checkouts_total", "checkouts", "checkout_total")
+_CHECKOUT_KEYS = (
+    "requests_num",
+    "checkouts_total",
+    "checkouts",
+    "checkout_total",
+    "use_time_seconds_count",
+)
 _HOLD_PAIRS = (
     ("usage_ms", "requests_num", 1e-3),
+    ("use_time_seconds_sum", "use_time_seconds_count", 1.0),
     ("hold_seconds_sum", "hold_seconds_count", 1.0),
     ("checkout_seconds_sum", "checkout_seconds_count", 1.0),
 )
@@ -210,3 +227,57 @@ def measure_throughput(evidence: Evidence) -> Throughput | None:
         return None
     hold = hold_total / hold_count if hold_count else None
     return Throughput(rate, hold, ", ".join(sorted(sources)))
+
+
+# --- wait and use times (db.client.connection.wait_time / use_time) -------------------------
+
+
+@dataclass(frozen=True)
+class CheckoutTimes:
+    """Mean wait for and use of a pooled connection between the first and last samples
+    (db.client.connection.wait_time / use_time histograms), over the fleet."""
+
+    mean_wait_seconds: float | None
+    mean_use_seconds: float | None
+    waits: int
+    uses: int
+
+    def describe(self) -> str:
+        parts = []
+        if self.mean_wait_seconds is not None:
+            parts.append(
+                f"mean wait {self.mean_wait_seconds * 1000:.0f} ms ({self.waits} checkouts)"
+            )
+        if self.mean_use_seconds is not None:
+            parts.append(f"mean use {format_duration(self.mean_use_seconds)} ({self.uses} returns)")
+        return ", ".join(parts) + " (wait_time / use_time histograms)"
+
+
+def _histogram_delta(instance: PoolInstance, name: str) -> tuple[float, float]:
+    if len(instance.samples) < 2:
+        return 0.0, 0.0
+    first, last = instance.samples[0].counters, instance.samples[-1].counters
+    keys = (f"{name}_seconds_sum", f"{name}_seconds_count")
+    if not all(k in first and k in last for k in keys):
+        return 0.0, 0.0
+    total, count = (last[k] - first[k] for k in keys)
+    return (total, count) if count > 0 and total >= 0 else (0.0, 0.0)
+
+
+def checkout_times(evidence: Evidence) -> CheckoutTimes | None:
+    """Wait and use times from the histograms' sums and counts; None when no pool reports them."""
+    sums = {"wait_time": [0.0, 0.0], "use_time": [0.0, 0.0]}
+    for instance in evidence.pools:
+        for name, acc in sums.items():
+            total, count = _histogram_delta(instance, name)
+            acc[0] += total
+            acc[1] += count
+    (wait_total, waits), (use_total, uses) = sums["wait_time"], sums["use_time"]
+    if not waits and not uses:
+        return None
+    return CheckoutTimes(
+        wait_total / waits if waits else None,
+        use_total / uses if uses else None,
+        int(waits),
+        int(uses),
+    )

@@ -18,6 +18,8 @@ from pooldoctor.report.timeline import NON_ERROR_EVENTS, log_event_label
 MARK_LABELS = {"first_error": "first error", "peak_errors": "peak", "oldest_stuck": "oldest stuck"}
 # Applications in the server-connections chart; smaller ones are summed into "other".
 MAX_APPLICATIONS = 8
+# Pool charts drawn for a fleet: the instances that came closest to (or sat at) their limit.
+MAX_POOL_CHARTS = 6
 
 
 def _pool_chart(number: int, instance: PoolInstance) -> ChartData | None:
@@ -59,9 +61,25 @@ def _pool_chart(number: int, instance: PoolInstance) -> ChartData | None:
     )
 
 
+def _pressure(instance: PoolInstance) -> tuple[int, float]:
+    """(most callers waiting, highest fill) over the instance's samples: how close it came."""
+    waiting = max((s.queued for s in instance.samples), default=0)
+    fills = [
+        (s.in_use or 0) / capacity
+        for s in instance.samples
+        if (capacity := s.capacity) is not None and capacity > 0
+    ]
+    return waiting, max(fills, default=0.0)
+
+
 def pool_charts(evidence: Evidence) -> list[ChartData]:
-    """Checked-out and waiting against capacity over time, one chart per app instance."""
-    charts = (_pool_chart(n, inst) for n, inst in enumerate(evidence.pools, start=1))
+    """Checked-out and waiting against capacity over time, one chart per app instance; for a
+    fleet, only the MAX_POOL_CHARTS instances under the most pressure."""
+    numbered = list(enumerate(evidence.pools, start=1))
+    if len(numbered) > MAX_POOL_CHARTS:
+        ranked = sorted(numbered, key=lambda item: _pressure(item[1]), reverse=True)
+        numbered = sorted(ranked[:MAX_POOL_CHARTS])
+    charts = (_pool_chart(n, inst) for n, inst in numbered)
     return [chart for chart in charts if chart is not None]
 
 

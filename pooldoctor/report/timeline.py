@@ -32,6 +32,8 @@ BURST_MAX_QUIET_MINUTES = 2
 MAX_STUCK_LISTED = 5
 # Sample values shown in a pool trend before it is abbreviated to first, peak, last.
 MAX_TREND_VALUES = 6
+# Past this many pool instances, the ones that never saturated and read cleanly share one row.
+FLEET_INSTANCE_ROWS = 5
 
 LOG_EVENT_LABELS: dict[LogEvent, str] = {
     LogEvent.POOL_TIMEOUT: "QueuePool timeouts",
@@ -253,9 +255,44 @@ def _instance_entries(instance: PoolInstance) -> list[TimelineEntry]:
     return entries
 
 
+def _quiet(instance: PoolInstance) -> bool:
+    return (
+        bool(instance.samples)
+        and not instance.errors
+        and not any(sample.full for sample in instance.samples)
+    )
+
+
+def _fleet_entry(quiet: Sequence[PoolInstance]) -> TimelineEntry:
+    samples = [s for instance in quiet for s in instance.samples]
+    used = [s.checked_out for s in samples if s.checked_out is not None]
+    spread = ""
+    if used:
+        low, high = min(used), max(used)
+        spread = f": checked_out {low}" if low == high else f": checked_out {low}–{high}"
+    capacities = {s.capacity for s in samples if s.capacity is not None}
+    if len(capacities) == 1:
+        spread += f" of {capacities.pop()}"
+    first = min(as_utc(s.at) for s in samples)
+    last = max(as_utc(s.at) for s in samples)
+    text = f"{len(quiet)} instances never saturated{spread}"
+    return TimelineEntry(first, "fleet", text, EntryKind.POOL, until=last)
+
+
 def pool_entries(evidence: Evidence) -> list[TimelineEntry]:
-    """Per instance: the checked_out trend, saturation reached / recovered, failed reads."""
-    return [entry for instance in evidence.pools for entry in _instance_entries(instance)]
+    """Per instance: the checked_out trend, saturation reached / recovered, failed reads; in a
+    large fleet, instances that stayed below capacity are summarised in one entry."""
+    instances = list(evidence.pools)
+    quiet = [i for i in instances if _quiet(i)] if len(instances) > FLEET_INSTANCE_ROWS else []
+    entries = [
+        entry
+        for instance in instances
+        if not (quiet and _quiet(instance))
+        for entry in _instance_entries(instance)
+    ]
+    if quiet:
+        entries.append(_fleet_entry(quiet))
+    return entries
 
 
 def _stuck_text(work: StuckWork) -> str:

@@ -7,7 +7,16 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
-from pooldoctor.evidence import Backend, Evidence, LogEvent
+from pooldoctor.evidence import (
+    Backend,
+    Evidence,
+    LogEvent,
+    PgBouncerConnection,
+    PgBouncerDatabase,
+    PgBouncerEvidence,
+    PgBouncerPool,
+    PgBouncerSample,
+)
 from tests.evidence_builders import (
     HEALTHY_SETTINGS,
     SAMPLE_TIMES,
@@ -404,6 +413,80 @@ def pgbouncer_saturation() -> Evidence:
     )
 
 
+def _bouncer(
+    mode: str,
+    pool_size: int,
+    rows: list[tuple[int, int, int, float]],  # (cl_active, cl_waiting, sv_active, maxwait)
+    clients: tuple[PgBouncerConnection, ...] = (),
+) -> PgBouncerEvidence:
+    samples = tuple(
+        PgBouncerSample(
+            at=at,
+            pools=(
+                PgBouncerPool(
+                    "orders",
+                    "api",
+                    cl_active=cl_active,
+                    cl_waiting=cl_waiting,
+                    sv_active=sv_active,
+                    sv_idle=max(0, pool_size - sv_active),
+                    maxwait_seconds=maxwait,
+                    pool_mode=mode,
+                ),
+            ),
+            databases=(PgBouncerDatabase("orders", "10.0.0.5", 5432, "orders", None, pool_size),),
+            clients=clients,
+            clients_total=len(clients) or cl_active + cl_waiting,
+            servers_total=sv_active,
+        )
+        for at, (cl_active, cl_waiting, sv_active, maxwait) in zip(SAMPLE_TIMES, rows, strict=False)
+    )
+    return PgBouncerEvidence(
+        target="host=10.0.0.9 port=6432 user=stats dbname=pgbouncer",
+        version="PgBouncer 1.18.0",
+        config={
+            "pool_mode": mode,
+            "default_pool_size": str(pool_size),
+            "reserve_pool_size": "0",
+            "max_db_connections": "0",
+            "max_user_connections": "0",
+            "query_wait_timeout": "120",
+        },
+        samples=samples,
+    )
+
+
+def pgbouncer_admin_saturation() -> Evidence:
+    rows = [(10, 4, 10, 1.5), (10, 9, 10, 4.0), (10, 14, 10, 7.5)]
+    return _with(healthy(), pgbouncers=(_bouncer("transaction", 10, rows),))
+
+
+def _linked(port: int, request_time: str) -> PgBouncerConnection:
+    return PgBouncerConnection(
+        "api",
+        "orders",
+        "active",
+        addr="10.0.1.7",
+        port=port,
+        connect_time="2026-11-21 09:00:00 UTC",
+        request_time=request_time,
+        ptr=f"0x{port:x}",
+        link=f"0x{port + 1:x}",
+        application_name="api",
+    )
+
+
+def pgbouncer_session_pinning() -> Evidence:
+    idle = tuple(_linked(40000 + n, "2026-11-21 09:01:00 UTC") for n in range(2))
+    rows = [(2, 3, 2, 2.0), (2, 3, 2, 4.0), (2, 3, 2, 6.0)]
+    return _with(healthy(), pgbouncers=(_bouncer("session", 2, rows, idle),))
+
+
+def healthy_pgbouncer() -> Evidence:
+    rows = [(3, 0, 2, 0.0), (4, 0, 3, 0.0), (2, 0, 2, 0.0)]
+    return _with(healthy(), pgbouncers=(_bouncer("transaction", 10, rows),))
+
+
 def prepared_statements() -> Evidence:
     line = (
         "asyncpg.exceptions.DuplicatePreparedStatementError: prepared statement "
@@ -619,6 +702,14 @@ FAILING: dict[str, tuple[CaseBuilder, Expected]] = {
         pgbouncer_saturation,
         Expected("pgbouncer-saturation", "pgbouncer-saturation", "critical", True),
     ),
+    "pgbouncer-admin-saturation": (
+        pgbouncer_admin_saturation,
+        Expected("pgbouncer-saturation", "pgbouncer-saturation", "critical", True),
+    ),
+    "pgbouncer-session-pinning": (
+        pgbouncer_session_pinning,
+        Expected("pgbouncer-session-pinning", "pgbouncer-saturation", "critical", True),
+    ),
     "prepared-statements-pgbouncer": (
         prepared_statements,
         Expected("prepared-statements-pgbouncer", "prepared-statements-pgbouncer", "warning", True),
@@ -654,4 +745,5 @@ HEALTHY: dict[str, CaseBuilder] = {
     "healthy-short-waits": healthy_short_waits,
     "healthy-busy-pool": healthy_busy_pool,
     "healthy-live-holders": healthy_live_holders,
+    "healthy-pgbouncer": healthy_pgbouncer,
 }
