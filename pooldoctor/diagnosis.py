@@ -76,11 +76,12 @@ def rank(findings: Sequence[Finding]) -> list[Finding]:
 
 
 def overall_status(evidence: Evidence, findings: Sequence[Finding]) -> Status:
-    if not evidence.sources or all(s.status is not SourceState.OK for s in evidence.sources):
-        return Status.UNKNOWN
+    """CRITICAL whenever a finding is (a refusal is evidence even when nothing was collected)."""
     severities = {f.severity for f in findings}
     if Severity.CRITICAL in severities:
         return Status.CRITICAL
+    if not evidence.sources or all(s.status is not SourceState.OK for s in evidence.sources):
+        return Status.UNKNOWN
     if Severity.WARNING in severities:
         return Status.WARNING
     return Status.OK

@@ -9,6 +9,10 @@ from enum import StrEnum
 from pooldoctor.jsonio import dumps_dataclass, loads_dataclass
 
 EVIDENCE_SCHEMA = "pooldoctor.evidence/1"
+# Ages and durations beyond this are nonsense for a pool and overflow date arithmetic; the pool
+# collector refuses them too.
+MAX_SECONDS = 10 * 365 * 86400.0
+MAX_COUNT = 10_000_000
 
 
 class SourceState(StrEnum):
@@ -167,6 +171,7 @@ class Backend:
     blocking_pids: tuple[int, ...] = ()
     query: str | None = None
     query_hidden: bool = False
+    lock_wait_start: datetime | None = None  # pg_locks.waitstart (PostgreSQL 14+)
 
 
 @dataclass(frozen=True)
@@ -211,6 +216,10 @@ class PostgresEvidence:
     limits: tuple[ConnectionLimit, ...] = ()
     samples: tuple[ActivitySample, ...] = ()
     errors: tuple[str, ...] = ()
+    can_read_all_stats: bool | None = None  # member of pg_read_all_stats (pg_monitor has it)
+    hidden_per_sample: tuple[int, ...] = ()  # rows whose state/query this role could not see
+    hidden_roles: tuple[str, ...] = ()  # the roles owning those rows
+    reserved_connection_roles: tuple[str, ...] = ()  # PG16+ pg_use_reserved_connections members
 
 
 @dataclass(frozen=True)
@@ -408,4 +417,40 @@ def evidence_from_json(text: str) -> Evidence:
         raise EvidenceFormatError(
             f"unsupported evidence schema {evidence.schema!r} (expected {EVIDENCE_SCHEMA!r})"
         )
+    problem = _out_of_range(evidence)
+    if problem:
+        raise EvidenceFormatError(f"not a pooldoctor evidence file: {problem}")
     return evidence
+
+
+def _out_of_range(evidence: Evidence) -> str | None:
+    """The first value no collector would have written (negative counts, absurd ages)."""
+    for pool in evidence.pools:
+        for sample in pool.samples:
+            for name in ("size", "checked_out", "checked_in", "waiting"):
+                value = getattr(sample, name)
+                if value is not None and not 0 <= value <= MAX_COUNT:
+                    return f"{pool.url}: {name} {value} is out of range"
+            for name in ("overflow", "max_overflow"):
+                value = getattr(sample, name)
+                if value is not None and not -MAX_COUNT <= value <= MAX_COUNT:
+                    return f"{pool.url}: {name} {value} is out of range"
+            if sample.timeout is not None and not 0 <= sample.timeout <= MAX_SECONDS:
+                return f"{pool.url}: timeout {sample.timeout} is out of range"
+            for holder in sample.holders:
+                if not 0 <= holder.age_seconds <= MAX_SECONDS:
+                    return f"{pool.url}: holder age {holder.age_seconds} s is out of range"
+            for name, counter in sample.counters.items():
+                if counter < 0:
+                    return f"{pool.url}: counter {name} {counter} is negative"
+    config = evidence.config
+    if config is not None:
+        for name in ("pool_timeout", "pool_recycle", "statement_timeout", "connect_timeout"):
+            value = getattr(config, name)
+            if value is not None and abs(value) > MAX_SECONDS:
+                return f"config {name} {value} is out of range"
+        for name in ("pool_size", "max_overflow", "workers"):
+            value = getattr(config, name)
+            if value is not None and not -1 <= value <= MAX_COUNT:
+                return f"config {name} {value} is out of range"
+    return None

@@ -13,7 +13,9 @@ class ExitCode(IntEnum):
     USAGE = 64
     INPUT = 65
     SOFTWARE = 70
+    CANNOT_WRITE = 73
     INTERRUPTED = 130
+    TERMINATED = 143
 
 
 EXIT_CODE_MEANINGS: dict[ExitCode, str] = {
@@ -27,5 +29,9 @@ EXIT_CODE_MEANINGS: dict[ExitCode, str] = {
     "missing or malformed",
     ExitCode.SOFTWARE: "internal error: a bug in pooldoctor (one line; POOLDOCTOR_DEBUG=1 shows "
     "the traceback)",
-    ExitCode.INTERRUPTED: "interrupted (Ctrl-C)",
+    ExitCode.CANNOT_WRITE: "output error: --out could not be written (an existing file where a "
+    "directory is needed, a read-only file system, a dangling symlink, another pooldoctor "
+    "writing the same directory)",
+    ExitCode.INTERRUPTED: "interrupted (Ctrl-C / SIGINT); `capture` keeps what was collected",
+    ExitCode.TERMINATED: "terminated (SIGTERM); `capture` keeps what was collected",
 }

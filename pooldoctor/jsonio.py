@@ -4,13 +4,72 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
+import re
 import types
 import typing
 from datetime import UTC, datetime
 from enum import Enum
 from typing import Any, TypeVar
 
+from pooldoctor.redact import redact
+from pooldoctor.sanitize import strip_controls
+
 T = TypeVar("T")
+
+MAX_JSON_DEPTH = 64  # evidence nests about 8 deep; deeper input is hostile or broken
+# Any number read from outside beyond this (in magnitude) is nonsense for pool evidence
+# (counts, pids, seconds, bytes) and would overflow datetime and int arithmetic downstream.
+MAX_JSON_NUMBER = 1e15
+_JSON_NESTING = re.compile(r'"(?:[^"\\]|\\.)*"|[\[\]{}]')
+
+
+class JsonLimitError(ValueError):
+    """JSON that is well-formed but beyond what pooldoctor accepts (depth, non-finite numbers)."""
+
+
+def json_depth(text: str, limit: int = MAX_JSON_DEPTH) -> int:
+    """The nesting depth of JSON text, counting no further than limit + 1."""
+    depth = deepest = 0
+    for match in _JSON_NESTING.finditer(text):
+        token = match.group()
+        if token in "[{":
+            depth += 1
+            deepest = max(deepest, depth)
+            if depth > limit:
+                return deepest
+        elif token in "]}":
+            depth -= 1
+    return deepest
+
+
+def _no_constant(name: str) -> Any:
+    raise JsonLimitError(f"{name} is not a number JSON allows")
+
+
+def _finite_float(text: str) -> float:
+    number = float(text)
+    if not math.isfinite(number) or abs(number) > MAX_JSON_NUMBER:
+        raise JsonLimitError(f"number {text[:40]} is out of range")
+    return number
+
+
+def _bounded_int(text: str) -> int:
+    if len(text.lstrip("-")) > 16 or abs(number := int(text)) > MAX_JSON_NUMBER:
+        raise JsonLimitError(f"number {text[:40]} is out of range")
+    return number
+
+
+def loads_bounded(text: str, max_depth: int = MAX_JSON_DEPTH, *, numbers: bool = True) -> Any:
+    """json.loads refusing nesting deeper than max_depth and, with `numbers`, NaN/Infinity and
+    huge numbers (without it the caller range-checks each value and names it)."""
+    if json_depth(text, max_depth) > max_depth:
+        raise JsonLimitError(f"nested deeper than {max_depth} levels")
+    if not numbers:
+        return json.loads(text)
+    return json.loads(
+        text, parse_constant=_no_constant, parse_float=_finite_float, parse_int=_bounded_int
+    )
 
 
 def format_utc(moment: datetime) -> str:
@@ -37,10 +96,12 @@ def to_plain(value: Any) -> Any:
         return value.value
     if isinstance(value, datetime):
         return format_utc(value)
+    if isinstance(value, str):
+        return redact(strip_controls(value))
     if isinstance(value, tuple | list):
         return [to_plain(item) for item in value]
     if isinstance(value, dict):
-        return {str(key): to_plain(item) for key, item in value.items()}
+        return {strip_controls(str(key)): to_plain(item) for key, item in value.items()}
     return value
 
 
@@ -51,7 +112,7 @@ def dumps_dataclass(value: Any) -> str:
 
 def loads_dataclass(cls: type[T], text: str) -> T:
     """Parse JSON text into an instance of the dataclass `cls`."""
-    value: T = from_plain(cls, json.loads(text))
+    value: T = from_plain(cls, loads_bounded(text))
     return value
 
 

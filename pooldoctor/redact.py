@@ -30,27 +30,76 @@ _SENSITIVE_PARTS = (
 )
 _SENSITIVE_EXACT = frozenset({"key", "sig", "pwd", "pass", "jwt", "session", "code"})
 
-_URL_PASSWORD = re.compile(r"(?i)(\b[a-z][a-z0-9+.-]*://[^:/@\s]*:)[^@\s]*@")
-_KEYWORD_SECRET = re.compile(
-    r"(?i)\b((?:password|passwd|pwd|pgpassword|secret|token|api[_-]?key)\b[\"']?\s*[=:]\s*)"
-    r"(\"[^\"]*\"|'[^']*'|[^\s,;&)}\]]+)"
+# The password runs to the last `@` before whitespace: passwords may hold `@`, `/` and quotes.
+_URL_PASSWORD = re.compile(r"(?i)(\b[a-z][a-z0-9+.-]*://[^:/@\s]*:)\S*@(?=[\w\[])")
+# `user:password@host` without (or with a mistyped) scheme: `postgresql:/app:pw@db`, `app:pw@db`.
+_USERINFO_PASSWORD = re.compile(r"(?<![\w.%+-])([\w.%+-]+:)(?!//)(\S+)@(?=[\w\[])")
+_SECRET_WORD = r"(?:[\w.-]*(?:token|secret|passw(?:or)?d|pwd|api[_-]?key|apikey|credential)[\w.-]*)"
+# A secret-named key and its value, as key=value, key: value or "key": "value" (JSON). An
+# unquoted value runs on over following words until the next `key=`: a password with a space
+# in a key=value string must not leak its second word.
+_KEY_SECRET = re.compile(
+    r"(?i)(?P<key>[\"']?\b" + _SECRET_WORD + r"[\"']?\s*[=:]\s*)"
+    r"(?P<value>\"(?:[^\"\\]|\\.)*\"?|'(?:[^'\\]|\\.)*'?"
+    r"|(?![\"'])[^\s,;&\"'}\]]+(?:[ \t]+(?![\w.-]+\s*[=:])[^\s,;&\"'}\]=]+)*)"
 )
+_AUTHORIZATION = re.compile(
+    r"(?i)(\b(?:proxy-)?authorization[\"']?\s*[:=]\s*[\"']?)"
+    r"(?:(bearer|basic|token|digest|negotiate|ntlm|aws4-hmac-sha256)\s+)?([^\s\"',;]+)"
+)
+_SCHEME_CREDENTIAL = re.compile(r"(?i)\b(bearer|basic)\s+([A-Za-z0-9._~+/-]{8,}=*)")
+_COOKIE = re.compile(r"(?i)(\b(?:set-)?cookie[\"']?\s*[:=]\s*[\"']?)([^\"'\r\n]+)")
 _LOOSE_USERINFO = re.compile(r"(//[^/:@\s]*:)[^@/\s]*@")
 _LOOSE_PARAM = re.compile(r"([?&#;]([^=&#\s]+)=)([^&#\s]*)")
 _SCHEME = re.compile(r"^(?P<scheme>[A-Za-z][A-Za-z0-9+.\-]*)://")
 _DSN_KV_SECRET = re.compile(
-    r"\b(?P<key>(?:ssl)?password)\s*(?:=\s*)?(?P<value>'(?:[^'\\]|\\.)*'?|[^\s']+)",
+    r"\b(?P<key>(?:ssl)?password)\s*(?:=\s*)?"
+    # An unquoted value runs on over following words up to the next key=: libpq rejects a
+    # password with a space unquoted, and its message then echoes the second word.
+    r"(?P<value>'(?:[^'\\]|\\.)*'?|[^\s']+(?:\s+[^\s'=]+(?=\s|$))*)",
     re.IGNORECASE,
 )
+_MISTYPED_SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.\-]*:/*")
 _DSN_KV_PAIR = re.compile(r"(\w+)\s*=\s*('(?:[^'\\]|\\.)*'|\S+)")
 _QUOTED_FRAGMENT = re.compile(r'"([^"]*)"')
 
 
+# Cheap test that a text may hold any of the secrets below (most texts do not).
+_MAYBE_SECRET = re.compile(
+    r"(?i)@|[?&#;][^=\s]*=|token|secret|passw|pwd|api.?key|credential|authoriz|bearer|basic"
+    r"|cookie"
+)
+
+
 def redact(text: str) -> str:
-    """Free text with passwords in URLs/DSNs and `password=`/`token:`-style values hidden."""
+    """Free text with every secret class pooldoctor knows hidden: URL and DSN passwords (even
+    in a DSN that does not parse), Authorization and Cookie headers, bearer/basic credentials,
+    sensitive query parameters, and values of *token*/*secret*/*password* keys in key=value
+    and JSON form."""
+    if not _MAYBE_SECRET.search(text):
+        return text
     text = _URL_PASSWORD.sub(rf"\1{REDACTED}@", text)
-    text = _KEYWORD_SECRET.sub(rf"\1{REDACTED}", text)
+    text = _USERINFO_PASSWORD.sub(rf"\1{REDACTED}@", text)
+    text = _AUTHORIZATION.sub(_authorization, text)
+    text = _SCHEME_CREDENTIAL.sub(rf"\1 {REDACTED}", text)
+    text = _COOKIE.sub(rf"\1{REDACTED}", text)
+    text = _KEY_SECRET.sub(_key_secret, text)
     return _redact_params_loosely(text)
+
+
+def _authorization(match: re.Match[str]) -> str:
+    scheme = f"{match[2]} " if match[2] else ""
+    return f"{match[1]}{scheme}{REDACTED}"
+
+
+def _key_secret(match: re.Match[str]) -> str:
+    value = match["value"]
+    if value.startswith(("'", '"')):
+        quote_char = value[0]
+        return f"{match['key']}{quote_char}{REDACTED}{quote_char}"
+    if value in (REDACTED, "\\*\\*\\*"):  # already redacted (and maybe markdown-escaped)
+        return match[0]
+    return f"{match['key']}{REDACTED}"
 
 
 def is_sensitive_param(name: str) -> bool:
@@ -118,8 +167,12 @@ def redact_dsn(dsn: str) -> str:
         return shown + (f"?{urlencode(pairs, quote_via=quote)}" if pairs else "")
     try:
         conninfo_to_dict(text)
-    except psycopg.Error:
-        return _DSN_KV_SECRET.sub(lambda m: f"{m['key']}={REDACTED}", text)
+    except psycopg.Error:  # a DSN that does not parse may still hold a password (`app:pw@db`)
+        loose = _loose_userinfo_password(text)
+        if loose is not None:
+            start, end = loose
+            text = text[:start] + REDACTED + text[end:]
+        return redact(_DSN_KV_SECRET.sub(lambda m: f"{m['key']}={REDACTED}", text))
     kept = (m[0] for m in _DSN_KV_PAIR.finditer(text) if m[1].lower() not in DSN_SECRET_PARAMS)
     return " ".join(kept)
 
@@ -140,7 +193,27 @@ def dsn_secrets(dsn: str) -> set[str]:
         return {s for s in secrets if s}
     for kv in _DSN_KV_SECRET.finditer(text):
         secrets.update({kv["value"], kv["value"].strip("'")})
+    loose = _loose_userinfo_password(text)
+    if loose is not None:
+        password = text[loose[0] : loose[1]]
+        secrets.update({password, *password.split()})
     return {s for s in secrets if s}
+
+
+def _loose_userinfo_password(text: str) -> tuple[int, int] | None:
+    """Where the password of a URL-like DSN with a mistyped scheme (`postgresql:/u:pw@h`,
+    `postgresql//u:pw@h`, `u:pw@h`) is: after the user's colon, up to the last `@`."""
+    at = text.rfind("@")
+    if at <= 0 or "=" in text[:at].split(":", 1)[0]:
+        return None
+    scheme = _MISTYPED_SCHEME.match(text)
+    user_start = (
+        scheme.end() if scheme and scheme.end() < at and ":" in text[scheme.end() : at] else 0
+    )
+    colon = text.find(":", user_start, at)
+    if colon < 0:
+        return None
+    return colon + 1, at
 
 
 def scrub_secrets(message: str, secrets: set[str]) -> str:

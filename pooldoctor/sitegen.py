@@ -52,6 +52,7 @@ def navigation(runbooks: Mapping[str, Runbook]) -> list[NavItem]:
                 {"Source: PgBouncer": "pgbouncer.md"},
                 {"Source: Prometheus history": "prometheus.md"},
                 {"Leak scanner": "scan.md"},
+                {"Writing runbooks": "contributing.md"},
             ]
         },
         {"Tags": "tags.md"},

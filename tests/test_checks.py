@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
 
@@ -13,16 +14,27 @@ from pooldoctor.checks.registry import CHECKS, CheckSpec, check_named
 from pooldoctor.diagnosis import diagnose
 from pooldoctor.durations import format_duration as fmt_duration
 from pooldoctor.durations import server_setting_seconds
-from pooldoctor.evidence import Evidence, evidence_from_json
+from pooldoctor.evidence import Backend, Evidence, evidence_from_json
 from pooldoctor.findings import Finding, Severity
 from pooldoctor.lab.scenarios import SCENARIOS
 from pooldoctor.readings.app import identify_app
+from pooldoctor.readings.budget import server_budget
 from pooldoctor.readings.leak import DEAD_THREAD_CONFIDENCE, is_orphaned
 from pooldoctor.readings.logs import recency_weight
+from pooldoctor.readings.sessions import session_trend
 from pooldoctor.runbooks import RUNBOOK_SLUGS
 from tests.data.checks import cases
 from tests.data.checks.generate import rendered
-from tests.evidence_builders import NOW, SAMPLE_TIMES, active, activity, idle, postgres
+from tests.evidence_builders import (
+    NOW,
+    SAMPLE_TIMES,
+    active,
+    activity,
+    backend,
+    evidence,
+    idle,
+    postgres,
+)
 
 FIXTURES = Path(__file__).parent / "data" / "checks"
 EXPECTED: dict[str, dict[str, object]] = json.loads((FIXTURES / "expected.json").read_text())
@@ -248,8 +260,15 @@ def test_finished_threads_make_a_young_leak_with_its_origin() -> None:
     assert finding.severity is Severity.CRITICAL
     assert finding.evidence["holders_threads_finished"] == 4
     assert finding.evidence["stuck_pids"] == [4300, 4301, 4302, 4303]
-    assert "after its thread finished" in finding.remediation[0]
-    assert "pg_terminate_backend(4300)" in finding.remediation[1]
+    first, restart, fix = finding.remediation[:3]
+    assert first.startswith("Free the leaked backends now")
+    assert (
+        "SELECT pid, pg_terminate_backend(pid) FROM pg_stat_activity "
+        "WHERE pid = ANY('{4300,4301,4302,4303}'::int[]) AND application_name = 'api' "
+        "AND usename = 'app' AND state IN ('idle in transaction') AND pid <> pg_backend_pid();"
+    ) in first
+    assert restart.startswith("Rolling-restart")
+    assert "after its thread finished" in fix
 
 
 def test_young_holders_with_running_threads_are_not_a_leak() -> None:
@@ -291,3 +310,74 @@ def test_each_check_declares_its_identity_in_its_own_module() -> None:
     for spec in CHECKS:
         module = sys.modules[spec.check.__module__]
         assert module.SPEC is spec and spec.name == module.CHECK
+
+
+def test_aborted_transactions_without_xact_start_still_count_as_held() -> None:
+    """PostgreSQL reports xact_start NULL for `idle in transaction (aborted)`: the age comes from
+    state_change, and the same aborted session persists across samples."""
+    since = NOW - timedelta(minutes=12)
+    aborted = [
+        backend(pid, "idle in transaction (aborted)", state_change=since, query_start=since)
+        for pid in (5100, 5101)
+    ]
+    ev = evidence(pg=postgres(*(activity(at, aborted) for at in SAMPLE_TIMES)))
+    trend = session_trend(ev)
+    assert trend is not None
+    assert [h.pid for h in trend.idle_in_tx] == [5100, 5101]
+    assert trend.idle_in_tx[0].age_seconds == pytest.approx(12 * 60)
+    assert [h.pid for h in trend.persistent_in_tx] == [5100, 5101]
+
+
+@pytest.mark.parametrize(("reserved_roles", "reserved"), [((), 10), (("app",), 0)])
+def test_reserved_connections_count_against_the_app_unless_its_role_may_use_them(
+    reserved_roles: tuple[str, ...], reserved: int
+) -> None:
+    settings = {"max_connections": "100", "reserved_connections": "10"}
+    sample = activity(NOW, [idle(pid, NOW - timedelta(seconds=5)) for pid in range(7000, 7005)])
+    pg = replace(postgres(sample, settings=settings), reserved_connection_roles=reserved_roles)
+    budget = server_budget(evidence(pg=pg), identify_app(pg))
+    assert budget is not None
+    assert budget.reserved == reserved
+    assert budget.superuser_reserved == 3  # PostgreSQL's default when the setting is absent
+
+
+def _lock_case_with(
+    extra: Backend | None = None, waitstart_seconds: float | None = None
+) -> Finding:
+    ev = cases.lock_contention("pg_dump", "backup")
+    assert ev.postgres is not None
+    last = ev.postgres.samples[-1]
+    backends = list(last.backends)
+    if waitstart_seconds is not None:
+        backends = [
+            replace(b, lock_wait_start=last.at - timedelta(seconds=waitstart_seconds))
+            if b.wait_event_type == "Lock"
+            else b
+            for b in backends
+        ]
+    if extra is not None:
+        backends.append(extra)
+    samples = (*ev.postgres.samples[:-1], replace(last, backends=tuple(backends)))
+    ev = replace(ev, postgres=replace(ev.postgres, samples=samples))
+    [finding] = check_named("lock-contention").run(ev)
+    return finding
+
+
+def test_a_blocker_chain_seen_with_hidden_sessions_is_not_presented_as_complete() -> None:
+    assert "not complete" not in _lock_case_with().summary
+    hidden = replace(
+        backend(9100, app="etl", user="etl"),
+        state=None,
+        backend_type=None,
+        query=None,
+        query_hidden=True,
+    )
+    summary = _lock_case_with(hidden).summary
+    assert "1 session(s) were hidden from pooldoctor's role" in summary
+    assert "not complete" in summary
+
+
+def test_lock_wait_age_comes_from_pg_locks_waitstart_when_collected() -> None:
+    without = _lock_case_with().evidence["longest_wait_seconds"]
+    with_waitstart = _lock_case_with(waitstart_seconds=without + 600).evidence
+    assert with_waitstart["longest_wait_seconds"] == pytest.approx(without + 600)

@@ -74,7 +74,10 @@ def test_leak_finding_names_holders_pids_and_remedies() -> None:
     assert "app/api/orders.py:42 in create_order holds 18 (oldest 14m37s)" in top.summary
     assert top.evidence["holders"][0]["origin"] == "app/api/orders.py:42 in create_order"
     assert top.evidence["stuck_pids"][0] == 4242
-    assert any("SELECT pg_terminate_backend(4242);" in step for step in top.remediation)
+    kill = top.remediation[0]
+    assert kill.startswith("Free the leaked backends now")
+    assert "pg_terminate_backend(pid) FROM pg_stat_activity WHERE pid = ANY('{4242," in kill
+    assert "application_name = 'api'" in kill and "pid <> pg_backend_pid()" in kill
     assert any("idle_in_transaction_session_timeout" in step for step in top.remediation)
     assert top.evidence["app"]["application_name"] == "api"
 
@@ -161,8 +164,13 @@ def test_backup_holding_a_lock_the_app_waits_on_is_named() -> None:
     assert top.runbook == "lock-contention"
     assert "root blocker pid 777 ('pg_dump', role backup, maintenance" in top.summary
     assert top.evidence["root_blockers"][0]["application_name"] == "pg_dump"
-    assert any("SELECT pg_terminate_backend(777);" in step for step in top.remediation)
-    assert any('ALTER ROLE "backup" SET lock_timeout' in step for step in top.remediation)
+    [step] = [step for step in top.remediation if "pid 777" in step]
+    assert step.startswith("The root blocker pid 777 belongs to 'pg_dump' (role backup): ask")
+    assert (
+        "WHERE pid = ANY('{777}'::int[]) AND application_name = 'pg_dump' AND usename = 'backup'"
+    ) in step
+    [alter] = [step for step in top.remediation if 'ALTER ROLE "backup" SET lock_timeout' in step]
+    assert "reaches new sessions only" in alter
 
 
 def test_budget_arithmetic_over_commitment_is_a_risk() -> None:
@@ -246,7 +254,8 @@ FROM pg_stat_activity WHERE pid <> pg_backend_pid()
 def _sample(conn: psycopg.Connection[dict[str, Any]]) -> ActivitySample:
     rows = conn.execute(ACTIVITY_SQL).fetchall()
     at = rows[0]["at"] if rows else datetime.now(UTC)
-    fields = [f for f in Backend.__dataclass_fields__ if f not in ("blocking_pids", "query_hidden")]
+    own = ("blocking_pids", "query_hidden", "lock_wait_start")
+    fields = [f for f in Backend.__dataclass_fields__ if f not in own]
     backends = tuple(
         Backend(**{f: r[f] for f in fields}, blocking_pids=tuple(r["blocking"] or ())) for r in rows
     )
@@ -317,7 +326,9 @@ def test_real_lock_wait_names_the_maintenance_blocker(
     assert top.evidence["root_blockers"][0]["pid"] == holder_pid
     assert top.evidence["root_blockers"][0]["application_name"] == "pg_dump"
     assert top.evidence["app_waiting"] == APP_WAITERS
-    assert f"SELECT pg_terminate_backend({holder_pid});" in " ".join(top.remediation)
+    steps = " ".join(top.remediation)
+    assert f"WHERE pid = ANY('{{{holder_pid}}}'::int[]) AND application_name = 'pg_dump'" in steps
+    assert "ask its owner" in steps
 
 
 # --- arbitration: each tie between look-alike check families, broken in one place ------------
@@ -382,3 +393,13 @@ def test_tie_d_sessions_the_leak_claims_are_not_idle_in_transaction() -> None:
     assert "connection-leak" in checks and "idle-in-transaction" not in checks
     rotating = read(cases.idle_in_transaction())
     assert rotating.leaked_pids == frozenset()
+
+
+def test_idle_in_transaction_starts_with_the_least_disruptive_step() -> None:
+    top = diagnose(cases.idle_in_transaction(), strict=True).findings[0]
+    assert top.runbook == "idle-in-transaction"
+    first, *rest = top.remediation
+    assert first.startswith("Stop the bleeding first") and "median" in first
+    [backstop] = [step for step in rest if "ALTER ROLE" in step]
+    assert "reaches new sessions only" in backstop
+    assert not any("pg_terminate_backend" in step for step in top.remediation)

@@ -33,6 +33,19 @@ TIMEOUT = 3.0
 WAIT_SECONDS = 10.0  # upper bound for any condition a test waits for on the server
 
 
+@pytest.fixture
+def pg(pg_each: TempCluster) -> TempCluster:
+    """Every collector test runs on each PostgreSQL major (system 15, wheel 18)."""
+    return pg_each
+
+
+@pytest.fixture
+def make_cluster(
+    make_cluster_each: Callable[..., TempCluster],
+) -> Callable[..., TempCluster]:
+    return make_cluster_each
+
+
 def wait_until(condition: Callable[[], bool], what: str) -> None:
     """Poll `condition` until it holds; fail after WAIT_SECONDS."""
     deadline = time.monotonic() + WAIT_SECONDS
@@ -254,8 +267,11 @@ def test_lock_wait_names_its_blocker(
     assert waiting.wait_event_type == "Lock" and waiting.wait_event == "transactionid"
     assert waiting.blocking_pids == (blocker.info.backend_pid,)
     assert waiting.query == "UPDATE pd_lock_wait SET v = v + ? WHERE id = ?"
+    assert waiting.lock_wait_start is not None  # pg_locks.waitstart, PostgreSQL 14+
+    assert waiting.query_start is not None and waiting.lock_wait_start >= waiting.query_start
     holding = backend(sample, blocker.info.backend_pid)
     assert holding.state == "idle in transaction" and holding.blocking_pids == ()
+    assert holding.lock_wait_start is None
 
 
 def test_long_active_query_shows_an_old_query_start(
@@ -327,6 +343,21 @@ def test_database_at_its_connection_limit(
         pg.execute("DROP DATABASE pd_limited_db WITH (FORCE)")
 
 
+def _connect_once_a_slot_frees(
+    connections: Callable[..., psycopg.Connection[tuple[object, ...]]], dsn: str
+) -> None:
+    """A backend that just closed (the check above's own) frees its slot a moment later."""
+    deadline = time.monotonic() + WAIT_SECONDS
+    while True:
+        try:
+            connections(dsn)
+            return
+        except psycopg.OperationalError as exc:
+            if "too many clients" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
+
+
 def test_server_at_max_connections(
     make_cluster: Callable[..., TempCluster],
     probes: Callable[..., PostgresProbe],
@@ -359,7 +390,7 @@ def test_server_at_max_connections(
         "the finished probes' backends to exit",
     )
     for _ in range(2):  # now fill the reserved slots too
-        connections(cluster.dsn())
+        _connect_once_a_slot_frees(connections, cluster.dsn())
     full = probes(cluster.dsn())
     failure = full.finish().connect_failure
     assert failure is not None
@@ -570,3 +601,55 @@ def test_query_text_is_collapsed_and_truncated() -> None:
     assert short == "SELECT a, ? FROM t WHERE id IN (?, ?, ?…"
     assert len(short) == 40
     assert shorten_query("SELECT 'keep'", 40, redact=False) == "SELECT 'keep'"
+
+
+def test_role_without_pg_monitor_counts_what_it_cannot_see(
+    pg: TempCluster,
+    probes: Callable[..., PostgresProbe],
+    connections: Callable[..., psycopg.Connection[tuple[object, ...]]],
+) -> None:
+    with login_role(pg, "pd_watcher"), login_role(pg, "pd_other"):
+        for _ in range(2):
+            other = connections(pg.dsn(user="pd_other", application_name="billing"))
+            other.execute(b"SELECT 1")  # now idle in transaction, invisible to pd_watcher
+        connections(pg.dsn(application_name="psql"), autocommit=True)
+        own = connections(pg.dsn(user="pd_watcher", application_name="watcher"), autocommit=True)
+
+        probe = probes(pg.dsn(user="pd_watcher"))
+        probe.sample()
+        blind = probe.finish()
+        pg.execute("GRANT pg_monitor TO pd_watcher")
+        probe = probes(pg.dsn(user="pd_watcher"))
+        probe.sample()
+        seeing = probe.finish()
+
+    assert blind.can_read_all_stats is False
+    hidden = [b for b in blind.samples[0].backends if b.query_hidden]
+    assert blind.hidden_per_sample == (len(hidden),)
+    assert {"pd_other", "postgres"} <= set(blind.hidden_roles)
+    assert "pd_watcher" not in blind.hidden_roles
+    billing = [b for b in hidden if b.application_name == "billing"]
+    assert len(billing) == 2
+    assert all(b.state is None and b.backend_type is None for b in billing)
+    assert not backend(blind.samples[0], own.info.backend_pid).query_hidden
+    assert seeing.can_read_all_stats is True
+    assert seeing.hidden_per_sample == (0,) and seeing.hidden_roles == ()
+    states = [b.state for b in seeing.samples[0].backends if b.application_name == "billing"]
+    assert states == ["idle in transaction", "idle in transaction"]
+
+
+def test_reserved_connection_roles_follow_the_server_version(
+    pg: TempCluster, probes: Callable[..., PostgresProbe]
+) -> None:
+    if pg.major < 16:
+        evidence = probes(pg.dsn()).finish()
+        assert "reserved_connections" not in evidence.settings
+        assert evidence.reserved_connection_roles == ()
+        assert evidence.errors == ()
+        return
+    with login_role(pg, "pd_operator"):
+        pg.execute("GRANT pg_use_reserved_connections TO pd_operator")
+        evidence = probes(pg.dsn()).finish()
+    assert evidence.settings["reserved_connections"] == "0"
+    assert evidence.reserved_connection_roles == ("pd_operator",)
+    assert evidence.errors == ()

@@ -6,18 +6,12 @@ import json
 import re
 import subprocess
 import sys
-import threading
-import time
-from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
-import psycopg
 import pytest
 
 import pooldoctor.runbooks as runbooks_module
 from pooldoctor.cli import main
-from pooldoctor.lab.cluster import TempCluster
 from pooldoctor.runbooks import (
     REQUIRED_SECTIONS,
     RUNBOOK_SLUGS,
@@ -220,127 +214,6 @@ def test_unknown_slug_suggests_the_closest_one() -> None:
         runbook_path("zzzz")
 
 
-# --- the SQL is copy-pasteable: it runs on a real PostgreSQL ------------------------------------
-
-PGBOUNCER_ADMIN = re.compile(r"^(SHOW (POOLS|CONFIG|VERSION|CLIENTS|SERVERS)|RELOAD)\b", re.I)
-SIGNALS_BACKENDS = re.compile(r"pg_(cancel|terminate)_backend", re.I)
-
-
-def _sql_statements() -> Iterator[tuple[str, str, str]]:
-    for slug in RUNBOOK_SLUGS:
-        for section, language, code in _code_blocks(get_runbook(slug).body):
-            if language != "sql":
-                continue
-            for statement in code.split(";"):
-                if statement.strip():
-                    yield slug, section, statement.strip().replace("<pid>", "0")
-
-
-def test_runbooks_carry_sql() -> None:
-    assert len(list(_sql_statements())) >= 30
-
-
-def test_runbook_sql_runs_on_postgres(pg: TempCluster) -> None:
-    """Diagnosis SELECTs run for real; statements that change things are planned or rolled back."""
-    checked = 0
-    with psycopg.connect(pg.dsn(), autocommit=True, connect_timeout=10) as conn:
-        for slug, section, statement in _sql_statements():
-            if PGBOUNCER_ADMIN.match(statement):
-                continue
-            try:
-                with conn.transaction(force_rollback=True):
-                    conn.execute(f"SET LOCAL statement_timeout = '{SQL_STATEMENT_TIMEOUT}'")
-                    for role in ("app", "migrator"):
-                        conn.execute(
-                            "DO $$BEGIN CREATE ROLE " + role + "; "
-                            "EXCEPTION WHEN duplicate_object THEN NULL; END$$"
-                        )
-                    if "pg_stat_statements" in statement:
-                        conn.execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
-                    is_query = re.match(r"(SELECT|WITH|SHOW)\b", statement, re.I) is not None
-                    planned = "pg_stat_statements" in statement or SIGNALS_BACKENDS.search(
-                        statement
-                    )
-                    if is_query and planned:
-                        conn.execute("EXPLAIN " + statement)
-                    elif is_query:
-                        conn.execute(statement).fetchall()
-                    else:
-                        conn.execute(statement)
-            except psycopg.Error as exc:
-                pytest.fail(f"{slug} / {section}: {exc}\n{statement}")
-            checked += 1
-    assert checked >= 30
-
-
-def test_lock_contention_sql_finds_the_root_blocker_and_terminate_frees_waiters(
-    pg: TempCluster,
-) -> None:
-    """A real idle-in-transaction lock holder with two queued writers, handled by the runbook."""
-    root_blocker_sql = next(
-        statement
-        for slug, section, statement in _sql_statements()
-        if slug == "lock-contention" and section == "Diagnosis" and "WITH waiting" in statement
-    )
-    table = "runbook_lock_demo"
-    pg.execute(f"DROP TABLE IF EXISTS {table}; CREATE TABLE {table} (id int PRIMARY KEY, n int)")
-    pg.execute(f"INSERT INTO {table} VALUES (1, 0)")
-    outcomes: list[str] = []
-
-    def queued_writer() -> None:
-        with psycopg.connect(pg.dsn(), autocommit=True, connect_timeout=10) as conn:
-            conn.execute(f"SET lock_timeout = '{WAITER_LOCK_TIMEOUT}'")
-            try:
-                conn.execute(f"UPDATE {table} SET n = n + 1 WHERE id = 1")
-                outcomes.append("updated")
-            except psycopg.Error as exc:
-                outcomes.append(f"error: {exc}")
-
-    holder = psycopg.connect(pg.dsn(), connect_timeout=10)
-    observer = psycopg.connect(pg.dsn(), autocommit=True, connect_timeout=10)
-    writers = [threading.Thread(target=queued_writer) for _ in range(2)]
-    try:
-        holder.execute(f"UPDATE {table} SET n = n + 1 WHERE id = 1")  # left idle in transaction
-        for writer in writers:
-            writer.start()
-        _wait_for_lock_waiters(observer, 2)
-
-        roots = observer.execute(root_blocker_sql).fetchall()
-        assert [row[0] for row in roots] == [holder.info.backend_pid]
-        assert roots[0][3] == "idle in transaction"
-        assert roots[0][6] >= 1
-
-        # Mitigation step 2: cancel does nothing to an idle-in-transaction holder...
-        observer.execute(f"SELECT pg_cancel_backend({holder.info.backend_pid})")
-        time.sleep(CANCEL_SETTLE_SECONDS)
-        assert _lock_waiters(observer) == 2
-        # ...step 3: terminate does, and both queued writers proceed.
-        observer.execute(f"SELECT pg_terminate_backend({holder.info.backend_pid})")
-        for writer in writers:
-            writer.join(timeout=WRITER_JOIN_SECONDS)
-        assert outcomes == ["updated", "updated"]
-    finally:
-        holder.close()
-        for writer in writers:
-            writer.join(timeout=WRITER_JOIN_SECONDS)
-        observer.execute(f"DROP TABLE IF EXISTS {table}")
-        observer.close()
-
-
-def _lock_waiters(conn: psycopg.Connection[Any]) -> int:
-    row = conn.execute(
-        "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
-    ).fetchone()
-    return int(row[0]) if row else 0
-
-
-def _wait_for_lock_waiters(conn: psycopg.Connection[Any], expected: int) -> None:
-    deadline = time.monotonic() + LOCK_WAIT_DEADLINE_SECONDS
-    while _lock_waiters(conn) < expected:
-        assert time.monotonic() < deadline, f"fewer than {expected} lock waiters appeared"
-        time.sleep(0.05)
-
-
 # --- the mkdocs site renders the same files -----------------------------------------------------
 
 
@@ -432,23 +305,6 @@ def test_cli_runbooks_without_subcommand_is_a_usage_error(
 
 
 # --- helpers ----------------------------------------------------------------------------------
-
-
-def _code_blocks(body: str) -> Iterator[tuple[str, str, str]]:
-    """(section, language, code) for each fenced block, fences possibly indented inside lists."""
-    section, language, fence = "", "", None
-    lines: list[str] = []
-    for line in body.splitlines():
-        stripped = line.strip()
-        if fence is None and line.startswith("## "):
-            section = line[3:].strip()
-        elif fence is None and stripped.startswith("```"):
-            fence, language, lines = "```", stripped[3:].strip(), []
-        elif fence is not None and stripped == fence:
-            yield section, language, "\n".join(lines)
-            fence = None
-        elif fence is not None:
-            lines.append(line)
 
 
 def _section_text(body: str, name: str) -> str:

@@ -19,7 +19,7 @@ def check(readings: Readings) -> list[Finding]:
     if signature is None or not hints:
         return []
     steps = leak_remediation(readings, signature)
-    steps[:0] = [
+    steps[-1:-1] = [
         "Upgrade SQLAlchemy (cancellation fixes: #8145, #6652, #12077) and asyncpg",
         "Shield connection cleanup from cancellation (asyncio.shield around close) and avoid "
         "middleware that cancels the request task on client disconnect",

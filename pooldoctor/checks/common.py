@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from psycopg import sql
+
 from pooldoctor.durations import format_duration
 from pooldoctor.findings import Finding, Role, Severity
 from pooldoctor.readings import Readings
@@ -12,15 +14,35 @@ from pooldoctor.readings.leak import LeakSignature
 from pooldoctor.readings.logs import LogSignal
 from pooldoctor.readings.pools import UNREPORTED_ORIGIN
 
-MAX_STATEMENTS = 10  # pg_terminate/pg_cancel calls spelled out before pointing at a query instead
+NEW_SESSIONS_ONLY = (
+    "(reaches new sessions only: open connections keep the old value until they reconnect)"
+)
 
 
-def backend_calls(function: str, pids: Sequence[int]) -> str:
-    """`SELECT pg_terminate_backend(4242); ...` for up to MAX_STATEMENTS pids."""
-    calls = " ".join(f"SELECT {function}({pid});" for pid in list(pids)[:MAX_STATEMENTS])
-    if len(pids) > MAX_STATEMENTS:
-        calls += f" (and {len(pids) - MAX_STATEMENTS} more pids listed in the evidence)"
-    return calls
+def _literal(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+def backend_calls(
+    function: str,
+    pids: Sequence[int],
+    *,
+    application_name: str | None = None,
+    role: str | None = None,
+    states: Sequence[str] = (),
+) -> str:
+    """One statement that signals exactly the pids seen, re-checked when it runs against the
+    app's application_name, role and state, and never the session that runs it."""
+    chosen = sorted(set(pids))
+    conditions = [f"pid = ANY('{{{','.join(map(str, chosen))}}}'::int[])"]
+    if application_name:
+        conditions.append(f"application_name = {_literal(application_name)}")
+    if role:
+        conditions.append(f"usename = {_literal(role)}")
+    if states:
+        conditions.append(f"state IN ({', '.join(_literal(s) for s in sorted(set(states)))})")
+    conditions.append("pid <> pg_backend_pid()")
+    return f"SELECT pid, {function}(pid) FROM pg_stat_activity WHERE {' AND '.join(conditions)};"
 
 
 def pg_interval(seconds: int) -> str:
@@ -32,9 +54,21 @@ def pg_interval(seconds: int) -> str:
     return f"{seconds}s"
 
 
+def sql_identifier(name: str) -> str:
+    """A name from outside (a role, a database) quoted as a PostgreSQL identifier."""
+    return sql.Identifier(name.replace("\x00", "")).as_string(None)
+
+
+def sql_literal(value: str) -> str:
+    """A value from outside quoted as a PostgreSQL string literal."""
+    return sql.Literal(value.replace("\x00", "")).as_string(None)
+
+
 def alter_role(role: str | None, setting: str, seconds: int) -> str:
-    target = f'"{role}"' if role else "<app role>"
-    return f"ALTER ROLE {target} SET {setting} = '{pg_interval(seconds)}';"
+    """`ALTER ROLE "app" SET setting = '5min';` with the role quoted by psycopg's rules."""
+    target = sql_identifier(role) if role else "<app role>"
+    value = sql_literal(pg_interval(seconds))
+    return f"ALTER ROLE {target} SET {setting} = {value}; {NEW_SESSIONS_ONLY}"
 
 
 HISTORY_CONFIDENCE = 0.3  # an old burst is context for the timeline, not the current cause
@@ -84,8 +118,27 @@ def log_finding(
 
 
 def leak_remediation(readings: Readings, signature: LeakSignature) -> list[str]:
-    """Fix the code path, free the leaked backends, and the one idle-in-transaction backstop."""
+    """Least disruptive first: free the leaked backends, reset the pools, fix the code path, and
+    the one idle-in-transaction backstop."""
     steps: list[str] = []
+    pids = [h.pid for h in signature.stuck]
+    trend = signature.trend
+    if pids:
+        app = trend.app if trend is not None else None
+        statement = backend_calls(
+            "pg_terminate_backend",
+            pids,
+            application_name=app.application_name if app else None,
+            role=(app.role or app.usename) if app else None,
+            states=[h.backend.state for h in signature.stuck if h.backend.state],
+        )
+        steps.append(
+            f"Free the leaked backends now (releases their locks and server slots): {statement}"
+        )
+    steps.append(
+        "Rolling-restart the affected app instances one at a time to reset their pools (the "
+        "leak returns at the same rate until the code is fixed)"
+    )
     if signature.holder_rows and signature.holder_rows[0]["origin"] != UNREPORTED_ORIGIN:
         top = signature.holder_rows[0]
         finished = any(h.origin == top["origin"] for h in signature.orphaned)
@@ -102,10 +155,6 @@ def leak_remediation(readings: Readings, signature: LeakSignature) -> list[str]:
             "(SQLAlchemy `checkout`/`checkin` events) and close every session with `with`/`async "
             "with`"
         )
-    pids = [h.pid for h in signature.stuck]
-    if pids:
-        steps.append(f"Free the leaked backends now: {backend_calls('pg_terminate_backend', pids)}")
-    trend = signature.trend
     if trend is not None and readings.idle_tx_timeout_missing:
         longest = readings.longest_legitimate_idle_tx
         seen = format_duration(longest) if longest is not None else "none"

@@ -100,7 +100,9 @@ def check(readings: Readings) -> list[Finding]:
             remediation=(
                 f"Connect timeout >= {suggested}s (connect_args={{'connect_timeout': {suggested}}})"
                 " so cold starts can finish",
-                f"pool_timeout >= {suggested}s so a checkout can wait for a new connection",
+                "SQLAlchemy's pool_timeout does not cover opening a connection (below pool_size + "
+                "max_overflow a checkout connects itself and fails with the driver's error); "
+                f"psycopg_pool: timeout >= {suggested}s, which includes connecting",
                 "Retry connects with backoff; keep the database warm or lengthen scale-to-zero",
             ),
         )

@@ -35,9 +35,11 @@ def check(readings: Readings) -> list[Finding]:
         confidence=confidence,
         reasons=reasons,
         remediation=(
-            "Call engine.dispose(close=False) in the worker initializer (gunicorn post_fork, "
-            "Celery worker_process_init); SQLAlchemy >= 1.4.33",
-            "Or create the engine after fork (no --preload), or use NullPool in forking workers",
+            "Stop the bleeding: drop --preload (preload_app = False) and redeploy, so each "
+            "worker builds its own engine",
+            "Then call engine.dispose(close=False) in the worker initializer (gunicorn post_fork, "
+            "Celery worker_process_init; SQLAlchemy >= 1.4.33), or use NullPool in forking "
+            "workers",
         ),
     )
     return [finding] if finding else []

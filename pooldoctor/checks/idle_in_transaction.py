@@ -95,7 +95,14 @@ def check(readings: Readings) -> list[Finding]:
     critical = (pool.full_now or timeouts.current) and share_now >= CRITICAL_SHARE
     severity = Severity.CRITICAL if critical else Severity.WARNING
     summary = "; ".join(([pool.describe()] if pool.has_data else []) + reasons)
+    median_wait = (
+        format_duration(statistics.median(h.age_seconds for h in waiting)) if waiting else ""
+    )
     steps = [
+        "Stop the bleeding first: if the work done inside these transactions"
+        + (f" (median {median_wait} idle)" if median_wait else "")
+        + " is a call to another service that is slow right now, shorten that call's client "
+        "timeout or switch the feature off; every held transaction shortens at once",
         (
             f"Move the slow work out of the transaction in {holder_rows[0]['origin']}: commit "
             "before calling external services"

@@ -16,7 +16,7 @@ from pooldoctor.readings.app import (
     AppIdentity,
     is_maintenance,
 )
-from pooldoctor.readings.locks import PREPARED_XACT_PID, lock_waiters, root_blockers
+from pooldoctor.readings.locks import PREPARED_XACT_PID, lock_waiters, root_blockers, wait_began
 from pooldoctor.readings.logs import POOL_TIMEOUT_EVENTS, LogSignal
 from pooldoctor.readings.sessions import seconds_between
 from pooldoctor.readings.text import preview
@@ -66,14 +66,34 @@ def _root_text(root: dict[str, Any], waiters: int) -> str:
 def _root_remedy(root: dict[str, Any]) -> str:
     pid = root["pid"]
     if pid == PREPARED_XACT_PID:
-        return "SELECT gid, prepared, owner FROM pg_prepared_xacts; then ROLLBACK PREPARED '<gid>';"
+        return (
+            "A prepared transaction holds the lock: SELECT gid, prepared, owner FROM "
+            "pg_prepared_xacts; its owner decides between COMMIT PREPARED and ROLLBACK PREPARED"
+        )
+    if "state" not in root:
+        return (
+            f"The root blocker pid {pid} is hidden from pooldoctor's role: look at it as a role "
+            "with pg_monitor before ending anything"
+        )
+    application_name: str | None = root.get("application_name")
+    role: str | None = root.get("usename")
+    states = [root["state"]] if root.get("state") else []
+
+    def call(function: str) -> str:
+        return backend_calls(
+            function, [pid], application_name=application_name, role=role, states=states
+        )
+
+    terminate = call("pg_terminate_backend")
+    if root.get("kind") != "the app":
+        owner = f"'{application_name or ''}' (role {role})"
+        return (
+            f"The root blocker pid {pid} belongs to {owner}: ask its owner to stop it; if it must "
+            f"go now: {terminate}"
+        )
     if root.get("state") in IDLE_IN_TRANSACTION:
-        terminate = backend_calls("pg_terminate_backend", [pid])
         return f"Release the lock (idle in transaction: cancel has no effect): {terminate}"
-    return (
-        f"Release the lock: {backend_calls('pg_cancel_backend', [pid])} and if it persists "
-        f"{backend_calls('pg_terminate_backend', [pid])}"
-    )
+    return f"Release the lock: {call('pg_cancel_backend')} and if it persists {terminate}"
 
 
 def check(readings: Readings) -> list[Finding]:
@@ -101,15 +121,19 @@ def check(readings: Readings) -> list[Finding]:
     persistent = [
         pid for pid, _ in ranked if sum(pid in root_blockers(s, w) for s, w in with_waiters) >= 2
     ]
-    longest = max(
-        seconds_between(sample.at, w.state_change or w.query_start) or 0.0 for w in waiters
-    )
+    longest = max(seconds_between(sample.at, wait_began(w)) or 0.0 for w in waiters)
     whose = app.label if app is not None else "clients"
     reasons = [
         f"{len(app_waiters)} backends of {whose} wait on locks ({len(waiters)} in all, longest "
         f"{format_duration(longest)})",
         *(_root_text(root, root["waiters"]) for root in root_facts[:3]),
     ]
+    hidden = sum(1 for b in sample.backends if b.query_hidden)
+    if hidden:
+        reasons.append(
+            f"{hidden} session(s) were hidden from pooldoctor's role (no pg_monitor): the chain "
+            "may continue through them, so it is not complete"
+        )
     confidence = 0.6
     if persistent:
         confidence += 0.15

@@ -33,7 +33,11 @@ def _problems(readings: Readings) -> tuple[list[str], list[str], dict[str, Any]]
     }
     if statement == 0 and not configured_statement:
         problems.append("no statement_timeout (server 0, app config unset)")
-        steps.append(alter_role(role, "statement_timeout", SUGGESTED_STATEMENT_TIMEOUT))
+        steps.append(
+            alter_role(role, "statement_timeout", SUGGESTED_STATEMENT_TIMEOUT)
+            + "; it also cancels migrations and CREATE INDEX CONCURRENTLY run as this role: give "
+            "them their own role or SET statement_timeout = 0 in their session"
+        )
     facts["holders_unbounded"] = statement == 0 and not configured_statement and idle_tx == 0
     if idle_tx == 0:
         problems.append("no idle_in_transaction_session_timeout")

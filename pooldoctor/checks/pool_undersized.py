@@ -68,7 +68,7 @@ def _sizing(evidence: Evidence, pool: PoolSignal, throughput: Throughput | None)
             steps.append(
                 f"That exceeds the server budget ({budget.arithmetic()}); "
                 + (budget_remedy(budget) or "")
-                + "; or cut concurrency / add PgBouncer"
+                + "; or cut concurrency per process"
             )
     steps.append("Never set max_overflow=-1: exhaustion then moves to the server")
     return steps

@@ -69,12 +69,13 @@ def check(readings: Readings) -> list[Finding]:
         reasons=reasons,
         evidence={"pgbouncers": bouncers} if bouncers else None,
         remediation=(
-            "PgBouncer >= 1.21: set max_prepared_statements (e.g. 200) so PgBouncer "
-            "re-prepares statements on whichever server connection a client gets; 1.22+ "
-            "also handles DEALLOCATE ALL / DISCARD ALL",
-            "psycopg 3: connect_args={'prepare_threshold': None} turns server-side prepares "
-            "off; psycopg >= 3.2 built on libpq >= 17 closes prepared statements at protocol "
-            "level, which PgBouncer >= 1.22 tracks, so prepares can stay on there",
+            "PgBouncer >= 1.21: max_prepared_statements = 200 (the default from 1.24) and RELOAD, "
+            "no restart: PgBouncer re-prepares statements on whichever server connection a client "
+            "gets; 1.22+ also handles DEALLOCATE ALL / DISCARD ALL; SQL-level PREPARE stays "
+            "untracked",
+            "psycopg 3: prepares can stay on behind PgBouncer >= 1.22 only with psycopg >= 3.2 "
+            "built on libpq >= 17 (it closes prepared statements at protocol level); otherwise "
+            "connect_args={'prepare_threshold': None}",
             "asyncpg: connect_args={'prepared_statement_cache_size': 0, "
             "'prepared_statement_name_func': lambda: f'__asyncpg_{uuid4()}__'}",
         ),

@@ -46,17 +46,22 @@ def _slot_usage(evidence: Evidence, budget: ServerBudget | None) -> tuple[int, i
 
 
 def _remediation(budget: ServerBudget | None) -> tuple[str, ...]:
-    steps = []
+    """Least disruptive first; nothing that restarts the server before the last step."""
+    steps = [
+        "Stop non-essential clients first (ad-hoc psql, BI tools, stuck jobs: the other sessions "
+        "in the evidence); ask their owners rather than ending their sessions"
+    ]
     if budget is not None:
         remedy = budget_remedy(budget)
         if remedy:
-            steps.append(remedy)
+            steps.append(f"{remedy}, rolled out one instance at a time")
     steps.extend(
         [
-            "Put PgBouncer (transaction mode) in front and give each process a small pool",
-            "Shed idle surplus: pool_use_lifo=True plus a server idle_session_timeout for the "
-            "app role (with pool_pre_ping=True)",
-            "Or raise max_connections (needs a restart; memory per backend)",
+            "Last resort, raise max_connections: it needs a server restart (an outage, then every "
+            "pool reconnecting), standbys first, and memory: shared_buffers + max_connections x "
+            "(2 x work_mem + ~10 MB) must fit in RAM",
+            "Planned change, not an incident step: PgBouncer (transaction mode) in front, with "
+            "small per-process pools",
         ]
     )
     return tuple(steps)

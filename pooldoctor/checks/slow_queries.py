@@ -87,11 +87,19 @@ def _finding(
     at = trend.latest_at if trend is not None else None
     steps: list[str] = []
     if slow:
-        steps.append(
-            "Cancel the longest statements if they are runaway: "
-            + backend_calls("pg_cancel_backend", [b.pid for b in slow])
+        app = trend.app if trend is not None else None
+        cancel = backend_calls(
+            "pg_cancel_backend",
+            [b.pid for b in slow],
+            application_name=app.application_name if app else None,
+            role=(app.role or app.usename) if app else None,
+            states=["active"],
         )
-        steps.append(f"EXPLAIN (ANALYZE, BUFFERS) the statement: {preview(slow[0].query)}")
+        steps.append(f"Cancel the longest statements if they are runaway: {cancel}")
+        steps.append(
+            f"EXPLAIN the statement (plain EXPLAIN only plans; EXPLAIN ANALYZE runs it again, so "
+            f"use a replica and BEGIN/ROLLBACK for writes): {preview(slow[0].query)}"
+        )
     current = readings.setting_seconds("statement_timeout")
     configured = evidence.config.statement_timeout if evidence.config else None
     if not current and not configured:

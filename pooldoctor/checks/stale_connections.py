@@ -76,7 +76,9 @@ def check(readings: Readings) -> list[Finding]:
         reasons.append("the pool is exhausted too: stale connections do not cause that")
     steps = [
         _recycle_advice(idle_kill),
-        "libpq keepalives: keepalives_idle=30 keepalives_interval=10 keepalives_count=3",
+        "libpq keepalives: keepalives_idle=30 keepalives_interval=10 keepalives_count=3 (not for "
+        "asyncpg, which sends them to the server as settings and fails: use the server's "
+        "tcp_keepalives_* instead)",
         "Do not set idle_session_timeout for roles that use a client-side pool",
     ]
     logged = signal if signal.seen else proxy

@@ -2,16 +2,23 @@
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from pooldoctor.collect.inputs import read_input
 from pooldoctor.durations import BadDuration, parse_duration
 from pooldoctor.evidence import PoolConfig
+from pooldoctor.redact import redact
 
 KEY_PREFIXES = ("DATABASE_", "DB_", "SQLALCHEMY_")
 MAX_CONFIG_BYTES = 1024 * 1024  # env files are small; a huge one is the wrong file
+MAX_DIGITS = 9
+MAX_CONNECTIONS = 262_143  # PostgreSQL's own ceiling on max_connections
+MAX_WORKERS = 100_000
+MAX_DURATION_SECONDS = 10 * 365 * 86400
 
 _TRUE = {"true", "1", "yes", "on"}
 _FALSE = {"false", "0", "no", "off"}
@@ -22,16 +29,31 @@ class BadValue(ValueError):
 
 
 def parse_whole(text: str) -> int:
-    """A whole number (`10`, `+3`, `-1` for max_overflow's unlimited)."""
+    """A whole number (`10`, `+3`, `-1`) of at most MAX_DIGITS digits."""
     stripped = text.strip()
-    if not re.fullmatch(r"[+-]?\d+", stripped):
-        raise BadValue("is not a whole number")
+    if not re.fullmatch(rf"[+-]?\d{{1,{MAX_DIGITS}}}", stripped):
+        raise BadValue("is not a whole number" + (" of sane size" if len(stripped) > 9 else ""))
     return int(stripped)
+
+
+def whole_in(low: int, high: int, meaning: str) -> Callable[[str], object]:
+    """A parser for whole numbers in [low, high]; `meaning` says what the range is."""
+
+    def parse(text: str) -> int:
+        number = parse_whole(text)
+        if not low <= number <= high:
+            raise BadValue(f"is out of range: {meaning}")
+        return number
+
+    return parse
 
 
 def parse_seconds(text: str) -> float:
     """Seconds from `10`, `10.0`, `500ms`, `30s`, `5min`, `1h` (bare numbers are seconds)."""
-    return parse_duration(text, bare_unit="s")
+    seconds = parse_duration(text, bare_unit="s")
+    if not math.isfinite(seconds) or seconds > MAX_DURATION_SECONDS:
+        raise BadValue(f"is out of range (at most {MAX_DURATION_SECONDS // 86400} days)")
+    return seconds
 
 
 def parse_bool(text: str) -> bool:
@@ -53,8 +75,10 @@ class Setting:
 
 
 SETTINGS: dict[str, Setting] = {
-    "POOL_SIZE": Setting("pool_size", parse_whole),
-    "MAX_OVERFLOW": Setting("max_overflow", parse_whole),
+    "POOL_SIZE": Setting("pool_size", whole_in(0, MAX_CONNECTIONS, "0 or more connections")),
+    "MAX_OVERFLOW": Setting(
+        "max_overflow", whole_in(-1, MAX_CONNECTIONS, "0 or more, or -1 for unlimited")
+    ),
     "POOL_TIMEOUT": Setting("pool_timeout", parse_seconds),
     "POOL_RECYCLE": Setting("pool_recycle", parse_seconds),
     "POOL_PRE_PING": Setting("pool_pre_ping", parse_bool),
@@ -62,8 +86,8 @@ SETTINGS: dict[str, Setting] = {
     "STATEMENT_TIMEOUT": Setting("statement_timeout", parse_seconds),
     "CONNECTION_TIMEOUT": Setting("connect_timeout", parse_seconds),
     "CONNECT_TIMEOUT": Setting("connect_timeout", parse_seconds),
-    "WEB_CONCURRENCY": Setting("workers", parse_whole),
-    "WORKERS": Setting("workers", parse_whole),
+    "WEB_CONCURRENCY": Setting("workers", whole_in(1, MAX_WORKERS, "1 or more processes")),
+    "WORKERS": Setting("workers", whole_in(1, MAX_WORKERS, "1 or more processes")),
 }
 
 
@@ -108,12 +132,9 @@ def read_config(paths: Sequence[str], workers: int | None) -> PoolConfig:
     files: list[str] = []
     for path in paths:
         try:
-            data = Path(path).read_bytes()[: MAX_CONFIG_BYTES + 1]
+            data = read_input(path, MAX_CONFIG_BYTES)
         except OSError as exc:
             problems.append(f"{path}: cannot read: {exc.strerror or exc}")
-            continue
-        if len(data) > MAX_CONFIG_BYTES:
-            problems.append(f"{path}: larger than {MAX_CONFIG_BYTES // 1024} KiB; not an env file")
             continue
         files.append(path)
         name = Path(path).name
@@ -142,4 +163,5 @@ def _apply_line(config: PoolConfig, line: str, where: str, problems: list[str]) 
 
 
 def _shown(value: str) -> str:
-    return repr(value if len(value) <= 40 else value[:39] + "…")
+    shown = redact(value)
+    return repr(shown if len(shown) <= 40 else shown[:39] + "…")

@@ -8,7 +8,7 @@ from urllib.parse import parse_qsl, quote, unquote, urlencode
 import psycopg
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
-from pooldoctor.redact import dsn_secrets, scrub_secrets, split_uri
+from pooldoctor.redact import dsn_secrets, redact, scrub_secrets, split_uri
 
 LIBPQ_SCHEMES = ("postgresql", "postgres")
 
@@ -61,7 +61,7 @@ def parse_dsn(dsn: str) -> dict[str, str]:
         params = conninfo_to_dict(conninfo)
     except psycopg.Error as exc:
         reason = " ".join(str(exc).split())
-        raise InvalidDsnError(f"invalid DSN: {scrub_secrets(reason, secrets)}") from None
+        raise InvalidDsnError(f"invalid DSN: {redact(scrub_secrets(reason, secrets))}") from None
     return {key: str(value) for key, value in params.items()}
 
 

@@ -12,6 +12,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pooldoctor.durations import BadDuration, parse_duration
 from pooldoctor.redact import redact_url
 
+MAX_AGE_DAYS = 100 * 366  # older than any log anyone keeps; beyond it the arithmetic overflows
+
 
 class BadOption(ValueError):
     """A source option that cannot be used; the message is one line for the user."""
@@ -49,17 +51,22 @@ class SourceOptions:
 
 def parse_time_arg(text: str, now: datetime, default_tz: tzinfo) -> datetime:
     """Parse --since/--until: ISO 8601 (naive means default_tz) or a relative age like 2h."""
+    age: float | None = None
     with contextlib.suppress(BadDuration):
-        return now - timedelta(seconds=parse_duration(text, bare_unit=None))
+        age = parse_duration(text, bare_unit=None)
+    if age is not None:
+        if not age <= MAX_AGE_DAYS * 86400:  # also refuses inf and nan
+            raise BadOption(f"{text!r} is too far back (at most {MAX_AGE_DAYS}d)")
+        return now - timedelta(seconds=age)
     try:
         moment = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
-    except ValueError:
+        if moment.tzinfo is None:
+            moment = moment.replace(tzinfo=default_tz)
+        return moment.astimezone(UTC)
+    except (ValueError, OverflowError):  # no such date, or beyond datetime's range in UTC
         raise BadOption(
             f"{text!r} is not a time: use ISO 8601 (2026-11-21T09:30:00Z) or an age (30m, 2h, 1d)"
         ) from None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=default_tz)
-    return moment.astimezone(UTC)
 
 
 def resolve_log_tz(name: str | None) -> tzinfo:

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import json
 import math
 import re
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from pooldoctor.evidence import Holder, PoolSample
+from pooldoctor.evidence import MAX_COUNT, MAX_SECONDS, Holder, PoolSample
+from pooldoctor.jsonio import MAX_JSON_NUMBER, JsonLimitError, loads_bounded
 from pooldoctor.status_schema import ENGINES_KEY, NULLPOOL_CLASS
 
 JSON = "json"
@@ -25,6 +25,7 @@ COUNT_FIELDS = ("size", "checked_out", "checked_in", "overflow", "max_overflow",
 HOLDER_COUNT_FIELDS = ("holders_total", "holders_dead_threads")  # beyond the holders listed
 # QueuePool.overflow() starts at -pool_size; max_overflow=-1 means "unlimited".
 MAY_BE_NEGATIVE = frozenset({"overflow", "max_overflow"})
+MAX_COUNTER = MAX_JSON_NUMBER  # cumulative counters (checkouts, wait milliseconds) grow large
 
 
 class PayloadError(ValueError):
@@ -39,7 +40,9 @@ def parse_pool_payload(body: str, content_type: str | None, at: datetime) -> Poo
     media = (content_type or "").split(";")[0].strip().lower()
     if text[0] in '{["':
         try:
-            document = json.loads(text)
+            document = loads_bounded(text, numbers=False)
+        except JsonLimitError as exc:
+            raise PayloadError(f"unacceptable JSON: {exc}") from None
         except ValueError as exc:
             raise PayloadError(f"invalid JSON: {exc}") from None
         return _from_json(document, at)
@@ -154,7 +157,7 @@ def _from_json_fields(document: dict[str, Any], raw: dict[str, Any], at: datetim
         if value is None:
             continue  # null: the app could not say (e.g. no counts for this pool class)
         if name == "timeout":
-            values[name] = _number(value, name, allow_negative=False)
+            values[name] = _number(value, name, allow_negative=False, limit=MAX_SECONDS)
         else:
             values[name] = _count(value, name)
     holders = _holders(document.get("holders"))
@@ -207,7 +210,7 @@ def _holders(raw: Any) -> tuple[Holder, ...]:
     for index, item in enumerate(raw):
         if not isinstance(item, dict) or not isinstance(item.get("origin"), str):
             raise PayloadError(f"holders[{index}] must be an object with an origin string")
-        age = _number(item.get("age_seconds"), f"holders[{index}].age_seconds", False)
+        age = _number(item.get("age_seconds"), f"holders[{index}].age_seconds", False, MAX_SECONDS)
         thread = item.get("thread")
         if thread is not None and not isinstance(thread, str):
             thread = str(thread)
@@ -223,13 +226,16 @@ def _counters(raw: Any) -> dict[str, float]:
         return {}
     if not isinstance(raw, dict):
         raise PayloadError("counters must be an object of name: number")
-    return {str(name): _number(value, f"counters.{name}", False) for name, value in raw.items()}
+    return {
+        str(name): _number(value, f"counters.{name}", False, MAX_COUNTER)
+        for name, value in raw.items()
+    }
 
 
 # --- value validation -------------------------------------------------------------------------
 
 
-def _number(value: Any, name: str, allow_negative: bool) -> float:
+def _number(value: Any, name: str, allow_negative: bool, limit: float = MAX_COUNT) -> float:
     if isinstance(value, bool) or value is None:
         raise PayloadError(f"{name} is not a number: {value!r}")
     if isinstance(value, str):
@@ -242,6 +248,8 @@ def _number(value: Any, name: str, allow_negative: bool) -> float:
     number = float(value)
     if not math.isfinite(number):
         raise PayloadError(f"{name} is not a finite number: {value!r}")
+    if abs(number) > limit:
+        raise PayloadError(f"{name} is out of range: {number:g} (at most {limit:g})")
     if number < 0 and not allow_negative:
         raise PayloadError(f"{name} is negative: {value!r}")
     return number
@@ -262,9 +270,9 @@ def _count(value: Any, name: str, field_name: str | None = None) -> int:
 # --- SQLAlchemy Pool.status() ----------------------------------------------------------------
 
 _QUEUEPOOL_STATUS = re.compile(
-    r"Pool size:\s*(?P<size>-?\d+)\s+Connections in pool:\s*(?P<checked_in>-?\d+)\s+"
-    r"Current Overflow:\s*(?P<overflow>-?\d+)\s+"
-    r"Current Checked out connections:\s*(?P<checked_out>-?\d+)",
+    r"Pool size:\s*(?P<size>-?\d{1,12})\s+Connections in pool:\s*(?P<checked_in>-?\d{1,12})\s+"
+    r"Current Overflow:\s*(?P<overflow>-?\d{1,12})\s+"
+    r"Current Checked out connections:\s*(?P<checked_out>-?\d{1,12})",
     re.IGNORECASE,
 )
 _COUNTERLESS_POOLS = re.compile(r"^(StaticPool|SingletonThreadPool|AssertionPool)\b")
@@ -301,8 +309,8 @@ def _from_psycopg(stats: dict[str, Any], at: datetime) -> PoolSample:
     counters: dict[str, float] = {}
     for name, value in stats.items():
         if name in _PSYCOPG_KEYS or name == "pool_size":
-            counters[name] = _number(value, name, allow_negative=False)
-        elif _is_finite_number(value):
+            counters[name] = _number(value, name, allow_negative=False, limit=MAX_COUNTER)
+        elif _is_finite_number(value) and abs(value) <= MAX_COUNTER:
             counters[str(name)] = float(value)  # extra keys an app may add, kept when numeric
 
     def stat(name: str) -> int:
@@ -456,10 +464,12 @@ def _prometheus_sample(series: dict[str, _Series], at: datetime) -> PoolSample:
         if target is None or target in values:
             if entry.total < 0:
                 notes.append(f"{name}: negative ({entry.total:g}), ignored")
+            elif entry.total > MAX_COUNTER:
+                notes.append(f"{name}: out of range ({entry.total:g}), ignored")
             else:
                 counters[_PROM_COUNTERS.get(suffix, name)] = entry.total
         elif target == "timeout":
-            values[target] = _number(entry.total, name, allow_negative=False)
+            values[target] = _number(entry.total, name, allow_negative=False, limit=MAX_SECONDS)
         elif target == "checked_in" and entry.total < 0 and suffix == "idle":
             # db_pool_idle is often set to size - checkedout, negative while overflow is in use.
             notes.append(f"{name}: negative ({entry.total:g}), read as 0 idle connections")
@@ -467,6 +477,10 @@ def _prometheus_sample(series: dict[str, _Series], at: datetime) -> PoolSample:
         else:
             values[target] = _count(entry.total, name, target)
     if not values:
+        unusable = [name for name, entry in series.items() if entry.skipped and not entry.count]
+        if unusable:
+            shown = ", ".join(f"{n} {series[n].skipped[0]}" for n in sorted(unusable)[:4])
+            raise PayloadError(f"Prometheus pool gauges without a finite value: {shown}")
         found = ", ".join(sorted(series)[:8]) or "no *_pool_* metric"
         raise PayloadError(
             f"Prometheus text without pool gauges (e.g. db_pool_checked_out); found: {found}"

@@ -32,6 +32,7 @@ MAX_REDIRECTS = 5  # enough for http->https plus a trailing-slash hop; more is a
 READ_CHUNK_BYTES = 64 * 1024
 ERROR_EXCERPT_CHARS = 120  # a 5xx body excerpt long enough to hold an exception message
 REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
+CANCEL_POLL_SECONDS = 0.1  # how soon a fetch notices that the run was interrupted
 
 # --- fetching ---------------------------------------------------------------------------------
 
@@ -170,18 +171,26 @@ class _Fetch:
             headers["Authorization"] = f"Bearer {self.token}"
         elif parts.username is not None:
             pair = f"{unquote(parts.username)}:{unquote(parts.password or '')}"
-            headers["Authorization"] = "Basic " + base64.b64encode(pair.encode()).decode()
+            encoded = base64.b64encode(pair.encode()).decode()
+            self.secrets.add(encoded)  # a peer that echoes the header must not leak it
+            headers["Authorization"] = "Basic " + encoded
         return headers
 
     def _read_body(self, sock: socket.socket, response: http.client.HTTPResponse) -> bytes:
         declared = response.getheader("Content-Length")
         if declared and declared.strip().isdigit() and int(declared) > MAX_BODY_BYTES:
             raise _Failed(_too_large(int(declared)))
+        expected = int(declared) if declared and declared.strip().isdigit() else None
         chunks: list[bytes] = []
         while True:
             sock.settimeout(self._remaining())
             chunk = response.read1(READ_CHUNK_BYTES)
             if not chunk:
+                if expected is not None and self.bytes_received < expected:
+                    raise _Failed(
+                        f"response cut short: {self.bytes_received} of {expected} bytes "
+                        "(Content-Length) received"
+                    )
                 return b"".join(chunks)
             chunks.append(chunk)
             self.bytes_received += len(chunk)
@@ -325,8 +334,13 @@ def _error_excerpt(text: str, content_type: str | None) -> str:
     return excerpt(text, ERROR_EXCERPT_CHARS)
 
 
-def fetch_pool_sample(url: str, timeout: float) -> PoolSample | SampleError:
-    """GET and parse one pool-status URL; any failure is a SampleError, all within `timeout`."""
+def fetch_pool_sample(
+    url: str, timeout: float, cancel: threading.Event | None = None
+) -> PoolSample | SampleError:
+    """GET and parse one pool-status URL; any failure is a SampleError, all within `timeout`.
+
+    Setting `cancel` (Ctrl-C in the main thread) abandons the fetch at once.
+    """
     started = datetime.now(UTC)
     token = os.environ.get(TOKEN_ENV) or None
     fetch = _Fetch(url, timeout, time.monotonic() + timeout, token)
@@ -336,9 +350,16 @@ def fetch_pool_sample(url: str, timeout: float) -> PoolSample | SampleError:
         target=fetch.run, args=(started,), name="pool-status-fetch", daemon=True
     )
     worker.start()
-    worker.join(timeout)
+    deadline = time.monotonic() + timeout
+    while worker.is_alive() and not (cancel is not None and cancel.is_set()):
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            break
+        worker.join(min(remaining, CANCEL_POLL_SECONDS))
     if worker.is_alive():
         fetch.abort()
+        if cancel is not None and cancel.is_set():
+            return SampleError(started, "cancelled: pooldoctor was interrupted")
         return SampleError(started, scrub_secrets(fetch.timeout_message(), fetch.secrets))
     if fetch.result is None:  # unreachable: run() always sets a result
         return SampleError(started, "pool-status fetch ended without a result")

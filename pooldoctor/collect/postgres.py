@@ -11,10 +11,11 @@ from datetime import UTC, datetime
 from typing import Any
 
 import psycopg
+from psycopg import sql
 from psycopg.rows import DictRow, dict_row
 
 from pooldoctor.collect.dsn import InvalidDsnError, normalize_dsn
-from pooldoctor.collect.sql import load_query, shorten_query
+from pooldoctor.collect.sql import load_fragment, load_query, shorten_query
 from pooldoctor.evidence import (
     ActivitySample,
     Backend,
@@ -42,6 +43,8 @@ QUERY_CHARS = 400
 # How long finish() waits for a sample still running (after cancelling it) before giving up.
 FINISH_WAIT_SECONDS = 2.0
 HIDDEN_QUERY = "<insufficient privilege>"
+WAITSTART_SINCE = 140000  # pg_locks.waitstart
+RESERVED_ROLES_SINCE = 160000  # reserved_connections and pg_use_reserved_connections
 
 SETTING_NAMES = (
     "max_connections",
@@ -215,6 +218,7 @@ def _backend(row: Mapping[str, Any], redact_literals: bool) -> Backend:
         blocking_pids=tuple(row["blocking_pids"] or ()),
         query=query,
         query_hidden=hidden,
+        lock_wait_start=_as_utc(row["lock_wait_start"]),
     )
 
 
@@ -237,9 +241,12 @@ class PostgresProbe:
         self.server_version_num: int | None = None
         self.current_user: str | None = None
         self.is_superuser: bool | None = None
+        self.can_read_all_stats: bool | None = None
+        self.reserved_connection_roles: tuple[str, ...] = ()
         self.settings: dict[str, str] = {}
         self.limits: tuple[ConnectionLimit, ...] = ()
         self._samples: list[ActivitySample] = []
+        self._attempts = 0
         self._errors: list[str] = []
         self._connection: psycopg.Connection[DictRow] | None = None
         self._broken = False
@@ -278,13 +285,30 @@ class PostgresProbe:
         self.connect_seconds = time.monotonic() - began
         self._connection = attempt.connection
         self._run_once("session setup", self._configure_session)
+        if self._errors:  # fail closed: no read-only guarantee or timeouts, so no queries
+            self._broken = True
+            self._errors.append("session setup failed: not sampling without read-only and timeouts")
+            self._close()
+            return
         self._run_once("server info", self._read_server_info)
         self._run_once("settings", self._read_settings)
         self._run_once("connection limits", self._read_limits)
+        if self._version_at_least(RESERVED_ROLES_SINCE):
+            self._run_once("reserved connection roles", self._read_reserved_roles)
 
-    def _query(self, name: str, params: Mapping[str, object] | None = None) -> list[DictRow]:
+    def _query(
+        self,
+        name: str,
+        params: Mapping[str, object] | None = None,
+        parts: Mapping[str, sql.Composable] | None = None,
+    ) -> list[DictRow]:
         assert self._connection is not None
-        return self._connection.execute(load_query(name), params).fetchall()
+        query = load_query(name)
+        statement = query.format(**parts) if parts else query
+        return self._connection.execute(statement, params).fetchall()
+
+    def _version_at_least(self, version_num: int) -> bool:
+        return self.server_version_num is not None and self.server_version_num >= version_num
 
     def _configure_session(self) -> None:
         statement_timeout_ms = max(1, round(self.timeout * 1000))
@@ -303,6 +327,7 @@ class PostgresProbe:
         self.server_version_num = row["server_version_num"]
         self.current_user = row["user_name"]
         self.is_superuser = row["is_superuser"]
+        self.can_read_all_stats = row["can_read_all_stats"]
 
     def _read_settings(self) -> None:
         rows = self._query("settings", {"names": list(SETTING_NAMES)})
@@ -313,6 +338,14 @@ class PostgresProbe:
             ConnectionLimit(r["kind"], r["name"], r["connection_limit"], r["current_count"])
             for r in self._query("connection_limits")
         )
+
+    def _read_reserved_roles(self) -> None:
+        self.reserved_connection_roles = tuple(r["rolname"] for r in self._query("reserved_roles"))
+
+    def _activity_parts(self) -> dict[str, sql.Composable]:
+        if self._version_at_least(WAITSTART_SINCE):
+            return {"lock_wait_start": load_fragment("lock_wait_start")}
+        return {"lock_wait_start": sql.SQL("NULL::timestamptz")}
 
     def _run_once(self, what: str, step: Callable[[], None]) -> None:
         if self._connection is None or self._broken:
@@ -340,9 +373,12 @@ class PostgresProbe:
         try:
             if self._connection is None or self._broken or self._connection.closed:
                 return
-            number = len(self._samples) + 1
+            self._attempts += 1
+            number = self._attempts
             try:
-                rows = self._query("activity", {"query_chars": QUERY_FETCH_CHARS})
+                rows = self._query(
+                    "activity", {"query_chars": QUERY_FETCH_CHARS}, self._activity_parts()
+                )
             except psycopg.Error as exc:
                 self._record_error(f"sample {number}", exc)
                 return
@@ -388,6 +424,21 @@ class PostgresProbe:
                 limits=self.limits,
                 samples=tuple(self._samples),
                 errors=tuple(self._errors),
+                can_read_all_stats=self.can_read_all_stats,
+                hidden_per_sample=tuple(
+                    sum(1 for b in s.backends if b.query_hidden) for s in self._samples
+                ),
+                hidden_roles=tuple(
+                    sorted(
+                        {
+                            b.usename or "?"
+                            for s in self._samples
+                            for b in s.backends
+                            if b.query_hidden
+                        }
+                    )
+                ),
+                reserved_connection_roles=self.reserved_connection_roles,
             )
         return self._evidence
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import base64
-import json
 import math
 import re
 import urllib.error
@@ -17,6 +16,7 @@ from typing import Any
 
 from pooldoctor.collect.pool_payloads import excerpt, looks_like_html
 from pooldoctor.evidence import (
+    MAX_COUNT,
     PoolInstance,
     PoolSample,
     PrometheusEvidence,
@@ -24,12 +24,17 @@ from pooldoctor.evidence import (
     SourceState,
     SourceStatus,
 )
+from pooldoctor.jsonio import MAX_JSON_NUMBER, loads_bounded
 from pooldoctor.redact import redact_url
 
 DEFAULT_WINDOW = timedelta(minutes=30)
 MAX_POINTS = 60  # per series: the step is the window divided by this, in whole seconds
 MAX_SERIES = 20_000  # per query; past it the rest is dropped with a note
 QUERY_THREADS = 4
+MAX_ANSWER_BYTES = 64 * 1024 * 1024  # 20,000 series of 60 points is about 40 MiB of JSON
+LATEST_TIMESTAMP = 4_102_444_800.0  # 2100-01-01: later (or negative) sample times are nonsense
+# Fields that evidence requires to be counts (0..MAX_COUNT); max_overflow may be -1.
+_COUNT_TARGETS = frozenset({"state", "size", "checked_out", "checked_in", "waiting"})
 PAYLOAD_FORMAT = "prometheus-history"
 INSTANCE_LABELS = ("job", "instance")
 # Pool name labels as OpenTelemetry exporters write them (current, then older spellings), and
@@ -140,10 +145,15 @@ def range_query(
     request = urllib.request.Request(url, headers=headers)
     try:
         with urllib.request.urlopen(request, timeout=timeout) as response:
-            body = response.read().decode("utf-8", errors="replace")
+            data = response.read(MAX_ANSWER_BYTES + 1)
+            if len(data) > MAX_ANSWER_BYTES:
+                raise PrometheusError(
+                    f"answer larger than {MAX_ANSWER_BYTES // 1024 // 1024} MiB; narrow the window"
+                )
+            body = data.decode("utf-8", errors="replace")
             content_type = response.headers.get("Content-Type")
     except urllib.error.HTTPError as exc:
-        body = exc.read().decode("utf-8", errors="replace")
+        body = exc.read(MAX_ANSWER_BYTES).decode("utf-8", errors="replace")
         raise PrometheusError(
             f"HTTP {exc.code}: {_api_error(body, exc.headers.get('Content-Type'))}"
         ) from None
@@ -151,7 +161,7 @@ def range_query(
         reason = getattr(exc, "reason", None) or exc
         raise PrometheusError(f"cannot query: {reason}", unreachable=True) from None
     try:
-        document = json.loads(body)
+        document = loads_bounded(body, numbers=False)
     except ValueError:
         raise PrometheusError(f"not the Prometheus API: {_api_error(body, content_type)}") from None
     if not isinstance(document, dict) or document.get("status") != "success":
@@ -164,7 +174,7 @@ def range_query(
 
 def _api_error(body: str, content_type: str | None) -> str:
     try:
-        document = json.loads(body)
+        document = loads_bounded(body, numbers=False)
     except ValueError:
         document = None
     if isinstance(document, dict) and document.get("error"):
@@ -209,13 +219,38 @@ def _add_series(acc: _Accumulator, query: SeriesQuery, series: Mapping[str, Any]
         target = {"used": "checked_out", "idle": "checked_in"}.get(state, "")
         if not target:
             return
-    for at, raw in series.get("values") or []:
-        value = float(raw)
-        if math.isfinite(value):
-            if query.keep_state:
-                acc.add(key, float(at), target, value)
-            else:
-                acc.put_if_absent(key, float(at), target, value)
+    low, high = _bounds(query.target)
+    for point in series.get("values") or []:
+        checked = _point(point, low, high)
+        if checked is None:
+            continue
+        at, value = checked
+        if query.keep_state:
+            acc.add(key, at, target, value)
+        else:
+            acc.put_if_absent(key, at, target, value)
+
+
+def _bounds(target: str) -> tuple[float, float]:
+    """The range a value of `target` must lie in to be evidence (the rest is dropped)."""
+    if target in _COUNT_TARGETS:
+        return 0.0, float(MAX_COUNT)
+    if target == "max_overflow":
+        return -1.0, float(MAX_COUNT)
+    return 0.0, MAX_JSON_NUMBER
+
+
+def _point(point: Any, low: float, high: float) -> tuple[float, float] | None:
+    """(unix time, value) of one [time, "value"] pair from outside, or None when either is not
+    a finite number in range (NaN gauges, a timestamp past 2100, 1e308)."""
+    try:
+        at, raw = point
+        moment, value = float(at), float(raw)
+    except (TypeError, ValueError):
+        return None
+    if not (0.0 <= moment <= LATEST_TIMESTAMP and math.isfinite(value) and low <= value <= high):
+        return None
+    return moment, value
 
 
 def _sample(at: float, values: Mapping[str, float]) -> PoolSample:
@@ -347,10 +382,10 @@ def read_history(base_url: str, start: datetime, end: datetime, timeout: float) 
             else:
                 labels = series.get("metric") or {}
                 selector = ",".join(f'{k}="{v}"' for k, v in sorted(labels.items()))
+                points = (_point(p, 0.0, MAX_JSON_NUMBER) for p in series.get("values") or [])
                 server_series[f"{name}{{{selector}}}"] = tuple(
-                    SeriesPoint(datetime.fromtimestamp(float(at), UTC), float(raw))
-                    for at, raw in series.get("values") or []
-                    if math.isfinite(float(raw))
+                    SeriesPoint(datetime.fromtimestamp(at, UTC), value)
+                    for at, value in (p for p in points if p is not None)
                 )
     pools = pools_from_points(acc.points)
     evidence = PrometheusEvidence(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor, wait
@@ -16,17 +17,20 @@ from pooldoctor.collect.options import SourceOptions
 from pooldoctor.collect.pgbouncer import PgBouncerProbe, open_pgbouncer
 from pooldoctor.collect.pool_status import fetch_pool_sample
 from pooldoctor.collect.postgres import PostgresProbe, open_postgres
-from pooldoctor.collect.prometheus import history_window, read_history
+from pooldoctor.collect.prometheus import History, history_window, read_history
 from pooldoctor.evidence import (
     Evidence,
     LogFileEvidence,
+    PgBouncerEvidence,
     PoolConfig,
     PoolInstance,
     PoolSample,
+    PostgresEvidence,
     SampleError,
     SourceState,
     SourceStatus,
 )
+from pooldoctor.interrupts import INTERRUPTS, interrupt_name
 from pooldoctor.redact import redact_url
 
 Clock = Callable[[], datetime]
@@ -104,6 +108,7 @@ def _sample_round(
     bouncers: list[PgBouncerProbe],
     timeout: float,
     clock: Clock,
+    cancel: threading.Event | None = None,
 ) -> None:
     # Connection-holding probes first: with a fleet larger than the thread pool they must not
     # queue behind a thousand URL fetches.
@@ -111,7 +116,9 @@ def _sample_round(
     if probe is not None:
         pending.append(executor.submit(probe.sample))
     futures: dict[Future[PoolSample | SampleError], _PoolReadings] = {
-        executor.submit(fetch_pool_sample, r.url, timeout): r for r in readings if not r.refused
+        executor.submit(fetch_pool_sample, r.url, timeout, cancel): r
+        for r in readings
+        if not r.refused
     }
     pending.extend(futures)
     wait(pending, timeout=timeout + JOIN_MARGIN_SECONDS)
@@ -156,72 +163,160 @@ def capture(
     """Collect evidence from every requested source; failures become source statuses.
 
     `on_round` hears after each sampling round what each live source gave (for progress output).
+    Ctrl-C or SIGTERM stops collection and raises CaptureInterrupted carrying the evidence
+    collected so far (the caller writes it and exits 130/143).
     """
-    started = clock()
-    statuses: list[SourceStatus] = []
-    readings = [_PoolReadings(url) for url in options.pool_status]
-    probe = open_postgres(options.dsn, options.timeout) if options.dsn else None
-    bouncers = [open_pgbouncer(dsn, options.timeout) for dsn in options.pgbouncers]
-    pools_started = clock()
-    if readings or probe is not None or bouncers:
-        live = len(readings) + len(bouncers) + (probe is not None)
+    run = _Run(options, clock, on_round)
+    try:
+        run.collect()
+    except INTERRUPTS as exc:
+        run.cancel.set()
+        run.interrupted = interrupt_name(exc)
+        raise CaptureInterrupted(run.evidence(), exc) from None
+    return run.evidence()
+
+
+class CaptureInterrupted(BaseException):
+    """A capture stopped by SIGINT/SIGTERM; `evidence` holds what was collected until then."""
+
+    def __init__(self, evidence: Evidence, cause: BaseException) -> None:
+        super().__init__(interrupt_name(cause))
+        self.evidence = evidence
+        self.cause = cause
+
+
+class _Run:
+    """One capture's progress, so that an interrupted one still yields what it has."""
+
+    def __init__(
+        self, options: SourceOptions, clock: Clock, on_round: RoundCallback | None
+    ) -> None:
+        self.options = options
+        self.clock = clock
+        self.on_round = on_round
+        self.started = clock()
+        self.statuses: list[SourceStatus] = []
+        self.readings = [_PoolReadings(url) for url in options.pool_status]
+        self.probe: PostgresProbe | None = None
+        self.bouncers: list[PgBouncerProbe] = []
+        self.postgres: PostgresEvidence | None = None
+        self.pgbouncers: tuple[PgBouncerEvidence, ...] = ()
+        self.pools_started = self.started
+        self.history: History | None = None
+        self.logs: tuple[LogFileEvidence, ...] = ()
+        self.config: PoolConfig | None = None
+        self.interrupted: str | None = None
+        self.cancel = threading.Event()  # set on Ctrl-C: in-flight fetches give up at once
+        self._phase = "starting"
+        self._live_finished = False
+
+    def collect(self) -> None:
+        options = self.options
+        self._phase = "connecting to PostgreSQL"
+        self.probe = open_postgres(options.dsn, options.timeout) if options.dsn else None
+        self._phase = "connecting to PgBouncer"
+        for dsn in options.pgbouncers:
+            self.bouncers.append(open_pgbouncer(dsn, options.timeout))
+        self.pools_started = self.clock()
+        self._phase = "sampling"
+        if self.readings or self.probe is not None or self.bouncers:
+            self._sample_all()
+        self._finish_live()
+        if options.prometheus:
+            self._phase = "reading Prometheus"
+            prometheus_started = self.clock()
+            start, end = history_window(options.since, options.until, prometheus_started)
+            self.history = read_history(options.prometheus, start, end, options.timeout)
+            self.statuses.append(self.history.status(prometheus_started, self.clock()))
+        if options.logs:
+            self._phase = "reading logs"
+            logs_started = self.clock()
+            self.logs = collect_logs(
+                options.logs, log_tz=options.log_tz or UTC, since=options.since, until=options.until
+            )
+            logs_finished = self.clock()
+            self.statuses.extend(
+                log_file_status(log, logs_started, logs_finished) for log in self.logs
+            )
+        if options.configs or options.workers is not None:
+            self._phase = "reading config"
+            self.config = read_config(options.configs, options.workers)
+            self.statuses.append(config_status(self.config, self.clock()))
+        self._phase = "done"
+
+    def _sample_all(self) -> None:
+        options = self.options
+        live = len(self.readings) + len(self.bouncers) + (self.probe is not None)
         executor = ThreadPoolExecutor(
             max_workers=min(MAX_SAMPLING_THREADS, live), thread_name_prefix="sample"
         )
         try:
             for index in range(options.samples):
                 round_started = time.monotonic()
-                _sample_round(executor, readings, probe, bouncers, options.timeout, clock)
-                if on_round is not None:
-                    report = _round_report(index + 1, options.samples, readings, probe, bouncers)
-                    on_round(report)
+                _sample_round(
+                    executor,
+                    self.readings,
+                    self.probe,
+                    self.bouncers,
+                    options.timeout,
+                    self.clock,
+                    self.cancel,
+                )
+                if self.on_round is not None:
+                    report = _round_report(
+                        index + 1, options.samples, self.readings, self.probe, self.bouncers
+                    )
+                    self.on_round(report)
                 if index + 1 < options.samples:
                     elapsed = time.monotonic() - round_started
                     time.sleep(max(0.0, options.interval - elapsed))
         finally:
             executor.shutdown(wait=False, cancel_futures=True)
-    pools_finished = clock()
-    statuses.extend(r.status(pools_started, pools_finished) for r in readings)
-    postgres = None
-    if probe is not None:
-        postgres = probe.finish()
-        statuses.append(probe.status())
-    pgbouncers = tuple(bouncer.finish() for bouncer in bouncers)
-    statuses.extend(bouncer.status() for bouncer in bouncers)
-    pools = tuple(r.instance() for r in readings)
-    history = None
-    if options.prometheus:
-        prometheus_started = clock()
-        start, end = history_window(options.since, options.until, prometheus_started)
-        history = read_history(options.prometheus, start, end, options.timeout)
-        pools += history.pools
-        statuses.append(history.status(prometheus_started, clock()))
-    logs: tuple[LogFileEvidence, ...] = ()
-    if options.logs:
-        logs_started = clock()
-        logs = collect_logs(
-            options.logs, log_tz=options.log_tz or UTC, since=options.since, until=options.until
+
+    def _finish_live(self) -> None:
+        if self._live_finished:
+            return
+        self._live_finished = True
+        finished = self.clock()
+        self.statuses.extend(r.status(self.pools_started, finished) for r in self.readings)
+        if self.probe is not None:
+            self.postgres = self.probe.finish()
+            self.statuses.append(self.probe.status())
+        self.pgbouncers = tuple(bouncer.finish() for bouncer in self.bouncers)
+        self.statuses.extend(bouncer.status() for bouncer in self.bouncers)
+
+    def evidence(self) -> Evidence:
+        if self.interrupted is not None:
+            phase = self._phase
+            self._finish_live()
+            at = self.clock()
+            self.statuses.append(
+                SourceStatus(
+                    "pooldoctor",
+                    "capture",
+                    SourceState.ERROR,
+                    f"{self.interrupted} while {phase}; evidence collected until then is kept",
+                    at,
+                    at,
+                )
+            )
+        pools = tuple(r.instance() for r in self.readings)
+        if self.history is not None:
+            pools += self.history.pools
+        return Evidence(
+            collected_at=self.clock(),
+            started_at=self.started,
+            pooldoctor_version=__version__,
+            since=self.options.since,
+            until=self.options.until,
+            pools=pools,
+            postgres=self.postgres,
+            logs=self.logs,
+            config=self.config,
+            pgbouncers=self.pgbouncers,
+            prometheus=self.history.evidence if self.history is not None else None,
+            sources=tuple(self.statuses),
         )
-        logs_finished = clock()
-        statuses.extend(log_file_status(log, logs_started, logs_finished) for log in logs)
-    config = None
-    if options.configs or options.workers is not None:
-        config = read_config(options.configs, options.workers)
-        statuses.append(config_status(config, clock()))
-    return Evidence(
-        collected_at=clock(),
-        started_at=started,
-        pooldoctor_version=__version__,
-        since=options.since,
-        until=options.until,
-        pools=pools,
-        postgres=postgres,
-        logs=logs,
-        config=config,
-        pgbouncers=pgbouncers,
-        prometheus=history.evidence if history is not None else None,
-        sources=tuple(statuses),
-    )
 
 
 def config_status(config: PoolConfig, at: datetime) -> SourceStatus:

@@ -8,10 +8,11 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.text import Text
 
 from pooldoctor.atomic import write_atomic
 from pooldoctor.collect.options import NO_SOURCES_MESSAGE, RawSourceOptions
-from pooldoctor.collect.session import capture, utc_now
+from pooldoctor.collect.session import CaptureInterrupted, capture, utc_now
 from pooldoctor.commands import options as opt
 from pooldoctor.commands.progress import (
     QuietOpt,
@@ -22,6 +23,9 @@ from pooldoctor.commands.progress import (
 )
 from pooldoctor.evidence import SourceState, evidence_to_json
 from pooldoctor.exitcodes import ExitCode
+from pooldoctor.interrupts import interrupt_exit_code, interrupt_name
+from pooldoctor.report.terminal import plain
+from pooldoctor.sanitize import strip_controls
 
 
 def capture_command(
@@ -70,22 +74,27 @@ def capture_command(
             f"--out {out} is a directory; give a file name such as {out}/evidence.json"
         )
     level = verbosity(quiet, verbose)
+    interrupted: BaseException | None = None
     with sampling_progress(level, sources.samples) as on_round:
-        evidence = capture(sources, on_round=on_round)
+        try:
+            evidence = capture(sources, on_round=on_round)
+        except CaptureInterrupted as stop:
+            evidence, interrupted = stop.evidence, stop.cause
     try:
         write_atomic(out, evidence_to_json(evidence))
     except OSError as exc:
         print(f"pooldoctor: error: cannot write {out}: {exc.strerror or exc}", file=sys.stderr)
-        return int(ExitCode.INPUT)
-    console = Console(stderr=True, quiet=level is Verbosity.QUIET)
+        return int(ExitCode.CANNOT_WRITE)
+    console = Console(stderr=True, highlight=False, quiet=level is Verbosity.QUIET)
     for source in evidence.sources:
         style = "green" if source.status is SourceState.OK else "red"
-        console.print(
-            f"[{style}]{source.status.value:>7}[/] {source.kind:<11} {source.name}: "
-            f"{source.detail}",
-            highlight=False,
-            markup=True,
-        )
-    console.print(f"evidence written to {out}")
+        line = Text(f"{source.status.value:>7}", style=style)
+        line.append(strip_controls(f" {source.kind:<11} {source.name}: {source.detail}"))
+        console.print(line)
+    console.print(plain(f"evidence written to {out}"))
+    if interrupted is not None:
+        kept = f"partial evidence kept in {out}"
+        print(f"pooldoctor: {interrupt_name(interrupted)}; {kept}", file=sys.stderr)
+        return int(interrupt_exit_code(interrupted))
     collected = any(s.status is SourceState.OK for s in evidence.sources)
     return int(ExitCode.OK if collected else ExitCode.UNKNOWN)

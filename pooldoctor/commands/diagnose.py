@@ -10,8 +10,9 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
+from pooldoctor.collect.inputs import read_input
 from pooldoctor.collect.options import NO_SOURCES_MESSAGE, RawSourceOptions
-from pooldoctor.collect.session import capture, utc_now
+from pooldoctor.collect.session import CaptureInterrupted, capture, utc_now
 from pooldoctor.commands import options as opt
 from pooldoctor.commands.progress import (
     QuietOpt,
@@ -24,6 +25,7 @@ from pooldoctor.diagnosis import diagnose
 from pooldoctor.evidence import Evidence, EvidenceFormatError, evidence_from_json, evidence_to_json
 from pooldoctor.exitcodes import ExitCode
 from pooldoctor.findings import Status
+from pooldoctor.interrupts import interrupt_exit_code, interrupt_name
 from pooldoctor.report import (
     build_report,
     print_summary,
@@ -42,6 +44,9 @@ STATUS_EXIT = {
 }
 
 
+MAX_EVIDENCE_BYTES = 512 * 1024 * 1024  # 1000 samples of 300 backends is about 200 MiB
+
+
 class OutputFormat(StrEnum):
     """What `diagnose` prints on standard output."""
 
@@ -54,8 +59,8 @@ class OutputFormat(StrEnum):
 def load_evidence_file(path: Path) -> Evidence:
     """Read a captured evidence bundle; any failure is one line on stderr and exit 65."""
     try:
-        text = sys.stdin.read() if str(path) == "-" else path.read_text(encoding="utf-8")
-        return evidence_from_json(text)
+        data = read_input(str(path), MAX_EVIDENCE_BYTES)
+        return evidence_from_json(data.decode("utf-8"))
     except (OSError, UnicodeDecodeError, EvidenceFormatError) as exc:
         reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
         print(f"pooldoctor: error: cannot read evidence file {path}: {reason}", file=sys.stderr)
@@ -127,6 +132,7 @@ def diagnose_command(
         ),
         now,
     )
+    interrupted: BaseException | None = None
     if evidence is not None:
         live = (sources.pool_status, dsn, sources.logs, sources.configs, pgbouncer, prometheus)
         if any(live):
@@ -134,7 +140,10 @@ def diagnose_command(
         bundle = load_evidence_file(evidence)
     elif sources.has_sources:
         with sampling_progress(level, sources.samples) as on_round:
-            bundle = capture(sources, on_round=on_round)
+            try:
+                bundle = capture(sources, on_round=on_round)
+            except CaptureInterrupted as stop:
+                bundle, interrupted = stop.evidence, stop.cause
         print_sources(level, bundle.sources, sys.stderr)
     else:
         raise typer.BadParameter(NO_SOURCES_MESSAGE)
@@ -147,11 +156,14 @@ def diagnose_command(
         runbooks=load_runbooks(),
     )
     written: list[Path] = []
+    write_failed = False
     if out is not None:
         try:
             written = write_report_dir(report, evidence_to_json(bundle), out)
         except OSError as exc:
-            print(f"pooldoctor: error: cannot write the report to {out}: {exc}", file=sys.stderr)
+            reason = exc.strerror or str(exc)
+            print(f"pooldoctor: error: cannot write the report to {out}: {reason}", file=sys.stderr)
+            write_failed = True
     stdout = Console()
     if output_format is OutputFormat.TEXT:
         print_summary(report, stdout, written=written)
@@ -161,4 +173,10 @@ def diagnose_command(
         sys.stdout.write(render_json(report))
     else:
         sys.stdout.write(render_html(report))
+    if write_failed:
+        return int(ExitCode.CANNOT_WRITE)
+    if interrupted is not None:
+        kept = f"; partial report in {out}" if written else ""
+        print(f"pooldoctor: {interrupt_name(interrupted)}{kept}", file=sys.stderr)
+        return int(interrupt_exit_code(interrupted))
     return int(STATUS_EXIT[diagnosis.status])

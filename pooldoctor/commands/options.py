@@ -63,7 +63,11 @@ ConfigOpt = Annotated[
 WorkersOpt = Annotated[
     int | None,
     typer.Option(
-        "--workers", metavar="N", min=1, help="App processes per host (overrides WEB_CONCURRENCY)."
+        "--workers",
+        metavar="N",
+        min=1,
+        max=100_000,
+        help="App processes per host (overrides WEB_CONCURRENCY).",
     ),
 ]
 SamplesOpt = Annotated[

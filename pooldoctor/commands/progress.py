@@ -63,7 +63,7 @@ def sampling_progress(
         BarColumn(),
         MofNCompleteColumn(),
         TimeElapsedColumn(),
-        TextColumn("{task.description}"),
+        TextColumn("{task.description}", markup=False),  # outcomes quote peers' errors
     )
     with Progress(*columns, console=console, transient=level is not Verbosity.VERBOSE) as bar:
         task = bar.add_task("", total=total)

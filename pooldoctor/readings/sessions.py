@@ -84,8 +84,13 @@ class SessionTrend:
         return len(self.latest)
 
 
+def transaction_start(backend: Backend) -> datetime | None:
+    """xact_start, or state_change for an aborted transaction (its xact_start reads NULL)."""
+    return backend.xact_start or backend.state_change
+
+
 def _held(backend: Backend, at: datetime, in_tx: bool, seen: int) -> HeldSession | None:
-    since = backend.xact_start if in_tx else backend.state_change
+    since = transaction_start(backend) if in_tx else backend.state_change
     age = seconds_between(at, since)
     if since is None or age is None:
         return None
@@ -106,7 +111,7 @@ def session_trend(evidence: Evidence) -> SessionTrend | None:
         backends = app_backends(sample, app)
         per_sample.append((sample.at, tuple(backends)))
         per_sample_in_tx.append(
-            {(b.pid, b.xact_start) for b in backends if b.state in IDLE_IN_TRANSACTION}
+            {(b.pid, transaction_start(b)) for b in backends if b.state in IDLE_IN_TRANSACTION}
         )
         per_sample_idle.append({(b.pid, b.state_change) for b in backends if b.state == IDLE})
     last = samples[-1]
@@ -120,7 +125,7 @@ def session_trend(evidence: Evidence) -> SessionTrend | None:
     for backend in latest:
         if backend.state in IDLE_IN_TRANSACTION:
             held = _held(
-                backend, last.at, True, seen_in_tx.get((backend.pid, backend.xact_start), 1)
+                backend, last.at, True, seen_in_tx.get((backend.pid, transaction_start(backend)), 1)
             )
             if held:
                 idle_in_tx.append(held)

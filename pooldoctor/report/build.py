@@ -25,6 +25,7 @@ from pooldoctor.report.model import (
 from pooldoctor.report.present import setting_assignments
 from pooldoctor.report.textfmt import as_utc, hhmm, percent
 from pooldoctor.report.timeline import build_timeline
+from pooldoctor.report.visibility import visibility_caveats, visibility_sentence
 from pooldoctor.runbooks import Runbook, first_mitigation_step, runbook_url, section_items
 
 
@@ -200,6 +201,9 @@ def build_summary(
         text = f"Status {status.value.upper()}, but no check produced a finding."
     if failed:
         text += f" {failed} source(s) could not be collected; see below."
+    hidden = visibility_sentence(evidence.postgres)
+    if hidden:
+        text += f" {hidden}"
     return text
 
 
@@ -256,6 +260,7 @@ def build_report(
         window=build_window(evidence),
         environment=build_environment(evidence),
         unavailable=unavailable,
+        visibility=visibility_caveats(evidence.postgres),
         charts=build_charts(evidence, key_times),
         lead=lead,
         postmortem=build_postmortem(evidence, findings, key_times, lead),

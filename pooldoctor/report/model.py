@@ -187,6 +187,7 @@ class Report:
     window: Window
     environment: Environment
     unavailable: tuple[str, ...] = ()
+    visibility: tuple[str, ...] = ()  # what pg_stat_activity hid, and the grant that shows it
     charts: tuple[ChartData, ...] = ()
     lead: Lead | None = None
     postmortem: Postmortem | None = None

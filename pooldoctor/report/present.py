@@ -17,7 +17,9 @@ MAX_CELL_CHARS = 200
 # SQL statements inside a remediation step, written in upper case as runbooks do.
 _SQL = re.compile(
     r"\b(?:SELECT|ALTER|SET|SHOW|CREATE|DROP|UPDATE|DELETE|INSERT|VACUUM|ANALYZE|EXPLAIN|"
-    r"RESET|GRANT|REVOKE|TRUNCATE|CALL|LOCK)\s[^;\n]*(?:;|$)"
+    r"RESET|GRANT|REVOKE|TRUNCATE|CALL|LOCK)\s"
+    # quoted identifiers and literals may hold ; (a role named `x"; DROP ...`)
+    r"(?:[^;\n\"']|\"(?:[^\"\n]|\"\")*\"|'(?:[^'\n]|'')*')*(?:;|$)"
 )
 
 

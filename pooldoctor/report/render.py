@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping
 from dataclasses import asdict
 from functools import cache
@@ -10,9 +11,10 @@ from pathlib import Path
 from typing import Any
 
 import jinja2
+import markupsafe
 
 from pooldoctor import __version__
-from pooldoctor.atomic import write_atomic
+from pooldoctor.atomic import locked_directory, write_atomic
 from pooldoctor.jsonio import format_utc, to_plain
 from pooldoctor.report.charts import chart_svg, inline_svg
 from pooldoctor.report.model import (
@@ -25,6 +27,7 @@ from pooldoctor.report.model import (
 )
 from pooldoctor.report.present import cell, code_segments, evidence_tables, pretty_json
 from pooldoctor.report.textfmt import as_utc, clock, percent, stamp
+from pooldoctor.sanitize import clean_tree, outbound_text, strip_controls
 
 REPORT_FILES = ("report.md", "report.html", "report.json", "evidence.json")
 CHARTS_DIR = "charts"  # charts/<slug>.svg next to report.md, which shows them as images
@@ -117,6 +120,7 @@ def report_to_plain(report: Report) -> dict[str, Any]:
         "key_times": [_key_time_plain(k) for k in report.key_times],
         "timeline_omitted": report.timeline_omitted,
         "unavailable": list(report.unavailable),
+        "visibility": list(report.visibility),
         "charts": [_chart_plain(chart) for chart in report.charts],
         "lead": None if report.lead is None else asdict(report.lead),
         "postmortem": None if report.postmortem is None else to_plain(report.postmortem),
@@ -135,19 +139,35 @@ def report_to_plain(report: Report) -> dict[str, Any]:
 
 def render_json(report: Report) -> str:
     """report.json text."""
-    return json.dumps(report_to_plain(report), indent=2, ensure_ascii=False, default=str) + "\n"
+    plain = clean_tree(report_to_plain(report))
+    return json.dumps(plain, indent=2, ensure_ascii=False, default=str) + "\n"
+
+
+# Inline markdown syntax: escapes, code, emphasis (underscores only at word edges, as
+# CommonMark ignores them inside words), links and images, strikethrough.
+_MD_INLINE = re.compile(r"[\\`*\[\]~]|(?<![0-9A-Za-z])_|_(?![0-9A-Za-z])")
+_MD_LINE_START = re.compile(r"(?m)^([ \t]*)([#+=-])")
+_MD_LIST_NUMBER = re.compile(r"(?m)^([ \t]*\d+)([.)])")
+
+
+def md_text(value: Any) -> str:
+    """Outside text as inert markdown: HTML and markdown syntax escaped, controls stripped."""
+    text = outbound_text("" if value is None else str(value))
+    text = text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    text = _MD_INLINE.sub(lambda match: "\\" + match.group(), text)
+    text = _MD_LINE_START.sub(r"\1\\\2", text)
+    return _MD_LIST_NUMBER.sub(r"\1\\\2", text)
 
 
 def md_cell(value: Any) -> str:
-    """Text safe inside a markdown table cell: pipes escaped, line breaks flattened."""
-    text = "" if value is None else str(value)
-    text = text.replace("\\", "\\\\").replace("|", "\\|")
+    """Text safe inside a markdown table cell: md_text, pipes escaped, line breaks flattened."""
+    text = md_text(value).replace("|", "\\|")
     return " ".join(text.splitlines()) or " "
 
 
 def md_code(value: Any) -> str:
     """An inline code span that survives backticks in its content."""
-    text = " ".join(str(value).splitlines())
+    text = " ".join(outbound_text(str(value)).splitlines())
     fence = "`"
     while fence in text:
         fence += "`"
@@ -164,6 +184,16 @@ def _time_format(report: Report) -> tuple[str, bool]:
     return "", False
 
 
+def _finalize(value: Any) -> Any:
+    """Every value a template prints: redacted and stripped of control characters (already
+    escaped markup, such as a macro's output, stays markup)."""
+    if isinstance(value, markupsafe.Markup):
+        return markupsafe.Markup(outbound_text(str(value)))
+    if isinstance(value, str):
+        return outbound_text(value)
+    return value
+
+
 @cache
 def _environment() -> jinja2.Environment:
     env = jinja2.Environment(
@@ -173,9 +203,11 @@ def _environment() -> jinja2.Environment:
         trim_blocks=True,
         lstrip_blocks=True,
         keep_trailing_newline=True,
+        finalize=_finalize,
     )
     env.filters.update(
         md=md_cell,
+        mdtext=md_text,
         code=md_code,
         stamp=stamp,
         clock=clock,
@@ -221,30 +253,32 @@ def _context(report: Report, svgs: Mapping[str, str] | None = None) -> dict[str,
 
 def render_markdown(report: Report) -> str:
     """report.md: written to be pasted into a postmortem; charts are images from charts/."""
-    return _environment().get_template("report.md.j2").render(_context(report, {}))
+    return strip_controls(_environment().get_template("report.md.j2").render(_context(report, {})))
 
 
 def render_html(report: Report, svgs: Mapping[str, str] | None = None) -> str:
     """report.html: one self-contained page (inline CSS and SVG, no scripts or assets)."""
-    return _environment().get_template("report.html.j2").render(_context(report, svgs))
+    page = _environment().get_template("report.html.j2").render(_context(report, svgs))
+    return strip_controls(page)
 
 
 def write_report_dir(report: Report, evidence_json: str, out: Path) -> list[Path]:
     """Write the report files and charts/*.svg into `out`, each atomically."""
-    svgs = chart_files(report)
-    charts: list[Path] = []
-    for name, svg in svgs.items():
-        charts.append(out / CHARTS_DIR / name)
-        write_atomic(charts[-1], svg)
-    written: list[Path] = []
+    svgs = {name: strip_controls(svg) for name, svg in chart_files(report).items()}
     texts = (
         render_markdown(report),
         render_html(report, svgs),
         render_json(report),
         evidence_json,
     )
-    for name, text in zip(REPORT_FILES, texts, strict=True):
-        path = out / name
-        write_atomic(path, text)
-        written.append(path)
+    charts: list[Path] = []
+    written: list[Path] = []
+    with locked_directory(out):  # concurrent writers take turns: one run's files, never a mix
+        for name, svg in svgs.items():
+            charts.append(out / CHARTS_DIR / name)
+            write_atomic(charts[-1], svg)
+        for name, text in zip(REPORT_FILES, texts, strict=True):
+            path = out / name
+            write_atomic(path, text)
+            written.append(path)
     return written + charts

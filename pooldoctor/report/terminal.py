@@ -14,6 +14,7 @@ from pooldoctor.report.model import Report
 from pooldoctor.report.present import code_segments, is_command
 from pooldoctor.report.render import CHARTS_DIR
 from pooldoctor.report.textfmt import percent
+from pooldoctor.sanitize import strip_controls
 
 # Remediation steps printed for the top finding; the rest are in the report files.
 TERMINAL_REMEDIATION_STEPS = 3
@@ -21,10 +22,15 @@ STATUS_STYLES = {"ok": "bold green", "warning": "bold yellow", "critical": "bold
 SEVERITY_STYLES = {"critical": "red", "warning": "yellow", "info": "cyan"}
 
 
+def plain(text: str, style: str = "") -> Text:
+    """Outside text for the terminal: never read as rich markup, control characters removed."""
+    return Text(strip_controls(text), style=style)
+
+
 def _step_text(index: int, step: str) -> Text:
     text = Text(f"{index}. ")
     for segment, is_code in code_segments(step):
-        text.append(segment, style="bold cyan" if is_code else "")
+        text.append(strip_controls(segment), style="bold cyan" if is_code else "")
     return text
 
 
@@ -58,22 +64,24 @@ def print_summary(report: Report, console: Console, *, written: Sequence[Path] =
                 ("Where", report.lead.where),
                 ("Impact", report.lead.impact),
             ):
-                body.append(Text.assemble((f"{name}: ", "bold"), value))
+                body.append(Text.assemble((f"{name}: ", "bold"), strip_controls(value)))
         else:
-            body.append(Text(top.summary))
+            body.append(plain(top.summary))
         steps = top.remediation[:TERMINAL_REMEDIATION_STEPS]
         if steps:
             body.append(Text("Do now:", style="bold"))
             body.extend(_step_text(i, step) for i, step in enumerate(steps, start=1))
-        body.append(Text(f"Runbook: {top.runbook_url or top.runbook_command}"))
-        console.print(Panel(Group(*body), title=top.title, title_align="left", border_style=style))
+        body.append(plain(f"Runbook: {top.runbook_url or top.runbook_command}"))
+        console.print(
+            Panel(Group(*body), title=plain(top.title), title_align="left", border_style=style)
+        )
         commands = paste_commands(steps)
         if commands:
             console.print(Text("Commands (one per line, ready to paste):", style="bold"))
             for command in commands:
-                console.print(Text(command), soft_wrap=True, highlight=False)
+                console.print(plain(command), soft_wrap=True, highlight=False)
     else:
-        console.print(Text(report.summary))
+        console.print(plain(report.summary))
     folded = {symptom for finding in report.findings for symptom in finding.explains}
     others = [f for f in report.findings[1:] if f.id not in folded]
     if others:
@@ -86,21 +94,25 @@ def print_summary(report: Report, console: Console, *, written: Sequence[Path] =
             severity = finding.severity.value
             table.add_row(
                 Text(severity, style=SEVERITY_STYLES.get(severity, "")),
-                finding.title,
+                plain(finding.title),
                 percent(finding.confidence),
-                finding.runbook,
+                plain(finding.runbook),
             )
         console.print(table)
+    if report.visibility:
+        console.print(Text("Visibility:", style="bold"))
+        for line in report.visibility:
+            console.print(Text(f"  {line}"))
     failed = [s for s in report.sources if s.status != "ok"]
     if failed:
         console.print(Text("Sources not collected:", style="bold"))
         for source in failed:
             console.print(
-                Text(f"  {source.status:<7} {source.kind} {source.name}: {source.detail}")
+                plain(f"  {source.status:<7} {source.kind} {source.name}: {source.detail}")
             )
     charts = [path for path in written if path.parent.name == CHARTS_DIR]
     for path in written:
         if path not in charts:
-            console.print(Text(f"wrote {path}"))
+            console.print(plain(f"wrote {path}"))
     if charts:
-        console.print(Text(f"wrote {len(charts)} charts to {charts[0].parent}/"))
+        console.print(plain(f"wrote {len(charts)} charts to {charts[0].parent}/"))

@@ -11,6 +11,7 @@ from concurrent.futures.process import BrokenProcessPool
 from datetime import UTC, datetime, tzinfo
 from typing import BinaryIO
 
+from pooldoctor.collect.inputs import DeadlineReader, open_regular
 from pooldoctor.collect.logs.catalog import quote_line
 from pooldoctor.collect.logs.parallel import (
     PARALLEL_MIN_BYTES,
@@ -19,10 +20,15 @@ from pooldoctor.collect.logs.parallel import (
     scan_parallel,
 )
 from pooldoctor.collect.logs.reader import (
+    BINARY_REASON,
+    BINARY_SNIFF_BYTES,
     GZIP_MAGIC,
+    LOG_SCAN_SECONDS,
     LONG_LINE_KEEP_BYTES,
     MAX_LINE_BYTES,
     LogStream,
+    Readable,
+    looks_binary,
 )
 from pooldoctor.collect.logs.scan import FileScan
 from pooldoctor.collect.logs.timestamps import TimestampReader
@@ -63,8 +69,10 @@ def _collect_one(
                 return _unreadable(path, "stdin is not a pipe or file; pipe a log into it")
             source = stdin if stdin is not None else sys.stdin.buffer
             reference = datetime.now(UTC)
-            return _scan(path, source, reference, log_tz, since, until)
-        with open(path, "rb") as handle:
+            # A pipe that stalls stops the scan at the time cap instead of hanging it.
+            waiting = DeadlineReader(source, LOG_SCAN_SECONDS)
+            return _scan(path, waiting, reference, log_tz, since, until)
+        with open_regular(path) as handle:
             return _scan_file(path, handle, log_tz, since, until)
     except OSError as exc:
         return _unreadable(path, f"cannot read: {exc.strerror or exc}")
@@ -85,6 +93,9 @@ def _scan_file(
         and status.st_size >= PARALLEL_MIN_BYTES
         and not _gzipped(handle)
     ):
+        if looks_binary(handle.read(BINARY_SNIFF_BYTES)):
+            return _unreadable(path, BINARY_REASON)  # a huge zeroed or random file: not a log
+        handle.seek(0)
         settings = ScanSettings(path, log_tz, reference, since, until)
         whole = _scan_parallel(settings, handle, status.st_size)
         if whole is not None:
@@ -113,7 +124,7 @@ def _unreadable(path: str, problem: str) -> LogFileEvidence:
 
 def _scan(
     path: str,
-    raw: BinaryIO,
+    raw: Readable,
     reference: datetime,
     log_tz: tzinfo,
     since: datetime | None,
@@ -154,6 +165,12 @@ def _problems(scan: FileScan, stop_reason: str | None, empty: bool, long_lines: 
         problems.append(
             f"no timestamp recognised in {scan.lines} lines; first line: {first!r}; events are "
             "counted without times and --since/--until cannot apply"
+        )
+    if scan.bad_stamps:
+        example = quote_line(scan.bad_stamp_line or b"", FIRST_LINE_QUOTE_CHARS)
+        problems.append(
+            f"{scan.bad_stamps} line(s) with an impossible timestamp (offset or date out of "
+            f"range) read as undated; e.g. {example!r}"
         )
     if scan.undecodable:
         problems.append(

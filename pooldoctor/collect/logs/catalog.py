@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 from pooldoctor.evidence import LogEvent
 from pooldoctor.redact import redact
+from pooldoctor.sanitize import strip_controls
 
 
 @dataclass(frozen=True)
@@ -232,7 +233,7 @@ def classify(line: bytes, checks: Sequence[Check] = ALL_CHECKS) -> LogEvent | No
 
 def quote_line(line: bytes, limit: int = EXAMPLE_MAX_CHARS) -> str:
     """A log line as it may appear in evidence: decoded, redacted, truncated."""
-    text = line.decode("utf-8", "replace").rstrip("\r\n")
+    text = strip_controls(line.decode("utf-8", "replace").rstrip("\r\n"))
     text = redact(text[: limit * 2])
     if len(text) > limit:
         text = text[: limit - 1] + "…"

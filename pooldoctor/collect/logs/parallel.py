@@ -92,10 +92,14 @@ def scan_parallel(
     ends: list[int | None] = [*offsets, None]  # the last range reads whatever the file holds
     ranges = list(zip(starts, ends, strict=True))
     with ProcessPoolExecutor(max_workers=len(ranges) - 1, mp_context=context) as pool:
-        futures = [pool.submit(scan_range, settings, start, end) for start, end in ranges[1:]]
-        results = [scan_range(settings, *ranges[0])]
-        for future, (start, end) in zip(futures, ranges[1:], strict=True):
-            results.append(_outcome(future, settings, start, end))
+        try:
+            futures = [pool.submit(scan_range, settings, start, end) for start, end in ranges[1:]]
+            results = [scan_range(settings, *ranges[0])]
+            for future, (start, end) in zip(futures, ranges[1:], strict=True):
+                results.append(_outcome(future, settings, start, end))
+        except BaseException:  # Ctrl-C or SIGTERM: stop the other scans now, not at their end
+            _stop_workers(pool)
+            raise
     merged = results[0]
     for later in results[1:]:
         if merged.stop_reason is not None:
@@ -117,6 +121,12 @@ def scan_range(settings: ScanSettings, start: int, end: int | None) -> RangeScan
             scan.scan(span)
     scan.drop_caches()
     return RangeScan(scan, stream.long_lines, stream.stop_reason)
+
+
+def _stop_workers(pool: ProcessPoolExecutor) -> None:
+    pool.shutdown(wait=False, cancel_futures=True)
+    for process in list((pool._processes or {}).values()):
+        process.terminate()
 
 
 def _outcome(
@@ -191,6 +201,9 @@ def merge_scans(into: FileScan, later: FileScan) -> None:
         into.first_line = later.first_line
     into.flavors.update(later.flavors)
     into.undecodable += later.undecodable
+    into.bad_stamps += later.bad_stamps
+    if into.bad_stamp_line is None:
+        into.bad_stamp_line = later.bad_stamp_line
     into.skipped_lines += later.skipped_lines
     into.skipped_events += later.skipped_events
     into.consumed = later.consumed

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import time
 import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -13,6 +14,24 @@ CHUNK_BYTES = 16 * 1024 * 1024  # large spans amortise the per-span passes; memo
 GZIP_READ_BYTES = 1024 * 1024  # small gzip reads keep what was decoded before a truncation
 MAX_LINE_BYTES = 1024 * 1024  # longer lines are not log lines anyone wrote on purpose
 LONG_LINE_KEEP_BYTES = 64 * 1024  # what is kept of such a line for classification
+MAX_LOG_BYTES = 64 * 1024**3  # about four minutes of scanning; a bigger log wants --since
+LOG_SCAN_SECONDS = 600.0  # a stream that keeps coming (a pipe that never ends) stops here
+BINARY_SNIFF_BYTES = 64 * 1024
+# Text logs hold (almost) no NUL bytes; random or zeroed data holds at least 1 in 256.
+BINARY_MIN_SNIFF_BYTES = 4096
+BINARY_NUL_RATIO = 512
+
+
+BINARY_REASON = "binary data (NUL bytes), not a text log"
+
+
+def looks_binary(head: bytes) -> bool:
+    """True for data whose first BINARY_SNIFF_BYTES hold NUL bytes as random or zeroed data
+    does (text logs hold almost none)."""
+    sample = head[:BINARY_SNIFF_BYTES]
+    return len(sample) >= BINARY_MIN_SNIFF_BYTES and sample.count(0) * BINARY_NUL_RATIO >= len(
+        sample
+    )
 
 
 class Readable(Protocol):
@@ -74,14 +93,28 @@ class LogStream:
     """Iterates spans of a stream; records why it stopped early and how many lines were cut."""
 
     def __init__(
-        self, raw: Readable, chunk_bytes: int = CHUNK_BYTES, *, plain: bool = False
+        self,
+        raw: Readable,
+        chunk_bytes: int = CHUNK_BYTES,
+        *,
+        plain: bool = False,
+        max_bytes: int = MAX_LOG_BYTES,
+        seconds: float = LOG_SCAN_SECONDS,
     ) -> None:
-        """With `plain`, `raw` is read as is (a byte range of a plain file: no gzip sniffing)."""
+        """With `plain`, `raw` is read as is (a byte range of a plain file: no gzip sniffing).
+
+        A whole stream (not `plain`) that looks binary, exceeds `max_bytes` or takes longer
+        than `seconds` stops early with a stop_reason; what was read is kept.
+        """
         head = b"" if plain else raw.read(2) or b""
         self.gzipped = head == GZIP_MAGIC
         self.empty = not plain and head == b""
         self._stream: Readable = raw if plain else _Prepended(head, raw)
         self._chunk_bytes = chunk_bytes
+        self._sniff = not plain
+        self._max_bytes = max_bytes
+        self._seconds = seconds
+        self._deadline = time.monotonic() + seconds
         self.long_lines = 0
         self.stop_reason: str | None = None
         self.consumed = 0
@@ -119,11 +152,27 @@ class LogStream:
         if pieces:
             yield b"".join(pieces)
 
+    def _bounded_blocks(self) -> Iterator[bytes]:
+        """The blocks, stopping at binary data, the byte cap or the time cap."""
+        for block in self._blocks():
+            if self._sniff:
+                self._sniff = False
+                if looks_binary(block):
+                    self.stop_reason = BINARY_REASON
+                    return
+            if self.consumed + len(block) > self._max_bytes:
+                self.stop_reason = f"byte limit ({self._max_bytes // 1024**3} GiB) reached"
+                return
+            yield block
+            if time.monotonic() > self._deadline:
+                self.stop_reason = f"time limit ({self._seconds:g}s) reached"
+                return
+
     def spans(self) -> Iterator[Span]:
         """Spans of whole lines, in order; overlong lines are cut to LONG_LINE_KEEP_BYTES."""
         carry = b""
         skipping = False
-        for block in self._blocks():
+        for block in self._bounded_blocks():
             self.consumed += len(block)
             start = 0
             if skipping:

@@ -96,6 +96,9 @@ class FileScan:
     flavors: Counter[str] = field(default_factory=Counter)
     tallies: dict[LogEvent, EventTally] = field(default_factory=dict)
     undecodable: int = 0
+    # Lines (among those read for timestamps) whose timestamp names an impossible moment.
+    bad_stamps: int = 0
+    bad_stamp_line: bytes | None = None
     skipped_lines: int = 0
     skipped_events: int = 0
     consumed: int = 0
@@ -167,6 +170,10 @@ class FileScan:
                 self.flavors[stamp.flavor] += 1
                 self._note(stamp.moment)
             else:
+                if self.reader.rejected:
+                    self.bad_stamps += 1
+                    if self.bad_stamp_line is None:
+                        self.bad_stamp_line = line
                 flavor = self.reader.flavor_without_timestamp(line)
                 if flavor:
                     self.flavors[flavor] += 1

@@ -25,6 +25,7 @@ ZONE_OFFSET_MINUTES: dict[str, int] = {
 # Israel; ...): the line is read in --log-tz instead and a problem is recorded.
 AMBIGUOUS_ZONES = frozenset({"CST", "IST", "BST", "AST", "ADT", "ECT", "PKT", "SST", "GST"})
 
+MAX_OFFSET_HOURS = 23  # real UTC offsets lie within -12:00..+14:00; +24 names no zone
 EPOCH_MILLIS_THRESHOLD = 100_000_000_000  # epoch numbers above this are milliseconds (> 1973)
 
 _ISO = re.compile(
@@ -68,6 +69,9 @@ class TimestampReader:
     log_tz: tzinfo
     reference: datetime
     ambiguous_zones: set[str] = field(default_factory=set)
+    # Set by read() when the line starts with a timestamp that names an impossible moment
+    # (offset beyond +-23:59, a date out of range): the line is read as undated.
+    rejected: bool = False
     _minutes: dict[tuple[bytes | None, ...], datetime | None] = field(default_factory=dict)
 
     def read(self, line: bytes, flavor: bool = True) -> Stamp | None:
@@ -75,6 +79,7 @@ class TimestampReader:
 
         With `flavor=False` the flavor is left empty, which saves two regex searches.
         """
+        self.rejected = False
         if not line:
             return None
         first = line[0]
@@ -132,9 +137,14 @@ class TimestampReader:
                 self._minutes.clear()
             self._minutes[key] = base
         if base is None:
+            self.rejected = True
             return None
         micros = int(fraction[:6].ljust(6, b"0")) if fraction else 0
-        return base + timedelta(seconds=min(int(second), 59), microseconds=micros)
+        try:
+            return base + timedelta(seconds=min(int(second), 59), microseconds=micros)
+        except OverflowError:
+            self.rejected = True
+            return None
 
     def _minute_base(self, key: tuple[bytes | None, ...]) -> datetime | None:
         year, month, day, hour, minute, utc, offset, name = key
@@ -142,7 +152,10 @@ class TimestampReader:
         if utc:
             zone = UTC
         elif offset:
-            zone = _offset_zone(offset)
+            offset_zone = _offset_zone(offset)
+            if offset_zone is None:
+                return None
+            zone = offset_zone
         elif name:
             text = name.decode("ascii")
             if text in ZONE_OFFSET_MINUTES:
@@ -157,7 +170,7 @@ class TimestampReader:
         if match is None:
             return self._access(line)
         year, month, day, hour, minute, second = (int(match.group(i)) for i in range(1, 7))
-        moment = _build(year, month, day, hour, minute, second, 0, _offset_zone(match.group(7)))
+        moment = self._checked(year, month, day, hour, minute, second, match.group(7))
         return Stamp(moment, "gunicorn") if moment else None
 
     def _access(self, line: bytes) -> Stamp | None:
@@ -171,8 +184,17 @@ class TimestampReader:
         if month is None:
             return None
         day, year, hour, minute, second = (int(match.group(i)) for i in (1, 3, 4, 5, 6))
-        moment = _build(year, month, day, hour, minute, second, 0, _offset_zone(match.group(7)))
+        moment = self._checked(year, month, day, hour, minute, second, match.group(7))
         return Stamp(moment, "access") if moment else None
+
+    def _checked(
+        self, year: int, month: int, day: int, hour: int, minute: int, second: int, offset: bytes
+    ) -> datetime | None:
+        zone = _offset_zone(offset)
+        moment = None if zone is None else _build(year, month, day, hour, minute, second, 0, zone)
+        if moment is None:
+            self.rejected = True
+        return moment
 
     def _syslog(self, line: bytes) -> Stamp | None:
         match = _SYSLOG.match(line)
@@ -197,12 +219,17 @@ class TimestampReader:
             moment = self.parse_iso(match.group(1))
         else:
             moment = _epoch(float(match.group(2)))
+            self.rejected = moment is None
         return Stamp(moment, "json") if moment else None
 
 
-def _offset_zone(text: bytes) -> tzinfo:
+def _offset_zone(text: bytes) -> tzinfo | None:
+    """The fixed zone of a `+hh[:mm]` offset, or None when no zone has it (+24, +3000)."""
     digits = text[1:].replace(b":", b"")
-    minutes = int(digits[:2]) * 60 + (int(digits[2:4]) if len(digits) >= 4 else 0)
+    hours, extra = int(digits[:2]), (int(digits[2:4]) if len(digits) >= 4 else 0)
+    if hours > MAX_OFFSET_HOURS or extra >= 60:
+        return None
+    minutes = hours * 60 + extra
     if minutes == 0:
         return UTC
     return timezone(timedelta(minutes=-minutes if text[:1] == b"-" else minutes))
@@ -213,9 +240,9 @@ def _build(
 ) -> datetime | None:
     try:
         moment = datetime(year, month, day, hour, minute, min(second, 59), micros, tzinfo=zone)
-    except ValueError:
+        return moment.astimezone(UTC)
+    except (ValueError, OverflowError):  # no such date, or beyond datetime's range in UTC
         return None
-    return moment.astimezone(UTC)
 
 
 def _epoch(value: float) -> datetime | None:

@@ -36,6 +36,14 @@ def load_query(name: str) -> sql.SQL:
     return sql.SQL(text)  # package data shipped with pooldoctor, never user input
 
 
+@cache
+def load_fragment(name: str) -> sql.SQL:
+    """An SQL expression stored as `<name>.sql`, without its comment lines, for composing."""
+    text = files(__name__).joinpath(f"{name}.sql").read_text(encoding="utf-8")
+    lines = [line for line in text.splitlines() if not line.lstrip().startswith("--")]
+    return sql.SQL("\n".join(lines).strip())  # package data shipped with pooldoctor
+
+
 def redact_literals(query: str) -> str:
     """Replace string, dollar-quoted and numeric literals with `?`; keep identifiers, `$n`."""
 

@@ -1,6 +1,8 @@
--- Who and what pooldoctor is connected to.
+-- Who and what pooldoctor is connected to, and whether it may see other roles' sessions:
+-- without pg_read_all_stats (pg_monitor has it) their state, query and backend_type read NULL.
 SELECT
     current_setting('server_version') AS server_version,
     current_setting('server_version_num')::integer AS server_version_num,
     current_user AS user_name,
-    current_setting('is_superuser') = 'on' AS is_superuser
+    current_setting('is_superuser') = 'on' AS is_superuser,
+    pg_has_role('pg_read_all_stats', 'USAGE') AS can_read_all_stats

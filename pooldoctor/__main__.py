@@ -1,0 +1,5 @@
+"""`python -m pooldoctor`: the same entry point as the `pooldoctor` script."""
+
+from pooldoctor.cli import main
+
+main()

@@ -1,0 +1,48 @@
+"""What pg_stat_activity hid from pooldoctor's role, and the grant that would show it."""
+
+from __future__ import annotations
+
+from pooldoctor.evidence import PostgresEvidence
+
+GRANT_ROLE = "pg_monitor"  # includes pg_read_all_stats, which unhides other roles' sessions
+
+
+def _quoted(role: str) -> str:
+    return '"' + role.replace('"', '""') + '"'
+
+
+def hidden_sessions(postgres: PostgresEvidence | None) -> int:
+    """The most sessions hidden in one sample (0 when nothing was hidden or not sampled)."""
+    if postgres is None or not postgres.hidden_per_sample:
+        return 0
+    return max(postgres.hidden_per_sample)
+
+
+def visibility_caveats(postgres: PostgresEvidence | None) -> tuple[str, ...]:
+    """Report lines when rows were hidden: how many, whose, why it matters, what to grant."""
+    hidden = hidden_sessions(postgres)
+    if postgres is None or hidden == 0:
+        return ()
+    role = postgres.current_user or "pooldoctor's role"
+    latest_sample = postgres.samples[-1].backends if postgres.samples else ()
+    roles = ", ".join(postgres.hidden_roles) or "unknown roles"
+    return (
+        f"Role {role} may not read other roles' activity (no pg_read_all_stats): up to {hidden} "
+        f"session(s) per sample of {roles} showed no state, query or backend type "
+        f"({postgres.hidden_per_sample[-1]} of {len(latest_sample)} in the last sample).",
+        "Counts by state, slot totals and blocker chains in this report are lower bounds, not "
+        "complete: a hidden session can be the idle-in-transaction holder or the root blocker.",
+        f"To see every session, rerun with a role that has it: GRANT {GRANT_ROLE} TO "
+        f"{_quoted(role) if postgres.current_user else role};",
+    )
+
+
+def visibility_sentence(postgres: PostgresEvidence | None) -> str:
+    """One sentence for the summary, empty when nothing was hidden."""
+    hidden = hidden_sessions(postgres)
+    if hidden == 0:
+        return ""
+    return (
+        f"PostgreSQL hid {hidden} session(s) from pooldoctor's role (no {GRANT_ROLE}): counts and "
+        "blocker chains are lower bounds; see Visibility."
+    )
