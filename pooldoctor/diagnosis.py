@@ -11,9 +11,17 @@ broken here and nowhere else:
   C. leak vs streaming: holders whose origin is streaming code belong to streaming-holds-session;
      the leak reading leaves them out (readings.streaming.is_streaming);
   D. leak vs idle in transaction: sessions the leak reading claims (readings.leaked_pids: old
-     persistent transactions, sessions of checkouts whose thread finished) are not counted as
-     idle in transaction.
+     persistent transactions, transactions held past the app's own baseline while the pool
+     starves, sessions of checkouts whose thread finished) are not counted as idle in
+     transaction; nor are transactions whose cursor FETCHes move on (readings.holds.streaming),
+     which belong to streaming-holds-session;
+  E. idle in transaction vs thread-pool deadlock: when the app's transactions end only as their
+     own requests time out, in bursts one pool_timeout apart (readings.lockstep), they wait on
+     the pool, not elsewhere: idle-in-transaction keeps LOCKSTEP_DISCOUNT of its confidence.
 C and D partition the evidence in the readings, so both families see the same split.
+
+Then the differential diagnosis (pooldoctor.differential) lists findings[0]'s look-alikes with
+the numbers that rule each out, and says when the window cannot decide between two causes.
 
 Ranking rule (findings[0] is the most probable root cause):
   1. actionable findings (critical/warning) before informational ones (history, context);
@@ -29,15 +37,17 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import replace
 
-from pooldoctor.checks import async_cancellation, connection_leak
+from pooldoctor.checks import async_cancellation, connection_leak, idle_in_transaction
 from pooldoctor.checks.registry import CHECKS
 from pooldoctor.checks.spec import CheckSpec
+from pooldoctor.differential import differential
 from pooldoctor.evidence import Evidence, SourceState
 from pooldoctor.findings import Diagnosis, Finding, Role, Severity, Status
 from pooldoctor.readings import Readings, read
 
 DEADLOCK_DISCOUNT = 0.6  # a leak that a thread-pool deadlock explains at least this well
 CANCELLATION_DISCOUNT = 0.8  # a plain leak that async cancellation explains better
+LOCKSTEP_DISCOUNT = 0.6  # idle in transaction whose transactions end with their own timeouts
 LEAK_FAMILY = (connection_leak.CHECK, async_cancellation.CHECK)
 _ROLE_RANK = {Role.CAUSE: 0, Role.SYMPTOM: 1, Role.RISK: 2}
 _SEVERITY_RANK = {Severity.CRITICAL: 0, Severity.WARNING: 1, Severity.INFO: 2}
@@ -113,7 +123,7 @@ def deadlock_explains_leak(readings: Readings) -> bool:
 
 
 def arbitrate(readings: Readings, findings: Sequence[Finding]) -> list[Finding]:
-    """Break the ties between look-alike check families (rules A and B above)."""
+    """Break the ties between look-alike check families (rules A, B and E above)."""
     deadlock = deadlock_explains_leak(readings)
     cancelled = any(f.check == async_cancellation.CHECK for f in findings)
     arbitrated: list[Finding] = []
@@ -122,6 +132,8 @@ def arbitrate(readings: Readings, findings: Sequence[Finding]) -> list[Finding]:
             finding = _discounted(finding, DEADLOCK_DISCOUNT, "threadpool-deadlock signature")
         if cancelled and finding.check == connection_leak.CHECK:
             finding = _discounted(finding, CANCELLATION_DISCOUNT)
+        if readings.lockstep is not None and finding.check == idle_in_transaction.CHECK:
+            finding = _discounted(finding, LOCKSTEP_DISCOUNT, "threadpool-deadlock lockstep")
         arbitrated.append(finding)
     return arbitrated
 
@@ -140,4 +152,9 @@ def diagnose(
                 raise
             findings.append(_internal_error(spec, exc))
     ranked = rank(arbitrate(readings, findings))
-    return Diagnosis(status=overall_status(evidence, ranked), findings=tuple(ranked))
+    considered = differential(readings, ranked)
+    return Diagnosis(
+        status=overall_status(evidence, ranked),
+        findings=tuple(ranked),
+        differential=considered.as_plain() if considered is not None else None,
+    )

@@ -243,6 +243,51 @@ class LogEventSummary:
 
 
 @dataclass(frozen=True)
+class LoggedException:
+    """One exception the app logged with a traceback: when, what, and where in the app's code."""
+
+    at: datetime
+    type: str
+    message: str
+    app_frame: str | None = None  # innermost frame in the app's own code: "file:line in func"
+    app_frames: tuple[str, ...] = ()  # the app's frames, outermost first
+    logged_as: str = ""  # the log message that carried the traceback
+
+
+@dataclass(frozen=True)
+class RequestLine:
+    """One access-log request with its duration (only lines that report one)."""
+
+    at: datetime
+    status: int
+    seconds: float
+    path: str = ""
+
+
+MOMENT_CANCELLATION = "cancellation"  # a cancelled request task or a client that went away
+MOMENT_GC_CLEANUP = "gc_cleanup"  # the garbage collector cleaning up a checked-out connection
+
+
+@dataclass(frozen=True)
+class LogMoment:
+    """One timed log record of a kind the diagnosis lines up with others (cancellation, GC)."""
+
+    at: datetime
+    kind: str
+    text: str = ""
+
+
+@dataclass(frozen=True)
+class AppLogFacts:
+    """What an app log says at millisecond precision: exceptions, request times, moments."""
+
+    exceptions: tuple[LoggedException, ...] = ()
+    requests: tuple[RequestLine, ...] = ()
+    moments: tuple[LogMoment, ...] = ()
+    truncated: bool = False  # the file held more than the kept records (the latest are kept)
+
+
+@dataclass(frozen=True)
 class LogFileEvidence:
     """One log file (or stdin): how it parsed and what it contained."""
 
@@ -254,6 +299,18 @@ class LogFileEvidence:
     last: datetime | None = None
     events: tuple[LogEventSummary, ...] = ()
     problems: tuple[str, ...] = ()
+    app: AppLogFacts | None = None
+
+
+@dataclass(frozen=True)
+class CodeFlag:
+    """A `pooldoctor scan` finding inside the function of an app frame the evidence names."""
+
+    frame: str  # "file:line in function", as the log or holder named it
+    path: str
+    line: int
+    rule_id: str
+    message: str
 
 
 @dataclass(frozen=True)
@@ -396,6 +453,7 @@ class Evidence:
     prometheus: PrometheusEvidence | None = None
     sources: tuple[SourceStatus, ...] = ()
     schema: str = EVIDENCE_SCHEMA
+    code: tuple[CodeFlag, ...] = ()  # scan findings in the functions of named app frames
 
 
 def evidence_to_json(evidence: Evidence) -> str:

@@ -54,3 +54,5 @@ class Diagnosis:
 
     status: Status
     findings: tuple[Finding, ...] = ()
+    # findings[0]'s look-alikes and why each lost (pooldoctor.differential.Differential.as_plain)
+    differential: dict[str, Any] | None = None

@@ -282,7 +282,8 @@ def test_running_threads_fall_back_to_the_age_rule() -> None:
     """Async checkouts report their event loop's thread, alive: old ones are still leaks."""
     old = _threads(cases.connection_leak_finished_threads(), alive=True, age_scale=3.0)
     [finding] = _leak(old)
-    assert "pool holders older than 1m00s: app/api/orders.py:42 in create_order" in finding.summary
+    assert "by running threads" in finding.summary
+    assert "app/api/orders.py:42 in create_order holds 4" in finding.summary
     assert "threads that have already finished" not in finding.summary
     assert finding.evidence["holders_threads_finished"] == 0
 

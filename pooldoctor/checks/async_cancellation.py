@@ -13,7 +13,7 @@ HINT_CONFIDENCE = 0.05  # each independent sign of cancellation adds this much t
 
 
 def check(readings: Readings) -> list[Finding]:
-    """The leak signature when something ties it to cancelled async work."""
+    """The leak signature when cancellations line up in time with its GC cleanups."""
     signature = readings.leak
     hints = list(readings.cancellation)
     if signature is None or not hints:
@@ -41,6 +41,6 @@ def check(readings: Readings) -> list[Finding]:
 SPEC = CheckSpec(
     CHECK,
     (CHECK,),
-    "A leak signature correlated with client disconnects or async driver cleanup.",
+    "A leak whose GC cleanups follow cancellations or client disconnects in the app log.",
     check,
 )

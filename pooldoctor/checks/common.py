@@ -149,6 +149,15 @@ def leak_remediation(readings: Readings, signature: LeakSignature) -> list[str]:
             + "; use `with Session(engine) as session:` / `async with` so every exit path "
             "returns the connection"
         )
+    elif signature.extra.get("holds", {}).get("code_paths"):
+        path = signature.extra["holds"]["code_paths"][0]
+        lag = max(abs(value) for value in path["lag_ms"])
+        steps.append(
+            f"Fix the error path at {path['app_frame'] or path['message']}: {path['exception']} "
+            f"leaves the session open ({path['explains']} of {path['of']} stuck transactions "
+            f"began within {lag:.0f} ms of it being logged); use `with Session(engine) as "
+            "session:` so the exception path returns the connection"
+        )
     else:
         steps.append(
             "Find the code path: log pool checkout/checkin events with a stack origin "

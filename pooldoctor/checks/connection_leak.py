@@ -42,7 +42,8 @@ def check(readings: Readings) -> list[Finding]:
 SPEC = CheckSpec(
     CHECK,
     (CHECK,),
-    "Same app backends idle (in transaction) with the same xact_start across samples, old "
-    "holders, GC cleanup warnings, pool pinned at capacity.",
+    "App transactions unchanged across samples past the app's own baseline (p99 request, "
+    "pool_timeout) while others time out; the app-log exception that opened them; finished or "
+    "old holders; GC cleanup warnings.",
     check,
 )

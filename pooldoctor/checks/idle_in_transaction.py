@@ -12,7 +12,7 @@ from pooldoctor.evidence import LogEvent
 from pooldoctor.findings import Finding, Severity
 from pooldoctor.readings import Readings
 from pooldoctor.readings.app import enough_app_backends
-from pooldoctor.readings.leak import LEAK_MIN_AGE_SECONDS, is_orphaned
+from pooldoctor.readings.leak import is_orphaned
 from pooldoctor.readings.pools import UNREPORTED_ORIGIN, describe_holders, group_holders
 from pooldoctor.readings.sessions import (
     HeldSession,
@@ -39,6 +39,8 @@ def check(readings: Readings) -> list[Finding]:
     confidence = 0.0
     waiting: list[HeldSession] = []
     peak_total = 0
+    holds = readings.holds
+    streaming = {h.pid for h in holds.streaming}
     if trend is not None:
         for at, backends in trend.per_sample:
             if not enough_app_backends(len(backends), pool.capacity_now):
@@ -47,6 +49,7 @@ def check(readings: Readings) -> list[Finding]:
                 h
                 for h in held_in_tx(at, backends, IDLE_TX_MIN_SECONDS)
                 if h.pid not in readings.leaked_pids  # see diagnosis.arbitrate
+                and h.pid not in streaming  # cursors moving on: streaming responses
             ]
             if len(held) > len(waiting):
                 waiting, peak_total = held, len(backends)
@@ -62,9 +65,9 @@ def check(readings: Readings) -> list[Finding]:
                 confidence -= 0.1
                 reasons.append(
                     f"none rotated during the {format_duration(trend.span_seconds)} capture, "
-                    "shorter than their age; younger than "
-                    f"{format_duration(LEAK_MIN_AGE_SECONDS)}, so not a leak yet: sample over a "
-                    "longer interval to see them rotate"
+                    "shorter than their age; younger than the held age "
+                    f"{format_duration(holds.baseline.held_after)} ({holds.baseline.basis}), so "
+                    "not a leak yet: sample over a longer interval to see them rotate"
                 )
             elif trend.multi_sample:
                 confidence += 0.2

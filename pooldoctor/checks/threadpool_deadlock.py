@@ -48,6 +48,7 @@ def check(readings: Readings) -> list[Finding]:
 SPEC = CheckSpec(
     CHECK,
     (CHECK,),
-    "Pool full and callers waiting while the app's backends sit idle, frozen together.",
+    "Pool full and callers waiting while the app's backends sit idle, frozen together; or "
+    "timeout bursts one pool_timeout apart that end every transaction.",
     check,
 )

@@ -6,11 +6,12 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor, wait
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from datetime import UTC, datetime
 from typing import Any
 
 from pooldoctor import __version__
+from pooldoctor.collect.code import named_frames, scan_frames
 from pooldoctor.collect.config import read_config
 from pooldoctor.collect.logs import collect_logs
 from pooldoctor.collect.options import SourceOptions
@@ -303,7 +304,7 @@ class _Run:
         pools = tuple(r.instance() for r in self.readings)
         if self.history is not None:
             pools += self.history.pools
-        return Evidence(
+        evidence = Evidence(
             collected_at=self.clock(),
             started_at=self.started,
             pooldoctor_version=__version__,
@@ -317,6 +318,9 @@ class _Run:
             prometheus=self.history.evidence if self.history is not None else None,
             sources=tuple(self.statuses),
         )
+        if self.interrupted is not None:
+            return evidence  # stopping: no time for scanning the app's code
+        return replace(evidence, code=scan_frames(named_frames(evidence)))
 
 
 def config_status(config: PoolConfig, at: datetime) -> SourceStatus:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from dataclasses import replace
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
@@ -10,6 +11,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
+from pooldoctor.collect.extend import MAX_EXTEND_SECONDS, extra_samples, join_captures
 from pooldoctor.collect.inputs import read_input
 from pooldoctor.collect.options import NO_SOURCES_MESSAGE, RawSourceOptions
 from pooldoctor.collect.session import CaptureInterrupted, capture, utc_now
@@ -17,6 +19,7 @@ from pooldoctor.commands import options as opt
 from pooldoctor.commands.progress import (
     QuietOpt,
     VerboseOpt,
+    Verbosity,
     print_sources,
     sampling_progress,
     verbosity,
@@ -99,6 +102,18 @@ def diagnose_command(
         OutputFormat,
         typer.Option("--format", help="What to print on standard output."),
     ] = OutputFormat.TEXT,
+    extend_up_to: Annotated[
+        float,
+        typer.Option(
+            "--extend-up-to",
+            metavar="SECONDS",
+            min=0.0,
+            max=MAX_EXTEND_SECONDS,
+            help="When the window cannot decide between two causes, keep sampling live sources "
+            f"for the seconds the report asks for, up to this many (at most "
+            f"{MAX_EXTEND_SECONDS:g}), then diagnose the whole window. 0 (default): never.",
+        ),
+    ] = 0.0,
     site_url: Annotated[
         str | None,
         typer.Option(
@@ -148,6 +163,18 @@ def diagnose_command(
     else:
         raise typer.BadParameter(NO_SOURCES_MESSAGE)
     diagnosis = diagnose(bundle)
+    more_seconds = (diagnosis.differential or {}).get("more_seconds")
+    if evidence is None and extend_up_to > 0 and more_seconds:
+        extra = min(float(more_seconds), extend_up_to)
+        if level is not Verbosity.QUIET:
+            print(
+                f"pooldoctor: the window cannot decide yet; sampling {extra:.0f} s more",
+                file=sys.stderr,
+            )
+        more = replace(sources, samples=extra_samples(extra, sources.interval))
+        with sampling_progress(level, more.samples) as on_round:
+            bundle = join_captures(bundle, capture(more, on_round=on_round))
+        diagnosis = diagnose(bundle)
     report = build_report(
         bundle,
         diagnosis,

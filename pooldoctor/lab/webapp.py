@@ -5,15 +5,17 @@ from __future__ import annotations
 import gc
 import json
 import logging
+import socket
 import threading
 import time
 import warnings
 from collections import deque
 from collections.abc import Callable, Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler, HTTPServer, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -23,8 +25,9 @@ from sqlalchemy.exc import SAWarning
 from sqlalchemy.orm import Session
 from sqlalchemy.pool import QueuePool
 
-from pooldoctor.app import instrument, pool_status, uninstrument
+from pooldoctor.app import instrument, pool_status, prometheus, uninstrument
 from pooldoctor.lab.cluster import TempCluster
+from pooldoctor.status_schema import PoolStatusPayload
 
 APP_ROLE = "lab_app"
 HOT_ROW_ID = 1
@@ -35,6 +38,17 @@ DRAIN_SECONDS = 15.0
 # Query parameters are clamped so a typo cannot hold a thread for minutes.
 MAX_SLEEP_SECONDS = 30.0
 GC_CLEANUP_WARNING = "The garbage collector is trying to clean up"
+WORKER_THREAD_PREFIX = "AnyIO worker thread"
+EXPORT_ROW_BYTES = 32 * 1024  # one row per FETCH, larger than the socket buffers below
+EXPORT_SEND_BUFFER = 8 * 1024
+MAX_EXPORT_ROWS = 200
+EVENT_LOOP_ROUTES = ("/pool-status", "/metrics", "/health")
+PEEK_BYTES = 64
+PEEK_TIMEOUT_SECONDS = 2.0
+TEXT_ROUTES: dict[str, Callable[[LabApp], str]] = {
+    "/pool-status/text": lambda app: app.status_text(),
+    "/metrics": lambda app: app.metrics(),
+}
 
 SCHEMA_SQL = f"""
 DO $$ BEGIN
@@ -70,6 +84,10 @@ class LabConfig:
     db_port: int | None = None  # connect through another port (the slow proxy) instead
     large_order: int = 100  # /orders rejects quantities above this, leaking its session
     error_buffer: int = 64  # recent errors kept with tracebacks (what keeps a leak alive)
+    instrumented: bool = True  # pooldoctor.instrument(engine): holders with origins and threads
+    # None: a thread per request (it finishes with the request); N: a fixed pool of N worker
+    # threads that stay alive, as in AnyIO/Starlette's threadpool for sync endpoints.
+    worker_threads: int | None = None
 
     def env_text(self, workers: int = 1) -> str:
         """The app's settings as a KEY=VALUE env file, as a deployment would have it."""
@@ -86,6 +104,17 @@ class LabConfig:
         if self.statement_timeout_ms is not None:
             lines.append(f"DB_STATEMENT_TIMEOUT={self.statement_timeout_ms}ms")
         return "\n".join(lines) + "\n"
+
+
+def plain_status(payload: PoolStatusPayload) -> dict[str, Any]:
+    """The seed's plain payload, as most apps expose it: the numbers only, no holders."""
+    return {
+        "size": payload["size"],
+        "checked_out": payload["checked_out"],
+        "overflow": payload["overflow"],
+        "timeout": payload["timeout"],
+        "max_overflow": payload["max_overflow"],
+    }
 
 
 def ensure_schema(cluster: TempCluster) -> None:
@@ -141,7 +170,8 @@ class LabApp:
         self.config = config
         self.log_path = log_path
         self.engine = make_engine(cluster, config)
-        instrument(self.engine)
+        if config.instrumented:
+            instrument(self.engine)
         self.recent_errors: deque[BaseException] = deque(maxlen=config.error_buffer)
         self._handler = logging.FileHandler(log_path, encoding="utf-8")
         formatter = logging.Formatter(LOG_FORMAT)
@@ -158,8 +188,7 @@ class LabApp:
         pool_log.setLevel(logging.WARNING)
         self._in_flight = 0
         self._idle = threading.Condition()
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), _handler_class(self))
-        self._server.daemon_threads = True
+        self._server = serve_requests(_handler_class(self), config.worker_threads)
         self._thread = threading.Thread(
             target=self._server.serve_forever,
             kwargs={"poll_interval": 0.1},
@@ -169,12 +198,14 @@ class LabApp:
         self._routes: dict[str, Callable[[Mapping[str, list[str]]], dict[str, Any]]] = {
             "/health": lambda _query: {"status": "ok"},
             "/pool-status": lambda _query: self.pool_status(),
+            "/pool-status/plain": lambda _query: self.plain_pool_status(),
             "/quick": self._quick,
             "/work": self._work,
             "/orders": self._orders,
             "/slow": self._slow,
             "/external": self._external,
             "/locked": self._locked,
+            "/audit": self._audit,
         }
 
     def url(self, path: str = "") -> str:
@@ -187,6 +218,18 @@ class LabApp:
 
     def pool_status(self) -> dict[str, Any]:
         return dict(pool_status(self.engine))
+
+    def plain_pool_status(self) -> dict[str, Any]:
+        """The seed's own payload, as most apps expose it: numbers only, no holders."""
+        return plain_status(pool_status(self.engine))
+
+    def status_text(self) -> str:
+        """SQLAlchemy's own `Pool.status()` line."""
+        return self.engine.pool.status()
+
+    def metrics(self) -> str:
+        """Prometheus exposition of the pool, as prometheus_client would serve it."""
+        return prometheus.exposition({self.config.application_name: self.engine}).decode()
 
     # --- endpoints -------------------------------------------------------------------------
 
@@ -235,6 +278,32 @@ class LabApp:
             )
         return {"stock": stock}
 
+    def _audit(self, query: Mapping[str, list[str]]) -> dict[str, Any]:
+        seconds = min(_number(query, "ms", 100.0) / 1000.0, MAX_SLEEP_SECONDS)
+        with Session(self.engine) as session:
+            stock = session.execute(
+                text("SELECT stock FROM inventory, pg_sleep(:s) WHERE id = :id"),
+                {"id": HOT_ROW_ID, "s": seconds},
+            ).scalar_one()
+            self._write_audit(f"stock read: {stock}")
+        return {"stock": stock}
+
+    def _write_audit(self, entry: str) -> None:
+        # A second checkout while the request's session still holds the first one.
+        with self.engine.begin() as conn:
+            conn.execute(text("INSERT INTO orders (item, quantity) VALUES (:e, 0)"), {"e": entry})
+
+    def export_rows(self, rows: int) -> Iterator[bytes]:
+        """Rows of a server-side cursor, one FETCH per row, while the session stays open."""
+        with Session(self.engine) as session:
+            result = session.execute(
+                text("SELECT n, repeat('x', :width) AS payload FROM generate_series(1, :rows) n"),
+                {"width": EXPORT_ROW_BYTES, "rows": rows},
+                execution_options={"stream_results": True, "max_row_buffer": 1},
+            )
+            for row in result.yield_per(1):
+                yield f"{row.n},{row.payload}\n".encode()
+
     def _locked(self, _query: Mapping[str, list[str]]) -> dict[str, Any]:
         with Session(self.engine) as session, session.begin():
             session.execute(
@@ -252,10 +321,14 @@ class LabApp:
         try:
             return 200, route(parse_qs(parts.query))
         except Exception as exc:
-            self.log.exception("%s %s failed", method, parts.path)
-            self.recent_errors.append(exc)
-            detail = next(iter(str(exc).splitlines()), "")
-            return 500, {"error": type(exc).__name__, "detail": detail}
+            return self.failed(method, parts.path, exc)
+
+    def failed(self, method: str, path: str, exc: Exception) -> tuple[int, dict[str, Any]]:
+        """Log the error with its traceback and keep it (as the seed app does): a 500."""
+        self.log.error("%s %s failed", method, path, exc_info=exc)
+        self.recent_errors.append(exc)
+        detail = next(iter(str(exc).splitlines()), "")
+        return 500, {"error": type(exc).__name__, "detail": detail}
 
     def enter(self) -> None:
         with self._idle:
@@ -289,37 +362,106 @@ class LabApp:
         self._handler.close()
 
 
+class WorkerPoolHTTPServer(HTTPServer):
+    """Requests served by a fixed pool of worker threads that outlive each request (AnyIO-style)."""
+
+    def __init__(self, handler: type[BaseHTTPRequestHandler], workers: int) -> None:
+        super().__init__(("127.0.0.1", 0), handler)
+        self._workers = ThreadPoolExecutor(workers, thread_name_prefix=WORKER_THREAD_PREFIX)
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        # Like an async endpoint on the event loop, the status routes skip the worker threads.
+        request.settimeout(PEEK_TIMEOUT_SECONDS)
+        try:
+            head = request.recv(PEEK_BYTES, socket.MSG_PEEK)
+        except OSError:
+            head = b""
+        request.settimeout(None)
+        if any(head.startswith(b"GET " + path.encode()) for path in EVENT_LOOP_ROUTES):
+            threading.Thread(
+                target=self._serve, args=(request, client_address), daemon=True
+            ).start()
+        else:
+            self._workers.submit(self._serve, request, client_address)
+
+    def _serve(self, request: Any, client_address: Any) -> None:
+        try:
+            self.finish_request(request, client_address)
+        except Exception:
+            self.handle_error(request, client_address)
+        finally:
+            self.shutdown_request(request)
+
+    def server_close(self) -> None:
+        super().server_close()
+        self._workers.shutdown(wait=False, cancel_futures=True)
+
+
+def serve_requests(handler: type[BaseHTTPRequestHandler], workers: int | None) -> HTTPServer:
+    """A thread per request, or a fixed pool of `workers` threads."""
+    if workers is not None:
+        return WorkerPoolHTTPServer(handler, workers)
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    server.daemon_threads = True
+    return server
+
+
 def _handler_class(app: LabApp) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         server_version = "pooldoctor-lab/1"
 
         def do_GET(self) -> None:
             app.enter()
+            started = time.monotonic()
             try:
-                status, payload = app.handle("GET", self.path)
-                body = json.dumps(payload).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-                self._access(status, len(body))
+                path = urlsplit(self.path).path
+                if path == "/export":
+                    self._export(started)
+                elif path in TEXT_ROUTES:
+                    text_body = TEXT_ROUTES[path](app)
+                    self._send(200, text_body.encode(), "text/plain; version=0.0.4", started)
+                else:
+                    status, payload = app.handle("GET", self.path)
+                    self._send(status, json.dumps(payload).encode(), "application/json", started)
             except OSError:
                 pass  # the client gave up; nothing to answer
             finally:
                 app.leave()
 
-        def _access(self, status: int, size: int) -> None:
+        def _send(self, status: int, body: bytes, content_type: str, started: float) -> None:
+            self.send_response(status)
+            self.send_header("Content-Type", content_type)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+            self._access(status, len(body), started)
+
+        def _export(self, started: float) -> None:
+            query = parse_qs(urlsplit(self.path).query)
+            rows = int(min(_number(query, "rows", 10.0), MAX_EXPORT_ROWS))
+            # A small send buffer: the slow client's pace reaches the generator (backpressure).
+            self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, EXPORT_SEND_BUFFER)
+            self.send_response(200)
+            self.send_header("Content-Type", "text/csv")
+            self.end_headers()
+            sent = 0
+            for chunk in app.export_rows(rows):
+                self.wfile.write(chunk)
+                sent += len(chunk)
+            self._access(200, sent, started)
+
+        def _access(self, status: int, size: int, started: float) -> None:
             when = datetime.now(UTC).strftime("%d/%b/%Y:%H:%M:%S +0000")
             agent = self.headers.get("User-Agent", "-")
             app.access_log.info(
-                '%s - - [%s] "%s" %d %d "-" "%s"',
+                '%s - - [%s] "%s" %d %d "-" "%s" %.3f',
                 self.client_address[0],
                 when,
                 self.requestline,
                 status,
                 size,
                 agent,
+                time.monotonic() - started,
             )
 
         def log_message(self, format: str, *args: Any) -> None:

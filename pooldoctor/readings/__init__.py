@@ -14,7 +14,12 @@ from urllib.parse import urlsplit
 
 from pooldoctor.evidence import Evidence, LogEvent
 from pooldoctor.readings.app import AppIdentity, identify_app
-from pooldoctor.readings.deadlock import DeadlockSignature, deadlock_signature
+from pooldoctor.readings.deadlock import (
+    DeadlockSignature,
+    deadlock_signature,
+    lockstep_signature,
+)
+from pooldoctor.readings.holds import HoldReading, hold_reading
 from pooldoctor.readings.leak import (
     LeakSignature,
     cancellation_hints,
@@ -38,6 +43,7 @@ from pooldoctor.readings.sessions import (
 )
 from pooldoctor.readings.settings import setting_int, setting_seconds
 from pooldoctor.readings.thresholds import RECENT_SECONDS
+from pooldoctor.readings.timing import Cancellations, Lockstep, cancellations
 
 
 @dataclass(frozen=True)
@@ -54,10 +60,13 @@ class Readings:
     pool_timeouts: LogSignal
     leak: LeakSignature | None
     deadlock: DeadlockSignature | None
-    cancellation: tuple[str, ...]  # why the leak looks tied to cancelled async work
+    cancellation: tuple[str, ...]  # cancellations lined up in time with the leak, described
     leaked_pids: frozenset[int]  # sessions the leak claims; idle-in-transaction leaves them
     longest_legitimate_idle_tx: float | None  # seconds, of sessions the leak does not claim
     idle_tx_timeout: int  # the one idle_in_transaction_session_timeout every finding suggests
+    holds: HoldReading  # transactions judged against the app's own baseline, and their code paths
+    lined_up: Cancellations  # cancellations and GC cleanups of connections, and how they line up
+    lockstep: Lockstep | None  # timeout bursts one pool_timeout apart that end every transaction
 
     def log(
         self, *events: LogEvent, window: float = RECENT_SECONDS, matching: tuple[str, ...] = ()
@@ -94,11 +103,13 @@ def read(evidence: Evidence) -> Readings:
     pool = pool_signal(evidence)
     trend = session_trend(evidence)
     timeouts = log_signal(evidence, *POOL_TIMEOUT_EVENTS)
+    holds = hold_reading(evidence, pool, trend)
     times = checkout_times(evidence)
     gc = log_signal(evidence, LogEvent.GC_CLEANUP)
-    leak = leak_signature(pool, timeouts, gc, trend, times)
+    leak = leak_signature(pool, timeouts, gc, trend, holds, times)
     eof = log_signal(evidence, LogEvent.CLIENT_EOF_IN_TRANSACTION)
-    leaked = leaked_pids(trend, pool) if trend is not None else frozenset()
+    lined_up = cancellations(evidence)
+    leaked = leaked_pids(trend, pool, holds) if trend is not None else frozenset()
     ages = legitimate_idle_tx_ages(trend, leaked) if trend is not None else []
     return Readings(
         evidence=evidence,
@@ -110,9 +121,13 @@ def read(evidence: Evidence) -> Readings:
         checkout_times=times,
         pool_timeouts=timeouts,
         leak=leak,
-        deadlock=deadlock_signature(evidence, pool, timeouts, trend),
-        cancellation=tuple(cancellation_hints(leak, eof)) if leak is not None else (),
+        deadlock=deadlock_signature(evidence, pool, timeouts, trend)
+        or lockstep_signature(evidence, holds),
+        cancellation=tuple(cancellation_hints(lined_up, eof)) if leak is not None else (),
         leaked_pids=leaked,
         longest_legitimate_idle_tx=max(ages, default=None),
         idle_tx_timeout=idle_tx_timeout_suggestion(ages),
+        holds=holds,
+        lined_up=lined_up,
+        lockstep=holds.lockstep(evidence),
     )

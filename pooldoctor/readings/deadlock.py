@@ -8,6 +8,7 @@ from typing import Any
 from pooldoctor.durations import format_duration
 from pooldoctor.evidence import Evidence
 from pooldoctor.readings.app import enough_app_backends
+from pooldoctor.readings.holds import HoldReading
 from pooldoctor.readings.logs import LogSignal
 from pooldoctor.readings.pools import PoolSignal, group_holders, measure_throughput
 from pooldoctor.readings.sessions import SessionTrend
@@ -86,3 +87,18 @@ def deadlock_signature(
         else:
             confidence -= 0.2
     return DeadlockSignature(min(confidence, 0.9), tuple(reasons), facts)
+
+
+LOCKSTEP_CONFIDENCE = 0.75  # timing alone; the nested checkout in the traceback adds to it
+NESTED_CHECKOUT_CONFIDENCE = 0.1
+
+
+def lockstep_signature(evidence: Evidence, holds: HoldReading) -> DeadlockSignature | None:
+    """Holders whose transactions end only when their own requests time out, in bursts one
+    pool_timeout apart (readings.timing.lockstep), while the pool is at its limit."""
+    timing = holds.lockstep(evidence)
+    if timing is None or not (holds.pool.full_now or holds.pool.full_always):
+        return None
+    nested = len(timing.nested_frames) >= 2
+    confidence = LOCKSTEP_CONFIDENCE + (NESTED_CHECKOUT_CONFIDENCE if nested else 0.0)
+    return DeadlockSignature(confidence, (timing.describe(),), {"lockstep": timing.as_evidence()})

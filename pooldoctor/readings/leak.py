@@ -9,7 +9,9 @@ from typing import Any
 from pooldoctor.durations import format_duration
 from pooldoctor.evidence import Holder
 from pooldoctor.findings import Severity
-from pooldoctor.readings.logs import LogSignal, examples_mention
+from pooldoctor.readings.codepaths import describe_flags
+from pooldoctor.readings.holds import HoldReading
+from pooldoctor.readings.logs import LogSignal
 from pooldoctor.readings.pools import CheckoutTimes, PoolSignal, describe_holders, group_holders
 from pooldoctor.readings.sessions import (
     HeldSession,
@@ -20,11 +22,14 @@ from pooldoctor.readings.sessions import (
 )
 from pooldoctor.readings.streaming import is_streaming
 from pooldoctor.readings.thresholds import STUCK_SECONDS
+from pooldoctor.readings.timing import Cancellations
 
 LEAK_MIN_AGE_SECONDS = STUCK_SECONDS  # persistent and this old: leaked, not slow
 LEAK_SINGLE_SAMPLE_AGE_SECONDS = 600.0  # with one sample (no trend) only very old ones count
 IDLE_LEAK_SHARE = 0.5  # plainly idle backends must explain half the checked-out pool
-ASYNC_MARKERS = ("asyncpg", "adaptedconnection", "asyncio", "async ", "await", "anyio", "cancel")
+HELD_CONFIDENCE = 0.1  # held past the app's own baseline, with the multiple shown
+CODE_PATH_CONFIDENCE = 0.1  # an exception logged at the moment each stuck transaction began
+HOLDER_PATH_CONFIDENCE = 0.05  # the same for instrumented holders' checkouts
 # A checkout whose thread has finished can never be returned by the code that took it: leaked at
 # any age. The floor skips a connection caught mid hand-off as its thread exits.
 DEAD_THREAD_MIN_AGE_SECONDS = 1.0
@@ -57,9 +62,17 @@ class LeakSignature:
         return len(self.orphaned) + self.orphaned_unlisted
 
 
-def _stuck_sessions(trend: SessionTrend, pool: PoolSignal) -> list[HeldSession]:
+def _stuck_sessions(trend: SessionTrend, pool: PoolSignal, holds: HoldReading) -> list[HeldSession]:
     if trend.multi_sample:
-        in_tx = [h for h in trend.persistent_in_tx if h.age_seconds >= LEAK_MIN_AGE_SECONDS]
+        # Held idle in transaction, unchanged in every sample, past the app's own baseline
+        # while others starve for the pool; or past LEAK_MIN_AGE_SECONDS whatever the baseline.
+        in_tx = list(holds.held) if holds.pool_starved else []
+        claimed = {h.pid for h in in_tx} | {h.pid for h in holds.streaming}
+        in_tx += [
+            h
+            for h in trend.persistent_in_tx
+            if h.age_seconds >= LEAK_MIN_AGE_SECONDS and h.pid not in claimed
+        ]
         idle = [h for h in trend.persistent_idle if h.age_seconds >= LEAK_MIN_AGE_SECONDS]
     else:
         in_tx = [h for h in trend.idle_in_tx if h.age_seconds >= LEAK_SINGLE_SAMPLE_AGE_SECONDS]
@@ -118,16 +131,52 @@ def describe_orphaned(orphaned: Sequence[Holder], unlisted: int = 0) -> str:
     return f"{total} {noun} held by threads that have already finished: {origins}{more}"
 
 
-def _leaked_holders(holders: Iterable[Holder]) -> tuple[list[Holder], list[Holder]]:
-    """(held by finished threads, held past LEAK_MIN_AGE_SECONDS by running or unknown ones)."""
+def _leaked_holders(
+    holders: Iterable[Holder], holds: HoldReading
+) -> tuple[list[Holder], list[Holder]]:
+    """(held by finished threads, held by running or unknown ones past LEAK_MIN_AGE_SECONDS, or
+    past the app's own held age while others starve for the pool)."""
+    limit = LEAK_MIN_AGE_SECONDS
+    if holds.pool_starved:
+        limit = min(limit, holds.baseline.held_after)
     orphaned: list[Holder] = []
     aged: list[Holder] = []
     for holder in holders:
         if is_orphaned(holder):
             orphaned.append(holder)
-        elif holder.age_seconds >= LEAK_MIN_AGE_SECONDS:
+        elif holder.age_seconds >= limit:
             aged.append(holder)
     return orphaned, aged
+
+
+def _code_path_reasons(
+    holds: HoldReading, stuck: Sequence[HeldSession], extra: dict[str, Any]
+) -> tuple[list[str], float]:
+    """The exceptions that opened the stuck transactions or took the held checkouts, and the
+    scan findings in their functions; with the confidence they add."""
+    reasons: list[str] = []
+    added = 0.0
+    paths = [p for p in holds.code_paths if p.explains]
+    if paths and stuck:
+        added += CODE_PATH_CONFIDENCE
+        lag = max(abs(value) for p in paths[:2] for value in p.lag_ms)
+        reasons.append(
+            "opened by the request that failed with "
+            + "; ".join(p.describe() for p in paths[:2])
+            + f", logged within {lag:.0f} ms of each xact_start"
+        )
+        flags = holds.scan_flags(paths[0].app_frame)
+        if flags:
+            reasons.append(describe_flags(flags))
+            extra["scan_flags"] = [f"{f.path}:{f.line} {f.rule_id}" for f in flags]
+    if holds.holder_paths:
+        added += HOLDER_PATH_CONFIDENCE
+        reasons.append(
+            "checked out by requests that then failed with "
+            + "; ".join(p.describe() for p in holds.holder_paths[:2])
+            + " (explains counts the held checkouts)"
+        )
+    return reasons, added
 
 
 def leak_signature(
@@ -135,18 +184,21 @@ def leak_signature(
     timeouts: LogSignal,
     gc: LogSignal,
     trend: SessionTrend | None,
+    holds: HoldReading,
     times: CheckoutTimes | None = None,
 ) -> LeakSignature | None:
-    """Connections held and not returned: finished threads, persistent sessions, old holders."""
+    """Connections held and not returned: finished threads, transactions held past the app's
+    baseline (named by the exceptions that opened them), old holders, GC cleanups."""
     # Holders inside streaming responses are explained by the streams (streaming-holds-session).
     holders = [h for h in pool.holders if not is_streaming(h)]
-    orphaned, aged = _leaked_holders(holders)
-    stuck = _stuck_sessions(trend, pool) if trend is not None else []
+    orphaned, aged = _leaked_holders(holders, holds)
+    stuck = _stuck_sessions(trend, pool, holds) if trend is not None else []
     if trend is not None:
         pids = {h.pid for h in stuck}
         stuck += [h for h in orphaned_sessions(trend, orphaned) if h.pid not in pids]
         stuck.sort(key=lambda h: -h.age_seconds)
     holder_rows = group_holders(orphaned + aged)
+    extra: dict[str, Any] = {"holds": holds.as_evidence()}
     reasons: list[str] = []
     confidence = 0.0
     unlisted = pool.unlisted_dead_threads
@@ -165,11 +217,23 @@ def leak_signature(
         reasons.append(
             f"{len(stuck)} backends of {trend.app.label} {kind}, {describe_oldest(stuck)}, {same}"
         )
+        if holds.held:
+            confidence += HELD_CONFIDENCE
+            reasons.append(holds.describe_held())
+    path_reasons, added = _code_path_reasons(holds, stuck, extra)
+    confidence += added if confidence else 0.0
+    reasons += path_reasons
+    for row in holder_rows[:3]:
+        flags = holds.scan_flags(str(row["origin"]))
+        if flags:
+            row["scan"] = [f"{f.path}:{f.line} {f.rule_id}" for f in flags]
+            reasons.append(f"holder origin {row['origin']}: {describe_flags(flags)}")
     if aged:
         confidence = max(confidence, 0.45) + 0.2
+        youngest = min(h.age_seconds for h in aged)
         reasons.append(
-            f"pool holders older than {format_duration(LEAK_MIN_AGE_SECONDS)}: "
-            f"{describe_holders(group_holders(aged))}"
+            f"pool holders held {format_duration(youngest)} or more by running threads "
+            f"({holds.baseline.multiple(youngest)}): {describe_holders(group_holders(aged))}"
         )
     if times is not None and (times.mean_use_seconds or 0.0) >= LEAK_MIN_AGE_SECONDS:
         confidence = max(confidence, 0.45) + 0.1
@@ -177,6 +241,13 @@ def leak_signature(
     if gc.current:
         confidence = max(confidence, 0.5) + 0.2
         reasons.append(gc.describe("garbage-collector cleanups of non-checked-in connections"))
+        if holds.gc_paths:
+            confidence += CODE_PATH_CONFIDENCE
+            reasons.append(
+                "the cleaned-up connections were dropped by requests that failed with "
+                + "; ".join(p.describe() for p in holds.gc_paths[:2])
+            )
+            extra["gc_code_paths"] = [p.as_evidence() for p in holds.gc_paths[:3]]
     if confidence == 0.0:
         if gc.seen:
             return LeakSignature(
@@ -213,6 +284,7 @@ def leak_signature(
         gc,
         trend,
         current=True,
+        extra=extra,
         orphaned=tuple(orphaned),
         orphaned_unlisted=unlisted,
     )
@@ -243,33 +315,27 @@ def leak_evidence(signature: LeakSignature) -> dict[str, Any]:
     return facts
 
 
-def cancellation_hints(signature: LeakSignature, eof: LogSignal) -> list[str]:
-    """Why the leak looks tied to cancelled async work (`eof`: client disconnects in a
-    transaction); empty when nothing says so."""
-    hints: list[str] = []
+def cancellation_hints(lined_up: Cancellations, eof: LogSignal) -> list[str]:
+    """Evidence that cancelled async work leaked the connections: cancellations or client
+    disconnects lining up in time with the GC cleanups (`eof`: client disconnects in a
+    transaction, counted only alongside them); empty when nothing shows a cancellation."""
+    if not lined_up.evidenced:
+        return []
+    hints = [lined_up.describe()]
     if eof.current:
         hints.append(eof.describe("client disconnects with an open transaction"))
-    if examples_mention(signature.gc, *ASYNC_MARKERS):
-        hints.append("the garbage collector cleans up async driver connections")
-    async_holders = [
-        row
-        for row in signature.holder_rows
-        if any(m in str(row["origin"]).lower() for m in ASYNC_MARKERS)
-    ]
-    if async_holders:
-        hints.append(
-            f"{sum(r['count'] for r in async_holders)} held connections come from "
-            f"async code ({async_holders[0]['origin']})"
-        )
     return hints
 
 
-def leaked_pids(trend: SessionTrend, pool: PoolSignal) -> frozenset[int]:
-    """pids the leak reading claims: transactions persistent past LEAK_MIN_AGE_SECONDS (with one
-    sample: older than LEAK_SINGLE_SAMPLE_AGE_SECONDS) and the sessions of checkouts whose thread
-    has finished. Idle-in-transaction leaves them to the leak."""
+def leaked_pids(trend: SessionTrend, pool: PoolSignal, holds: HoldReading) -> frozenset[int]:
+    """pids the leak reading claims: transactions persistent past LEAK_MIN_AGE_SECONDS or held
+    past the app's own baseline while the pool starves (with one sample: older than
+    LEAK_SINGLE_SAMPLE_AGE_SECONDS) and the sessions of checkouts whose thread has finished.
+    Idle-in-transaction leaves them to the leak."""
     if trend.multi_sample:
         held = {h.pid for h in trend.persistent_in_tx if h.age_seconds >= LEAK_MIN_AGE_SECONDS}
+        if holds.pool_starved:
+            held |= {h.pid for h in holds.held}
     else:
         held = {h.pid for h in trend.idle_in_tx if h.age_seconds >= LEAK_SINGLE_SAMPLE_AGE_SECONDS}
     return frozenset(held | orphaned_pids(trend, pool))

@@ -264,4 +264,5 @@ def build_report(
         charts=build_charts(evidence, key_times),
         lead=lead,
         postmortem=build_postmortem(evidence, findings, key_times, lead),
+        differential=diagnosis.differential,
     )

@@ -191,3 +191,5 @@ class Report:
     charts: tuple[ChartData, ...] = ()
     lead: Lead | None = None
     postmortem: Postmortem | None = None
+    # findings[0]'s look-alikes and why each lost; close_call when the window cannot decide
+    differential: dict[str, Any] | None = None

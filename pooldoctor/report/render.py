@@ -124,6 +124,7 @@ def report_to_plain(report: Report) -> dict[str, Any]:
         "charts": [_chart_plain(chart) for chart in report.charts],
         "lead": None if report.lead is None else asdict(report.lead),
         "postmortem": None if report.postmortem is None else to_plain(report.postmortem),
+        "differential": report.differential,
         "environment": {
             "pooldoctor_version": env.pooldoctor_version,
             "postgres_version": env.postgres_version,

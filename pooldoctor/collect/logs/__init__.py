@@ -8,6 +8,7 @@ import sys
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
+from dataclasses import replace
 from datetime import UTC, datetime, tzinfo
 from typing import BinaryIO
 
@@ -30,9 +31,10 @@ from pooldoctor.collect.logs.reader import (
     Readable,
     looks_binary,
 )
+from pooldoctor.collect.logs.records import read_app_log
 from pooldoctor.collect.logs.scan import FileScan
 from pooldoctor.collect.logs.timestamps import TimestampReader
-from pooldoctor.evidence import LogFileEvidence
+from pooldoctor.evidence import AppLogFacts, LogFileEvidence
 
 STDIN_PATH = "-"
 FIRST_LINE_QUOTE_CHARS = 120
@@ -73,7 +75,10 @@ def _collect_one(
             waiting = DeadlineReader(source, LOG_SCAN_SECONDS)
             return _scan(path, waiting, reference, log_tz, since, until)
         with open_regular(path) as handle:
-            return _scan_file(path, handle, log_tz, since, until)
+            scanned = _scan_file(path, handle, log_tz, since, until)
+        reference = min(datetime.fromtimestamp(os.stat(path).st_mtime, UTC), datetime.now(UTC))
+        facts = read_app_log(path, log_tz=log_tz, reference=reference, since=since, until=until)
+        return replace(scanned, app=facts) if facts is not None and _has_records(facts) else scanned
     except OSError as exc:
         return _unreadable(path, f"cannot read: {exc.strerror or exc}")
     except (ValueError, MemoryError) as exc:
@@ -103,6 +108,10 @@ def _scan_file(
             return _evidence(path, whole.scan, problems)
         handle.seek(0)
     return _scan(path, handle, reference, log_tz, since, until)
+
+
+def _has_records(facts: AppLogFacts) -> bool:
+    return bool(facts.exceptions or facts.requests or facts.moments)
 
 
 def _gzipped(handle: BinaryIO) -> bool:

@@ -7,10 +7,13 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
+from pooldoctor.collect.logs.records import CANCELLED, GC_CLEANUP
 from pooldoctor.evidence import (
+    AppLogFacts,
     Backend,
     Evidence,
     LogEvent,
+    LogMoment,
     PgBouncerConnection,
     PgBouncerDatabase,
     PgBouncerEvidence,
@@ -584,17 +587,27 @@ def async_cancellation_leak() -> Evidence:
         "<AdaptedConnection <asyncpg.connection.Connection object at 0x7f>>, which will "
         "be terminated."
     )
+    # Each GC cleanup follows a request task cancelled by its client's disconnect.
+    cancelled_at = [ago(40 + 25 * i) for i in range(9)]
+    moments = [
+        moment
+        for at in cancelled_at
+        for moment in (
+            LogMoment(at, CANCELLED, "client disconnected; cancelling GET /search"),
+            LogMoment(at + timedelta(milliseconds=120), GC_CLEANUP, gc_async),
+        )
+    ]
+    cancelled_log = replace(
+        log_file(
+            events(LogEvent.GC_CLEANUP, 9, last=ago(40), minutes=5, examples=[gc_async]),
+            events(LogEvent.POOL_TIMEOUT, 14, last=ago(10), minutes=3, examples=[QUEUEPOOL_LINE]),
+        ),
+        app=AppLogFacts(moments=tuple(sorted(moments, key=lambda m: m.at))),
+    )
     return evidence(
         pools=[pool(*(pool_sample(at, 15, size=10, max_overflow=5) for at in SAMPLE_TIMES))],
         pg=postgres(*samples),
-        logs=[
-            log_file(
-                events(LogEvent.GC_CLEANUP, 9, last=ago(40), minutes=5, examples=[gc_async]),
-                events(
-                    LogEvent.POOL_TIMEOUT, 14, last=ago(10), minutes=3, examples=[QUEUEPOOL_LINE]
-                ),
-            )
-        ],
+        logs=[cancelled_log],
         cfg=config(pool_size=10, max_overflow=5),
     )
 

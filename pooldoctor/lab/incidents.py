@@ -1,0 +1,327 @@
+"""Leaks and their look-alikes as real apps under load on a shared cluster, captured as evidence.
+
+Unlike `scenarios`, each incident here runs on a cluster the caller owns (the tests share one),
+and several captures of one running incident can differ only in what the app exposes: the seed's
+plain pool-status JSON, SQLAlchemy's `status()` text, Prometheus exposition, or instrumented
+holders.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from pooldoctor.collect.options import SourceOptions
+from pooldoctor.collect.session import capture
+from pooldoctor.evidence import Evidence
+from pooldoctor.lab.asyncapp import AsyncLabConfig, run_async_lab_app
+from pooldoctor.lab.cluster import TempCluster
+from pooldoctor.lab.load import BackgroundLoad, LoadResult, LoadSpec, request_once, run_load
+from pooldoctor.lab.slowclient import disconnecting_request, slow_reader
+from pooldoctor.lab.webapp import LabApp, LabConfig, run_lab_app
+
+POOL = 3
+POOL_TIMEOUT = 1.0  # short, so waiters time out (3o7r) within a second of the pool pinning
+SAMPLES = 3
+INTERVAL_SECONDS = 0.5
+CAPTURE_TIMEOUT_SECONDS = 3.0
+REQUEST_TIMEOUT_SECONDS = 10.0
+MAX_REQUESTS = 5000
+BASELINE_REQUESTS = 30  # ordinary requests before the leak: the app's own request times
+# The seed incident is sampled while its leaked transactions are 10-20 s old.
+LEAK_AGE_SECONDS = 10.0
+# The worker-thread variant only needs its leaks past the app's held age (3x pool_timeout).
+WORKER_LEAK_AGE_SECONDS = 4.0
+WAITERS = 3  # clients that keep asking while the pool is pinned (and time out)
+OLD_BURST_AGE = timedelta(days=2)
+OLD_BURST_ERRORS = 40
+
+PAYLOAD_PATHS = {
+    "plain": "/pool-status/plain",
+    "text": "/pool-status/text",
+    "prometheus": "/metrics",
+    "instrumented": "/pool-status",
+}
+
+
+@dataclass
+class Capture:
+    """One capture of a running incident, and the load it was under."""
+
+    name: str
+    evidence: Evidence
+    load: LoadResult = field(default_factory=LoadResult)
+
+
+def _spec(paths: Sequence[str], clients: int, seconds: float, pause: float = 0.0) -> LoadSpec:
+    return LoadSpec(
+        paths=tuple(paths),
+        clients=clients,
+        max_requests=MAX_REQUESTS,
+        max_seconds=seconds,
+        request_timeout=REQUEST_TIMEOUT_SECONDS,
+        pause_seconds=pause,
+    )
+
+
+def capture_app(
+    cluster: TempCluster,
+    workdir: Path,
+    env_text: str,
+    pool_status_url: str | None,
+    logs: Sequence[Path],
+    *,
+    samples: int = SAMPLES,
+    interval: float = INTERVAL_SECONDS,
+) -> Evidence:
+    """The real pooldoctor capture of one app: pool status, pg_stat_activity, logs, config."""
+    env_file = workdir / "app.env"
+    env_file.write_text(env_text, encoding="utf-8")
+    options = SourceOptions(
+        pool_status=(pool_status_url,) if pool_status_url else (),
+        dsn=cluster.dsn(),
+        logs=tuple(str(path) for path in logs),
+        configs=(str(env_file),),
+        samples=samples,
+        interval=interval,
+        timeout=CAPTURE_TIMEOUT_SECONDS,
+        log_tz=UTC,
+    )
+    return capture(options)
+
+
+def _config(name: str, **overrides: object) -> LabConfig:
+    return LabConfig(
+        pool_size=POOL,
+        max_overflow=0,
+        pool_timeout=POOL_TIMEOUT,
+        application_name=name,
+        **overrides,  # type: ignore[arg-type]
+    )
+
+
+@contextmanager
+def _app(cluster: TempCluster, workdir: Path, config: LabConfig) -> Iterator[LabApp]:
+    workdir.mkdir(parents=True, exist_ok=True)
+    with run_lab_app(cluster, config, workdir / f"{config.application_name}.log") as app:
+        yield app
+
+
+def _leak(app: LabApp) -> None:
+    """Ordinary orders first (the baseline), then POOL orders that take the leaking error path."""
+    for _ in range(BASELINE_REQUESTS):
+        request_once(app.url("/orders?quantity=2"), REQUEST_TIMEOUT_SECONDS)
+    for _ in range(POOL):
+        request_once(app.url("/orders?quantity=500"), REQUEST_TIMEOUT_SECONDS)
+
+
+def write_old_burst(path: Path, source: Path, now: datetime) -> Path:
+    """`source` preceded by a resolved burst of other errors two days before `now`."""
+    start = now - OLD_BURST_AGE
+    lines = []
+    for n in range(OLD_BURST_ERRORS):
+        at = start + timedelta(seconds=n * 0.5)
+        stamp = at.strftime("%Y-%m-%d %H:%M:%S,") + f"{at.microsecond // 1000:03d}"
+        access = at.strftime("%d/%b/%Y:%H:%M:%S +0000")
+        lines += [
+            f"{stamp} ERROR lab.orders-api: GET /invoices failed",
+            "Traceback (most recent call last):",
+            '  File "/srv/app/invoices.py", line 88, in render_invoice',
+            "    pdf = renderer.render(invoice)",
+            '  File "/srv/app/pdf.py", line 12, in render',
+            "    raise RenderTimeout(self.url)",
+            "app.pdf.RenderTimeout: http://pdf-renderer:9000/render",
+            f'{stamp} INFO lab.orders-api.access: 10.0.0.7 - - [{access}] "GET /invoices '
+            'HTTP/1.1" 502 31 "-" "curl/8" 30.012',
+        ]
+    path.write_text("\n".join(lines) + "\n" + source.read_text(encoding="utf-8"), encoding="utf-8")
+    return path
+
+
+def exception_path_leak(
+    cluster: TempCluster, workdir: Path, *, worker_threads: int | None = None
+) -> list[Capture]:
+    """The seed incident: /orders leaks its session when it rejects a large order; afterwards
+    every request times out waiting for the pinned pool. Captured once per pool-status payload
+    while the leaked transactions are LEAK_AGE_SECONDS and more old; with worker threads the
+    instrumented capture is added (holders whose threads are still alive)."""
+    name = "orders-api" if worker_threads is None else "orders-worker-api"
+    config = _config(name, instrumented=worker_threads is not None, worker_threads=worker_threads)
+    captures: list[Capture] = []
+    with _app(cluster, workdir, config) as app:
+        _leak(app)
+        leaked_at = time.monotonic()
+        waiters = _spec(["/orders?quantity=2", "/quick"], clients=WAITERS, seconds=60.0)
+        with _background(app.url(), waiters) as load:
+            age = LEAK_AGE_SECONDS if worker_threads is None else WORKER_LEAK_AGE_SECONDS
+            time.sleep(max(0.0, age - (time.monotonic() - leaked_at)))
+            payloads = ["plain", "text", "prometheus"]
+            if worker_threads is not None:
+                payloads = ["instrumented", "plain"]
+            for payload in payloads:
+                evidence = capture_app(
+                    cluster,
+                    workdir,
+                    config.env_text(),
+                    app.url(PAYLOAD_PATHS[payload]),
+                    [app.log_path],
+                )
+                captures.append(Capture(payload, evidence))
+            if worker_threads is None:
+                burst = write_old_burst(workdir / "with-old-burst.log", app.log_path, _now())
+                evidence = capture_app(
+                    cluster,
+                    workdir,
+                    config.env_text(),
+                    app.url(PAYLOAD_PATHS["plain"]),
+                    [burst],
+                )
+                captures.append(Capture("old-burst", evidence))
+        result = load.stop()
+    for item in captures:
+        item.load = result
+    return captures
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+@contextmanager
+def _background(url: str, spec: LoadSpec) -> Iterator[BackgroundLoad]:
+    load = BackgroundLoad(url, spec).start()
+    try:
+        yield load
+    finally:
+        load.request_stop()
+
+
+ASYNC_CLIENTS = 4
+ASYNC_LOAD_SECONDS = 2.0
+DISCONNECT_AFTER_SECONDS = 0.1
+ASYNC_QUERY_SECONDS = 0.3  # longer than the client waits: its disconnect cancels the task
+
+
+def async_gc_leak(cluster: TempCluster, workdir: Path, *, cancellations: bool) -> Capture:
+    """An AsyncEngine app whose connections are dropped to the garbage collector: on an error
+    path (no cancellation), or because client disconnects cancel the request task mid-query."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    name = "search-async-api" if cancellations else "lookup-async-api"
+    config = AsyncLabConfig(
+        pool_size=POOL, pool_timeout=POOL_TIMEOUT, application_name=name,
+        cancel_on_disconnect=cancellations,
+    )  # fmt: skip
+    with run_async_lab_app(cluster, config, workdir / f"{name}.log") as app:
+        for _ in range(BASELINE_REQUESTS):
+            request_once(app.url("/lookup"), REQUEST_TIMEOUT_SECONDS)
+        if cancellations:
+            result = _impatient_clients(app.url(f"/lookup?s={ASYNC_QUERY_SECONDS}"))
+        else:
+            spec = _spec(["/lookup?fail=1", "/lookup"], ASYNC_CLIENTS, ASYNC_LOAD_SECONDS)
+            result = run_load(app.url(), spec)
+        evidence = capture_app(
+            cluster,
+            workdir,
+            config.env_text(),
+            app.url("/pool-status/plain"),
+            [app.log_path],
+        )
+    return Capture("async-cancelled" if cancellations else "async-gc", evidence, result)
+
+
+def _impatient_clients(url: str) -> LoadResult:
+    """ASYNC_CLIENTS clients that each hang up before their answer, for ASYNC_LOAD_SECONDS."""
+    result = LoadResult()
+    deadline = time.monotonic() + ASYNC_LOAD_SECONDS
+    lock = threading.Lock()
+
+    def client() -> None:
+        while time.monotonic() < deadline:
+            disconnecting_request(url, DISCONNECT_AFTER_SECONDS)
+            with lock:
+                result.statuses["disconnected"] += 1
+
+    threads = [threading.Thread(target=client, daemon=True) for _ in range(ASYNC_CLIENTS)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(ASYNC_LOAD_SECONDS + REQUEST_TIMEOUT_SECONDS)
+    result.elapsed_seconds = ASYNC_LOAD_SECONDS
+    return result
+
+
+EXPORT_ROWS = 60
+EXPORT_CLIENTS = POOL
+EXPORT_READ_BYTES = 4096
+EXPORT_READ_PAUSE_SECONDS = 0.05  # ~80 KB/s: one 32 KB row every ~0.4 s
+EXPORT_CAPTURE_DELAY = 3.0
+
+
+def streamed_export(cluster: TempCluster, workdir: Path) -> Capture:
+    """Slow clients download an export streamed from a server-side cursor: every pooled session
+    is held between chunks (FETCH FORWARD, idle in transaction) while other requests time out."""
+    config = _config("export-api")
+    with _app(cluster, workdir, config) as app:
+        for _ in range(BASELINE_REQUESTS):
+            request_once(app.url("/quick"), REQUEST_TIMEOUT_SECONDS)
+        stop = threading.Event()
+        readers = [
+            threading.Thread(
+                target=slow_reader,
+                args=(app.url(f"/export?rows={EXPORT_ROWS}"), stop),
+                kwargs={"chunk": EXPORT_READ_BYTES, "pause": EXPORT_READ_PAUSE_SECONDS},
+                daemon=True,
+            )
+            for _ in range(EXPORT_CLIENTS)
+        ]
+        for reader in readers:
+            reader.start()
+        try:
+            with _background(app.url(), _spec(["/quick"], WAITERS, 30.0)) as load:
+                time.sleep(EXPORT_CAPTURE_DELAY)
+                evidence = capture_app(
+                    cluster, workdir, config.env_text(), app.url("/pool-status/plain"),
+                    [app.log_path],
+                )  # fmt: skip
+            result = load.stop()
+        finally:
+            stop.set()
+            for reader in readers:
+                reader.join(REQUEST_TIMEOUT_SECONDS)
+    return Capture("streaming", evidence, result)
+
+
+DEADLOCK_CLIENTS = 2 * POOL
+DEADLOCK_CAPTURE_DELAY = 3.5  # a few pool_timeout rounds of bursts before sampling
+
+
+def threadpool_deadlock(cluster: TempCluster, workdir: Path) -> Capture:
+    """Worker threads = pool size; each /audit request holds a session and asks for a second
+    connection: every thread waits on the pool until pool_timeout, in bursts."""
+    config = _config("audit-api", worker_threads=POOL)
+    with _app(cluster, workdir, config) as app:
+        for _ in range(BASELINE_REQUESTS):
+            request_once(app.url("/quick"), REQUEST_TIMEOUT_SECONDS)
+        with _background(app.url(), _spec(["/audit"], DEADLOCK_CLIENTS, 30.0)) as load:
+            time.sleep(DEADLOCK_CAPTURE_DELAY)
+            evidence = capture_app(
+                cluster, workdir, config.env_text(), app.url("/pool-status/plain"),
+                [app.log_path],
+            )  # fmt: skip
+        result = load.stop()
+    return Capture("threadpool-deadlock", evidence, result)
+
+
+INCIDENTS: dict[str, Callable[[TempCluster, Path], list[Capture]]] = {
+    "exception-path-leak": lambda cluster, path: exception_path_leak(cluster, path),
+    "threadpool-leak": lambda cluster, path: exception_path_leak(cluster, path, worker_threads=4),
+    "async-gc-leak": lambda cluster, path: [async_gc_leak(cluster, path, cancellations=False)],
+    "async-cancellation": lambda cluster, path: [async_gc_leak(cluster, path, cancellations=True)],
+    "streamed-export": lambda cluster, path: [streamed_export(cluster, path)],
+    "threadpool-deadlock": lambda cluster, path: [threadpool_deadlock(cluster, path)],
+}

@@ -1,0 +1,139 @@
+"""The app's own baseline: how long its requests and checkouts take, its pool_timeout, and from
+that, how long a connection may sit idle in a transaction before it counts as held."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from pooldoctor.durations import format_duration
+from pooldoctor.evidence import Evidence
+from pooldoctor.readings.logs import POOL_TIMEOUT_EVENTS, log_now, log_signal
+from pooldoctor.readings.pools import measure_throughput
+from pooldoctor.readings.sessions import percentile
+from pooldoctor.readings.thresholds import RECENT_SECONDS
+
+# Held "many times" what a request takes: a web request that sits ten times its p99 idle in a
+# transaction is not doing the app's ordinary work.
+P99_MULTIPLE = 10.0
+HOLD_MULTIPLE = 10.0  # the same against instrumented mean checkout hold time
+# ... and for several pool_timeouts: waiters have given up more than once while it sat there.
+POOL_TIMEOUT_MULTIPLE = 3.0
+# With no baseline at all (no access log, no pool_timeout): no web request legitimately holds
+# a session past a gateway timeout.
+FALLBACK_HELD_SECONDS = 60.0
+MIN_REQUESTS = 5  # fewer timed requests than this are no baseline
+# Rotation is visible only over a window several typical holds long.
+ROTATION_WINDOW_MULTIPLE = 3.0
+
+
+@dataclass(frozen=True)
+class Baseline:
+    """What this app ordinarily does, and the held-too-long age derived from it."""
+
+    request_p99: float | None
+    requests: int
+    hold_mean: float | None
+    pool_timeout: float | None
+    timeouts_for: float | None  # seconds between the first and last recent pool timeout
+    held_after: float
+    basis: str
+
+    @property
+    def typical_seconds(self) -> float | None:
+        """How long one unit of the app's work takes: p99 request, else mean hold."""
+        return self.request_p99 if self.request_p99 is not None else self.hold_mean
+
+    def rotation_window(self) -> float:
+        """Seconds of sampling over which ordinary transactions must have rotated."""
+        typical = self.typical_seconds
+        if typical is None:
+            return self.held_after
+        return ROTATION_WINDOW_MULTIPLE * typical
+
+    def multiple(self, age: float) -> str:
+        """'870x the p99 request (15 ms), 13x pool_timeout (1.0s)'."""
+        parts = []
+        if self.request_p99:
+            parts.append(
+                f"{age / self.request_p99:.0f}x the p99 request ({fmt_short(self.request_p99)})"
+            )
+        elif self.hold_mean:
+            parts.append(
+                f"{age / self.hold_mean:.0f}x the mean checkout ({fmt_short(self.hold_mean)})"
+            )
+        if self.pool_timeout:
+            limit = format_duration(self.pool_timeout)
+            parts.append(f"{age / self.pool_timeout:.0f}x pool_timeout ({limit})")
+        return ", ".join(parts) or f"older than {format_duration(self.held_after)}"
+
+    def as_evidence(self) -> dict[str, Any]:
+        return {
+            "request_p99_seconds": _round(self.request_p99),
+            "timed_requests": self.requests,
+            "checkout_hold_mean_seconds": _round(self.hold_mean),
+            "pool_timeout_seconds": self.pool_timeout,
+            "timeouts_for_seconds": _round(self.timeouts_for),
+            "held_after_seconds": round(self.held_after, 3),
+            "basis": self.basis,
+        }
+
+
+def _round(value: float | None) -> float | None:
+    return None if value is None else round(value, 4)
+
+
+def fmt_short(seconds: float) -> str:
+    return f"{seconds * 1000:.0f} ms" if seconds < 1 else format_duration(seconds)
+
+
+def request_times(evidence: Evidence) -> list[float]:
+    """Durations of the recent requests that did not fail (5xx are waits and errors)."""
+    now = log_now(evidence)
+    times = [
+        request.seconds
+        for log in evidence.logs
+        if log.app is not None
+        for request in log.app.requests
+        if request.status < 500 and 0 <= (now - request.at).total_seconds() <= RECENT_SECONDS
+    ]
+    return times
+
+
+def pool_timeout_of(evidence: Evidence) -> float | None:
+    if evidence.config is not None and evidence.config.pool_timeout is not None:
+        return evidence.config.pool_timeout
+    timeouts = [s.timeout for i in evidence.pools for s in i.samples if s.timeout is not None]
+    return timeouts[-1] if timeouts else None
+
+
+def baseline(evidence: Evidence) -> Baseline:
+    times = request_times(evidence)
+    p99 = percentile(times, 0.99) if len(times) >= MIN_REQUESTS else None
+    throughput = measure_throughput(evidence)
+    hold = throughput.hold_seconds if throughput is not None else None
+    pool_timeout = pool_timeout_of(evidence)
+    timeouts = log_signal(evidence, *POOL_TIMEOUT_EVENTS)
+    timeouts_for = (
+        (timeouts.last - timeouts.first).total_seconds()
+        if timeouts.current and timeouts.first and timeouts.last
+        else None
+    )
+    limits: list[tuple[float, str]] = []
+    if p99 is not None:
+        limits.append((P99_MULTIPLE * p99, f"{P99_MULTIPLE:g}x p99 request {fmt_short(p99)}"))
+    elif hold is not None:
+        limits.append((HOLD_MULTIPLE * hold, f"{HOLD_MULTIPLE:g}x mean checkout {fmt_short(hold)}"))
+    if pool_timeout:
+        limits.append(
+            (
+                POOL_TIMEOUT_MULTIPLE * pool_timeout,
+                f"{POOL_TIMEOUT_MULTIPLE:g}x pool_timeout {format_duration(pool_timeout)}",
+            )
+        )
+    if p99 is None and hold is None:
+        # Without knowing how long this app's work takes, only the gateway-timeout rule.
+        limits.append((FALLBACK_HELD_SECONDS, "no request or checkout times: at least 1m"))
+    held_after = max(limit for limit, _ in limits)
+    basis = " and ".join(text for _, text in limits)
+    return Baseline(p99, len(times), hold, pool_timeout, timeouts_for, held_after, basis)
