@@ -289,6 +289,11 @@ def test_per_sample_series_are_a_table_of_samples_not_raw_json() -> None:
         ("2026-11-21 09:31:09", "9", "10", "2"),
     )
     assert tables[0].rows == (("Samples", "2"),)
+    nested = evidence_tables({"holds": {"window_seconds": 1.5, "baseline": {"basis": "10x p99"}}})
+    assert [(t.title, t.rows) for t in nested] == [
+        ("Holds", (("Window seconds", "1.5"),)),
+        ("Holds baseline", (("Basis", "10x p99"),)),
+    ]
     # Records without per-sample series stay one table with a row per record.
     plain = evidence_tables(
         {"holders": [{"origin": "a.py:1", "count": 2}, {"origin": "b.py:9", "count": 1}]}

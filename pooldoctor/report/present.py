@@ -159,7 +159,8 @@ def _key_value_table(title: str | None, items: Sequence[tuple[str, Any]]) -> Evi
 
 
 def evidence_tables(evidence: Mapping[str, Any]) -> list[EvidenceTable]:
-    """Scalars -> one reading/value table; lists of dicts, dicts -> a table each; no empties."""
+    """Scalars -> one reading/value table; lists of dicts, dicts (and those nested in them) -> a
+    table each; no empties."""
     scalars: list[tuple[str, Any]] = []
     tables: list[EvidenceTable] = []
     for key, value in evidence.items():
@@ -168,11 +169,19 @@ def evidence_tables(evidence: Mapping[str, Any]) -> list[EvidenceTable]:
         if _is_record_list(value):
             tables.extend(_records_tables(str(key), value))
         elif isinstance(value, dict):
-            nested = [(k, v) for k, v in value.items() if _is_record_list(v) and not is_empty(v)]
+            nested = [
+                (k, v)
+                for k, v in value.items()
+                if (_is_record_list(v) or isinstance(v, dict)) and not is_empty(v)
+            ]
             flat = [(k, v) for k, v in value.items() if (k, v) not in nested]
             tables.append(_key_value_table(str(key), flat))
-            for nested_key, records in nested:
-                tables.extend(_records_tables(f"{key} {nested_key}", records))
+            for nested_key, inner in nested:
+                title = f"{key} {nested_key}"
+                if isinstance(inner, dict):
+                    tables.append(_key_value_table(title, list(inner.items())))
+                else:
+                    tables.extend(_records_tables(title, inner))
         else:
             scalars.append((str(key), value))
     if scalars:
