@@ -157,4 +157,5 @@ def diagnose(
         status=overall_status(evidence, ranked),
         findings=tuple(ranked),
         differential=considered.as_plain() if considered is not None else None,
+        readings=readings,
     )

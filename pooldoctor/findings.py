@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from pooldoctor.readings import Readings
 
 
 class Severity(StrEnum):
@@ -56,3 +59,5 @@ class Diagnosis:
     findings: tuple[Finding, ...] = ()
     # findings[0]'s look-alikes and why each lost (pooldoctor.differential.Differential.as_plain)
     differential: dict[str, Any] | None = None
+    # The one reading the checks judged by; the report reads it too instead of deriving again.
+    readings: Readings | None = field(default=None, compare=False, repr=False)

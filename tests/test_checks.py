@@ -307,6 +307,17 @@ def test_runbook_slugs_and_lab_scenarios_are_checked_against_the_registry() -> N
     assert set(SCENARIOS) - {"healthy"} <= names
 
 
+@pytest.mark.parametrize("mode", sorted(SCENARIOS))
+def test_each_lab_scenario_s_saved_evidence_puts_its_own_check_first(mode: str) -> None:
+    """The lab's scenario keys name registered checks, and their captures diagnose that way."""
+    saved = REPO / "tests" / "data" / "scenarios" / f"{mode}.json"
+    diagnosis = diagnose(evidence_from_json(saved.read_text(encoding="utf-8")), strict=True)
+    if mode == "healthy":
+        assert diagnosis.status.value == "ok"
+    else:
+        assert diagnosis.findings[0].check == check_named(mode).name
+
+
 def test_each_check_declares_its_identity_in_its_own_module() -> None:
     for spec in CHECKS:
         module = sys.modules[spec.check.__module__]

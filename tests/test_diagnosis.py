@@ -43,6 +43,7 @@ from tests.evidence_builders import (
     config,
     events,
     evidence,
+    idle,
     log_file,
     postgres,
 )
@@ -192,6 +193,33 @@ def test_other_clients_reduce_the_budget_and_are_named() -> None:
     assert "16 processes x (20+10) = 480 > 62 available" in found.summary
     others = found.evidence["budget"]["other_sessions"]
     assert others[0]["application_name"] == "worker" and others[0]["count"] == 35
+
+
+def test_the_app_s_other_numbered_processes_are_not_other_clients() -> None:
+    """Per-process application_names (api-1, api-2, api-3) are one fleet: its own demand."""
+    at = SAMPLE_TIMES[-1]
+    per_process = {1: 5, 2: 3, 3: 2}
+    fleet = [
+        idle(100 * n + i, ago(30), app=f"api-{n}")
+        for n, sessions in per_process.items()
+        for i in range(sessions)
+    ]
+    strangers = [
+        idle(900, ago(30), app="api-2", user="reporting"),  # same name, another role
+        idle(901, ago(30), app="report-7"),  # another numbered app
+    ]
+    ev = evidence(
+        pg=postgres(activity(at, fleet + strangers), settings={"max_connections": "20"}),
+        cfg=config(workers=3, pool_size=2, max_overflow=1),
+    )
+    budget = read(ev).budget
+    assert budget is not None
+    assert [s["application_name"] for s in budget.other_sessions] == ["api-2", "report-7"]
+    assert budget.other_clients == 2 and budget.available == 20 - 3 - 2
+    assert budget.arithmetic() == (
+        "3 processes x (2+1) = 9 <= 15 available "
+        "(20 max_connections - 3 superuser - 2 other clients)"
+    )
 
 
 def test_status_unknown_when_no_source_worked() -> None:

@@ -431,6 +431,20 @@ def test_every_schema_field_round_trips_from_the_app_to_the_sample() -> None:
     assert len(sample.holders) == MAX_HOLDERS  # the rest are only counted
 
 
+def test_an_uninstrumented_payload_reads_as_holders_not_known() -> None:
+    """`instrumented: false` travels as holder totals of None: unknown, not zero holders."""
+    engine = create_engine("sqlite://", poolclass=QueuePool, creator=sqlite_connection)
+    try:
+        with engine.connect():
+            payload = pool_status(engine)
+    finally:
+        engine.dispose()
+    assert tuple(payload) == POOL_FIELDS and payload["instrumented"] is False
+    sample = parse(json.dumps(payload))
+    assert (sample.holders_total, sample.holders_dead_threads, sample.holders) == (None, None, ())
+    assert sample.checked_out == 1
+
+
 def test_the_leak_reading_counts_dead_threads_beyond_the_listed_holders() -> None:
     listed = tuple(
         Holder(f"app/orders.py:42 in create_order #{i}", 30.0 - i, f"req-{i}", False)

@@ -5,19 +5,26 @@ from __future__ import annotations
 import re
 from dataclasses import replace
 from datetime import datetime
+from pathlib import Path
+
+import pytest
 
 from pooldoctor.diagnosis import diagnose
-from pooldoctor.evidence import Evidence, PoolSample, SourceState
+from pooldoctor.evidence import Evidence, LogEvent, PoolSample, SourceState, evidence_from_json
 from pooldoctor.findings import Severity
 from pooldoctor.readings import read
+from pooldoctor.readings.thresholds import HISTORY_WEIGHT
+from pooldoctor.report import build as report_build
 from pooldoctor.report import build_report, render_html, render_json, render_markdown
 from pooldoctor.report.keytimes import build_key_times
 from tests.data.checks import cases
-from tests.evidence_builders import NOW, SAMPLE_TIMES, evidence, pool
+from tests.evidence_builders import NOW, SAMPLE_TIMES, ago, events, evidence, log_file, pool
 
 # Two-unit durations the report used to print beside the findings' compact ones ("14m 37s").
 SPACED_DURATION = re.compile(r"\b\d+[dhm] \d+[hms]\b")
 IDLE_TX_TIMEOUT = re.compile(r"idle_in_transaction_session_timeout = '([^']+)'")
+BUDGET = re.compile(r"(\d+) available \((\d+) max_connections - [^)]*?(\d+) other clients\)")
+SCENARIOS = Path(__file__).parent / "data" / "scenarios"
 
 
 def _psycopg_sample(at: datetime, waiting: int) -> PoolSample:
@@ -103,3 +110,95 @@ def test_the_report_redacts_secrets_quoted_by_an_evidence_file_from_elsewhere() 
     report = build_report(incident, diagnose(incident, strict=True), generated_at=NOW)
     for text in (render_markdown(report), render_html(report), render_json(report)):
         assert "hunter2" not in text and "s3cret" not in text
+
+
+def _two_log_files() -> Evidence:
+    app_log = log_file(
+        events(LogEvent.POOL_TIMEOUT, 30, last=ago(20), minutes=5, examples=["QueuePool limit"]),
+        events(LogEvent.GC_CLEANUP, 4, last=ago(3 * 3600), examples=["non-checked-in connection"]),
+        events(LogEvent.PGBOUNCER, 7, last=ago(40), examples=["ERROR: query_wait_timeout"]),
+    )
+    worker_log = log_file(
+        events(LogEvent.PSYCOPG_POOL_TIMEOUT, 6, last=ago(30), examples=["PoolTimeout"]),
+        events(LogEvent.PGBOUNCER, 2, last=ago(50), examples=["server conn crashed?"]),
+        path="/var/log/worker/app.log",
+    )
+    return evidence(logs=[app_log, worker_log])
+
+
+def test_log_signals_per_event_kind_are_held_on_the_readings_with_their_recency() -> None:
+    readings = read(_two_log_files())
+    by_event = readings.logs.by_event
+    assert set(by_event) == {
+        LogEvent.POOL_TIMEOUT,
+        LogEvent.GC_CLEANUP,
+        LogEvent.PGBOUNCER,
+        LogEvent.PSYCOPG_POOL_TIMEOUT,
+    }
+    assert (by_event[LogEvent.POOL_TIMEOUT].count, by_event[LogEvent.POOL_TIMEOUT].recent) == (
+        30,
+        30,
+    )
+    old = by_event[LogEvent.GC_CLEANUP]
+    assert (old.count, old.recent, old.current) == (4, 0, False)
+    assert HISTORY_WEIGHT < old.weight < 1.0, "three hours old: fading, not yet history"
+    both = by_event[LogEvent.PGBOUNCER]
+    assert (both.count, len(both.files)) == (9, 2)
+    assert readings.log(LogEvent.GC_CLEANUP) is old, "a single kind is read once, not re-derived"
+    assert not readings.log(LogEvent.DEADLOCK).seen
+
+
+def test_combined_log_signals_add_up_the_kinds_and_filter_by_example() -> None:
+    readings = read(_two_log_files())
+    by_event = readings.logs.by_event
+    timeouts = readings.pool_timeouts
+    assert timeouts.count == by_event[LogEvent.POOL_TIMEOUT].count + 6 == 36
+    assert timeouts.recent == 36 and timeouts.files == (
+        "/var/log/api/app.log",
+        "/var/log/worker/app.log",
+    )
+    assert timeouts.last == by_event[LogEvent.POOL_TIMEOUT].last
+    waits = readings.log(LogEvent.PGBOUNCER, matching=("query_wait_timeout",))
+    assert (waits.count, waits.files) == (7, ("/var/log/api/app.log",))
+
+
+def test_one_server_budget_across_a_whole_report() -> None:
+    """Every finding counts the server's free slots the same way, without the app's own sessions."""
+    text = (SCENARIOS / "server-max-connections.json").read_text(encoding="utf-8")
+    incident = evidence_from_json(text)
+    budget = read(incident).budget
+    assert budget is not None and budget.other_clients < budget.max_connections
+    markdown = render_markdown(build_report(incident, diagnose(incident), generated_at=NOW))
+    quoted = set(BUDGET.findall(markdown))
+    expected = (str(budget.available), str(budget.max_connections), str(budget.other_clients))
+    assert quoted == {expected}, quoted
+
+
+def test_the_app_s_own_sessions_are_not_other_clients_in_the_pgbouncer_budget() -> None:
+    incident = cases.pgbouncer_saturation()
+    readings = read(incident)
+    assert readings.app is not None and readings.budget is not None
+    assert readings.budget.other_clients == 0
+    [found] = [
+        f for f in diagnose(incident, strict=True).findings if f.check == "pgbouncer-saturation"
+    ]
+    assert any(readings.budget.arithmetic() in step for step in found.remediation)
+
+
+def test_the_report_reads_the_readings_the_checks_judged_by(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    incident = cases.connection_leak()
+    diagnosis = diagnose(incident, strict=True)
+    assert diagnosis.readings is not None and diagnosis.readings.evidence is incident
+
+    def read_again(_evidence: Evidence) -> None:
+        raise AssertionError("the report derived the evidence a second time")
+
+    monkeypatch.setattr(report_build, "read", read_again)
+    lead = build_report(incident, diagnosis, generated_at=NOW).lead
+    pool = diagnosis.readings.pool
+    assert lead is not None
+    assert f"pool full in {pool.full_samples} of {pool.samples} samples" in lead.impact
+    timeouts = diagnosis.readings.logs.by_event[LogEvent.POOL_TIMEOUT].count
+    assert f"{timeouts} QueuePool timeouts" in lead.impact

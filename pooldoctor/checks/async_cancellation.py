@@ -29,7 +29,7 @@ def check(readings: Readings) -> list[Finding]:
             CHECK,
             readings.label,
             severity=leak_severity(signature),
-            confidence=round(min(0.97, signature.confidence + HINT_CONFIDENCE * len(hints)), 2),
+            confidence=min(0.97, signature.confidence + HINT_CONFIDENCE * len(hints)),
             title="Async cancellation leak: cancelled tasks leave connections checked out",
             summary="; ".join([*signature.reasons, *hints]),
             evidence={**leak_evidence(signature), "cancellation_hints": hints},

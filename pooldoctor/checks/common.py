@@ -72,6 +72,7 @@ def alter_role(role: str | None, setting: str, seconds: int) -> str:
 
 
 HISTORY_CONFIDENCE = 0.3  # an old burst is context for the timeline, not the current cause
+MAX_CONFIDENCE = 0.95  # evidence is never proof: leave room above every finding
 
 
 def log_finding(
@@ -93,27 +94,25 @@ def log_finding(
     summary = "; ".join([signal.describe(what), *reasons])
     facts = {"log": signal.as_evidence(), **(evidence or {})}
     if signal.current:
-        return Finding(
-            id=f"{check}:{label}",
-            check=check,
+        return finding(
+            check,
+            label,
             severity=severity,
-            confidence=round(min(confidence, 0.95), 2),
+            confidence=min(confidence, MAX_CONFIDENCE),
             title=title,
             summary=summary,
-            runbook=check,
             evidence=facts,
-            remediation=tuple(remediation),
+            remediation=remediation,
         )
-    return Finding(
-        id=f"{check}:{label}",
-        check=check,
+    return finding(
+        check,
+        label,
         severity=Severity.INFO,
-        confidence=round(HISTORY_CONFIDENCE * signal.weight, 2),
+        confidence=HISTORY_CONFIDENCE * signal.weight,
         title=f"{title} (earlier; history)",
         summary=summary,
-        runbook=check,
         evidence=facts,
-        remediation=tuple(remediation),
+        remediation=remediation,
     )
 
 
@@ -192,12 +191,13 @@ def finding(
     evidence: dict[str, Any] | None = None,
     remediation: Sequence[str] = (),
 ) -> Finding:
-    """A finding with the usual identity: id `check:label`, the check's own runbook by default."""
+    """A finding with the usual identity: id `check:label`, the check's own runbook by default;
+    the confidence is rounded to two decimals."""
     return Finding(
         id=f"{check}:{label}",
         check=check,
         severity=severity,
-        confidence=confidence,
+        confidence=round(confidence, 2),
         title=title,
         summary=summary,
         runbook=runbook or check,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from pooldoctor.checks.common import finding
+from pooldoctor.checks.common import MAX_CONFIDENCE, finding
 from pooldoctor.checks.spec import CheckSpec
 from pooldoctor.durations import format_duration
 from pooldoctor.evidence import Evidence, LogEvent
@@ -93,7 +93,7 @@ def check(readings: Readings) -> list[Finding]:
             CHECK,
             label,
             severity=severity,
-            confidence=round(max(0.05, min(confidence, 0.95)), 2),
+            confidence=max(0.05, min(confidence, MAX_CONFIDENCE)),
             title="Slow or timing-out connection establishment",
             summary="; ".join(reasons),
             evidence=facts,

@@ -30,7 +30,7 @@ def check(readings: Readings) -> list[Finding]:
             CHECK,
             readings.label,
             severity=leak_severity(signature),
-            confidence=round(signature.confidence, 2),
+            confidence=signature.confidence,
             title=title,
             summary=summary,
             evidence=leak_evidence(signature),

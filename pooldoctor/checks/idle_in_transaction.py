@@ -5,7 +5,7 @@ from __future__ import annotations
 import statistics
 from typing import Any
 
-from pooldoctor.checks.common import alter_role, finding
+from pooldoctor.checks.common import HISTORY_CONFIDENCE, MAX_CONFIDENCE, alter_role, finding
 from pooldoctor.checks.spec import CheckSpec
 from pooldoctor.durations import format_duration
 from pooldoctor.evidence import LogEvent
@@ -136,7 +136,7 @@ def check(readings: Readings) -> list[Finding]:
             CHECK,
             label,
             severity=severity,
-            confidence=round(min(confidence, 0.95), 2),
+            confidence=min(confidence, MAX_CONFIDENCE),
             title="Idle in transaction: connections held open while the app waits elsewhere",
             summary=summary,
             evidence=facts,
@@ -150,7 +150,7 @@ def _history(label: str, description: str, weight: float) -> Finding:
         CHECK,
         label,
         severity=Severity.INFO,
-        confidence=round(0.3 * weight, 2),
+        confidence=HISTORY_CONFIDENCE * weight,
         title="Idle-in-transaction timeouts earlier (history)",
         summary=description,
     )

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
 from typing import Any
 
-from pooldoctor.checks.common import alter_role, backend_calls, finding
+from pooldoctor.checks.common import (
+    MAX_CONFIDENCE,
+    alter_role,
+    backend_calls,
+    finding,
+    log_finding,
+)
 from pooldoctor.checks.spec import CheckSpec
 from pooldoctor.durations import format_duration
 from pooldoctor.evidence import ActivitySample, LogEvent
@@ -17,7 +22,7 @@ from pooldoctor.readings.app import (
     is_maintenance,
 )
 from pooldoctor.readings.locks import PREPARED_XACT_PID, lock_waiters, root_blockers, wait_began
-from pooldoctor.readings.logs import POOL_TIMEOUT_EVENTS, LogSignal
+from pooldoctor.readings.logs import POOL_TIMEOUT_EVENTS
 from pooldoctor.readings.sessions import seconds_between
 from pooldoctor.readings.text import preview
 from pooldoctor.readings.thresholds import MAX_LISTED
@@ -25,6 +30,7 @@ from pooldoctor.readings.thresholds import MAX_LISTED
 CHECK = "lock-contention"
 LOCK_CRITICAL_WAITERS = 3  # this many app sessions stuck behind one lock stalls the pool
 SUGGESTED_LOCK_TIMEOUT = 5  # seconds: DDL and maintenance give up instead of queueing the app
+LOGS_ONLY_CONFIDENCE = 0.45  # logged lock trouble, but no session was caught waiting
 
 
 def _describe_root(pid: int, sample: ActivitySample, app: AppIdentity | None) -> dict[str, Any]:
@@ -107,12 +113,21 @@ def check(readings: Readings) -> list[Finding]:
     samples = pg.samples if pg is not None else ()
     with_waiters = [(s, w) for s in samples if (w := lock_waiters(s))]
     if not with_waiters:
-        if logs.current:
-            return [_logs_only(label, logs.describe("lock timeouts/deadlocks/lock waits"), logs)]
-        if logs.seen:
-            only = _logs_only(label, logs.describe("lock timeouts/deadlocks/lock waits"), logs)
-            return [_as_history(only, logs.weight)]
-        return []
+        logged = log_finding(
+            check=CHECK,
+            label=label,
+            signal=logs,
+            what="lock timeouts/deadlocks/lock waits",
+            title="Lock contention reported in the logs",
+            severity=Severity.WARNING,
+            confidence=LOGS_ONLY_CONFIDENCE,
+            remediation=(
+                "Find the blockers while it happens: SELECT pid, pg_blocking_pids(pid), state, "
+                "query FROM pg_stat_activity WHERE wait_event_type = 'Lock';",
+                f"Set lock_timeout (e.g. '{SUGGESTED_LOCK_TIMEOUT}s') for roles running DDL",
+            ),
+        )
+        return [logged] if logged else []
     sample, waiters = with_waiters[-1]
     app_waiters = [w for w in waiters if app is None or app.matches(w)]
     roots = root_blockers(sample, waiters)
@@ -166,7 +181,7 @@ def check(readings: Readings) -> list[Finding]:
             CHECK,
             label,
             severity=severity,
-            confidence=round(max(0.1, min(confidence, 0.95)), 2),
+            confidence=max(0.1, min(confidence, MAX_CONFIDENCE)),
             title="Lock contention: the app's sessions queue behind a lock holder",
             summary="; ".join(reasons),
             evidence={
@@ -180,32 +195,6 @@ def check(readings: Readings) -> list[Finding]:
             remediation=tuple(steps),
         )
     ]
-
-
-def _logs_only(label: str, description: str, logs: LogSignal) -> Finding:
-    return finding(
-        CHECK,
-        label,
-        severity=Severity.WARNING,
-        confidence=0.45,
-        title="Lock contention reported in the logs",
-        summary=description,
-        evidence={"log": logs.as_evidence()},
-        remediation=(
-            "Find the blockers while it happens: SELECT pid, pg_blocking_pids(pid), state, "
-            "query FROM pg_stat_activity WHERE wait_event_type = 'Lock';",
-            f"Set lock_timeout (e.g. '{SUGGESTED_LOCK_TIMEOUT}s') for roles running DDL",
-        ),
-    )
-
-
-def _as_history(finding: Finding, weight: float) -> Finding:
-    return replace(
-        finding,
-        severity=Severity.INFO,
-        confidence=round(0.3 * weight, 2),
-        title="Lock contention earlier (history)",
-    )
 
 
 SPEC = CheckSpec(

@@ -11,7 +11,7 @@ from pooldoctor.evidence import Evidence, LogEvent
 from pooldoctor.findings import Finding, Severity
 from pooldoctor.readings import Readings
 from pooldoctor.readings import pgbouncer as facts
-from pooldoctor.readings.budget import budget_remedy, server_budget
+from pooldoctor.readings.budget import budget_remedy
 from pooldoctor.readings.logs import LogSignal
 
 CHECK = "pgbouncer-saturation"
@@ -93,7 +93,7 @@ def _from_admin_console(readings: Readings, signal: LogSignal) -> list[Finding]:
         reasons.append(signal.describe("PgBouncer refusals"))
     steps = [
         "SHOW POOLS; on the PgBouncer admin console: cl_waiting, sv_active vs pool_size, maxwait",
-        *_budget_steps(evidence, limit, total),
+        *_budget_steps(readings, limit, total),
         "Find what holds server connections: long transactions (slow-queries, "
         "idle-in-transaction) keep sv_active at the limit",
     ]
@@ -135,9 +135,9 @@ def _from_admin_console(readings: Readings, signal: LogSignal) -> list[Finding]:
     ]
 
 
-def _budget_steps(evidence: Evidence, limit: facts.PoolLimit, fleet_total: int) -> list[str]:
-    budget = server_budget(evidence, None)
-    instances = len(facts.sampled(evidence))
+def _budget_steps(readings: Readings, limit: facts.PoolLimit, fleet_total: int) -> list[str]:
+    budget = readings.budget
+    instances = len(facts.sampled(readings.evidence))
     if budget is None:
         return [
             f"Raise pool_size above {limit.pool_size} (or add reserve_pool_size) only within "
@@ -159,7 +159,6 @@ def _budget_steps(evidence: Evidence, limit: facts.PoolLimit, fleet_total: int) 
 
 
 def _from_logs(readings: Readings, signal: LogSignal) -> list[Finding]:
-    evidence = readings.evidence
     pool = readings.pool
     waiting = max(
         (
@@ -179,7 +178,7 @@ def _from_logs(readings: Readings, signal: LogSignal) -> list[Finding]:
         "SHOW POOLS; on the PgBouncer admin console: cl_waiting, sv_active vs pool_size, maxwait",
         "Run pooldoctor with --pgbouncer DSN to judge from the admin console instead of logs",
     ]
-    budget = server_budget(evidence, None)
+    budget = readings.budget
     remedy = budget_remedy(budget) if budget is not None else None
     steps.append(
         "Raise default_pool_size within the server budget"

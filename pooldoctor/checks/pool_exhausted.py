@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pooldoctor.checks.common import finding
+from pooldoctor.checks.common import HISTORY_CONFIDENCE, finding
 from pooldoctor.checks.spec import CheckSpec
 from pooldoctor.findings import Finding, Role, Severity
 from pooldoctor.readings import Readings
@@ -11,7 +11,6 @@ from pooldoctor.readings.text import instance_label
 
 CHECK = "pool-exhausted"
 RUNBOOK = "pool-undersized"  # the diagnosis re-points it to the cause ranked first
-HISTORY_CONFIDENCE = 0.3  # an old burst is only context, shown in the timeline
 
 
 def check(readings: Readings) -> list[Finding]:
@@ -51,7 +50,7 @@ def check(readings: Readings) -> list[Finding]:
             CHECK,
             label,
             severity=severity,
-            confidence=round(confidence, 2),
+            confidence=confidence,
             title=title,
             summary="; ".join(parts),
             runbook=RUNBOOK,

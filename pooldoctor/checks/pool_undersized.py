@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 
-from pooldoctor.checks.common import finding
+from pooldoctor.checks.common import MAX_CONFIDENCE, finding
 from pooldoctor.checks.spec import CheckSpec
 from pooldoctor.durations import format_duration
 from pooldoctor.evidence import Evidence
@@ -13,10 +13,10 @@ from pooldoctor.readings import Readings
 from pooldoctor.readings.app import ACTIVE, enough_app_backends
 from pooldoctor.readings.budget import (
     HEADROOM,
+    ServerBudget,
     app_processes,
     budget_remedy,
     littles_law_size,
-    server_budget,
     split_pool,
 )
 from pooldoctor.readings.logs import POOL_TIMEOUT_EVENTS
@@ -31,14 +31,25 @@ SHORT_HOLD_SECONDS = 5.0  # checkouts held shorter than this rotate: the pool is
 UNMEASURED_GROWTH = 1.5  # with nothing measured, grow a saturated pool by half and re-measure
 
 
-def _sizing(evidence: Evidence, pool: PoolSignal, throughput: Throughput | None) -> list[str]:
+def _spread(total: int, processes: int) -> tuple[int, int, int]:
+    """(connections per process, its pool_size, its max_overflow) for `total` over `processes`."""
+    per_process = math.ceil(total / processes)
+    pool_size, overflow = split_pool(per_process)
+    return per_process, pool_size, overflow
+
+
+def _sizing(
+    evidence: Evidence,
+    pool: PoolSignal,
+    throughput: Throughput | None,
+    budget: ServerBudget | None,
+) -> list[str]:
     steps: list[str] = []
     processes = app_processes(evidence) or 1
     needed = littles_law_size(throughput) if throughput is not None else None
     if needed is not None and throughput is not None and throughput.hold_seconds is not None:
         mean = throughput.per_second * throughput.hold_seconds
-        per_process = math.ceil(needed / processes)
-        pool_size, overflow = split_pool(per_process)
+        per_process, pool_size, overflow = _spread(needed, processes)
         steps.append(
             f"Little's law: {throughput.per_second:.1f} checkouts/s x "
             f"{throughput.hold_seconds * 1000:.0f} ms mean hold = {mean:.1f} connections busy "
@@ -51,8 +62,7 @@ def _sizing(evidence: Evidence, pool: PoolSignal, throughput: Throughput | None)
         target = math.ceil(
             max(demand * HEADROOM, (pool.capacity_now or demand) * UNMEASURED_GROWTH)
         )
-        per_process = math.ceil(target / processes)
-        pool_size, overflow = split_pool(per_process)
+        per_process, pool_size, overflow = _spread(target, processes)
         steps.append(
             f"Hold time was not measured: observed demand {demand} (checked out + waiting) "
             f"saturates capacity {pool.capacity_now}; try {target} over {processes} process(es) "
@@ -61,7 +71,6 @@ def _sizing(evidence: Evidence, pool: PoolSignal, throughput: Throughput | None)
         )
     else:
         per_process = None
-    budget = server_budget(evidence, None)
     if budget is not None and per_process is not None:
         fit = budget.per_process_fit()
         if fit is not None and per_process > fit:
@@ -161,11 +170,11 @@ def check(readings: Readings) -> list[Finding]:
             CHECK,
             readings.label,
             severity=severity,
-            confidence=round(min(confidence, 0.95), 2),
+            confidence=min(confidence, MAX_CONFIDENCE),
             title="Pool undersized: demand exceeds pool_size + max_overflow",
             summary=summary,
             evidence=facts,
-            remediation=tuple(_sizing(evidence, pool, throughput)),
+            remediation=tuple(_sizing(evidence, pool, throughput, readings.budget)),
         )
     ]
 

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from pooldoctor.checks.common import finding
+from pooldoctor.checks.common import HISTORY_CONFIDENCE, MAX_CONFIDENCE, finding
 from pooldoctor.checks.spec import CheckSpec
 from pooldoctor.evidence import Evidence, LogEvent
 from pooldoctor.findings import Finding, Role, Severity
 from pooldoctor.readings import Readings
 from pooldoctor.readings.app import client_backends, describe_sessions
-from pooldoctor.readings.budget import ServerBudget, budget_remedy, server_budget
+from pooldoctor.readings.budget import ServerBudget, budget_remedy
 from pooldoctor.readings.exporter import exporter_servers
 from pooldoctor.readings.logs import LogSignal
 
@@ -71,7 +71,7 @@ def check(readings: Readings) -> list[Finding]:
     evidence = readings.evidence
     app = readings.app
     label = readings.label
-    budget = server_budget(evidence, app)
+    budget = readings.budget
     logs = readings.log(LogEvent.TOO_MANY_CLIENTS, LogEvent.RESERVED_SLOTS, LogEvent.ROLE_LIMIT)
     refused = _refused_now(evidence)
     usage = _slot_usage(evidence, budget)
@@ -120,7 +120,7 @@ def check(readings: Readings) -> list[Finding]:
                 CHECK,
                 label,
                 severity=severity,
-                confidence=round(min(confidence, 0.95), 2),
+                confidence=min(confidence, MAX_CONFIDENCE),
                 title="PostgreSQL out of connection slots",
                 summary="; ".join(reasons),
                 evidence=facts,
@@ -153,7 +153,7 @@ def _history(label: str, logs: LogSignal) -> Finding:
         CHECK,
         f"{label}:history",
         severity=Severity.INFO,
-        confidence=round(0.3 * logs.weight, 2),
+        confidence=HISTORY_CONFIDENCE * logs.weight,
         title="Refused connections earlier (history)",
         summary=logs.describe("refused connections (53300 / reserved slots / role limit)"),
         evidence={"log": logs.as_evidence()},

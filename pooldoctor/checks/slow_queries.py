@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from pooldoctor.checks.common import alter_role, backend_calls, finding
+from pooldoctor.checks.common import MAX_CONFIDENCE, alter_role, backend_calls, finding
 from pooldoctor.checks.spec import CheckSpec
 from pooldoctor.durations import format_duration
 from pooldoctor.evidence import Backend, LogEvent
@@ -113,7 +113,7 @@ def _finding(
         CHECK,
         label,
         severity=Severity.CRITICAL if critical else Severity.WARNING,
-        confidence=round(min(confidence, 0.95), 2),
+        confidence=min(confidence, MAX_CONFIDENCE),
         title="Slow queries hold the app's connections",
         summary="; ".join(([pool.describe()] if pool.has_data else []) + reasons),
         evidence={

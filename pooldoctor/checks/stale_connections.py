@@ -102,7 +102,7 @@ def check(readings: Readings) -> list[Finding]:
                 CHECK,
                 label,
                 severity=Severity.WARNING,
-                confidence=round(min(confidence, 0.9), 2),
+                confidence=min(confidence, 0.9),
                 title="Stale connections: the pool loses connections the server closed",
                 summary="; ".join(reasons),
                 evidence={"connections_lost": lost},

@@ -89,7 +89,7 @@ def check(readings: Readings) -> list[Finding]:
             CHECK,
             readings.label,
             severity=severity,
-            confidence=round(confidence, 2),
+            confidence=confidence,
             title="Streaming responses hold database sessions until the client finishes",
             summary="; ".join(([pool.describe()] if pool.has_data else []) + reasons),
             evidence={"pool": pool.as_evidence(), "streaming_holders": rows},

@@ -25,7 +25,7 @@ def check(readings: Readings) -> list[Finding]:
             CHECK,
             label,
             severity=Severity.CRITICAL,
-            confidence=round(signature.confidence, 2),
+            confidence=signature.confidence,
             title="Thread-pool deadlock: threads hold every connection and wait for each other",
             summary=summary,
             evidence={

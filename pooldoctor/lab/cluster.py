@@ -17,6 +17,8 @@ from pathlib import Path
 
 import psycopg
 
+from pooldoctor.lab.throwaway import Throwaway
+
 SERVER_USER = "postgres"
 DEFAULT_SETTINGS: dict[str, str] = {
     "listen_addresses": "'127.0.0.1'",
@@ -163,7 +165,7 @@ def _running_as_root() -> bool:
 
 
 @dataclass
-class TempCluster:
+class TempCluster(Throwaway):
     """A PostgreSQL cluster in a temporary directory, owned by this process' lifetime."""
 
     settings: Mapping[str, str] = field(default_factory=dict)
@@ -308,21 +310,9 @@ class TempCluster:
         with psycopg.connect(self.dsn(dbname=dbname), autocommit=True) as conn:
             conn.execute(sql.encode())
 
-    def cleanup(self) -> None:
-        """Stop the server and remove its directory."""
-        try:
-            self.stop("immediate")
-        finally:
-            shutil.rmtree(self.root, ignore_errors=True)
+    def launch(self) -> None:
+        self.init()
+        self.start()
 
-    def __enter__(self) -> TempCluster:
-        try:
-            self.init()
-            self.start()
-        except BaseException:
-            self.cleanup()
-            raise
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.cleanup()
+    def halt(self) -> None:
+        self.stop("immediate")

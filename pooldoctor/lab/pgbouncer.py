@@ -15,6 +15,7 @@ from pathlib import Path
 import psycopg
 
 from pooldoctor.lab.cluster import SERVER_USER, TempCluster, free_port
+from pooldoctor.lab.throwaway import Throwaway, end_process, find_binary
 
 ADMIN_USER = "pgbouncer_admin"
 STATS_USER = "pgbouncer_stats"
@@ -27,19 +28,11 @@ class PgBouncerUnavailable(RuntimeError):
 
 def find_pgbouncer() -> Path:
     """The pgbouncer binary: on PATH or Debian's /usr/sbin/pgbouncer."""
-    found = shutil.which("pgbouncer")
-    if found:
-        return Path(found)
-    if DEBIAN_BINARY.is_file():
-        return DEBIAN_BINARY
-    raise PgBouncerUnavailable(
-        "pgbouncer not found on PATH or at /usr/sbin/pgbouncer; install it "
-        "(Debian: apt-get install pgbouncer) or run `make test`, which installs it as root"
-    )
+    return find_binary("pgbouncer", DEBIAN_BINARY, PgBouncerUnavailable)
 
 
 @dataclass
-class TempPgBouncer:
+class TempPgBouncer(Throwaway):
     """PgBouncer with its own ini, auth file and log in a temporary directory."""
 
     cluster: TempCluster
@@ -134,29 +127,9 @@ class TempPgBouncer:
             return "(no log)"
 
     def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.send_signal(signal.SIGINT)
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(timeout=10)
+        end_process(self.process, signal.SIGINT, grace=10)  # SIGINT: PgBouncer's safe shutdown
         if self.process is not None and self.process.stderr is not None:
             self.process.stderr.close()
 
-    def cleanup(self) -> None:
-        try:
-            self.stop()
-        finally:
-            shutil.rmtree(self.root, ignore_errors=True)
-
-    def __enter__(self) -> TempPgBouncer:
-        try:
-            self.start()
-        except BaseException:
-            self.cleanup()
-            raise
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.cleanup()
+    launch = start
+    halt = stop

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-import shutil
+import signal
 import subprocess
 import tempfile
 import time
@@ -18,6 +18,7 @@ from typing import Any
 import yaml
 
 from pooldoctor.lab.cluster import free_port
+from pooldoctor.lab.throwaway import Throwaway, end_process, find_binary
 
 DEBIAN_BINARY = Path("/usr/bin/prometheus")
 
@@ -28,15 +29,7 @@ class PrometheusUnavailable(RuntimeError):
 
 def find_prometheus() -> Path:
     """The prometheus binary: on PATH or Debian's /usr/bin/prometheus."""
-    found = shutil.which("prometheus")
-    if found:
-        return Path(found)
-    if DEBIAN_BINARY.is_file():
-        return DEBIAN_BINARY
-    raise PrometheusUnavailable(
-        "prometheus not found on PATH or at /usr/bin/prometheus; install it "
-        "(Debian: apt-get install prometheus) or run `make test`, which installs it as root"
-    )
+    return find_binary("prometheus", DEBIAN_BINARY, PrometheusUnavailable)
 
 
 @dataclass(frozen=True)
@@ -49,7 +42,7 @@ class ScrapeTarget:
 
 
 @dataclass
-class TempPrometheus:
+class TempPrometheus(Throwaway):
     """Prometheus with a temporary config and TSDB, scraping `targets` every `scrape_interval`."""
 
     targets: Sequence[ScrapeTarget]
@@ -138,27 +131,7 @@ class TempPrometheus:
         raise TimeoutError(f"{promql} did not reach {at_least}")
 
     def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(timeout=10)
+        end_process(self.process, signal.SIGTERM, grace=15)
 
-    def cleanup(self) -> None:
-        try:
-            self.stop()
-        finally:
-            shutil.rmtree(self.root, ignore_errors=True)
-
-    def __enter__(self) -> TempPrometheus:
-        try:
-            self.start()
-        except BaseException:
-            self.cleanup()
-            raise
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.cleanup()
+    launch = start
+    halt = stop

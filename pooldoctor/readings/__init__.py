@@ -3,7 +3,8 @@
 Checks and the report read the same `Readings`, so a pool is "full", a duration reads, a query is
 previewed and a threshold is applied the same way everywhere. One module per family of facts:
 app (identity), pools (fill, holders, throughput), sessions (trend), locks (chains, root
-blockers), logs (signals), settings, budget (configuration), leak / deadlock / streaming
+blockers), logs (every event kind with its recency), settings, budget (configuration, counted
+with the app's identity), leak / deadlock / streaming
 (signatures), text and thresholds.
 """
 
@@ -14,6 +15,7 @@ from urllib.parse import urlsplit
 
 from pooldoctor.evidence import Evidence, LogEvent
 from pooldoctor.readings.app import AppIdentity, identify_app
+from pooldoctor.readings.budget import ServerBudget, server_budget
 from pooldoctor.readings.deadlock import (
     DeadlockSignature,
     deadlock_signature,
@@ -26,7 +28,7 @@ from pooldoctor.readings.leak import (
     leak_signature,
     leaked_pids,
 )
-from pooldoctor.readings.logs import POOL_TIMEOUT_EVENTS, LogSignal, log_signal
+from pooldoctor.readings.logs import POOL_TIMEOUT_EVENTS, LogReadings, LogSignal, read_logs
 from pooldoctor.readings.pools import (
     CheckoutTimes,
     PoolSignal,
@@ -42,7 +44,6 @@ from pooldoctor.readings.sessions import (
     session_trend,
 )
 from pooldoctor.readings.settings import setting_int, setting_seconds
-from pooldoctor.readings.thresholds import RECENT_SECONDS
 from pooldoctor.readings.timing import Cancellations, Lockstep, cancellations
 
 
@@ -56,6 +57,7 @@ class Readings:
     pool: PoolSignal
     sessions: SessionTrend | None
     throughput: Throughput | None
+    logs: LogReadings  # every logged event kind with its recency, read once
     checkout_times: CheckoutTimes | None  # mean wait / use from the pool's histograms
     pool_timeouts: LogSignal
     leak: LeakSignature | None
@@ -67,12 +69,11 @@ class Readings:
     holds: HoldReading  # transactions judged against the app's own baseline, and their code paths
     lined_up: Cancellations  # cancellations and GC cleanups of connections, and how they line up
     lockstep: Lockstep | None  # timeout bursts one pool_timeout apart that end every transaction
+    budget: ServerBudget | None  # server slots left for the app's own sessions, with its demand
 
-    def log(
-        self, *events: LogEvent, window: float = RECENT_SECONDS, matching: tuple[str, ...] = ()
-    ) -> LogSignal:
+    def log(self, *events: LogEvent, matching: tuple[str, ...] = ()) -> LogSignal:
         """Occurrences of `events` over all log files, with their recency."""
-        return log_signal(self.evidence, *events, window=window, matching=matching)
+        return self.logs.signal(*events, matching=matching)
 
     def setting_seconds(self, name: str) -> float | None:
         """A server timeout setting in seconds (0 = disabled), None when not collected."""
@@ -102,12 +103,13 @@ def read(evidence: Evidence) -> Readings:
     app = identify_app(evidence.postgres)
     pool = pool_signal(evidence)
     trend = session_trend(evidence)
-    timeouts = log_signal(evidence, *POOL_TIMEOUT_EVENTS)
-    holds = hold_reading(evidence, pool, trend)
+    logs = read_logs(evidence)
+    timeouts = logs.signal(*POOL_TIMEOUT_EVENTS)
+    holds = hold_reading(evidence, pool, trend, timeouts)
     times = checkout_times(evidence)
-    gc = log_signal(evidence, LogEvent.GC_CLEANUP)
+    gc = logs.signal(LogEvent.GC_CLEANUP)
     leak = leak_signature(pool, timeouts, gc, trend, holds, times)
-    eof = log_signal(evidence, LogEvent.CLIENT_EOF_IN_TRANSACTION)
+    eof = logs.signal(LogEvent.CLIENT_EOF_IN_TRANSACTION)
     lined_up = cancellations(evidence)
     leaked = leaked_pids(trend, pool, holds) if trend is not None else frozenset()
     ages = legitimate_idle_tx_ages(trend, leaked) if trend is not None else []
@@ -118,6 +120,7 @@ def read(evidence: Evidence) -> Readings:
         pool=pool,
         sessions=trend,
         throughput=measure_throughput(evidence),
+        logs=logs,
         checkout_times=times,
         pool_timeouts=timeouts,
         leak=leak,
@@ -127,6 +130,7 @@ def read(evidence: Evidence) -> Readings:
         leaked_pids=leaked,
         longest_legitimate_idle_tx=max(ages, default=None),
         idle_tx_timeout=idle_tx_timeout_suggestion(ages),
+        budget=server_budget(evidence, app),
         holds=holds,
         lined_up=lined_up,
         lockstep=holds.lockstep(evidence),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -31,6 +32,13 @@ CLIENT_BACKEND_TYPES = (None, "client backend")
 IDLE = "idle"
 IDLE_IN_TRANSACTION = ("idle in transaction", "idle in transaction (aborted)")
 ACTIVE = "active"
+# "billing-api-2", "worker_3", "web.7": one process of a fleet numbered by instance.
+_INSTANCE_NUMBER = re.compile(r"[-_.:]\d+$")
+
+
+def fleet_name(application_name: str) -> str:
+    """The application_name without a trailing instance number: 'billing-api-2' -> 'billing-api'."""
+    return _INSTANCE_NUMBER.sub("", application_name)
 
 
 def is_client(backend: Backend) -> bool:
@@ -79,6 +87,18 @@ class AppIdentity:
             return backend.application_name == self.application_name
         return not backend.application_name and backend.usename == self.usename
 
+    def same_fleet(self, backend: Backend) -> bool:
+        """Another numbered process of the app: 'api-2' beside 'api-1', same role."""
+        name = backend.application_name
+        if not self.application_name or not name or name == self.application_name:
+            return False
+        stem = fleet_name(self.application_name)
+        return (
+            stem != self.application_name
+            and fleet_name(name) == stem
+            and (self.role is None or backend.usename == self.role)
+        )
+
     def as_evidence(self) -> dict[str, Any]:
         return {
             "application_name": self.application_name,
@@ -126,9 +146,11 @@ def app_backends(sample: ActivitySample, app: AppIdentity) -> list[Backend]:
 
 
 def other_clients(sample: ActivitySample, app: AppIdentity | None) -> list[Backend]:
-    """Client backends that are neither the app nor pooldoctor."""
+    """Client backends that are neither the app (nor its numbered processes) nor pooldoctor."""
     return [
-        b for b in client_backends(sample) if not is_self(b) and (app is None or not app.matches(b))
+        b
+        for b in client_backends(sample)
+        if not is_self(b) and (app is None or not (app.matches(b) or app.same_fleet(b)))
     ]
 
 

@@ -8,7 +8,7 @@ from typing import Any
 
 from pooldoctor.durations import format_duration
 from pooldoctor.evidence import Evidence
-from pooldoctor.readings.logs import POOL_TIMEOUT_EVENTS, log_now, log_signal
+from pooldoctor.readings.logs import POOL_TIMEOUT_EVENTS, LogSignal, log_now, read_logs
 from pooldoctor.readings.pools import measure_throughput
 from pooldoctor.readings.sessions import percentile
 from pooldoctor.readings.thresholds import RECENT_SECONDS
@@ -107,13 +107,15 @@ def pool_timeout_of(evidence: Evidence) -> float | None:
     return timeouts[-1] if timeouts else None
 
 
-def baseline(evidence: Evidence) -> Baseline:
+def baseline(evidence: Evidence, timeouts: LogSignal | None = None) -> Baseline:
+    """The app's own timings; `timeouts` is the pool-timeout signal when already read."""
     times = request_times(evidence)
     p99 = percentile(times, 0.99) if len(times) >= MIN_REQUESTS else None
     throughput = measure_throughput(evidence)
     hold = throughput.hold_seconds if throughput is not None else None
     pool_timeout = pool_timeout_of(evidence)
-    timeouts = log_signal(evidence, *POOL_TIMEOUT_EVENTS)
+    if timeouts is None:
+        timeouts = read_logs(evidence).signal(*POOL_TIMEOUT_EVENTS)
     timeouts_for = (
         (timeouts.last - timeouts.first).total_seconds()
         if timeouts.current and timeouts.first and timeouts.last

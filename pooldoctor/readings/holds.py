@@ -20,6 +20,7 @@ from pooldoctor.readings.codepaths import (
     explain_with_requests,
     failed_requests,
 )
+from pooldoctor.readings.logs import LogSignal
 from pooldoctor.readings.pools import PoolSignal, pool_signal
 from pooldoctor.readings.sessions import HeldSession, SessionTrend, seconds_between, session_trend
 from pooldoctor.readings.timing import Lockstep, lockstep
@@ -162,10 +163,13 @@ def gc_code_paths(
 
 
 def hold_reading(
-    evidence: Evidence, pool: PoolSignal | None = None, trend: SessionTrend | None = None
+    evidence: Evidence,
+    pool: PoolSignal | None = None,
+    trend: SessionTrend | None = None,
+    timeouts: LogSignal | None = None,
 ) -> HoldReading:
-    """The hold facts of `evidence` (pass the pool and trend already read to reuse them)."""
-    base = baseline(evidence)
+    """The hold facts of `evidence`; pass the pool, trend and timeouts already read to reuse."""
+    base = baseline(evidence, timeouts)
     trend = trend if trend is not None else session_trend(evidence)
     pool = pool if pool is not None else pool_signal(evidence)
     frozen, streaming = _frozen_and_streaming(trend) if trend is not None else ([], [])

@@ -1,14 +1,15 @@
-"""Log signals: occurrences of event kinds over all log files, and how recent they are."""
+"""Log readings: every event kind's occurrences over all log files, and how recent they are."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from types import MappingProxyType
 from typing import Any
 
 from pooldoctor.durations import format_duration
-from pooldoctor.evidence import Evidence, LogEvent
+from pooldoctor.evidence import Evidence, LogEvent, LogEventSummary
 from pooldoctor.jsonio import format_utc
 from pooldoctor.readings.thresholds import HISTORY_SECONDS, HISTORY_WEIGHT, RECENT_SECONDS
 
@@ -85,51 +86,110 @@ class LogSignal:
         }
 
 
-def log_signal(
-    evidence: Evidence,
-    *events: LogEvent,
-    window: float = RECENT_SECONDS,
-    matching: Sequence[str] = (),
+@dataclass(frozen=True)
+class LogOccurrence:
+    """One event kind in one log file, with how many fell in the recent window."""
+
+    event: LogEvent
+    path: str
+    count: int
+    recent: int
+    first: datetime | None
+    last: datetime | None
+    examples: tuple[str, ...]
+
+    def mentions(self, needles: Sequence[str]) -> bool:
+        """True when an example line contains one of the needles (case-insensitive)."""
+        return any(n.lower() in e.lower() for e in self.examples for n in needles)
+
+
+def recent_count(summary: LogEventSummary, now: datetime) -> int:
+    """Occurrences in the RECENT_SECONDS before `now`: per-minute buckets, else by the last one."""
+    if summary.per_minute:
+        return sum(
+            bucket.count
+            for bucket in summary.per_minute
+            if (now - bucket.minute).total_seconds() < RECENT_SECONDS + 60 and bucket.minute <= now
+        )
+    if summary.last is not None and 0 <= (now - summary.last).total_seconds() <= RECENT_SECONDS:
+        return summary.count
+    return 0
+
+
+def combine(
+    events: tuple[LogEvent, ...], occurrences: Iterable[LogOccurrence], now: datetime
 ) -> LogSignal:
-    """Aggregate events over all log files; `matching` keeps summaries whose examples match."""
-    now = log_now(evidence)
+    """One signal over the occurrences, in file order; recency weight from the last one."""
     count = recent = 0
     first: datetime | None = None
     last: datetime | None = None
     examples: list[str] = []
     files: list[str] = []
-    for log in evidence.logs:
-        for summary in log.events:
-            if summary.event not in events:
-                continue
-            if matching and not any(
-                needle.lower() in example.lower()
-                for example in summary.examples
-                for needle in matching
-            ):
-                continue
-            count += summary.count
-            if summary.per_minute:
-                recent += sum(
-                    bucket.count
-                    for bucket in summary.per_minute
-                    if (now - bucket.minute).total_seconds() < window + 60 and bucket.minute <= now
-                )
-            elif summary.last is not None and 0 <= (now - summary.last).total_seconds() <= window:
-                recent += summary.count
-            if summary.first is not None and (first is None or summary.first < first):
-                first = summary.first
-            if summary.last is not None and (last is None or summary.last > last):
-                last = summary.last
-            examples.extend(e for e in summary.examples if e not in examples)
-            if log.path not in files:
-                files.append(log.path)
-    weight = recency_weight(last, now) if count else 0.0
-    if recent:
-        weight = 1.0
+    for occurrence in occurrences:
+        count += occurrence.count
+        recent += occurrence.recent
+        if occurrence.first is not None and (first is None or occurrence.first < first):
+            first = occurrence.first
+        if occurrence.last is not None and (last is None or occurrence.last > last):
+            last = occurrence.last
+        examples.extend(e for e in occurrence.examples if e not in examples)
+        if occurrence.path not in files:
+            files.append(occurrence.path)
+    weight = 1.0 if recent else recency_weight(last, now) if count else 0.0
     return LogSignal(
-        tuple(events), count, recent, first, last, tuple(examples[:3]), tuple(files), weight, window
+        events,
+        count,
+        recent,
+        first,
+        last,
+        tuple(examples[:3]),
+        tuple(files),
+        weight,
+        RECENT_SECONDS,
     )
+
+
+@dataclass(frozen=True)
+class LogReadings:
+    """Every logged event kind, read once: occurrences per file and one signal per kind."""
+
+    now: datetime
+    occurrences: tuple[LogOccurrence, ...]  # file order, then the order the scan found them
+    by_event: Mapping[LogEvent, LogSignal]  # one signal per event kind seen, with its recency
+
+    def signal(self, *events: LogEvent, matching: Sequence[str] = ()) -> LogSignal:
+        """Occurrences of `events` over all files; `matching` keeps those whose examples match."""
+        if len(events) == 1 and not matching:
+            return self.by_event.get(events[0]) or combine(events, (), self.now)
+        chosen = (
+            o
+            for o in self.occurrences
+            if o.event in events and (not matching or o.mentions(matching))
+        )
+        return combine(tuple(events), chosen, self.now)
+
+
+def read_logs(evidence: Evidence) -> LogReadings:
+    """Read every log file's event summaries once, against the log window's end."""
+    now = log_now(evidence)
+    occurrences = tuple(
+        LogOccurrence(
+            summary.event,
+            log.path,
+            summary.count,
+            recent_count(summary, now),
+            summary.first,
+            summary.last,
+            tuple(summary.examples),
+        )
+        for log in evidence.logs
+        for summary in log.events
+    )
+    kinds = dict.fromkeys(o.event for o in occurrences)
+    by_event = {
+        kind: combine((kind,), (o for o in occurrences if o.event is kind), now) for kind in kinds
+    }
+    return LogReadings(now, occurrences, MappingProxyType(by_event))
 
 
 def examples_mention(signal: LogSignal, *needles: str) -> bool:

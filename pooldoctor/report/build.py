@@ -10,6 +10,7 @@ from typing import Any
 from pooldoctor.evidence import Evidence, SourceState
 from pooldoctor.findings import Diagnosis, Finding, Role, Severity, Status
 from pooldoctor.jsonio import to_plain
+from pooldoctor.readings import read
 from pooldoctor.readings.text import instance_label
 from pooldoctor.redact import redact
 from pooldoctor.report.chartdata import build_charts
@@ -245,7 +246,8 @@ def build_report(
         top_title=findings[0].title if findings else None,
     )
     unavailable = unavailable_reasons(evidence)
-    lead = build_lead(evidence, diagnosis.status, findings, key_times)
+    readings = diagnosis.readings or read(evidence)
+    lead = build_lead(readings, diagnosis.status, findings, key_times)
     return Report(
         status=diagnosis.status,
         generated_at=generated_at,

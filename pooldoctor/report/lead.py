@@ -9,6 +9,8 @@ from typing import Any
 
 from pooldoctor.evidence import Evidence
 from pooldoctor.findings import Role, Severity, Status
+from pooldoctor.readings import Readings
+from pooldoctor.readings.logs import LogReadings
 from pooldoctor.readings.text import instance_label
 from pooldoctor.report.model import KeyTime, Lead, Postmortem, ReportFinding
 from pooldoctor.report.present import step_code
@@ -17,13 +19,12 @@ from pooldoctor.report.textfmt import as_utc, hhmm, stamp
 from pooldoctor.report.timeline import NON_ERROR_EVENTS, log_event_label
 
 
-def error_counts(evidence: Evidence) -> Counter[str]:
+def error_counts(logs: LogReadings) -> Counter[str]:
     """Error events per kind across every log file, by their plain-words label."""
     counts: Counter[str] = Counter()
-    for log in evidence.logs:
-        for summary in log.events:
-            if summary.event not in NON_ERROR_EVENTS and summary.count > 0:
-                counts[log_event_label(summary.event)] += summary.count
+    for event, signal in logs.by_event.items():
+        if event not in NON_ERROR_EVENTS and signal.count > 0:
+            counts[log_event_label(event)] += signal.count
     return counts
 
 
@@ -76,8 +77,8 @@ def _where(evidence: Evidence, top: ReportFinding) -> str:
     return "; ".join(parts) or "not known from the evidence collected"
 
 
-def _impact(evidence: Evidence, key_times: Sequence[KeyTime]) -> str:
-    counts = error_counts(evidence)
+def _impact(readings: Readings, key_times: Sequence[KeyTime]) -> str:
+    counts = error_counts(readings.logs)
     times = {kt.name: kt for kt in key_times}
     first, peak = times.get("first_error"), times.get("peak_errors")
     if counts:
@@ -89,15 +90,14 @@ def _impact(evidence: Evidence, key_times: Sequence[KeyTime]) -> str:
             text += f" (peak {peak.count}/min at {hhmm(peak.at)})"
     else:
         text = "no errors in the logs collected"
-    saturated = [s for i in evidence.pools for s in i.samples if s.full]
-    total = sum(len(i.samples) for i in evidence.pools)
-    if total:
-        text += f"; pool full in {len(saturated)} of {total} samples"
+    pool = readings.pool
+    if pool.samples:
+        text += f"; pool full in {pool.full_samples} of {pool.samples} samples"
     return text
 
 
 def build_lead(
-    evidence: Evidence,
+    readings: Readings,
     status: Status,
     findings: Sequence[ReportFinding],
     key_times: Sequence[KeyTime],
@@ -113,8 +113,8 @@ def build_lead(
         do_now += f" (runbook: `pooldoctor runbooks show {top.runbook}`)"
     return Lead(
         what=f"{top.title} ({status.value.upper()}, confidence {round(top.confidence * 100)}%)",
-        where=_where(evidence, top),
-        impact=_impact(evidence, key_times),
+        where=_where(readings.evidence, top),
+        impact=_impact(readings, key_times),
         do_now=do_now.strip(),
     )
 

@@ -7,7 +7,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from pooldoctor.findings import Role, Severity, Status
+from pooldoctor.findings import Finding, Status
 
 REPORT_SCHEMA = "pooldoctor.report/1"
 
@@ -51,19 +51,10 @@ class KeyTime:
 
 
 @dataclass(frozen=True)
-class ReportFinding:
-    """A finding as presented: the diagnosis' finding plus runbook title and link."""
+class ReportFinding(Finding):
+    """A finding as presented: the diagnosis' finding (evidence made JSON-plain) plus its
+    runbook's title, link, first step and prevention."""
 
-    id: str
-    check: str
-    severity: Severity
-    confidence: float
-    title: str
-    summary: str
-    runbook: str
-    role: Role
-    evidence: dict[str, Any]
-    remediation: tuple[str, ...]
     runbook_title: str | None = None
     runbook_url: str | None = None
     runbook_first_step: str | None = None  # shown with `pooldoctor runbooks show` when no URL
