@@ -220,6 +220,7 @@ class PostgresEvidence:
     hidden_per_sample: tuple[int, ...] = ()  # rows whose state/query this role could not see
     hidden_roles: tuple[str, ...] = ()  # the roles owning those rows
     reserved_connection_roles: tuple[str, ...] = ()  # PG16+ pg_use_reserved_connections members
+    in_recovery: bool | None = None  # pg_is_in_recovery(): the sampled server is a standby
 
 
 @dataclass(frozen=True)

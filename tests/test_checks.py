@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import re
 import sys
+from collections.abc import Callable
 from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
@@ -22,6 +24,7 @@ from pooldoctor.readings.budget import server_budget
 from pooldoctor.readings.leak import DEAD_THREAD_CONFIDENCE, is_orphaned
 from pooldoctor.readings.logs import recency_weight
 from pooldoctor.readings.sessions import session_trend
+from pooldoctor.report.keytimes import oldest_stuck
 from pooldoctor.runbooks import RUNBOOK_SLUGS
 from tests.data.checks import cases
 from tests.data.checks.generate import rendered
@@ -393,3 +396,113 @@ def test_lock_wait_age_comes_from_pg_locks_waitstart_when_collected() -> None:
     without = _lock_case_with().evidence["longest_wait_seconds"]
     with_waitstart = _lock_case_with(waitstart_seconds=without + 600).evidence
     assert with_waitstart["longest_wait_seconds"] == pytest.approx(without + 600)
+
+
+def _with_hidden_app_session(ev: Evidence) -> Evidence:
+    """Every sample gains one of the app's sessions whose state this role may not read."""
+    assert ev.postgres is not None
+    app = identify_app(ev.postgres)
+    assert app is not None
+    hidden = replace(
+        backend(9900, app=app.application_name, user=app.role or app.usename),
+        state=None,
+        backend_type=None,
+        query=None,
+        query_hidden=True,
+        xact_start=None,
+        query_start=None,
+        state_change=None,
+    )
+    samples = tuple(replace(s, backends=(*s.backends, hidden)) for s in ev.postgres.samples)
+    return replace(ev, postgres=replace(ev.postgres, samples=samples))
+
+
+@pytest.mark.parametrize(
+    ("case", "check"),
+    [
+        (cases.idle_in_transaction, "idle-in-transaction"),
+        (cases.connection_leak, "connection-leak"),
+        (cases.async_cancellation_leak, "async-cancellation-leak"),
+        (cases.slow_queries, "slow-queries"),
+        (cases.pool_undersized, "pool-undersized"),
+        (cases.server_max_connections, "server-max-connections"),
+    ],
+)
+def test_counts_seen_with_hidden_app_sessions_say_they_are_not_complete(
+    case: Callable[[], Evidence], check: str
+) -> None:
+    """Every finding whose counts rest on pg_stat_activity states marks them when some of the
+    app's sessions were hidden from pooldoctor's role; without hidden sessions it does not."""
+    ev = case()
+    marker = "1 session(s)"
+    [plain] = [f for f in check_named(check).run(ev) if f.severity is not Severity.INFO]
+    assert "hidden from pooldoctor's role" not in plain.summary
+    [marked] = [
+        f
+        for f in check_named(check).run(_with_hidden_app_session(ev))
+        if f.severity is not Severity.INFO
+    ]
+    assert "hidden from pooldoctor's role" in marked.summary
+    assert marker in marked.summary
+    if check == "server-max-connections":
+        assert "the total includes 1 session(s)" in marked.summary
+    else:
+        assert "lower bound" in marked.summary
+
+
+def test_oldest_stuck_time_is_marked_incomplete_when_sessions_were_hidden() -> None:
+    ev = cases.idle_in_transaction()
+    plain = oldest_stuck(ev)
+    assert plain.complete and plain.at is not None
+    marked = oldest_stuck(_with_hidden_app_session(ev))
+    assert not marked.complete
+    assert marked.at == plain.at
+    assert "1 session(s) were hidden from pooldoctor's role" in marked.basis
+    assert "may be older" in marked.basis
+
+
+def test_a_failover_reconnects_least_disruptively_and_a_read_only_primary_is_left_alone() -> None:
+    failover = cases.failover_read_only()
+    [moved] = check_named("failover-read-only").run(failover)
+    assert "RECONNECT" in moved.remediation[0] and "RELOAD" in moved.remediation[0]
+    assert "standby" in moved.summary
+    assert failover.postgres is not None
+    primary = replace(
+        failover.postgres,
+        in_recovery=False,
+        settings={**failover.postgres.settings, "default_transaction_read_only": "on"},
+    )
+    [refusing] = check_named("failover-read-only").run(replace(failover, postgres=primary))
+    assert refusing.remediation[0].startswith("Do not recycle the pool")
+    assert not any("RECONNECT" in step for step in refusing.remediation)
+
+
+# A first step must stop the bleeding with the least disruption: never a redesign, an upgrade,
+# a server restart or a change to plan, and never a diagnosis the evidence already holds.
+NOT_A_FIRST_STEP = (
+    "Upgrade",
+    "Planned change",
+    "pool_mode = transaction",
+    "PgBouncer (transaction mode) in front",
+    "max_connections: it needs a server restart",
+    "Last resort",
+    "SHOW POOLS; on the PgBouncer admin console",
+)
+SIGNAL_CALL = re.compile(r"SELECT pid, pg_(?:terminate|cancel)_backend\(pid\) FROM [^;]*;")
+
+
+@pytest.mark.parametrize("name", FAILING)
+def test_first_step_stops_the_bleeding_and_every_kill_is_one_scoped_statement(name: str) -> None:
+    findings = check_named(str(EXPECTED[name]["check"])).run(load(name))
+    assert findings
+    for found in findings:
+        if found.remediation:
+            first = found.remediation[0]
+            assert not any(marker in first for marker in NOT_A_FIRST_STEP), (found.id, first)
+        for step in found.remediation:
+            calls = SIGNAL_CALL.findall(step)
+            if "pg_terminate_backend" in step or "pg_cancel_backend" in step:
+                assert len(calls) == 1, step
+            for call in calls:
+                assert "pid = ANY('{" in call and "pid <> pg_backend_pid()" in call, call
+                assert "application_name = '" in call and "usename = '" in call, call

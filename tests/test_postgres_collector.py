@@ -12,6 +12,7 @@ from datetime import timedelta
 import psycopg
 import pytest
 
+from pooldoctor.checks.registry import check_named
 from pooldoctor.collect.postgres import (
     PostgresProbe,
     classify_connect_error,
@@ -23,11 +24,14 @@ from pooldoctor.evidence import (
     ActivitySample,
     Backend,
     ConnectionLimit,
+    LogEvent,
     PostgresEvidence,
     SourceState,
 )
 from pooldoctor.jsonio import dumps_dataclass, loads_dataclass
 from pooldoctor.lab.cluster import TempCluster, free_port
+from tests.evidence_builders import ago, events, log_file
+from tests.evidence_builders import evidence as build_evidence
 
 TIMEOUT = 3.0
 WAIT_SECONDS = 10.0  # upper bound for any condition a test waits for on the server
@@ -155,6 +159,9 @@ def test_open_reads_server_facts_and_round_trips_as_json(
     assert evidence.settings["deadlock_timeout"] == "200ms"
     assert evidence.settings["log_lock_waits"] == "on"
     assert evidence.settings["server_version"] == evidence.server_version
+    assert evidence.in_recovery is False
+    # pooldoctor's own session is read-only; the evidence is what a fresh session gets
+    assert evidence.settings["default_transaction_read_only"] == "off"
     has_reserved = evidence.server_version_num >= 160000
     assert ("reserved_connections" in evidence.settings) is has_reserved
     assert len(evidence.samples) == 1 and evidence.errors == ()
@@ -192,6 +199,27 @@ def test_probe_session_is_read_only_and_bounded(
         conn.execute(b"CREATE TABLE pooldoctor_must_not_write (id int)")
     # The settings evidence is what the server gives a fresh session, not pooldoctor's own SETs.
     assert probe.finish().settings["statement_timeout"] == "0ms"
+
+
+def test_a_primary_set_read_only_is_told_apart_from_a_failover(
+    pg: TempCluster, probes: Callable[..., PostgresProbe]
+) -> None:
+    """25006 with default_transaction_read_only = on on a primary (a full disk on a managed
+    service): the finding says not to recycle the pool, which would only reconnect read-only."""
+    pg.execute("CREATE DATABASE pd_readonly")
+    pg.execute("ALTER DATABASE pd_readonly SET default_transaction_read_only = on")
+    try:
+        probe = probes(pg.dsn(dbname="pd_readonly"))
+        evidence = probe.finish()
+    finally:
+        pg.execute("DROP DATABASE pd_readonly")
+    assert evidence.in_recovery is False
+    assert evidence.settings["default_transaction_read_only"] == "on"
+    line = "ERROR:  cannot execute UPDATE in a read-only transaction"
+    logs = (log_file(events(LogEvent.READ_ONLY, 40, last=ago(5), minutes=8, examples=[line])),)
+    [found] = check_named("failover-read-only").run(build_evidence(pg=evidence, logs=logs))
+    assert "set read-only" in found.title
+    assert found.remediation[0].startswith("Do not recycle the pool")
 
 
 def test_finish_is_idempotent_and_sampling_after_it_does_nothing(

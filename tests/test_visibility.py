@@ -56,6 +56,8 @@ def test_report_warns_when_sessions_are_hidden_and_names_the_grant(
     assert hidden >= APP_SESSIONS
     assert 'GRANT pg_monitor TO "pd_oncall";' in visibility[-1]
     assert "lower bounds" in report["summary"]
+    [stuck] = [k for k in report["key_times"] if k["name"] == "oldest_stuck"]
+    assert stuck["complete"] is False and "may be older" in stuck["inferred_from"]
     assert "## Visibility" in markdown and 'GRANT pg_monitor TO "pd_oncall";' in markdown
     assert "<h2>Visibility</h2>" in html
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pooldoctor.checks.common import finding, leak_remediation
+from pooldoctor.checks.common import finding, leak_remediation, leak_summary
 from pooldoctor.checks.spec import CheckSpec
 from pooldoctor.findings import Finding
 from pooldoctor.readings import Readings
@@ -31,7 +31,7 @@ def check(readings: Readings) -> list[Finding]:
             severity=leak_severity(signature),
             confidence=min(0.97, signature.confidence + HINT_CONFIDENCE * len(hints)),
             title="Async cancellation leak: cancelled tasks leave connections checked out",
-            summary="; ".join([*signature.reasons, *hints]),
+            summary=leak_summary(readings, signature, *hints),
             evidence={**leak_evidence(signature), "cancellation_hints": hints},
             remediation=tuple(steps),
         )

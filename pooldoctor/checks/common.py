@@ -116,6 +116,17 @@ def log_finding(
     )
 
 
+def leak_summary(readings: Readings, signature: LeakSignature, *extra: str) -> str:
+    """The leak's reasons, and why its counts are lower bounds when the app's sessions were
+    hidden from pooldoctor's role."""
+    parts = [*signature.reasons, *extra]
+    if signature.trend is not None:
+        hidden = readings.visibility.app_counts_note(signature.trend.app.label)
+        if hidden:
+            parts.append(hidden)
+    return "; ".join(parts)
+
+
 def leak_remediation(readings: Readings, signature: LeakSignature) -> list[str]:
     """Least disruptive first: free the leaked backends, reset the pools, fix the code path, and
     the one idle-in-transaction backstop."""

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pooldoctor.checks.common import finding, leak_remediation
+from pooldoctor.checks.common import finding, leak_remediation, leak_summary
 from pooldoctor.checks.spec import CheckSpec
 from pooldoctor.findings import Finding
 from pooldoctor.readings import Readings
@@ -17,7 +17,7 @@ def check(readings: Readings) -> list[Finding]:
     signature = readings.leak
     if signature is None:
         return []
-    summary = "; ".join(signature.reasons)
+    summary = leak_summary(readings, signature)
     if signature.pool.has_data:
         summary = f"{signature.pool.describe()}; {summary}"
     title = (

@@ -61,6 +61,9 @@ def check(readings: Readings) -> list[Finding]:
                 f"transaction, median {format_duration(statistics.median(ages))}, p90 "
                 f"{format_duration(percentile(ages, 0.9))}, {describe_oldest(waiting)}"
             )
+            hidden = readings.visibility.app_counts_note(trend.app.label)
+            if hidden:
+                reasons.append(hidden)
             if trend.multi_sample and not trend.rotated_in_tx:
                 confidence -= 0.1
                 reasons.append(
@@ -131,6 +134,7 @@ def check(readings: Readings) -> list[Finding]:
         facts["app"] = trend.app.as_evidence()
         facts["rotated_transactions"] = trend.rotated_in_tx
         facts["per_sample"] = list(trend.in_tx_per_sample)
+        facts["hidden_app_sessions"] = readings.visibility.hidden_app_sessions
     return [
         finding(
             CHECK,

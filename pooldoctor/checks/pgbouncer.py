@@ -92,7 +92,6 @@ def _from_admin_console(readings: Readings, signal: LogSignal) -> list[Finding]:
     if signal.current:
         reasons.append(signal.describe("PgBouncer refusals"))
     steps = [
-        "SHOW POOLS; on the PgBouncer admin console: cl_waiting, sv_active vs pool_size, maxwait",
         *_budget_steps(readings, limit, total),
         "Find what holds server connections: long transactions (slow-queries, "
         "idle-in-transaction) keep sv_active at the limit",
@@ -140,9 +139,9 @@ def _budget_steps(readings: Readings, limit: facts.PoolLimit, fleet_total: int) 
     instances = len(facts.sampled(readings.evidence))
     if budget is None:
         return [
-            f"Raise pool_size above {limit.pool_size} (or add reserve_pool_size) only within "
-            f"max_connections: {instances} PgBouncer(s) open up to {fleet_total} server "
-            "connections today"
+            f"Raise pool_size above {limit.pool_size} (or add reserve_pool_size), then RELOAD "
+            f"(clients stay connected), only within max_connections: {instances} PgBouncer(s) "
+            f"open up to {fleet_total} server connections today"
         ]
     spare = budget.available - fleet_total
     if budget.fits is False or spare <= 0:
@@ -152,7 +151,8 @@ def _budget_steps(readings: Readings, limit: facts.PoolLimit, fleet_total: int) 
         ]
     per_instance = spare // max(1, instances)
     return [
-        f"Raise pool_size from {limit.pool_size} to at most {limit.pool_size + per_instance}: "
+        f"Raise pool_size from {limit.pool_size} to at most {limit.pool_size + per_instance} "
+        f"(or add reserve_pool_size), then RELOAD on the admin console (clients stay connected): "
         f"{budget.arithmetic()}, leaving {spare} spare slot(s) over {instances} PgBouncer "
         "instance(s)"
     ]
@@ -174,17 +174,17 @@ def _from_logs(readings: Readings, signal: LogSignal) -> list[Finding]:
         reasons.append(f"{waiting:.0f} clients waiting in PgBouncer (cl_waiting)")
     if pool.has_data and not pool.full_now:
         reasons.append("the app's own pools are not full: the queue is in PgBouncer")
-    steps = [
-        "SHOW POOLS; on the PgBouncer admin console: cl_waiting, sv_active vs pool_size, maxwait",
-        "Run pooldoctor with --pgbouncer DSN to judge from the admin console instead of logs",
-    ]
     budget = readings.budget
     remedy = budget_remedy(budget) if budget is not None else None
-    steps.append(
-        "Raise default_pool_size within the server budget"
+    steps = [
+        "Confirm with SHOW POOLS; on the admin console (cl_waiting, sv_active vs pool_size, "
+        "maxwait), then raise default_pool_size within the server budget"
         + (f" ({budget.arithmetic()})" if budget is not None else "")
-        + ", add reserve_pool_size, and fix long holders"
-    )
+        + " or add reserve_pool_size, then RELOAD (clients stay connected)",
+        "Find and fix what holds server connections: long transactions (slow-queries, "
+        "idle-in-transaction) keep sv_active at the limit",
+        "Run pooldoctor with --pgbouncer DSN to judge from the admin console instead of logs",
+    ]
     if remedy:
         steps.append(remedy)
     severity = Severity.CRITICAL if signal.recent >= CRITICAL_REFUSALS else Severity.WARNING

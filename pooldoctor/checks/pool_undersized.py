@@ -122,6 +122,9 @@ def check(readings: Readings) -> list[Finding]:
             f"at peak {busy}/{total} backends of {trend.app.label} run short queries "
             f"(< {format_duration(SHORT_QUERY_SECONDS)}), no old transaction holds the pool"
         )
+        hidden = readings.visibility.app_counts_note(trend.app.label)
+        if hidden:
+            reasons.append(hidden)
     holders = pool.holders
     if holders and max(h.age_seconds for h in holders) < SHORT_HOLD_SECONDS:
         confidence = max(confidence, 0.45) + 0.05

@@ -98,6 +98,9 @@ def check(readings: Readings) -> list[Finding]:
         facts.update(client_sessions=used, usable_slots=usable, sessions_from=seen_in)
         if usable > 0 and used >= SLOTS_WARN_FRACTION * usable:
             reasons.append(f"{used} client sessions of {usable} usable slots in use ({seen_in})")
+            if seen_in == "pg_stat_activity" and readings.visibility.slot_note():
+                reasons.append(readings.visibility.slot_note())
+                facts["hidden_sessions"] = readings.visibility.hidden_sessions
             confidence = max(confidence, 0.55) + 0.1
     for limit in full_limits:
         reasons.append(

@@ -59,14 +59,18 @@ def check(readings: Readings) -> list[Finding]:
                         "clients": idle[:MAX_LISTED],
                     },
                     remediation=(
-                        "Set pool_mode = transaction for this database (or user): a server "
-                        "connection is then held only during a transaction; check the "
-                        "prepared-statements runbook first if the driver prepares statements",
-                        f"Or keep session mode and make the app pools hold fewer idle "
-                        f"connections: their sum across processes must stay under "
-                        f"{limit.effective} (pool_size small, pool_recycle, or NullPool)",
-                        "Or set client_idle_timeout in PgBouncer to close clients idle longer "
-                        "than the app's longest legitimate pause",
+                        "Stop the bleeding with a RELOAD only (clients stay connected): set "
+                        "client_idle_timeout above the app's longest legitimate pause, so idle "
+                        "clients are closed and free their server connection (the app needs "
+                        "pool_pre_ping to reconnect cleanly), or raise this pool's pool_size "
+                        "within the server's max_connections",
+                        f"Make the app pools hold fewer idle connections: their sum across "
+                        f"processes must stay under {limit.effective} (pool_size small, "
+                        "pool_recycle, or NullPool)",
+                        "Planned change, not mid-incident: pool_mode = transaction for this "
+                        "database (or user), after checking the app for session state (SET, "
+                        "advisory locks, LISTEN) and prepared statements (see the "
+                        "prepared-statements runbook)",
                     ),
                 )
             )

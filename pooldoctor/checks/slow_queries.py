@@ -59,6 +59,9 @@ def check(readings: Readings) -> list[Finding]:
                 f"older than {format_duration(SLOW_QUERY_SECONDS)}; longest pid {oldest.pid} for "
                 f"{format_duration(_age(oldest, trend.latest_at))}: {preview(oldest.query)}"
             )
+            hidden = readings.visibility.app_counts_note(trend.app.label)
+            if hidden:
+                reasons.append(hidden)
             if pool.full_now:
                 confidence += 0.15
     if cancelled.current:
@@ -157,10 +160,16 @@ def _foreign_long_queries(readings: Readings) -> list[Finding]:
             severity=Severity.INFO,
             confidence=FOREIGN_CONFIDENCE,
             title="Long statements from other clients (they hold none of the app's connections)",
-            summary=(
-                f"{len(long_running)} long statement(s) outside {label}; longest "
-                f"{session_label(oldest)} ({kind}) for {format_duration(_age(oldest, last.at))}; "
-                "not the app's root cause unless it holds locks the app waits on"
+            summary="; ".join(
+                part
+                for part in (
+                    f"{len(long_running)} long statement(s) outside {label}",
+                    f"longest {session_label(oldest)} ({kind}) for "
+                    f"{format_duration(_age(oldest, last.at))}",
+                    "not the app's root cause unless it holds locks the app waits on",
+                    readings.visibility.other_counts_note(),
+                )
+                if part
             ),
             evidence={"sessions": describe_sessions(long_running)},
         )

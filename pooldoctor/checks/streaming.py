@@ -81,6 +81,9 @@ def check(readings: Readings) -> list[Finding]:
             f"{len(trend.idle_in_tx)} backends of {trend.app.label} idle in transaction "
             "while the streams run"
         )
+        hidden = readings.visibility.app_counts_note(trend.app.label)
+        if hidden:
+            reasons.append(hidden)
     if pool.full_now:
         confidence += 0.1
     severity = Severity.CRITICAL if pool.full_now else Severity.WARNING

@@ -34,12 +34,15 @@ def check(readings: Readings) -> list[Finding]:
                 **signature.evidence,
             },
             remediation=(
-                "Dump the app's thread stacks (py-spy dump --pid <worker pid>) to confirm threads "
-                "block in pool checkout while holding a session",
+                "Release the deadlock now: restart the stuck instances one at a time (it recurs "
+                "under the same load); first keep one worker's stacks as evidence with `py-spy "
+                "dump --pid <worker pid>` (a worker, not the master: list them with `pgrep -P "
+                "<master pid>`; py-spy needs ptrace: root, or SYS_PTRACE in a container)",
+                "Cut concurrency per process below the pool (uvicorn --limit-concurrency), or "
+                "make the pool at least as large as the thread pool (anyio: 40) within the "
+                "server budget",
                 "Upgrade FastAPI to >= 0.82.0 (dependency cleanup no longer needs a free thread)",
-                "Open and close the session inside the path function instead of a yield "
-                "dependency, or make the pool at least as large as the thread pool (anyio: 40)",
-                "Restart the workers to release the deadlock now",
+                "Open and close the session inside the path function instead of a yield dependency",
             ),
         )
     ]

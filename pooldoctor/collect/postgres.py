@@ -58,6 +58,7 @@ SETTING_NAMES = (
     "tcp_keepalives_interval",
     "tcp_keepalives_count",
     "deadlock_timeout",
+    "default_transaction_read_only",
     "log_lock_waits",
     "server_version",
 )
@@ -242,6 +243,7 @@ class PostgresProbe:
         self.current_user: str | None = None
         self.is_superuser: bool | None = None
         self.can_read_all_stats: bool | None = None
+        self.in_recovery: bool | None = None
         self.reserved_connection_roles: tuple[str, ...] = ()
         self.settings: dict[str, str] = {}
         self.limits: tuple[ConnectionLimit, ...] = ()
@@ -328,6 +330,7 @@ class PostgresProbe:
         self.current_user = row["user_name"]
         self.is_superuser = row["is_superuser"]
         self.can_read_all_stats = row["can_read_all_stats"]
+        self.in_recovery = row["in_recovery"]
 
     def _read_settings(self) -> None:
         rows = self._query("settings", {"names": list(SETTING_NAMES)})
@@ -425,6 +428,7 @@ class PostgresProbe:
                 samples=tuple(self._samples),
                 errors=tuple(self._errors),
                 can_read_all_stats=self.can_read_all_stats,
+                in_recovery=self.in_recovery,
                 hidden_per_sample=tuple(
                     sum(1 for b in s.backends if b.query_hidden) for s in self._samples
                 ),

@@ -4,8 +4,8 @@ Checks and the report read the same `Readings`, so a pool is "full", a duration 
 previewed and a threshold is applied the same way everywhere. One module per family of facts:
 app (identity), pools (fill, holders, throughput), sessions (trend), locks (chains, root
 blockers), logs (every event kind with its recency), settings, budget (configuration, counted
-with the app's identity), leak / deadlock / streaming
-(signatures), text and thresholds.
+with the app's identity), leak / deadlock / streaming (signatures), visibility (what was hidden),
+text and thresholds.
 """
 
 from __future__ import annotations
@@ -45,6 +45,7 @@ from pooldoctor.readings.sessions import (
 )
 from pooldoctor.readings.settings import setting_int, setting_seconds
 from pooldoctor.readings.timing import Cancellations, Lockstep, cancellations
+from pooldoctor.readings.visibility import Visibility, read_visibility
 
 
 @dataclass(frozen=True)
@@ -70,6 +71,7 @@ class Readings:
     lined_up: Cancellations  # cancellations and GC cleanups of connections, and how they line up
     lockstep: Lockstep | None  # timeout bursts one pool_timeout apart that end every transaction
     budget: ServerBudget | None  # server slots left for the app's own sessions, with its demand
+    visibility: Visibility  # sessions hidden from pooldoctor's role: counts are lower bounds
 
     def log(self, *events: LogEvent, matching: tuple[str, ...] = ()) -> LogSignal:
         """Occurrences of `events` over all log files, with their recency."""
@@ -134,4 +136,5 @@ def read(evidence: Evidence) -> Readings:
         holds=holds,
         lined_up=lined_up,
         lockstep=holds.lockstep(evidence),
+        visibility=read_visibility(evidence.postgres, app),
     )

@@ -168,7 +168,15 @@ def _incident_summary(
             sentence += f" and peaked at {peak.count}/min at {hhmm(peak.at)}"
         parts.append(sentence + ".")
     if stuck.at is not None:
-        parts.append(f"The oldest work still stuck at collection began at {hhmm(stuck.at)} UTC.")
+        if stuck.complete:
+            parts.append(
+                f"The oldest work still stuck at collection began at {hhmm(stuck.at)} UTC."
+            )
+        else:
+            parts.append(
+                f"The oldest visible work still stuck at collection began at {hhmm(stuck.at)} "
+                "UTC; sessions hidden from pooldoctor's role may be older."
+            )
     others = findings[1:]
     if others:
         titles = "; ".join(f.title for f in others)

@@ -6,9 +6,11 @@ from datetime import datetime
 
 from pooldoctor.durations import format_duration
 from pooldoctor.evidence import Evidence, LogEvent
+from pooldoctor.readings.app import client_backends
 from pooldoctor.readings.text import instance_label
+from pooldoctor.readings.visibility import GRANT_ROLE, hidden
 from pooldoctor.report.model import KeyTime, Window
-from pooldoctor.report.stuck import held_checkouts, stuck_sessions
+from pooldoctor.report.stuck import held_checkouts, latest_activity, stuck_sessions
 from pooldoctor.report.textfmt import as_utc, hhmm
 from pooldoctor.report.timeline import (
     NON_ERROR_EVENTS,
@@ -87,13 +89,26 @@ def peak_errors(evidence: Evidence) -> KeyTime:
     return KeyTime("peak_errors", "Peak error minute", minute, False, basis, count=count)
 
 
+def _hidden_caveat(evidence: Evidence) -> str:
+    """Why the oldest stuck work may be older than shown: sessions whose times were hidden."""
+    sample = latest_activity(evidence)
+    count = len(hidden(client_backends(sample))) if sample is not None else 0
+    if not count:
+        return ""
+    return (
+        f"; not complete: {count} session(s) were hidden from pooldoctor's role (no "
+        f"{GRANT_ROLE}) and may be older"
+    )
+
+
 def oldest_stuck(evidence: Evidence) -> KeyTime:
     """When the oldest work still in progress at collection time began."""
     works = [*stuck_sessions(evidence), *held_checkouts(evidence)]
     label = "Oldest stuck transaction or checkout"
+    caveat = _hidden_caveat(evidence)
     if not works:
-        basis = "no stuck transaction, long query, lock wait or long-held checkout seen"
-        return KeyTime("oldest_stuck", label, None, False, basis)
+        basis = "no stuck transaction, long query, lock wait or long-held checkout seen" + caveat
+        return KeyTime("oldest_stuck", label, None, False, basis, complete=not caveat)
     oldest = min(works, key=lambda work: work.started)
     age = format_duration(oldest.age_seconds)
     if oldest.what == "checkout":
@@ -107,7 +122,14 @@ def oldest_stuck(evidence: Evidence) -> KeyTime:
         basis = f"query_start of {oldest.who}, waiting for a lock (the wait began at or after it)"
     else:
         basis = f"query_start of {oldest.who} in pg_stat_activity (running {age})"
-    return KeyTime("oldest_stuck", label, oldest.started, oldest.inferred, basis)
+    return KeyTime(
+        "oldest_stuck",
+        label,
+        oldest.started,
+        oldest.inferred,
+        basis + caveat,
+        complete=not caveat,
+    )
 
 
 def detection(generated_at: datetime) -> KeyTime:

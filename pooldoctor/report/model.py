@@ -48,6 +48,7 @@ class KeyTime:
     inferred: bool
     basis: str
     count: int | None = None
+    complete: bool = True  # False: sessions hidden from pooldoctor's role may be older
 
 
 @dataclass(frozen=True)

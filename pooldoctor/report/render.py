@@ -77,6 +77,8 @@ def _key_time_plain(key_time: KeyTime) -> dict[str, Any]:
     }
     if key_time.count is not None:
         plain["count"] = key_time.count
+    if not key_time.complete:
+        plain["complete"] = False
     return plain
 
 

@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 from pooldoctor.evidence import PostgresEvidence
-
-GRANT_ROLE = "pg_monitor"  # includes pg_read_all_stats, which unhides other roles' sessions
+from pooldoctor.readings.visibility import GRANT_ROLE
 
 
 def _quoted(role: str) -> str:
@@ -30,8 +29,10 @@ def visibility_caveats(postgres: PostgresEvidence | None) -> tuple[str, ...]:
         f"Role {role} may not read other roles' activity (no pg_read_all_stats): up to {hidden} "
         f"session(s) per sample of {roles} showed no state, query or backend type "
         f"({postgres.hidden_per_sample[-1]} of {len(latest_sample)} in the last sample).",
-        "Counts by state, slot totals and blocker chains in this report are lower bounds, not "
-        "complete: a hidden session can be the idle-in-transaction holder or the root blocker.",
+        "Counts by state (idle in transaction, leaked, long-running), the oldest stuck "
+        "transaction and blocker chains in this report are lower bounds, not complete: a hidden "
+        "session can be the idle-in-transaction holder or the root blocker. Slot totals do "
+        "count the hidden sessions, without their state.",
         f"To see every session, rerun with a role that has it: GRANT {GRANT_ROLE} TO "
         f"{_quoted(role) if postgres.current_user else role};",
     )
@@ -43,6 +44,6 @@ def visibility_sentence(postgres: PostgresEvidence | None) -> str:
     if hidden == 0:
         return ""
     return (
-        f"PostgreSQL hid {hidden} session(s) from pooldoctor's role (no {GRANT_ROLE}): counts and "
-        "blocker chains are lower bounds; see Visibility."
+        f"PostgreSQL hid {hidden} session(s) from pooldoctor's role (no {GRANT_ROLE}): counts by "
+        "state, the oldest stuck transaction and blocker chains are lower bounds; see Visibility."
     )

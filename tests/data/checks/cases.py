@@ -519,9 +519,7 @@ def failover_read_only() -> Evidence:
     line = "ERROR:  cannot execute UPDATE in a read-only transaction"
     return _with(
         base,
-        postgres=replace(
-            base.postgres, settings={**base.postgres.settings, "in_hot_standby": "on"}
-        ),
+        postgres=replace(base.postgres, in_recovery=True),
         logs=(log_file(events(LogEvent.READ_ONLY, 40, last=ago(5), minutes=8, examples=[line])),),
     )
 
