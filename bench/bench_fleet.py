@@ -88,12 +88,12 @@ def startup_baseline(runs: int = 3) -> tuple[float, float]:
 
 
 def _verdict(wall: float, window: float, rss: float, baseline: float) -> bool:
-    work = wall - baseline
-    ok = work <= window + MARGIN_SECONDS and rss <= MEMORY_TARGET_MB
+    """Judge the whole wall time, CLI start-up included: that is what an on-call user waits."""
+    ok = wall <= window + MARGIN_SECONDS and rss <= MEMORY_TARGET_MB
     print(
-        f"  wall {wall:.2f}s = {baseline:.2f}s CLI startup + {work:.2f}s collecting and "
-        f"diagnosing, vs sampling window {window:.1f}s (target <= {window + MARGIN_SECONDS:.1f}s "
-        f"beyond startup); peak RSS {rss:.0f} MiB (target <= {MEMORY_TARGET_MB} MiB): "
+        f"  wall {wall:.2f}s ({baseline:.2f}s CLI startup + {wall - baseline:.2f}s collecting and "
+        f"diagnosing) vs sampling window {window:.1f}s (target <= {window + MARGIN_SECONDS:.1f}s); "
+        f"peak RSS {rss:.0f} MiB (target <= {MEMORY_TARGET_MB} MiB): "
         f"{'met' if ok else 'NOT met'}"
     )
     return ok

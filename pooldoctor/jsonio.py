@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import math
 import re
@@ -116,6 +117,14 @@ def loads_dataclass(cls: type[T], text: str) -> T:
     return value
 
 
+@functools.cache
+def _field_hints(cls: type) -> tuple[tuple[str, Any], ...]:
+    """(field name, resolved type) of a dataclass: resolving hints is costly, a fleet's evidence
+    has thousands of samples of the same few classes."""
+    hints = typing.get_type_hints(cls)
+    return tuple((f.name, hints[f.name]) for f in dataclasses.fields(cls))
+
+
 def from_plain(cls: Any, data: Any) -> Any:
     """Rebuild a typed value from JSON-ready data, following the type hints."""
     origin = typing.get_origin(cls)
@@ -140,11 +149,8 @@ def from_plain(cls: Any, data: Any) -> Any:
     if isinstance(cls, type) and dataclasses.is_dataclass(cls):
         if not isinstance(data, dict):
             raise TypeError(f"expected an object for {cls.__name__}, got {type(data).__name__}")
-        hints = typing.get_type_hints(cls)
         kwargs = {
-            f.name: from_plain(hints[f.name], data[f.name])
-            for f in dataclasses.fields(cls)
-            if f.name in data
+            name: from_plain(hint, data[name]) for name, hint in _field_hints(cls) if name in data
         }
         return cls(**kwargs)
     if cls is datetime:

@@ -110,3 +110,20 @@ def test_a_refusing_pool_status_is_asked_once(capsys: pytest.CaptureFixture[str]
         "sampling 3/3: pool-status skipped (refused earlier)",
     ]
     assert "not retried after the refusal" in err
+
+
+def test_a_fleet_of_urls_is_one_summary_per_round(
+    http_server: LocalHTTPServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    status = {"pool_size": 5, "checked_out": 2, "overflow": -3, "max_overflow": 0}
+    for n in range(7):
+        http_server.routes[f"/pool/{n}"] = Response(body=json.dumps(status))
+    refusing = f"http://127.0.0.1:{_closed_port()}/pool/x"
+    urls = [http_server.url(f"/pool/{n}") for n in range(7)] + [refusing]
+    args = [arg for url in urls for arg in ("--pool-status", url)]
+    main(["diagnose", *args, "--samples", "2", "--interval", "0", "--format", "json"])
+    lines = [line for line in capsys.readouterr().err.splitlines() if line.startswith("sampling")]
+    where = refusing.split("://", 1)[1]
+    assert lines[0].startswith(f"sampling 1/2: pool-status error: 1 failed, e.g. {where}: ")
+    assert lines[0].endswith("(will not retry); 7/8 ok")
+    assert lines[1] == "sampling 2/2: pool-status 7/8 ok, 1 skipped (refused earlier)"

@@ -14,7 +14,7 @@ import pytest
 from rich.console import Console
 
 from pooldoctor.cli import main
-from pooldoctor.commands import demo as demo_command_module
+from pooldoctor.lab import demo as demo_module
 from pooldoctor.lab import webapp
 from pooldoctor.lab.cluster import PostgresUnavailable, TempCluster, free_port
 from pooldoctor.lab.demo import LAB_DIR_NAME, run_demo
@@ -202,7 +202,7 @@ def test_demo_without_postgres_is_one_line_and_exit_3(
     def unavailable(out: Path) -> None:
         raise PostgresUnavailable("PostgreSQL server binaries (initdb, pg_ctl) not found")
 
-    monkeypatch.setattr(demo_command_module, "run_demo", unavailable)
+    monkeypatch.setattr(demo_module, "run_demo", unavailable)  # the command imports it late
     assert main(["demo", "--out", str(tmp_path)]) == 3
     err = capsys.readouterr().err
     assert err.count("\n") == 1

@@ -16,35 +16,23 @@ from pooldoctor.collect.logs import collect_logs
 from pooldoctor.evidence import LogEvent as E
 from pooldoctor.evidence import LogFileEvidence
 from pooldoctor.lab.cluster import TempCluster
+from tests.backends import wait_for_backends
 
-APP_SLOTS = 4  # max_connections 6, 1 reserved for superusers, 1 taken by the watching superuser
+APP_SLOTS = 5  # max_connections 6 minus 1 reserved for superusers
 LOG_WAIT_SECONDS = 10.0
-EXIT_POLLS = 100  # a closed connection's backend may take a moment to exit on a busy machine
-EXIT_POLL_SECONDS = 0.05
-
-
-def _wait_for_closed_backends_to_exit(watcher: psycopg.Connection[tuple[object, ...]]) -> None:
-    """Bounded wait until no other client backend is left over from earlier connections."""
-    query = (
-        "SELECT count(*) FROM pg_stat_activity "
-        "WHERE backend_type = 'client backend' AND pid <> pg_backend_pid()"
-    )
-    for _ in range(EXIT_POLLS):
-        row = watcher.execute(query).fetchone()
-        if row is not None and row[0] == 0:
-            return
-        time.sleep(EXIT_POLL_SECONDS)
 
 
 def _fill_connections(cluster: TempCluster) -> None:
     """Take every app slot, then the reserved one: each next attempt is refused and logged."""
+    wait_for_backends(cluster)  # closed backends hold their slot until they exit
     with ExitStack() as held:
-        watcher = held.enter_context(psycopg.connect(cluster.dsn(), autocommit=True))
-        _wait_for_closed_backends_to_exit(watcher)
-        for _ in range(APP_SLOTS):
+        app = [
             held.enter_context(psycopg.connect(cluster.dsn(user="app"), autocommit=True))
+            for _ in range(APP_SLOTS)
+        ]
         with pytest.raises(psycopg.OperationalError, match="reserved"):
             psycopg.connect(cluster.dsn(user="app"))
+        wait_for_backends(cluster, [conn.info.backend_pid for conn in app])
         held.enter_context(psycopg.connect(cluster.dsn(), autocommit=True))
         with pytest.raises(psycopg.OperationalError, match="too many clients"):
             psycopg.connect(cluster.dsn(user="app"))

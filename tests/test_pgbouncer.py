@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import os
+import signal
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack
@@ -114,12 +116,17 @@ def test_saturation_names_the_pool_with_show_pools_numbers(
     bouncer: Callable[..., TempPgBouncer], pg: TempCluster
 ) -> None:
     running = bouncer(default_pool_size="2", reserve_pool_size="0")
-    clients = _clients(running, 4, "SELECT pg_sleep(1.5)")
-    try:
-        _wait_for(lambda: _waiting(running) >= 2)
-        evidence = _capture(running, pg)
-    finally:
-        _join(clients)
+    # The state holds until the test lets go, however slow the machine: two clients block on
+    # a lock the test holds (both server connections busy), two more queue in PgBouncer.
+    with psycopg.connect(pg.dsn(), autocommit=True) as holder:
+        holder.execute(b"SELECT pg_advisory_lock(4242)")
+        clients = _clients(running, 4, "SELECT pg_advisory_xact_lock(4242)")
+        try:
+            _wait_for(lambda: _waiting(running) >= 2)
+            evidence = _capture(running, pg)
+        finally:
+            holder.execute(b"SELECT pg_advisory_unlock(4242)")
+            _join(clients)
     diagnosis = diagnose(evidence)
     top = diagnosis.findings[0]
     assert top.check == "pgbouncer-saturation", [f.id for f in diagnosis.findings]
@@ -208,3 +215,26 @@ def test_pgbouncer_evidence_replays_to_the_same_findings(
     assert [f.id for f in diagnose(replayed).findings] == [
         f.id for f in diagnose(evidence).findings
     ]
+
+
+def test_a_hung_pgbouncer_cannot_hang_a_round(bouncer: Callable[..., TempPgBouncer]) -> None:
+    # SHOW has no server-side timeout on the admin console: a stopped PgBouncer still has its
+    # socket accepted by the kernel, so only a client-side cut on the socket ends the wait.
+    running = bouncer()
+    assert running.process is not None
+    probe = open_pgbouncer(running.admin_dsn(), timeout=0.5)
+    assert probe.connect_failure is None
+    round_over = threading.Event()
+    sampler = threading.Thread(target=lambda: (probe.sample(), round_over.set()), daemon=True)
+    os.kill(running.process.pid, signal.SIGSTOP)
+    try:
+        sampler.start()
+        finished = round_over.wait(JOIN_SECONDS)
+    finally:
+        os.kill(running.process.pid, signal.SIGCONT)
+    assert finished, "a SHOW against a stopped PgBouncer was not cut off"
+    evidence = probe.finish()
+    assert evidence.samples == ()
+    assert evidence.errors[-1].startswith("SHOW POOLS: no answer within 0.5s; connection dropped")
+    assert probe.round_outcome() == "error: connection lost"
+    assert probe.status().status is SourceState.ERROR

@@ -313,6 +313,34 @@ def test_slow_drip_is_bounded_by_a_total_deadline(http_server: LocalHTTPServer) 
     assert elapsed < HANG_BOUND_SECONDS
 
 
+def test_fetches_run_in_the_calling_thread_under_one_shared_watchdog(
+    http_server: LocalHTTPServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A fleet fetches thousands of URLs a run: a thread per fetch was most of its CPU.
+    http_server.routes["/p"] = Response(body=SEED_JSON)
+    sample_of(http_server.url("/p"))  # the watchdog thread exists from here on
+    started: list[str] = []
+    original_start = threading.Thread.start
+
+    def counting_start(thread: threading.Thread) -> None:
+        started.append(thread.name)
+        original_start(thread)
+
+    monkeypatch.setattr(threading.Thread, "start", counting_start)
+    for _ in range(20):
+        sample_of(http_server.url("/p"))
+    assert [name for name in started if name.startswith("pool-status")] == []
+
+
+def test_cancel_abandons_a_hung_fetch(http_server: LocalHTTPServer) -> None:
+    http_server.routes["/p"] = Response(body=SEED_JSON, delay=30.0)
+    cancel = threading.Event()
+    threading.Timer(0.3, cancel.set).start()
+    result = fetch_pool_sample(http_server.url("/p"), 30.0, cancel)
+    assert isinstance(result, SampleError)
+    assert result.error == "cancelled: pooldoctor was interrupted"
+
+
 def test_silent_listener_that_never_accepts() -> None:
     with socket.socket() as listener:
         listener.bind(("127.0.0.1", 0))

@@ -30,6 +30,7 @@ from pooldoctor.evidence import (
 )
 from pooldoctor.jsonio import dumps_dataclass, loads_dataclass
 from pooldoctor.lab.cluster import TempCluster, free_port
+from tests.backends import wait_for_backends
 from tests.evidence_builders import ago, events, log_file
 from tests.evidence_builders import evidence as build_evidence
 
@@ -371,21 +372,6 @@ def test_database_at_its_connection_limit(
         pg.execute("DROP DATABASE pd_limited_db WITH (FORCE)")
 
 
-def _connect_once_a_slot_frees(
-    connections: Callable[..., psycopg.Connection[tuple[object, ...]]], dsn: str
-) -> None:
-    """A backend that just closed (the check above's own) frees its slot a moment later."""
-    deadline = time.monotonic() + WAIT_SECONDS
-    while True:
-        try:
-            connections(dsn)
-            return
-        except psycopg.OperationalError as exc:
-            if "too many clients" not in str(exc) or time.monotonic() > deadline:
-                raise
-            time.sleep(0.05)
-
-
 def test_server_at_max_connections(
     make_cluster: Callable[..., TempCluster],
     probes: Callable[..., PostgresProbe],
@@ -393,8 +379,11 @@ def test_server_at_max_connections(
 ) -> None:
     cluster = make_cluster(max_connections="6", superuser_reserved_connections="2")
     cluster.execute("CREATE ROLE app LOGIN")
-    for _ in range(4):  # every slot a non-superuser may take
-        connections(cluster.dsn(user="app"))
+    # Every step waits for closed and refused backends to exit: until then they hold a slot.
+    wait_for_backends(cluster)
+    held = [connections(cluster.dsn(user="app")) for _ in range(4)]  # every non-superuser slot
+    held_pids = [conn.info.backend_pid for conn in held]
+    wait_for_backends(cluster, held_pids)
 
     refused = probes(cluster.dsn(user="app"))
     failure = refused.finish().connect_failure
@@ -402,6 +391,7 @@ def test_server_at_max_connections(
     assert (failure.category, failure.sqlstate) == ("reserved_slots", "53300")
     assert "remaining connection slots are reserved" in failure.message
 
+    wait_for_backends(cluster, held_pids)
     admin = probes(cluster.dsn())
     admin.sample()
     evidence = admin.finish()
@@ -409,16 +399,9 @@ def test_server_at_max_connections(
     app_backends = [b for b in evidence.samples[0].backends if b.usename == "app"]
     assert [b.state for b in app_backends] == ["idle"] * 4
 
-    wait_until(
-        lambda: server_shows(
-            cluster,
-            "SELECT count(*) = 4 FROM pg_stat_activity "
-            "WHERE backend_type = 'client backend' AND pid <> pg_backend_pid()",
-        ),
-        "the finished probes' backends to exit",
-    )
+    wait_for_backends(cluster, held_pids)
     for _ in range(2):  # now fill the reserved slots too
-        _connect_once_a_slot_frees(connections, cluster.dsn())
+        connections(cluster.dsn())
     full = probes(cluster.dsn())
     failure = full.finish().connect_failure
     assert failure is not None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -128,10 +129,14 @@ def test_error_page_is_a_failed_source_not_a_traceback(http_server: LocalHTTPSer
 
 
 def test_unreachable_prometheus_is_a_failed_source() -> None:
-    url = f"http://user:hunter2@127.0.0.1:{free_port()}"
+    port = free_port()
+    url = f"http://user:hunter2@127.0.0.1:{port}"
     evidence = capture(SourceOptions(prometheus=url, timeout=1))
     (status,) = evidence.sources
-    assert status.status is SourceState.ERROR and "cannot query" in status.detail
+    assert status.status is SourceState.ERROR
+    assert f"cannot query: connection refused by 127.0.0.1:{port}: nothing listening" in (
+        status.detail
+    )
     assert "hunter2" not in evidence_to_json(evidence)
 
 
@@ -153,6 +158,27 @@ def test_postgres_exporter_series_are_kept_and_summarised(fleet_prometheus: Temp
     ]
     assert idle[-1].value == 70
     assert "postgres_exporter db-1:9187: 85 of 100 max_connections" in evidence.sources[0].detail
+    # No --dsn: the budget is the exporter's server against the fleet's pool capacities.
+    budget = next(
+        f for f in diagnose(evidence, strict=True).findings if f.check == "server-max-connections"
+    )
+    assert budget.summary.startswith(
+        f"{FLEET} processes x (10) = {FLEET * 10} > 97 available (100 max_connections - "
+        "3 superuser - 0 other clients; from postgres_exporter db-1:9187)"
+    )
+    assert budget.evidence["budget"]["server_from"] == "postgres_exporter db-1:9187"
+
+
+def _wait_for_waiting_client(bouncer: TempPgBouncer, seconds: float = JOIN_SECONDS) -> None:
+    """Until SHOW POOLS has a client waiting for the `postgres` database."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        with psycopg.connect(bouncer.admin_dsn(), autocommit=True) as admin:
+            rows = admin.execute(b"SHOW POOLS").fetchall()
+        if any(row[0] == "postgres" and int(row[3]) >= 1 for row in rows):
+            return
+        time.sleep(0.05)
+    pytest.fail("no client queued in PgBouncer")
 
 
 def test_capture_with_pgbouncer_and_prometheus_replays_to_the_same_findings(
@@ -166,20 +192,27 @@ def test_capture_with_pgbouncer_and_prometheus_replays_to_the_same_findings(
     except PgBouncerUnavailable as exc:
         pytest.fail(str(exc))
     out = tmp_path / "evidence.json"
-    with bouncer:
+    with bouncer, psycopg.connect(pg.dsn(), autocommit=True) as holder:
+        # Saturated until the test lets go: one client holds the only server connection,
+        # blocked on the test's lock, and the other queues in PgBouncer.
+        holder.execute(b"SELECT pg_advisory_lock(4343)")
 
-        def sleeper() -> None:
+        def blocked() -> None:
             with psycopg.connect(bouncer.dsn(), autocommit=True) as conn:
-                conn.execute(b"SELECT pg_sleep(1)")
+                conn.execute(b"SELECT pg_advisory_xact_lock(4343)")
 
-        clients = [threading.Thread(target=sleeper, daemon=True) for _ in range(2)]
+        clients = [threading.Thread(target=blocked, daemon=True) for _ in range(2)]
         for client in clients:
             client.start()
-        sources = ["--pgbouncer", bouncer.admin_dsn(), "--prometheus", fleet_prometheus.url]
-        schedule = ["--since", "30s", "--samples", "3", "--interval", "0.2"]
-        code = main(["capture", "--out", str(out), *sources, *schedule])
-        for client in clients:
-            client.join(JOIN_SECONDS)
+        try:
+            _wait_for_waiting_client(bouncer)
+            sources = ["--pgbouncer", bouncer.admin_dsn(), "--prometheus", fleet_prometheus.url]
+            schedule = ["--since", "30s", "--samples", "3", "--interval", "0.2"]
+            code = main(["capture", "--out", str(out), *sources, *schedule])
+        finally:
+            holder.execute(b"SELECT pg_advisory_unlock(4343)")
+            for client in clients:
+                client.join(JOIN_SECONDS)
     assert code == 0
     evidence = evidence_from_json(out.read_text(encoding="utf-8"))
     kinds = {s.kind: s.status for s in evidence.sources}

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
+import socket
 import threading
 import time
 from collections.abc import Mapping
@@ -28,6 +31,11 @@ from pooldoctor.redact import dsn_secrets, redact_dsn, scrub_secrets
 ADMIN_DATABASE = "pgbouncer"
 MAX_LISTED_CONNECTIONS = 500  # SHOW CLIENTS/SERVERS rows kept per sample; totals are kept too
 FINISH_WAIT_SECONDS = 2.0
+SHOW_COMMANDS = ("POOLS", "DATABASES", "CLIENTS", "SERVERS", "STATS", "CONFIG", "USERS")
+
+
+class ShowTimeout(Exception):
+    """A SHOW got no answer before the round's deadline; the connection was cut."""
 
 
 def _text(value: Any) -> str | None:
@@ -149,13 +157,36 @@ class PgBouncerProbe:
             return
         self._connection = attempt.connection
         try:
-            self.version = str(self._show("VERSION")[0]["version"])
-        except (psycopg.Error, IndexError, KeyError) as exc:
+            self.version = str(self._show("VERSION", time.monotonic() + self.timeout)[0]["version"])
+        except (psycopg.Error, ShowTimeout, IndexError, KeyError) as exc:
             self._errors.append(f"SHOW VERSION: {' '.join(str(exc).split())}")
 
-    def _show(self, what: str) -> list[DictRow]:
-        assert self._connection is not None
-        return self._connection.execute(f"SHOW {what}".encode()).fetchall()
+    def _show(self, what: str, deadline: float) -> list[DictRow]:
+        """Run one SHOW, cut off at `deadline`.
+
+        The admin console has no statement_timeout, so the bound is on the socket: past the
+        deadline a timer shuts the connection's socket down and the blocked read fails.
+        """
+        connection = self._connection
+        assert connection is not None
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise ShowTimeout(f"no time left in the round's {self.timeout:g}s")
+        cut = threading.Event()
+        timer = threading.Timer(remaining, _cut_connection, args=(connection, cut))
+        timer.daemon = True
+        timer.start()
+        try:
+            return connection.execute(f"SHOW {what}".encode()).fetchall()
+        except psycopg.OperationalError:
+            if cut.is_set():
+                raise ShowTimeout(
+                    f"no answer within {self.timeout:g}s; connection dropped "
+                    "(the admin console has no statement timeout)"
+                ) from None
+            raise
+        finally:
+            timer.cancel()
 
     def _usable(self) -> bool:
         connection = self._connection
@@ -172,10 +203,11 @@ class PgBouncerProbe:
             at = datetime.now(UTC)
             errors_before = len(self._errors)
             results: dict[str, list[DictRow]] = {}
-            for what in ("POOLS", "DATABASES", "CLIENTS", "SERVERS", "STATS", "CONFIG", "USERS"):
+            deadline = time.monotonic() + self.timeout  # the whole round, all SHOWs together
+            for what in SHOW_COMMANDS:
                 try:
-                    results[what] = self._show(what)
-                except psycopg.Error as exc:
+                    results[what] = self._show(what, deadline)
+                except (psycopg.Error, ShowTimeout) as exc:
                     self._errors.append(f"SHOW {what}: {' '.join(str(exc).split())}")
                     if not self._usable():
                         return
@@ -258,6 +290,15 @@ class PgBouncerProbe:
         return SourceStatus(
             self.target, "pgbouncer", state, detail, self.started_at, self.finished_at
         )
+
+
+def _cut_connection(connection: psycopg.Connection[DictRow], cut: threading.Event) -> None:
+    """Shut the connection's socket down (through a duplicate descriptor): reads end at once."""
+    with contextlib.suppress(OSError, psycopg.Error):
+        descriptor = os.dup(connection.fileno())
+        cut.set()
+        with socket.socket(fileno=descriptor) as duplicate:
+            duplicate.shutdown(socket.SHUT_RDWR)
 
 
 def open_pgbouncer(dsn: str, timeout: float) -> PgBouncerProbe:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import heapq
 import http.client
 import os
 import re
@@ -11,6 +12,7 @@ import socket
 import ssl
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from http import HTTPStatus
@@ -43,7 +45,7 @@ class _Failed(Exception):
 
 @dataclass
 class _Fetch:
-    """One fetch attempt, run in a worker thread so the caller can enforce a total deadline."""
+    """One fetch attempt; the watchdog may abort it from another thread at its deadline."""
 
     url: str
     timeout: float
@@ -59,6 +61,8 @@ class _Fetch:
     _response: http.client.HTTPResponse | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _aborted: bool = False
+    finished: bool = False  # set once run() has returned: nothing left to abort
+    cancel: threading.Event | None = None  # the run's interruption, if it can be interrupted
 
     def run(self, started: datetime) -> None:
         try:
@@ -72,6 +76,10 @@ class _Fetch:
         if isinstance(outcome, SampleError):
             outcome = SampleError(outcome.at, scrub_secrets(outcome.error, self.secrets))
         self.result = outcome
+
+    @property
+    def aborted(self) -> bool:
+        return self._aborted
 
     def abort(self) -> None:
         """Tear down the connection from another thread once the deadline has passed."""
@@ -186,6 +194,8 @@ class _Fetch:
             sock.settimeout(self._remaining())
             chunk = response.read1(READ_CHUNK_BYTES)
             if not chunk:
+                if self._aborted:  # the watchdog's shutdown looks like an end of stream
+                    raise _Failed(self.timeout_message())
                 if expected is not None and self.bytes_received < expected:
                     raise _Failed(
                         f"response cut short: {self.bytes_received} of {expected} bytes "
@@ -334,33 +344,89 @@ def _error_excerpt(text: str, content_type: str | None) -> str:
     return excerpt(text, ERROR_EXCERPT_CHARS)
 
 
+class _Watchdog:
+    """One thread for all fetches: aborts each fetch still running at its deadline, or at once
+    when its run is interrupted (Ctrl-C sets the run's cancel event).
+
+    Socket timeouts bound each single read; this bounds the whole fetch (a server dripping
+    header bytes) without a thread per fetch, which a fleet of URLs would pay for in CPU.
+    """
+
+    def __init__(self) -> None:
+        self._due: list[tuple[float, int, _Fetch]] = []
+        self._wake = threading.Condition()
+        self._thread: threading.Thread | None = None
+
+    @contextlib.contextmanager
+    def watching(self, fetch: _Fetch) -> Iterator[None]:
+        entry = (fetch.deadline, id(fetch), fetch)
+        with self._wake:
+            heapq.heappush(self._due, entry)
+            if self._thread is None:
+                self._thread = threading.Thread(
+                    target=self._run, name="pool-status-deadlines", daemon=True
+                )
+                self._thread.start()
+            if self._due[0] is entry:
+                self._wake.notify()
+        try:
+            yield
+        finally:
+            fetch.finished = True
+
+    def _run(self) -> None:
+        while True:
+            expired: list[_Fetch] = []
+            with self._wake:
+                while not self._due:
+                    self._wake.wait()
+                now = time.monotonic()
+                while self._due and (self._due[0][0] <= now or self._due[0][2].finished):
+                    expired.append(heapq.heappop(self._due)[2])
+                expired += [
+                    fetch
+                    for _, _, fetch in self._due
+                    if fetch.cancel is not None and fetch.cancel.is_set() and not fetch.finished
+                ]
+                if not expired and self._due:
+                    self._wake.wait(min(self._due[0][0] - now, CANCEL_POLL_SECONDS))
+            for fetch in expired:
+                if not fetch.finished:
+                    fetch.abort()
+
+
+_WATCHDOG = _Watchdog()
+
+
+def _new_watchdog_after_fork() -> None:
+    global _WATCHDOG  # the parent's watchdog thread does not exist in a forked child
+    _WATCHDOG = _Watchdog()
+
+
+os.register_at_fork(after_in_child=_new_watchdog_after_fork)
+
+
 def fetch_pool_sample(
     url: str, timeout: float, cancel: threading.Event | None = None
 ) -> PoolSample | SampleError:
     """GET and parse one pool-status URL; any failure is a SampleError, all within `timeout`.
 
-    Setting `cancel` (Ctrl-C in the main thread) abandons the fetch at once.
+    Runs in the calling thread (a sampling round calls it from its worker pool); a shared
+    watchdog tears the connection down when the deadline passes mid-fetch, or as soon as
+    `cancel` is set (Ctrl-C in the main thread).
     """
     started = datetime.now(UTC)
     token = os.environ.get(TOKEN_ENV) or None
     fetch = _Fetch(url, timeout, time.monotonic() + timeout, token)
     if token:
         fetch.secrets.add(token)
-    worker = threading.Thread(
-        target=fetch.run, args=(started,), name="pool-status-fetch", daemon=True
-    )
-    worker.start()
-    deadline = time.monotonic() + timeout
-    while worker.is_alive() and not (cancel is not None and cancel.is_set()):
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
-            break
-        worker.join(min(remaining, CANCEL_POLL_SECONDS))
-    if worker.is_alive():
-        fetch.abort()
-        if cancel is not None and cancel.is_set():
-            return SampleError(started, "cancelled: pooldoctor was interrupted")
-        return SampleError(started, scrub_secrets(fetch.timeout_message(), fetch.secrets))
+    fetch.cancel = cancel
+    if cancel is not None and cancel.is_set():
+        return SampleError(started, "cancelled: pooldoctor was interrupted")
+    with _WATCHDOG.watching(fetch):
+        fetch.run(started)
+    if cancel is not None and cancel.is_set() and fetch.aborted:
+        return SampleError(started, "cancelled: pooldoctor was interrupted")
     if fetch.result is None:  # unreachable: run() always sets a result
         return SampleError(started, "pool-status fetch ended without a result")
     return fetch.result

@@ -15,6 +15,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from pooldoctor.collect.pool_payloads import excerpt, looks_like_html
+from pooldoctor.collect.pool_status import describe_error
 from pooldoctor.evidence import (
     MAX_COUNT,
     PoolInstance,
@@ -159,7 +160,14 @@ def range_query(
         ) from None
     except (urllib.error.URLError, TimeoutError, OSError, ValueError) as exc:
         reason = getattr(exc, "reason", None) or exc
-        raise PrometheusError(f"cannot query: {reason}", unreachable=True) from None
+        where = f"{parts.hostname}:{parts.port or (443 if parts.scheme == 'https' else 80)}"
+        if isinstance(reason, TimeoutError) or str(reason) == "timed out":
+            text = f"no answer within {timeout:g}s from {where}"
+        elif isinstance(reason, OSError):
+            text = describe_error(reason, where)  # "connection refused by …", "DNS lookup …"
+        else:
+            text = str(reason)
+        raise PrometheusError(f"cannot query: {text}", unreachable=True) from None
     try:
         document = loads_bounded(body, numbers=False)
     except ValueError:

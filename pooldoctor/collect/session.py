@@ -41,6 +41,8 @@ MAX_SAMPLING_THREADS = 256
 # A pool-status URL that refused the connection has nothing listening: asking again every round
 # only adds its timeout to each round. It is not retried (the source status says so).
 REFUSED_PREFIX = "connection refused"
+# Progress lines name each URL up to this many; a larger fleet is summarised in counts.
+LISTED_URLS = 5
 
 
 @dataclass(frozen=True)
@@ -143,19 +145,37 @@ def _round_report(
     bouncers: list[PgBouncerProbe],
 ) -> RoundReport:
     outcomes: list[tuple[str, str]] = []
-    for reading in readings:
-        name = (
-            "pool-status"
-            if len(readings) == 1
-            else f"pool-status {redact_url(reading.url).split('://', 1)[-1]}"
-        )
-        outcomes.append((name, reading.round_outcome()))
+    pool_outcomes = [
+        (f"pool-status {redact_url(r.url).split('://', 1)[-1]}", r.round_outcome())
+        for r in readings
+    ]
+    if len(readings) == 1:
+        outcomes.append(("pool-status", pool_outcomes[0][1]))
+    elif len(readings) <= LISTED_URLS:
+        outcomes.extend(pool_outcomes)
+    elif pool_outcomes:
+        outcomes.append(("pool-status", _fleet_outcome(pool_outcomes)))
     if probe is not None:
         outcomes.append(("postgres", probe.round_outcome()))
     for bouncer in bouncers:
         name = "pgbouncer" if len(bouncers) == 1 else f"pgbouncer {bouncer.target}"
         outcomes.append((name, bouncer.round_outcome()))
     return RoundReport(number, total, tuple(outcomes))
+
+
+def _fleet_outcome(outcomes: list[tuple[str, str]]) -> str:
+    """One outcome for a fleet of URLs: counts, and the first failure as an example."""
+    ok = sum(outcome == "ok" for _, outcome in outcomes)
+    failed = [(name, outcome) for name, outcome in outcomes if outcome.startswith("error")]
+    skipped = len(outcomes) - ok - len(failed)
+    summary = f"{ok}/{len(outcomes)} ok" + (
+        f", {skipped} skipped (refused earlier)" * bool(skipped)
+    )
+    if not failed:
+        return summary
+    name, outcome = failed[0]
+    example = f"{name.removeprefix('pool-status ')}: {outcome.removeprefix('error: ')}"
+    return f"error: {len(failed)} failed, e.g. {example}; {summary}"
 
 
 def capture(

@@ -10,7 +10,8 @@ import typer
 
 from pooldoctor.exitcodes import ExitCode
 from pooldoctor.lab.cluster import PostgresUnavailable
-from pooldoctor.lab.demo import DEFAULT_OUT, run_demo
+
+DEFAULT_OUT = Path("pooldoctor-demo")
 
 
 def demo_command(
@@ -22,6 +23,10 @@ def demo_command(
     ] = DEFAULT_OUT,
 ) -> int:
     """Reproduce a real connection leak against a throwaway PostgreSQL and diagnose it."""
+    # Imported here: the demo's lab (SQLAlchemy, a web app) is most of the CLI's start-up cost,
+    # and every other command, run during an incident, does not need it.
+    from pooldoctor.lab.demo import run_demo
+
     try:
         run_demo(out)
     except PostgresUnavailable as exc:

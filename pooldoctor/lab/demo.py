@@ -15,7 +15,7 @@ from pooldoctor.lab.scenarios import connection_leak
 from pooldoctor.report import build_report, print_summary, write_report_dir
 from pooldoctor.runbooks import Runbook, RunbookError, load_runbooks
 
-DEFAULT_OUT = Path("pooldoctor-demo")
+DEFAULT_OUT = Path("pooldoctor-demo")  # the same default as `pooldoctor demo --out`
 LAB_DIR_NAME = "lab"  # the app log, env file and server log the capture read
 
 

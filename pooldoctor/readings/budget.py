@@ -6,9 +6,10 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from pooldoctor.evidence import Evidence
+from pooldoctor.evidence import Evidence, PoolSample
 from pooldoctor.readings import pgbouncer
 from pooldoctor.readings.app import AppIdentity, describe_sessions, other_clients
+from pooldoctor.readings.exporter import exporter_servers
 from pooldoctor.readings.pools import Throughput
 from pooldoctor.readings.settings import setting_int
 
@@ -44,6 +45,7 @@ class ServerBudget:
     per_process: int | None
     per_process_source: str
     other_sessions: tuple[dict[str, Any], ...]
+    server_source: str = "pg_stat_activity"  # or "postgres_exporter <instance>" without --dsn
 
     @property
     def available(self) -> int:
@@ -72,7 +74,10 @@ class ServerBudget:
         if self.reserved:
             parts.append(f"{self.reserved} reserved")
         parts.append(f"{self.other_clients} other clients")
-        budget = f"{self.available} available ({' - '.join(parts)})"
+        budget = f"{self.available} available ({' - '.join(parts)}"
+        if self.server_source != "pg_stat_activity":
+            budget += f"; from {self.server_source}"
+        budget += ")"
         if self.demand is None:
             return budget
         relation = "<=" if self.fits else ">"
@@ -88,6 +93,7 @@ class ServerBudget:
             "reserved_connections": self.reserved,
             "other_clients": self.other_clients,
             "other_sessions": list(self.other_sessions),
+            "server_from": self.server_source,
             "available": self.available,
             "processes": self.processes,
             "per_process": self.per_process,
@@ -127,7 +133,7 @@ def server_budget(evidence: Evidence, app: AppIdentity | None) -> ServerBudget |
     pg = evidence.postgres
     max_connections = setting_int(pg, "max_connections")
     if pg is None or max_connections is None:
-        return None
+        return exporter_budget(evidence)
     superuser = setting_int(pg, "superuser_reserved_connections")
     bouncers = pgbouncer.sampled(evidence)
     processes: int | None
@@ -160,6 +166,53 @@ def server_budget(evidence: Evidence, app: AppIdentity | None) -> ServerBudget |
         per_process=per_process,
         per_process_source=source,
         other_sessions=tuple(describe_sessions(others)),
+    )
+
+
+def _open_connections(sample: PoolSample) -> int:
+    """Connections a pool holds open on the server: checked out plus idle in the pool."""
+    if sample.checked_out is not None or sample.checked_in is not None:
+        return (sample.checked_out or 0) + (sample.checked_in or 0)
+    if "pool_size" in sample.counters:  # psycopg_pool and OpenTelemetry counts: every open one
+        return int(sample.counters["pool_size"])
+    return sample.in_use or 0
+
+
+def exporter_budget(evidence: Evidence) -> ServerBudget | None:
+    """The budget without --dsn, from postgres_exporter's series read through --prometheus.
+
+    Only with exactly one exported server: which server each pool talks to is not in the
+    series, so with several the pairing would be a guess. Other clients are the server's
+    sessions less the connections the sampled pools (or PgBouncer) hold open.
+    """
+    servers = exporter_servers(evidence)
+    if len(servers) != 1:
+        return None
+    server = servers[0]
+    bouncers = pgbouncer.sampled(evidence)
+    processes: int | None
+    per_process: int | None
+    if bouncers:
+        held = sum(b.samples[-1].servers_total for b in bouncers)
+        limits = pgbouncer.fleet_server_limits(evidence)
+        processes, per_process = len(bouncers), max(limits)
+        source = f"PgBouncer pool sizes ({' + '.join(str(n) for n in limits)} in total)"
+        if len(set(limits)) == 1:
+            source = f"({limits[0]} server connections per PgBouncer)"
+    else:
+        held = sum(_open_connections(i.samples[-1]) for i in evidence.pools if i.samples)
+        processes = app_processes(evidence)
+        per_process, source = per_process_pool(evidence)
+    return ServerBudget(
+        max_connections=server.max_connections,
+        superuser_reserved=server.superuser_reserved,
+        reserved=0,
+        other_clients=max(0, server.sessions - held),
+        processes=processes,
+        per_process=per_process,
+        per_process_source=source,
+        other_sessions=(),
+        server_source=f"postgres_exporter {server.instance}",
     )
 
 
