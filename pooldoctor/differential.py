@@ -15,6 +15,7 @@ from pooldoctor.readings.baseline import fmt_short
 from pooldoctor.readings.holds import HoldReading
 from pooldoctor.readings.sessions import seconds_between
 from pooldoctor.readings.timing import cancellations
+from pooldoctor.runbooks import RunbookError, UnknownRunbook, get_runbook
 
 CLOSE_MARGIN = 0.1
 # Causes a too-short window cannot tell apart when open transactions stay unchanged.
@@ -51,6 +52,7 @@ class LookAlike:
     verdict: str  # "ruled out" | "close"
     confidence: float | None  # its own finding's confidence, None when no finding
     reason: str
+    title: str = ""  # the runbook's title in plain words: "Idle in transaction"
 
 
 @dataclass(frozen=True)
@@ -68,6 +70,7 @@ class Differential:
             "considered": [
                 {
                     "runbook": a.runbook,
+                    "title": a.title or a.runbook,
                     "verdict": a.verdict,
                     "confidence": a.confidence,
                     "reason": a.reason,
@@ -149,7 +152,7 @@ def _slow(r: HoldReading, _e: Evidence) -> str:
         return "no pg_stat_activity samples"
     locked = sum(1 for b in trend.active if b.wait_event_type == "Lock")
     longest = _longest_statement(r)
-    text = f"{len(trend.active)} of {len(trend.latest)} app backends active"
+    text = f"{len(trend.active)} of {len(trend.latest)} app backends running a statement"
     if locked:
         text += f", {locked} of them waiting on a lock, not running"
     if longest is not None:
@@ -158,7 +161,9 @@ def _slow(r: HoldReading, _e: Evidence) -> str:
 
 
 def _streaming(r: HoldReading, _e: Evidence) -> str:
-    return f"{len(r.streaming)} open transactions FETCH from a cursor between samples"
+    if not r.streaming:
+        return "no open transaction fetched from a server-side cursor between samples"
+    return f"{len(r.streaming)} open transactions fetched from a server-side cursor between samples"
 
 
 def _deadlock(r: HoldReading, evidence: Evidence) -> str:
@@ -168,14 +173,21 @@ def _deadlock(r: HoldReading, evidence: Evidence) -> str:
     limit = r.baseline.pool_timeout
     if limit and r.oldest_in_tx > limit:
         return (
-            f"transactions outlive pool_timeout ({format_duration(r.oldest_in_tx)} > "
-            f"{format_duration(limit)}): holders are not waiting for a second connection"
+            f"the oldest transaction has been open {format_duration(r.oldest_in_tx)}, longer than "
+            f"pool_timeout ({format_duration(limit)}): its holder is not waiting for a second "
+            "connection, which would have timed out by now"
         )
     return "no bursts of pool timeouts one pool_timeout apart"
 
 
 def _cancellation(_r: HoldReading, evidence: Evidence) -> str:
-    return cancellations(evidence).describe()
+    lined_up = cancellations(evidence)
+    if lined_up.gc_cleanups == 0:
+        return (
+            "the log has no garbage-collector cleanups of checked-out connections "
+            f"({lined_up.cancellations} cancellations or client disconnects)"
+        )
+    return lined_up.describe()
 
 
 def _locks(r: HoldReading, _e: Evidence) -> str:
@@ -196,6 +208,13 @@ REASONS: dict[str, Callable[[HoldReading, Evidence], str]] = {
     "async-cancellation-leak": _cancellation,
     "lock-contention": _locks,
 }
+
+
+def _title(runbook: str) -> str:
+    try:
+        return get_runbook(runbook).title or runbook
+    except (UnknownRunbook, RunbookError):
+        return runbook
 
 
 def _best(findings: Sequence[Finding], runbook: str) -> Finding | None:
@@ -223,9 +242,16 @@ def differential(readings: Readings, ranked: Sequence[Finding]) -> Differential 
         reason = REASONS[runbook](reading, evidence)
         near = rival is not None and top.confidence - rival.confidence <= CLOSE_MARGIN
         if rival is not None:
-            reason = f"confidence {rival.confidence:.2f} vs {top.confidence:.2f}: {reason}"
+            reason = (
+                f"its own finding scores {rival.confidence:.2f} against {top.confidence:.2f}; "
+                f"{reason}"
+            )
         entry = LookAlike(
-            runbook, "close" if near else "ruled out", rival.confidence if rival else None, reason
+            runbook,
+            "close" if near else "ruled out",
+            rival.confidence if rival else None,
+            reason,
+            _title(runbook),
         )
         considered.append(entry)
         if near and close is None:

@@ -329,6 +329,7 @@ class PoolConfig:
     connect_timeout: float | None = None
     workers: int | None = None
     problems: tuple[str, ...] = ()
+    application_name: str | None = None  # how the app names itself to PostgreSQL
 
 
 @dataclass(frozen=True)

@@ -102,3 +102,20 @@ def test_bad_durations(text: str) -> None:
 )  # fmt: skip
 def test_booleans(text: str, value: bool) -> None:
     assert parse_bool(text) is value
+
+
+def test_application_name_from_pgappname_or_a_dsn_and_nothing_else_of_the_dsn(
+    tmp_path: Path,
+) -> None:
+    dsn_env = tmp_path / "dsn.env"
+    dsn_env.write_text(
+        'DATABASE_URL="postgresql://app:s3cret@db:5432/shop?sslmode=require&application_name=orders%2Dapi"\n',
+        encoding="utf-8",
+    )
+    from_dsn = read_config([str(dsn_env)], workers=None)
+    assert from_dsn.application_name == "orders-api"
+    assert "s3cret" not in repr(from_dsn) and "sslmode" not in repr(from_dsn)
+    named = tmp_path / "named.env"
+    named.write_text("PGAPPNAME=billing\n", encoding="utf-8")
+    assert read_config([str(named)], workers=None).application_name == "billing"
+    assert read_config([str(DATA / "app.env")], workers=None).application_name is None

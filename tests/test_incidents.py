@@ -14,7 +14,9 @@ from pooldoctor.evidence import Evidence
 from pooldoctor.findings import Diagnosis, Severity
 from pooldoctor.lab.cluster import TempCluster
 from pooldoctor.lab.incidents import (
+    BACKUP_APP,
     LEAK_AGE_SECONDS,
+    NEIGHBOUR_APP,
     POOL,
     Capture,
     async_gc_leak,
@@ -72,7 +74,7 @@ def seed_leak(pg: TempCluster, tmp_path_factory: pytest.TempPathFactory) -> list
     return exception_path_leak(pg, tmp_path_factory.mktemp("seed-leak"))
 
 
-@pytest.mark.parametrize("payload", ["plain", "text", "prometheus", "old-burst"])
+@pytest.mark.parametrize("payload", ["plain", "text", "prometheus", "old-burst", "neighbours"])
 def test_exception_path_leak_is_a_leak_named_down_to_its_frame(
     seed_leak: list[Capture], payload: str
 ) -> None:
@@ -91,6 +93,15 @@ def test_exception_path_leak_is_a_leak_named_down_to_its_frame(
     _has_differential(capture.evidence, diagnosis)
 
 
+def test_neighbours_are_sampled_but_not_the_app(seed_leak: list[Capture]) -> None:
+    capture = next(c for c in seed_leak if c.name == "neighbours")
+    assert capture.evidence.postgres is not None
+    names = {b.application_name: b.state for b in capture.evidence.postgres.samples[-1].backends}
+    assert names.get(NEIGHBOUR_APP) == "idle in transaction" and names.get(BACKUP_APP) == "active"
+    top = _diagnosed(capture).findings[0]
+    assert NEIGHBOUR_APP not in top.summary and BACKUP_APP not in top.summary
+
+
 def test_old_burst_is_in_the_log_but_not_the_cause(seed_leak: list[Capture]) -> None:
     capture = next(c for c in seed_leak if c.name == "old-burst")
     exceptions = [e for log in capture.evidence.logs if log.app for e in log.app.exceptions]
@@ -100,12 +111,18 @@ def test_old_burst_is_in_the_log_but_not_the_cause(seed_leak: list[Capture]) -> 
     assert "RenderTimeout" not in top.summary
 
 
-def test_leak_in_a_threadpool_whose_threads_stay_alive(pg: TempCluster, tmp_path: Path) -> None:
-    captures = exception_path_leak(pg, tmp_path, worker_threads=POOL + 1)
-    instrumented = next(c for c in captures if c.name == "instrumented")
-    holders = [h for i in instrumented.evidence.pools for s in i.samples for h in s.holders]
-    assert holders and all(h.thread_alive is True for h in holders), "worker threads stay alive"
+@pytest.mark.parametrize("instrumented", [True, False])
+def test_leak_in_a_threadpool_whose_threads_stay_alive(
+    pg: TempCluster, tmp_path: Path, instrumented: bool
+) -> None:
+    captures = exception_path_leak(pg, tmp_path, worker_threads=POOL + 1, instrumented=instrumented)
+    holders = [h for c in captures for i in c.evidence.pools for s in i.samples for h in s.holders]
+    if instrumented:
+        assert holders and all(h.thread_alive is True for h in holders), "worker threads alive"
+    else:
+        assert [c.name for c in captures] == ["plain"] and not holders
     for capture in captures:
+        assert capture.worker_threads_alive >= POOL, "the threads that leaked are still alive"
         diagnosis = _top(capture, "connection-leak")
         assert "in _orders" in diagnosis.findings[0].summary
         _has_differential(capture.evidence, diagnosis)

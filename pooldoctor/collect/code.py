@@ -10,11 +10,11 @@ from pathlib import Path
 
 from pooldoctor.evidence import CodeFlag, Evidence
 from pooldoctor.scan.model import ScanResult
+from pooldoctor.scan.parse import parse_module
 from pooldoctor.scan.scanner import scan
 
 MAX_FILES = 20  # the few frames a report names; never a tree walk
 MAX_FILE_BYTES = 1_000_000
-PARSE_ATTEMPTS = 2
 _FRAME = re.compile(r"^(?P<path>.+?):(?P<line>\d+) in (?P<func>[\w.<>]+)$")
 
 
@@ -40,18 +40,13 @@ def _function_span(tree: ast.Module, line: int, name: str) -> tuple[int, int] | 
 
 def _parse_and_scan(path: Path) -> tuple[ast.Module, ScanResult] | None:
     """The file's tree and scan result; None when it cannot be read or parsed here."""
-    for _attempt in range(PARSE_ATTEMPTS):
-        try:
-            if not path.is_file() or path.stat().st_size > MAX_FILE_BYTES:
-                return None
-            return ast.parse(path.read_text(encoding="utf-8")), scan([path])
-        except (OSError, SyntaxError, UnicodeDecodeError, ValueError, RecursionError):
+    try:
+        if not path.is_file() or path.stat().st_size > MAX_FILE_BYTES:
             return None
-        except SystemError:
-            # CPython 3.11 can fail an ast.parse that races another thread's compile
-            # ("AST constructor recursion depth mismatch"): try again, then give up.
-            continue
-    return None
+        return parse_module(path.read_text(encoding="utf-8"), str(path)), scan([path])
+    except (OSError, SyntaxError, UnicodeDecodeError, ValueError, RecursionError, SystemError):
+        # A file the scan cannot take is skipped: the code scan never aborts a capture.
+        return None
 
 
 def scan_frames(frames: Iterable[str]) -> tuple[CodeFlag, ...]:

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
+from urllib.parse import unquote
 
 from pooldoctor.collect.inputs import read_input
 from pooldoctor.durations import BadDuration, parse_duration
@@ -66,6 +68,13 @@ def parse_bool(text: str) -> bool:
     raise BadValue("is not a boolean (true/false, 1/0, yes/no, on/off)")
 
 
+def parse_application_name(text: str) -> str:
+    name = text.strip()
+    if not name or len(name) > MAX_APPLICATION_NAME or not name.isprintable():
+        raise BadValue(f"is not an application_name (1-{MAX_APPLICATION_NAME} printable chars)")
+    return name
+
+
 @dataclass(frozen=True)
 class Setting:
     """Where a key's value goes in PoolConfig and how it is parsed."""
@@ -88,7 +97,13 @@ SETTINGS: dict[str, Setting] = {
     "CONNECT_TIMEOUT": Setting("connect_timeout", parse_seconds),
     "WEB_CONCURRENCY": Setting("workers", whole_in(1, MAX_WORKERS, "1 or more processes")),
     "WORKERS": Setting("workers", whole_in(1, MAX_WORKERS, "1 or more processes")),
+    "APPLICATION_NAME": Setting("application_name", parse_application_name),
+    "PGAPPNAME": Setting("application_name", parse_application_name),
 }
+# application_name=... inside a DSN (DATABASE_URL and the like); the rest of the DSN, password
+# included, is never kept.
+_DSN_APPLICATION_NAME = re.compile(r"[?&\s]application_name=([^&\s'\"]+)")
+MAX_APPLICATION_NAME = 63  # PostgreSQL's NAMEDATALEN - 1
 
 
 def setting_for(key: str) -> Setting | None:
@@ -153,6 +168,11 @@ def _apply_line(config: PoolConfig, line: str, where: str, problems: list[str]) 
     key, value = assignment
     setting = setting_for(key)
     if setting is None:
+        named = _DSN_APPLICATION_NAME.search(f" {value}")
+        if named is not None and config.application_name is None:
+            with contextlib.suppress(BadValue):
+                name = parse_application_name(unquote(named.group(1)))
+                return replace(config, application_name=name)
         return config  # unknown keys (DATABASE_URL and its password among them) stay unread
     try:
         parsed = setting.parse(value)

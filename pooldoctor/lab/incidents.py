@@ -8,6 +8,7 @@ holders.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -16,6 +17,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import psycopg
+
 from pooldoctor.collect.options import SourceOptions
 from pooldoctor.collect.session import capture
 from pooldoctor.evidence import Evidence
@@ -23,7 +26,7 @@ from pooldoctor.lab.asyncapp import AsyncLabConfig, run_async_lab_app
 from pooldoctor.lab.cluster import TempCluster
 from pooldoctor.lab.load import BackgroundLoad, LoadResult, LoadSpec, request_once, run_load
 from pooldoctor.lab.slowclient import disconnecting_request, slow_reader
-from pooldoctor.lab.webapp import LabApp, LabConfig, run_lab_app
+from pooldoctor.lab.webapp import WORKER_THREAD_PREFIX, LabApp, LabConfig, run_lab_app
 
 POOL = 3
 POOL_TIMEOUT = 1.0  # short, so waiters time out (3o7r) within a second of the pool pinning
@@ -56,6 +59,7 @@ class Capture:
     name: str
     evidence: Evidence
     load: LoadResult = field(default_factory=LoadResult)
+    worker_threads_alive: int = 0  # the app's pool worker threads alive when it was captured
 
 
 def _spec(paths: Sequence[str], clients: int, seconds: float, pause: float = 0.0) -> LoadSpec:
@@ -143,15 +147,59 @@ def write_old_burst(path: Path, source: Path, now: datetime) -> Path:
     return path
 
 
+NEIGHBOUR_APP = "nightly-report"
+NEIGHBOUR_SESSIONS = 2  # fewer than the app's own: the app is still told apart by count
+BACKUP_APP = "pg_dump"
+BACKUP_STATEMENT_SECONDS = 30.0  # cancelled when the capture is done
+
+
+@contextmanager
+def neighbours(cluster: TempCluster) -> Iterator[None]:
+    """Noise beside the app on its database: another application idle in transaction, and a
+    backup's long statement that holds no app connection."""
+    idle = [
+        psycopg.connect(cluster.dsn(application_name=NEIGHBOUR_APP), connect_timeout=5)
+        for _ in range(NEIGHBOUR_SESSIONS)
+    ]
+    for conn in idle:
+        conn.execute("SELECT 1")  # opens a transaction, then sits idle in it
+    backup = psycopg.connect(
+        cluster.dsn(application_name=BACKUP_APP), autocommit=True, connect_timeout=5
+    )
+    running = threading.Thread(target=_long_statement, args=(backup,), daemon=True)
+    running.start()
+    try:
+        yield
+    finally:
+        backup.cancel()
+        running.join(timeout=REQUEST_TIMEOUT_SECONDS)
+        backup.close()
+        for conn in idle:
+            conn.close()
+
+
+def _long_statement(conn: psycopg.Connection[tuple[object, ...]]) -> None:
+    with contextlib.suppress(psycopg.Error):
+        conn.execute("SELECT pg_sleep(%s)", (BACKUP_STATEMENT_SECONDS,))
+
+
 def exception_path_leak(
-    cluster: TempCluster, workdir: Path, *, worker_threads: int | None = None
+    cluster: TempCluster,
+    workdir: Path,
+    *,
+    worker_threads: int | None = None,
+    instrumented: bool = True,
 ) -> list[Capture]:
     """The seed incident: /orders leaks its session when it rejects a large order; afterwards
     every request times out waiting for the pinned pool. Captured once per pool-status payload
-    while the leaked transactions are LEAK_AGE_SECONDS and more old; with worker threads the
-    instrumented capture is added (holders whose threads are still alive)."""
-    name = "orders-api" if worker_threads is None else "orders-worker-api"
-    config = _config(name, instrumented=worker_threads is not None, worker_threads=worker_threads)
+    while the leaked transactions are LEAK_AGE_SECONDS and more old. With worker threads, an
+    instrumented app is captured with holders (threads still alive) and through its plain
+    payload; with `instrumented=False` the app never calls pooldoctor.instrument."""
+    if worker_threads is None:
+        name, instrumented = "orders-api", False
+    else:
+        name = "orders-worker-api" if instrumented else "orders-plain-worker-api"
+    config = _config(name, instrumented=instrumented, worker_threads=worker_threads)
     captures: list[Capture] = []
     with _app(cluster, workdir, config) as app:
         _leak(app)
@@ -162,7 +210,7 @@ def exception_path_leak(
             time.sleep(max(0.0, age - (time.monotonic() - leaked_at)))
             payloads = ["plain", "text", "prometheus"]
             if worker_threads is not None:
-                payloads = ["instrumented", "plain"]
+                payloads = ["instrumented", "plain"] if instrumented else ["plain"]
             for payload in payloads:
                 evidence = capture_app(
                     cluster,
@@ -171,7 +219,7 @@ def exception_path_leak(
                     app.url(PAYLOAD_PATHS[payload]),
                     [app.log_path],
                 )
-                captures.append(Capture(payload, evidence))
+                captures.append(Capture(payload, evidence, worker_threads_alive=_workers_alive()))
             if worker_threads is None:
                 burst = write_old_burst(workdir / "with-old-burst.log", app.log_path, _now())
                 evidence = capture_app(
@@ -182,10 +230,24 @@ def exception_path_leak(
                     [burst],
                 )
                 captures.append(Capture("old-burst", evidence))
+                with neighbours(cluster):
+                    time.sleep(INTERVAL_SECONDS)  # the backup's statement is running
+                    evidence = capture_app(
+                        cluster,
+                        workdir,
+                        config.env_text(),
+                        app.url(PAYLOAD_PATHS["plain"]),
+                        [app.log_path],
+                    )
+                captures.append(Capture("neighbours", evidence))
         result = load.stop()
     for item in captures:
         item.load = result
     return captures
+
+
+def _workers_alive() -> int:
+    return sum(t.name.startswith(WORKER_THREAD_PREFIX) for t in threading.enumerate())
 
 
 def _now() -> datetime:

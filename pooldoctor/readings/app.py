@@ -8,7 +8,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from pooldoctor.evidence import ActivitySample, Backend, PostgresEvidence
+from pooldoctor.evidence import ActivitySample, Backend, Evidence, PostgresEvidence
 from pooldoctor.readings.thresholds import MAX_LISTED, MIN_APP_BACKENDS
 
 SELF_APP = "pooldoctor"
@@ -108,11 +108,21 @@ class AppIdentity:
         }
 
 
-def identify_app(pg: PostgresEvidence | None) -> AppIdentity | None:
-    """The app = the application_name (else role) with the most client backends over the samples,
-    excluding pooldoctor itself and maintenance tools."""
+def identify_app(pg: PostgresEvidence | None, named: str | None = None) -> AppIdentity | None:
+    """The app = the application_name its config names (`named`) when it has backends; else the
+    application_name (else role) with the most client backends over the samples, excluding
+    pooldoctor itself and maintenance tools."""
     if pg is None or not pg.samples:
         return None
+    if named:
+        own = [
+            b for s in pg.samples for b in client_backends(s)
+            if b.application_name == named and not is_self(b)
+        ]  # fmt: skip
+        if own:
+            role = Counter(b.usename or "" for b in own).most_common(1)[0][0] or None
+            reason = "the application_name its config sets"
+            return AppIdentity(named, None, len(own), reason, role)
     tally: Counter[tuple[str, str]] = Counter()
     roles: dict[tuple[str, str], Counter[str]] = {}
     for sample in pg.samples:
@@ -133,6 +143,10 @@ def identify_app(pg: PostgresEvidence | None) -> AppIdentity | None:
     )
     role = roles[(name, user)].most_common(1)[0][0] or None
     return AppIdentity(name or None, user or None, seen, reason, role)
+
+
+def configured_app_name(evidence: Evidence) -> str | None:
+    return evidence.config.application_name if evidence.config is not None else None
 
 
 def enough_app_backends(count: int, capacity: int | None) -> bool:

@@ -19,8 +19,8 @@ P99_MULTIPLE = 10.0
 HOLD_MULTIPLE = 10.0  # the same against instrumented mean checkout hold time
 # ... and for several pool_timeouts: waiters have given up more than once while it sat there.
 POOL_TIMEOUT_MULTIPLE = 3.0
-# With no baseline at all (no access log, no pool_timeout): no web request legitimately holds
-# a session past a gateway timeout.
+# With no request or checkout times, a transaction older than the run of pool timeouts is held;
+# past a gateway timeout no web request legitimately holds a session, whatever else is known.
 FALLBACK_HELD_SECONDS = 60.0
 MIN_REQUESTS = 5  # fewer timed requests than this are no baseline
 # Rotation is visible only over a window several typical holds long.
@@ -43,6 +43,15 @@ class Baseline:
     def typical_seconds(self) -> float | None:
         """How long one unit of the app's work takes: p99 request, else mean hold."""
         return self.request_p99 if self.request_p99 is not None else self.hold_mean
+
+    @property
+    def checkout_held_after(self) -> float:
+        """The held age for checkouts by running threads. Without request or checkout times the
+        run of pool timeouts says nothing of them (a slow statement outlasts it too, working),
+        so only the gateway-timeout rule and 3x pool_timeout apply."""
+        if self.typical_seconds is not None:
+            return self.held_after
+        return max(FALLBACK_HELD_SECONDS, POOL_TIMEOUT_MULTIPLE * (self.pool_timeout or 0.0))
 
     def rotation_window(self) -> float:
         """Seconds of sampling over which ordinary transactions must have rotated."""
@@ -107,6 +116,26 @@ def pool_timeout_of(evidence: Evidence) -> float | None:
     return timeouts[-1] if timeouts else None
 
 
+def _without_work_times(
+    pool_timeout: float | None, timeouts_for: float | None
+) -> tuple[float, str]:
+    """With no request or checkout times: a transaction unchanged since before waiters began
+    timing out has not come back through the whole starvation; the gateway-timeout rule caps it
+    (FALLBACK_HELD_SECONDS), and stands alone when waiters have not timed out for a
+    pool_timeout yet."""
+    if timeouts_for is not None and timeouts_for >= max(pool_timeout or 0.0, 1.0):
+        held = min(FALLBACK_HELD_SECONDS, timeouts_for)
+        capped = f" (capped at {format_duration(held)})" if held < timeouts_for else ""
+        return held, (
+            "no request or checkout times: older than the "
+            f"{format_duration(timeouts_for)} waiters have been timing out{capped}"
+        )
+    return FALLBACK_HELD_SECONDS, (
+        f"no request or checkout times, no run of pool timeouts: "
+        f"at least {format_duration(FALLBACK_HELD_SECONDS)}"
+    )
+
+
 def baseline(evidence: Evidence, timeouts: LogSignal | None = None) -> Baseline:
     """The app's own timings; `timeouts` is the pool-timeout signal when already read."""
     times = request_times(evidence)
@@ -134,8 +163,7 @@ def baseline(evidence: Evidence, timeouts: LogSignal | None = None) -> Baseline:
             )
         )
     if p99 is None and hold is None:
-        # Without knowing how long this app's work takes, only the gateway-timeout rule.
-        limits.append((FALLBACK_HELD_SECONDS, "no request or checkout times: at least 1m"))
+        limits.append(_without_work_times(pool_timeout, timeouts_for))
     held_after = max(limit for limit, _ in limits)
     basis = " and ".join(text for _, text in limits)
     return Baseline(p99, len(times), hold, pool_timeout, timeouts_for, held_after, basis)

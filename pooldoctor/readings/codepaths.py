@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
@@ -9,12 +10,15 @@ from typing import Any
 
 from pooldoctor.evidence import CodeFlag, Evidence, LoggedException
 
-# An exception explains a moment when it was logged this close after it (the request that
-# began the transaction failed within its own duration), allowing clock skew before it.
+# An exception explains a moment when it was logged after it within the failing request's own
+# duration (2x the app's p99, so a slow failure still counts; at least 0.25 s of logging and
+# scheduling delay, at most 5 s so a busy log cannot explain everything), or slightly before it
+# when the app's clock is behind the database's. Both sides widen by the clock offset measured
+# between the capture host and the database and by the log's timestamp resolution.
 MIN_SLACK_SECONDS = 0.25
 MAX_SLACK_SECONDS = 5.0
 SLACK_P99_MULTIPLE = 2.0
-SKEW_SECONDS = 0.05
+SKEW_SECONDS = 0.05  # floor for the "before" side: sampling jitter on one host
 POOL_TIMEOUT_MARKERS = ("queuepool limit", "couldn't get a connection", "connection timed out")
 
 
@@ -88,14 +92,14 @@ def explain_with_requests(
     moments: Sequence[tuple[int, datetime]],
     logged: Sequence[LoggedException],
     failed: Sequence[LoggedException],
-    slack: float,
+    window: MatchWindow,
 ) -> list[CodePath]:
     """Exceptions first; moments no exception explains, by the 5xx request that began then."""
-    paths = explain(moments, logged, slack)
+    paths = explain(moments, logged, window)
     explained = {key for path in paths for key in path.keys}
     rest = [(key, moment) for key, moment in moments if key not in explained]
     if rest and failed:
-        by_request = explain(rest, failed, slack)
+        by_request = explain(rest, failed, window)
         paths += [replace(p, of=len(moments)) for p in by_request]
     return sorted(paths, key=lambda p: -p.explains)
 
@@ -105,25 +109,100 @@ def is_pool_timeout(exception: LoggedException) -> bool:
     return any(marker in text for marker in POOL_TIMEOUT_MARKERS)
 
 
-def correlation_slack(typical_seconds: float | None) -> float:
+@dataclass(frozen=True)
+class MatchWindow:
+    """How far before and after a stuck moment an exception may be logged to explain it."""
+
+    before: float
+    after: float
+    clock_offset: float | None  # database clock minus the capture host's, median over rounds
+    log_resolution: float  # 1.0 when the app log's timestamps carry no fraction of a second
+    basis: str
+
+    def describe(self) -> str:
+        return f"{self.before * 1000:.0f} ms before to {self.after:.2f} s after ({self.basis})"
+
+    def as_evidence(self) -> dict[str, Any]:
+        return {
+            "before_seconds": round(self.before, 3),
+            "after_seconds": round(self.after, 3),
+            "clock_offset_seconds": None
+            if self.clock_offset is None
+            else round(self.clock_offset, 3),
+            "log_resolution_seconds": self.log_resolution,
+            "basis": self.basis,
+        }
+
+
+def clock_offset(evidence: Evidence) -> float | None:
+    """Database clock minus the capture host's: pg_stat_activity samples carry the server's
+    now(), app pool samples the capture host's time, and one round takes both a moment apart.
+    None without both, or when the offset is not below half a round (it cannot be told from
+    pairing with the wrong round)."""
+    postgres = evidence.postgres
+    local = sorted(s.at for instance in evidence.pools for s in instance.samples)
+    if postgres is None or not postgres.samples or not local:
+        return None
+    gaps = sorted(
+        (b.at - a.at).total_seconds()
+        for instance in evidence.pools
+        for a, b in itertools.pairwise(instance.samples)
+    )
+    half_round = gaps[len(gaps) // 2] / 2 if gaps and gaps[len(gaps) // 2] > 0 else None
+    offsets = sorted(
+        (
+            sample.at - min(local, key=lambda at: abs((at - sample.at).total_seconds()))
+        ).total_seconds()
+        for sample in postgres.samples
+    )
+    offset = offsets[len(offsets) // 2]
+    if half_round is not None and abs(offset) >= half_round:
+        return None
+    return offset
+
+
+def log_resolution(logged: Sequence[LoggedException]) -> float:
+    """1 s when no exception timestamp has a fraction of a second (a log without milliseconds)."""
+    if len(logged) >= 3 and all(e.at.microsecond == 0 for e in logged):
+        return 1.0
+    return 0.001
+
+
+def match_window(
+    evidence: Evidence, logged: Sequence[LoggedException], typical_seconds: float | None
+) -> MatchWindow:
+    """The window derived from the app's p99 (or mean hold), the measured clock offset between
+    the database and the capture host, and the log's timestamp resolution."""
+    offset = clock_offset(evidence)
+    resolution = log_resolution(logged)
+    # A log truncated to the second reads up to 1 s early; an offset shifts either way.
+    skew = abs(offset or 0.0) + resolution
     if typical_seconds is None:
-        return MAX_SLACK_SECONDS
-    return min(MAX_SLACK_SECONDS, max(MIN_SLACK_SECONDS, SLACK_P99_MULTIPLE * typical_seconds))
+        after = MAX_SLACK_SECONDS
+        basis = "no request or checkout times: at most 5 s"
+    else:
+        after = min(MAX_SLACK_SECONDS, max(MIN_SLACK_SECONDS, SLACK_P99_MULTIPLE * typical_seconds))
+        basis = f"2x the typical request {typical_seconds * 1000:.0f} ms, within 0.25-5 s"
+    if offset is not None:
+        basis += f"; clocks {offset * 1000:+.0f} ms apart"
+    if resolution >= 1.0:
+        basis += "; log timestamps to the second"
+    return MatchWindow(max(SKEW_SECONDS, skew), after + skew, offset, resolution, basis)
 
 
 def explain(
     moments: Sequence[tuple[int, datetime]],
     logged: Sequence[LoggedException],
-    slack: float,
+    window: MatchWindow,
 ) -> list[CodePath]:
-    """Pair each moment with the exception logged closest to it (within `slack` after it, or
-    SKEW_SECONDS before), one exception per moment; then group by code path."""
+    """Pair each moment with the exception logged closest to it (within `window`), one
+    exception per moment; then group by code path."""
     pairs = sorted(
         (abs(lag), lag, index, position)
         for index, (_key, moment) in enumerate(moments)
         for position, e in enumerate(logged)
         if not is_pool_timeout(e)
-        and -SKEW_SECONDS <= (lag := (e.at - moment).total_seconds()) <= slack
+        and -window.before <= (lag := (e.at - moment).total_seconds()) <= window.after
     )
     matched: dict[int, tuple[float, LoggedException]] = {}
     used: set[int] = set()

@@ -14,11 +14,12 @@ from pooldoctor.readings.app import IDLE_IN_TRANSACTION
 from pooldoctor.readings.baseline import Baseline, baseline
 from pooldoctor.readings.codepaths import (
     CodePath,
-    correlation_slack,
+    MatchWindow,
     exceptions,
     explain,
     explain_with_requests,
     failed_requests,
+    match_window,
 )
 from pooldoctor.readings.logs import LogSignal
 from pooldoctor.readings.pools import PoolSignal, pool_signal
@@ -43,6 +44,7 @@ class HoldReading:
     holder_paths: tuple[CodePath, ...] = ()  # the same for instrumented holders' checkouts
     gc_paths: tuple[CodePath, ...] = ()  # exceptions logged just before GC cleanups
     code: tuple[CodeFlag, ...] = ()  # scan findings in the functions of named app frames
+    match_window: MatchWindow | None = None  # how exceptions were lined up with moments
 
     def scan_flags(self, frame: str | None) -> list[CodeFlag]:
         """`pooldoctor scan` findings inside the function of `frame`."""
@@ -149,7 +151,7 @@ def _oldest_in_tx(trend: SessionTrend | None) -> float:
 
 
 def gc_code_paths(
-    evidence: Evidence, logged: list[LoggedException], slack: float
+    evidence: Evidence, logged: list[LoggedException], window: MatchWindow
 ) -> list[CodePath]:
     """Exceptions logged just before the GC cleanups: the error path that dropped them."""
     cleanups = [
@@ -157,8 +159,8 @@ def gc_code_paths(
         if m.kind == MOMENT_GC_CLEANUP
     ]  # fmt: skip
     # An exception precedes the cleanup of the connection it dropped: look backwards.
-    moments = [(index, at - timedelta(seconds=slack)) for index, at in enumerate(cleanups)]
-    paths = explain(moments, logged, slack)
+    moments = [(index, at - timedelta(seconds=window.after)) for index, at in enumerate(cleanups)]
+    paths = explain(moments, logged, window)
     return [p for p in paths if p.explains * 2 >= len(cleanups)]
 
 
@@ -174,17 +176,17 @@ def hold_reading(
     pool = pool if pool is not None else pool_signal(evidence)
     frozen, streaming = _frozen_and_streaming(trend) if trend is not None else ([], [])
     held = [h for h in frozen if h.age_seconds >= base.held_after]
-    slack = correlation_slack(base.typical_seconds)
     logged = exceptions(evidence)
+    window = match_window(evidence, logged, base.typical_seconds)
     failed = failed_requests(evidence)
-    paths = explain_with_requests([(h.pid, h.since) for h in held], logged, failed, slack)
+    paths = explain_with_requests([(h.pid, h.since) for h in held], logged, failed, window)
     held_checkouts = [
         (index, sample.at - timedelta(seconds=holder.age_seconds))
         for instance in pool.instances
         if instance.samples
         for sample in instance.samples[-1:]
         for index, holder in enumerate(sample.holders)
-        if holder.age_seconds >= base.held_after
+        if holder.age_seconds >= base.checkout_held_after
     ]
     return HoldReading(
         baseline=base,
@@ -195,7 +197,8 @@ def hold_reading(
         streaming=tuple(streaming),
         oldest_in_tx=_oldest_in_tx(trend),
         code_paths=tuple(paths),
-        holder_paths=tuple(explain_with_requests(held_checkouts, logged, failed, slack)),
-        gc_paths=tuple(gc_code_paths(evidence, logged, slack)),
+        holder_paths=tuple(explain_with_requests(held_checkouts, logged, failed, window)),
+        gc_paths=tuple(gc_code_paths(evidence, logged, window)),
         code=evidence.code,
+        match_window=window,
     )

@@ -138,7 +138,7 @@ def _leaked_holders(
     past the app's own held age while others starve for the pool)."""
     limit = LEAK_MIN_AGE_SECONDS
     if holds.pool_starved:
-        limit = min(limit, holds.baseline.held_after)
+        limit = min(limit, holds.baseline.checkout_held_after)
     orphaned: list[Holder] = []
     aged: list[Holder] = []
     for holder in holders:
@@ -165,6 +165,8 @@ def _code_path_reasons(
             + "; ".join(p.describe() for p in paths[:2])
             + f", logged within {lag:.0f} ms of each xact_start"
         )
+        if holds.match_window is not None:
+            extra["code_path_window"] = holds.match_window.as_evidence()
         flags = holds.scan_flags(paths[0].app_frame)
         if flags:
             reasons.append(describe_flags(flags))

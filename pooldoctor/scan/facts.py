@@ -8,6 +8,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from pooldoctor.scan.parse import parse_module
+
 SESSION = "session"
 ASYNC_SESSION = "async_session"
 CONNECTION = "connection"
@@ -33,7 +35,7 @@ class ModuleInfo:
 
     @staticmethod
     def parse(path: Path, source: str) -> ModuleInfo:
-        tree = ast.parse(source, filename=str(path))
+        tree = parse_module(source, filename=str(path))
         info = ModuleInfo(path, tree, source.splitlines())
         for node in ast.walk(tree):
             for child in ast.iter_child_nodes(node):
