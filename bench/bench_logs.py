@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import random
+import resource
 import shutil
 import subprocess
 import time
@@ -23,7 +24,7 @@ from pooldoctor.collect.logs.parallel import process_count
 from pooldoctor.evidence import LogFileEvidence
 
 DEFAULT_MB = 512
-TARGET_RATIO = 2.0  # the brief: no worse than twice grep's time
+TARGET_RATIO = 1.0  # issue 14: a full scan at or under grep -c -F with the same literals
 EVENT_SHARE = 0.015
 ROUNDS = 2  # best of two, both tools, so neither pays for a cold page cache
 DATA_DIR = Path(__file__).parent / ".data"
@@ -124,13 +125,23 @@ def generate(path: Path, megabytes: int) -> None:
     partial.replace(path)
 
 
-def _best(run: Callable[[], object]) -> tuple[float, object]:
-    best, result = float("inf"), None
+def _cpu_seconds() -> float:
+    """CPU used so far by this process and its finished children (grep, scan workers)."""
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+
+
+def _best(run: Callable[[], object]) -> tuple[float, float, object]:
+    """Best wall-clock and best CPU seconds of ROUNDS runs, and the last result."""
+    best = cpu = float("inf")
+    result = None
     for _ in range(ROUNDS):
-        started = time.perf_counter()
+        started, cpu_started = time.perf_counter(), _cpu_seconds()
         result = run()
         best = min(best, time.perf_counter() - started)
-    return best, result
+        cpu = min(cpu, _cpu_seconds() - cpu_started)
+    return best, cpu, result
 
 
 def _grep(grep: str, patterns: Sequence[bytes], path: Path) -> Callable[[], object]:
@@ -165,12 +176,12 @@ def main() -> int:
         print("grep not found; cannot measure the baseline")
         return 1
     literals = classification_literals()
-    grep_seconds, grep_count = _best(_grep(grep, literals, path))
-    keys_seconds, keys_count = _best(_grep(grep, SEARCH_KEYS, path))
-    ours_seconds, evidence = _best(
+    grep_seconds, grep_cpu, grep_count = _best(_grep(grep, literals, path))
+    keys_seconds, _, keys_count = _best(_grep(grep, SEARCH_KEYS, path))
+    ours_seconds, ours_cpu, evidence = _best(
         lambda: collect_logs([str(path)], log_tz=UTC, since=None, until=None)
     )
-    single_seconds, _ = _best(lambda: _collect_stdin(path))
+    single_seconds, _, _ = _best(lambda: _collect_stdin(path))
     assert isinstance(evidence, tuple)
     log = evidence[0]
     assert isinstance(log, LogFileEvidence)
@@ -185,6 +196,10 @@ def main() -> int:
           f"({size_mb / ours_seconds:.0f} MiB/s)")  # fmt: skip
     print(f"collect_logs, stdin, one process:      {single_seconds:.3f}s "
           f"({size_mb / single_seconds:.0f} MiB/s)")  # fmt: skip
+    processes = process_count()
+    print(f"CPU seconds: grep {grep_cpu:.3f}, collect_logs {ours_cpu:.3f} over {processes} "
+          f"process(es): {ours_cpu / processes / grep_cpu:.2f}x grep per core, the wall ratio "
+          "on idle cores")  # fmt: skip
     verdict = "met" if ratio <= TARGET_RATIO else "NOT met"
     print(f"ratio ours/grep (literals): {ratio:.2f} "
           f"(vs search keys: {ours_seconds / keys_seconds:.2f}); "

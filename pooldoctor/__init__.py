@@ -1,11 +1,8 @@
 """pooldoctor: diagnose database connection pool exhaustion from live evidence."""
 
-from importlib.metadata import PackageNotFoundError, version
-
-try:
-    __version__ = version("pooldoctor")
-except PackageNotFoundError:  # running from a source tree without installation
-    __version__ = "0.0.0+local"
+# The package version (pyproject.toml reads it from here): a literal, so starting the CLI does
+# not pay for importlib.metadata.
+__version__ = "0.1.0"
 
 _APP_EXPORTS = ("instrument", "uninstrument", "pool_status", "pool_status_asgi", "pool_status_wsgi")
 

@@ -12,11 +12,16 @@ import typer
 from typer._click.exceptions import BadParameter, ClickException, NoArgsIsHelpError, UsageError
 
 from pooldoctor import __version__
-from pooldoctor.collect.session import CaptureInterrupted
-from pooldoctor.commands import alerts, capture, demo, diagnose, runbooks, scan
+from pooldoctor.commands import alerts, capture, check, demo, diagnose, runbooks, scan, watch
 from pooldoctor.commands.helpfmt import MetavarCommand
 from pooldoctor.exitcodes import ExitCode
-from pooldoctor.interrupts import Terminated, interrupt_exit_code, interrupt_name, sigterm_raises
+from pooldoctor.interrupts import (
+    CaptureInterrupted,
+    Terminated,
+    interrupt_exit_code,
+    interrupt_name,
+    sigterm_raises,
+)
 from pooldoctor.sanitize import sanitized_standard_streams
 
 HELP_OPTIONS = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
@@ -43,6 +48,8 @@ def summary(command: Callable[..., Any]) -> str:
 for _name, _command in (
     ("diagnose", diagnose.diagnose_command),
     ("capture", capture.capture_command),
+    ("watch", watch.watch_command),
+    ("check", check.check_command),
     ("demo", demo.demo_command),
     ("scan", scan.scan_command),
     ("alerts", alerts.alerts_command),
@@ -88,22 +95,56 @@ def usage_message(exc: UsageError) -> str:
     return message
 
 
+PLUGIN_COMMAND = "check"
+
+
+def _is_plugin_call(argv: list[str]) -> bool:
+    """True when running `pooldoctor check`: its errors are UNKNOWN lines, as plugins report."""
+    return bool(argv) and argv[0] == PLUGIN_COMMAND and not {"-h", "--help"} & set(argv)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point: run the app, mapping usage errors to 64 and never printing a traceback.
 
     Everything printed goes through the outbound filter (secrets redacted, control characters
     stripped); SIGTERM ends the run like Ctrl-C, with 143.
     """
+    args = sys.argv[1:] if argv is None else argv
     with sanitized_standard_streams(), sigterm_raises():
-        code = _run(argv)
+        code = _run_plugin(args) if _is_plugin_call(args) else _run(args)
     if argv is None:
         sys.exit(code)
     return code
 
 
-def _run(argv: list[str] | None) -> int:
+def _run_plugin(args: list[str]) -> int:
+    """`check` per the Monitoring Plugins guidelines: any failure is one UNKNOWN line, exit 3."""
     try:
-        result = app(args=argv, standalone_mode=False, prog_name="pooldoctor")
+        result = app(args=args, standalone_mode=False, prog_name="pooldoctor")
+    except typer.Exit as exc:
+        return exc.exit_code
+    except (KeyboardInterrupt, Terminated, CaptureInterrupted) as exc:
+        reason = interrupt_name(exc)
+    except typer.Abort:
+        reason = "interrupted"
+    except UsageError as exc:
+        reason = f"usage: {usage_message(exc)}"
+    except ClickException as exc:
+        reason = f"usage: {exc.format_message()}"
+    except Exception as exc:
+        if os.environ.get("POOLDOCTOR_DEBUG"):
+            raise
+        reason = f"internal error: {type(exc).__name__}: {exc}"
+    else:
+        return result if isinstance(result, int) else 0
+    print(" ".join(f"POOLDOCTOR UNKNOWN - {reason}".split()))
+    return int(ExitCode.UNKNOWN)
+
+
+def _run(args: list[str]) -> int:
+    """Every other command: usage errors exit 64, internal errors 70, one line each."""
+    try:
+        result = app(args=args, standalone_mode=False, prog_name="pooldoctor")
     except NoArgsIsHelpError as exc:
         exc.show()
         code = int(ExitCode.USAGE)

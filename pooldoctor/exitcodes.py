@@ -2,6 +2,8 @@
 
 from enum import IntEnum
 
+from pooldoctor.findings import Status
+
 
 class ExitCode(IntEnum):
     """What `pooldoctor` returns to the shell; the CLI reference lists EXIT_CODE_MEANINGS."""
@@ -24,7 +26,8 @@ EXIT_CODE_MEANINGS: dict[ExitCode, str] = {
     ExitCode.WARNING: "warning: the top finding is a warning (`scan`: findings reported)",
     ExitCode.CRITICAL: "critical: at least one critical finding",
     ExitCode.UNKNOWN: "unknown: nothing could be collected from any source",
-    ExitCode.USAGE: "usage error: unknown or invalid option, no sources given",
+    ExitCode.USAGE: "usage error: unknown or invalid option, no sources given (`check` answers "
+    "a usage error with an UNKNOWN line and 3, as monitoring plugins do)",
     ExitCode.INPUT: "input error: a file pooldoctor must read (evidence bundle, runbook) is "
     "missing or malformed",
     ExitCode.SOFTWARE: "internal error: a bug in pooldoctor (one line; POOLDOCTOR_DEBUG=1 shows "
@@ -34,4 +37,11 @@ EXIT_CODE_MEANINGS: dict[ExitCode, str] = {
     "writing the same directory)",
     ExitCode.INTERRUPTED: "interrupted (Ctrl-C / SIGINT); `capture` keeps what was collected",
     ExitCode.TERMINATED: "terminated (SIGTERM); `capture` keeps what was collected",
+}
+
+STATUS_EXIT: dict[Status, ExitCode] = {
+    Status.OK: ExitCode.OK,
+    Status.WARNING: ExitCode.WARNING,
+    Status.CRITICAL: ExitCode.CRITICAL,
+    Status.UNKNOWN: ExitCode.UNKNOWN,
 }

@@ -7,8 +7,12 @@ import signal
 import threading
 from collections.abc import Iterator
 from types import FrameType
+from typing import TYPE_CHECKING
 
 from pooldoctor.exitcodes import ExitCode
+
+if TYPE_CHECKING:
+    from pooldoctor.evidence import Evidence
 
 
 class Terminated(BaseException):
@@ -16,6 +20,18 @@ class Terminated(BaseException):
 
 
 INTERRUPTS: tuple[type[BaseException], ...] = (KeyboardInterrupt, Terminated)
+
+
+class CaptureInterrupted(BaseException):
+    """A capture stopped by SIGINT/SIGTERM; `evidence` holds what was collected until then.
+
+    Defined here, not with the capture, so the CLI can catch it without importing collectors.
+    """
+
+    def __init__(self, evidence: Evidence, cause: BaseException) -> None:
+        super().__init__(interrupt_name(cause))
+        self.evidence = evidence
+        self.cause = cause
 
 
 def _raise_terminated(signum: int, frame: FrameType | None) -> None:

@@ -10,9 +10,6 @@ from __future__ import annotations
 import re
 from urllib.parse import parse_qsl, quote, unquote, unquote_plus, urlencode, urlsplit, urlunsplit
 
-import psycopg
-from psycopg.conninfo import conninfo_to_dict
-
 REDACTED = "***"
 MIN_SCRUB_LENGTH = 3  # shorter secret values would mangle ordinary words when scrubbed
 DSN_SECRET_PARAMS = frozenset({"password", "sslpassword"})
@@ -165,6 +162,9 @@ def redact_dsn(dsn: str) -> str:
         ]
         shown = f"{scheme}://" + (f"{user}@" if user else "") + location
         return shown + (f"?{urlencode(pairs, quote_via=quote)}" if pairs else "")
+    import psycopg  # only key=value DSNs need libpq's parser; URLs and HTTP redaction do not
+    from psycopg.conninfo import conninfo_to_dict
+
     try:
         conninfo_to_dict(text)
     except psycopg.Error:  # a DSN that does not parse may still hold a password (`app:pw@db`)

@@ -14,7 +14,9 @@ from pooldoctor.redact import redact
 # C0 controls except tab and newline, DEL, and C1 controls (ESC starts terminal escapes; CR
 # rewrites a terminal line; NUL truncates C strings).
 _CONTROLS = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
-_CONTROLS_KEEP_ESC = re.compile(r"[\x00-\x08\x0b-\x1a\x1c-\x1f\x7f-\x9f]")
+# On a terminal, ESC and CR are pooldoctor's own: styling, and live views redrawn in place
+# (a rich Live region returns to column 0 with CR). Data reaching a terminal is stripped first.
+_CONTROLS_KEEP_ESC = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1a\x1c-\x1f\x7f-\x9f]")
 
 
 def strip_controls(text: str) -> str:
@@ -23,7 +25,8 @@ def strip_controls(text: str) -> str:
 
 
 def strip_controls_keep_esc(text: str) -> str:
-    """Like strip_controls, but ESC kept: for terminal output pooldoctor itself styled."""
+    """Like strip_controls, but ESC and CR kept: for terminal output pooldoctor itself styled
+    or redraws (progress bars, the watch view)."""
     return _CONTROLS_KEEP_ESC.sub("", text)
 
 
@@ -80,7 +83,7 @@ class SanitizingStream(io.TextIOBase):
 
 
 def outbound_filter(stream: TextIO) -> Filter:
-    """What every stdout/stderr write goes through: secrets redacted, controls stripped (ESC
+    """What every stdout/stderr write goes through: secrets redacted, controls stripped (ESC, CR
     kept on a terminal, where only pooldoctor's own styling can still contain it)."""
     strip = strip_controls_keep_esc if _isatty(stream) else strip_controls
 

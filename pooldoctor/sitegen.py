@@ -39,6 +39,7 @@ def navigation(runbooks: Mapping[str, Runbook]) -> list[NavItem]:
     return [
         {"Home": "index.md"},
         {"On-call guide": "on-call.md"},
+        {"Monitoring plugin": "monitoring.md"},
         {"Runbooks": ["runbooks.md", *runbook_entries]},
         {
             "Reference": [

@@ -254,16 +254,26 @@ class PgBouncerProbe:
         if self._evidence is None:
             self._close()
             self.finished_at = datetime.now(UTC)
-            self._evidence = PgBouncerEvidence(
-                target=self.target,
-                version=self.version,
-                config=dict(self.config),
-                users=dict(self.users),
-                samples=tuple(self._samples),
-                connect_failure=self.connect_failure,
-                errors=tuple(self._errors),
-            )
+            self._evidence = self.snapshot()
         return self._evidence
+
+    def snapshot(self, last: int | None = None) -> PgBouncerEvidence:
+        """Everything collected so far (only the `last` samples if given), connection kept open."""
+        samples = tuple(self._samples)
+        return PgBouncerEvidence(
+            target=self.target,
+            version=self.version,
+            config=dict(self.config),
+            users=dict(self.users),
+            samples=samples if last is None else samples[-last:],
+            connect_failure=self.connect_failure,
+            errors=tuple(self._errors),
+        )
+
+    def keep_last(self, count: int) -> None:
+        """Forget all but the latest `count` samples and errors (bounded memory when watching)."""
+        del self._samples[:-count]
+        del self._errors[:-count]
 
     def _close(self) -> None:
         connection = self._connection

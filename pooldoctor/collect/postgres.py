@@ -415,36 +415,39 @@ class PostgresProbe:
         if self._evidence is None:
             self._close()
             self.finished_at = datetime.now(UTC)
-            self._evidence = PostgresEvidence(
-                target=self.target,
-                connect_seconds=self.connect_seconds,
-                connect_failure=self.connect_failure,
-                server_version=self.server_version,
-                server_version_num=self.server_version_num,
-                current_user=self.current_user,
-                is_superuser=self.is_superuser,
-                settings=dict(self.settings),
-                limits=self.limits,
-                samples=tuple(self._samples),
-                errors=tuple(self._errors),
-                can_read_all_stats=self.can_read_all_stats,
-                in_recovery=self.in_recovery,
-                hidden_per_sample=tuple(
-                    sum(1 for b in s.backends if b.query_hidden) for s in self._samples
-                ),
-                hidden_roles=tuple(
-                    sorted(
-                        {
-                            b.usename or "?"
-                            for s in self._samples
-                            for b in s.backends
-                            if b.query_hidden
-                        }
-                    )
-                ),
-                reserved_connection_roles=self.reserved_connection_roles,
-            )
+            self._evidence = self.snapshot()
         return self._evidence
+
+    def snapshot(self, last: int | None = None) -> PostgresEvidence:
+        """Everything collected so far (only the `last` samples if given), connection kept open."""
+        samples = tuple(self._samples)
+        if last is not None:
+            samples = samples[-last:]
+        return PostgresEvidence(
+            target=self.target,
+            connect_seconds=self.connect_seconds,
+            connect_failure=self.connect_failure,
+            server_version=self.server_version,
+            server_version_num=self.server_version_num,
+            current_user=self.current_user,
+            is_superuser=self.is_superuser,
+            settings=dict(self.settings),
+            limits=self.limits,
+            samples=samples,
+            errors=tuple(self._errors),
+            can_read_all_stats=self.can_read_all_stats,
+            in_recovery=self.in_recovery,
+            hidden_per_sample=tuple(sum(1 for b in s.backends if b.query_hidden) for s in samples),
+            hidden_roles=tuple(
+                sorted({b.usename or "?" for s in samples for b in s.backends if b.query_hidden})
+            ),
+            reserved_connection_roles=self.reserved_connection_roles,
+        )
+
+    def keep_last(self, count: int) -> None:
+        """Forget all but the latest `count` samples and errors (bounded memory when watching)."""
+        del self._samples[:-count]
+        del self._errors[:-count]
 
     def _close(self) -> None:
         connection = self._connection

@@ -8,17 +8,11 @@ from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field, fields, replace
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pooldoctor import __version__
-from pooldoctor.collect.code import named_frames, scan_frames
-from pooldoctor.collect.config import read_config
-from pooldoctor.collect.logs import collect_logs
 from pooldoctor.collect.options import SourceOptions
-from pooldoctor.collect.pgbouncer import PgBouncerProbe, open_pgbouncer
 from pooldoctor.collect.pool_status import fetch_pool_sample
-from pooldoctor.collect.postgres import PostgresProbe, open_postgres
-from pooldoctor.collect.prometheus import History, history_window, read_history
 from pooldoctor.evidence import (
     Evidence,
     LogFileEvidence,
@@ -27,12 +21,18 @@ from pooldoctor.evidence import (
     PoolInstance,
     PoolSample,
     PostgresEvidence,
+    PrometheusEvidence,
     SampleError,
     SourceState,
     SourceStatus,
 )
-from pooldoctor.interrupts import INTERRUPTS, interrupt_name
+from pooldoctor.interrupts import INTERRUPTS, CaptureInterrupted, interrupt_name
 from pooldoctor.redact import redact_url
+
+if TYPE_CHECKING:  # the collectors themselves are imported when a source asks for them
+    from pooldoctor.collect.pgbouncer import PgBouncerProbe
+    from pooldoctor.collect.postgres import PostgresProbe
+    from pooldoctor.collect.prometheus import History
 
 Clock = Callable[[], datetime]
 JOIN_MARGIN_SECONDS = 2.0
@@ -87,8 +87,15 @@ class _PoolReadings:
             return f"error: {latest_error.error}"
         return "ok"
 
-    def instance(self) -> PoolInstance:
-        return PoolInstance(redact_url(self.url), tuple(self.samples), tuple(self.errors))
+    def instance(self, last: int | None = None) -> PoolInstance:
+        samples, errors = tuple(self.samples), tuple(self.errors)
+        if last is not None:
+            samples, errors = samples[-last:], errors[-last:]
+        return PoolInstance(redact_url(self.url), samples, errors)
+
+    def keep_last(self, count: int) -> None:
+        del self.samples[:-count]
+        del self.errors[:-count]
 
     def status(self, started: datetime, finished: datetime) -> SourceStatus:
         if self.samples:
@@ -197,15 +204,6 @@ def capture(
     return run.evidence()
 
 
-class CaptureInterrupted(BaseException):
-    """A capture stopped by SIGINT/SIGTERM; `evidence` holds what was collected until then."""
-
-    def __init__(self, evidence: Evidence, cause: BaseException) -> None:
-        super().__init__(interrupt_name(cause))
-        self.evidence = evidence
-        self.cause = cause
-
-
 class _Run:
     """One capture's progress, so that an interrupted one still yields what it has."""
 
@@ -234,22 +232,25 @@ class _Run:
     def collect(self) -> None:
         options = self.options
         self._phase = "connecting to PostgreSQL"
-        self.probe = open_postgres(options.dsn, options.timeout) if options.dsn else None
+        self.probe = _open_postgres(options.dsn, options.timeout) if options.dsn else None
         self._phase = "connecting to PgBouncer"
-        for dsn in options.pgbouncers:
-            self.bouncers.append(open_pgbouncer(dsn, options.timeout))
+        self.bouncers.extend(_open_pgbouncers(options.pgbouncers, options.timeout))
         self.pools_started = self.clock()
         self._phase = "sampling"
         if self.readings or self.probe is not None or self.bouncers:
             self._sample_all()
         self._finish_live()
         if options.prometheus:
+            from pooldoctor.collect.prometheus import history_window, read_history
+
             self._phase = "reading Prometheus"
             prometheus_started = self.clock()
             start, end = history_window(options.since, options.until, prometheus_started)
             self.history = read_history(options.prometheus, start, end, options.timeout)
             self.statuses.append(self.history.status(prometheus_started, self.clock()))
         if options.logs:
+            from pooldoctor.collect.logs import collect_logs
+
             self._phase = "reading logs"
             logs_started = self.clock()
             self.logs = collect_logs(
@@ -260,6 +261,8 @@ class _Run:
                 log_file_status(log, logs_started, logs_finished) for log in self.logs
             )
         if options.configs or options.workers is not None:
+            from pooldoctor.collect.config import read_config
+
             self._phase = "reading config"
             self.config = read_config(options.configs, options.workers)
             self.statuses.append(config_status(self.config, self.clock()))
@@ -340,7 +343,152 @@ class _Run:
         )
         if self.interrupted is not None:
             return evidence  # stopping: no time for scanning the app's code
+        from pooldoctor.collect.code import named_frames, scan_frames  # imports the scanner
+
         return replace(evidence, code=scan_frames(named_frames(evidence)))
+
+
+def _open_postgres(dsn: str, timeout: float) -> PostgresProbe:
+    """Open the PostgreSQL probe; psycopg is imported only when a DSN is given."""
+    from pooldoctor.collect.postgres import open_postgres
+
+    return open_postgres(dsn, timeout)
+
+
+def _open_pgbouncers(dsns: tuple[str, ...], timeout: float) -> list[PgBouncerProbe]:
+    if not dsns:
+        return []
+    from pooldoctor.collect.pgbouncer import open_pgbouncer
+
+    return [open_pgbouncer(dsn, timeout) for dsn in dsns]
+
+
+class LiveSampler:
+    """The live sources (pool-status endpoints, PostgreSQL, PgBouncer) sampled round by round
+    for as long as the caller wants: what `watch` runs on (`capture` runs a fixed count).
+
+    `keep_rounds` bounds memory for long runs; refused URLs are asked again every round (a live
+    view outlasts an app restart).
+    """
+
+    def __init__(
+        self, options: SourceOptions, clock: Clock = utc_now, *, keep_rounds: int | None = None
+    ) -> None:
+        self.options = options
+        self.clock = clock
+        self.keep_rounds = keep_rounds
+        self.rounds = 0
+        self.started_at = clock()
+        self._readings = [_PoolReadings(url) for url in options.pool_status]
+        self._probe = _open_postgres(options.dsn, options.timeout) if options.dsn else None
+        self._bouncers = _open_pgbouncers(options.pgbouncers, options.timeout)
+        self.sampled_at = self.clock()
+        self._executor: ThreadPoolExecutor | None = None
+        live = len(self._readings) + len(self._bouncers) + (self._probe is not None)
+        if live:
+            self._executor = ThreadPoolExecutor(
+                max_workers=min(MAX_SAMPLING_THREADS, live), thread_name_prefix="sample"
+            )
+
+    def sample(self) -> None:
+        """One round: every live source once, in parallel, bounded by the timeout."""
+        if self._executor is None:
+            return
+        for reading in self._readings:
+            reading.refused = reading.refusal_reported = False
+        _sample_round(
+            self._executor,
+            self._readings,
+            self._probe,
+            self._bouncers,
+            self.options.timeout,
+            self.clock,
+        )
+        self.rounds += 1
+        self.sampled_at = self.clock()
+        if self.keep_rounds is not None:
+            for reading in self._readings:
+                reading.keep_last(self.keep_rounds)
+            for probe in (self._probe, *self._bouncers):
+                if probe is not None:
+                    probe.keep_last(self.keep_rounds)
+
+    def close(self) -> None:
+        """Stop sampling and close the database connections (idempotent)."""
+        if self._executor is not None:
+            self._executor.shutdown(wait=False, cancel_futures=True)
+        if self._probe is not None:
+            self._probe.finish()
+        for bouncer in self._bouncers:
+            bouncer.finish()
+
+    def evidence(self, once: ReadOnce | None = None, last_rounds: int | None = None) -> Evidence:
+        """What was sampled so far (the latest `last_rounds` only, if given), plus the sources
+        read once."""
+        statuses = [r.status(self.started_at, self.sampled_at) for r in self._readings]
+        postgres = None
+        if self._probe is not None:
+            postgres = self._probe.snapshot(last_rounds)
+            statuses.append(self._probe.status())
+        statuses.extend(bouncer.status() for bouncer in self._bouncers)
+        once = once or ReadOnce()
+        return Evidence(
+            collected_at=self.clock(),
+            started_at=self.started_at,
+            pooldoctor_version=__version__,
+            since=self.options.since,
+            until=self.options.until,
+            pools=(*(r.instance(last_rounds) for r in self._readings), *once.history_pools),
+            postgres=postgres,
+            logs=once.logs,
+            config=once.config,
+            pgbouncers=tuple(bouncer.snapshot(last_rounds) for bouncer in self._bouncers),
+            prometheus=once.prometheus,
+            sources=(*statuses, *once.statuses),
+        )
+
+
+@dataclass(frozen=True)
+class ReadOnce:
+    """What the sources a live view reads once gave: Prometheus history, logs, config."""
+
+    history_pools: tuple[PoolInstance, ...] = ()
+    prometheus: PrometheusEvidence | None = None
+    logs: tuple[LogFileEvidence, ...] = ()
+    config: PoolConfig | None = None
+    statuses: tuple[SourceStatus, ...] = ()
+
+
+def read_once(options: SourceOptions, clock: Clock = utc_now) -> ReadOnce:
+    """Read Prometheus history, logs and config; each failure becomes a source status."""
+    statuses: list[SourceStatus] = []
+    history_pools: tuple[PoolInstance, ...] = ()
+    prometheus = None
+    if options.prometheus:
+        from pooldoctor.collect.prometheus import history_window, read_history
+
+        prometheus_started = clock()
+        start, end = history_window(options.since, options.until, prometheus_started)
+        history = read_history(options.prometheus, start, end, options.timeout)
+        history_pools, prometheus = history.pools, history.evidence
+        statuses.append(history.status(prometheus_started, clock()))
+    logs: tuple[LogFileEvidence, ...] = ()
+    if options.logs:
+        from pooldoctor.collect.logs import collect_logs
+
+        logs_started = clock()
+        logs = collect_logs(
+            options.logs, log_tz=options.log_tz or UTC, since=options.since, until=options.until
+        )
+        logs_finished = clock()
+        statuses.extend(log_file_status(log, logs_started, logs_finished) for log in logs)
+    config = None
+    if options.configs or options.workers is not None:
+        from pooldoctor.collect.config import read_config
+
+        config = read_config(options.configs, options.workers)
+        statuses.append(config_status(config, clock()))
+    return ReadOnce(history_pools, prometheus, logs, config, tuple(statuses))
 
 
 def config_status(config: PoolConfig, at: datetime) -> SourceStatus:
@@ -356,7 +504,8 @@ def config_status(config: PoolConfig, at: datetime) -> SourceStatus:
 
 def log_file_status(log: LogFileEvidence, started: datetime, finished: datetime) -> SourceStatus:
     """Summarise one log file: an error when nothing in it could be read or dated."""
-    if (log.lines and not log.timestamped_lines) or (log.problems and not log.lines):
+    unread = log.problems and not log.lines and log.first is None  # a seek dated it: read
+    if (log.lines and not log.timestamped_lines) or unread:
         state, detail = SourceState.ERROR, "; ".join(log.problems) or "no timestamp recognised"
     else:
         state = SourceState.OK

@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from pooldoctor.alerts import DEFAULT_SITE_URL, render_rules
+from pooldoctor.alerts import DEFAULT_SITE_URL
 from pooldoctor.atomic import write_atomic
 
 
@@ -28,6 +28,8 @@ def alerts_command(
     ] = None,
 ) -> int:
     """Print Prometheus alerting rules for pool gauges and PostgreSQL saturation."""
+    from pooldoctor.alerts import render_rules
+
     if not site_url.startswith(("http://", "https://")):
         raise typer.BadParameter(f"--site-url must be an http(s) URL, got {site_url!r}")
     text = render_rules(site_url)

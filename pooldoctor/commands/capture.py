@@ -7,12 +7,8 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
-from rich.text import Text
 
-from pooldoctor.atomic import write_atomic
 from pooldoctor.collect.options import NO_SOURCES_MESSAGE, RawSourceOptions
-from pooldoctor.collect.session import CaptureInterrupted, capture, utc_now
 from pooldoctor.commands import options as opt
 from pooldoctor.commands.progress import (
     QuietOpt,
@@ -21,10 +17,8 @@ from pooldoctor.commands.progress import (
     sampling_progress,
     verbosity,
 )
-from pooldoctor.evidence import SourceState, evidence_to_json
 from pooldoctor.exitcodes import ExitCode
 from pooldoctor.interrupts import interrupt_exit_code, interrupt_name
-from pooldoctor.report.terminal import plain
 from pooldoctor.sanitize import strip_controls
 
 
@@ -49,6 +43,15 @@ def capture_command(
     verbose: VerboseOpt = False,
 ) -> int:
     """Collect evidence from the live system and write it to a file (no analysis)."""
+    from rich.console import Console
+    from rich.text import Text
+
+    from pooldoctor.atomic import write_atomic
+    from pooldoctor.collect.session import capture, utc_now
+    from pooldoctor.evidence import SourceState, evidence_to_json
+    from pooldoctor.interrupts import CaptureInterrupted
+    from pooldoctor.report.terminal import plain
+
     sources = opt.validated(
         RawSourceOptions(
             pool_status,

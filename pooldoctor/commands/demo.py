@@ -9,7 +9,6 @@ from typing import Annotated
 import typer
 
 from pooldoctor.exitcodes import ExitCode
-from pooldoctor.lab.cluster import PostgresUnavailable
 
 DEFAULT_OUT = Path("pooldoctor-demo")
 
@@ -25,6 +24,7 @@ def demo_command(
     """Reproduce a real connection leak against a throwaway PostgreSQL and diagnose it."""
     # Imported here: the demo's lab (SQLAlchemy, a web app) is most of the CLI's start-up cost,
     # and every other command, run during an incident, does not need it.
+    from pooldoctor.lab.cluster import PostgresUnavailable
     from pooldoctor.lab.demo import run_demo
 
     try:

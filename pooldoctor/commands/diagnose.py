@@ -6,15 +6,12 @@ import sys
 from dataclasses import replace
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.console import Console
 
-from pooldoctor.collect.extend import MAX_EXTEND_SECONDS, extra_samples, join_captures
-from pooldoctor.collect.inputs import read_input
+from pooldoctor.collect.extend import MAX_EXTEND_SECONDS
 from pooldoctor.collect.options import NO_SOURCES_MESSAGE, RawSourceOptions
-from pooldoctor.collect.session import CaptureInterrupted, capture, utc_now
 from pooldoctor.commands import options as opt
 from pooldoctor.commands.progress import (
     QuietOpt,
@@ -24,27 +21,11 @@ from pooldoctor.commands.progress import (
     sampling_progress,
     verbosity,
 )
-from pooldoctor.diagnosis import diagnose
-from pooldoctor.evidence import Evidence, EvidenceFormatError, evidence_from_json, evidence_to_json
-from pooldoctor.exitcodes import ExitCode
-from pooldoctor.findings import Status
+from pooldoctor.exitcodes import STATUS_EXIT, ExitCode
 from pooldoctor.interrupts import interrupt_exit_code, interrupt_name
-from pooldoctor.report import (
-    build_report,
-    print_summary,
-    render_html,
-    render_json,
-    render_markdown,
-    write_report_dir,
-)
-from pooldoctor.runbooks import load_runbooks
 
-STATUS_EXIT = {
-    Status.OK: ExitCode.OK,
-    Status.WARNING: ExitCode.WARNING,
-    Status.CRITICAL: ExitCode.CRITICAL,
-    Status.UNKNOWN: ExitCode.UNKNOWN,
-}
+if TYPE_CHECKING:
+    from pooldoctor.evidence import Evidence
 
 
 MAX_EVIDENCE_BYTES = 512 * 1024 * 1024  # 1000 samples of 300 backends is about 200 MiB
@@ -61,6 +42,9 @@ class OutputFormat(StrEnum):
 
 def load_evidence_file(path: Path) -> Evidence:
     """Read a captured evidence bundle; any failure is one line on stderr and exit 65."""
+    from pooldoctor.collect.inputs import read_input
+    from pooldoctor.evidence import EvidenceFormatError, evidence_from_json
+
     try:
         data = read_input(str(path), MAX_EVIDENCE_BYTES)
         return evidence_from_json(data.decode("utf-8"))
@@ -127,6 +111,23 @@ def diagnose_command(
     verbose: VerboseOpt = False,
 ) -> int:
     """Diagnose pool exhaustion: collect evidence, rank root causes, write the report."""
+    from rich.console import Console
+
+    from pooldoctor.collect.extend import extra_samples, join_captures
+    from pooldoctor.collect.session import capture, utc_now
+    from pooldoctor.diagnosis import diagnose
+    from pooldoctor.evidence import evidence_to_json
+    from pooldoctor.interrupts import CaptureInterrupted
+    from pooldoctor.report import (
+        build_report,
+        print_summary,
+        render_html,
+        render_json,
+        render_markdown,
+        write_report_dir,
+    )
+    from pooldoctor.runbooks import load_runbooks
+
     now = utc_now()
     level = verbosity(quiet, verbose)
     sources = opt.validated(

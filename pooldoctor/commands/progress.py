@@ -6,14 +6,13 @@ import sys
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from enum import IntEnum
-from typing import Annotated, TextIO
+from typing import TYPE_CHECKING, Annotated, TextIO
 
 import typer
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from pooldoctor.collect.session import RoundReport
-from pooldoctor.evidence import SourceStatus
+if TYPE_CHECKING:
+    from pooldoctor.collect.session import RoundReport
+    from pooldoctor.evidence import SourceStatus
 
 QuietOpt = Annotated[
     bool, typer.Option("-q", "--quiet", help="Print no progress on stderr, only errors.")
@@ -57,6 +56,15 @@ def sampling_progress(
 
         yield plain
         return
+    from rich.console import Console
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+    )
+
     console = Console(file=out, stderr=out is sys.stderr)
     columns = (
         TextColumn("sampling"),

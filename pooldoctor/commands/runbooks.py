@@ -4,27 +4,17 @@ from __future__ import annotations
 
 import json
 import sys
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.console import Console, Group, RenderableType
-from rich.markdown import Markdown
-from rich.panel import Panel
-from rich.rule import Rule
-from rich.table import Table
-from rich.text import Text
 
 from pooldoctor.commands.helpfmt import MetavarCommand
 from pooldoctor.exitcodes import ExitCode
-from pooldoctor.runbooks import (
-    RUNBOOK_SLUGS,
-    Runbook,
-    RunbookError,
-    UnknownRunbook,
-    get_runbook,
-    load_runbooks,
-    runbook_path,
-)
+
+if TYPE_CHECKING:
+    from rich.console import RenderableType
+
+    from pooldoctor.runbooks import Runbook
 
 runbooks_app = typer.Typer(
     help="List and show the on-call runbooks.",
@@ -45,6 +35,12 @@ def list_command(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
 ) -> int:
     """List the runbooks: slug, severity, title."""
+    from rich.console import Console
+    from rich.table import Table
+    from rich.text import Text
+
+    from pooldoctor.runbooks import RUNBOOK_SLUGS, RunbookError, load_runbooks
+
     try:
         loaded = load_runbooks()
     except RunbookError as exc:
@@ -73,6 +69,11 @@ def show_command(
     raw: Annotated[bool, typer.Option("--raw", help="Print the markdown file as-is.")] = False,
 ) -> int:
     """Show one runbook in the terminal."""
+    from rich.console import Console
+    from rich.markdown import Markdown
+
+    from pooldoctor.runbooks import RunbookError, UnknownRunbook, get_runbook, runbook_path
+
     try:
         runbook = get_runbook(slug)
         text = runbook_path(slug).read_text(encoding="utf-8") if raw else ""
@@ -103,6 +104,11 @@ def _summary(rb: Runbook) -> dict[str, object]:
 
 
 def _header(rb: Runbook) -> RenderableType:
+    from rich.console import Group
+    from rich.panel import Panel
+    from rich.rule import Rule
+    from rich.text import Text
+
     style = SEVERITY_STYLES.get(rb.severity, "")
     lines: list[RenderableType] = [
         Text.assemble((rb.title, "bold"), "  ", (rb.severity.upper(), style)),

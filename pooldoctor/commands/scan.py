@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 
 from pooldoctor.exitcodes import ExitCode
-from pooldoctor.scan import ScanFormat, ScanInputError, render, scan
+from pooldoctor.scan.formats import ScanFormat
 
 FormatOpt = Annotated[
     ScanFormat,
@@ -28,6 +28,9 @@ def scan_command(
 
     Exit 1 when something is found, 0 when clean, 64 on bad input.
     """
+    from pooldoctor.scan.output import render
+    from pooldoctor.scan.scanner import ScanInputError, scan
+
     try:
         result = scan([Path(path) for path in paths])
     except ScanInputError as exc:

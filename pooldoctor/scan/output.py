@@ -3,25 +3,17 @@
 from __future__ import annotations
 
 import json
-from enum import StrEnum
 from pathlib import Path
 from typing import Any, assert_never
 
 from pooldoctor import __version__
+from pooldoctor.scan.formats import ScanFormat
 from pooldoctor.scan.model import ScanResult
 from pooldoctor.scan.rules import RULES
 
 SARIF_SCHEMA = "https://json.schemastore.org/sarif-2.1.0.json"
 SRCROOT = "%SRCROOT%"
 JSON_SCHEMA = "pooldoctor.scan/1"
-
-
-class ScanFormat(StrEnum):
-    """`--format` values of `pooldoctor scan`."""
-
-    TEXT = "text"
-    JSON = "json"
-    SARIF = "sarif"
 
 
 def display_path(path: Path, cwd: Path | None = None) -> str:

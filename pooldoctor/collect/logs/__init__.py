@@ -19,6 +19,7 @@ from pooldoctor.collect.logs.parallel import (
     RangeScan,
     ScanSettings,
     scan_parallel,
+    scan_range,
 )
 from pooldoctor.collect.logs.reader import (
     BINARY_REASON,
@@ -33,6 +34,7 @@ from pooldoctor.collect.logs.reader import (
 )
 from pooldoctor.collect.logs.records import read_app_log
 from pooldoctor.collect.logs.scan import FileScan
+from pooldoctor.collect.logs.seek import Window, find_window
 from pooldoctor.collect.logs.timestamps import TimestampReader
 from pooldoctor.evidence import AppLogFacts, LogFileEvidence
 
@@ -41,6 +43,9 @@ FIRST_LINE_QUOTE_CHARS = 120
 # In a one-process scan (stdin, gzip, small files) key passes run in threads (the libc search
 # releases the GIL); more than two rarely helps because the per-hit bookkeeping needs the GIL.
 SCAN_WORKERS = max(1, min(2, os.cpu_count() or 1))
+# Smaller plain files are scanned whole even with --since/--until: seeking would save little.
+SEEK_MIN_BYTES = 1024 * 1024
+MIB = 1024 * 1024
 
 
 def collect_logs(
@@ -50,10 +55,16 @@ def collect_logs(
     since: datetime | None,
     until: datetime | None,
     stdin: BinaryIO | None = None,
+    seek: bool = True,
 ) -> tuple[LogFileEvidence, ...]:
-    """One LogFileEvidence per path (`-` is stdin); failures become `problems`, never raise."""
+    """One LogFileEvidence per path (`-` is stdin); failures become `problems`, never raise.
+
+    With --since/--until, a plain file is bisected to the window (see seek.py) unless `seek` is
+    False; gzip files and stdin are always streamed whole.
+    """
     return tuple(
-        _collect_one(path, log_tz=log_tz, since=since, until=until, stdin=stdin) for path in paths
+        _collect_one(path, log_tz=log_tz, since=since, until=until, stdin=stdin, seek=seek)
+        for path in paths
     )
 
 
@@ -64,6 +75,7 @@ def _collect_one(
     since: datetime | None,
     until: datetime | None,
     stdin: BinaryIO | None,
+    seek: bool = True,
 ) -> LogFileEvidence:
     try:
         if path == STDIN_PATH:
@@ -75,7 +87,7 @@ def _collect_one(
             waiting = DeadlineReader(source, LOG_SCAN_SECONDS)
             return _scan(path, waiting, reference, log_tz, since, until)
         with open_regular(path) as handle:
-            scanned = _scan_file(path, handle, log_tz, since, until)
+            scanned = _scan_file(path, handle, log_tz, since, until, seek)
         reference = min(datetime.fromtimestamp(os.stat(path).st_mtime, UTC), datetime.now(UTC))
         facts = read_app_log(path, log_tz=log_tz, reference=reference, since=since, until=until)
         return replace(scanned, app=facts) if facts is not None and _has_records(facts) else scanned
@@ -88,20 +100,30 @@ def _collect_one(
 
 
 def _scan_file(
-    path: str, handle: BinaryIO, log_tz: tzinfo, since: datetime | None, until: datetime | None
+    path: str,
+    handle: BinaryIO,
+    log_tz: tzinfo,
+    since: datetime | None,
+    until: datetime | None,
+    seek: bool = True,
 ) -> LogFileEvidence:
-    """A large plain regular file is split over processes; anything else is read in one go."""
+    """A plain regular file is bisected to --since/--until, a large one split over processes;
+    anything else is read in one go."""
     status = os.fstat(handle.fileno())
     reference = min(datetime.fromtimestamp(status.st_mtime, UTC), datetime.now(UTC))
-    if (
-        stat.S_ISREG(status.st_mode)
-        and status.st_size >= PARALLEL_MIN_BYTES
-        and not _gzipped(handle)
-    ):
+    plain = stat.S_ISREG(status.st_mode) and not _gzipped(handle)
+    settings = ScanSettings(path, log_tz, reference, since, until)
+    if plain and status.st_size >= PARALLEL_MIN_BYTES:
         if looks_binary(handle.read(BINARY_SNIFF_BYTES)):
             return _unreadable(path, BINARY_REASON)  # a huge zeroed or random file: not a log
         handle.seek(0)
-        settings = ScanSettings(path, log_tz, reference, since, until)
+    if plain and seek and (since or until) and status.st_size >= SEEK_MIN_BYTES:
+        reader = TimestampReader(log_tz=log_tz, reference=reference)
+        window = find_window(handle, status.st_size, reader, since, until)
+        if window is not None:
+            return _scan_window(settings, handle, status.st_size, window)
+        handle.seek(0)
+    if plain and status.st_size >= PARALLEL_MIN_BYTES:
         whole = _scan_parallel(settings, handle, status.st_size)
         if whole is not None:
             problems = _problems(whole.scan, whole.stop_reason, False, whole.long_lines)
@@ -120,11 +142,41 @@ def _gzipped(handle: BinaryIO) -> bool:
     return head == GZIP_MAGIC
 
 
-def _scan_parallel(settings: ScanSettings, handle: BinaryIO, size: int) -> RangeScan | None:
+def _scan_parallel(
+    settings: ScanSettings,
+    handle: BinaryIO,
+    size: int,
+    start: int = 0,
+    end: int | None = None,
+) -> RangeScan | None:
     try:
-        return scan_parallel(settings, handle, size)
+        return scan_parallel(settings, handle, size, start=start, end=end)
     except (OSError, BrokenProcessPool):  # processes unavailable here: scan in this one
         return None
+
+
+def _scan_window(
+    settings: ScanSettings, handle: BinaryIO, size: int, window: Window
+) -> LogFileEvidence:
+    """Scan only the bytes the window search found; the file's first and last stamps come
+    from its probes, its line counts cover the scanned part."""
+    ranged = _scan_parallel(settings, handle, size, window.start, window.end)
+    if ranged is None:
+        ranged = scan_range(settings, window.start, window.end)
+    scan = ranged.scan
+    for moment in (window.head, window.tail):
+        if moment is not None:
+            scan.first = moment if scan.first is None else min(scan.first, moment)
+            scan.last = moment if scan.last is None else max(scan.last, moment)
+    problems = _problems(scan, ranged.stop_reason, False, ranged.long_lines)
+    stop = size if window.end is None else window.end
+    problems.insert(
+        0,
+        f"seeked to the --since/--until window: scanned {(stop - window.start) / MIB:.1f} of "
+        f"{size / MIB:.1f} MiB (bytes {window.start}-{stop}, {window.probes} probes); "
+        "line counts cover that part",
+    )
+    return _evidence(settings.path, scan, problems)
 
 
 def _unreadable(path: str, problem: str) -> LogFileEvidence:

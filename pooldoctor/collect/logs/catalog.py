@@ -128,23 +128,26 @@ RULES: tuple[Rule, ...] = (
 # Scanned over whole chunks, one strstr/memmem pass each, so their number and length set the
 # scan's cost: a pass costs 15-60 ms per 512 MiB whatever it finds (more when the key starts
 # with a letter pair common in the text). A key may cover several literals as long as its other
-# hits stay rare (each costs microseconds of Python).
+# hits stay rare (each costs microseconds of Python). glibc's strstr first looks for the key's
+# first two bytes, so a key that drops the leading letters of a common pair ("te", "re", "de",
+# "sh") and starts at a rarer one ("rm", "dl", "im") makes a pass up to three times faster while
+# matching the same lines (the commented keys; measured with `python -m bench logs`).
 SEARCH_KEYS: tuple[bytes, ...] = (
     b"timeout",
-    b"timed out",
+    b"imed out",  # "timed out"
     b"closed",
     b"too many c",
     b"database system is",
     b"could not ",
-    b"connect to",
-    b"reconnect until",
-    b"read-only transaction",
-    b"unexpected EOF",
-    b"terminating connection",
-    b"deadlock detected",
+    b"nect to",  # "connect to"
+    b"nnect until",  # "reconnect until"
+    b"ead-only transaction",  # "read-only transaction"
+    b"xpected EOF",  # "unexpected EOF"
+    b"rminating conn",  # "terminating connection"
+    b"dlock det",  # "deadlock detected"
     b" waiting",  # still waiting for, requests waiting
     b"get a connection",
-    b"slots are reserved",
+    b"lots are reserved",  # "slots are reserved"
     b"prepared statement",
     b"no more connections",
     b"conn crashed",
@@ -155,7 +158,7 @@ SEARCH_KEYS: tuple[bytes, ...] = (
     b"non-checked-in",
     b'HTTP/1.1" 5',
     b'0" 5',  # HTTP/1.0 and HTTP/2.0
-    b"shutdown request",
+    b"hutdown request",  # "shutdown request"
 )
 
 

@@ -70,10 +70,13 @@ def scan_parallel(
     handle: BinaryIO,
     size: int,
     *,
+    start: int = 0,
+    end: int | None = None,
     parts: int | None = None,
     min_bytes: int | None = None,
 ) -> RangeScan | None:
-    """The scan of the whole file, or None when it cannot be split (then scan it in one go).
+    """The scan of bytes [start, end) of the file (by default all of it), or None when that
+    cannot be split (then scan it in one go).
 
     `parts` ranges (default: one per core) are scanned by parts - 1 processes and this one.
     """
@@ -82,14 +85,15 @@ def scan_parallel(
     if min_bytes is None:
         forked = context.get_start_method() == "fork"
         min_bytes = PARALLEL_MIN_BYTES if forked else SPAWN_MIN_BYTES
-    if parts < 2 or size < min_bytes:
+    stop = size if end is None else end
+    if parts < 2 or stop - start < min_bytes:
         return None
     probe = TimestampReader(log_tz=settings.log_tz, reference=settings.reference)
-    offsets = split_offsets(handle, size, parts, settings.chunk_bytes, probe)
+    offsets = split_offsets(handle, size, parts, settings.chunk_bytes, probe, start, stop)
     if not offsets:
         return None
-    starts = [0, *offsets]
-    ends: list[int | None] = [*offsets, None]  # the last range reads whatever the file holds
+    starts = [start, *offsets]
+    ends: list[int | None] = [*offsets, end]  # None: the last range reads what the file holds
     ranges = list(zip(starts, ends, strict=True))
     with ProcessPoolExecutor(max_workers=len(ranges) - 1, mp_context=context) as pool:
         try:
@@ -152,19 +156,27 @@ CANDIDATE_BOUNDARIES = 8  # chunk boundaries tried around each ideal split point
 
 
 def split_offsets(
-    handle: BinaryIO, size: int, parts: int, chunk_bytes: int, reader: TimestampReader
+    handle: BinaryIO,
+    size: int,
+    parts: int,
+    chunk_bytes: int,
+    reader: TimestampReader,
+    low: int = 0,
+    high: int | None = None,
 ) -> list[int]:
-    """Ascending offsets where ranges after the first start; fewer than parts - 1 if need be."""
+    """Ascending offsets in (low, high) where ranges after the first start; fewer than
+    parts - 1 if need be."""
+    high = size if high is None else high
     boundaries = (size - 1) // chunk_bytes  # chunk boundaries strictly inside the file
     offsets: list[int] = []
     for part in range(1, parts):
-        ideal = round(size * part / parts / chunk_bytes) or 1  # nearest the even split
+        ideal = round((low + (high - low) * part / parts) / chunk_bytes) or 1  # nearest even
         for step in range(CANDIDATE_BOUNDARIES):
             index = ideal + (step + 1) // 2 * (1 if step % 2 else -1)
-            if not 1 <= index <= boundaries:
+            if not 1 <= index <= boundaries or not low < index * chunk_bytes < high:
                 continue
             offset = _range_start(handle, index * chunk_bytes, chunk_bytes, reader)
-            if offset is not None and offset > (offsets[-1] if offsets else 0):
+            if offset is not None and (offsets[-1] if offsets else low) < offset < high:
                 offsets.append(offset)
                 break
     return offsets

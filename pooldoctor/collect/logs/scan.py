@@ -30,6 +30,7 @@ EXACT_SAMPLE_LINES = 4000  # spans this short are timestamp-counted line by line
 SAMPLE_WINDOWS = 2
 SAMPLE_WINDOW_LINES = 250
 MAX_BACKTRACK_LINES = 500  # a traceback longer than this loses its timestamp
+BISECT_MIN_BYTES = 16 * 1024  # below this, edge lines are found by reading them in order
 FIRST_EXAMPLES = 3
 LAST_EXAMPLES = 2
 MAX_MINUTES_PER_EVENT = 20_000  # two weeks of minutes; more would bloat the evidence
@@ -258,19 +259,53 @@ class FileScan:
         return False
 
     def _count_outside(self, buffer: bytes, start: int, end: int) -> int:
+        """Lines of the span before --since or at/after --until, found by bisection.
+
+        Exact for lines in time order; a line a little out of order near an edge may be counted
+        on the wrong side (events are judged line by line, so only this count is affected).
+        """
+        total = buffer.count(b"\n", start, end) + (buffer[end - 1] != 0x0A)
         outside = 0
-        moment = self.carry_moment
-        position = start
+        if self.since is not None:
+            outside += buffer.count(b"\n", start, self._first_at(buffer, start, end, self.since))
+        if self.until is not None:
+            boundary = self._first_at(buffer, start, end, self.until)
+            outside += total - buffer.count(b"\n", start, boundary)
+        return outside
+
+    def _first_at(self, buffer: bytes, start: int, end: int, moment: datetime) -> int:
+        """Start of the first timestamped line stamped at or after `moment` (`end` if none)."""
+        low, high = start, end
+        while high - low > BISECT_MIN_BYTES:
+            middle = buffer.find(b"\n", (low + high) // 2, high) + 1
+            if middle <= 0:
+                break
+            found = self._next_stamp(buffer, middle, end)
+            if found is not None and found < moment:
+                low = middle
+            else:
+                high = middle
+        position = low
         while position < end:
             line_end = buffer.find(b"\n", position, end)
             line_end = end if line_end < 0 else line_end
-            stamp = self.reader.read(buffer[position:line_end])
-            if stamp is not None:
-                moment = stamp.moment
-            if moment is not None and self._outside(moment):
-                outside += 1
+            stamp = self.reader.read(buffer[position:line_end], flavor=False)
+            if stamp is not None and stamp.moment >= moment:
+                return position
             position = line_end + 1
-        return outside
+        return end
+
+    def _next_stamp(self, buffer: bytes, position: int, end: int) -> datetime | None:
+        for _ in range(MAX_BACKTRACK_LINES):
+            if position >= end:
+                return None
+            line_end = buffer.find(b"\n", position, end)
+            line_end = end if line_end < 0 else line_end
+            stamp = self.reader.read(buffer[position:line_end], flavor=False)
+            if stamp is not None:
+                return stamp.moment
+            position = line_end + 1
+        return None
 
     # -- events -----------------------------------------------------------------------
 

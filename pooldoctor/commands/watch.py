@@ -1,0 +1,97 @@
+"""`pooldoctor watch`: a live view refreshed every --interval, optionally recorded as evidence."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from pooldoctor.collect.options import RawSourceOptions
+from pooldoctor.commands import options as opt
+from pooldoctor.exitcodes import STATUS_EXIT, ExitCode
+
+
+def watch_command(
+    pool_status: opt.PoolStatusOpt = None,
+    dsn: opt.DsnOpt = None,
+    log: opt.LogOpt = None,
+    config: opt.ConfigOpt = None,
+    workers: opt.WorkersOpt = None,
+    interval: Annotated[
+        float,
+        typer.Option(
+            "--interval", metavar="SECONDS", min=0.2, max=3600.0, help="Seconds between rounds."
+        ),
+    ] = 2.0,
+    timeout: opt.TimeoutOpt = 5.0,
+    since: opt.SinceOpt = None,
+    until: opt.UntilOpt = None,
+    log_tz: opt.LogTzOpt = None,
+    pgbouncer: opt.PgBouncerOpt = None,
+    prometheus: opt.PrometheusOpt = None,
+    record: Annotated[
+        Path | None,
+        typer.Option(
+            "--record",
+            metavar="FILE",
+            help="Write everything sampled as evidence (atomically, also on Ctrl-C) for "
+            "`diagnose --evidence`.",
+        ),
+    ] = None,
+    duration: Annotated[
+        float | None,
+        typer.Option(
+            "--duration", metavar="SECONDS", min=0.0, help="Stop by itself after this many seconds."
+        ),
+    ] = None,
+) -> int:
+    """Live view of pools, server backends, stuck sessions and the leading cause.
+
+    Keys: s sort, p pause, q quit. It never terminates anything; it shows the command to copy.
+    Without a terminal it prints one status line per round.
+    """
+    from rich.console import Console
+
+    from pooldoctor.collect.session import utc_now
+    from pooldoctor.watch.live import WatchSettings, run_watch
+
+    sources = opt.validated(
+        RawSourceOptions(
+            pool_status,
+            dsn,
+            log,
+            config,
+            workers,
+            1,
+            interval,
+            timeout,
+            since,
+            until,
+            log_tz,
+            pgbouncers=pgbouncer,
+            prometheus=prometheus,
+        ),
+        utc_now(),
+    )
+    if not (sources.pool_status or sources.dsn or sources.pgbouncers):
+        raise typer.BadParameter(
+            "nothing live to watch: pass --pool-status URL, --dsn DSN (or set DATABASE_URL) "
+            "or --pgbouncer DSN"
+        )
+    if record is not None and record.is_dir():
+        raise typer.BadParameter(
+            f"--record {record} is a directory; give a file name such as {record}/evidence.json"
+        )
+    outcome = run_watch(sources, WatchSettings(interval, duration, record), Console())
+    if outcome.record_error is not None:
+        print(f"pooldoctor: error: {outcome.record_error}", file=sys.stderr)
+        return int(ExitCode.INPUT)
+    if outcome.record is not None:
+        print(
+            f"watched {outcome.rounds} round(s); evidence recorded to {outcome.record} "
+            f"(replay: pooldoctor diagnose --evidence {outcome.record})",
+            file=sys.stderr,
+        )
+    return int(STATUS_EXIT[outcome.status])

@@ -1,0 +1,1 @@
+"""`pooldoctor watch`: a live view of pools, server backends and the leading cause."""

@@ -1,0 +1,296 @@
+"""What one round of `pooldoctor watch` shows, derived purely from evidence and its diagnosis."""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+
+from pooldoctor.evidence import Backend, Evidence, PoolInstance, PoolSample, SourceState
+from pooldoctor.findings import Diagnosis, Severity, Status
+from pooldoctor.sanitize import strip_controls
+
+# Timeouts per minute are measured over roughly the last minute of samples.
+RATE_WINDOW_SECONDS = 60.0
+TIMEOUT_COUNTERS = ("pool_timeouts", "requests_errors")
+TOP_SESSIONS = 10
+TOP_HOLDERS_PER_INSTANCE = 3
+IDLE = "idle"
+CLIENT_BACKEND_TYPES = (None, "client backend")
+
+
+class SortKey(StrEnum):
+    """How the holders / stuck sessions table is ordered (the `s` key cycles)."""
+
+    AGE = "age"
+    PID = "pid"
+    APPLICATION = "application"
+    STATE = "state"
+
+    def next(self) -> SortKey:
+        """The following key, wrapping around."""
+        keys = list(SortKey)
+        return keys[(keys.index(self) + 1) % len(keys)]
+
+
+@dataclass(frozen=True)
+class PoolRow:
+    """One app instance's latest pool reading."""
+
+    instance: str
+    checked_out: int | None = None
+    capacity: int | None = None
+    waiting: int | None = None
+    timeouts_per_minute: float | None = None
+    error: str | None = None
+
+    @property
+    def fill(self) -> float | None:
+        """Checked-out share of capacity, 0..1, when both are known."""
+        if self.checked_out is None or not self.capacity:
+            return None
+        return self.checked_out / self.capacity
+
+
+@dataclass(frozen=True)
+class BackendGroup:
+    """Server backends of one application in one state."""
+
+    application: str
+    state: str
+    count: int
+    oldest_transaction_seconds: float | None
+    lock_waits: int
+
+
+@dataclass(frozen=True)
+class SessionRow:
+    """A holder or stuck session: who, how long, and the scoped command to end it (never run)."""
+
+    what: str
+    who: str
+    application: str
+    state: str
+    age_seconds: float
+    detail: str
+    pid: int | None = None
+    command: str | None = None
+
+
+@dataclass(frozen=True)
+class Leading:
+    """The current most probable cause and its runbook."""
+
+    title: str
+    severity: Severity
+    runbook: str
+    summary: str
+
+
+@dataclass(frozen=True)
+class WatchView:
+    """Everything one refresh shows."""
+
+    at: datetime
+    round: int
+    status: Status
+    pools: tuple[PoolRow, ...]
+    groups: tuple[BackendGroup, ...]
+    sessions: tuple[SessionRow, ...]
+    leading: Leading | None
+    problems: tuple[str, ...]
+    max_connections: int | None = None
+
+
+def timeouts_per_minute(samples: tuple[PoolSample, ...]) -> float | None:
+    """Growth of the pool's timeout counter over about the last minute, per minute."""
+    if len(samples) < 2:
+        return None
+    last = samples[-1]
+    key = next((k for k in TIMEOUT_COUNTERS if k in last.counters), None)
+    if key is None:
+        return None
+    recent = [
+        s
+        for s in samples
+        if key in s.counters and (last.at - s.at).total_seconds() <= RATE_WINDOW_SECONDS
+    ]
+    first = recent[0]
+    elapsed = (last.at - first.at).total_seconds()
+    delta = last.counters[key] - first.counters[key]
+    if elapsed <= 0 or delta < 0:
+        return None
+    return delta * 60.0 / elapsed
+
+
+def pool_row(pool: PoolInstance) -> PoolRow:
+    """The latest reading of one instance, or why there is none."""
+    if not pool.samples:
+        error = pool.errors[-1].error if pool.errors else "no sample yet"
+        return PoolRow(strip_controls(pool.url), error=strip_controls(error))
+    last = pool.samples[-1]
+    failed_after = pool.errors and pool.errors[-1].at > last.at
+    return PoolRow(
+        strip_controls(pool.url),
+        checked_out=last.checked_out,
+        capacity=last.capacity,
+        waiting=last.waiting,
+        timeouts_per_minute=timeouts_per_minute(pool.samples),
+        error=strip_controls(pool.errors[-1].error) if failed_after else None,
+    )
+
+
+def _is_client(backend: Backend) -> bool:
+    return backend.backend_type in CLIENT_BACKEND_TYPES
+
+
+def backend_groups(backends: tuple[Backend, ...], at: datetime) -> list[BackendGroup]:
+    """Client backends by application and state, most numerous first."""
+    grouped: dict[tuple[str, str], list[Backend]] = defaultdict(list)
+    for backend in backends:
+        if _is_client(backend):
+            key = (
+                strip_controls(backend.application_name or "(none)"),
+                strip_controls(backend.state or "(unknown)"),
+            )
+            grouped[key].append(backend)
+    groups = []
+    for (application, state), members in grouped.items():
+        starts = [b.xact_start for b in members if b.xact_start is not None]
+        oldest = (at - min(starts)).total_seconds() if starts else None
+        waits = sum(1 for b in members if b.wait_event_type == "Lock")
+        groups.append(BackendGroup(application, state, len(members), oldest, waits))
+    return sorted(groups, key=lambda g: (-g.count, g.application, g.state))
+
+
+def scoped_command(backend: Backend) -> str | None:
+    """The cancel/terminate call for exactly this transaction or query, safe against pid reuse."""
+    state = backend.state or ""
+    if state.startswith("idle in transaction") and backend.xact_start is not None:
+        return (
+            f"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE pid = {backend.pid} "
+            f"AND xact_start = '{backend.xact_start.isoformat()}';"
+        )
+    if state == "active" and backend.query_start is not None:
+        return (
+            f"SELECT pg_cancel_backend(pid) FROM pg_stat_activity WHERE pid = {backend.pid} "
+            f"AND query_start = '{backend.query_start.isoformat()}';"
+        )
+    return None
+
+
+def _session_row(backend: Backend, at: datetime) -> SessionRow | None:
+    state = backend.state or ""
+    if state.startswith("idle in transaction") and backend.xact_start is not None:
+        what, since = "open transaction", backend.xact_start
+    elif backend.wait_event_type == "Lock" and backend.query_start is not None:
+        what, since = "lock wait", backend.query_start
+    elif state == "active" and backend.query_start is not None:
+        what, since = "query", backend.query_start
+    else:
+        return None
+    detail = backend.query or ("query hidden" if backend.query_hidden else "")
+    if what == "lock wait":
+        blockers = ", ".join(str(pid) for pid in backend.blocking_pids) or "?"
+        detail = f"blocked by pid {blockers}: {detail}"
+    return SessionRow(
+        what=what,
+        who=f"pid {backend.pid}",
+        application=strip_controls(backend.application_name or ""),
+        state=strip_controls(state),
+        age_seconds=max(0.0, (at - since).total_seconds()),
+        detail=" ".join(strip_controls(detail).split()),
+        pid=backend.pid,
+        command=scoped_command(backend),
+    )
+
+
+def _holder_rows(pool: PoolInstance) -> list[SessionRow]:
+    if not pool.samples:
+        return []
+    rows = []
+    for holder in pool.samples[-1].holders[:TOP_HOLDERS_PER_INSTANCE]:
+        finished = " (its thread has finished)" if holder.thread_alive is False else ""
+        rows.append(
+            SessionRow(
+                what="checkout",
+                who=strip_controls(holder.origin),
+                application=strip_controls(pool.url),
+                state="checked out",
+                age_seconds=holder.age_seconds,
+                detail=strip_controls(f"thread {holder.thread or '?'}{finished}"),
+            )
+        )
+    return rows
+
+
+def _order(key: SortKey, row: SessionRow) -> tuple[str, float]:
+    if key is SortKey.PID:
+        return ("", float(row.pid) if row.pid is not None else math.inf)
+    if key is SortKey.APPLICATION:
+        return (row.application, -row.age_seconds)
+    if key is SortKey.STATE:
+        return (row.state, -row.age_seconds)
+    return ("", -row.age_seconds)
+
+
+def sessions(evidence: Evidence, sort: SortKey = SortKey.AGE) -> list[SessionRow]:
+    """Holders reported by the apps and busy server sessions, ordered by `sort`, top few."""
+    rows = [row for pool in evidence.pools for row in _holder_rows(pool)]
+    postgres = evidence.postgres
+    if postgres is not None and postgres.samples:
+        sample = postgres.samples[-1]
+        rows.extend(
+            row
+            for backend in sample.backends
+            if _is_client(backend) and backend.state != IDLE
+            for row in [_session_row(backend, sample.at)]
+            if row is not None
+        )
+    rows.sort(key=lambda row: _order(sort, row))
+    return rows[:TOP_SESSIONS]
+
+
+def leading_finding(diagnosis: Diagnosis) -> Leading | None:
+    """The top-ranked finding when it is a warning or worse."""
+    if not diagnosis.findings:
+        return None
+    top = diagnosis.findings[0]
+    if top.severity is Severity.INFO:
+        return None
+    return Leading(
+        strip_controls(top.title), top.severity, top.runbook, strip_controls(top.summary)
+    )
+
+
+def build_view(
+    evidence: Evidence, diagnosis: Diagnosis, round_number: int, sort: SortKey = SortKey.AGE
+) -> WatchView:
+    """The view of one round: pools, server backends, holders and stuck sessions, leading cause."""
+    groups: list[BackendGroup] = []
+    max_connections = None
+    postgres = evidence.postgres
+    if postgres is not None:
+        value = postgres.settings.get("max_connections", "")
+        max_connections = int(value) if value.isdigit() else None
+        if postgres.samples:
+            sample = postgres.samples[-1]
+            groups = backend_groups(sample.backends, sample.at)
+    problems = tuple(
+        strip_controls(f"{source.kind} {source.name}: {source.detail}")
+        for source in evidence.sources
+        if source.status is SourceState.ERROR
+    )
+    return WatchView(
+        at=evidence.collected_at,
+        round=round_number,
+        status=diagnosis.status,
+        pools=tuple(pool_row(pool) for pool in evidence.pools),
+        groups=tuple(groups),
+        sessions=tuple(sessions(evidence, sort)),
+        leading=leading_finding(diagnosis),
+        problems=problems,
+        max_connections=max_connections,
+    )
