@@ -33,13 +33,18 @@ _URL_PASSWORD = re.compile(r"(?i)(\b[a-z][a-z0-9+.-]*://[^:/@\s]*:)\S*@(?=[\w\[]
 _USERINFO_PASSWORD = re.compile(r"(?<![\w.%+-])([\w.%+-]+:)(?!//)(\S+)@(?=[\w\[])")
 _SECRET_WORD = r"(?:[\w.-]*(?:token|secret|passw(?:or)?d|pwd|api[_-]?key|apikey|credential)[\w.-]*)"
 # A secret-named key and its value, as key=value, key: value or "key": "value" (JSON). An
-# unquoted value runs on over following words until the next `key=`: a password with a space
-# in a key=value string must not leak its second word.
+# unquoted value is one word; the words after it (`more`) are part of it only inside a
+# key=value list (libpq conninfo), where a password with a space must not leak its second word.
 _KEY_SECRET = re.compile(
     r"(?i)(?P<key>[\"']?\b" + _SECRET_WORD + r"[\"']?\s*[=:]\s*)"
     r"(?P<value>\"(?:[^\"\\]|\\.)*\"?|'(?:[^'\\]|\\.)*'?"
-    r"|(?![\"'])[^\s,;&\"'}\]]+(?:[ \t]+(?![\w.-]+\s*[=:])[^\s,;&\"'}\]=]+)*)"
+    r"|(?![\"'])[^\s,;&\"'}\]]+)"
+    r"(?P<more>(?:[ \t]+(?![\w.-]+\s*[=:])[^\s,;&\"'}\]=]+)*)"
 )
+# Inside a key=value list: a `key=value` pair right before the secret key, or a `key=` after
+# the words that follow its value.
+_PAIR_BEFORE = re.compile(r"[\w.-]+=\S+[ \t]+$")
+_PAIR_AFTER = re.compile(r"[ \t]+[\w.-]+=")
 _AUTHORIZATION = re.compile(
     r"(?i)(\b(?:proxy-)?authorization[\"']?\s*[:=]\s*[\"']?)"
     r"(?:(bearer|basic|token|digest|negotiate|ntlm|aws4-hmac-sha256)\s+)?([^\s\"',;]+)"
@@ -90,13 +95,24 @@ def _authorization(match: re.Match[str]) -> str:
 
 
 def _key_secret(match: re.Match[str]) -> str:
-    value = match["value"]
-    if value.startswith(("'", '"')):
+    value, more = match["value"], match["more"]
+    text, start, end = match.string, match.start(), match.end()
+    quoted = value.startswith(("'", '"'))
+    in_pairs = (
+        bool(more)
+        and not quoted
+        and (
+            _PAIR_BEFORE.search(text, max(0, start - 256), start) is not None
+            or _PAIR_AFTER.match(text, end) is not None
+        )
+    )
+    kept = "" if in_pairs else more
+    if quoted:
         quote_char = value[0]
-        return f"{match['key']}{quote_char}{REDACTED}{quote_char}"
+        return f"{match['key']}{quote_char}{REDACTED}{quote_char}{kept}"
     if value in (REDACTED, "\\*\\*\\*"):  # already redacted (and maybe markdown-escaped)
-        return match[0]
-    return f"{match['key']}{REDACTED}"
+        return f"{match['key']}{value}{kept}"
+    return f"{match['key']}{REDACTED}{kept}"
 
 
 def is_sensitive_param(name: str) -> bool:

@@ -1,8 +1,10 @@
-"""Run the real `pooldoctor` CLI in a child process under memory and time bounds, and inspect
-everything it left behind (stdout, stderr, every file under its output paths)."""
+"""Run the real `pooldoctor` CLI (in a child process under memory and time bounds where the
+property needs one, else through `main` in this process) and inspect everything it left behind
+(stdout, stderr, every file under its output paths)."""
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 import resource
 import signal
@@ -14,6 +16,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from multiprocessing.process import BaseProcess
 from pathlib import Path
 
 import pytest
@@ -24,6 +27,7 @@ ADDRESS_SPACE_BYTES = 3 * 1024**3
 # Every run must end within this (the subprocess timeout, not a speed assertion).
 RUN_BOUND_SECONDS = 60.0
 SECRET = "S3cretPassw0rd"
+DSN_VARIABLES = ("DATABASE_URL", "POOLDOCTOR_DSN")  # a run must not pick up the tester's DSN
 
 
 def _limit_memory() -> None:
@@ -81,8 +85,8 @@ def run_cli(
 ) -> Run:
     """Run `pooldoctor ARGS` bounded in memory and time; collect streams and output files."""
     environment = {**os.environ, "COLUMNS": "200", **(env or {})}
-    environment.pop("DATABASE_URL", None)
-    environment.pop("POOLDOCTOR_DSN", None)
+    for name in DSN_VARIABLES:
+        environment.pop(name, None)
     completed = subprocess.run(
         command(*args),
         stdin=stdin,
@@ -198,12 +202,71 @@ def fake_postgres_refusing(sqlstate: str, message: str) -> Iterator[int]:
         listener.close()
 
 
+# An in-process run may grow this process's address space by this much, no more: the same kind
+# of bound a child's RLIMIT_AS gives (a MemoryError would show as an internal error).
+IN_PROCESS_HEADROOM_BYTES = 2 * 1024**3
+
+
+def _address_space_in_use() -> int:
+    with open("/proc/self/status", encoding="ascii") as status:
+        for line in status:
+            if line.startswith("VmSize:"):
+                return int(line.split()[1]) * 1024
+    raise RuntimeError("no VmSize in /proc/self/status")
+
+
+@contextmanager
+def _address_space_headroom(headroom: int) -> Iterator[None]:
+    """Lower this process's RLIMIT_AS to what it uses now plus `headroom`, then restore it."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_AS)
+    limit = _address_space_in_use() + headroom
+    if hard != resource.RLIM_INFINITY:
+        limit = min(limit, hard)
+    resource.setrlimit(resource.RLIMIT_AS, (limit, hard))
+    try:
+        yield
+    finally:
+        resource.setrlimit(resource.RLIMIT_AS, (soft, hard))
+
+
+def fork_main(*args: str) -> BaseProcess:
+    """Start `pooldoctor ARGS` in a forked copy of this process (already imported: no
+    interpreter start-up), for cases that need several processes at once; its exitcode is the
+    CLI's exit code."""
+
+    def target() -> None:
+        from pooldoctor.cli import main
+
+        with open(os.devnull, "w") as sink:
+            sys.stdout = sys.stderr = sink
+            code = main(list(args))
+        os._exit(code)
+
+    process = multiprocessing.get_context("fork").Process(target=target)
+    process.start()
+    return process
+
+
 def run_main(capsys: pytest.CaptureFixture[str], *args: str, outputs: Sequence[Path] = ()) -> Run:
-    """The same checks in this process (no memory limit): for further variants of a case
-    whose first variant ran as a child process."""
+    """The same run and checks in this process, through the CLI's `main` with captured streams,
+    the child's environment and an address-space bound (IN_PROCESS_HEADROOM_BYTES over what this
+    process uses): for every case whose property does not need a child process (a signal, the
+    process's exit, or a read that must be bounded well below the headroom)."""
     from pooldoctor.cli import main
 
-    capsys.readouterr()
-    code = main(list(args))
-    captured = capsys.readouterr()
+    saved = {name: os.environ.get(name) for name in ("COLUMNS", *DSN_VARIABLES)}
+    os.environ["COLUMNS"] = "200"
+    for name in DSN_VARIABLES:
+        os.environ.pop(name, None)
+    try:
+        capsys.readouterr()
+        with _address_space_headroom(IN_PROCESS_HEADROOM_BYTES):
+            code = main(list(args))
+        captured = capsys.readouterr()
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
     return Run(code, captured.out, captured.err, _collect(outputs))

@@ -211,6 +211,43 @@ def test_redact_hides_every_secret_class(shape: str, secret: str, noise: str) ->
     assert secret not in redact(text).replace(noise, "")
 
 
+secret_keys = st.sampled_from(["password", "sslpassword", "db_password", "auth_token", "secret"])
+prose = st.sampled_from(["for", "user", "bob", "failed", "was", "rejected", "at", "login"])
+pairs = st.lists(
+    st.tuples(
+        st.sampled_from(["host", "user", "dbname", "port"]),
+        st.sampled_from(["db", "app", "5432", "db.internal"]),
+    ),
+    max_size=2,
+)
+
+
+@BUDGET
+@given(secret_keys, secret_values, secret_values, pairs, pairs)
+def test_a_spaced_password_in_a_key_value_list_is_hidden_whole(
+    key: str, first: str, second: str, before: list[tuple[str, str]], after: list[tuple[str, str]]
+) -> None:
+    if not before and not after:
+        after = [("dbname", "app")]
+    listed = " ".join(f"{k}={v}" for k, v in before)
+    trailing = " ".join(f"{k}={v}" for k, v in after)
+    text = f"connect: {listed} {key}={first} {second} {trailing}".replace("  ", " ")
+    redacted = redact(text)
+    assert first not in redacted and second not in redacted, redacted
+    assert all(f"{k}={v}" in redacted for k, v in before + after)
+
+
+@BUDGET
+@given(secret_keys, secret_values, st.lists(prose, min_size=1, max_size=4))
+def test_words_after_an_unquoted_secret_in_prose_stay_visible(
+    key: str, secret: str, words: list[str]
+) -> None:
+    tail = " ".join(words)
+    redacted = redact(f"login failed: {key}={secret} {tail}")
+    assert secret not in redacted
+    assert redacted.endswith(f"=*** {tail}"), redacted
+
+
 time_texts = st.one_of(
     st.text(max_size=30),
     st.builds(lambda n, u: f"{n}{u}", st.integers(0, 10**15), st.sampled_from("smhd")),

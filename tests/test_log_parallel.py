@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import io
 import random
+import signal
+import time
+from concurrent.futures import ProcessPoolExecutor
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -13,8 +16,11 @@ from pooldoctor.collect.logs import collect_logs
 from pooldoctor.collect.logs.parallel import (
     PARALLEL_MIN_BYTES,
     ScanSettings,
+    _context,
+    _stop_workers,
     merge_tallies,
     scan_parallel,
+    scan_range,
 )
 from pooldoctor.collect.logs.reader import LogStream
 from pooldoctor.collect.logs.scan import EventTally, FileScan
@@ -161,3 +167,30 @@ def test_finder_agrees_with_bytes_find(text: bytes) -> None:
         for end in range(start, len(buffer) + 1):
             find = make_finder(buffer, start, end)
             assert find(b"closed", start, end) == buffer.find(b"closed", start, end)
+
+
+def test_a_split_file_stops_at_its_shared_time_cap(tmp_path: Path) -> None:
+    path = _write_log(tmp_path / "mixed.log", 3000)
+    expired = time.monotonic() - 1  # the cap is shared: a range started late has no more time
+    settings = ScanSettings(
+        str(path), UTC, REFERENCE, None, None, chunk_bytes=CHUNK, seconds=0.5, deadline=expired
+    )
+    with path.open("rb") as handle:
+        whole = scan_parallel(settings, handle, path.stat().st_size, parts=3, min_bytes=0)
+    assert whole is not None and whole.stop_reason == "time limit (0.5s) reached"
+    assert 0 < whole.scan.lines < _sequential(path, None, None).lines
+    later = scan_range(settings, path.stat().st_size // 2, None)  # what a worker process runs
+    assert later.stop_reason == "time limit (0.5s) reached"
+    assert later.scan.lines < _sequential(path, None, None).lines // 2
+
+
+def test_stopping_a_parallel_scan_terminates_its_worker_processes() -> None:
+    pool = ProcessPoolExecutor(max_workers=2, mp_context=_context())
+    for _ in range(2):
+        pool.submit(time.sleep, 120)  # a range scan that would go on for minutes
+    processes = list(pool._processes.values())
+    assert processes
+    _stop_workers(pool)  # what Ctrl-C or SIGTERM during the scan runs
+    for process in processes:
+        process.join(30)  # a bound, not a speed claim: a terminated worker ends at once
+        assert process.exitcode == -signal.SIGTERM

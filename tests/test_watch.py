@@ -36,7 +36,16 @@ from pooldoctor.findings import Diagnosis, Status
 from pooldoctor.lab.cluster import TempCluster
 from pooldoctor.lab.load import request_once
 from pooldoctor.lab.webapp import LabConfig, run_lab_app
-from pooldoctor.watch.model import SortKey, build_view, scoped_command, timeouts_per_minute
+from pooldoctor.watch.model import (
+    BackendGroup,
+    PoolRow,
+    SessionRow,
+    SortKey,
+    WatchView,
+    build_view,
+    scoped_command,
+    timeouts_per_minute,
+)
 from pooldoctor.watch.render import render_view, status_line
 from tests.httpserver import LocalHTTPServer, Response
 
@@ -328,3 +337,22 @@ def test_hostile_text_from_the_server_cannot_drive_the_terminal() -> None:
     for text in (shown, status_line(view)):
         assert "\x1b" not in text and "\r" not in text and "\x07" not in text
     assert "evil[2Japp" in shown
+
+
+OUTSIDE = "[/] [bold red]x"
+
+
+def test_outside_text_in_the_live_view_is_printed_literally() -> None:
+    view = WatchView(
+        at=datetime(2026, 11, 21, 9, 30, tzinfo=UTC),
+        round=1,
+        status=Status.CRITICAL,
+        pools=(PoolRow(f"app {OUTSIDE}", checked_out=2, capacity=2, error=f"HTTP 500 {OUTSIDE}"),),
+        groups=(BackendGroup(OUTSIDE, f"idle {OUTSIDE}", 1, 5.0, 0),),
+        sessions=(SessionRow(OUTSIDE, OUTSIDE, OUTSIDE, "idle in transaction", 5.0, OUTSIDE),),
+        leading=None,
+        problems=(OUTSIDE,),
+    )
+    console = Console(record=True, width=400, color_system=None)
+    console.print(render_view(view, SortKey.AGE, paused=False, interval=1.0))  # no MarkupError
+    assert console.export_text().count("[bold red]x") == 9

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import contextlib
-import os
-import socket
+import math
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
@@ -15,6 +13,7 @@ from typing import Any
 import psycopg
 from psycopg.rows import DictRow
 
+from pooldoctor.collect.console import ConsoleError, ConsoleFailed, ConsoleTimeout, query_rows
 from pooldoctor.collect.dsn import InvalidDsnError, normalize_dsn
 from pooldoctor.collect.postgres import CONNECT_GRACE_SECONDS, _ConnectAttempt
 from pooldoctor.evidence import (
@@ -26,33 +25,98 @@ from pooldoctor.evidence import (
     SourceState,
     SourceStatus,
 )
+from pooldoctor.jsonio import MAX_JSON_NUMBER
 from pooldoctor.redact import dsn_secrets, redact_dsn, scrub_secrets
 
 ADMIN_DATABASE = "pgbouncer"
 MAX_LISTED_CONNECTIONS = 500  # SHOW CLIENTS/SERVERS rows kept per sample; totals are kept too
+# A console answering more rows than this is not a PgBouncer (max_client_conn is far below it).
+MAX_SHOW_ROWS = 1_000_000
+MAX_TEXT_CHARS = 1024  # names, states, addresses: longer values are cut
 FINISH_WAIT_SECONDS = 2.0
+# Counts, sizes and ports are small non-negative integers; seconds stay below ten years.
+MAX_COUNT = 10_000_000
+MAX_SECONDS = 10 * 366 * 86400
+MAX_STAT = MAX_JSON_NUMBER
 SHOW_COMMANDS = ("POOLS", "DATABASES", "CLIENTS", "SERVERS", "STATS", "CONFIG", "USERS")
 
 
-class ShowTimeout(Exception):
-    """A SHOW got no answer before the round's deadline; the connection was cut."""
-
-
 def _text(value: Any) -> str | None:
-    return None if value is None or value == "" else str(value)
+    return None if value is None or value == "" else str(value)[:MAX_TEXT_CHARS]
 
 
-def _int(value: Any) -> int | None:
+def _int(value: Any, limit: int = MAX_COUNT) -> int | None:
+    """A non-negative integer up to `limit`; anything else (negative, huge, not a number) None."""
     if value is None or value == "":
         return None
     try:
-        return int(value)
-    except (TypeError, ValueError):
+        number = int(value)
+    except (TypeError, ValueError, OverflowError):
         return None
+    return number if 0 <= number <= limit else None
 
 
 def _seconds(row: Mapping[str, Any], whole: str, micros: str) -> float:
-    return float(_int(row.get(whole)) or 0) + float(_int(row.get(micros)) or 0) / 1e6
+    seconds = (_int(row.get(whole), MAX_SECONDS) or 0) + (_int(row.get(micros)) or 0) / 1e6
+    return min(float(seconds), float(MAX_SECONDS))
+
+
+def _stat(value: Any) -> float | None:
+    if not isinstance(value, int | float | Decimal):
+        return None
+    try:
+        number = float(value)
+    except (OverflowError, ValueError):
+        return None
+    return number if math.isfinite(number) and abs(number) <= MAX_STAT else None
+
+
+# Integer columns of SHOW POOLS/DATABASES/CLIENTS/SERVERS and their upper bounds.
+INT_COLUMNS = {
+    **dict.fromkeys(
+        (
+            "cl_active",
+            "cl_waiting",
+            "sv_active",
+            "sv_idle",
+            "sv_used",
+            "sv_tested",
+            "sv_login",
+            "maxwait_us",
+            "wait_us",
+            "pool_size",
+            "reserve_pool",
+            "max_connections",
+            "current_connections",
+            "paused",
+            "disabled",
+        ),
+        MAX_COUNT,
+    ),
+    "port": 65535,
+    "maxwait": MAX_SECONDS,
+    "wait": MAX_SECONDS,
+}
+
+
+def rejected_values(what: str, rows: Sequence[Mapping[str, Any]]) -> str | None:
+    """A note on the integer columns (or SHOW STATS numbers) that are negative, absurdly large
+    or not numbers, which are read as absent; None when every value is sane."""
+    bad: list[str] = []
+    for row in rows:
+        for key, value in row.items():
+            if what == "STATS":
+                wrong = key != "database" and value is not None and _stat(value) is None
+                wrong = wrong and isinstance(value, int | float | Decimal)
+            else:
+                limit = INT_COLUMNS.get(key)
+                wrong = limit is not None and value not in (None, "")
+                wrong = wrong and _int(value, limit if limit is not None else 0) is None
+            if wrong:
+                bad.append(f"{key}={str(value)[:20]}")
+    if not bad:
+        return None
+    return f"SHOW {what}: {len(bad)} value(s) out of range or not numbers, e.g. {bad[0]}"
 
 
 def pool_from_row(row: Mapping[str, Any]) -> PgBouncerPool:
@@ -77,7 +141,7 @@ def database_from_row(row: Mapping[str, Any]) -> PgBouncerDatabase:
     return PgBouncerDatabase(
         name=str(row["name"]),
         host=_text(row.get("host")),
-        port=_int(row.get("port")),
+        port=_int(row.get("port"), 65535),
         database=_text(row.get("database")),
         force_user=_text(row.get("force_user")),
         pool_size=_int(row.get("pool_size")),
@@ -97,7 +161,7 @@ def connection_from_row(row: Mapping[str, Any]) -> PgBouncerConnection:
         database=str(row.get("database") or ""),
         state=str(row.get("state") or ""),
         addr=_text(row.get("addr")),
-        port=_int(row.get("port")),
+        port=_int(row.get("port"), 65535),
         connect_time=_text(row.get("connect_time")),
         request_time=_text(row.get("request_time")),
         wait_seconds=_seconds(row, "wait", "wait_us"),
@@ -107,14 +171,13 @@ def connection_from_row(row: Mapping[str, Any]) -> PgBouncerConnection:
     )
 
 
-def stats_from_rows(rows: list[DictRow]) -> dict[str, dict[str, float]]:
-    """SHOW STATS as database -> numeric column -> value."""
+def stats_from_rows(rows: Sequence[Mapping[str, Any]]) -> dict[str, dict[str, float]]:
+    """SHOW STATS as database -> numeric column -> value (non-finite or absurd values dropped)."""
     stats: dict[str, dict[str, float]] = {}
     for row in rows:
-        stats[str(row["database"])] = {
-            key: float(value)
-            for key, value in row.items()
-            if key != "database" and isinstance(value, int | float | Decimal)
+        numbers = {key: _stat(value) for key, value in row.items() if key != "database"}
+        stats[str(row["database"])[:MAX_TEXT_CHARS]] = {
+            key: number for key, number in numbers.items() if number is not None
         }
     return stats
 
@@ -137,9 +200,15 @@ class PgBouncerProbe:
         self._busy = threading.Lock()
         self._last_round_errors = False
         self._evidence: PgBouncerEvidence | None = None
+        self._secrets: set[str] = set()
+        self.totals: dict[str, int] = {}
+
+    def _error(self, what: str, exc: BaseException) -> None:
+        message = " ".join(str(exc).split()) or type(exc).__name__
+        self._errors.append(scrub_secrets(f"SHOW {what}: {message}", self._secrets))
 
     def _open(self, dsn: str) -> None:
-        secrets = dsn_secrets(dsn)
+        secrets = self._secrets = dsn_secrets(dsn)
         try:
             conninfo = normalize_dsn(dsn)
         except InvalidDsnError as exc:
@@ -157,36 +226,39 @@ class PgBouncerProbe:
             return
         self._connection = attempt.connection
         try:
-            self.version = str(self._show("VERSION", time.monotonic() + self.timeout)[0]["version"])
-        except (psycopg.Error, ShowTimeout, IndexError, KeyError) as exc:
-            self._errors.append(f"SHOW VERSION: {' '.join(str(exc).split())}")
+            deadline = time.monotonic() + self.timeout
+            self.version = _text(self._show("VERSION", deadline)[0]["version"])
+        except (ConsoleError, ConsoleFailed, IndexError, KeyError) as exc:
+            self._error("VERSION", exc)
 
-    def _show(self, what: str, deadline: float) -> list[DictRow]:
-        """Run one SHOW, cut off at `deadline`.
+    def _show(self, what: str, deadline: float, keep: int = MAX_SHOW_ROWS) -> list[dict[str, Any]]:
+        """The first `keep` rows of `SHOW what` (all rows are counted in `totals`), read by
+        `deadline` (time.monotonic()).
 
-        The admin console has no statement_timeout, so the bound is on the socket: past the
-        deadline a timer shuts the connection's socket down and the blocked read fails.
+        The admin console has no statement_timeout, so the bound is client-side: a console that
+        has not answered by the deadline, or answers more than MAX_SHOW_ROWS rows, has its
+        connection closed (ConsoleFailed).
         """
         connection = self._connection
         assert connection is not None
         remaining = deadline - time.monotonic()
-        if remaining <= 0:
-            raise ShowTimeout(f"no time left in the round's {self.timeout:g}s")
-        cut = threading.Event()
-        timer = threading.Timer(remaining, _cut_connection, args=(connection, cut))
-        timer.daemon = True
-        timer.start()
         try:
-            return connection.execute(f"SHOW {what}".encode()).fetchall()
-        except psycopg.OperationalError:
-            if cut.is_set():
-                raise ShowTimeout(
-                    f"no answer within {self.timeout:g}s; connection dropped "
-                    "(the admin console has no statement timeout)"
-                ) from None
+            if remaining <= 0:
+                raise ConsoleTimeout
+            rows, total = query_rows(
+                connection.pgconn, f"SHOW {what}".encode(), remaining, keep, MAX_SHOW_ROWS
+            )
+        except ConsoleTimeout:
+            connection.close()
+            raise ConsoleFailed(
+                f"no answer within {self.timeout:g}s; connection dropped "
+                "(the admin console has no statement timeout)"
+            ) from None
+        except ConsoleFailed:
+            connection.close()
             raise
-        finally:
-            timer.cancel()
+        self.totals[what] = total
+        return rows
 
     def _usable(self) -> bool:
         connection = self._connection
@@ -202,26 +274,40 @@ class PgBouncerProbe:
                 return
             at = datetime.now(UTC)
             errors_before = len(self._errors)
-            results: dict[str, list[DictRow]] = {}
+            results: dict[str, list[dict[str, Any]]] = {}
             deadline = time.monotonic() + self.timeout  # the whole round, all SHOWs together
             for what in SHOW_COMMANDS:
+                listed = what in ("CLIENTS", "SERVERS")
                 try:
-                    results[what] = self._show(what, deadline)
-                except (psycopg.Error, ShowTimeout) as exc:
-                    self._errors.append(f"SHOW {what}: {' '.join(str(exc).split())}")
+                    results[what] = self._show(
+                        what, deadline, MAX_LISTED_CONNECTIONS if listed else MAX_SHOW_ROWS
+                    )
+                except (ConsoleError, ConsoleFailed) as exc:
+                    self._error(what, exc)
                     if not self._usable():
                         return
+            for what, rows in results.items():
+                note = rejected_values(what, rows)
+                if note is not None:
+                    self._errors.append(note)
             self._last_round_errors = len(self._errors) > errors_before
             self._record(at, results)
         finally:
             self._busy.release()
 
-    def _record(self, at: datetime, results: Mapping[str, list[DictRow]]) -> None:
+    def _record(self, at: datetime, results: Mapping[str, list[dict[str, Any]]]) -> None:
         if "CONFIG" in results:
-            self.config = {str(r["key"]): str(r["value"]) for r in results["CONFIG"]}
+            self.config = {
+                str(r["key"])[:MAX_TEXT_CHARS]: str(r["value"])[:MAX_TEXT_CHARS]
+                for r in results["CONFIG"]
+            }
         if "USERS" in results:
             self.users = {
-                str(r["name"]): {k: str(v) for k, v in r.items() if k != "name" and v is not None}
+                str(r["name"])[:MAX_TEXT_CHARS]: {
+                    k: str(v)[:MAX_TEXT_CHARS]
+                    for k, v in r.items()
+                    if k != "name" and v is not None
+                }
                 for r in results["USERS"]
             }
         clients = results.get("CLIENTS", [])
@@ -231,10 +317,10 @@ class PgBouncerProbe:
                 at=at,
                 pools=tuple(pool_from_row(r) for r in results.get("POOLS", [])),
                 databases=tuple(database_from_row(r) for r in results.get("DATABASES", [])),
-                clients=tuple(connection_from_row(r) for r in clients[:MAX_LISTED_CONNECTIONS]),
-                servers=tuple(connection_from_row(r) for r in servers[:MAX_LISTED_CONNECTIONS]),
-                clients_total=len(clients),
-                servers_total=len(servers),
+                clients=tuple(connection_from_row(r) for r in clients),
+                servers=tuple(connection_from_row(r) for r in servers),
+                clients_total=self.totals.get("CLIENTS", 0) if "CLIENTS" in results else 0,
+                servers_total=self.totals.get("SERVERS", 0) if "SERVERS" in results else 0,
                 stats=stats_from_rows(results.get("STATS", [])),
             )
         )
@@ -300,15 +386,6 @@ class PgBouncerProbe:
         return SourceStatus(
             self.target, "pgbouncer", state, detail, self.started_at, self.finished_at
         )
-
-
-def _cut_connection(connection: psycopg.Connection[DictRow], cut: threading.Event) -> None:
-    """Shut the connection's socket down (through a duplicate descriptor): reads end at once."""
-    with contextlib.suppress(OSError, psycopg.Error):
-        descriptor = os.dup(connection.fileno())
-        cut.set()
-        with socket.socket(fileno=descriptor) as duplicate:
-            duplicate.shutdown(socket.SHUT_RDWR)
 
 
 def open_pgbouncer(dsn: str, timeout: float) -> PgBouncerProbe:

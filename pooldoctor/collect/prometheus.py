@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import math
 import re
+import time
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -26,13 +27,18 @@ from pooldoctor.evidence import (
     SourceStatus,
 )
 from pooldoctor.jsonio import MAX_JSON_NUMBER, loads_bounded
-from pooldoctor.redact import redact_url
+from pooldoctor.redact import redact_url, scrub_secrets, url_secrets
 
 DEFAULT_WINDOW = timedelta(minutes=30)
 MAX_POINTS = 60  # per series: the step is the window divided by this, in whole seconds
 MAX_SERIES = 20_000  # per query; past it the rest is dropped with a note
 QUERY_THREADS = 4
 MAX_ANSWER_BYTES = 64 * 1024 * 1024  # 20,000 series of 60 points is about 40 MiB of JSON
+READ_BYTES = 1024 * 1024
+# A whole answer must arrive within this many timeouts (each read also has the timeout): a peer
+# dripping bytes slowly is cut off instead of holding the run for hours.
+ANSWER_TIMEOUTS = 2.0
+MAX_LABEL_CHARS = 256
 LATEST_TIMESTAMP = 4_102_444_800.0  # 2100-01-01: later (or negative) sample times are nonsense
 # Fields that evidence requires to be counts (0..MAX_COUNT); max_overflow may be -1.
 _COUNT_TARGETS = frozenset({"state", "size", "checked_out", "checked_in", "waiting"})
@@ -146,11 +152,7 @@ def range_query(
     request = urllib.request.Request(url, headers=headers)
     try:
         with urllib.request.urlopen(request, timeout=timeout) as response:
-            data = response.read(MAX_ANSWER_BYTES + 1)
-            if len(data) > MAX_ANSWER_BYTES:
-                raise PrometheusError(
-                    f"answer larger than {MAX_ANSWER_BYTES // 1024 // 1024} MiB; narrow the window"
-                )
+            data = _read_answer(response, time.monotonic() + ANSWER_TIMEOUTS * timeout)
             body = data.decode("utf-8", errors="replace")
             content_type = response.headers.get("Content-Type")
     except urllib.error.HTTPError as exc:
@@ -174,10 +176,57 @@ def range_query(
         raise PrometheusError(f"not the Prometheus API: {_api_error(body, content_type)}") from None
     if not isinstance(document, dict) or document.get("status") != "success":
         raise PrometheusError(_api_error(body, content_type))
-    result = document.get("data", {}).get("result", [])
+    payload = document.get("data")
+    result = payload.get("result", []) if isinstance(payload, dict) else None
     if not isinstance(result, list):
         raise PrometheusError("unexpected answer: data.result is not a list")
     return result
+
+
+def _read_answer(response: Any, deadline: float) -> bytes:
+    """The body, up to MAX_ANSWER_BYTES and until `deadline`; PrometheusError past either."""
+    pieces: list[bytes] = []
+    size = 0
+    while piece := response.read1(READ_BYTES):
+        pieces.append(piece)
+        size += len(piece)
+        if size > MAX_ANSWER_BYTES:
+            raise PrometheusError(
+                f"answer larger than {MAX_ANSWER_BYTES // 1024 // 1024} MiB; narrow the window"
+            )
+        if time.monotonic() > deadline:
+            raise PrometheusError(  # as good as unreachable: the other queries are not tried
+                f"answer not complete after {size} bytes; too slow", unreachable=True
+            )
+    return b"".join(pieces)
+
+
+def well_formed(result: Sequence[Any]) -> tuple[list[dict[str, Any]], int]:
+    """The series of a query result that have the API's shape (labels: a string map, values: a
+    list), labels cut to MAX_LABEL_CHARS; and how many did not."""
+    kept: list[dict[str, Any]] = []
+    for series in result:
+        if not isinstance(series, dict):
+            continue
+        labels, values = series.get("metric") or {}, series.get("values") or []
+        if not isinstance(labels, dict) or not isinstance(values, list):
+            continue
+        if not all(isinstance(k, str) and isinstance(v, str) for k, v in labels.items()):
+            continue
+        clean = {k[:MAX_LABEL_CHARS]: v[:MAX_LABEL_CHARS] for k, v in labels.items()}
+        kept.append({"metric": clean, "values": values})
+    return kept, len(result) - len(kept)
+
+
+def answer_secrets(base_url: str) -> set[str]:
+    """The URL's credentials in every spelling an answer could echo, the Basic token included."""
+    secrets = url_secrets(base_url)
+    parts = urllib.parse.urlsplit(base_url)
+    if parts.password is not None:
+        user = urllib.parse.unquote(parts.username or "")
+        password = urllib.parse.unquote(parts.password)
+        secrets.add(base64.b64encode(f"{user}:{password}".encode()).decode())
+    return secrets
 
 
 def _api_error(body: str, content_type: str | None) -> str:
@@ -369,13 +418,15 @@ def read_history(base_url: str, start: datetime, end: datetime, timeout: float) 
     acc = _Accumulator()
     errors: list[str] = []
     notes: list[str] = []
-    series_total = 0
+    series_total = malformed_total = 0
     server_series: dict[str, tuple[SeriesPoint, ...]] = {}
     for (name, promql, query), result in zip(jobs, results, strict=True):
         if isinstance(result, PrometheusError):
             if not any(str(result) in error for error in errors):
                 errors.append(f"{name}: {result}")
             continue
+        result, malformed = well_formed(result)
+        malformed_total += malformed
         if len(result) > MAX_SERIES:
             notes.append(
                 f"series cap: kept {MAX_SERIES} of {len(result)} series for {promql!r}; "
@@ -395,7 +446,11 @@ def read_history(base_url: str, start: datetime, end: datetime, timeout: float) 
                     SeriesPoint(datetime.fromtimestamp(at, UTC), value)
                     for at, value in (p for p in points if p is not None)
                 )
+    if malformed_total:
+        notes.append(f"{malformed_total} series not in the API's shape were dropped")
     pools = pools_from_points(acc.points)
+    secrets = answer_secrets(base_url)
+    errors = [scrub_secrets(error, secrets) for error in errors]
     evidence = PrometheusEvidence(
         url=shown_url,
         start=start,

@@ -77,8 +77,8 @@ def _groups_table(view: WatchView) -> Table:
     table.add_column("lock waits", justify="right")
     for group in view.groups:
         oldest = group.oldest_transaction_seconds
-        table.add_row(
-            group.application,
+        table.add_row(  # outside text as Text: a plain str cell is parsed as rich markup
+            Text(group.application),
             Text(group.state, style="yellow" if "transaction" in group.state else ""),
             str(group.count),
             "—" if oldest is None else format_duration(oldest),
@@ -101,10 +101,10 @@ def _sessions_table(view: WatchView, sort: SortKey) -> Table:
     for row in view.sessions:
         table.add_row(
             format_duration(row.age_seconds),
-            row.what,
-            row.who,
-            row.application,
-            shorten(row.detail, DETAIL_CHARS),
+            Text(row.what),
+            Text(row.who),
+            Text(row.application),
+            Text(shorten(row.detail, DETAIL_CHARS)),
         )
     return table
 

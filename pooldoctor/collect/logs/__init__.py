@@ -112,7 +112,7 @@ def _scan_file(
     status = os.fstat(handle.fileno())
     reference = min(datetime.fromtimestamp(status.st_mtime, UTC), datetime.now(UTC))
     plain = stat.S_ISREG(status.st_mode) and not _gzipped(handle)
-    settings = ScanSettings(path, log_tz, reference, since, until)
+    settings = ScanSettings(path, log_tz, reference, since, until, seconds=LOG_SCAN_SECONDS)
     if plain and status.st_size >= PARALLEL_MIN_BYTES:
         if looks_binary(handle.read(BINARY_SNIFF_BYTES)):
             return _unreadable(path, BINARY_REASON)  # a huge zeroed or random file: not a log

@@ -11,14 +11,21 @@ from __future__ import annotations
 import multiprocessing
 import os
 import threading
+import time
 from collections import deque
 from concurrent.futures import Future, ProcessPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, tzinfo
 from multiprocessing.context import BaseContext
 from typing import BinaryIO
 
-from pooldoctor.collect.logs.reader import CHUNK_BYTES, MAX_LINE_BYTES, AlignedRange, LogStream
+from pooldoctor.collect.logs.reader import (
+    CHUNK_BYTES,
+    LOG_SCAN_SECONDS,
+    MAX_LINE_BYTES,
+    AlignedRange,
+    LogStream,
+)
 from pooldoctor.collect.logs.scan import (
     FIRST_EXAMPLES,
     LAST_EXAMPLES,
@@ -33,6 +40,7 @@ from pooldoctor.collect.logs.timestamps import TimestampReader
 PARALLEL_MIN_BYTES = 32 * 1024 * 1024
 SPAWN_MIN_BYTES = 256 * 1024 * 1024
 MAX_PROCESSES = 8  # memory stays bounded: each process holds about two chunks
+STOP_WAIT_SECONDS = 1.0  # a terminated worker is gone well within this
 
 
 @dataclass
@@ -54,6 +62,8 @@ class ScanSettings:
     since: datetime | None
     until: datetime | None
     chunk_bytes: int = CHUNK_BYTES
+    seconds: float = LOG_SCAN_SECONDS  # the whole file's time cap, shared by its ranges
+    deadline: float | None = None  # time.monotonic() (system-wide) at which every range stops
 
 
 def process_count() -> int:
@@ -95,6 +105,8 @@ def scan_parallel(
     starts = [start, *offsets]
     ends: list[int | None] = [*offsets, end]  # None: the last range reads what the file holds
     ranges = list(zip(starts, ends, strict=True))
+    if settings.deadline is None:
+        settings = replace(settings, deadline=time.monotonic() + settings.seconds)
     with ProcessPoolExecutor(max_workers=len(ranges) - 1, mp_context=context) as pool:
         try:
             futures = [pool.submit(scan_range, settings, start, end) for start, end in ranges[1:]]
@@ -120,7 +132,13 @@ def scan_range(settings: ScanSettings, start: int, end: int | None) -> RangeScan
     scan = FileScan(reader, settings.since, settings.until, consumed=start)
     with open(settings.path, "rb") as handle:
         chunk = settings.chunk_bytes
-        stream = LogStream(AlignedRange(handle, start, end, chunk), chunk, plain=True)
+        stream = LogStream(
+            AlignedRange(handle, start, end, chunk),
+            chunk,
+            plain=True,
+            seconds=settings.seconds,
+            deadline=settings.deadline,
+        )
         for span in stream.spans():
             scan.scan(span)
     scan.drop_caches()
@@ -128,9 +146,13 @@ def scan_range(settings: ScanSettings, start: int, end: int | None) -> RangeScan
 
 
 def _stop_workers(pool: ProcessPoolExecutor) -> None:
-    pool.shutdown(wait=False, cancel_futures=True)
-    for process in list((pool._processes or {}).values()):
+    # The processes first: shutdown() forgets them, and they would scan on to their range's end.
+    processes = list((pool._processes or {}).values())
+    for process in processes:
         process.terminate()
+    pool.shutdown(wait=False, cancel_futures=True)
+    for process in processes:
+        process.join(STOP_WAIT_SECONDS)
 
 
 def _outcome(

@@ -100,11 +100,13 @@ class LogStream:
         plain: bool = False,
         max_bytes: int = MAX_LOG_BYTES,
         seconds: float = LOG_SCAN_SECONDS,
+        deadline: float | None = None,
     ) -> None:
         """With `plain`, `raw` is read as is (a byte range of a plain file: no gzip sniffing).
 
         A whole stream (not `plain`) that looks binary, exceeds `max_bytes` or takes longer
-        than `seconds` stops early with a stop_reason; what was read is kept.
+        than `seconds` stops early with a stop_reason; what was read is kept. A byte range
+        (`plain`) stops at `deadline` (time.monotonic()), shared by all ranges of one file.
         """
         head = b"" if plain else raw.read(2) or b""
         self.gzipped = head == GZIP_MAGIC
@@ -114,7 +116,7 @@ class LogStream:
         self._sniff = not plain
         self._max_bytes = max_bytes
         self._seconds = seconds
-        self._deadline = time.monotonic() + seconds
+        self._deadline = time.monotonic() + seconds if deadline is None else deadline
         self.long_lines = 0
         self.stop_reason: str | None = None
         self.consumed = 0
