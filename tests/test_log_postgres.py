@@ -45,6 +45,16 @@ def _statement_timeout(cluster: TempCluster) -> None:
             conn.execute("SELECT pg_sleep(5)")
 
 
+def _wait_until_waiting(watcher: psycopg.Connection[tuple[object, ...]], pid: int) -> None:
+    """Bounded wait until backend `pid` waits for a lock (not a guess at how fast it starts)."""
+    deadline = time.monotonic() + LOG_WAIT_SECONDS
+    query = "SELECT EXISTS (SELECT 1 FROM pg_locks WHERE pid = %s AND NOT granted)"
+    while not (row := watcher.execute(query, [pid]).fetchone()) or not row[0]:
+        if time.monotonic() > deadline:
+            pytest.fail(f"backend {pid} never waited for the row lock")
+        time.sleep(0.02)
+
+
 def _lock_timeout_and_deadlock(cluster: TempCluster) -> None:
     first = psycopg.connect(cluster.dsn(user="app"))
     second = psycopg.connect(cluster.dsn(user="app"))
@@ -67,7 +77,7 @@ def _lock_timeout_and_deadlock(cluster: TempCluster) -> None:
 
         waiter = threading.Thread(target=first_takes_row_two)
         waiter.start()
-        time.sleep(0.3)  # first is now waiting for second's row lock
+        _wait_until_waiting(second, first.info.backend_pid)
         try:
             second.execute("UPDATE accounts SET balance = balance - 1 WHERE id = 1")
             outcome.append(None)

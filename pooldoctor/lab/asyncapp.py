@@ -74,6 +74,17 @@ class AsyncLabApp:
         self._port = 0
         self._thread = threading.Thread(target=self._run, name="async-lab", daemon=True)
         self.engine: AsyncEngine | None = None
+        self._holding: dict[str, threading.Event] = {}
+        self._holding_lock = threading.Lock()
+
+    def expect(self, tag: str) -> threading.Event:
+        """Set once the request sent with `?tag=<tag>` holds its connection, or has ended."""
+        with self._holding_lock:
+            return self._holding.setdefault(tag, threading.Event())
+
+    def _reached(self, tag: str | None) -> None:
+        if tag is not None:
+            self.expect(tag).set()
 
     def url(self, path: str = "") -> str:
         return f"http://127.0.0.1:{self._port}{path}"
@@ -123,10 +134,11 @@ class AsyncLabApp:
 
     # --- endpoints -------------------------------------------------------------------------
 
-    async def _lookup(self, fail: bool, seconds: float) -> dict[str, Any]:
+    async def _lookup(self, fail: bool, seconds: float, tag: str | None) -> dict[str, Any]:
         assert self.engine is not None
         conn = await self.engine.connect()
         count = (await conn.execute(text("SELECT count(*) FROM orders"))).scalar_one()
+        self._reached(tag)
         await asyncio.sleep(seconds)  # awaits another service while holding the connection
         if fail:
             raise LookupFailed(f"lookup of {count} orders failed validation")
@@ -140,11 +152,14 @@ class AsyncLabApp:
         if path == "/lookup":
             fail = query.get("fail", ["0"])[0] == "1"
             seconds = min(float(query.get("s", ["0"])[0]), MAX_SLEEP_SECONDS)
+            tag = query.get("tag", [None])[0]
             try:
-                return 200, await self._lookup(fail, seconds)
+                return 200, await self._lookup(fail, seconds, tag)
             except Exception as exc:
                 self.log.error("GET %s failed", path, exc_info=exc)
                 return 500, {"error": type(exc).__name__}
+            finally:
+                self._reached(tag)  # a request that never held a connection ends all the same
         return 404, {"error": f"no route {path}"}
 
     # --- request plumbing ------------------------------------------------------------------

@@ -20,6 +20,7 @@ import psycopg
 from pooldoctor.lab.throwaway import Throwaway
 
 SERVER_USER = "postgres"
+PORT_ATTEMPTS = 5
 DEFAULT_SETTINGS: dict[str, str] = {
     "listen_addresses": "'127.0.0.1'",
     "max_connections": "40",
@@ -169,12 +170,15 @@ class TempCluster(Throwaway):
     """A PostgreSQL cluster in a temporary directory, owned by this process' lifetime."""
 
     settings: Mapping[str, str] = field(default_factory=dict)
-    port: int = field(default_factory=free_port)
+    port: int = 0  # 0: a free port, chosen again if another process binds it before the server
     bindir: Path = field(default_factory=find_server_bindir)
     root: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="pooldoctor-pg-")))
 
     def __post_init__(self) -> None:
         self.bindir = runnable_bindir(self.bindir)
+        self._port_is_ours_to_choose = self.port == 0
+        if self._port_is_ours_to_choose:
+            self.port = free_port()
 
     @property
     def source(self) -> str:
@@ -265,21 +269,40 @@ class TempCluster(Throwaway):
             conf.write("\n# pooldoctor throwaway cluster\n" + "\n".join(lines) + "\n")
 
     def start(self) -> None:
-        """Start the server and wait until it accepts connections."""
-        self._checked(
-            [
-                str(self.bindir / "pg_ctl"),
-                "-D",
-                str(self.datadir),
-                "-l",
-                str(self.logfile),
-                "-w",
-                "-t",
-                "60",
-                "start",
-            ]
+        """Start the server and wait until it accepts connections. A port chosen here that
+        another process took between choosing and binding is chosen again."""
+        for _attempt in range(PORT_ATTEMPTS):
+            log_size = self.logfile.stat().st_size if self.logfile.exists() else 0
+            result = self._run(
+                [
+                    str(self.bindir / "pg_ctl"),
+                    "-D",
+                    str(self.datadir),
+                    "-l",
+                    str(self.logfile),
+                    "-w",
+                    "-t",
+                    "60",
+                    "start",
+                ]
+            )
+            if result.returncode == 0:
+                self.wait_ready()
+                return
+            if not (self._port_is_ours_to_choose and self._port_was_taken(log_size)):
+                break
+            self.port = free_port()
+            with (self.datadir / "postgresql.conf").open("a", encoding="utf-8") as conf:
+                conf.write(f"port = {self.port}\n")  # the last setting wins
+        raise RuntimeError(
+            f"pg_ctl failed ({result.returncode}): "
+            f"{(result.stderr or result.stdout).strip()[-2000:]}"
         )
-        self.wait_ready()
+
+    def _port_was_taken(self, log_size: int) -> bool:
+        with self.logfile.open("rb") as log:
+            log.seek(log_size)
+            return b"Address already in use" in log.read()
 
     def stop(self, mode: str = "fast") -> None:
         """Stop the server (fast by default; immediate simulates a crash)."""

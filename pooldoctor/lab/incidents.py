@@ -26,7 +26,7 @@ import psycopg
 from pooldoctor.collect.options import SourceOptions
 from pooldoctor.collect.session import capture
 from pooldoctor.evidence import Evidence
-from pooldoctor.lab.asyncapp import AsyncLabConfig, run_async_lab_app
+from pooldoctor.lab.asyncapp import AsyncLabApp, AsyncLabConfig, run_async_lab_app
 from pooldoctor.lab.cluster import TempCluster
 from pooldoctor.lab.load import BackgroundLoad, LoadResult, LoadSpec, request_once, run_load
 from pooldoctor.lab.slowclient import disconnecting_request, slow_reader
@@ -277,8 +277,8 @@ def _background(url: str, spec: LoadSpec) -> Iterator[BackgroundLoad]:
 
 ASYNC_CLIENTS = 4
 ASYNC_LOAD_SECONDS = 2.0
-DISCONNECT_AFTER_SECONDS = 0.1
-ASYNC_QUERY_SECONDS = 0.3  # longer than the client waits: its disconnect cancels the task
+ASYNC_CANCELLED_REQUESTS = 6  # per impatient client, each hanging up while its query holds
+ASYNC_QUERY_SECONDS = 5.0  # the held await outlasts any client: its disconnect cancels the task
 
 
 def async_gc_leak(cluster: TempCluster, workdir: Path, *, cancellations: bool) -> Capture:
@@ -294,7 +294,7 @@ def async_gc_leak(cluster: TempCluster, workdir: Path, *, cancellations: bool) -
         for _ in range(BASELINE_REQUESTS):
             request_once(app.url("/lookup"), REQUEST_TIMEOUT_SECONDS)
         if cancellations:
-            result = _impatient_clients(app.url(f"/lookup?s={ASYNC_QUERY_SECONDS}"))
+            result = _impatient_clients(app)
         else:
             spec = _spec(["/lookup?fail=1", "/lookup"], ASYNC_CLIENTS, ASYNC_LOAD_SECONDS)
             result = run_load(app.url(), spec)
@@ -308,24 +308,31 @@ def async_gc_leak(cluster: TempCluster, workdir: Path, *, cancellations: bool) -
     return Capture("async-cancelled" if cancellations else "async-gc", evidence, result)
 
 
-def _impatient_clients(url: str) -> LoadResult:
-    """ASYNC_CLIENTS clients that each hang up before their answer, for ASYNC_LOAD_SECONDS."""
+def _impatient_clients(app: AsyncLabApp) -> LoadResult:
+    """ASYNC_CLIENTS clients that each send ASYNC_CANCELLED_REQUESTS requests and hang up once
+    the app holds the request's connection (not after a fixed delay, which a slow machine
+    outlasts before the connection is even taken, so that nothing leaks)."""
     result = LoadResult()
-    deadline = time.monotonic() + ASYNC_LOAD_SECONDS
+    started = time.monotonic()
     lock = threading.Lock()
 
-    def client() -> None:
-        while time.monotonic() < deadline:
-            disconnecting_request(url, DISCONNECT_AFTER_SECONDS)
+    def client(number: int) -> None:
+        for request in range(ASYNC_CANCELLED_REQUESTS):
+            tag = f"{number}-{request}"
+            url = app.url(f"/lookup?s={ASYNC_QUERY_SECONDS}&tag={tag}")
+            held = disconnecting_request(url, app.expect(tag), REQUEST_TIMEOUT_SECONDS)
             with lock:
-                result.statuses["disconnected"] += 1
+                result.statuses["disconnected" if held else "gave up"] += 1
 
-    threads = [threading.Thread(target=client, daemon=True) for _ in range(ASYNC_CLIENTS)]
+    threads = [
+        threading.Thread(target=client, args=(number,), daemon=True)
+        for number in range(ASYNC_CLIENTS)
+    ]
     for thread in threads:
         thread.start()
     for thread in threads:
-        thread.join(ASYNC_LOAD_SECONDS + REQUEST_TIMEOUT_SECONDS)
-    result.elapsed_seconds = ASYNC_LOAD_SECONDS
+        thread.join(ASYNC_CANCELLED_REQUESTS * REQUEST_TIMEOUT_SECONDS)
+    result.elapsed_seconds = time.monotonic() - started
     return result
 
 

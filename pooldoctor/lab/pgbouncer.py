@@ -14,7 +14,7 @@ from pathlib import Path
 
 import psycopg
 
-from pooldoctor.lab.cluster import SERVER_USER, TempCluster, free_port
+from pooldoctor.lab.cluster import PORT_ATTEMPTS, SERVER_USER, TempCluster, free_port
 from pooldoctor.lab.throwaway import Throwaway, end_process, find_binary
 
 ADMIN_USER = "pgbouncer_admin"
@@ -97,15 +97,25 @@ class TempPgBouncer(Throwaway):
                 shutil.chown(path, SERVER_USER, SERVER_USER)
 
     def start(self) -> None:
-        """Start PgBouncer (as the postgres user when root) and wait until it answers."""
-        self.write_config()
-        command = [str(self.binary), str(self.root / "pgbouncer.ini")]
-        if hasattr(os, "geteuid") and os.geteuid() == 0:
-            command[1:1] = ["-u", SERVER_USER]
-        self.process = subprocess.Popen(
-            command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, cwd=str(self.root)
-        )
-        self.wait_ready()
+        """Start PgBouncer (as the postgres user when root) and wait until it answers; on a
+        port another process bound after it was chosen, choose another."""
+        for attempt in range(1, PORT_ATTEMPTS + 1):
+            self.write_config()
+            command = [str(self.binary), str(self.root / "pgbouncer.ini")]
+            if hasattr(os, "geteuid") and os.geteuid() == 0:
+                command[1:1] = ["-u", SERVER_USER]
+            self.process = subprocess.Popen(
+                command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, cwd=str(self.root)
+            )
+            try:
+                self.wait_ready()
+                return
+            except RuntimeError:
+                if attempt == PORT_ATTEMPTS or "Address already in use" not in self.log_tail():
+                    raise
+            self.stop()
+            self.logfile.unlink(missing_ok=True)
+            self.port = free_port()
 
     def wait_ready(self, timeout: float = 30) -> None:
         deadline = time.monotonic() + timeout

@@ -17,7 +17,7 @@ from typing import Any
 
 import yaml
 
-from pooldoctor.lab.cluster import free_port
+from pooldoctor.lab.cluster import PORT_ATTEMPTS, free_port
 from pooldoctor.lab.throwaway import Throwaway, end_process, find_binary
 
 DEBIAN_BINARY = Path("/usr/bin/prometheus")
@@ -81,20 +81,30 @@ class TempPrometheus(Throwaway):
         return path
 
     def start(self) -> None:
+        """Start Prometheus and wait until it is ready; on a port another process bound after
+        it was chosen, choose another."""
         config = self.write_config()
-        self.process = subprocess.Popen(
-            [
-                str(self.binary),
-                f"--config.file={config}",
-                f"--storage.tsdb.path={self.root / 'data'}",
-                f"--web.listen-address=127.0.0.1:{self.port}",
-                "--log.level=warn",
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=(self.root / "prometheus.log").open("wb"),
-            cwd=str(self.root),
-        )
-        self.wait_ready()
+        for attempt in range(1, PORT_ATTEMPTS + 1):
+            with (self.root / "prometheus.log").open("wb") as log:
+                self.process = subprocess.Popen(
+                    [
+                        str(self.binary),
+                        f"--config.file={config}",
+                        f"--storage.tsdb.path={self.root / 'data'}",
+                        f"--web.listen-address=127.0.0.1:{self.port}",
+                        "--log.level=warn",
+                    ],
+                    stdout=subprocess.DEVNULL,
+                    stderr=log,
+                    cwd=str(self.root),
+                )
+            try:
+                self.wait_ready()
+                return
+            except RuntimeError as exc:
+                if attempt == PORT_ATTEMPTS or "address already in use" not in str(exc):
+                    raise
+            self.port = free_port()
 
     def wait_ready(self, timeout: float = 60) -> None:
         deadline = time.monotonic() + timeout

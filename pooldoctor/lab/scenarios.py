@@ -116,7 +116,7 @@ def _stage(
 ) -> Iterator[_Stage]:
     workdir.mkdir(parents=True, exist_ok=True)
     with ExitStack() as stack:
-        cluster = TempCluster(settings=dict(settings or {}), port=port or free_port())
+        cluster = TempCluster(settings=dict(settings or {}), port=port or 0)
         progress(
             f"starting a throwaway PostgreSQL {cluster.major} ({cluster.source}) on "
             f"127.0.0.1:{cluster.port}"

@@ -43,7 +43,8 @@ def slow_reader(url: str, stop: threading.Event, *, chunk: int, pause: float) ->
     return received
 
 
-def disconnecting_request(url: str, after_seconds: float) -> None:
-    """Send a GET and hang up after `after_seconds`, before the answer (an impatient client)."""
+def disconnecting_request(url: str, hang_up: threading.Event, timeout: float) -> bool:
+    """Send a GET and hang up, before the answer, once `hang_up` is set (an impatient client
+    whose patience ends at a moment the caller chooses); False if it was not set in time."""
     with _open(url):
-        time.sleep(after_seconds)
+        return hang_up.wait(timeout)
