@@ -449,7 +449,7 @@ def anyio_thread_leak(cluster: TempCluster, workdir: Path) -> Capture:
             request_once(app.url("/orders?quantity=500"), REQUEST_TIMEOUT_SECONDS)
         leaked_at = time.monotonic()
         waiters = _spec(["/orders?quantity=2", "/quick"], clients=WAITERS, seconds=60.0)
-        with _background(app.url(), waiters) as load:
+        with BackgroundLoad(app.url(), waiters) as load:
             time.sleep(max(0.0, WORKER_LEAK_AGE_SECONDS - (time.monotonic() - leaked_at)))
             evidence = capture_app(
                 cluster, workdir, config.env_text(), app.url("/pool-status"), [log_path]
