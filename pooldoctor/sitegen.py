@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import json
 import os
 import re
 from collections.abc import Mapping
@@ -28,7 +29,7 @@ HELP_WIDTH = "100"
 NavItem = str | dict[str, Any]
 # Runbook pages carry the exact error strings people paste into search: rank them above
 # guide pages that merely mention a word of the error (mkdocs-material document boost).
-RUNBOOK_SEARCH_BOOST = 4
+RUNBOOK_SEARCH_BOOST = 1000
 
 
 def navigation(runbooks: Mapping[str, Runbook]) -> list[NavItem]:
@@ -57,6 +58,22 @@ def navigation(runbooks: Mapping[str, Runbook]) -> list[NavItem]:
         },
         {"Tags": "tags.md"},
     ]
+
+
+def index_symptoms_as_search_tags(index_json: str, runbooks: Mapping[str, Runbook]) -> str:
+    """The site's search index with each runbook page's exact error strings as its search tags.
+
+    mkdocs-material weighs a tag match a thousand times a heading match, so a pasted error
+    ("QueuePool limit of size 3 overflow 0 reached") ranks the runbooks that list it first,
+    above a guide heading that shares one word with it ("Known limits").
+    """
+    index = json.loads(index_json)
+    for doc in index["docs"]:
+        match = re.fullmatch(r"runbooks/([a-z0-9-]+)/(?:index\.html)?", doc["location"])
+        runbook = runbooks.get(match.group(1)) if match else None
+        if runbook is not None:
+            doc["tags"] = [*doc.get("tags", []), *runbook.symptoms]
+    return json.dumps(index, ensure_ascii=False, separators=(",", ":"))
 
 
 def stop_the_bleeding(runbook: Runbook) -> str:

@@ -19,6 +19,7 @@ from pooldoctor.lab.incidents import (
     NEIGHBOUR_APP,
     POOL,
     Capture,
+    anyio_thread_leak,
     async_gc_leak,
     exception_path_leak,
     streamed_export,
@@ -96,10 +97,20 @@ def test_exception_path_leak_is_a_leak_named_down_to_its_frame(
 def test_neighbours_are_sampled_but_not_the_app(seed_leak: list[Capture]) -> None:
     capture = next(c for c in seed_leak if c.name == "neighbours")
     assert capture.evidence.postgres is not None
-    names = {b.application_name: b.state for b in capture.evidence.postgres.samples[-1].backends}
+    last = capture.evidence.postgres.samples[-1].backends
+    names = {b.application_name: b.state for b in last}
     assert names.get(NEIGHBOUR_APP) == "idle in transaction" and names.get(BACKUP_APP) == "active"
+    neighbour = [b for b in last if b.application_name == NEIGHBOUR_APP]
+    app = [b for b in last if b.application_name == "orders-api"]
+    assert len(neighbour) > len(app) == POOL, "the neighbour holds more sessions than the app"
+    assert capture.evidence.config is not None and capture.evidence.config.application_name is None
     top = _diagnosed(capture).findings[0]
-    assert NEIGHBOUR_APP not in top.summary and BACKUP_APP not in top.summary
+    assert "application 'orders-api' is the app because its sessions match the pool-status" in (
+        top.summary
+    )
+    assert f"application '{NEIGHBOUR_APP}' has more sessions" in top.summary
+    assert top.evidence["app"]["application_name"] == "orders-api"
+    assert BACKUP_APP not in top.summary
 
 
 def test_old_burst_is_in_the_log_but_not_the_cause(seed_leak: list[Capture]) -> None:
@@ -111,21 +122,29 @@ def test_old_burst_is_in_the_log_but_not_the_cause(seed_leak: list[Capture]) -> 
     assert "RenderTimeout" not in top.summary
 
 
-@pytest.mark.parametrize("instrumented", [True, False])
-def test_leak_in_a_threadpool_whose_threads_stay_alive(
-    pg: TempCluster, tmp_path: Path, instrumented: bool
-) -> None:
-    captures = exception_path_leak(pg, tmp_path, worker_threads=POOL + 1, instrumented=instrumented)
+def test_leak_in_a_threadpool_whose_threads_stay_alive(pg: TempCluster, tmp_path: Path) -> None:
+    captures = exception_path_leak(pg, tmp_path, worker_threads=POOL + 1, instrumented=True)
     holders = [h for c in captures for i in c.evidence.pools for s in i.samples for h in s.holders]
-    if instrumented:
-        assert holders and all(h.thread_alive is True for h in holders), "worker threads alive"
-    else:
-        assert [c.name for c in captures] == ["plain"] and not holders
+    assert holders and all(h.thread_alive is True for h in holders), "worker threads alive"
     for capture in captures:
         assert capture.worker_threads_alive >= POOL, "the threads that leaked are still alive"
         diagnosis = _top(capture, "connection-leak")
         assert "in _orders" in diagnosis.findings[0].summary
         _has_differential(capture.evidence, diagnosis)
+
+
+def test_uninstrumented_leak_in_a_separate_anyio_process(pg: TempCluster, tmp_path: Path) -> None:
+    capture = anyio_thread_leak(pg, tmp_path)
+    samples = [s for i in capture.evidence.pools for s in i.samples]
+    assert samples and all(s.payload_format == "json" and not s.holders for s in samples)
+    assert all(s.checked_out == POOL for s in samples), "pinned by the leak"
+    assert capture.worker_threads_alive > POOL, "AnyIO's worker threads outlive their requests"
+    assert capture.load.statuses, "the waiters were answered (500 after pool_timeout)"
+    diagnosis = _top(capture, "connection-leak")
+    summary = diagnosis.findings[0].summary
+    assert "OrderRejected" in summary and "anyioapp.py" in summary and "in orders" in summary
+    assert f"explains {POOL} of {POOL}" in summary
+    _has_differential(capture.evidence, diagnosis)
 
 
 @pytest.mark.parametrize(

@@ -192,5 +192,5 @@ def test_stopping_a_parallel_scan_terminates_its_worker_processes() -> None:
     assert processes
     _stop_workers(pool)  # what Ctrl-C or SIGTERM during the scan runs
     for process in processes:
-        process.join(30)  # a bound, not a speed claim: a terminated worker ends at once
-        assert process.exitcode == -signal.SIGTERM
+        process.join(30)  # a bound, not a speed claim: a stopped worker ends at once
+        assert process.exitcode in (-signal.SIGTERM, -signal.SIGKILL)

@@ -13,6 +13,7 @@ import pytest
 from rich.console import Console
 
 from pooldoctor.lab.demo import DemoResult, run_demo
+from pooldoctor.report.present import setting_assignments
 from pooldoctor.report.render import CHARTS_DIR
 
 PHONE_WIDTH = 390
@@ -24,6 +25,12 @@ window.addEventListener("load", function () {{
   var doc = document.getElementById("page").contentDocument;
   document.body.setAttribute("data-scroll-width", doc.documentElement.scrollWidth);
   document.body.setAttribute("data-client-width", doc.documentElement.clientWidth);
+  var heading = [].find.call(doc.querySelectorAll("h2"), function (h) {{
+    return h.textContent === "Key times";
+  }});
+  var box = heading.nextElementSibling;
+  var table = box.querySelector("table");
+  document.body.setAttribute("data-key-times", table.scrollWidth + "/" + box.clientWidth);
 }});
 </script></body></html>
 """
@@ -62,7 +69,8 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DemoResult]:
     yield run_demo(out, Console(file=io.StringIO(), width=100))
 
 
-def _overflow_at(width: int, out: Path, profile: Path) -> tuple[int, int]:
+def _overflow_at(width: int, out: Path, profile: Path) -> tuple[int, int, int, int]:
+    """The page's scroll and client widths, then the key-times table's and its box's."""
     probe = out / f"probe-{width}.html"
     probe.write_text(_PROBE.format(width=width))
     dom = _run_chromium(
@@ -73,16 +81,23 @@ def _overflow_at(width: int, out: Path, profile: Path) -> tuple[int, int]:
         "--dump-dom",
         probe.as_uri(),
     )
-    match = re.search(r'data-scroll-width="(\d+)" data-client-width="(\d+)"', dom)
+    match = re.search(
+        r'data-scroll-width="(\d+)" data-client-width="(\d+)" data-key-times="(\d+)/(\d+)"', dom
+    )
     assert match, "the probe page did not measure the report"
-    return int(match.group(1)), int(match.group(2))
+    page_scroll, page_client, table, table_box = (int(group) for group in match.groups())
+    return page_scroll, page_client, table, table_box
 
 
 @pytest.mark.slow
 def test_report_fits_a_phone_and_renders_at_desktop_width(demo: DemoResult, tmp_path: Path) -> None:
-    scroll, client = _overflow_at(PHONE_WIDTH, demo.out, tmp_path / "profile")
+    scroll, client, key_times, key_times_box = _overflow_at(
+        PHONE_WIDTH, demo.out, tmp_path / "profile"
+    )
     assert 0 < client <= PHONE_WIDTH
     assert scroll <= client, f"page scrolls sideways at {PHONE_WIDTH}px: {scroll} > {client}"
+    # The key-times table wraps its paths and URLs instead of hiding them past its box's edge.
+    assert 0 < key_times <= key_times_box, (key_times, key_times_box)
     for width in (DESKTOP_WIDTH, PHONE_WIDTH):
         shot = demo.out / f"screenshot-{width}.png"
         _run_chromium(
@@ -137,3 +152,22 @@ def test_markdown_shows_the_chart_files(demo: DemoResult) -> None:
         assert heading in text
     assert "- [ ] " in text and "owner:" in text
     assert "/tmp/pooldoctor-pg-" not in text.split("## Sources")[1].split("##")[0]
+
+
+def test_demo_report_gives_one_value_per_setting(demo: DemoResult) -> None:
+    markdown = (demo.out / "report.md").read_text(encoding="utf-8")
+    values: dict[str, set[str]] = {}
+    for line in markdown.splitlines():
+        for name, value in setting_assignments(line).items():
+            values.setdefault(name, set()).add(value)
+    assert len(values.get("idle_in_transaction_session_timeout", set())) == 1, values
+    assert all(len(found) == 1 for found in values.values()), values
+
+
+def test_demo_evidence_tables_show_no_raw_json(demo: DemoResult) -> None:
+    markdown = (demo.out / "report.md").read_text(encoding="utf-8")
+    cells = [
+        c.strip() for line in markdown.splitlines() if line.startswith("|") for c in line.split("|")
+    ]
+    assert not [c for c in cells if c.startswith(("[{", '{"'))]
+    assert "| At (UTC) | Checked out | Capacity | Waiting |" in markdown

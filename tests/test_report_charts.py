@@ -17,7 +17,7 @@ from pooldoctor.report.chartdata import build_charts
 from pooldoctor.report.charts import chart_svg
 from pooldoctor.report.lead import short_target
 from pooldoctor.report.model import ChartData, Report
-from pooldoctor.report.present import evidence_tables
+from pooldoctor.report.present import evidence_tables, setting_assignments, step_code
 from pooldoctor.report.terminal import TERMINAL_REMEDIATION_STEPS, paste_commands
 from pooldoctor.runbooks import (
     first_mitigation_step,
@@ -180,12 +180,69 @@ def test_symptom_is_folded_into_its_cause() -> None:
 def test_without_site_url_each_finding_names_the_runbook_command_and_first_step() -> None:
     report = _report()
     markdown = render_markdown(report)
+    report_settings = {
+        name
+        for f in report.findings
+        for step in f.remediation
+        for name in setting_assignments(step)
+    }
+    kept = 0
     for finding in report.findings:
         step = first_mitigation_step(get_runbook(finding.runbook))
-        assert finding.runbook_first_step == step and step
+        assert step and f"pooldoctor runbooks show {finding.runbook}" in markdown
+        if set(setting_assignments(step)) & report_settings:
+            assert finding.runbook_first_step is None, finding.id
+        else:
+            assert finding.runbook_first_step == step
+            kept += 1
+    assert kept
     assert (
         "Runbook: `pooldoctor runbooks show connection-leak`. First mitigation step: " in markdown
     )
+
+
+def test_one_value_per_setting_across_the_report() -> None:
+    # The missing-timeouts runbook's example step sets both timeouts to '60s' for role `app`;
+    # the findings derive their own values for the real role, and only those are shown.
+    report = _report()
+    missing = next(f for f in report.findings if f.check == "missing-timeouts")
+    generic = first_mitigation_step(get_runbook("missing-timeouts"))
+    assert setting_assignments(generic)["idle_in_transaction_session_timeout"] == "60s"
+    assert missing.runbook_first_step is None
+    markdown = render_markdown(report)
+    values: dict[str, set[str]] = {}
+    for line in markdown.splitlines():
+        for name, value in setting_assignments(line).items():
+            values.setdefault(name, set()).add(value)
+    assert values.get("idle_in_transaction_session_timeout")
+    assert all(len(found) == 1 for found in values.values()), values
+
+
+def test_action_items_skip_a_step_whose_commands_were_already_listed() -> None:
+    report = _report()
+    assert report.postmortem is not None
+    items = report.postmortem.action_items
+    seen: list[str] = []
+    for item in items:
+        code = step_code(item)
+        assert not code or not set(code) <= set(seen), item
+        seen.extend(code)
+    every_command = {c for f in report.findings for s in f.remediation for c in step_code(s)}
+    every_command -= {
+        c
+        for f in report.findings
+        if f.role.value == "symptom" or f.severity.value == "info"
+        for s in f.remediation
+        for c in step_code(s)
+    }
+    assert every_command <= set(seen)
+
+
+def test_setting_assignments_read_sql_in_a_step() -> None:
+    step = "Backstop: ALTER ROLE \"app\" SET idle_in_transaction_session_timeout = '5min'; (why)"
+    assert setting_assignments(step) == {"idle_in_transaction_session_timeout": "5min"}
+    assert setting_assignments("`SET lock_timeout TO 2s`") == {"lock_timeout": "2s"}
+    assert setting_assignments("SELECT pg_terminate_backend(42);") == {}
 
 
 def test_report_and_alerts_share_one_runbook_url_rule() -> None:
@@ -215,6 +272,33 @@ def test_evidence_tables_hide_empty_values_and_use_words() -> None:
     assert [t.title for t in tables] == [None]
     assert tables[0].columns == ("Reading", "Value")
     assert tables[0].rows == (("Stuck PIDs", "1, 2"), ("Waiting now", "0"))
+
+
+def test_per_sample_series_are_a_table_of_samples_not_raw_json() -> None:
+    samples = {
+        "url": "http://api:8080/pool",
+        "at": ["2026-11-21T09:31:04Z", "2026-11-21T09:31:09Z"],
+    }
+    samples |= {"checked_out": [4, 9], "capacity": [10, 10], "waiting": [0, 2]}
+    tables = evidence_tables({"pool": {"samples": 2, "instances": [samples]}})
+    assert [t.title for t in tables] == ["Pool", "Pool instances: http://api:8080/pool"]
+    series = tables[1]
+    assert series.columns == ("At (UTC)", "Checked out", "Capacity", "Waiting")
+    assert series.rows == (
+        ("2026-11-21 09:31:04", "4", "10", "0"),
+        ("2026-11-21 09:31:09", "9", "10", "2"),
+    )
+    assert tables[0].rows == (("Samples", "2"),)
+    nested = evidence_tables({"holds": {"window_seconds": 1.5, "baseline": {"basis": "10x p99"}}})
+    assert [(t.title, t.rows) for t in nested] == [
+        ("Holds", (("Window seconds", "1.5"),)),
+        ("Holds baseline", (("Basis", "10x p99"),)),
+    ]
+    # Records without per-sample series stay one table with a row per record.
+    plain = evidence_tables(
+        {"holders": [{"origin": "a.py:1", "count": 2}, {"origin": "b.py:9", "count": 1}]}
+    )
+    assert plain[0].rows == (("a.py:1", "2"), ("b.py:9", "1"))
 
 
 def test_plain_words_not_error_codes_in_the_timeline_labels() -> None:

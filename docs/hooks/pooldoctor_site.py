@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from mkdocs.config.defaults import MkDocsConfig
+from mkdocs.plugins import event_priority
 from mkdocs.structure.files import File, Files
 from mkdocs.structure.pages import Page
 
@@ -53,3 +54,16 @@ def on_page_markdown(markdown: str, page: Page, config: MkDocsConfig, **_: Any) 
         }
         return sitegen.runbook_page(load_runbooks(RUNBOOK_DIR)[slug], markdown)
     return sitegen.expand_markers(markdown, load_runbooks(RUNBOOK_DIR), REPO_ROOT)
+
+
+# After the search plugin writes its index (priority 0) and before the offline plugin copies
+# it into search_index.js (priority -100).
+@event_priority(-50)
+def on_post_build(config: MkDocsConfig, **_: Any) -> None:
+    """Make each runbook's exact error strings its search tags, so pasted errors find it first."""
+    index = Path(config.site_dir) / "search" / "search_index.json"
+    if index.is_file():
+        tagged = sitegen.index_symptoms_as_search_tags(
+            index.read_text(encoding="utf-8"), load_runbooks(RUNBOOK_DIR)
+        )
+        index.write_text(tagged, encoding="utf-8")

@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from pooldoctor.collect.options import NO_SOURCES_MESSAGE, RawSourceOptions
+from pooldoctor.collect.options import NO_SOURCES_MESSAGE
 from pooldoctor.commands import options as opt
 from pooldoctor.commands.progress import (
     QuietOpt,
@@ -52,24 +52,7 @@ def capture_command(
     from pooldoctor.interrupts import CaptureInterrupted
     from pooldoctor.report.terminal import plain
 
-    sources = opt.validated(
-        RawSourceOptions(
-            pool_status,
-            dsn,
-            log,
-            config,
-            workers,
-            samples,
-            interval,
-            timeout,
-            since,
-            until,
-            log_tz,
-            pgbouncers=pgbouncer,
-            prometheus=prometheus,
-        ),
-        utc_now(),
-    )
+    sources = opt.sources_from(locals(), utc_now())
     if not sources.has_sources:
         raise typer.BadParameter(NO_SOURCES_MESSAGE)
     if out.is_dir():

@@ -7,7 +7,6 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from pooldoctor.collect.options import RawSourceOptions
 from pooldoctor.commands import options as opt
 from pooldoctor.exitcodes import STATUS_EXIT
 
@@ -113,24 +112,7 @@ def check_command(
         "--idle-in-transaction-critical",
         idle_critical,
     )
-    sources = opt.validated(
-        RawSourceOptions(
-            pool_status,
-            dsn,
-            log,
-            config,
-            None,
-            samples,
-            interval,
-            timeout,
-            since,
-            until,
-            log_tz,
-            pgbouncers=pgbouncer,
-            prometheus=prometheus,
-        ),
-        utc_now(),
-    )
+    sources = opt.sources_from(locals(), utc_now())
     if (
         not (sources.pool_status or sources.dsn or sources.logs or sources.pgbouncers)
         and not sources.prometheus

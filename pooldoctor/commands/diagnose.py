@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from pooldoctor.collect.extend import MAX_EXTEND_SECONDS
-from pooldoctor.collect.options import NO_SOURCES_MESSAGE, RawSourceOptions
+from pooldoctor.collect.options import NO_SOURCES_MESSAGE
 from pooldoctor.commands import options as opt
 from pooldoctor.commands.progress import (
     QuietOpt,
@@ -130,24 +130,7 @@ def diagnose_command(
 
     now = utc_now()
     level = verbosity(quiet, verbose)
-    sources = opt.validated(
-        RawSourceOptions(
-            pool_status,
-            dsn,
-            log,
-            config,
-            workers,
-            samples,
-            interval,
-            timeout,
-            since,
-            until,
-            log_tz,
-            pgbouncers=pgbouncer,
-            prometheus=prometheus,
-        ),
-        now,
-    )
+    sources = opt.sources_from(locals(), now)
     interrupted: BaseException | None = None
     if evidence is not None:
         live = (sources.pool_status, dsn, sources.logs, sources.configs, pgbouncer, prometheus)

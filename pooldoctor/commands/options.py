@@ -1,9 +1,10 @@
-"""Typer signatures of the source options shared by `diagnose` and `capture`."""
+"""Typer signatures of the source options shared by every sampling command, and their validation."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -119,3 +120,33 @@ def validated(raw: RawSourceOptions, now: datetime) -> SourceOptions:
         return raw.validate(now)
     except BadOption as exc:
         raise typer.BadParameter(str(exc)) from None
+
+
+SOURCE_PARAMETERS = {
+    "pool_status": "pool_status",
+    "dsn": "dsn",
+    "log": "logs",
+    "config": "configs",
+    "workers": "workers",
+    "samples": "samples",
+    "interval": "interval",
+    "timeout": "timeout",
+    "since": "since",
+    "until": "until",
+    "log_tz": "log_tz",
+    "pgbouncer": "pgbouncers",
+    "prometheus": "prometheus",
+}
+"""Each command's source parameter name -> its RawSourceOptions field."""
+
+PARAMETER_DEFAULTS: dict[str, Any] = {"workers": None, "samples": 1}
+"""What a command without that option (check has no --workers, watch no --samples) means."""
+
+
+def sources_from(parameters: Mapping[str, Any], now: datetime) -> SourceOptions:
+    """The source options a command was given (its parameters by name), validated."""
+    fields = {
+        field: parameters.get(name, PARAMETER_DEFAULTS.get(name))
+        for name, field in SOURCE_PARAMETERS.items()
+    }
+    return validated(RawSourceOptions(**fields), now)

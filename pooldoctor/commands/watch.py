@@ -8,7 +8,6 @@ from typing import Annotated
 
 import typer
 
-from pooldoctor.collect.options import RawSourceOptions
 from pooldoctor.commands import options as opt
 from pooldoctor.exitcodes import STATUS_EXIT, ExitCode
 
@@ -57,24 +56,7 @@ def watch_command(
     from pooldoctor.collect.session import utc_now
     from pooldoctor.watch.live import WatchSettings, run_watch
 
-    sources = opt.validated(
-        RawSourceOptions(
-            pool_status,
-            dsn,
-            log,
-            config,
-            workers,
-            1,
-            interval,
-            timeout,
-            since,
-            until,
-            log_tz,
-            pgbouncers=pgbouncer,
-            prometheus=prometheus,
-        ),
-        utc_now(),
-    )
+    sources = opt.sources_from(locals(), utc_now())
     if not (sources.pool_status or sources.dsn or sources.pgbouncers):
         raise typer.BadParameter(
             "nothing live to watch: pass --pool-status URL, --dsn DSN (or set DATABASE_URL) "

@@ -9,6 +9,10 @@ holders.
 from __future__ import annotations
 
 import contextlib
+import os
+import select
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -32,7 +36,14 @@ from pooldoctor.lab.load import (
     run_load,
 )
 from pooldoctor.lab.slowclient import disconnecting_request, slow_reader
-from pooldoctor.lab.webapp import WORKER_THREAD_PREFIX, LabApp, LabConfig, run_lab_app
+from pooldoctor.lab.webapp import (
+    APP_ROLE,
+    WORKER_THREAD_PREFIX,
+    LabApp,
+    LabConfig,
+    ensure_schema,
+    run_lab_app,
+)
 
 POOL = 3
 POOL_TIMEOUT = 1.0  # short, so waiters time out (3o7r) within a second of the pool pinning
@@ -136,7 +147,8 @@ def write_old_burst(path: Path, source: Path, now: datetime) -> Path:
 
 
 NEIGHBOUR_APP = "nightly-report"
-NEIGHBOUR_SESSIONS = 2  # fewer than the app's own: the app is still told apart by count
+# More than the app's own (POOL): the count alone would take the neighbour for the app.
+NEIGHBOUR_SESSIONS = 2 * POOL
 BACKUP_APP = "pg_dump"
 BACKUP_STATEMENT_SECONDS = 30.0  # cancelled when the capture is done
 
@@ -377,3 +389,71 @@ INCIDENTS: dict[str, Callable[[TempCluster, Path], list[Capture]]] = {
     "streamed-export": lambda cluster, path: [streamed_export(cluster, path)],
     "threadpool-deadlock": lambda cluster, path: [threadpool_deadlock(cluster, path)],
 }
+
+
+ANYIO_APP = "orders-anyio-api"
+ANYIO_START_SECONDS = 20.0
+
+
+@dataclass
+class _Process:
+    """A lab app running in its own process, reached over HTTP."""
+
+    process: subprocess.Popen[str]
+    port: int
+
+    def url(self, path: str = "") -> str:
+        return f"http://127.0.0.1:{self.port}{path}"
+
+    def threads(self) -> int:
+        """The process's live OS threads (the event loop's plus AnyIO's workers)."""
+        with contextlib.suppress(OSError):
+            return len(os.listdir(f"/proc/{self.process.pid}/task"))
+        return 0
+
+
+@contextmanager
+def _anyio_app(cluster: TempCluster, log_path: Path) -> Iterator[_Process]:
+    ensure_schema(cluster)
+    args = [
+        sys.executable, "-m", "pooldoctor.lab.anyioapp", cluster.url(user=APP_ROLE),
+        str(log_path), ANYIO_APP, str(POOL), f"{POOL_TIMEOUT:g}", str(POOL + 1),
+    ]  # fmt: skip
+    process = subprocess.Popen(args, stdout=subprocess.PIPE, text=True)
+    assert process.stdout is not None
+    try:
+        ready = select.select([process.stdout], [], [], ANYIO_START_SECONDS)[0]
+        line = process.stdout.readline() if ready else ""
+        if not line.startswith("listening "):
+            raise RuntimeError(f"{ANYIO_APP} did not start (exit {process.poll()})")
+        yield _Process(process, int(line.split()[1]))
+    finally:
+        process.terminate()
+        try:
+            process.wait(REQUEST_TIMEOUT_SECONDS)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(REQUEST_TIMEOUT_SECONDS)
+
+
+def anyio_thread_leak(cluster: TempCluster, workdir: Path) -> Capture:
+    """The seed leak in a separate process serving on AnyIO worker threads, not instrumented,
+    captured through its plain pool-status JSON while the threads that leaked are still alive."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    config = _config(ANYIO_APP, instrumented=False)
+    log_path = workdir / f"{ANYIO_APP}.log"
+    with _anyio_app(cluster, log_path) as app:
+        for _ in range(BASELINE_REQUESTS):
+            request_once(app.url("/orders?quantity=2"), REQUEST_TIMEOUT_SECONDS)
+        for _ in range(POOL):
+            request_once(app.url("/orders?quantity=500"), REQUEST_TIMEOUT_SECONDS)
+        leaked_at = time.monotonic()
+        waiters = _spec(["/orders?quantity=2", "/quick"], clients=WAITERS, seconds=60.0)
+        with BackgroundLoad(app.url(), waiters) as load:
+            time.sleep(max(0.0, WORKER_LEAK_AGE_SECONDS - (time.monotonic() - leaked_at)))
+            evidence = capture_app(
+                cluster, workdir, config.env_text(), app.url("/pool-status"), [log_path]
+            )
+            threads = app.threads()
+        result = load.stop()
+    return Capture("anyio", evidence, result, worker_threads_alive=threads)

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 from pooldoctor.evidence import Evidence, LogEvent
-from pooldoctor.readings.app import AppIdentity, configured_app_name, identify_app
+from pooldoctor.readings.app import AppIdentity, app_identity
 from pooldoctor.readings.budget import ServerBudget, server_budget
 from pooldoctor.readings.deadlock import (
     DeadlockSignature,
@@ -102,7 +102,7 @@ def app_label(evidence: Evidence, app: AppIdentity | None) -> str:
 
 def read(evidence: Evidence) -> Readings:
     """Derive every shared fact of `evidence` once."""
-    app = identify_app(evidence.postgres, configured_app_name(evidence))
+    app = app_identity(evidence)
     pool = pool_signal(evidence)
     trend = session_trend(evidence)
     logs = read_logs(evidence)

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import re
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from pooldoctor.evidence import ActivitySample, Backend, Evidence, PostgresEvidence
+from pooldoctor.evidence import ActivitySample, Backend, Evidence, PoolInstance, PostgresEvidence
 from pooldoctor.readings.thresholds import MAX_LISTED, MIN_APP_BACKENDS
 
 SELF_APP = "pooldoctor"
@@ -69,6 +69,7 @@ class AppIdentity:
     backends_seen: int
     reason: str
     role: str | None = None  # the role most of the app's backends log in as
+    by_pool_evidence: bool = False  # chosen over a busier client because its sessions match
 
     @property
     def label(self) -> str:
@@ -108,10 +109,16 @@ class AppIdentity:
         }
 
 
-def identify_app(pg: PostgresEvidence | None, named: str | None = None) -> AppIdentity | None:
+def identify_app(
+    pg: PostgresEvidence | None,
+    named: str | None = None,
+    pools: Sequence[PoolInstance] = (),
+    workers: int | None = None,
+) -> AppIdentity | None:
     """The app = the application_name its config names (`named`) when it has backends; else the
-    application_name (else role) with the most client backends over the samples, excluding
-    pooldoctor itself and maintenance tools."""
+    application_name (else role) whose sessions match the pool-status samples (in use = checked
+    out, within size + max_overflow per process) in the most rounds; the count of client
+    backends decides only when that does not. Pooldoctor and maintenance tools are never it."""
     if pg is None or not pg.samples:
         return None
     if named:
@@ -123,30 +130,131 @@ def identify_app(pg: PostgresEvidence | None, named: str | None = None) -> AppId
             role = Counter(b.usename or "" for b in own).most_common(1)[0][0] or None
             reason = "the application_name its config sets"
             return AppIdentity(named, None, len(own), reason, role)
+    picked = _pick(pg, pools, workers)
+    if picked is None:
+        return None
+    (name, user), seen, reason, by_pools = picked
+    roles: Counter[str] = Counter(
+        b.usename or "" for s in pg.samples for b in client_backends(s)
+        if (b.application_name or "") == name and (name or (b.usename or "") == user)
+    )  # fmt: skip
+    role = roles.most_common(1)[0][0] or None
+    return AppIdentity(name or None, user or None, seen, reason, role, by_pools)
+
+
+@dataclass(frozen=True)
+class _PoolRound:
+    """The pools' state nearest one pg_stat_activity sample, summed over the sampled instances."""
+
+    checked_out: int
+    capacity: int | None  # (size + max_overflow) x processes; None when unbounded or unknown
+    all_processes: bool  # every process of the app is sampled (instances >= configured workers)
+
+
+def _pool_rounds(
+    samples: Sequence[ActivitySample], pools: Sequence[PoolInstance], workers: int | None
+) -> list[_PoolRound | None]:
+    sampled = [i for i in pools if any(s.checked_out is not None for s in i.samples)]
+    processes = max(len(sampled), workers or 0)
+    rounds: list[_PoolRound | None] = []
+    for activity in samples:
+        nearest = [
+            min(
+                (s for s in i.samples if s.checked_out is not None),
+                key=lambda s: abs((s.at - activity.at).total_seconds()),
+            )
+            for i in sampled
+        ]
+        if not nearest:
+            rounds.append(None)
+            continue
+        checked_out = sum(s.checked_out or 0 for s in nearest)
+        per_process = [
+            s.size + max(s.max_overflow, 0)
+            for s in nearest
+            if s.size is not None and s.max_overflow is not None and s.max_overflow >= 0
+        ]
+        capacity = max(per_process) * processes if len(per_process) == len(nearest) else None
+        rounds.append(_PoolRound(checked_out, capacity, len(sampled) >= processes))
+    return rounds
+
+
+def _consistent(in_use: int, total: int, pool: _PoolRound) -> bool:
+    """The candidate's sessions are what the pools report: exactly the checked-out count when
+    every process is sampled, else at least it and within the fleet's capacity."""
+    if pool.capacity is not None and total > pool.capacity:
+        return False
+    if pool.all_processes:
+        return in_use == pool.checked_out
+    return in_use >= pool.checked_out
+
+
+def _pick(
+    pg: PostgresEvidence, pools: Sequence[PoolInstance], workers: int | None
+) -> tuple[tuple[str, str], int, str, bool] | None:
+    """The candidate (name, user), its backends seen, why it was chosen, and whether the pool
+    samples (not the count) decided."""
     tally: Counter[tuple[str, str]] = Counter()
-    roles: dict[tuple[str, str], Counter[str]] = {}
+    per_sample: list[Counter[tuple[str, str]]] = []
+    in_use: list[Counter[tuple[str, str]]] = []
     for sample in pg.samples:
+        totals: Counter[tuple[str, str]] = Counter()
+        busy: Counter[tuple[str, str]] = Counter()
         for backend in client_backends(sample):
             if is_self(backend) or is_maintenance(backend):
                 continue
             name = backend.application_name or ""
             key = (name, "" if name else backend.usename or "")
-            tally[key] += 1
-            roles.setdefault(key, Counter())[backend.usename or ""] += 1
+            totals[key] += 1
+            busy[key] += backend.state != IDLE
+        tally.update(totals)
+        per_sample.append(totals)
+        in_use.append(busy)
     if not tally:
         return None
-    (name, user), seen = min(tally.items(), key=lambda item: (-item[1], item[0]))
-    per_sample = seen / len(pg.samples)
-    reason = (
-        f"most client backends ({per_sample:.0f} per sample), excluding pooldoctor and "
-        f"maintenance tools ({', '.join(MAINTENANCE_APPS[:4])}, ...)"
+    by_count = min(tally.items(), key=lambda item: (-item[1], item[0]))[0]
+    rounds = _pool_rounds(pg.samples, pools, workers)
+    judged = sum(r is not None for r in rounds)
+    matched = {
+        key: sum(
+            1
+            for r, totals, busy in zip(rounds, per_sample, in_use, strict=True)
+            if r is not None and _consistent(busy[key], totals[key], r)
+        )
+        for key in tally
+    }
+    best = min(tally, key=lambda key: (-matched[key], -tally[key], key))
+    count_reason = (
+        f"most client backends ({tally[by_count] / len(pg.samples):.0f} per sample), excluding "
+        f"pooldoctor and maintenance tools ({', '.join(MAINTENANCE_APPS[:4])}, ...)"
     )
-    role = roles[(name, user)].most_common(1)[0][0] or None
-    return AppIdentity(name or None, user or None, seen, reason, role)
+    if not judged or matched[best] == matched[by_count]:
+        return by_count, tally[by_count], count_reason, False
+    last = next(r for r in reversed(rounds) if r is not None)
+    reason = (
+        f"its sessions match the pool-status samples in {matched[best]} of {judged} rounds "
+        f"({in_use[-1][best]} in use vs {last.checked_out} checked out"
+        + (f", capacity {last.capacity}" if last.capacity is not None else "")
+        + f"); {_describe(by_count)} has more sessions ({tally[by_count] / len(pg.samples):.0f}"
+        f" per sample) but matches in {matched[by_count]} of {judged}"
+    )
+    return best, tally[best], reason, True
+
+
+def _describe(key: tuple[str, str]) -> str:
+    name, user = key
+    return f"application '{name}'" if name else f"unnamed application of user '{user}'"
 
 
 def configured_app_name(evidence: Evidence) -> str | None:
     return evidence.config.application_name if evidence.config is not None else None
+
+
+def app_identity(evidence: Evidence) -> AppIdentity | None:
+    """identify_app with everything the evidence offers: the configured name, the pool samples
+    and the configured worker count."""
+    workers = evidence.config.workers if evidence.config is not None else None
+    return identify_app(evidence.postgres, configured_app_name(evidence), evidence.pools, workers)
 
 
 def enough_app_backends(count: int, capacity: int | None) -> bool:

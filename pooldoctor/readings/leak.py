@@ -219,6 +219,8 @@ def leak_signature(
         reasons.append(
             f"{len(stuck)} backends of {trend.app.label} {kind}, {describe_oldest(stuck)}, {same}"
         )
+        if trend.app.by_pool_evidence:
+            reasons.append(f"{trend.app.label} is the app because {trend.app.reason}")
         if holds.held:
             confidence += HELD_CONFIDENCE
             reasons.append(holds.describe_held())

@@ -18,8 +18,7 @@ from pooldoctor.readings.app import (
     IDLE_IN_TRANSACTION,
     AppIdentity,
     app_backends,
-    configured_app_name,
-    identify_app,
+    app_identity,
 )
 from pooldoctor.readings.text import fmt_clock, preview
 from pooldoctor.readings.thresholds import MAX_LISTED
@@ -101,7 +100,7 @@ def _held(backend: Backend, at: datetime, in_tx: bool, seen: int) -> HeldSession
 def session_trend(evidence: Evidence) -> SessionTrend | None:
     """None when PostgreSQL was not sampled or no app backend could be told apart."""
     pg = evidence.postgres
-    app = identify_app(pg, configured_app_name(evidence))
+    app = app_identity(evidence)
     if pg is None or app is None:
         return None
     samples = pg.samples

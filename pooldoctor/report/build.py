@@ -23,10 +23,23 @@ from pooldoctor.report.model import (
     ReportFinding,
     SourceRow,
 )
+from pooldoctor.report.present import setting_assignments
 from pooldoctor.report.textfmt import as_utc, hhmm, percent
 from pooldoctor.report.timeline import build_timeline
 from pooldoctor.report.visibility import visibility_caveats, visibility_sentence
 from pooldoctor.runbooks import Runbook, first_mitigation_step, runbook_url, section_items
+
+
+def _first_step_without_conflict(runbook: Runbook | None, report_settings: set[str]) -> str | None:
+    """The runbook's first Mitigation step, unless it sets a setting the findings set themselves.
+
+    A runbook's example (`ALTER ROLE app SET x = '60s'`) next to the value derived from this
+    incident (`ALTER ROLE "lab_app" SET x = '5min'`) would give two answers for one setting.
+    """
+    step = first_mitigation_step(runbook) if runbook else ""
+    if not step or set(setting_assignments(step)) & report_settings:
+        return None
+    return step
 
 
 def _report_finding(
@@ -35,6 +48,7 @@ def _report_finding(
     base_url: str | None,
     runbooks: Mapping[str, Runbook],
     explains: tuple[str, ...],
+    report_settings: set[str],
 ) -> ReportFinding:
     runbook = runbooks.get(finding.runbook)
     return ReportFinding(
@@ -50,7 +64,7 @@ def _report_finding(
         remediation=tuple(finding.remediation),
         runbook_title=titles.get(finding.runbook),
         runbook_url=runbook_url(base_url, finding.runbook) if base_url else None,
-        runbook_first_step=first_mitigation_step(runbook) if runbook else None,
+        runbook_first_step=_first_step_without_conflict(runbook, report_settings),
         prevention=section_items(runbook.body, "Prevention") if runbook else (),
         explains=explains,
     )
@@ -216,8 +230,16 @@ def build_report(
     runbooks = runbooks or {}
     titles = {**{slug: rb.title for slug, rb in runbooks.items()}, **(runbook_titles or {})}
     folded = folded_symptoms(diagnosis.findings)
+    report_settings = {
+        name
+        for f in diagnosis.findings
+        for step in f.remediation
+        for name in setting_assignments(step)
+    }
     findings = tuple(
-        _report_finding(f, titles, runbook_base_url, runbooks, folded.get(f.id, ()))
+        _report_finding(
+            f, titles, runbook_base_url, runbooks, folded.get(f.id, ()), report_settings
+        )
         for f in diagnosis.findings
     )
     sources = tuple(

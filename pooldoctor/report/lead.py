@@ -13,6 +13,7 @@ from pooldoctor.readings import Readings
 from pooldoctor.readings.logs import LogReadings
 from pooldoctor.readings.text import instance_label
 from pooldoctor.report.model import KeyTime, Lead, Postmortem, ReportFinding
+from pooldoctor.report.present import step_code
 from pooldoctor.report.stuck import latest_activity
 from pooldoctor.report.textfmt import as_utc, hhmm, stamp
 from pooldoctor.report.timeline import NON_ERROR_EVENTS, log_event_label
@@ -119,14 +120,21 @@ def build_lead(
 
 
 def action_items(findings: Sequence[ReportFinding]) -> tuple[str, ...]:
-    """Remediation steps of the causes and risks, then their runbooks' prevention, no repeats."""
+    """Remediation steps of the causes and risks, then their runbooks' prevention, no repeats.
+
+    A step whose commands all appeared in an earlier item is a repeat too (the leak's "Backstop:
+    `ALTER ROLE …`" and the timeout finding's bare `ALTER ROLE …`).
+    """
     items: list[str] = []
+    commands_seen: set[str] = set()
     for finding in findings:
         if finding.severity is Severity.INFO or finding.role is Role.SYMPTOM:
             continue
         for step in finding.remediation:
-            if step not in items:
+            commands = set(step_code(step))
+            if step not in items and not (commands and commands <= commands_seen):
                 items.append(step)
+            commands_seen |= commands
         for step in finding.prevention:
             item = f"Prevent: {step}"
             if item not in items:

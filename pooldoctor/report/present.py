@@ -112,6 +112,40 @@ def _record_table(title: str, records: Sequence[Mapping[str, Any]]) -> EvidenceT
     return EvidenceTable(label(title), columns, rows, max(0, len(records) - MAX_EVIDENCE_ROWS))
 
 
+def _series_keys(record: Mapping[str, Any]) -> list[str]:
+    """Keys of a record holding one value per sample: lists of scalars, all of one length."""
+    lists = {
+        str(key): value
+        for key, value in record.items()
+        if isinstance(value, list) and value and not any(isinstance(v, dict | list) for v in value)
+    }
+    lengths = {len(value) for value in lists.values()}
+    return list(lists) if len(lists) > 1 and len(lengths) == 1 else []
+
+
+def _series_table(title: str, record: Mapping[str, Any]) -> EvidenceTable:
+    """A record of per-sample series (`at`, `checked_out`, …) as one row per sample."""
+    keys = _series_keys(record)
+    keys.sort(key=lambda key: key != "at")
+    named = [f"{cell(v)}" for k, v in record.items() if str(k) not in keys and not is_empty(v)]
+    count = len(record[keys[0]])
+    rows = tuple(
+        tuple(cell(record[key][index]) for key in keys)
+        for index in range(min(count, MAX_EVIDENCE_ROWS))
+    )
+    heading = f"{label(title)}: {', '.join(named)}" if named else label(title)
+    return EvidenceTable(
+        heading, tuple(label(key) for key in keys), rows, max(0, count - MAX_EVIDENCE_ROWS)
+    )
+
+
+def _records_tables(title: str, records: Sequence[Mapping[str, Any]]) -> list[EvidenceTable]:
+    """A list of records as a table, or one table per record when each holds sample series."""
+    if all(_series_keys(record) for record in records):
+        return [_series_table(title, record) for record in records]
+    return [_record_table(title, records)]
+
+
 def _key_value_table(title: str | None, items: Sequence[tuple[str, Any]]) -> EvidenceTable:
     shown = [(key, value) for key, value in items if not is_empty(value)]
     rows = tuple((label(key), cell(value)) for key, value in shown[:MAX_EVIDENCE_ROWS])
@@ -125,16 +159,29 @@ def _key_value_table(title: str | None, items: Sequence[tuple[str, Any]]) -> Evi
 
 
 def evidence_tables(evidence: Mapping[str, Any]) -> list[EvidenceTable]:
-    """Scalars -> one reading/value table; lists of dicts, dicts -> a table each; no empties."""
+    """Scalars -> one reading/value table; lists of dicts, dicts (and those nested in them) -> a
+    table each; no empties."""
     scalars: list[tuple[str, Any]] = []
     tables: list[EvidenceTable] = []
     for key, value in evidence.items():
         if str(key) in _HIDDEN_KEYS or is_empty(value):
             continue
         if _is_record_list(value):
-            tables.append(_record_table(str(key), value))
+            tables.extend(_records_tables(str(key), value))
         elif isinstance(value, dict):
-            tables.append(_key_value_table(str(key), list(value.items())))
+            nested = [
+                (k, v)
+                for k, v in value.items()
+                if (_is_record_list(v) or isinstance(v, dict)) and not is_empty(v)
+            ]
+            flat = [(k, v) for k, v in value.items() if (k, v) not in nested]
+            tables.append(_key_value_table(str(key), flat))
+            for nested_key, inner in nested:
+                title = f"{key} {nested_key}"
+                if isinstance(inner, dict):
+                    tables.append(_key_value_table(title, list(inner.items())))
+                else:
+                    tables.extend(_records_tables(title, inner))
         else:
             scalars.append((str(key), value))
     if scalars:
@@ -163,6 +210,27 @@ def code_segments(step: str) -> list[tuple[str, bool]]:
     if position < len(step):
         segments.append((step[position:], False))
     return segments
+
+
+def step_code(step: str) -> tuple[str, ...]:
+    """The code parts of a remediation step (backtick spans, else upper-case SQL), stripped."""
+    return tuple(text.strip() for text, is_code in code_segments(step) if is_code and text.strip())
+
+
+# `SET name = 'value'` and `SET name TO value`, as in ALTER ROLE / ALTER SYSTEM / SET.
+_ASSIGNMENT = re.compile(
+    r"\bSET\s+(?P<name>[a-z_][a-z0-9_.]*)\s*(?:=|\bTO\b)\s*'?(?P<value>[^';\s]+)",
+    re.IGNORECASE,
+)
+
+
+def setting_assignments(step: str) -> dict[str, str]:
+    """Server settings a step's code assigns: {name: value} (`SET x = '5min'` -> {x: 5min})."""
+    return {
+        match.group("name").lower(): match.group("value")
+        for code in step_code(step)
+        for match in _ASSIGNMENT.finditer(code)
+    }
 
 
 _SHELL_COMMANDS = ("pooldoctor ", "psql ", "kubectl ", "systemctl ", "pgbouncer ")

@@ -153,6 +153,9 @@ def _stop_workers(pool: ProcessPoolExecutor) -> None:
     pool.shutdown(wait=False, cancel_futures=True)
     for process in processes:
         process.join(STOP_WAIT_SECONDS)
+        if process.is_alive():  # SIGTERM not acted on yet (still starting up): no second chance
+            process.kill()
+            process.join(STOP_WAIT_SECONDS)
 
 
 def _outcome(
