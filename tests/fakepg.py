@@ -121,8 +121,8 @@ def _serve(conn: socket.socket, answer: Callable[[str], Answer], stop: threading
 
 
 @contextmanager
-def fake_console(answer: Callable[[str], Answer]) -> Iterator[str]:
-    """Serve `answer(what)` for every `SHOW what` on 127.0.0.1; yields a DSN for it."""
+def serve_tcp(handle: Callable[[socket.socket, threading.Event], None]) -> Iterator[int]:
+    """Run `handle(conn, stop)` in a thread per connection on 127.0.0.1; yields the port."""
     listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     listener.bind(("127.0.0.1", 0))
     listener.listen(16)
@@ -137,14 +137,20 @@ def fake_console(answer: Callable[[str], Answer]) -> Iterator[str]:
                 continue
             except OSError:
                 return
-            threading.Thread(target=_serve, args=(conn, answer, stop), daemon=True).start()
+            threading.Thread(target=handle, args=(conn, stop), daemon=True).start()
 
     thread = threading.Thread(target=accept_loop, daemon=True)
     thread.start()
-    port = listener.getsockname()[1]
     try:
-        yield f"host=127.0.0.1 port={port} dbname=pgbouncer user=stats sslmode=disable"
+        yield int(listener.getsockname()[1])
     finally:
         stop.set()
         thread.join(2)
         listener.close()
+
+
+@contextmanager
+def fake_console(answer: Callable[[str], Answer]) -> Iterator[str]:
+    """Serve `answer(what)` for every `SHOW what` on 127.0.0.1; yields a DSN for it."""
+    with serve_tcp(lambda conn, stop: _serve(conn, answer, stop)) as port:
+        yield f"host=127.0.0.1 port={port} dbname=pgbouncer user=stats sslmode=disable"

@@ -21,6 +21,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.fakepg import serve_tcp
+
 # The child may use this much address space: the interpreter, psycopg, threads' stacks and a
 # capped read stay well below it; an unbounded read of /dev/zero would not.
 ADDRESS_SPACE_BYTES = 3 * 1024**3
@@ -151,18 +153,13 @@ SIGTERM = signal.SIGTERM
 def fake_postgres_refusing(sqlstate: str, message: str) -> Iterator[int]:
     """A TCP peer speaking just enough of the PostgreSQL protocol to refuse every session with
     an ErrorResponse (as a server at max_connections does); yields its port."""
-    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    listener.bind(("127.0.0.1", 0))
-    listener.listen(16)
-    listener.settimeout(0.2)
-    stop = threading.Event()
 
     def error_response() -> bytes:
         fields = b"SFATAL\x00VFATAL\x00C" + sqlstate.encode() + b"\x00M" + message.encode()
         body = fields + b"\x00\x00"
         return b"E" + (len(body) + 4).to_bytes(4, "big") + body
 
-    def serve(conn: socket.socket) -> None:
+    def serve(conn: socket.socket, _stop: threading.Event) -> None:
         with conn:
             conn.settimeout(5)
             try:
@@ -182,24 +179,8 @@ def fake_postgres_refusing(sqlstate: str, message: str) -> Iterator[int]:
             except OSError:
                 return
 
-    def accept_loop() -> None:
-        while not stop.is_set():
-            try:
-                conn, _ = listener.accept()
-            except TimeoutError:
-                continue
-            except OSError:
-                return
-            threading.Thread(target=serve, args=(conn,), daemon=True).start()
-
-    thread = threading.Thread(target=accept_loop, daemon=True)
-    thread.start()
-    try:
-        yield int(listener.getsockname()[1])
-    finally:
-        stop.set()
-        thread.join(2)
-        listener.close()
+    with serve_tcp(serve) as port:
+        yield port
 
 
 # An in-process run may grow this process's address space by this much, no more: the same kind
