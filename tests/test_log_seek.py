@@ -14,7 +14,7 @@ import pytest
 from pooldoctor.collect.logs import collect_logs
 from pooldoctor.collect.logs.seek import SEEK_MARGIN, find_window
 from pooldoctor.collect.logs.timestamps import TimestampReader
-from pooldoctor.collect.session import log_file_status
+from pooldoctor.collect.once import log_file_status
 from pooldoctor.evidence import LogFileEvidence
 
 START = datetime(2026, 11, 20, 0, 0, tzinfo=UTC)

@@ -47,7 +47,8 @@ def capture_command(
     from rich.text import Text
 
     from pooldoctor.atomic import write_atomic
-    from pooldoctor.collect.session import capture, utc_now
+    from pooldoctor.collect.sampling import utc_now
+    from pooldoctor.collect.session import capture
     from pooldoctor.evidence import SourceState, evidence_to_json
     from pooldoctor.interrupts import CaptureInterrupted
     from pooldoctor.report.terminal import plain

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from typing import TYPE_CHECKING, Annotated
 
 import typer
@@ -101,7 +100,7 @@ def check_command(
 
     Exit 0 ok, 1 warning, 2 critical, 3 unknown (also for usage errors, as plugins do).
     """
-    from pooldoctor.collect.session import utc_now
+    from pooldoctor.collect.sampling import utc_now
     from pooldoctor.monitoring import Thresholds, evaluate
 
     _ordered("--warning", warning, "--critical", critical)
@@ -142,15 +141,14 @@ def _ordered(low_name: str, low: float | None, high_name: str, high: float | Non
 def _sample(sources: SourceOptions) -> Evidence:
     """The live sources sampled --samples times, then the ones read once: no code scanning or
     anything else a plugin run every minute does not need."""
-    from pooldoctor.collect.session import LiveSampler, read_once
+    from pooldoctor.collect.once import read_once
+    from pooldoctor.collect.sampling import Sampler
 
-    sampler = LiveSampler(sources)
+    sampler = Sampler(sources)
     try:
-        for index in range(sources.samples):
-            started = time.monotonic()
-            sampler.sample()
-            if index + 1 < sources.samples:
-                time.sleep(max(0.0, sources.interval - (time.monotonic() - started)))
+        sampler.open()
+        if sampler.live:
+            sampler.run(sources.samples)
     finally:
         sampler.close()
-    return sampler.evidence(read_once(sources))
+    return sampler.evidence(read_once(sources, sampler.clock))

@@ -114,7 +114,8 @@ def diagnose_command(
     from rich.console import Console
 
     from pooldoctor.collect.extend import extra_samples, join_captures
-    from pooldoctor.collect.session import capture, utc_now
+    from pooldoctor.collect.sampling import utc_now
+    from pooldoctor.collect.session import capture
     from pooldoctor.diagnosis import diagnose
     from pooldoctor.evidence import evidence_to_json
     from pooldoctor.interrupts import CaptureInterrupted

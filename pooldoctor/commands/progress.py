@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Annotated, TextIO
 import typer
 
 if TYPE_CHECKING:
-    from pooldoctor.collect.session import RoundReport
+    from pooldoctor.collect.sampling import RoundReport
     from pooldoctor.evidence import SourceStatus
 
 QuietOpt = Annotated[

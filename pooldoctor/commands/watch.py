@@ -53,7 +53,7 @@ def watch_command(
     """
     from rich.console import Console
 
-    from pooldoctor.collect.session import utc_now
+    from pooldoctor.collect.sampling import utc_now
     from pooldoctor.watch.live import WatchSettings, run_watch
 
     sources = opt.sources_from(locals(), utc_now())

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 from contextlib import nullcontext
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -12,8 +13,9 @@ from rich.console import Console
 from rich.live import Live
 
 from pooldoctor.atomic import write_atomic
+from pooldoctor.collect.once import ReadOnce, read_once
 from pooldoctor.collect.options import SourceOptions
-from pooldoctor.collect.session import LiveSampler, ReadOnce, read_once
+from pooldoctor.collect.sampling import RoundReport, Sampler, utc_now
 from pooldoctor.diagnosis import diagnose
 from pooldoctor.evidence import Evidence, evidence_to_json
 from pooldoctor.findings import Status
@@ -68,64 +70,82 @@ def run_watch(options: SourceOptions, settings: WatchSettings, console: Console)
     """Watch until --duration passes, `q`, Ctrl-C or SIGTERM; then write the record atomically."""
     outcome = WatchOutcome()
     # Config once for the live view; Prometheus history and logs once, for the record.
-    config_only = read_once(replace(options, logs=(), prometheus=None))
-    sampler = LiveSampler(options, keep_rounds=KEEP_ROUNDS)
+    config_only = read_once(replace(options, logs=(), prometheus=None), utc_now)
+    sampler = Sampler(options, keep_rounds=KEEP_ROUNDS, retry_refused=True)
     interactive = console.is_terminal
     live = Live(console=console, auto_refresh=False) if interactive else None
     try:
+        sampler.open()
         with KeyReader(enabled=interactive) as keys, live or nullcontext():
             screen = _Screen(console, live, settings.interval)
             tail = LogTail(options.logs)
-            _loop(sampler, config_only, settings, screen, keys, outcome, tail)
+            rounds = _Rounds(sampler, config_only, settings, screen, keys, tail, outcome)
+            sampler.run(None, rounds.show, rounds.wait_until)
     except INTERRUPTS:
         pass  # Ctrl-C and SIGTERM end a watch like `q`: the record is still written
     finally:
         sampler.close()
         outcome.rounds = sampler.rounds
         if settings.record is not None:
-            _write_record(sampler.evidence(read_once(options)), settings.record, outcome)
+            _write_record(sampler.evidence(read_once(options, utc_now)), settings.record, outcome)
     return outcome
 
 
-def _loop(
-    sampler: LiveSampler,
-    once: ReadOnce,
-    settings: WatchSettings,
-    screen: _Screen,
-    keys: KeyReader,
-    outcome: WatchOutcome,
-    tail: LogTail,
-) -> None:
-    deadline = None if settings.duration is None else time.monotonic() + settings.duration
-    sort, paused = SortKey.AGE, False
-    while True:
-        round_started = time.monotonic()
-        sampler.sample()
-        tail.poll(time.monotonic())
-        log_rate = tail.per_minute(time.monotonic())
-        evidence = sampler.evidence(once, last_rounds=VIEW_ROUNDS)
+class _Rounds:
+    """Watch's part of each sampling round: diagnose the recent window, draw it, take keys."""
+
+    def __init__(
+        self,
+        sampler: Sampler,
+        once: ReadOnce,
+        settings: WatchSettings,
+        screen: _Screen,
+        keys: KeyReader,
+        tail: LogTail,
+        outcome: WatchOutcome,
+    ) -> None:
+        self.sampler = sampler
+        self.once = once
+        self.screen = screen
+        self.keys = keys
+        self.tail = tail
+        self.outcome = outcome
+        self.deadline = None if settings.duration is None else time.monotonic() + settings.duration
+        self.sort, self.paused = SortKey.AGE, False
+        self._redraw: Callable[[], WatchView] | None = None
+
+    def show(self, report: RoundReport) -> None:
+        """Draw the round just sampled (the report's per-source outcomes are in the view)."""
+        self.tail.poll(time.monotonic())
+        log_rate = self.tail.per_minute(time.monotonic())
+        evidence = self.sampler.evidence(self.once, last_rounds=VIEW_ROUNDS)
         diagnosis = diagnose(evidence)
-        outcome.status = diagnosis.status
-        view = build_view(evidence, diagnosis, sampler.rounds, sort, log_rate)
-        screen.show(view, sort, paused, True)
-        next_round = round_started + settings.interval
-        while paused or time.monotonic() < next_round:
+        self.outcome.status = diagnosis.status
+
+        def view() -> WatchView:
+            return build_view(evidence, diagnosis, report.number, self.sort, log_rate)
+
+        self._redraw = view
+        self.screen.show(view(), self.sort, self.paused, True)
+
+    def wait_until(self, next_round: float) -> bool:
+        """Take keys until the next round is due (or forever while paused); False to stop."""
+        deadline = self.deadline
+        while self.paused or time.monotonic() < next_round:
             now = time.monotonic()
             if deadline is not None and now >= deadline:
-                return
-            until = min(now + KEY_POLL_SECONDS, next_round if not paused else math.inf)
+                return False
+            until = min(now + KEY_POLL_SECONDS, next_round if not self.paused else math.inf)
             if deadline is not None:
                 until = min(until, deadline)
-            key = keys.wait(until - now)
+            key = self.keys.wait(until - now)
             if key == "q":
-                return
-            if key in ("s", "p"):
-                sort = sort.next() if key == "s" else sort
-                paused = not paused if key == "p" else paused
-                view = build_view(evidence, diagnosis, sampler.rounds, sort, log_rate)
-                screen.show(view, sort, paused, False)
-        if deadline is not None and time.monotonic() >= deadline:
-            return
+                return False
+            if key in ("s", "p") and self._redraw is not None:
+                self.sort = self.sort.next() if key == "s" else self.sort
+                self.paused = not self.paused if key == "p" else self.paused
+                self.screen.show(self._redraw(), self.sort, self.paused, False)
+        return deadline is None or time.monotonic() < deadline
 
 
 def _write_record(evidence: Evidence, path: Path, outcome: WatchOutcome) -> None:
