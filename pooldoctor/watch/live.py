@@ -117,13 +117,13 @@ class _Rounds:
     def show(self, report: RoundReport) -> None:
         """Draw the round just sampled (the report's per-source outcomes are in the view)."""
         self.tail.poll(time.monotonic())
-        log_rate = self.tail.per_minute(time.monotonic())
+        log_rates = self.tail.rates(time.monotonic())
         evidence = self.sampler.evidence(self.once, last_rounds=VIEW_ROUNDS)
         diagnosis = diagnose(evidence)
         self.outcome.status = diagnosis.status
 
         def view() -> WatchView:
-            return build_view(evidence, diagnosis, report.number, self.sort, log_rate)
+            return build_view(evidence, diagnosis, report.number, self.sort, log_rates)
 
         self._redraw = view
         self.screen.show(view(), self.sort, self.paused, True)

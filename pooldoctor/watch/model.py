@@ -11,6 +11,7 @@ from enum import StrEnum
 from pooldoctor.evidence import Backend, Evidence, PoolInstance, PoolSample, SourceState
 from pooldoctor.findings import Diagnosis, Severity, Status
 from pooldoctor.sanitize import strip_controls
+from pooldoctor.watch.loginstance import LogRates, rates_by_url
 
 # Timeouts per minute are measured over roughly the last minute of samples.
 RATE_WINDOW_SECONDS = 60.0
@@ -46,6 +47,7 @@ class PoolRow:
     timeouts_per_minute: float | None = None
     error: str | None = None
     timeouts_from_log: bool = False
+    timeouts_app_wide: bool = False  # the log's rate for the whole app: its lines name no instance
 
     @property
     def fill(self) -> float | None:
@@ -103,6 +105,8 @@ class WatchView:
     leading: Leading | None
     problems: tuple[str, ...]
     max_connections: int | None = None
+    # Log timeouts per minute whose records name no watched instance (per-instance rates only).
+    log_unattributed: float | None = None
 
 
 def timeouts_per_minute(samples: tuple[PoolSample, ...]) -> float | None:
@@ -266,11 +270,30 @@ def leading_finding(diagnosis: Diagnosis) -> Leading | None:
     )
 
 
-def with_log_rate(row: PoolRow, log_rate: float | None) -> PoolRow:
+def with_log_rate(row: PoolRow, rate: float | None, app_wide: bool = False) -> PoolRow:
     """The row, its missing timeout rate taken from the app's log lines when they give one."""
-    if row.timeouts_per_minute is not None or log_rate is None or row.checked_out is None:
+    if row.timeouts_per_minute is not None or rate is None or row.checked_out is None:
         return row
-    return replace(row, timeouts_per_minute=log_rate, timeouts_from_log=True)
+    return replace(
+        row, timeouts_per_minute=rate, timeouts_from_log=True, timeouts_app_wide=app_wide
+    )
+
+
+def _log_rows(
+    pools: tuple[PoolInstance, ...], log_rates: LogRates | None
+) -> tuple[tuple[PoolRow, ...], float | None]:
+    """Pool rows with the log's rates: per instance where its records say which, else app-wide."""
+    rows = tuple(pool_row(pool) for pool in pools)
+    if log_rates is None:
+        return rows, None
+    laid = rates_by_url(log_rates, tuple(pool.url for pool in pools))
+    if laid.per_url is None:
+        return tuple(with_log_rate(row, laid.app_wide, app_wide=True) for row in rows), None
+    per_url = laid.per_url
+    with_rates = tuple(
+        with_log_rate(row, per_url[pool.url]) for row, pool in zip(rows, pools, strict=True)
+    )
+    return with_rates, laid.unattributed
 
 
 def build_view(
@@ -278,7 +301,7 @@ def build_view(
     diagnosis: Diagnosis,
     round_number: int,
     sort: SortKey = SortKey.AGE,
-    log_timeouts_per_minute: float | None = None,
+    log_rates: LogRates | None = None,
 ) -> WatchView:
     """The view of one round: pools, server backends, holders and stuck sessions, leading cause."""
     groups: list[BackendGroup] = []
@@ -295,16 +318,16 @@ def build_view(
         for source in evidence.sources
         if source.status is SourceState.ERROR
     )
+    pools, log_unattributed = _log_rows(evidence.pools, log_rates)
     return WatchView(
         at=evidence.collected_at,
         round=round_number,
         status=diagnosis.status,
-        pools=tuple(
-            with_log_rate(pool_row(pool), log_timeouts_per_minute) for pool in evidence.pools
-        ),
+        pools=pools,
         groups=tuple(groups),
         sessions=tuple(sessions(evidence, sort)),
         leading=leading_finding(diagnosis),
         problems=problems,
         max_connections=max_connections,
+        log_unattributed=log_unattributed,
     )

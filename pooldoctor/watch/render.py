@@ -58,7 +58,7 @@ def _pools_table(view: WatchView) -> Table:
     table.add_column("timeouts/min", justify="right")
     for row in view.pools:
         rate = "—" if row.timeouts_per_minute is None else f"{row.timeouts_per_minute:.1f}"
-        rate += " (log)" if row.timeouts_from_log else ""
+        rate += log_source(row)
         waiting = "—" if row.waiting is None else str(row.waiting)
         first = Text(row.instance)
         if row.error:
@@ -146,6 +146,9 @@ def render_view(view: WatchView, sort: SortKey, paused: bool, interval: float) -
     parts: list[RenderableType] = [header]
     if view.pools:
         parts.append(_pools_table(view))
+        unattributed = _unattributed(view)
+        if unattributed is not None:
+            parts.append(Text(unattributed, style="dim"))
     if view.groups:
         parts.append(_groups_table(view))
     if view.sessions:
@@ -159,6 +162,20 @@ def render_view(view: WatchView, sort: SortKey, paused: bool, interval: float) -
     return Group(*parts)
 
 
+def log_source(row: PoolRow) -> str:
+    """Where a rate came from when not the pool's own counter: this instance's log lines, or
+    the whole app's (lines that do not say which instance logged them)."""
+    if not row.timeouts_from_log:
+        return ""
+    return " (log, app-wide)" if row.timeouts_app_wide else " (log)"
+
+
+def _unattributed(view: WatchView) -> str | None:
+    if not view.log_unattributed:
+        return None
+    return f"log: {view.log_unattributed:.1f} timeouts/min name no watched instance"
+
+
 def _pool_phrase(row: PoolRow) -> str:
     if row.fill is None:
         return f"{row.instance} {row.error or 'fill unknown'}"
@@ -166,14 +183,16 @@ def _pool_phrase(row: PoolRow) -> str:
     if row.waiting is not None:
         text += f" {row.waiting} waiting"
     if row.timeouts_per_minute is not None:
-        source = " (log)" if row.timeouts_from_log else ""
-        text += f" {row.timeouts_per_minute:.1f} timeouts/min{source}"
+        text += f" {row.timeouts_per_minute:.1f} timeouts/min{log_source(row)}"
     return text
 
 
 def status_line(view: WatchView) -> str:
     """One plain line per round, for pipes and logs (no terminal)."""
     parts = [_pool_phrase(row) for row in view.pools]
+    unattributed = _unattributed(view)
+    if unattributed is not None:
+        parts.append(unattributed)
     if view.groups:
         backends = sum(group.count for group in view.groups)
         idle = [g for g in view.groups if g.state.startswith("idle in transaction")]
