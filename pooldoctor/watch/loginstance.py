@@ -19,7 +19,10 @@ _SYSLOG_HEADER = re.compile(
     rb"(?:[A-Z][a-z]{2} {1,2}\d{1,2} \d\d:\d\d:\d\d|\d{4}-\d\d-\d\d[T ]\d\d:\d\d:\d\d\S*)"
     rb" (?P<host>[A-Za-z0-9][A-Za-z0-9.:-]*) [\w./-]+\[\d+\]: "
 )
-_KEY = re.compile(rb"""(?<![\w.-])"?(?:host|hostname|instance)"?\s*[=:]\s*"?(?P<host>[\w.:-]+)""")
+_KEY = re.compile(
+    rb"(?<![\w.-])(?:host|hostname|instance)=(?P<host>[\w.:-]+)"
+    rb'|"(?:host|hostname|instance)"\s*:\s*"(?P<quoted>[\w.:-]+)"'
+)
 HEADER_SEARCH_BYTES = 400  # where a record's first line names its instance
 
 
@@ -29,7 +32,8 @@ def named_instance(line: bytes) -> str | None:
     match = _SYSLOG_HEADER.match(head) or _KEY.search(head)
     if match is None:
         return None
-    return match["host"].decode("ascii", "replace").lower().rstrip(":")
+    name = match["host"] or match["quoted"]
+    return name.decode("ascii", "replace").lower().rstrip(":")
 
 
 def url_names(url: str) -> frozenset[str]:
