@@ -147,7 +147,7 @@ def main(argv: list[str] | None = None) -> int:
 def _run_plugin(args: list[str]) -> int:
     """`check` per the Monitoring Plugins guidelines: any failure is one UNKNOWN line, exit 3."""
     try:
-        result = plugin_app()(args=args, standalone_mode=False, prog_name="pooldoctor")
+        result = _run_check(args)
     except typer.Exit as exc:
         return exc.exit_code
     except (KeyboardInterrupt, Terminated, CaptureInterrupted) as exc:
@@ -166,6 +166,18 @@ def _run_plugin(args: list[str]) -> int:
         return result if isinstance(result, int) else 0
     print(" ".join(f"POOLDOCTOR UNKNOWN - {reason}".split()))
     return int(ExitCode.UNKNOWN)
+
+
+def _run_check(args: list[str]) -> Any:
+    """`check` called directly when its arguments are plain (the usual monitoring-agent call,
+    without building typer's validators), else parsed by typer."""
+    from pooldoctor.commands.check import check_command
+    from pooldoctor.commands.lightargs import parse_plain
+
+    arguments = parse_plain(check_command, args[1:])
+    if arguments is None:
+        return plugin_app()(args=args, standalone_mode=False, prog_name="pooldoctor")
+    return check_command(**arguments)
 
 
 def _run(args: list[str]) -> int:

@@ -1,11 +1,18 @@
-"""The CLI imports only what the command needs: heavy libraries stay out of --help and check."""
+"""The CLI imports only what the command needs: heavy libraries stay out of --help and check,
+and a plain `check` call does not even build typer's validators."""
 
 from __future__ import annotations
 
+import functools
 import json
 import subprocess
 import sys
 
+import pytest
+import typer
+
+from pooldoctor.commands.check import check_command
+from pooldoctor.commands.lightargs import parse_plain
 from tests.httpserver import LocalHTTPServer, Response
 
 HEAVY = ("sqlalchemy", "jinja2", "psycopg", "pooldoctor.lab", "pooldoctor.scan.scanner", "yaml")
@@ -51,3 +58,71 @@ def test_check_against_an_endpoint_imports_nothing_heavy(http_server: LocalHTTPS
     code, heavy = imported_heavy("check", "--pool-status", url, roots=HEAVY + OTHER_COMMANDS)
     assert code == 0
     assert heavy == []
+
+
+# A plain `check` call skips typer's validators, which import pydantic, and the capture module.
+TYPER_VALIDATORS = ("pydantic", "typer._adapters", "pooldoctor.collect.session")
+
+
+def test_a_plain_check_call_builds_no_typer_validators(http_server: LocalHTTPServer) -> None:
+    payload = {"size": 5, "max_overflow": 0, "checked_out": 1, "overflow": 0, "timeout": 30}
+    http_server.routes["/pool-status"] = Response(body=json.dumps(payload))
+    url = http_server.url("/pool-status")
+    args = ("check", "--pool-status", url, "-w", "70", "--critical=90", "--timeout", "2.5")
+    code, heavy = imported_heavy(*args, roots=TYPER_VALIDATORS)
+    assert code == 0
+    assert heavy == []
+    # anything unusual goes to typer, which then builds its validators
+    code, heavy = imported_heavy("check", "--pool-status", url, "-w", "8e1", roots=TYPER_VALIDATORS)
+    assert code == 0
+    assert "typer._adapters" in heavy
+
+
+def _typer_arguments(argv: list[str]) -> dict[str, object]:
+    """The keyword arguments typer itself calls `check` with for `argv`."""
+    seen: dict[str, object] = {}
+
+    @functools.wraps(check_command)
+    def record(**arguments: object) -> int:
+        seen.update(arguments)
+        return 0
+
+    app = typer.Typer()
+    app.command()(record)
+    app(args=argv, standalone_mode=False)
+    return seen
+
+
+PLAIN_CALLS = [
+    [],
+    ["--pool-status", "http://a:8000/pool-status", "--pool-status", "http://b:8000/pool-status"],
+    ["--dsn", "postgresql://watch@db/app", "-w", "70", "-c", "90.5", "-t", "0.5"],
+    ["--warning=80", "--critical=95", "--samples", "3", "--interval", ".5", "--log", "app.log"],
+    ["--waiting-warning", "0", "--idle-in-transaction-critical", "30", "--since", "30m"],
+    ["--prometheus", "http://prom:9090", "--pgbouncer", "dbname=pgbouncer", "--log-tz", "UTC"],
+]
+
+
+@pytest.mark.parametrize("argv", PLAIN_CALLS)
+def test_the_fast_path_passes_what_typer_passes(argv: list[str]) -> None:
+    assert parse_plain(check_command, argv) == _typer_arguments(argv)
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["-h"],
+        ["--bogus"],
+        ["-w", "1e1"],  # a number typer reads but this parser does not: typer decides
+        ["-w", "120"],  # out of range: typer's error message
+        ["-t5"],
+        ["-w=5"],
+        ["--samples", "2", "--samples", "3"],
+        ["--dsn"],
+        ["--dsn", "--log"],
+        ["--dsn", ""],
+        ["extra"],
+    ],
+)
+def test_anything_unusual_goes_to_typer(argv: list[str]) -> None:
+    assert parse_plain(check_command, argv) is None
