@@ -217,7 +217,7 @@ def test_watch_shows_each_instances_log_rate_from_the_second_round_and_replays(
                     *("--pool-status", first.url("/pool-status")),
                     *("--pool-status", second.url("/pool-status")),
                     *("--log", str(log), "--log-tz", "UTC", "--interval", "0.4"),
-                    *("--duration", "3", "--record", str(record)),
+                    *("--duration", "3.5", "--record", str(record)),
                 ],
                 capture_output=True,
                 timeout=60,
