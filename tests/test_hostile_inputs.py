@@ -578,6 +578,36 @@ def test_signal_during_a_hung_fetch_keeps_the_partial_capture(
     assert any(s.kind == "capture" for s in evidence.sources)
 
 
+@pytest.mark.parametrize("signum", [SIGINT, SIGTERM])
+def test_signal_during_a_hung_fetch_ends_a_watch_with_its_record(
+    signum: int, http_server: LocalHTTPServer, tmp_path: Path
+) -> None:
+    """watch runs capture's sampling loop: a signal cancels the hung fetch there too, so the
+    process does not wait out the --timeout on its way out."""
+    body = '{"size": 5, "checked_out": 1, "checked_in": 4, "overflow": 0, "max_overflow": 0}'
+    answers = iter([Response(body=body)])
+    http_server.routes["/pool-status"] = lambda: next(answers, Response(body=body, delay=60))
+    record = tmp_path / "watch.json"
+    run = run_and_signal(
+        "watch",
+        "--pool-status",
+        http_server.url("/pool-status"),
+        "--interval",
+        "0.2",
+        "--timeout",
+        "60",
+        "--record",
+        str(record),
+        when=lambda: sum(http_server.hits.values()) >= 2,
+        signum=signum,
+        outputs=[record],
+    )
+    assert run.code == ExitCode.OK  # a signal ends a watch like `q`: the last round's status
+    run.assert_clean()
+    evidence = evidence_from_json(run.files[record].decode())
+    assert len(evidence.pools[0].samples) == 1
+
+
 def test_concurrent_writers_leave_one_consistent_report(tmp_path: Path) -> None:
     evidence = tmp_path / "evidence.json"
     evidence.write_text(_evidence_text())
