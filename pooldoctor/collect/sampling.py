@@ -25,7 +25,7 @@ from pooldoctor.evidence import (
     SourceState,
     SourceStatus,
 )
-from pooldoctor.interrupts import INTERRUPTS, interrupt_name
+from pooldoctor.interrupts import INTERRUPTS
 from pooldoctor.redact import redact_url
 
 if TYPE_CHECKING:  # the collectors themselves are imported when a source asks for them
@@ -142,7 +142,6 @@ class Sampler:
         self.rounds = 0
         self.started_at = clock()  # the evidence's start: before connecting
         self.sampling_started = self.sampled_at = self.started_at
-        self.interrupted: str | None = None  # "interrupted" / "terminated" once a signal stopped it
         self.cancel = threading.Event()  # set on Ctrl-C: in-flight fetches give up at once
         self.phase = "starting"
         self._readings = [_PoolReadings(url) for url in options.pool_status]
@@ -160,7 +159,7 @@ class Sampler:
     def open(self) -> None:
         """Connect to PostgreSQL and PgBouncer (each failure is kept as that source's status)."""
         options = self.options
-        with self._noting_interrupts():
+        with self._cancelling_on_interrupt():
             if options.dsn:
                 self.phase = "connecting to PostgreSQL"
                 self._probe = _open_postgres(options.dsn, options.timeout)
@@ -182,10 +181,10 @@ class Sampler:
     ) -> None:
         """Sample `rounds` rounds (None: until `wait_until` says stop), one every --interval.
 
-        `on_round` hears each round's report. Ctrl-C or SIGTERM cancels the fetches in flight,
-        notes the interruption and re-raises: what was sampled so far stays available.
+        `on_round` hears each round's report. Ctrl-C or SIGTERM cancels the fetches in flight
+        and re-raises: what was sampled so far stays available to `evidence()`.
         """
-        with self._noting_interrupts():
+        with self._cancelling_on_interrupt():
             self.phase = "sampling"
             while rounds is None or self.rounds < rounds:
                 round_started = time.monotonic()
@@ -286,13 +285,12 @@ class Sampler:
         )
 
     @contextmanager
-    def _noting_interrupts(self) -> Iterator[None]:
-        """On Ctrl-C or SIGTERM: cancel the fetches in flight, note which signal, re-raise."""
+    def _cancelling_on_interrupt(self) -> Iterator[None]:
+        """On Ctrl-C or SIGTERM, the fetches in flight give up at once (then it re-raises)."""
         try:
             yield
-        except INTERRUPTS as exc:
+        except INTERRUPTS:
             self.cancel.set()
-            self.interrupted = interrupt_name(exc)
             raise
 
 
