@@ -65,30 +65,44 @@ SETTING_NAMES = (
 )
 TIME_UNITS = frozenset({"us", "ms", "s", "min", "h", "d"})
 
-# (pattern in the lowercased message, category, SQLSTATE) in match order: server messages first.
-_FAILURE_PATTERNS: tuple[tuple[str, str, str | None], ...] = (
-    ("too many connections for role", "role_connection_limit", "53300"),
-    ("too many connections for database", "database_connection_limit", "53300"),
-    ("remaining connection slots are reserved", "reserved_slots", "53300"),
-    ("too many clients already", "too_many_clients", "53300"),
-    ("password authentication failed", "authentication", "28P01"),
-    ("no pg_hba.conf entry", "authentication", "28000"),
-    ("is not permitted to log in", "authentication", "28000"),
-    ("authentication failed", "authentication", "28000"),
-    ("no password supplied", "authentication", None),
-    ("permission denied for database", "permission_denied", "42501"),
-    ("the database system is starting up", "cannot_connect_now", "57P03"),
-    ("the database system is shutting down", "cannot_connect_now", "57P03"),
-    ("the database system is in recovery mode", "cannot_connect_now", "57P03"),
-    ("the database system is not yet accepting connections", "cannot_connect_now", "57P03"),
-    ("the database system is not accepting connections", "cannot_connect_now", "57P03"),
-    ("timeout expired", "timeout", None),
-    ("connection refused", "refused", None),
-    ("could not translate host name", "dns", None),
-    ("failed to resolve host", "dns", None),
-    ("name or service not known", "dns", None),
-    ("nodename nor servname", "dns", None),
-    ("temporary failure in name resolution", "dns", None),
+# (category, SQLSTATE, patterns in the lowercased message) in match order: server messages first.
+_FAILURE_PATTERNS: tuple[tuple[str, str | None, tuple[str, ...]], ...] = (
+    ("role_connection_limit", "53300", ("too many connections for role",)),
+    ("database_connection_limit", "53300", ("too many connections for database",)),
+    ("reserved_slots", "53300", ("remaining connection slots are reserved",)),
+    ("too_many_clients", "53300", ("too many clients already",)),
+    ("authentication", "28P01", ("password authentication failed",)),
+    (
+        "authentication",
+        "28000",
+        ("no pg_hba.conf entry", "is not permitted to log in", "authentication failed"),
+    ),
+    ("authentication", None, ("no password supplied",)),
+    ("permission_denied", "42501", ("permission denied for database",)),
+    (
+        "cannot_connect_now",
+        "57P03",
+        (
+            "the database system is starting up",
+            "the database system is shutting down",
+            "the database system is in recovery mode",
+            "the database system is not yet accepting connections",
+            "the database system is not accepting connections",
+        ),
+    ),
+    ("timeout", None, ("timeout expired",)),
+    ("refused", None, ("connection refused",)),
+    (
+        "dns",
+        None,
+        (
+            "could not translate host name",
+            "failed to resolve host",
+            "name or service not known",
+            "nodename nor servname",
+            "temporary failure in name resolution",
+        ),
+    ),
 )
 _DATABASE_MISSING = re.compile(r'database ".*" does not exist')
 _ROLE_MISSING = re.compile(r'role ".*" does not exist')
@@ -105,9 +119,9 @@ _SQLSTATE_CATEGORIES = {
 def classify_connect_error(message: str, sqlstate: str | None = None) -> ConnectFailure:
     """Name why a connection attempt failed, from its SQLSTATE or, lacking one, its text."""
     lowered = message.lower()
-    for pattern, category, code in _FAILURE_PATTERNS:
+    for category, code, patterns in _FAILURE_PATTERNS:
         consistent = sqlstate is None or code is None or sqlstate == code
-        if pattern in lowered and consistent:
+        if consistent and any(pattern in lowered for pattern in patterns):
             return ConnectFailure(category, message, sqlstate or code)
     if _DATABASE_MISSING.search(lowered):
         return ConnectFailure("database_missing", message, sqlstate or "3D000")
