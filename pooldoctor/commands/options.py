@@ -93,20 +93,17 @@ TimeoutOpt = Annotated[
         help="Per-call timeout for every source, seconds.",
     ),
 ]
-SinceOpt = Annotated[
-    str | None,
-    typer.Option(
-        "--since",
-        metavar="TIME",
-        help="Only log lines at or after TIME (ISO 8601, or 30m/2h/1d ago).",
-    ),
-]
-UntilOpt = Annotated[
-    str | None,
-    typer.Option(
-        "--until", metavar="TIME", help="Only log lines before TIME (ISO 8601, or 30m/2h/1d ago)."
-    ),
-]
+
+
+def _log_time_option(flag: str, relation: str) -> Any:
+    """--since / --until, with the formats `parse_time_arg` accepts."""
+    return typer.Option(
+        flag, metavar="TIME", help=f"Only log lines {relation} TIME (ISO 8601, or 30m/2h/1d ago)."
+    )
+
+
+SinceOpt = Annotated[str | None, _log_time_option("--since", "at or after")]
+UntilOpt = Annotated[str | None, _log_time_option("--until", "before")]
 LogTzOpt = Annotated[
     str | None,
     typer.Option(
