@@ -191,7 +191,7 @@ def with_sources(
         for parameter in inspect.signature(_source_parameters).parameters.values()
         if parameter.name not in fixed
     ]
-    names = [parameter.name for parameter in shared]
+    shared_defaults = {parameter.name: parameter.default for parameter in shared}
 
     def decorate(command: Command) -> Command:
         own_hints = get_type_hints(command, include_extras=True)
@@ -204,7 +204,7 @@ def with_sources(
 
         @functools.wraps(command)
         def with_source_options(**given: Any) -> int:
-            values = {name: given.pop(name) for name in names}
+            values = {name: given.pop(name, value) for name, value in shared_defaults.items()}
             return command(**given, raw_sources=_source_parameters(**values, **fixed))
 
         exposed: Any = with_source_options
