@@ -73,7 +73,7 @@ def _where(readings: Readings, top: ReportFinding) -> str:
         parts.append("app " + ", ".join(f"'{a}'" for a in apps))
     roots = readings.stuck.root_blockers()
     if roots:  # the cause of the lock waits, whoever owns it
-        parts.append("lock held by " + ", ".join(f"{w.who} (root blocker)" for w in roots))
+        parts.append(", ".join(f"root blocker {w.who}" for w in roots))
     if evidence.postgres is not None:
         parts.append(f"database {short_target(evidence.postgres.target)}")
     code = _code_path(top)
