@@ -211,7 +211,7 @@ def build_summary(
         text = f"Status {status.value.upper()}, but no check produced a finding."
     if failed:
         text += f" {failed} source(s) could not be collected; see below."
-    hidden = visibility_sentence(readings.evidence.postgres)
+    hidden = visibility_sentence(readings)
     if hidden:
         text += f" {hidden}"
     return text
@@ -269,10 +269,10 @@ def build_report(
         timeline_omitted=omitted,
         key_times=key_times,
         sources=sources,
-        window=build_window(evidence),
+        window=build_window(readings),
         environment=build_environment(evidence),
         unavailable=unavailable,
-        visibility=visibility_caveats(evidence.postgres),
+        visibility=visibility_caveats(readings),
         charts=build_charts(readings, key_times),
         lead=lead,
         postmortem=build_postmortem(findings, key_times, lead),

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from pooldoctor.durations import format_duration
-from pooldoctor.evidence import Evidence, LogEvent
+from pooldoctor.evidence import LogEvent
 from pooldoctor.readings import Readings
 from pooldoctor.readings.app import client_backends
 from pooldoctor.readings.visibility import GRANT_ROLE, hidden
@@ -143,8 +143,9 @@ def build_key_times(readings: Readings, generated_at: datetime) -> tuple[KeyTime
     )
 
 
-def evidence_moments(evidence: Evidence) -> list[datetime]:
+def evidence_moments(readings: Readings) -> list[datetime]:
     """Every timestamp observed in the evidence itself (not pooldoctor's own bookkeeping)."""
+    evidence = readings.evidence
     moments: list[datetime | None] = []
     for log in evidence.logs:
         moments.extend((log.first, log.last))
@@ -155,9 +156,10 @@ def evidence_moments(evidence: Evidence) -> list[datetime]:
     return [as_utc(m) for m in moments if m is not None]
 
 
-def build_window(evidence: Evidence) -> Window:
+def build_window(readings: Readings) -> Window:
     """The requested window and the span of the evidence (collection times if nothing else)."""
-    moments = evidence_moments(evidence) or [
+    evidence = readings.evidence
+    moments = evidence_moments(readings) or [
         as_utc(evidence.started_at),
         as_utc(evidence.collected_at),
     ]

@@ -8,7 +8,7 @@ from datetime import datetime, timedelta
 from pathlib import PurePath
 
 from pooldoctor.durations import format_duration
-from pooldoctor.evidence import Evidence, LogEvent, MinuteCount, PoolSample, SourceState
+from pooldoctor.evidence import LogEvent, MinuteCount, PoolSample, SourceState
 from pooldoctor.findings import Status
 from pooldoctor.readings import Readings
 from pooldoctor.readings.logs import LogOccurrence
@@ -378,8 +378,9 @@ def holder_entries(readings: Readings) -> list[TimelineEntry]:
     return entries
 
 
-def source_entries(evidence: Evidence) -> list[TimelineEntry]:
+def source_entries(readings: Readings) -> list[TimelineEntry]:
     """Collection start and each source that failed, at the time it failed."""
+    evidence = readings.evidence
     entries = [
         TimelineEntry(
             as_utc(evidence.started_at),
@@ -445,7 +446,7 @@ def build_timeline(
 ) -> tuple[tuple[TimelineEntry, ...], int]:
     """The merged, sorted, deduplicated and capped timeline, and how many entries were omitted."""
     entries = [
-        *source_entries(readings.evidence),
+        *source_entries(readings),
         *log_entries(readings),
         *pool_entries(readings),
         *postgres_entries(readings),
