@@ -136,3 +136,29 @@ def test_a_short_lock_wait_is_queuing_for_check_and_report_alike() -> None:
     findings, report = _report(ev)
     assert not [f for f in findings if f.check == "lock-contention"]
     assert not [row for row in _stuck_rows(report) if "waiting for a lock" in row]
+
+
+LEAK_CASES = (
+    DATA / "checks" / "connection-leak.failing.json",  # 18 transactions held 10+ min
+    DATA / "scenarios" / "connection-leak.json",  # lab run: 3 held 6 s, past a 3 s baseline
+)
+
+
+@pytest.mark.parametrize("path", LEAK_CASES, ids=lambda p: f"{p.parent.name}/{p.stem}")
+def test_the_report_lists_the_transactions_the_leak_claims(path: Path) -> None:
+    """However young by the report's own gateway rule: the leak judged them by the app's
+    baseline, and the report's stuck list must name the same sessions."""
+    ev = evidence_from_json(path.read_text(encoding="utf-8"))
+    findings, report = _report(ev)
+    leak = next(f for f in findings if f.check == "connection-leak").evidence
+    assert ev.postgres is not None
+    latest = ev.postgres.samples[-1]
+    in_tx = {b.pid for b in latest.backends if (b.state or "").startswith("idle in transaction")}
+    claimed = set(leak["stuck_pids"]) & in_tx
+    rows = [row for row in _stuck_rows(report) if "began the transaction" in row]
+    summarised = sum(
+        int(m.group(1)) for r in _stuck_rows(report) if (m := re.match(r"(\d+) more idle", r))
+    )
+    assert claimed
+    assert {_first_pid(row) for row in rows} <= claimed
+    assert len(rows) + summarised == len(claimed)

@@ -147,5 +147,5 @@ def read(evidence: Evidence) -> Readings:
         visibility=read_visibility(evidence.postgres, app),
         activity=activity,
         locks=locks,
-        stuck=read_stuck(activity, locks, evidence.pools),
+        stuck=read_stuck(activity, locks, evidence.pools, leaked),
     )

@@ -17,6 +17,8 @@ from pooldoctor.readings.thresholds import SLOW_QUERY_SECONDS, STUCK_SECONDS
 
 # Idle time is worth stating separately only when the transaction did work well after it began.
 IDLE_DETAIL_MIN_SECONDS = 5.0
+# Why a transaction younger than STUCK_SECONDS is listed: the leak reading claims it.
+LEAKED = "leaked: held past the app's own baseline"
 
 
 @dataclass(frozen=True)
@@ -88,11 +90,13 @@ def _lock_wait(waiter: Backend, seen: datetime) -> StuckWork | None:
     return _work(waiter, waiter.query_start, "lock wait", seen, detail, inferred=True)
 
 
-def _open_transaction(backend: Backend, seen: datetime, blocks: int) -> StuckWork | None:
+def _open_transaction(
+    backend: Backend, seen: datetime, blocks: int, leaked: bool = False
+) -> StuckWork | None:
     started = transaction_start(backend)
     if started is None:
         return None
-    if not blocks and seen - as_utc(started) < timedelta(seconds=STUCK_SECONDS):
+    if not (blocks or leaked) and seen - as_utc(started) < timedelta(seconds=STUCK_SECONDS):
         return None
     idle_for = ""
     if backend.state_change is not None:
@@ -100,6 +104,7 @@ def _open_transaction(backend: Backend, seen: datetime, blocks: int) -> StuckWor
         if idle - as_utc(started) > timedelta(seconds=IDLE_DETAIL_MIN_SECONDS):
             idle_for = f" for the last {format_duration((seen - idle).total_seconds())}"
     root = f"{root_blocker_of(blocks)}; " if blocks else ""
+    root += f"{LEAKED}; " if leaked else ""
     detail = f"{root}{backend.state}{idle_for}; last query: {query_preview(backend)}"
     return _work(backend, started, "transaction", seen, detail, blocks=blocks)
 
@@ -121,9 +126,14 @@ def _root_work(backend: Backend, seen: datetime, blocks: int) -> StuckWork | Non
     return _open_transaction(backend, seen, blocks)
 
 
-def stuck_sessions(sample: ActivitySample | None, chains: LockChains | None) -> list[StuckWork]:
+def stuck_sessions(
+    sample: ActivitySample | None,
+    chains: LockChains | None,
+    leaked: frozenset[int] = frozenset(),
+) -> list[StuckWork]:
     """Sessions of `sample` with an old idle transaction, a long query or a lock wait (as the
-    lock chains of the same sample count them), and every root blocker of those waits."""
+    lock chains of the same sample count them), every root blocker of those waits, and every
+    transaction the leak reading claims (`leaked`: judged against the app's own baseline)."""
     if sample is None:
         return []
     seen = as_utc(sample.at)
@@ -141,7 +151,7 @@ def stuck_sessions(sample: ActivitySample | None, chains: LockChains | None) -> 
         elif backend.wait_event_type == "Lock":
             continue  # a short wait: ordinary row-lock queuing, not contention
         elif backend.state in IDLE_IN_TRANSACTION:
-            found.append(_open_transaction(backend, seen, 0))
+            found.append(_open_transaction(backend, seen, 0, backend.pid in leaked))
         elif backend.state == ACTIVE:
             found.append(_running_query(backend, seen, 0))
     return sorted((w for w in found if w is not None), key=lambda work: work.started)
@@ -189,7 +199,12 @@ class StuckReading:
 
 
 def read_stuck(
-    latest: ActivitySample | None, locks: LockReading, pools: tuple[PoolInstance, ...]
+    latest: ActivitySample | None,
+    locks: LockReading,
+    pools: tuple[PoolInstance, ...],
+    leaked: frozenset[int],
 ) -> StuckReading:
     """The stuck sessions of the latest snapshot and the held checkouts of every instance."""
-    return StuckReading(tuple(stuck_sessions(latest, locks.last)), tuple(held_checkouts(pools)))
+    return StuckReading(
+        tuple(stuck_sessions(latest, locks.last, leaked)), tuple(held_checkouts(pools))
+    )
