@@ -60,10 +60,6 @@ class LockChains:
     def root_pids(self) -> tuple[int, ...]:
         return tuple(pid for pid, _ in self.roots)
 
-    def root(self, pid: int) -> Backend | None:
-        """The root blocker's session, None when hidden or a prepared transaction."""
-        return next((b for b in self.sample.backends if b.pid == pid), None)
-
 
 def lock_chains(sample: ActivitySample) -> LockChains | None:
     """The snapshot's lock chains; None when no session waits long enough on a lock."""

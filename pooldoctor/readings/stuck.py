@@ -69,14 +69,29 @@ def root_blocker_of(waiters: int) -> str:
     return f"root blocker of {waiters} lock waiter{'s' if waiters != 1 else ''}"
 
 
-def _work(backend: Backend, started: datetime, what: str, seen: datetime, detail: str,
-          *, inferred: bool = False, blocks: int = 0) -> StuckWork:  # fmt: skip
-    connected = backend.backend_start and as_utc(backend.backend_start)
-    label = backend_label(backend)
+def _work(
+    backend: Backend,
+    started: datetime,
+    what: str,
+    seen: datetime,
+    detail: str,
+    *,
+    inferred: bool = False,
+    blocks: int = 0,
+) -> StuckWork:
+    """One session's stuck work, seen in the snapshot taken at `seen`."""
     return StuckWork(
-        as_utc(started), inferred, what, label, "postgres", seen, detail, connected,
-        backend.pid, blocks,
-    )  # fmt: skip
+        started=as_utc(started),
+        inferred=inferred,
+        what=what,
+        who=backend_label(backend),
+        source="postgres",
+        seen_at=seen,
+        detail=detail,
+        connected=backend.backend_start and as_utc(backend.backend_start),
+        pid=backend.pid,
+        blocks=blocks,
+    )
 
 
 def _lock_wait(waiter: Backend, seen: datetime) -> StuckWork | None:
