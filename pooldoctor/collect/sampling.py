@@ -79,6 +79,7 @@ class _PoolReadings:
     url: str
     samples: list[PoolSample] = field(default_factory=list)
     errors: list[SampleError] = field(default_factory=list)
+    retry_refused: bool = False  # ask again every round even after a refusal (watch)
     refused: bool = False  # refused once: not asked again
     refusal_reported: bool = False
 
@@ -138,13 +139,14 @@ class Sampler:
         self.options = options
         self.clock = clock
         self.keep_rounds = keep_rounds
-        self.retry_refused = retry_refused
         self.rounds = 0
         self.started_at = clock()  # the evidence's start: before connecting
         self.sampling_started = self.sampled_at = self.started_at
         self.cancel = threading.Event()  # set on Ctrl-C: in-flight fetches give up at once
         self.phase = "starting"
-        self._readings = [_PoolReadings(url) for url in options.pool_status]
+        self._readings = [
+            _PoolReadings(url, retry_refused=retry_refused) for url in options.pool_status
+        ]
         self._probe: PostgresProbe | None = None
         self._bouncers: list[PgBouncerProbe] = []
         self._executor: ThreadPoolExecutor | None = None
@@ -201,9 +203,6 @@ class Sampler:
         if self._executor is None:
             self.rounds += 1
             return RoundReport(self.rounds, total, ())
-        if self.retry_refused:
-            for reading in self._readings:
-                reading.refused = reading.refusal_reported = False
         _sample_round(
             self._executor,
             self._readings,
@@ -324,7 +323,7 @@ def _sample_round(
             reading.samples.append(result)
         else:
             reading.errors.append(result)
-            reading.refused = result.error.startswith(REFUSED_PREFIX)
+            reading.refused = not reading.retry_refused and result.error.startswith(REFUSED_PREFIX)
 
 
 def _round_report(
