@@ -179,6 +179,9 @@ def pool_part(pool: PoolInstance, label: str, thresholds: Thresholds) -> Part:
                 minimum=0,
             )
         )
+    elif thresholds.waiting_warning is not None or thresholds.waiting_critical is not None:
+        statuses.append(Status.UNKNOWN)  # asked to judge a count this endpoint does not give
+        text += ", waiting not reported"
     timeouts = sample.counters.get("pool_timeouts")
     if timeouts is not None:
         metrics.append(Metric(f"{label}timeouts", timeouts, unit="c", minimum=0))

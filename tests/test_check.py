@@ -115,6 +115,32 @@ def test_waiting_thresholds(
     assert "'waiting'=7;2;5;0" in line
 
 
+def test_waiting_thresholds_on_an_instance_that_does_not_report_waiting_are_unknown(
+    http_server: LocalHTTPServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # SQLAlchemy's QueuePool does not expose how many requests wait: the check cannot judge it
+    http_server.routes["/pool-status"] = Response(body=pool_payload(10))
+    code, line = run_check(
+        ["--waiting-warning", "0", "--pool-status", http_server.url("/pool-status")], capsys
+    )
+    assert code == ExitCode.UNKNOWN
+    assert "10/30 checked out (33%), waiting not reported" in line
+    assert "'checked_out'=10;24;28;0;30" in line
+
+
+def test_idle_in_transaction_thresholds_without_a_database_are_a_usage_error(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for variable in ("POOLDOCTOR_DSN", "DATABASE_URL", "PGSERVICE", "PGHOST", "PGDATABASE"):
+        monkeypatch.delenv(variable, raising=False)
+    code, line = run_check(
+        ["--pool-status", "http://127.0.0.1:9/", "--idle-in-transaction-critical", "60"], capsys
+    )
+    assert code == ExitCode.UNKNOWN
+    assert line.startswith("POOLDOCTOR UNKNOWN - usage: ")
+    assert "--idle-in-transaction-critical needs --dsn" in line
+
+
 def test_unreachable_instance_is_unknown(capsys: pytest.CaptureFixture[str]) -> None:
     code, line = run_check(["--pool-status", "http://127.0.0.1:9/pool-status", "-t", "1"], capsys)
     assert code == ExitCode.UNKNOWN

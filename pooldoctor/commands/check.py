@@ -98,6 +98,15 @@ def check_command(
             "no sources given: pass --pool-status URL, --dsn DSN (or set DATABASE_URL), "
             "--pgbouncer DSN, --prometheus URL or --log PATH"
         )
+    if not sources.dsn:
+        for flag, value in (
+            (IDLE.flag("WARNING"), idle_warning),
+            (IDLE.flag("CRITICAL"), idle_critical),
+        ):
+            if value is not None:
+                raise typer.BadParameter(
+                    f"{flag} needs --dsn (or DATABASE_URL): only PostgreSQL shows idle transactions"
+                )
     thresholds = Thresholds(
         fill_warning=warning,
         fill_critical=critical,
