@@ -35,8 +35,11 @@ EXIT_CODE_MEANINGS: dict[ExitCode, str] = {
     ExitCode.CANNOT_WRITE: "output error: --out could not be written (an existing file where a "
     "directory is needed, a read-only file system, a dangling symlink, another pooldoctor "
     "writing the same directory)",
-    ExitCode.INTERRUPTED: "interrupted (Ctrl-C / SIGINT); `capture` keeps what was collected",
-    ExitCode.TERMINATED: "terminated (SIGTERM); `capture` keeps what was collected",
+    ExitCode.INTERRUPTED: "interrupted (Ctrl-C / SIGINT): `capture` and `diagnose` keep what was "
+    "collected. Not `watch`: Ctrl-C is how a watch is left, like `q` (its record is written and "
+    "it exits with the last round's status), nor `check` (an UNKNOWN line and 3)",
+    ExitCode.TERMINATED: "terminated (SIGTERM): `capture` and `diagnose` keep what was collected; "
+    "`watch` and `check` end as on Ctrl-C",
 }
 
 STATUS_EXIT: dict[Status, ExitCode] = {
