@@ -165,6 +165,9 @@ HEAD_TEXTS = (
     'INFO app.access: 10.0.0.1 - - "GET /c HTTP/2.0" 200 5 rt=1.5',
     'INFO app.access: 10.0.0.1 - - "BREW /pot HTTP/1.1" 418 0 "-" 3ms',
     'INFO app.access: "GET /d HTTP/1.1" 200 no duration here',
+    'INFO app.access: "GET /f HTTP/1.1" 200 5 \u0661\u0662',  # Arabic-Indic digits: 12 s
+    'INFO app.access: "GET /g HTTP/1.1" 200 5 7ms\u2003 \t',  # trailing Unicode space
+    'INFO app.access: "GET /h HTTP/1.1" 200 5 "-" "curl/8"',  # combined format: no duration
     "ERROR app: request failed",
 )
 LOOSE_LINES = (
@@ -233,6 +236,7 @@ def test_mixed_logs_read_as_line_by_line(seed: int, crlf: bool, window: str) -> 
     )  # fmt: skip
     assert expected.exceptions and expected.moments and expected.requests  # shapes present
     assert any("\u212a" in moment.text for moment in expected.moments)
+    assert {"/f", "/g"} <= {request.path for request in expected.requests}
     since, until = bounds.get("since"), bounds.get("until")
     assert read_app_facts(data, log_tz=UTC, reference=REFERENCE, since=since, until=until) == (
         expected

@@ -8,7 +8,7 @@ a walk back never passes a line an earlier walk looked at.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from datetime import datetime
 
 from pooldoctor.collect.logs.search import candidate_lines
@@ -85,17 +85,29 @@ def _nearest_head(times: LineTimes, line: int, low: int) -> int | None:
     return line
 
 
-def access_heads(times: LineTimes, key: bytes, accept: Callable[[bytes, int, int], bool]) -> Heads:
-    """Timestamped lines holding `key` that `accept(data, line start, line end)`, latest first."""
+def access_heads(
+    times: LineTimes, key: bytes, last_bytes: frozenset[int], trailing: frozenset[int]
+) -> Heads:
+    """Timestamped lines holding `key` whose last byte outside `trailing` is in `last_bytes`,
+    latest first."""
     data, start = times.data, times.start
-    position = len(data)
+    rfind, find = data.rfind, data.find
+    size = len(data)
+    position = size
     while True:
-        hit = data.rfind(key, start, position)
+        hit = rfind(key, start, position)
         if hit < 0:
             return
+        position = hit  # a second hit in the same line ends the same way: checked again
+        last = find(b"\n", hit)
+        last = (size if last < 0 else last) - 1
+        while data[last] in trailing and last > hit:
+            last -= 1
+        if data[last] not in last_bytes:
+            continue
         line = times.line_of(hit)
         position = line
-        if accept(data, line, times.end(line)) and times.moment(line) is not None:
+        if times.moment(line) is not None:
             yield line
 
 

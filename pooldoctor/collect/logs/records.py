@@ -60,10 +60,10 @@ ACCESS = re.compile(
     r"(?:\s(?:rt|request_time|duration)=)?(\d+(?:\.\d+)?)(ms)?\s*$"
 )
 ACCESS_KEY = b" HTTP/"  # every line ACCESS matches holds it
-# ACCESS ends with a number or "ms", then str.isspace() characters: in UTF-8, ASCII ones from
-# this set, or non-ASCII ones whose last byte is 0x80 or above (as is any non-ASCII digit's).
-_TRAILING_SPACE = frozenset(b" \t\n\r\x0b\x0c\x1c\x1d\x1e\x1f")
-_DURATION_END = frozenset(b"0123456789s")
+# ACCESS ends with a number or "ms", then str.isspace() characters: in UTF-8 these ASCII bytes
+# or non-ASCII ones, whose last byte is 0x80 or above (as is any non-ASCII digit's).
+ACCESS_TRAILING = frozenset(b" \t\n\r\x0b\x0c\x1c\x1d\x1e\x1f")
+ACCESS_LAST_BYTES = frozenset(b"0123456789s") | frozenset(range(0x80, 0x100))
 TRACEBACK = "Traceback (most recent call last):"
 
 
@@ -144,14 +144,6 @@ def _exception(record: Record) -> LoggedException | None:
     )
 
 
-def may_be_access(data: bytes, start: int, end: int) -> bool:
-    """False when the line data[start:end] cannot match ACCESS (it does not end like it)."""
-    last = end - 1
-    while last >= start and data[last] in _TRAILING_SPACE:
-        last -= 1
-    return last >= start and (data[last] >= 0x80 or data[last] in _DURATION_END)
-
-
 def _request(record: Record) -> RequestLine | None:
     match = ACCESS.search(record.head)
     if match is None:
@@ -197,7 +189,9 @@ def read_app_facts(
         if found.exception is not None:
             exceptions.append(found.exception)
         moments.extend(found.moments)
-    requests = _latest_requests(lines, access_heads(times, ACCESS_KEY, may_be_access))
+    requests = _latest_requests(
+        lines, access_heads(times, ACCESS_KEY, ACCESS_LAST_BYTES, ACCESS_TRAILING)
+    )
     return AppLogFacts(
         exceptions=tuple(exceptions[-MAX_EXCEPTIONS:]),
         requests=tuple(requests[-MAX_REQUESTS:]),
