@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from pooldoctor.collect.logs import records
+from pooldoctor.collect.logs import records, search
 from pooldoctor.collect.logs.records import (
     CANCELLATION_MARKERS,
     GC_MARKER,
@@ -225,9 +225,15 @@ WINDOWS = {
 }
 
 
+@pytest.mark.parametrize("multi_literal", [True, False])
 @pytest.mark.parametrize("window", sorted(WINDOWS))
 @pytest.mark.parametrize(("seed", "crlf"), [(1, False), (2, True), (3, False), (4, False)])
-def test_mixed_logs_read_as_line_by_line(seed: int, crlf: bool, window: str) -> None:
+def test_mixed_logs_read_as_line_by_line(
+    seed: int, crlf: bool, window: str, multi_literal: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if multi_literal and not search.MULTI_LITERAL:
+        pytest.skip("the hyperscan wheel is not installed here")
+    monkeypatch.setattr(search, "MULTI_LITERAL", multi_literal)
     data = _mixed_log(seed, 1500, crlf=crlf)
     bounds = WINDOWS[window]
     expected = oracle_facts(

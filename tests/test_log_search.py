@@ -77,5 +77,10 @@ def test_a_hyperscan_failure_falls_back_to_strstr(monkeypatch: pytest.MonkeyPatc
 
     buffer = _log(10)
     monkeypatch.setattr(search, "MULTI_LITERAL", True)
-    monkeypatch.setitem(search._DATABASES, KEYS, Broken())
+    monkeypatch.setitem(search._DATABASES, (KEYS, False), Broken())
     assert candidate_lines(buffer, 0, len(buffer), KEYS) == _naive(buffer, 0, len(buffer))
+
+
+def test_caseless_keys_match_in_any_ascii_case(matcher: str) -> None:
+    buffer = b"a TimeOut\nnothing\nDLOCK DET and CLOSED\nt\xc4\xb0meout\n"
+    assert candidate_lines(buffer, 0, len(buffer), KEYS, caseless=True) == {0: 1, 18: 6}

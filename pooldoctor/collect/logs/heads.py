@@ -60,7 +60,7 @@ def event_heads(times: LineTimes, continuation_key: bytes, head_keys: Sequence[b
     `continuation_key` or a timestamped line holding one of the lowercase `head_keys` in
     any ASCII case."""
     data, start = times.data, times.start
-    marked = candidate_lines(data.lower(), start, len(data), head_keys) if head_keys else {}
+    marked = candidate_lines(data, start, len(data), head_keys, caseless=True) if head_keys else {}
     continued = candidate_lines(data, start, len(data), [continuation_key])
     looked_until = start  # no head lies between the last one yielded and this offset
     for line in sorted(marked.keys() | continued.keys()):

@@ -56,7 +56,7 @@ _STRSTR = _load_libc("strstr", [ctypes.c_void_p, ctypes.c_char_p])
 PARALLEL = _MEMMEM is not None
 # Tests and the bench turn this off to compare with the strstr passes.
 MULTI_LITERAL = hyperscan is not None
-_DATABASES: dict[tuple[bytes, ...], Any] = {}
+_DATABASES: dict[tuple[tuple[bytes, ...], bool], Any] = {}
 
 
 def make_finder(buffer: bytes, start: int = 0, end: int | None = None) -> Finder:
@@ -137,12 +137,18 @@ def candidate_lines(
     keys: Sequence[bytes],
     executor: Executor | None = None,
     workers: int = 1,
+    caseless: bool = False,
 ) -> dict[int, int]:
-    """Map the start offset of each line in buffer[start:end] holding a key to a key bitmask."""
+    """Map the start offset of each line in buffer[start:end] holding a key to a key bitmask.
+
+    `caseless`: lowercase keys match in any ASCII case.
+    """
     if MULTI_LITERAL:
-        at_once = _multi_literal_lines(buffer, start, end, keys)
+        at_once = _multi_literal_lines(buffer, start, end, keys, caseless)
         if at_once is not None:
             return at_once
+    if caseless:
+        buffer = buffer.lower()  # same offsets: ASCII lowering keeps every byte in place
     numbered = list(enumerate(keys))
     if executor is None or workers <= 1 or not PARALLEL:
         groups = [numbered]
@@ -162,7 +168,7 @@ def candidate_lines(
 
 
 def _multi_literal_lines(
-    buffer: bytes, start: int, end: int, keys: Sequence[bytes]
+    buffer: bytes, start: int, end: int, keys: Sequence[bytes], caseless: bool
 ) -> dict[int, int] | None:
     """candidate_lines in one Hyperscan pass, or None when Hyperscan cannot do it here."""
     rfind = buffer.rfind
@@ -174,18 +180,21 @@ def _multi_literal_lines(
         found[line] = found.get(line, 0) | (1 << key)
 
     try:
-        database = _database(tuple(keys))
+        database = _database(tuple(keys), caseless)
         database.scan(memoryview(buffer)[start:end], match_event_handler=on_match)
     except hyperscan.error:  # a database or scratch it could not build or use here
         return None
     return found
 
 
-def _database(keys: tuple[bytes, ...]) -> Any:
-    database = _DATABASES.get(keys)
+def _database(keys: tuple[bytes, ...], caseless: bool) -> Any:
+    database = _DATABASES.get((keys, caseless))
     if database is None:
         database = hyperscan.Database()
         literals = [b"".join(b"\\x%02x" % byte for byte in key) for key in keys]
-        database.compile(expressions=literals, ids=list(range(len(keys))), elements=len(keys))
-        _DATABASES[keys] = database
+        flags = [hyperscan.HS_FLAG_CASELESS if caseless else 0] * len(keys)
+        database.compile(
+            expressions=literals, ids=list(range(len(keys))), elements=len(keys), flags=flags
+        )
+        _DATABASES[keys, caseless] = database
     return database
