@@ -13,7 +13,7 @@ from typing import Any
 
 import typer
 
-from pooldoctor.alerts import ALERT_RULES
+from pooldoctor.alerts import alert_rules
 from pooldoctor.checks.registry import CHECKS
 from pooldoctor.cli import app, main
 from pooldoctor.diagnosis import diagnose
@@ -175,7 +175,7 @@ def alerts_index(runbooks: Mapping[str, Runbook]) -> str:
     for slug, runbook in sorted(runbooks.items()):
         for alert in runbook.alerts:
             linked.setdefault(alert, []).append(slug)
-    shipped = {rule.name: rule for rule in ALERT_RULES}
+    shipped = {rule.name: rule for rule in alert_rules()}
     lines = ["| Alert | Shipped rule's runbook_url | Runbooks that list it |", "|---|---|---|"]
     for name in sorted(set(linked) | set(shipped)):
         rule = shipped.get(name)

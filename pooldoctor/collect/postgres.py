@@ -7,6 +7,7 @@ import re
 import threading
 import time
 from collections.abc import Callable, Mapping
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -64,30 +65,44 @@ SETTING_NAMES = (
 )
 TIME_UNITS = frozenset({"us", "ms", "s", "min", "h", "d"})
 
-# (pattern in the lowercased message, category, SQLSTATE) in match order: server messages first.
-_FAILURE_PATTERNS: tuple[tuple[str, str, str | None], ...] = (
-    ("too many connections for role", "role_connection_limit", "53300"),
-    ("too many connections for database", "database_connection_limit", "53300"),
-    ("remaining connection slots are reserved", "reserved_slots", "53300"),
-    ("too many clients already", "too_many_clients", "53300"),
-    ("password authentication failed", "authentication", "28P01"),
-    ("no pg_hba.conf entry", "authentication", "28000"),
-    ("is not permitted to log in", "authentication", "28000"),
-    ("authentication failed", "authentication", "28000"),
-    ("no password supplied", "authentication", None),
-    ("permission denied for database", "permission_denied", "42501"),
-    ("the database system is starting up", "cannot_connect_now", "57P03"),
-    ("the database system is shutting down", "cannot_connect_now", "57P03"),
-    ("the database system is in recovery mode", "cannot_connect_now", "57P03"),
-    ("the database system is not yet accepting connections", "cannot_connect_now", "57P03"),
-    ("the database system is not accepting connections", "cannot_connect_now", "57P03"),
-    ("timeout expired", "timeout", None),
-    ("connection refused", "refused", None),
-    ("could not translate host name", "dns", None),
-    ("failed to resolve host", "dns", None),
-    ("name or service not known", "dns", None),
-    ("nodename nor servname", "dns", None),
-    ("temporary failure in name resolution", "dns", None),
+# (category, SQLSTATE, patterns in the lowercased message) in match order: server messages first.
+_FAILURE_PATTERNS: tuple[tuple[str, str | None, tuple[str, ...]], ...] = (
+    ("role_connection_limit", "53300", ("too many connections for role",)),
+    ("database_connection_limit", "53300", ("too many connections for database",)),
+    ("reserved_slots", "53300", ("remaining connection slots are reserved",)),
+    ("too_many_clients", "53300", ("too many clients already",)),
+    ("authentication", "28P01", ("password authentication failed",)),
+    (
+        "authentication",
+        "28000",
+        ("no pg_hba.conf entry", "is not permitted to log in", "authentication failed"),
+    ),
+    ("authentication", None, ("no password supplied",)),
+    ("permission_denied", "42501", ("permission denied for database",)),
+    (
+        "cannot_connect_now",
+        "57P03",
+        (
+            "the database system is starting up",
+            "the database system is shutting down",
+            "the database system is in recovery mode",
+            "the database system is not yet accepting connections",
+            "the database system is not accepting connections",
+        ),
+    ),
+    ("timeout", None, ("timeout expired",)),
+    ("refused", None, ("connection refused",)),
+    (
+        "dns",
+        None,
+        (
+            "could not translate host name",
+            "failed to resolve host",
+            "name or service not known",
+            "nodename nor servname",
+            "temporary failure in name resolution",
+        ),
+    ),
 )
 _DATABASE_MISSING = re.compile(r'database ".*" does not exist')
 _ROLE_MISSING = re.compile(r'role ".*" does not exist')
@@ -104,9 +119,9 @@ _SQLSTATE_CATEGORIES = {
 def classify_connect_error(message: str, sqlstate: str | None = None) -> ConnectFailure:
     """Name why a connection attempt failed, from its SQLSTATE or, lacking one, its text."""
     lowered = message.lower()
-    for pattern, category, code in _FAILURE_PATTERNS:
+    for category, code, patterns in _FAILURE_PATTERNS:
         consistent = sqlstate is None or code is None or sqlstate == code
-        if pattern in lowered and consistent:
+        if consistent and any(pattern in lowered for pattern in patterns):
             return ConnectFailure(category, message, sqlstate or code)
     if _DATABASE_MISSING.search(lowered):
         return ConnectFailure("database_missing", message, sqlstate or "3D000")
@@ -231,22 +246,11 @@ class PostgresProbe(SingleConnectionProbe[PostgresEvidence]):
     """
 
     def __init__(self, target: str, timeout: float, redact_literals: bool = True) -> None:
-        self.target = target
         self.timeout = timeout
         self.redact_literals = redact_literals
         self.started_at = datetime.now(UTC)
         self.finished_at: datetime | None = None
-        self.connect_seconds: float | None = None
-        self.connect_failure: ConnectFailure | None = None
-        self.server_version: str | None = None
-        self.server_version_num: int | None = None
-        self.current_user: str | None = None
-        self.is_superuser: bool | None = None
-        self.can_read_all_stats: bool | None = None
-        self.in_recovery: bool | None = None
-        self.reserved_connection_roles: tuple[str, ...] = ()
-        self.settings: dict[str, str] = {}
-        self.limits: tuple[ConnectionLimit, ...] = ()
+        self.facts = PostgresEvidence(target)  # read once: connection, server, settings, limits
         self._samples: list[ActivitySample] = []
         self._attempts = 0
         self._errors: list[str] = []
@@ -270,21 +274,24 @@ class PostgresProbe(SingleConnectionProbe[PostgresEvidence]):
         try:
             conninfo = normalize_dsn(dsn)
         except InvalidDsnError as exc:
-            self.connect_failure = ConnectFailure("invalid_dsn", str(exc))
+            self.facts = replace(
+                self.facts, connect_failure=ConnectFailure("invalid_dsn", str(exc))
+            )
             return
         attempt = _ConnectAttempt(conninfo, self.timeout)
         began = time.monotonic()
         attempt.start()
         if not attempt.wait(self.timeout + CONNECT_GRACE_SECONDS):
             message = f"no connection within {self.timeout:g}s (connect timeout)"
-            self.connect_failure = ConnectFailure("timeout", message)
+            self.facts = replace(self.facts, connect_failure=ConnectFailure("timeout", message))
             return
         if attempt.connection is None:
             error = attempt.error or RuntimeError("connection attempt failed")
             message = scrub_secrets(_one_line(str(error)) or type(error).__name__, secrets)
-            self.connect_failure = classify_connect_error(message, getattr(error, "sqlstate", None))
+            failure = classify_connect_error(message, getattr(error, "sqlstate", None))
+            self.facts = replace(self.facts, connect_failure=failure)
             return
-        self.connect_seconds = time.monotonic() - began
+        self.facts = replace(self.facts, connect_seconds=time.monotonic() - began)
         self._connection = attempt.connection
         self._run_once("session setup", self._configure_session)
         if self._errors:  # fail closed: no read-only guarantee or timeouts, so no queries
@@ -310,7 +317,8 @@ class PostgresProbe(SingleConnectionProbe[PostgresEvidence]):
         return self._connection.execute(statement, params).fetchall()
 
     def _version_at_least(self, version_num: int) -> bool:
-        return self.server_version_num is not None and self.server_version_num >= version_num
+        server = self.facts.server_version_num
+        return server is not None and server >= version_num
 
     def _configure_session(self) -> None:
         statement_timeout_ms = max(1, round(self.timeout * 1000))
@@ -325,25 +333,31 @@ class PostgresProbe(SingleConnectionProbe[PostgresEvidence]):
 
     def _read_server_info(self) -> None:
         row = self._query("server_info")[0]
-        self.server_version = row["server_version"]
-        self.server_version_num = row["server_version_num"]
-        self.current_user = row["user_name"]
-        self.is_superuser = row["is_superuser"]
-        self.can_read_all_stats = row["can_read_all_stats"]
-        self.in_recovery = row["in_recovery"]
+        self.facts = replace(
+            self.facts,
+            server_version=row["server_version"],
+            server_version_num=row["server_version_num"],
+            current_user=row["user_name"],
+            is_superuser=row["is_superuser"],
+            can_read_all_stats=row["can_read_all_stats"],
+            in_recovery=row["in_recovery"],
+        )
 
     def _read_settings(self) -> None:
         rows = self._query("settings", {"names": list(SETTING_NAMES)})
-        self.settings = {r["name"]: _setting_value(r["reset_val"], r["unit"]) for r in rows}
+        settings = {r["name"]: _setting_value(r["reset_val"], r["unit"]) for r in rows}
+        self.facts = replace(self.facts, settings=settings)
 
     def _read_limits(self) -> None:
-        self.limits = tuple(
+        limits = tuple(
             ConnectionLimit(r["kind"], r["name"], r["connection_limit"], r["current_count"])
             for r in self._query("connection_limits")
         )
+        self.facts = replace(self.facts, limits=limits)
 
     def _read_reserved_roles(self) -> None:
-        self.reserved_connection_roles = tuple(r["rolname"] for r in self._query("reserved_roles"))
+        roles = tuple(r["rolname"] for r in self._query("reserved_roles"))
+        self.facts = replace(self.facts, reserved_connection_roles=roles)
 
     def _activity_parts(self) -> dict[str, sql.Composable]:
         if self._version_at_least(WAITSTART_SINCE):
@@ -391,7 +405,8 @@ class PostgresProbe(SingleConnectionProbe[PostgresEvidence]):
     # -- closing -------------------------------------------------------------------------
 
     def _failure_word(self) -> str | None:
-        return self.connect_failure.category if self.connect_failure is not None else None
+        failure = self.facts.connect_failure
+        return failure.category if failure is not None else None
 
     def _usable(self) -> bool:
         connection = self._connection
@@ -404,25 +419,15 @@ class PostgresProbe(SingleConnectionProbe[PostgresEvidence]):
         samples = tuple(self._samples)
         if last is not None:
             samples = samples[-last:]
-        return PostgresEvidence(
-            target=self.target,
-            connect_seconds=self.connect_seconds,
-            connect_failure=self.connect_failure,
-            server_version=self.server_version,
-            server_version_num=self.server_version_num,
-            current_user=self.current_user,
-            is_superuser=self.is_superuser,
-            settings=dict(self.settings),
-            limits=self.limits,
+        return replace(
+            self.facts,
+            settings=dict(self.facts.settings),
             samples=samples,
             errors=tuple(self._errors),
-            can_read_all_stats=self.can_read_all_stats,
-            in_recovery=self.in_recovery,
             hidden_per_sample=tuple(sum(1 for b in s.backends if b.query_hidden) for s in samples),
             hidden_roles=tuple(
                 sorted({b.usename or "?" for s in samples for b in s.backends if b.query_hidden})
             ),
-            reserved_connection_roles=self.reserved_connection_roles,
         )
 
     def _wait_idle(self, connection: psycopg.Connection[DictRow]) -> bool:
@@ -437,21 +442,22 @@ class PostgresProbe(SingleConnectionProbe[PostgresEvidence]):
 
     def status(self) -> SourceStatus:
         """One line on how the PostgreSQL source went."""
-        failure = self.connect_failure
+        failure = self.facts.connect_failure
         if failure is not None:
             detail = f"{failure.category}: {connect_failure_reason(failure)}"
             state = SourceState.ERROR
         else:
             count = len(self._samples)
             detail = (
-                f"connected in {self.connect_seconds or 0:.2f}s as {self.current_user or '?'}, "
+                f"connected in {self.facts.connect_seconds or 0:.2f}s as "
+                f"{self.facts.current_user or '?'}, "
                 f"{count} sample{'' if count == 1 else 's'}"
             )
             if self._errors:
                 detail += f"; {len(self._errors)} error(s), last: {self._errors[-1]}"
             state = SourceState.ERROR if self._errors and not self._samples else SourceState.OK
         return SourceStatus(
-            self.target or "postgres",
+            self.facts.target or "postgres",
             "postgres",
             state,
             detail,

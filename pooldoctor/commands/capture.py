@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from pooldoctor.collect.options import NO_SOURCES_MESSAGE
+from pooldoctor.collect.options import NO_SOURCES_MESSAGE, RawSourceOptions
 from pooldoctor.commands import options as opt
 from pooldoctor.commands.progress import (
     QuietOpt,
@@ -22,23 +22,12 @@ from pooldoctor.interrupts import interrupt_exit_code, interrupt_name
 from pooldoctor.sanitize import strip_controls
 
 
+@opt.with_sources()
 def capture_command(
     out: Annotated[
         Path, typer.Option("--out", metavar="FILE", help="Where to write the evidence JSON.")
     ],
-    pool_status: opt.PoolStatusOpt = None,
-    dsn: opt.DsnOpt = None,
-    log: opt.LogOpt = None,
-    config: opt.ConfigOpt = None,
-    workers: opt.WorkersOpt = None,
-    samples: opt.SamplesOpt = 3,
-    interval: opt.IntervalOpt = 2.0,
-    timeout: opt.TimeoutOpt = 5.0,
-    since: opt.SinceOpt = None,
-    until: opt.UntilOpt = None,
-    log_tz: opt.LogTzOpt = None,
-    pgbouncer: opt.PgBouncerOpt = None,
-    prometheus: opt.PrometheusOpt = None,
+    raw_sources: RawSourceOptions,
     quiet: QuietOpt = False,
     verbose: VerboseOpt = False,
 ) -> int:
@@ -52,7 +41,7 @@ def capture_command(
     from pooldoctor.interrupts import CaptureInterrupted
     from pooldoctor.report.terminal import plain
 
-    sources = opt.sources_from(locals(), utc_now())
+    sources = opt.validated(raw_sources, utc_now())
     if not sources.has_sources:
         raise typer.BadParameter(NO_SOURCES_MESSAGE)
     if out.is_dir():

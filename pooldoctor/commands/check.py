@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING, Annotated
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from pooldoctor.collect.options import RawSourceOptions
 from pooldoctor.commands import options as opt
 from pooldoctor.exitcodes import STATUS_EXIT
 
@@ -15,87 +17,68 @@ if TYPE_CHECKING:
     from pooldoctor.evidence import Evidence
 
 
+@dataclass(frozen=True)
+class Measure:
+    """What a WARNING/CRITICAL option pair compares: `--{prefix}warning`, `--{prefix}critical`."""
+
+    prefix: str
+    metavar: str
+    when: str
+    minimum: float
+    maximum: float | None = None
+
+    def flag(self, level: str) -> str:
+        return f"--{self.prefix}{level.lower()}"
+
+    def option(self, level: str, *aliases: str) -> Any:
+        """The typer declaration of the `level` (WARNING or CRITICAL) threshold."""
+        return typer.Option(
+            self.flag(level),
+            *aliases,
+            metavar=self.metavar,
+            help=f"{level} when {self.when}",
+            min=self.minimum,
+            max=self.maximum,
+        )
+
+    def ordered(self, warning: float | None, critical: float | None) -> None:
+        """Refuse a WARNING threshold above the CRITICAL one."""
+        if warning is not None and critical is not None and warning > critical:
+            raise typer.BadParameter(
+                f"{self.flag('WARNING')} ({warning:g}) must not exceed "
+                f"{self.flag('CRITICAL')} ({critical:g})"
+            )
+
+
+FILL = Measure(
+    "",
+    "PCT",
+    "an instance's pool is more than this percent checked out.",
+    0.0,
+    100.0,
+)
+WAITING = Measure("waiting-", "N", "more requests than this wait.", 0)
+IDLE = Measure(
+    "idle-in-transaction-",
+    "SECONDS",
+    "a session has been idle in transaction longer (seconds; --dsn).",
+    0.0,
+)
+
+
+@opt.with_sources(
+    fixed={"workers": None},
+    defaults={"samples": 1},
+    options={"timeout": opt.also_spelled(opt.TimeoutOpt, "-t")},
+)
 def check_command(
-    pool_status: opt.PoolStatusOpt = None,
-    dsn: opt.DsnOpt = None,
-    log: opt.LogOpt = None,
-    config: opt.ConfigOpt = None,
-    samples: opt.SamplesOpt = 1,
-    interval: opt.IntervalOpt = 2.0,
-    timeout: Annotated[
-        float,
-        typer.Option(
-            "--timeout",
-            "-t",
-            metavar="SECONDS",
-            min=0.1,
-            max=300.0,
-            help="Per-call timeout for every source, seconds.",
-        ),
-    ] = 5.0,
-    since: opt.SinceOpt = None,
-    until: opt.UntilOpt = None,
-    log_tz: opt.LogTzOpt = None,
-    pgbouncer: opt.PgBouncerOpt = None,
-    prometheus: opt.PrometheusOpt = None,
-    warning: Annotated[
-        float,
-        typer.Option(
-            "--warning",
-            "-w",
-            metavar="PCT",
-            min=0.0,
-            max=100.0,
-            help="WARNING when an instance's pool is more than this percent checked out.",
-        ),
-    ] = 80.0,
-    critical: Annotated[
-        float,
-        typer.Option(
-            "--critical",
-            "-c",
-            metavar="PCT",
-            min=0.0,
-            max=100.0,
-            help="CRITICAL when an instance's pool is more than this percent checked out.",
-        ),
-    ] = 95.0,
-    waiting_warning: Annotated[
-        int | None,
-        typer.Option(
-            "--waiting-warning",
-            metavar="N",
-            min=0,
-            help="WARNING when more requests than this wait.",
-        ),
-    ] = None,
-    waiting_critical: Annotated[
-        int | None,
-        typer.Option(
-            "--waiting-critical",
-            metavar="N",
-            min=0,
-            help="CRITICAL when more requests than this wait.",
-        ),
-    ] = None,
-    idle_warning: Annotated[
-        float | None,
-        typer.Option(
-            "--idle-in-transaction-warning",
-            metavar="SECONDS",
-            min=0.0,
-            help="WARNING when a session has been idle in transaction longer (seconds; --dsn).",
-        ),
-    ] = None,
-    idle_critical: Annotated[
-        float | None,
-        typer.Option(
-            "--idle-in-transaction-critical",
-            metavar="SECONDS",
-            min=0.0,
-            help="CRITICAL when a session has been idle in transaction longer (seconds; --dsn).",
-        ),
-    ] = None,
+    raw_sources: RawSourceOptions,
+    warning: Annotated[float, FILL.option("WARNING", "-w")] = 80.0,
+    critical: Annotated[float, FILL.option("CRITICAL", "-c")] = 95.0,
+    waiting_warning: Annotated[int | None, WAITING.option("WARNING")] = None,
+    waiting_critical: Annotated[int | None, WAITING.option("CRITICAL")] = None,
+    idle_warning: Annotated[float | None, IDLE.option("WARNING")] = None,
+    idle_critical: Annotated[float | None, IDLE.option("CRITICAL")] = None,
 ) -> int:
     """Monitoring plugin: one line `POOLDOCTOR OK|WARNING|CRITICAL|UNKNOWN - ... | perfdata`.
 
@@ -104,15 +87,10 @@ def check_command(
     from pooldoctor.collect.session import utc_now
     from pooldoctor.monitoring import Thresholds, evaluate
 
-    _ordered("--warning", warning, "--critical", critical)
-    _ordered("--waiting-warning", waiting_warning, "--waiting-critical", waiting_critical)
-    _ordered(
-        "--idle-in-transaction-warning",
-        idle_warning,
-        "--idle-in-transaction-critical",
-        idle_critical,
-    )
-    sources = opt.sources_from(locals(), utc_now())
+    FILL.ordered(warning, critical)
+    WAITING.ordered(waiting_warning, waiting_critical)
+    IDLE.ordered(idle_warning, idle_critical)
+    sources = opt.validated(raw_sources, utc_now())
     if (
         not (sources.pool_status or sources.dsn or sources.logs or sources.pgbouncers)
         and not sources.prometheus
@@ -132,11 +110,6 @@ def check_command(
     verdict = evaluate(_sample(sources), thresholds)
     print(verdict.line())
     return int(STATUS_EXIT[verdict.status])
-
-
-def _ordered(low_name: str, low: float | None, high_name: str, high: float | None) -> None:
-    if low is not None and high is not None and low > high:
-        raise typer.BadParameter(f"{low_name} ({low:g}) must not exceed {high_name} ({high:g})")
 
 
 def _sample(sources: SourceOptions) -> Evidence:

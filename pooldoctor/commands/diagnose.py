@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from pooldoctor.collect.extend import MAX_EXTEND_SECONDS
-from pooldoctor.collect.options import NO_SOURCES_MESSAGE
+from pooldoctor.collect.options import NO_SOURCES_MESSAGE, RawSourceOptions
 from pooldoctor.commands import options as opt
 from pooldoctor.commands.progress import (
     QuietOpt,
@@ -54,20 +54,9 @@ def load_evidence_file(path: Path) -> Evidence:
         raise typer.Exit(int(ExitCode.INPUT)) from None
 
 
+@opt.with_sources()
 def diagnose_command(
-    pool_status: opt.PoolStatusOpt = None,
-    dsn: opt.DsnOpt = None,
-    log: opt.LogOpt = None,
-    config: opt.ConfigOpt = None,
-    workers: opt.WorkersOpt = None,
-    samples: opt.SamplesOpt = 3,
-    interval: opt.IntervalOpt = 2.0,
-    timeout: opt.TimeoutOpt = 5.0,
-    since: opt.SinceOpt = None,
-    until: opt.UntilOpt = None,
-    log_tz: opt.LogTzOpt = None,
-    pgbouncer: opt.PgBouncerOpt = None,
-    prometheus: opt.PrometheusOpt = None,
+    raw_sources: RawSourceOptions,
     evidence: Annotated[
         Path | None,
         typer.Option(
@@ -130,11 +119,12 @@ def diagnose_command(
 
     now = utc_now()
     level = verbosity(quiet, verbose)
-    sources = opt.sources_from(locals(), now)
+    sources = opt.validated(raw_sources, now)
     interrupted: BaseException | None = None
     if evidence is not None:
-        live = (sources.pool_status, dsn, sources.logs, sources.configs, pgbouncer, prometheus)
-        if any(live):
+        given_dsn = raw_sources.dsn  # not the environment's default
+        live = (sources.pool_status, given_dsn, sources.logs, sources.configs, sources.pgbouncers)
+        if any(live) or sources.prometheus:
             raise typer.BadParameter("--evidence cannot be combined with live source options")
         bundle = load_evidence_file(evidence)
     elif sources.has_sources:

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import functools
+import inspect
+from collections.abc import Callable, Mapping
+from copy import copy
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, get_args, get_type_hints
 
 import typer
 
@@ -90,20 +93,17 @@ TimeoutOpt = Annotated[
         help="Per-call timeout for every source, seconds.",
     ),
 ]
-SinceOpt = Annotated[
-    str | None,
-    typer.Option(
-        "--since",
-        metavar="TIME",
-        help="Only log lines at or after TIME (ISO 8601, or 30m/2h/1d ago).",
-    ),
-]
-UntilOpt = Annotated[
-    str | None,
-    typer.Option(
-        "--until", metavar="TIME", help="Only log lines before TIME (ISO 8601, or 30m/2h/1d ago)."
-    ),
-]
+
+
+def _log_time_option(flag: str, relation: str) -> Any:
+    """--since / --until, with the formats `parse_time_arg` accepts."""
+    return typer.Option(
+        flag, metavar="TIME", help=f"Only log lines {relation} TIME (ISO 8601, or 30m/2h/1d ago)."
+    )
+
+
+SinceOpt = Annotated[str | None, _log_time_option("--since", "at or after")]
+UntilOpt = Annotated[str | None, _log_time_option("--until", "before")]
 LogTzOpt = Annotated[
     str | None,
     typer.Option(
@@ -114,6 +114,14 @@ LogTzOpt = Annotated[
 ]
 
 
+def also_spelled(option: Any, *aliases: str) -> Any:
+    """An option declaration (`Annotated[type, typer.Option(...)]`) that also takes `aliases`."""
+    kind, declaration = get_args(option)
+    spelled = copy(declaration)
+    spelled.param_decls = (*declaration.param_decls, *aliases)
+    return Annotated[kind, spelled]
+
+
 def validated(raw: RawSourceOptions, now: datetime) -> SourceOptions:
     """The collect layer's validation, its errors turned into typer's usage errors."""
     try:
@@ -122,31 +130,86 @@ def validated(raw: RawSourceOptions, now: datetime) -> SourceOptions:
         raise typer.BadParameter(str(exc)) from None
 
 
-SOURCE_PARAMETERS = {
-    "pool_status": "pool_status",
-    "dsn": "dsn",
-    "log": "logs",
-    "config": "configs",
-    "workers": "workers",
-    "samples": "samples",
-    "interval": "interval",
-    "timeout": "timeout",
-    "since": "since",
-    "until": "until",
-    "log_tz": "log_tz",
-    "pgbouncer": "pgbouncers",
-    "prometheus": "prometheus",
-}
-"""Each command's source parameter name -> its RawSourceOptions field."""
+def _source_parameters(
+    pool_status: PoolStatusOpt = None,
+    dsn: DsnOpt = None,
+    log: LogOpt = None,
+    config: ConfigOpt = None,
+    workers: WorkersOpt = None,
+    samples: SamplesOpt = 3,
+    interval: IntervalOpt = 2.0,
+    timeout: TimeoutOpt = 5.0,
+    since: SinceOpt = None,
+    until: UntilOpt = None,
+    log_tz: LogTzOpt = None,
+    pgbouncer: PgBouncerOpt = None,
+    prometheus: PrometheusOpt = None,
+) -> RawSourceOptions:
+    """The source options of every sampling command, declared once, in --help order."""
+    return RawSourceOptions(
+        pool_status=pool_status,
+        dsn=dsn,
+        logs=log,
+        configs=config,
+        workers=workers,
+        samples=samples,
+        interval=interval,
+        timeout=timeout,
+        since=since,
+        until=until,
+        log_tz=log_tz,
+        pgbouncers=pgbouncer,
+        prometheus=prometheus,
+    )
 
-PARAMETER_DEFAULTS: dict[str, Any] = {"workers": None, "samples": 1}
-"""What a command without that option (check has no --workers, watch no --samples) means."""
+
+SOURCES_PARAMETER = "raw_sources"
+"""The command parameter that stands for all source options, where they appear in --help."""
+
+Command = Callable[..., int]
 
 
-def sources_from(parameters: Mapping[str, Any], now: datetime) -> SourceOptions:
-    """The source options a command was given (its parameters by name), validated."""
-    fields = {
-        field: parameters.get(name, PARAMETER_DEFAULTS.get(name))
-        for name, field in SOURCE_PARAMETERS.items()
-    }
-    return validated(RawSourceOptions(**fields), now)
+def with_sources(
+    *,
+    fixed: Mapping[str, Any] | None = None,
+    defaults: Mapping[str, Any] | None = None,
+    options: Mapping[str, Any] | None = None,
+) -> Callable[[Command], Command]:
+    """Give a command the shared source options in place of its `raw_sources: RawSourceOptions`.
+
+    `fixed` names options the command does not offer (with the value it means), `defaults`
+    changes a default, `options` replaces an option's typer declaration. typer reads the
+    resulting signature (`__signature__`, `__annotations__`); the command gets one value.
+    """
+    fixed = dict(fixed or {})
+    hints = get_type_hints(_source_parameters, include_extras=True)
+    shared = [
+        parameter.replace(
+            annotation=(options or {}).get(parameter.name, hints[parameter.name]),
+            default=(defaults or {}).get(parameter.name, parameter.default),
+        )
+        for parameter in inspect.signature(_source_parameters).parameters.values()
+        if parameter.name not in fixed
+    ]
+    shared_defaults = {parameter.name: parameter.default for parameter in shared}
+
+    def decorate(command: Command) -> Command:
+        own_hints = get_type_hints(command, include_extras=True)
+        parameters: list[inspect.Parameter] = []
+        for parameter in inspect.signature(command).parameters.values():
+            if parameter.name == SOURCES_PARAMETER:
+                parameters.extend(shared)
+            else:
+                parameters.append(parameter.replace(annotation=own_hints[parameter.name]))
+
+        @functools.wraps(command)
+        def with_source_options(**given: Any) -> int:
+            values = {name: given.pop(name, value) for name, value in shared_defaults.items()}
+            return command(**given, raw_sources=_source_parameters(**values, **fixed))
+
+        exposed: Any = with_source_options
+        exposed.__signature__ = inspect.Signature(parameters, return_annotation=int)
+        exposed.__annotations__ = {p.name: p.annotation for p in parameters} | {"return": int}
+        return with_source_options
+
+    return decorate

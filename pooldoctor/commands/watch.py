@@ -8,28 +8,21 @@ from typing import Annotated
 
 import typer
 
+from pooldoctor.collect.options import RawSourceOptions
 from pooldoctor.commands import options as opt
 from pooldoctor.exitcodes import STATUS_EXIT, ExitCode
 
+ROUND_INTERVAL = Annotated[
+    float,
+    typer.Option(
+        "--interval", metavar="SECONDS", min=0.2, max=3600.0, help="Seconds between rounds."
+    ),
+]
 
+
+@opt.with_sources(fixed={"samples": 1}, options={"interval": ROUND_INTERVAL})
 def watch_command(
-    pool_status: opt.PoolStatusOpt = None,
-    dsn: opt.DsnOpt = None,
-    log: opt.LogOpt = None,
-    config: opt.ConfigOpt = None,
-    workers: opt.WorkersOpt = None,
-    interval: Annotated[
-        float,
-        typer.Option(
-            "--interval", metavar="SECONDS", min=0.2, max=3600.0, help="Seconds between rounds."
-        ),
-    ] = 2.0,
-    timeout: opt.TimeoutOpt = 5.0,
-    since: opt.SinceOpt = None,
-    until: opt.UntilOpt = None,
-    log_tz: opt.LogTzOpt = None,
-    pgbouncer: opt.PgBouncerOpt = None,
-    prometheus: opt.PrometheusOpt = None,
+    raw_sources: RawSourceOptions,
     record: Annotated[
         Path | None,
         typer.Option(
@@ -56,7 +49,7 @@ def watch_command(
     from pooldoctor.collect.session import utc_now
     from pooldoctor.watch.live import WatchSettings, run_watch
 
-    sources = opt.sources_from(locals(), utc_now())
+    sources = opt.validated(raw_sources, utc_now())
     if not (sources.pool_status or sources.dsn or sources.pgbouncers):
         raise typer.BadParameter(
             "nothing live to watch: pass --pool-status URL, --dsn DSN (or set DATABASE_URL) "
@@ -66,7 +59,7 @@ def watch_command(
         raise typer.BadParameter(
             f"--record {record} is a directory; give a file name such as {record}/evidence.json"
         )
-    outcome = run_watch(sources, WatchSettings(interval, duration, record), Console())
+    outcome = run_watch(sources, WatchSettings(sources.interval, duration, record), Console())
     if outcome.record_error is not None:
         print(f"pooldoctor: error: {outcome.record_error}", file=sys.stderr)
         return int(ExitCode.INPUT)

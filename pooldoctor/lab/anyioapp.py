@@ -13,7 +13,6 @@ import json
 import logging
 import sys
 import time
-from datetime import UTC, datetime
 from functools import partial
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -23,6 +22,8 @@ import anyio.abc
 from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.orm import Session
 from sqlalchemy.pool import QueuePool
+
+from pooldoctor.lab.httpreply import json_response, log_access
 
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 LARGE_ORDER = 100
@@ -105,20 +106,8 @@ async def _serve_one(app: OrdersApp, limiter: anyio.CapacityLimiter, stream: Any
         work = partial(app.route, target.path, parse_qs(target.query))
         status, payload = await anyio.to_thread.run_sync(work, limiter=limiter)
         body = json.dumps(payload).encode()
-        head = (
-            f"HTTP/1.1 {status} X\r\nContent-Type: application/json\r\n"
-            f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n"
-        )
-        await stream.send(head.encode() + body)
-        when = datetime.now(UTC).strftime("%d/%b/%Y:%H:%M:%S +0000")
-        app.access.info(
-            '127.0.0.1 - - [%s] "%s" %d %d "-" "-" %.3f',
-            when,
-            request_line,
-            status,
-            len(body),
-            time.monotonic() - started,
-        )
+        await stream.send(json_response(status, body))
+        log_access(app.access, request_line, status, len(body), started)
 
 
 async def serve(app: OrdersApp, threads: int) -> None:

@@ -10,7 +10,6 @@ import threading
 import time
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -20,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from pooldoctor.app import pool_status
 from pooldoctor.lab.cluster import TempCluster
+from pooldoctor.lab.httpreply import json_response, log_access
 from pooldoctor.lab.webapp import APP_ROLE, AppLog, plain_status, running_app
 
 MAX_SLEEP_SECONDS = 5.0
@@ -177,21 +177,9 @@ class AsyncLabApp:
                 gone.cancel()
             status, payload = await work
             body = json.dumps(payload).encode()
-            writer.write(
-                f"HTTP/1.1 {status} X\r\nContent-Type: application/json\r\n"
-                f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n".encode()
-                + body
-            )
+            writer.write(json_response(status, body))
             await writer.drain()
-            when = datetime.now(UTC).strftime("%d/%b/%Y:%H:%M:%S +0000")
-            self.access_log.info(
-                '127.0.0.1 - - [%s] "%s" %d %d "-" "-" %.3f',
-                when,
-                request_line,
-                status,
-                len(body),
-                time.monotonic() - started,
-            )
+            log_access(self.access_log, request_line, status, len(body), started)
         except (OSError, ValueError):
             pass
         finally:

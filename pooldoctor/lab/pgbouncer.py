@@ -14,8 +14,9 @@ from pathlib import Path
 
 import psycopg
 
-from pooldoctor.lab.cluster import PORT_ATTEMPTS, SERVER_USER, TempCluster, free_port
-from pooldoctor.lab.throwaway import Throwaway, end_process, find_binary
+from pooldoctor.lab.cluster import SERVER_USER, TempCluster
+from pooldoctor.lab.portserver import PortServer
+from pooldoctor.lab.throwaway import end_process, find_binary
 
 ADMIN_USER = "pgbouncer_admin"
 STATS_USER = "pgbouncer_stats"
@@ -32,16 +33,14 @@ def find_pgbouncer() -> Path:
 
 
 @dataclass
-class TempPgBouncer(Throwaway):
+class TempPgBouncer(PortServer):
     """PgBouncer with its own ini, auth file and log in a temporary directory."""
 
     cluster: TempCluster
     settings: Mapping[str, str] = field(default_factory=dict)
     database_options: str = ""
-    port: int = field(default_factory=free_port)
     binary: Path = field(default_factory=find_pgbouncer)
     root: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="pooldoctor-pgb-")))
-    process: subprocess.Popen[bytes] | None = None
 
     @property
     def logfile(self) -> Path:
@@ -96,26 +95,19 @@ class TempPgBouncer(Throwaway):
             for path in (self.root, *self.root.iterdir()):
                 shutil.chown(path, SERVER_USER, SERVER_USER)
 
-    def start(self) -> None:
-        """Start PgBouncer (as the postgres user when root) and wait until it answers; on a
-        port another process bound after it was chosen, choose another."""
-        for attempt in range(1, PORT_ATTEMPTS + 1):
-            self.write_config()
-            command = [str(self.binary), str(self.root / "pgbouncer.ini")]
-            if hasattr(os, "geteuid") and os.geteuid() == 0:
-                command[1:1] = ["-u", SERVER_USER]
-            self.process = subprocess.Popen(
-                command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, cwd=str(self.root)
-            )
-            try:
-                self.wait_ready()
-                return
-            except RuntimeError:
-                if attempt == PORT_ATTEMPTS or "Address already in use" not in self.log_tail():
-                    raise
-            self.stop()
-            self.logfile.unlink(missing_ok=True)
-            self.port = free_port()
+    def spawn(self) -> None:
+        """Write the ini and start PgBouncer (as the postgres user when root)."""
+        self.logfile.unlink(missing_ok=True)
+        self.write_config()
+        command = [str(self.binary), str(self.root / "pgbouncer.ini")]
+        if hasattr(os, "geteuid") and os.geteuid() == 0:
+            command[1:1] = ["-u", SERVER_USER]
+        self.process = subprocess.Popen(
+            command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, cwd=str(self.root)
+        )
+
+    def port_taken(self, failure: RuntimeError) -> bool:
+        return "Address already in use" in self.log_tail()
 
     def wait_ready(self, timeout: float = 30) -> None:
         deadline = time.monotonic() + timeout
@@ -140,6 +132,3 @@ class TempPgBouncer(Throwaway):
         end_process(self.process, signal.SIGINT, grace=10)  # SIGINT: PgBouncer's safe shutdown
         if self.process is not None and self.process.stderr is not None:
             self.process.stderr.close()
-
-    launch = start
-    halt = stop

@@ -17,8 +17,8 @@ from typing import Any
 
 import yaml
 
-from pooldoctor.lab.cluster import PORT_ATTEMPTS, free_port
-from pooldoctor.lab.throwaway import Throwaway, end_process, find_binary
+from pooldoctor.lab.portserver import PortServer
+from pooldoctor.lab.throwaway import end_process, find_binary
 
 DEBIAN_BINARY = Path("/usr/bin/prometheus")
 
@@ -42,16 +42,14 @@ class ScrapeTarget:
 
 
 @dataclass
-class TempPrometheus(Throwaway):
+class TempPrometheus(PortServer):
     """Prometheus with a temporary config and TSDB, scraping `targets` every `scrape_interval`."""
 
     targets: Sequence[ScrapeTarget]
     scrape_interval: str = "1s"
     job: str = "app"
-    port: int = field(default_factory=free_port)
     binary: Path = field(default_factory=find_prometheus)
     root: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="pooldoctor-prom-")))
-    process: subprocess.Popen[bytes] | None = None
 
     @property
     def url(self) -> str:
@@ -80,31 +78,25 @@ class TempPrometheus(Throwaway):
         path.write_text(yaml.safe_dump(config), encoding="utf-8")
         return path
 
-    def start(self) -> None:
-        """Start Prometheus and wait until it is ready; on a port another process bound after
-        it was chosen, choose another."""
+    def spawn(self) -> None:
+        """Write the config and start Prometheus, its log in the root directory."""
         config = self.write_config()
-        for attempt in range(1, PORT_ATTEMPTS + 1):
-            with (self.root / "prometheus.log").open("wb") as log:
-                self.process = subprocess.Popen(
-                    [
-                        str(self.binary),
-                        f"--config.file={config}",
-                        f"--storage.tsdb.path={self.root / 'data'}",
-                        f"--web.listen-address=127.0.0.1:{self.port}",
-                        "--log.level=warn",
-                    ],
-                    stdout=subprocess.DEVNULL,
-                    stderr=log,
-                    cwd=str(self.root),
-                )
-            try:
-                self.wait_ready()
-                return
-            except RuntimeError as exc:
-                if attempt == PORT_ATTEMPTS or "address already in use" not in str(exc):
-                    raise
-            self.port = free_port()
+        with (self.root / "prometheus.log").open("wb") as log:
+            self.process = subprocess.Popen(
+                [
+                    str(self.binary),
+                    f"--config.file={config}",
+                    f"--storage.tsdb.path={self.root / 'data'}",
+                    f"--web.listen-address=127.0.0.1:{self.port}",
+                    "--log.level=warn",
+                ],
+                stdout=subprocess.DEVNULL,
+                stderr=log,
+                cwd=str(self.root),
+            )
+
+    def port_taken(self, failure: RuntimeError) -> bool:
+        return "address already in use" in str(failure)
 
     def wait_ready(self, timeout: float = 60) -> None:
         deadline = time.monotonic() + timeout
@@ -142,6 +134,3 @@ class TempPrometheus(Throwaway):
 
     def stop(self) -> None:
         end_process(self.process, signal.SIGTERM, grace=15)
-
-    launch = start
-    halt = stop

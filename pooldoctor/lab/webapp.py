@@ -14,7 +14,6 @@ from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, HTTPServer, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
@@ -27,6 +26,7 @@ from sqlalchemy.pool import QueuePool
 
 from pooldoctor.app import instrument, pool_status, prometheus, uninstrument
 from pooldoctor.lab.cluster import TempCluster
+from pooldoctor.lab.httpreply import log_access
 from pooldoctor.status_schema import PoolStatusPayload
 
 APP_ROLE = "lab_app"
@@ -493,17 +493,14 @@ def _handler_class(app: LabApp) -> type[BaseHTTPRequestHandler]:
             self._access(200, sent, started)
 
         def _access(self, status: int, size: int, started: float) -> None:
-            when = datetime.now(UTC).strftime("%d/%b/%Y:%H:%M:%S +0000")
-            agent = self.headers.get("User-Agent", "-")
-            app.access_log.info(
-                '%s - - [%s] "%s" %d %d "-" "%s" %.3f',
-                self.client_address[0],
-                when,
+            log_access(
+                app.access_log,
                 self.requestline,
                 status,
                 size,
-                agent,
-                time.monotonic() - started,
+                started,
+                client=self.client_address[0],
+                agent=self.headers.get("User-Agent", "-"),
             )
 
         def log_message(self, format: str, *args: Any) -> None:
