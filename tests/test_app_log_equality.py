@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from pooldoctor.collect.logs import records, search
+from pooldoctor.collect.logs import heads, records, search
 from pooldoctor.collect.logs.records import (
     CANCELLATION_MARKERS,
     GC_MARKER,
@@ -234,6 +234,7 @@ def test_mixed_logs_read_as_line_by_line(
     if multi_literal and not search.MULTI_LITERAL:
         pytest.skip("the hyperscan wheel is not installed here")
     monkeypatch.setattr(search, "MULTI_LITERAL", multi_literal)
+    monkeypatch.setattr(heads, "ACCESS_BLOCK_BYTES", 2048)  # many blocks, lines across their edges
     data = _mixed_log(seed, 1500, crlf=crlf)
     bounds = WINDOWS[window]
     expected = oracle_facts(

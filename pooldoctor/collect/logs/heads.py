@@ -11,10 +11,12 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from datetime import datetime
 
-from pooldoctor.collect.logs.search import candidate_lines
+from pooldoctor.collect.logs.search import candidate_lines, line_ends
 from pooldoctor.collect.logs.timestamps import TimestampReader
 
 Heads = Iterator[int]
+# Access lines are looked for from the end in blocks of this size, until enough are found.
+ACCESS_BLOCK_BYTES = 1024 * 1024
 
 
 class LineTimes:
@@ -90,10 +92,40 @@ def access_heads(
 ) -> Heads:
     """Timestamped lines holding `key` whose last byte outside `trailing` is in `last_bytes`,
     latest first."""
+    within_line = trailing - {0x0A}  # "$" is a line's end: the class must not pass it
+    pattern = b"%s[^\\n]*%s%s*$" % (_hex(key), _byte_class(last_bytes), _byte_class(within_line))
+    block_end = len(times.data)
+    while block_end > times.start:
+        block_start = times.line_of(max(times.start, block_end - ACCESS_BLOCK_BYTES))
+        ends = line_ends(times.data, block_start, block_end, pattern)
+        if ends is None:  # no Hyperscan: look at each line holding the key
+            yield from _access_heads_by_key(times, key, last_bytes, trailing, block_end)
+            return
+        for end in reversed(ends):
+            line = times.line_of(end)
+            if times.moment(line) is not None:
+                yield line
+        block_end = block_start
+
+
+def _hex(literal: bytes) -> bytes:
+    return b"".join(b"\\x%02x" % byte for byte in literal)
+
+
+def _byte_class(members: frozenset[int]) -> bytes:
+    return b"[%s]" % _hex(bytes(sorted(members)))
+
+
+def _access_heads_by_key(
+    times: LineTimes,
+    key: bytes,
+    last_bytes: frozenset[int],
+    trailing: frozenset[int],
+    position: int,
+) -> Heads:
     data, start = times.data, times.start
     rfind, find = data.rfind, data.find
     size = len(data)
-    position = size
     while True:
         hit = rfind(key, start, position)
         if hit < 0:

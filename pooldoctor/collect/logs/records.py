@@ -62,7 +62,7 @@ ACCESS = re.compile(
 ACCESS_KEY = b" HTTP/"  # every line ACCESS matches holds it
 # ACCESS ends with a number or "ms", then str.isspace() characters: in UTF-8 these ASCII bytes
 # or non-ASCII ones, whose last byte is 0x80 or above (as is any non-ASCII digit's).
-ACCESS_TRAILING = frozenset(b" \t\n\r\x0b\x0c\x1c\x1d\x1e\x1f")
+ACCESS_TRAILING = frozenset(b" \t\r\x0b\x0c\x1c\x1d\x1e\x1f")
 ACCESS_LAST_BYTES = frozenset(b"0123456789s") | frozenset(range(0x80, 0x100))
 TRACEBACK = "Traceback (most recent call last):"
 

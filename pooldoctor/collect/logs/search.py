@@ -57,6 +57,7 @@ PARALLEL = _MEMMEM is not None
 # Tests and the bench turn this off to compare with the strstr passes.
 MULTI_LITERAL = hyperscan is not None
 _DATABASES: dict[tuple[tuple[bytes, ...], bool], Any] = {}
+_REGEXES: dict[bytes, Any] = {}
 
 
 def make_finder(buffer: bytes, start: int = 0, end: int | None = None) -> Finder:
@@ -198,3 +199,26 @@ def _database(keys: tuple[bytes, ...], caseless: bool) -> Any:
         )
         _DATABASES[keys, caseless] = database
     return database
+
+
+def line_ends(buffer: bytes, start: int, end: int, pattern: bytes) -> list[int] | None:
+    """Offsets of the ends of the lines in buffer[start:end] that the Hyperscan regex
+    `pattern` (multi-line: `$` is a line's end) matches, ascending; None without Hyperscan."""
+    if not MULTI_LITERAL:
+        return None
+    ends: list[int] = []
+
+    def on_match(_key: int, _from: int, to: int, _flags: int, _context: object) -> None:
+        ends.append(start + to)
+
+    try:
+        database: Any = _REGEXES.get(pattern)
+        if database is None:
+            database = hyperscan.Database()
+            database.compile(expressions=[pattern], ids=[0], elements=1,
+                             flags=[hyperscan.HS_FLAG_MULTILINE])  # fmt: skip
+            _REGEXES[pattern] = database
+        database.scan(memoryview(buffer)[start:end], match_event_handler=on_match)
+    except hyperscan.error:
+        return None
+    return sorted(set(ends))
