@@ -15,15 +15,21 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import importlib
 import sys
 from collections.abc import Callable, Sequence
 from concurrent.futures import Executor
 from typing import Any
 
-try:
-    import hyperscan
-except ImportError:  # no wheel for this platform: the strstr passes below
-    hyperscan = None  # type: ignore[assignment]
+
+def _import_hyperscan() -> Any:
+    try:
+        return importlib.import_module("hyperscan")
+    except ImportError:  # no wheel for this platform: the strstr passes below
+        return None
+
+
+hyperscan: Any = _import_hyperscan()
 
 Finder = Callable[[bytes, int, int], int]
 # strstr is only used when it would read at most this far past a chunk's end.
