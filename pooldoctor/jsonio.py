@@ -73,20 +73,21 @@ def loads_bounded(text: str, max_depth: int = MAX_JSON_DEPTH, *, numbers: bool =
     )
 
 
+def as_utc(moment: datetime) -> datetime:
+    """The same instant in UTC; naive datetimes are taken to be UTC already."""
+    if moment.tzinfo is None:
+        return moment.replace(tzinfo=UTC)
+    return moment.astimezone(UTC)
+
+
 def format_utc(moment: datetime) -> str:
     """Render a datetime as RFC 3339 in UTC with a trailing Z."""
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    text = moment.astimezone(UTC).isoformat()
-    return text.replace("+00:00", "Z")
+    return as_utc(moment).isoformat().replace("+00:00", "Z")
 
 
 def parse_utc(text: str) -> datetime:
     """Parse an RFC 3339 timestamp into an aware UTC datetime."""
-    moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    return moment.astimezone(UTC)
+    return as_utc(datetime.fromisoformat(text.replace("Z", "+00:00")))
 
 
 def to_plain(value: Any) -> Any:

@@ -19,6 +19,7 @@ from pooldoctor.durations import server_setting_seconds
 from pooldoctor.evidence import Backend, Evidence, evidence_from_json
 from pooldoctor.findings import Finding, Severity
 from pooldoctor.lab.scenarios import SCENARIOS
+from pooldoctor.readings import read
 from pooldoctor.readings.app import identify_app
 from pooldoctor.readings.budget import server_budget
 from pooldoctor.readings.leak import DEAD_THREAD_CONFIDENCE, is_orphaned
@@ -452,9 +453,9 @@ def test_counts_seen_with_hidden_app_sessions_say_they_are_not_complete(
 
 def test_oldest_stuck_time_is_marked_incomplete_when_sessions_were_hidden() -> None:
     ev = cases.idle_in_transaction()
-    plain = oldest_stuck(ev)
+    plain = oldest_stuck(read(ev))
     assert plain.complete and plain.at is not None
-    marked = oldest_stuck(_with_hidden_app_session(ev))
+    marked = oldest_stuck(read(_with_hidden_app_session(ev)))
     assert not marked.complete
     assert marked.at == plain.at
     assert "1 session(s) were hidden from pooldoctor's role" in marked.basis

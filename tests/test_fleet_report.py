@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 from pooldoctor.evidence import Evidence, PoolInstance, PoolSample
+from pooldoctor.readings import read
 from pooldoctor.report.chartdata import MAX_POOL_CHARTS, pool_charts
 
 NOW = datetime(2026, 11, 21, 9, 45, tzinfo=UTC)
@@ -24,7 +25,7 @@ def test_a_fleet_charts_only_the_instances_under_most_pressure() -> None:
     pools[617] = _instance(617, 10, waiting=7)
     pools[42] = _instance(42, 9)
     evidence = Evidence(NOW, NOW, "test", pools=tuple(pools))
-    charts = pool_charts(evidence)
+    charts = pool_charts(read(evidence))
     assert len(charts) == MAX_POOL_CHARTS
     titles = [chart.title for chart in charts]
     assert any("app-0617:8000 main" in title for title in titles)
@@ -33,4 +34,4 @@ def test_a_fleet_charts_only_the_instances_under_most_pressure() -> None:
 
 def test_a_small_fleet_charts_every_instance() -> None:
     pools = tuple(_instance(n, 3) for n in range(3))
-    assert len(pool_charts(Evidence(NOW, NOW, "test", pools=pools))) == 3
+    assert len(pool_charts(read(Evidence(NOW, NOW, "test", pools=pools)))) == 3

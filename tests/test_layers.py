@@ -97,6 +97,18 @@ def test_no_check_family_imports_another() -> None:
     assert crossing == []
 
 
+def test_the_report_derives_from_readings_not_evidence() -> None:
+    """Only report.build holds the Evidence (to read it once); every other report module takes
+    the Readings the checks judged, so the two cannot derive a fact two ways."""
+    whole = ("pooldoctor.evidence.Evidence", "pooldoctor.evidence.PostgresEvidence")
+    importers = sorted(
+        module
+        for module, imports in MODULES.items()
+        if _inside(module, "pooldoctor.report") and any(name in imports for name in whole)
+    )
+    assert importers == ["pooldoctor.report.build"]
+
+
 def test_only_the_lab_and_the_commands_import_the_lab() -> None:
     importers = sorted(
         module

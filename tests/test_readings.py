@@ -56,7 +56,7 @@ def test_a_psycopg_sample_with_requests_waiting_is_full_for_check_and_report() -
     report = build_report(incident, diagnosis, generated_at=NOW)
     events = [entry.event for entry in report.timeline]
     assert "pool saturated at first sample: 10/10 checked out, 4 waiting" in events
-    first_error = build_key_times(incident, NOW)[0]
+    first_error = build_key_times(read(incident), NOW)[0]
     assert first_error.at == SAMPLE_TIMES[0]
     assert "saturated" in first_error.basis
 

@@ -12,6 +12,7 @@ from rich.console import Console
 from pooldoctor.alerts import rules_document
 from pooldoctor.diagnosis import diagnose
 from pooldoctor.evidence import LogEvent
+from pooldoctor.readings import read
 from pooldoctor.report import build_report, print_summary, render_html, render_markdown
 from pooldoctor.report.chartdata import build_charts
 from pooldoctor.report.charts import chart_svg
@@ -68,7 +69,7 @@ def test_pool_chart_draws_each_sample_at_its_value() -> None:
             )
         ]
     )
-    chart = _chart(build_charts(bundle, ()), "pool-usage-1")
+    chart = _chart(build_charts(read(bundle), ()), "pool-usage-1")
     checked_out = next(s for s in chart.series if s.key == "checked-out")
     assert checked_out.ys == tuple(float(v) for v in values)
     assert next(s for s in chart.series if s.key == "capacity").ys == (30.0,) * len(values)
@@ -104,7 +105,7 @@ def test_error_chart_counts_are_the_logged_per_minute_counts() -> None:
 
 def test_connection_and_age_charts_count_every_session_and_checkout() -> None:
     leak = cases.connection_leak()
-    charts = build_charts(leak, ())
+    charts = build_charts(read(leak), ())
     latest = max(leak.postgres.samples, key=lambda s: s.at) if leak.postgres else None
     assert latest is not None
     states = Counter(b.state for b in latest.backends)
@@ -132,7 +133,7 @@ def test_charts_have_titles_and_text_alternatives_in_html_and_files_in_markdown(
 
 
 def test_the_same_evidence_draws_the_same_svg() -> None:
-    chart = _chart(build_charts(cases.connection_leak(), ()), "pool-usage-1")
+    chart = _chart(build_charts(read(cases.connection_leak()), ()), "pool-usage-1")
     assert chart_svg(chart) == chart_svg(chart)
 
 

@@ -20,6 +20,7 @@ from pooldoctor.evidence import (
     SourceStatus,
 )
 from pooldoctor.findings import Status
+from pooldoctor.readings import read
 from pooldoctor.report.keytimes import build_key_times
 from pooldoctor.report.model import EntryKind, TimelineEntry
 from pooldoctor.report.timeline import (
@@ -65,7 +66,7 @@ def evidence(**kwargs: object) -> Evidence:
 
 
 def timeline(ev: Evidence, status: Status = Status.CRITICAL) -> tuple[TimelineEntry, ...]:
-    entries, _omitted = build_timeline(ev, generated_at=GENERATED, status=status)
+    entries, _omitted = build_timeline(read(ev), generated_at=GENERATED, status=status)
     return entries
 
 
@@ -152,7 +153,7 @@ def test_server_start_and_shutdown_are_listed_one_by_one() -> None:
         (at(9, 20, 14), "PostgreSQL shutting down"),
         (at(9, 20, 31), "PostgreSQL ready to accept connections"),
     ]
-    keys = {k.name: k for k in build_key_times(ev, GENERATED)}
+    keys = {k.name: k for k in build_key_times(read(ev), GENERATED)}
     assert keys["first_error"].at is None  # server restarts are not errors
     assert keys["peak_errors"].at is None
 
@@ -251,8 +252,8 @@ def test_pg_stat_activity_ages_become_events() -> None:
         (
             at(9, 30),
             "pid 4242 (api) began the transaction still open at collection time (open 15m10s; "
-            "idle in transaction; last query: UPDATE accounts SET balance = balance - 1 "
-            "WHERE id = 1)",
+            "root blocker of 1 lock waiter; idle in transaction; last query: UPDATE accounts "
+            "SET balance = balance - 1 WHERE id = 1)",
             False,
         ),
         (
@@ -269,7 +270,7 @@ def test_pg_stat_activity_ages_become_events() -> None:
             True,
         ),
     ]
-    keys = {k.name: k for k in build_key_times(ev, GENERATED)}
+    keys = {k.name: k for k in build_key_times(read(ev), GENERATED)}
     assert keys["oldest_stuck"].at == at(9, 30)
     assert keys["oldest_stuck"].inferred is False
     assert keys["oldest_stuck"].basis.startswith("xact_start of pid 4242 (api)")
@@ -312,7 +313,7 @@ def test_holders_are_dated_sample_time_minus_age() -> None:
             True,
         ),
     ]
-    keys = {k.name: k for k in build_key_times(ev, GENERATED)}
+    keys = {k.name: k for k in build_key_times(read(ev), GENERATED)}
     assert keys["oldest_stuck"].at == at(9, 35, 10)
     assert keys["oldest_stuck"].inferred is True
 
@@ -347,7 +348,7 @@ def test_timeline_is_sorted_deduplicated_and_capped() -> None:
     minutes = tuple(MinuteCount(at(0, 0) + timedelta(minutes=10 * i), 1) for i in range(100))
     event = LogEventSummary(LogEvent.POOL_TIMEOUT, 100, None, None, minutes)
     ev = evidence(logs=(log_file("/var/log/app.log", event, event),))
-    entries, omitted = build_timeline(ev, generated_at=GENERATED, status=Status.CRITICAL)
+    entries, omitted = build_timeline(read(ev), generated_at=GENERATED, status=Status.CRITICAL)
     total = 100 + 2  # bursts + collection start + detection
     assert len(entries) == MAX_TIMELINE_ENTRIES
     assert omitted == total - MAX_TIMELINE_ENTRIES
@@ -361,14 +362,14 @@ def test_peak_minute_sums_files_and_first_error_falls_back_to_saturation() -> No
     app = summary(LogEvent.POOL_TIMEOUT, per_minute(at(9, 31), [2, 9, 4]), at(9, 31, 3), at(9, 33))
     access = summary(LogEvent.HTTP_5XX, per_minute(at(9, 31), [1, 2, 5]), at(9, 31, 9), at(9, 33))
     ev = evidence(logs=(log_file("/l/app.log", app), log_file("/l/access.log", access)))
-    keys = {k.name: k for k in build_key_times(ev, GENERATED)}
+    keys = {k.name: k for k in build_key_times(read(ev), GENERATED)}
     assert (keys["first_error"].at, keys["first_error"].inferred) == (at(9, 31, 3), False)
     assert (keys["peak_errors"].at, keys["peak_errors"].count) == (at(9, 32), 11)
     assert "mostly QueuePool timeouts" in keys["peak_errors"].basis
     saturated = evidence(
         pools=(PoolInstance(URL, (pool_sample(at(9, 40), 3), pool_sample(at(9, 41), 7))),)
     )
-    keys = {k.name: k for k in build_key_times(saturated, GENERATED)}
+    keys = {k.name: k for k in build_key_times(read(saturated), GENERATED)}
     assert (keys["first_error"].at, keys["first_error"].inferred) == (at(9, 41), True)
     assert "first pool sample found saturated" in keys["first_error"].basis
     assert keys["detection"].at == GENERATED

@@ -21,7 +21,7 @@ from pooldoctor.readings.app import (
     AppIdentity,
     is_maintenance,
 )
-from pooldoctor.readings.locks import PREPARED_XACT_PID, lock_waiters, root_blockers, wait_began
+from pooldoctor.readings.locks import PREPARED_XACT_PID, wait_began
 from pooldoctor.readings.logs import POOL_TIMEOUT_EVENTS
 from pooldoctor.readings.sessions import seconds_between
 from pooldoctor.readings.text import preview
@@ -103,16 +103,14 @@ def _root_remedy(root: dict[str, Any]) -> str:
 
 
 def check(readings: Readings) -> list[Finding]:
-    evidence = readings.evidence
-    pg = evidence.postgres
     logs = readings.log(LogEvent.LOCK_TIMEOUT, LogEvent.DEADLOCK, LogEvent.LOCK_WAIT)
     app = readings.app
     label = readings.label
     pool = readings.pool
     timeouts = readings.log(*POOL_TIMEOUT_EVENTS)
-    samples = pg.samples if pg is not None else ()
-    with_waiters = [(s, w) for s in samples if (w := lock_waiters(s))]
-    if not with_waiters:
+    locks = readings.locks
+    chains = locks.last
+    if chains is None:
         logged = log_finding(
             check=CHECK,
             label=label,
@@ -128,14 +126,10 @@ def check(readings: Readings) -> list[Finding]:
             ),
         )
         return [logged] if logged else []
-    sample, waiters = with_waiters[-1]
+    sample, waiters = chains.sample, chains.waiters
     app_waiters = [w for w in waiters if app is None or app.matches(w)]
-    roots = root_blockers(sample, waiters)
-    ranked = sorted(roots.items(), key=lambda item: -len(item[1]))
-    root_facts = [_describe_root(pid, sample, app) | {"waiters": len(w)} for pid, w in ranked]
-    persistent = [
-        pid for pid, _ in ranked if sum(pid in root_blockers(s, w) for s, w in with_waiters) >= 2
-    ]
+    root_facts = [_describe_root(pid, sample, app) | {"waiters": len(w)} for pid, w in chains.roots]
+    persistent = locks.persistent_roots()
     longest = max(seconds_between(sample.at, wait_began(w)) or 0.0 for w in waiters)
     whose = app.label if app is not None else "clients"
     reasons = [
@@ -152,8 +146,8 @@ def check(readings: Readings) -> list[Finding]:
     confidence = 0.6
     if persistent:
         confidence += 0.15
-        reasons.append(f"same root blocker in {len(with_waiters)}/{len(samples)} samples")
-    if sample is not samples[-1]:
+        reasons.append(f"same root blocker in {len(locks.chains)}/{locks.samples} samples")
+    if not locks.current:
         confidence -= 0.2
         reasons.append("no lock waits in the latest sample: the queue has drained")
     if logs.current:
@@ -161,8 +155,7 @@ def check(readings: Readings) -> list[Finding]:
         reasons.append(logs.describe("lock timeouts/deadlocks/lock waits"))
     if pool.full_now:
         confidence += 0.1
-    current = sample is samples[-1]
-    critical = current and (
+    critical = locks.current and (
         len(app_waiters) >= LOCK_CRITICAL_WAITERS or pool.full_now or timeouts.current
     )
     if not app_waiters:

@@ -2,10 +2,11 @@
 
 Checks and the report read the same `Readings`, so a pool is "full", a duration reads, a query is
 previewed and a threshold is applied the same way everywhere. One module per family of facts:
-app (identity), pools (fill, holders, throughput), sessions (trend), locks (chains, root
-blockers), logs (every event kind with its recency), settings, budget (configuration, counted
-with the app's identity), leak / deadlock / streaming (signatures), visibility (what was hidden),
-text and thresholds.
+app (identity), pools (fill per instance, holders, throughput), sessions (trend), locks
+(chains, root blockers), stuck (work in progress at collection, root blockers whatever their
+age or owner), logs (every event kind with its recency), settings, budget (configuration,
+counted with the app's identity), leak / deadlock / streaming (signatures), visibility (what was
+hidden), text and thresholds.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-from pooldoctor.evidence import Evidence, LogEvent
+from pooldoctor.evidence import ActivitySample, Evidence, LogEvent
 from pooldoctor.readings.app import AppIdentity, app_identity
 from pooldoctor.readings.budget import ServerBudget, server_budget
 from pooldoctor.readings.deadlock import (
@@ -28,6 +29,7 @@ from pooldoctor.readings.leak import (
     leak_signature,
     leaked_pids,
 )
+from pooldoctor.readings.locks import LockReading, read_locks
 from pooldoctor.readings.logs import POOL_TIMEOUT_EVENTS, LogReadings, LogSignal, read_logs
 from pooldoctor.readings.pools import (
     CheckoutTimes,
@@ -44,6 +46,7 @@ from pooldoctor.readings.sessions import (
     session_trend,
 )
 from pooldoctor.readings.settings import setting_int, setting_seconds
+from pooldoctor.readings.stuck import StuckReading, latest_activity, read_stuck
 from pooldoctor.readings.timing import Cancellations, Lockstep, cancellations
 from pooldoctor.readings.visibility import Visibility, read_visibility
 
@@ -72,6 +75,9 @@ class Readings:
     lockstep: Lockstep | None  # timeout bursts one pool_timeout apart that end every transaction
     budget: ServerBudget | None  # server slots left for the app's own sessions, with its demand
     visibility: Visibility  # sessions hidden from pooldoctor's role: counts are lower bounds
+    activity: ActivitySample | None  # the latest pg_stat_activity snapshot: the server now
+    locks: LockReading  # lock waits and their root blockers, per sample
+    stuck: StuckReading  # work still in progress at collection, root blockers always included
 
     def log(self, *events: LogEvent, matching: tuple[str, ...] = ()) -> LogSignal:
         """Occurrences of `events` over all log files, with their recency."""
@@ -115,6 +121,8 @@ def read(evidence: Evidence) -> Readings:
     lined_up = cancellations(evidence)
     leaked = leaked_pids(trend, pool, holds) if trend is not None else frozenset()
     ages = legitimate_idle_tx_ages(trend, leaked) if trend is not None else []
+    activity = latest_activity(evidence.postgres)
+    locks = read_locks(evidence.postgres)
     return Readings(
         evidence=evidence,
         app=app,
@@ -137,4 +145,7 @@ def read(evidence: Evidence) -> Readings:
         lined_up=lined_up,
         lockstep=holds.lockstep(evidence),
         visibility=read_visibility(evidence.postgres, app),
+        activity=activity,
+        locks=locks,
+        stuck=read_stuck(activity, locks, evidence.pools, leaked),
     )

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 
-from pooldoctor.evidence import ActivitySample, Backend
+from pooldoctor.evidence import ActivitySample, Backend, PostgresEvidence
 from pooldoctor.readings.app import client_backends
 from pooldoctor.readings.sessions import seconds_between
 
@@ -28,7 +30,7 @@ def wait_began(waiter: Backend) -> datetime | None:
     return waiter.lock_wait_start or waiter.state_change or waiter.query_start
 
 
-def root_blockers(sample: ActivitySample, waiters: list[Backend]) -> dict[int, list[int]]:
+def root_blockers(sample: ActivitySample, waiters: Sequence[Backend]) -> dict[int, list[int]]:
     """Root blocker pid -> waiter pids: follow blocking_pids to sessions not blocked themselves."""
     by_pid = {b.pid: b for b in sample.backends}
     roots: dict[int, list[int]] = {}
@@ -45,3 +47,55 @@ def root_blockers(sample: ActivitySample, waiters: list[Backend]) -> dict[int, l
             else:
                 roots.setdefault(pid, []).append(waiter.pid)
     return roots
+
+
+@dataclass(frozen=True)
+class LockChains:
+    """Lock waits in one pg_stat_activity snapshot and the root blocker of each chain."""
+
+    sample: ActivitySample
+    waiters: tuple[Backend, ...]
+    roots: tuple[tuple[int, tuple[int, ...]], ...]  # (root pid, waiter pids), most waiters first
+
+    def root_pids(self) -> tuple[int, ...]:
+        return tuple(pid for pid, _ in self.roots)
+
+
+def lock_chains(sample: ActivitySample) -> LockChains | None:
+    """The snapshot's lock chains; None when no session waits long enough on a lock."""
+    waiters = lock_waiters(sample)
+    if not waiters:
+        return None
+    roots = sorted(root_blockers(sample, waiters).items(), key=lambda item: -len(item[1]))
+    return LockChains(sample, tuple(waiters), tuple((pid, tuple(w)) for pid, w in roots))
+
+
+@dataclass(frozen=True)
+class LockReading:
+    """Lock chains over every pg_stat_activity sample; the latest one with waiters decides."""
+
+    chains: tuple[LockChains, ...]  # samples with lock waiters, in sample order
+    samples: int  # pg_stat_activity samples in all
+    current: bool  # the latest snapshot has lock waiters (else the queue has drained)
+
+    @property
+    def last(self) -> LockChains | None:
+        """The latest snapshot with lock waiters (not necessarily the latest snapshot)."""
+        return self.chains[-1] if self.chains else None
+
+    def persistent_roots(self) -> list[int]:
+        """Root blockers of the latest chains that were root blockers in at least two samples."""
+        last = self.last
+        if last is None:
+            return []
+        return [
+            pid for pid in last.root_pids() if sum(pid in c.root_pids() for c in self.chains) >= 2
+        ]
+
+
+def read_locks(pg: PostgresEvidence | None) -> LockReading:
+    """Lock chains of every sample that has lock waiters."""
+    samples = pg.samples if pg is not None else ()
+    chains = tuple(c for s in samples if (c := lock_chains(s)) is not None)
+    current = bool(chains) and chains[-1].sample is samples[-1]
+    return LockReading(chains, len(samples), current)

@@ -9,7 +9,7 @@ from types import MappingProxyType
 from typing import Any
 
 from pooldoctor.durations import format_duration
-from pooldoctor.evidence import Evidence, LogEvent, LogEventSummary
+from pooldoctor.evidence import Evidence, LogEvent, LogEventSummary, MinuteCount
 from pooldoctor.jsonio import format_utc
 from pooldoctor.readings.thresholds import HISTORY_SECONDS, HISTORY_WEIGHT, RECENT_SECONDS
 
@@ -97,6 +97,7 @@ class LogOccurrence:
     first: datetime | None
     last: datetime | None
     examples: tuple[str, ...]
+    per_minute: tuple[MinuteCount, ...] = ()  # counts per UTC minute, when timestamped
 
     def mentions(self, needles: Sequence[str]) -> bool:
         """True when an example line contains one of the needles (case-insensitive)."""
@@ -181,6 +182,7 @@ def read_logs(evidence: Evidence) -> LogReadings:
             summary.first,
             summary.last,
             tuple(summary.examples),
+            tuple(summary.per_minute),
         )
         for log in evidence.logs
         for summary in log.events

@@ -8,7 +8,7 @@ from typing import Any
 
 from pooldoctor.durations import format_duration
 from pooldoctor.evidence import Evidence, Holder, PoolInstance, PoolSample
-from pooldoctor.jsonio import format_utc
+from pooldoctor.jsonio import as_utc, format_utc
 from pooldoctor.readings.text import instance_label
 from pooldoctor.readings.thresholds import MAX_LISTED
 
@@ -35,6 +35,41 @@ def describe_sample(sample: PoolSample) -> str:
 
 
 @dataclass(frozen=True)
+class InstanceFill:
+    """One app instance's pool over time: its samples in time order and when it was full."""
+
+    instance: PoolInstance
+    samples: tuple[PoolSample, ...]  # by time
+
+    @property
+    def label(self) -> str:
+        return instance_label(self.instance.url)
+
+    @property
+    def full_samples(self) -> int:
+        return sum(s.full for s in self.samples)
+
+    @property
+    def quiet(self) -> bool:
+        """Read cleanly every time and never full."""
+        return bool(self.samples) and not self.instance.errors and not self.full_samples
+
+    def pressure(self) -> tuple[int, float]:
+        """(most callers waiting, highest fill) over the samples: how close it came."""
+        waiting = max((s.queued for s in self.samples), default=0)
+        fills = [
+            (s.in_use or 0) / capacity
+            for s in self.samples
+            if (capacity := s.capacity) is not None and capacity > 0
+        ]
+        return waiting, max(fills, default=0.0)
+
+
+def instance_fill(instance: PoolInstance) -> InstanceFill:
+    return InstanceFill(instance, tuple(sorted(instance.samples, key=lambda s: as_utc(s.at))))
+
+
+@dataclass(frozen=True)
 class PoolSignal:
     """Fill of the app's pools over the samples, summed over the fleet for the latest reading."""
 
@@ -48,6 +83,7 @@ class PoolSignal:
     holders: tuple[Holder, ...]  # listed by the latest samples, oldest first per instance
     holders_total_now: int  # every checkout held, listed or not (payload's holders_total)
     unlisted_dead_threads: int  # held by finished threads beyond those listed
+    fills: tuple[InstanceFill, ...] = ()  # every configured instance, sampled or not, in order
 
     @property
     def has_data(self) -> bool:
@@ -129,6 +165,7 @@ def pool_signal(evidence: Evidence) -> PoolSignal:
         holders=tuple(h for s in latest for h in s.holders),
         holders_total_now=sum(max(len(s.holders), s.holders_total or 0) for s in latest),
         unlisted_dead_threads=sum(unlisted_dead_threads(s) for s in latest),
+        fills=tuple(instance_fill(i) for i in evidence.pools),
     )
 
 

@@ -10,7 +10,7 @@ from typing import Any
 from pooldoctor.evidence import Evidence, SourceState
 from pooldoctor.findings import Diagnosis, Finding, Role, Severity, Status
 from pooldoctor.jsonio import to_plain
-from pooldoctor.readings import read
+from pooldoctor.readings import Readings, read
 from pooldoctor.readings.text import instance_label
 from pooldoctor.redact import redact
 from pooldoctor.report.chartdata import build_charts
@@ -133,10 +133,11 @@ def build_environment(evidence: Evidence) -> Environment:
     )
 
 
-def _healthy_summary(evidence: Evidence, sources: tuple[SourceRow, ...]) -> str:
+def _healthy_summary(readings: Readings, sources: tuple[SourceRow, ...]) -> str:
+    evidence = readings.evidence
     ok = sum(1 for s in sources if s.status == SourceState.OK.value)
     parts = [f"No problems found. {ok} of {len(sources)} source(s) were collected."]
-    samples = [s for i in evidence.pools for s in i.samples if s.in_use is not None]
+    samples = [s for fill in readings.pool.fills for s in fill.samples if s.in_use is not None]
     if samples:
         busiest = max(samples, key=lambda s: s.in_use or 0)
         capacity = busiest.capacity
@@ -185,7 +186,7 @@ def _incident_summary(
 
 
 def build_summary(
-    evidence: Evidence,
+    readings: Readings,
     status: Status,
     findings: tuple[ReportFinding, ...],
     key_times: tuple[KeyTime, ...],
@@ -201,7 +202,7 @@ def build_summary(
         return text + "."
     serious = [f for f in findings if f.severity is not Severity.INFO]
     if status is Status.OK and not serious:
-        text = _healthy_summary(evidence, sources)
+        text = _healthy_summary(readings, sources)
         if findings:
             text += f" {len(findings)} informational note(s) below."
     elif findings:
@@ -210,7 +211,7 @@ def build_summary(
         text = f"Status {status.value.upper()}, but no check produced a finding."
     if failed:
         text += f" {failed} source(s) could not be collected; see below."
-    hidden = visibility_sentence(evidence.postgres)
+    hidden = visibility_sentence(readings)
     if hidden:
         text += f" {hidden}"
     return text
@@ -225,7 +226,9 @@ def build_report(
     runbook_base_url: str | None = None,
     runbooks: Mapping[str, Runbook] | None = None,
 ) -> Report:
-    """Assemble the report model; findings keep the diagnosis' ranking."""
+    """Assemble the report model; findings keep the diagnosis' ranking. Every derived fact comes
+    from the same Readings the checks judged (the diagnosis', else read here once)."""
+    readings = diagnosis.readings or read(evidence)
     generated_at = as_utc(generated_at)
     runbooks = runbooks or {}
     titles = {**{slug: rb.title for slug, rb in runbooks.items()}, **(runbook_titles or {})}
@@ -246,33 +249,32 @@ def build_report(
         SourceRow(redact(s.name), s.kind, s.status.value, s.detail and redact(s.detail))
         for s in evidence.sources
     )
-    key_times = build_key_times(evidence, generated_at)
+    key_times = build_key_times(readings, generated_at)
     timeline, omitted = build_timeline(
-        evidence,
+        readings,
         generated_at=generated_at,
         status=diagnosis.status,
         top_title=findings[0].title if findings else None,
     )
     unavailable = unavailable_reasons(evidence)
-    readings = diagnosis.readings or read(evidence)
     lead = build_lead(readings, diagnosis.status, findings, key_times)
     return Report(
         status=diagnosis.status,
         generated_at=generated_at,
         summary=build_summary(
-            evidence, diagnosis.status, findings, key_times, sources, unavailable
+            readings, diagnosis.status, findings, key_times, sources, unavailable
         ),
         findings=findings,
         timeline=timeline,
         timeline_omitted=omitted,
         key_times=key_times,
         sources=sources,
-        window=build_window(evidence),
+        window=build_window(readings),
         environment=build_environment(evidence),
         unavailable=unavailable,
-        visibility=visibility_caveats(evidence.postgres),
-        charts=build_charts(evidence, key_times),
+        visibility=visibility_caveats(readings),
+        charts=build_charts(readings, key_times),
         lead=lead,
-        postmortem=build_postmortem(evidence, findings, key_times, lead),
+        postmortem=build_postmortem(findings, key_times, lead),
         differential=diagnosis.differential,
     )

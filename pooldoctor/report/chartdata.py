@@ -1,4 +1,4 @@
-"""What the report's charts show, derived from evidence (pure): series, marks and a text summary."""
+"""What the report's charts show, from the readings (pure): series, marks and a text summary."""
 
 from __future__ import annotations
 
@@ -7,10 +7,11 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 
 from pooldoctor.durations import format_duration
-from pooldoctor.evidence import Evidence, LogEvent, PoolInstance
-from pooldoctor.readings.text import instance_label
+from pooldoctor.evidence import LogEvent
+from pooldoctor.readings import Readings
+from pooldoctor.readings.app import is_client
+from pooldoctor.readings.pools import InstanceFill
 from pooldoctor.report.model import ChartData, ChartKind, KeyTime, Mark, Series
-from pooldoctor.report.stuck import held_checkouts, latest_activity
 from pooldoctor.report.textfmt import as_utc, clock, hhmm
 from pooldoctor.report.timeline import NON_ERROR_EVENTS, log_event_label
 
@@ -22,13 +23,11 @@ MAX_APPLICATIONS = 8
 MAX_POOL_CHARTS = 6
 
 
-def _pool_chart(number: int, instance: PoolInstance) -> ChartData | None:
-    samples = sorted(
-        (s for s in instance.samples if s.in_use is not None), key=lambda s: as_utc(s.at)
-    )
+def _pool_chart(number: int, fill: InstanceFill) -> ChartData | None:
+    samples = [s for s in fill.samples if s.in_use is not None]
     if not samples:
         return None
-    name = instance_label(instance.url)
+    name = fill.label
     times = tuple(as_utc(s.at) for s in samples)
     series = [
         Series("checked-out", "checked out", times, tuple(float(s.in_use or 0) for s in samples))
@@ -61,38 +60,26 @@ def _pool_chart(number: int, instance: PoolInstance) -> ChartData | None:
     )
 
 
-def _pressure(instance: PoolInstance) -> tuple[int, float]:
-    """(most callers waiting, highest fill) over the instance's samples: how close it came."""
-    waiting = max((s.queued for s in instance.samples), default=0)
-    fills = [
-        (s.in_use or 0) / capacity
-        for s in instance.samples
-        if (capacity := s.capacity) is not None and capacity > 0
-    ]
-    return waiting, max(fills, default=0.0)
-
-
-def pool_charts(evidence: Evidence) -> list[ChartData]:
+def pool_charts(readings: Readings) -> list[ChartData]:
     """Checked-out and waiting against capacity over time, one chart per app instance; for a
     fleet, only the MAX_POOL_CHARTS instances under the most pressure."""
-    numbered = list(enumerate(evidence.pools, start=1))
+    numbered = list(enumerate(readings.pool.fills, start=1))
     if len(numbered) > MAX_POOL_CHARTS:
-        ranked = sorted(numbered, key=lambda item: _pressure(item[1]), reverse=True)
+        ranked = sorted(numbered, key=lambda item: item[1].pressure(), reverse=True)
         numbered = sorted(ranked[:MAX_POOL_CHARTS])
     charts = (_pool_chart(n, inst) for n, inst in numbered)
     return [chart for chart in charts if chart is not None]
 
 
-def error_chart(evidence: Evidence, key_times: Sequence[KeyTime]) -> ChartData | None:
+def error_chart(readings: Readings, key_times: Sequence[KeyTime]) -> ChartData | None:
     """Errors per UTC minute, stacked by kind, across every log file, with the key times marked."""
     counts: dict[LogEvent, Counter[datetime]] = {}
-    for log in evidence.logs:
-        for summary in log.events:
-            if summary.event in NON_ERROR_EVENTS:
-                continue
-            per_kind = counts.setdefault(summary.event, Counter())
-            for item in summary.per_minute:
-                per_kind[as_utc(item.minute).replace(second=0, microsecond=0)] += item.count
+    for summary in readings.logs.occurrences:
+        if summary.event in NON_ERROR_EVENTS:
+            continue
+        per_kind = counts.setdefault(summary.event, Counter())
+        for item in summary.per_minute:
+            per_kind[as_utc(item.minute).replace(second=0, microsecond=0)] += item.count
     minutes = sorted({minute for per_kind in counts.values() for minute in per_kind})
     if not minutes:
         return None
@@ -106,7 +93,7 @@ def error_chart(evidence: Evidence, key_times: Sequence[KeyTime]) -> ChartData |
         )
         for event in ordered
     )
-    low, high = _log_window(evidence, minutes[0], minutes[-1])
+    low, high = _log_window(readings, minutes[0], minutes[-1])
     marks = tuple(
         Mark(MARK_LABELS.get(kt.name, kt.label), as_utc(kt.at))
         for kt in key_times
@@ -128,21 +115,22 @@ def error_chart(evidence: Evidence, key_times: Sequence[KeyTime]) -> ChartData |
     )
 
 
-def _log_window(evidence: Evidence, first: datetime, last: datetime) -> tuple[datetime, datetime]:
+def _log_window(readings: Readings, first: datetime, last: datetime) -> tuple[datetime, datetime]:
     """The minutes the logs cover (quiet ones included), at least the minutes with errors."""
-    starts = [as_utc(log.first) for log in evidence.logs if log.first is not None]
-    ends = [as_utc(log.last) for log in evidence.logs if log.last is not None]
+    logs = readings.evidence.logs
+    starts = [as_utc(log.first) for log in logs if log.first is not None]
+    ends = [as_utc(log.last) for log in logs if log.last is not None]
     low = min([first, *starts]).replace(second=0, microsecond=0)
     high = max([last, *ends]).replace(second=0, microsecond=0)
     return low, high
 
 
-def connections_chart(evidence: Evidence) -> ChartData | None:
+def connections_chart(readings: Readings) -> ChartData | None:
     """Server connections at the last pg_stat_activity sample, by application and state."""
-    sample = latest_activity(evidence)
+    sample = readings.activity
     if sample is None:
         return None
-    clients = [b for b in sample.backends if b.backend_type in (None, "client backend")]
+    clients = [b for b in sample.backends if is_client(b)]
     if not clients:
         return None
     per_app = Counter(b.application_name or "(no application_name)" for b in clients)
@@ -199,22 +187,22 @@ def _bucket(age: float) -> int:
     return next(i for i, (bound, _) in enumerate(AGE_BUCKETS) if age < bound)
 
 
-def held_ages(evidence: Evidence) -> tuple[list[float], list[float]]:
+def held_ages(readings: Readings) -> tuple[list[float], list[float]]:
     """Ages in seconds of open server transactions and of app checkouts at the last sample."""
     sessions: list[float] = []
-    sample = latest_activity(evidence)
+    sample = readings.activity
     if sample is not None:
         seen = as_utc(sample.at)
         for backend in sample.backends:
-            if backend.backend_type in (None, "client backend") and backend.xact_start:
+            if is_client(backend) and backend.xact_start:
                 sessions.append(max(0.0, (seen - as_utc(backend.xact_start)).total_seconds()))
-    checkouts = [work.age_seconds for work in held_checkouts(evidence)]
+    checkouts = [work.age_seconds for work in readings.stuck.checkouts]
     return sessions, checkouts
 
 
-def age_chart(evidence: Evidence) -> ChartData | None:
+def age_chart(readings: Readings) -> ChartData | None:
     """Open transactions and held checkouts at collection, counted by age bucket."""
-    sessions, checkouts = held_ages(evidence)
+    sessions, checkouts = held_ages(readings)
     ages = sessions + checkouts
     if not ages:
         return None
@@ -249,12 +237,12 @@ def age_chart(evidence: Evidence) -> ChartData | None:
     )
 
 
-def build_charts(evidence: Evidence, key_times: Sequence[KeyTime]) -> tuple[ChartData, ...]:
+def build_charts(readings: Readings, key_times: Sequence[KeyTime]) -> tuple[ChartData, ...]:
     """Every chart the evidence supports, in reading order; a chart with no data is left out."""
     charts: list[ChartData | None] = [
-        *pool_charts(evidence),
-        error_chart(evidence, key_times),
-        connections_chart(evidence),
-        age_chart(evidence),
+        *pool_charts(readings),
+        error_chart(readings, key_times),
+        connections_chart(readings),
+        age_chart(readings),
     ]
     return tuple(chart for chart in charts if chart is not None)

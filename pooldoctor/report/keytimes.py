@@ -5,12 +5,11 @@ from __future__ import annotations
 from datetime import datetime
 
 from pooldoctor.durations import format_duration
-from pooldoctor.evidence import Evidence, LogEvent
+from pooldoctor.evidence import LogEvent
+from pooldoctor.readings import Readings
 from pooldoctor.readings.app import client_backends
-from pooldoctor.readings.text import instance_label
 from pooldoctor.readings.visibility import GRANT_ROLE, hidden
 from pooldoctor.report.model import KeyTime, Window
-from pooldoctor.report.stuck import held_checkouts, latest_activity, stuck_sessions
 from pooldoctor.report.textfmt import as_utc, hhmm
 from pooldoctor.report.timeline import (
     NON_ERROR_EVENTS,
@@ -19,30 +18,28 @@ from pooldoctor.report.timeline import (
 )
 
 
-def first_error(evidence: Evidence) -> KeyTime:
+def first_error(readings: Readings) -> KeyTime:
     """The earliest error in any log; else the first saturated pool sample; else our own refusal."""
+    evidence = readings.evidence
     candidates: list[tuple[datetime, bool, str]] = []
-    for log in evidence.logs:
-        for summary in log.events:
-            if summary.event in NON_ERROR_EVENTS or summary.count <= 0:
-                continue
-            label = log_event_label(summary.event)
-            where = log_source_name(log.path)
-            if summary.first is not None:
-                basis = f"first of {summary.count} {label} in {where}"
-                candidates.append((as_utc(summary.first), False, basis))
-            elif summary.per_minute:
-                minute = min(as_utc(m.minute) for m in summary.per_minute)
-                basis = f"minute of the first {label} in {where} (no exact timestamp)"
-                candidates.append((minute, True, basis))
+    for summary in readings.logs.occurrences:
+        if summary.event in NON_ERROR_EVENTS or summary.count <= 0:
+            continue
+        label = log_event_label(summary.event)
+        where = log_source_name(summary.path)
+        if summary.first is not None:
+            basis = f"first of {summary.count} {label} in {where}"
+            candidates.append((as_utc(summary.first), False, basis))
+        elif summary.per_minute:
+            minute = min(as_utc(m.minute) for m in summary.per_minute)
+            basis = f"minute of the first {label} in {where} (no exact timestamp)"
+            candidates.append((minute, True, basis))
     if not candidates:
-        for instance in evidence.pools:
-            for sample in instance.samples:
+        for fill in readings.pool.fills:
+            for sample in fill.samples:
                 if sample.full:
-                    basis = (
-                        f"no error in the logs; first pool sample found saturated "
-                        f"({instance_label(instance.url)})"
-                    )
+                    where = fill.label
+                    basis = f"no error in the logs; first pool sample found saturated ({where})"
                     candidates.append((as_utc(sample.at), True, basis))
     if not candidates and evidence.postgres and evidence.postgres.connect_failure:
         failure = evidence.postgres.connect_failure
@@ -58,23 +55,21 @@ def first_error(evidence: Evidence) -> KeyTime:
     return KeyTime("first_error", "First error", at, inferred, basis)
 
 
-def peak_errors(evidence: Evidence) -> KeyTime:
+def peak_errors(readings: Readings) -> KeyTime:
     """The busiest error minute summed over every log file and error kind."""
     per_minute: dict[datetime, int] = {}
     by_event: dict[tuple[datetime, LogEvent], int] = {}
-    files = 0
-    for log in evidence.logs:
-        counted = False
-        for summary in log.events:
-            if summary.event in NON_ERROR_EVENTS:
-                continue
-            for item in summary.per_minute:
-                minute = as_utc(item.minute).replace(second=0, microsecond=0)
-                per_minute[minute] = per_minute.get(minute, 0) + item.count
-                key = (minute, summary.event)
-                by_event[key] = by_event.get(key, 0) + item.count
-                counted = True
-        files += counted
+    counted: set[str] = set()
+    for summary in readings.logs.occurrences:
+        if summary.event in NON_ERROR_EVENTS:
+            continue
+        for item in summary.per_minute:
+            minute = as_utc(item.minute).replace(second=0, microsecond=0)
+            per_minute[minute] = per_minute.get(minute, 0) + item.count
+            key = (minute, summary.event)
+            by_event[key] = by_event.get(key, 0) + item.count
+            counted.add(summary.path)
+    files = len(counted)
     if not per_minute:
         basis = "no per-minute error counts (no logs, or no errors in them)"
         return KeyTime("peak_errors", "Peak error minute", None, False, basis)
@@ -89,9 +84,9 @@ def peak_errors(evidence: Evidence) -> KeyTime:
     return KeyTime("peak_errors", "Peak error minute", minute, False, basis, count=count)
 
 
-def _hidden_caveat(evidence: Evidence) -> str:
+def _hidden_caveat(readings: Readings) -> str:
     """Why the oldest stuck work may be older than shown: sessions whose times were hidden."""
-    sample = latest_activity(evidence)
+    sample = readings.activity
     count = len(hidden(client_backends(sample))) if sample is not None else 0
     if not count:
         return ""
@@ -101,11 +96,11 @@ def _hidden_caveat(evidence: Evidence) -> str:
     )
 
 
-def oldest_stuck(evidence: Evidence) -> KeyTime:
+def oldest_stuck(readings: Readings) -> KeyTime:
     """When the oldest work still in progress at collection time began."""
-    works = [*stuck_sessions(evidence), *held_checkouts(evidence)]
+    works = readings.stuck.all
     label = "Oldest stuck transaction or checkout"
-    caveat = _hidden_caveat(evidence)
+    caveat = _hidden_caveat(readings)
     if not works:
         basis = "no stuck transaction, long query, lock wait or long-held checkout seen" + caveat
         return KeyTime("oldest_stuck", label, None, False, basis, complete=not caveat)
@@ -138,18 +133,19 @@ def detection(generated_at: datetime) -> KeyTime:
     return KeyTime("detection", "Detection (report generated)", as_utc(generated_at), False, basis)
 
 
-def build_key_times(evidence: Evidence, generated_at: datetime) -> tuple[KeyTime, ...]:
+def build_key_times(readings: Readings, generated_at: datetime) -> tuple[KeyTime, ...]:
     """All headline moments, in reading order."""
     return (
-        first_error(evidence),
-        peak_errors(evidence),
-        oldest_stuck(evidence),
+        first_error(readings),
+        peak_errors(readings),
+        oldest_stuck(readings),
         detection(generated_at),
     )
 
 
-def evidence_moments(evidence: Evidence) -> list[datetime]:
+def evidence_moments(readings: Readings) -> list[datetime]:
     """Every timestamp observed in the evidence itself (not pooldoctor's own bookkeeping)."""
+    evidence = readings.evidence
     moments: list[datetime | None] = []
     for log in evidence.logs:
         moments.extend((log.first, log.last))
@@ -160,9 +156,10 @@ def evidence_moments(evidence: Evidence) -> list[datetime]:
     return [as_utc(m) for m in moments if m is not None]
 
 
-def build_window(evidence: Evidence) -> Window:
+def build_window(readings: Readings) -> Window:
     """The requested window and the span of the evidence (collection times if nothing else)."""
-    moments = evidence_moments(evidence) or [
+    evidence = readings.evidence
+    moments = evidence_moments(readings) or [
         as_utc(evidence.started_at),
         as_utc(evidence.collected_at),
     ]

@@ -7,14 +7,12 @@ from collections import Counter
 from collections.abc import Sequence
 from typing import Any
 
-from pooldoctor.evidence import Evidence
 from pooldoctor.findings import Role, Severity, Status
 from pooldoctor.readings import Readings
+from pooldoctor.readings.app import is_client, is_self
 from pooldoctor.readings.logs import LogReadings
-from pooldoctor.readings.text import instance_label
 from pooldoctor.report.model import KeyTime, Lead, Postmortem, ReportFinding
 from pooldoctor.report.present import step_code
-from pooldoctor.report.stuck import latest_activity
 from pooldoctor.report.textfmt import as_utc, hhmm, stamp
 from pooldoctor.report.timeline import NON_ERROR_EVENTS, log_event_label
 
@@ -36,14 +34,17 @@ def _code_path(finding: ReportFinding) -> str | None:
     return None
 
 
-def _applications(evidence: Evidence) -> list[str]:
-    sample = latest_activity(evidence)
+def _applications(readings: Readings) -> list[str]:
+    """The app the checks judged (its identity), else the busiest client application names."""
+    if readings.app is not None:
+        return [readings.app.short]
+    sample = readings.activity
     if sample is None:
         return []
     names = Counter(
         b.application_name
         for b in sample.backends
-        if b.application_name and b.backend_type in (None, "client backend")
+        if b.application_name and is_client(b) and not is_self(b)
     )
     return [name for name, _ in names.most_common(3)]
 
@@ -61,14 +62,18 @@ def short_target(target: str) -> str:
     return f"{pairs['host']}{port}{database}"
 
 
-def _where(evidence: Evidence, top: ReportFinding) -> str:
+def _where(readings: Readings, top: ReportFinding) -> str:
+    evidence = readings.evidence
     parts: list[str] = []
-    instances = [instance_label(i.url) for i in evidence.pools]
+    instances = [fill.label for fill in readings.pool.fills]
     if instances:
         parts.append("instance " + ", ".join(instances))
-    apps = _applications(evidence)
+    apps = _applications(readings)
     if apps:
         parts.append("app " + ", ".join(f"'{a}'" for a in apps))
+    roots = readings.stuck.root_blockers()
+    if roots:  # the cause of the lock waits, whoever owns it
+        parts.append(", ".join(f"root blocker {w.who}" for w in roots))
     if evidence.postgres is not None:
         parts.append(f"database {short_target(evidence.postgres.target)}")
     code = _code_path(top)
@@ -113,7 +118,7 @@ def build_lead(
         do_now += f" (runbook: `pooldoctor runbooks show {top.runbook}`)"
     return Lead(
         what=f"{top.title} ({status.value.upper()}, confidence {round(top.confidence * 100)}%)",
-        where=_where(readings.evidence, top),
+        where=_where(readings, top),
         impact=_impact(readings, key_times),
         do_now=do_now.strip(),
     )
@@ -143,7 +148,6 @@ def action_items(findings: Sequence[ReportFinding]) -> tuple[str, ...]:
 
 
 def build_postmortem(
-    evidence: Evidence,
     findings: Sequence[ReportFinding],
     key_times: Sequence[KeyTime],
     lead: Lead | None,

@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 
+from pooldoctor.jsonio import as_utc
 
-def as_utc(moment: datetime) -> datetime:
-    """The same instant in UTC; naive datetimes are taken to be UTC already."""
-    if moment.tzinfo is None:
-        return moment.replace(tzinfo=UTC)
-    return moment.astimezone(UTC)
+__all__ = ["as_utc", "clock", "hhmm", "percent", "stamp"]
 
 
 def hhmm(moment: datetime) -> str:

@@ -8,20 +8,15 @@ from datetime import datetime, timedelta
 from pathlib import PurePath
 
 from pooldoctor.durations import format_duration
-from pooldoctor.evidence import (
-    Evidence,
-    LogEvent,
-    LogEventSummary,
-    MinuteCount,
-    PoolInstance,
-    PoolSample,
-    SourceState,
-)
+from pooldoctor.evidence import LogEvent, MinuteCount, PoolSample, SourceState
 from pooldoctor.findings import Status
+from pooldoctor.readings import Readings
+from pooldoctor.readings.logs import LogOccurrence
+from pooldoctor.readings.pools import InstanceFill
+from pooldoctor.readings.stuck import StuckWork
 from pooldoctor.readings.text import instance_label
 from pooldoctor.redact import redact
 from pooldoctor.report.model import EntryKind, TimelineEntry
-from pooldoctor.report.stuck import StuckWork, held_checkouts, stuck_sessions
 from pooldoctor.report.textfmt import as_utc, clock, hhmm
 
 # A postmortem timeline longer than this stops being read; the rest is counted, not listed.
@@ -140,7 +135,7 @@ def _exact_or(exact: datetime | None, minute: datetime) -> datetime:
     return minute
 
 
-def _burst_entry(source: str, summary: LogEventSummary, burst: Burst) -> TimelineEntry:
+def _burst_entry(source: str, summary: LogOccurrence, burst: Burst) -> TimelineEntry:
     label = log_event_label(summary.event)
     at = _exact_or(summary.first, burst.first)
     until = _exact_or(summary.last, burst.last)
@@ -155,7 +150,7 @@ def _burst_entry(source: str, summary: LogEventSummary, burst: Burst) -> Timelin
     return TimelineEntry(at, source, text, EntryKind.LOG, until=until)
 
 
-def _point_entries(source: str, summary: LogEventSummary) -> list[TimelineEntry]:
+def _point_entries(source: str, summary: LogOccurrence) -> list[TimelineEntry]:
     label = log_event_label(summary.event)
     entries = []
     for item in _merged_minutes(summary.per_minute):
@@ -167,34 +162,33 @@ def _point_entries(source: str, summary: LogEventSummary) -> list[TimelineEntry]
     return entries
 
 
-def log_entries(evidence: Evidence) -> list[TimelineEntry]:
+def log_entries(readings: Readings) -> list[TimelineEntry]:
     """Log events: rates summarised as bursts, server start/shutdown listed individually."""
     entries: list[TimelineEntry] = []
-    for log in evidence.logs:
-        source = log_source_name(log.path)
-        for summary in log.events:
-            if summary.count <= 0:
-                continue
-            if summary.event in POINT_EVENTS and summary.per_minute:
-                entries.extend(_point_entries(source, summary))
-            elif summary.per_minute:
-                entries.extend(
-                    _burst_entry(source, summary, b) for b in find_bursts(summary.per_minute)
+    for summary in readings.logs.occurrences:
+        source = log_source_name(summary.path)
+        if summary.count <= 0:
+            continue
+        if summary.event in POINT_EVENTS and summary.per_minute:
+            entries.extend(_point_entries(source, summary))
+        elif summary.per_minute:
+            entries.extend(
+                _burst_entry(source, summary, b) for b in find_bursts(summary.per_minute)
+            )
+        elif summary.first is not None:
+            span = ""
+            if summary.last is not None and summary.last != summary.first:
+                span = f" between {hhmm(summary.first)} and {hhmm(summary.last)}"
+            text = f"{log_event_label(summary.event)}: {summary.count}{span}"
+            entries.append(
+                TimelineEntry(
+                    as_utc(summary.first),
+                    source,
+                    text,
+                    EntryKind.LOG,
+                    until=summary.last and as_utc(summary.last),
                 )
-            elif summary.first is not None:
-                span = ""
-                if summary.last is not None and summary.last != summary.first:
-                    span = f" between {hhmm(summary.first)} and {hhmm(summary.last)}"
-                text = f"{log_event_label(summary.event)}: {summary.count}{span}"
-                entries.append(
-                    TimelineEntry(
-                        as_utc(summary.first),
-                        source,
-                        text,
-                        EntryKind.LOG,
-                        until=summary.last and as_utc(summary.last),
-                    )
-                )
+            )
     return entries
 
 
@@ -226,9 +220,10 @@ def _trend_text(samples: Sequence[PoolSample]) -> str | None:
     return f"checked_out across {len(values)} samples: {shown}{of} ({direction})"
 
 
-def _instance_entries(instance: PoolInstance) -> list[TimelineEntry]:
-    source = instance_label(instance.url)
-    samples = sorted(instance.samples, key=lambda s: as_utc(s.at))
+def _instance_entries(fill: InstanceFill) -> list[TimelineEntry]:
+    source = fill.label
+    samples = fill.samples
+    instance = fill.instance
     entries: list[TimelineEntry] = []
     trend = _trend_text(samples)
     if trend is not None:
@@ -255,16 +250,8 @@ def _instance_entries(instance: PoolInstance) -> list[TimelineEntry]:
     return entries
 
 
-def _quiet(instance: PoolInstance) -> bool:
-    return (
-        bool(instance.samples)
-        and not instance.errors
-        and not any(sample.full for sample in instance.samples)
-    )
-
-
-def _fleet_entry(quiet: Sequence[PoolInstance]) -> TimelineEntry:
-    samples = [s for instance in quiet for s in instance.samples]
+def _fleet_entry(quiet: Sequence[InstanceFill]) -> TimelineEntry:
+    samples = [s for fill in quiet for s in fill.samples]
     used = [s.checked_out for s in samples if s.checked_out is not None]
     spread = ""
     if used:
@@ -279,16 +266,13 @@ def _fleet_entry(quiet: Sequence[PoolInstance]) -> TimelineEntry:
     return TimelineEntry(first, "fleet", text, EntryKind.POOL, until=last)
 
 
-def pool_entries(evidence: Evidence) -> list[TimelineEntry]:
+def pool_entries(readings: Readings) -> list[TimelineEntry]:
     """Per instance: the checked_out trend, saturation reached / recovered, failed reads; in a
     large fleet, instances that stayed below capacity are summarised in one entry."""
-    instances = list(evidence.pools)
-    quiet = [i for i in instances if _quiet(i)] if len(instances) > FLEET_INSTANCE_ROWS else []
+    fills = readings.pool.fills
+    quiet = [f for f in fills if f.quiet] if len(fills) > FLEET_INSTANCE_ROWS else []
     entries = [
-        entry
-        for instance in instances
-        if not (quiet and _quiet(instance))
-        for entry in _instance_entries(instance)
+        entry for fill in fills if not (quiet and fill.quiet) for entry in _instance_entries(fill)
     ]
     if quiet:
         entries.append(_fleet_entry(quiet))
@@ -313,11 +297,23 @@ def _stuck_text(work: StuckWork) -> str:
 
 
 def _stuck_entries(works: Sequence[StuckWork], kind: EntryKind, noun: str) -> list[TimelineEntry]:
+    """The first MAX_STUCK_LISTED one by one, root blockers always among them (they are the
+    cause of the lock waits), the rest summarised in one entry."""
+    ordered = sorted(works, key=lambda work: (not work.blocks, work.started))
+    roots = sum(1 for work in works if work.blocks)
+    listed = sorted(ordered[: max(MAX_STUCK_LISTED, roots)], key=lambda work: work.started)
     entries = [
-        TimelineEntry(work.started, work.source, _stuck_text(work), kind, inferred=work.inferred)
-        for work in works[:MAX_STUCK_LISTED]
+        TimelineEntry(
+            work.started,
+            work.source,
+            _stuck_text(work),
+            kind,
+            inferred=work.inferred,
+            priority=0 if work.blocks else 1,
+        )
+        for work in listed
     ]
-    rest = works[MAX_STUCK_LISTED:]
+    rest = sorted(ordered[len(listed) :], key=lambda work: work.started)
     if rest:
         text = (
             f"{len(rest)} more {noun} began between {hhmm(rest[0].started)} and "
@@ -337,9 +333,9 @@ def _stuck_entries(works: Sequence[StuckWork], kind: EntryKind, noun: str) -> li
     return entries
 
 
-def postgres_entries(evidence: Evidence) -> list[TimelineEntry]:
+def postgres_entries(readings: Readings) -> list[TimelineEntry]:
     """pg_stat_activity ages turned into start times, and the oldest stuck session's connect."""
-    sessions = stuck_sessions(evidence)
+    sessions = readings.stuck.sessions
     entries: list[TimelineEntry] = []
     for what, noun in (
         ("transaction", "idle transactions"),
@@ -371,10 +367,10 @@ def _checkout_group(works: Sequence[StuckWork]) -> TimelineEntry:
     )
 
 
-def holder_entries(evidence: Evidence) -> list[TimelineEntry]:
+def holder_entries(readings: Readings) -> list[TimelineEntry]:
     """Checkouts the app reported as held, dated collected-at minus age; one row per code path."""
     groups: dict[tuple[str, str], list[StuckWork]] = {}
-    for work in held_checkouts(evidence):
+    for work in readings.stuck.checkouts:
         groups.setdefault((work.source, work.who), []).append(work)
     singles = sorted((g[0] for g in groups.values() if len(g) == 1), key=lambda w: w.started)
     entries = _stuck_entries(singles, EntryKind.HOLDER, "checkouts")
@@ -382,8 +378,9 @@ def holder_entries(evidence: Evidence) -> list[TimelineEntry]:
     return entries
 
 
-def source_entries(evidence: Evidence) -> list[TimelineEntry]:
+def source_entries(readings: Readings) -> list[TimelineEntry]:
     """Collection start and each source that failed, at the time it failed."""
+    evidence = readings.evidence
     entries = [
         TimelineEntry(
             as_utc(evidence.started_at),
@@ -440,7 +437,7 @@ def cap_entries(
 
 
 def build_timeline(
-    evidence: Evidence,
+    readings: Readings,
     *,
     generated_at: datetime,
     status: Status,
@@ -449,11 +446,11 @@ def build_timeline(
 ) -> tuple[tuple[TimelineEntry, ...], int]:
     """The merged, sorted, deduplicated and capped timeline, and how many entries were omitted."""
     entries = [
-        *source_entries(evidence),
-        *log_entries(evidence),
-        *pool_entries(evidence),
-        *postgres_entries(evidence),
-        *holder_entries(evidence),
+        *source_entries(readings),
+        *log_entries(readings),
+        *pool_entries(readings),
+        *postgres_entries(readings),
+        *holder_entries(readings),
         detection_entry(generated_at, status, top_title),
     ]
     return cap_entries(entries, limit)

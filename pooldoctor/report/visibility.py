@@ -2,33 +2,29 @@
 
 from __future__ import annotations
 
-from pooldoctor.evidence import PostgresEvidence
+from pooldoctor.readings import Readings
 from pooldoctor.readings.visibility import GRANT_ROLE
+from pooldoctor.readings.visibility import hidden as hidden_rows
 
 
 def _quoted(role: str) -> str:
     return '"' + role.replace('"', '""') + '"'
 
 
-def hidden_sessions(postgres: PostgresEvidence | None) -> int:
-    """The most sessions hidden in one sample (0 when nothing was hidden or not sampled)."""
-    if postgres is None or not postgres.hidden_per_sample:
-        return 0
-    return max(postgres.hidden_per_sample)
-
-
-def visibility_caveats(postgres: PostgresEvidence | None) -> tuple[str, ...]:
+def visibility_caveats(readings: Readings) -> tuple[str, ...]:
     """Report lines when rows were hidden: how many, whose, why it matters, what to grant."""
-    hidden = hidden_sessions(postgres)
+    postgres = readings.evidence.postgres
+    hidden = readings.visibility.hidden_sessions
     if postgres is None or hidden == 0:
         return ()
     role = postgres.current_user or "pooldoctor's role"
-    latest_sample = postgres.samples[-1].backends if postgres.samples else ()
+    latest_sample = readings.activity.backends if readings.activity is not None else ()
+    hidden_now = len(hidden_rows(latest_sample))
     roles = ", ".join(postgres.hidden_roles) or "unknown roles"
     return (
         f"Role {role} may not read other roles' activity (no pg_read_all_stats): up to {hidden} "
         f"session(s) per sample of {roles} showed no state, query or backend type "
-        f"({postgres.hidden_per_sample[-1]} of {len(latest_sample)} in the last sample).",
+        f"({hidden_now} of {len(latest_sample)} in the last sample).",
         "Counts by state (idle in transaction, leaked, long-running), the oldest stuck "
         "transaction and blocker chains in this report are lower bounds, not complete: a hidden "
         "session can be the idle-in-transaction holder or the root blocker. Slot totals do "
@@ -38,9 +34,9 @@ def visibility_caveats(postgres: PostgresEvidence | None) -> tuple[str, ...]:
     )
 
 
-def visibility_sentence(postgres: PostgresEvidence | None) -> str:
+def visibility_sentence(readings: Readings) -> str:
     """One sentence for the summary, empty when nothing was hidden."""
-    hidden = hidden_sessions(postgres)
+    hidden = readings.visibility.hidden_sessions
     if hidden == 0:
         return ""
     return (

@@ -10,6 +10,7 @@ from enum import StrEnum
 
 from pooldoctor.evidence import Backend, Evidence, PoolInstance, PoolSample, SourceState
 from pooldoctor.findings import Diagnosis, Severity, Status
+from pooldoctor.readings.app import IDLE, is_client
 from pooldoctor.sanitize import strip_controls
 
 # Timeouts per minute are measured over roughly the last minute of samples.
@@ -17,8 +18,6 @@ RATE_WINDOW_SECONDS = 60.0
 TIMEOUT_COUNTERS = ("pool_timeouts", "requests_errors")
 TOP_SESSIONS = 10
 TOP_HOLDERS_PER_INSTANCE = 3
-IDLE = "idle"
-CLIENT_BACKEND_TYPES = (None, "client backend")
 
 
 class SortKey(StrEnum):
@@ -143,15 +142,11 @@ def pool_row(pool: PoolInstance) -> PoolRow:
     )
 
 
-def _is_client(backend: Backend) -> bool:
-    return backend.backend_type in CLIENT_BACKEND_TYPES
-
-
 def backend_groups(backends: tuple[Backend, ...], at: datetime) -> list[BackendGroup]:
     """Client backends by application and state, most numerous first."""
     grouped: dict[tuple[str, str], list[Backend]] = defaultdict(list)
     for backend in backends:
-        if _is_client(backend):
+        if is_client(backend):
             key = (
                 strip_controls(backend.application_name or "(none)"),
                 strip_controls(backend.state or "(unknown)"),
@@ -246,7 +241,7 @@ def sessions(evidence: Evidence, sort: SortKey = SortKey.AGE) -> list[SessionRow
         rows.extend(
             row
             for backend in sample.backends
-            if _is_client(backend) and backend.state != IDLE
+            if is_client(backend) and backend.state != IDLE
             for row in [_session_row(backend, sample.at)]
             if row is not None
         )
