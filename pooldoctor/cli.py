@@ -126,8 +126,11 @@ PLUGIN_COMMAND = "check"
 
 
 def _is_plugin_call(argv: list[str]) -> bool:
-    """True when running `pooldoctor check`: its errors are UNKNOWN lines, as plugins report."""
-    return bool(argv) and argv[0] == PLUGIN_COMMAND and not {"-h", "--help"} & set(argv)
+    """True when running `pooldoctor check`: its errors are UNKNOWN lines, as plugins report.
+
+    `--help` goes this way too: typer prints the same help, and an error before it (`--bogus -h`)
+    is still a plugin answer."""
+    return bool(argv) and argv[0] == PLUGIN_COMMAND
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -154,6 +154,7 @@ def test_unreachable_instance_is_unknown(capsys: pytest.CaptureFixture[str]) -> 
         ["--pool-status", "http://127.0.0.1:9/", "-w", "90", "-c", "80"],
         ["--pool-status", "http://127.0.0.1:9/", "--warning", "120"],
         [],
+        ["--bogus", "-h"],  # the error comes first: still a plugin answer, not exit 64
     ],
 )
 def test_usage_errors_are_one_unknown_line(
@@ -162,6 +163,18 @@ def test_usage_errors_are_one_unknown_line(
     code, line = run_check(args, capsys)
     assert code == ExitCode.UNKNOWN
     assert line.startswith("POOLDOCTOR UNKNOWN - usage: ")
+
+
+@pytest.mark.parametrize(
+    "args", [["--help"], ["-h"], ["--pool-status", "http://127.0.0.1:9/", "--help"]]
+)
+def test_help_is_typers_own_and_exits_0(
+    args: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["check", *args]) == ExitCode.OK
+    out = capsys.readouterr().out
+    assert out.startswith("Usage: pooldoctor check [OPTIONS]")
+    assert "--idle-in-transaction-critical" in out
 
 
 def test_idle_in_transaction_age_from_real_postgres(
