@@ -95,6 +95,17 @@ def test_every_instance_gets_its_own_perfdata_and_the_worst_state_wins(
     assert line.index(f"{host}/a 30/30") < line.index(f"{host}/b 3/30")
 
 
+def test_the_same_instance_given_twice_is_checked_once(
+    http_server: LocalHTTPServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    http_server.routes["/pool-status"] = Response(body=pool_payload(28))
+    url = http_server.url("/pool-status")
+    code, line = run_check([f"--pool-status={url}", "--pool-status", url], capsys)
+    assert code == ExitCode.WARNING
+    assert line.count("checked_out'=") == 1  # perfdata labels stay unique
+    assert "'checked_out'=28;24;28;0;30" in line
+
+
 def test_waiting_thresholds(
     http_server: LocalHTTPServer, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -135,10 +135,10 @@ class RawSourceOptions:
         if self.prometheus is not None:
             check_prometheus_url(self.prometheus)
         return SourceOptions(
-            pool_status=tuple(self.pool_status or ()),
+            pool_status=_once_each(self.pool_status),
             dsn=self.dsn or default_dsn(),
-            logs=tuple(self.logs or ()),
-            configs=tuple(self.configs or ()),
+            logs=_once_each(self.logs),
+            configs=_once_each(self.configs),
             workers=self.workers,
             samples=self.samples,
             interval=self.interval,
@@ -146,9 +146,14 @@ class RawSourceOptions:
             since=since_at,
             until=until_at,
             log_tz=zone,
-            pgbouncers=tuple(self.pgbouncers or ()),
+            pgbouncers=_once_each(self.pgbouncers),
             prometheus=self.prometheus,
         )
+
+
+def _once_each(given: list[str] | None) -> tuple[str, ...]:
+    """A repeated option's values in order, each once: a source given twice is still one source."""
+    return tuple(dict.fromkeys(given or ()))
 
 
 NO_SOURCES_MESSAGE = (
