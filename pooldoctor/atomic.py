@@ -12,6 +12,18 @@ from collections.abc import Iterator
 from pathlib import Path
 
 
+def writable_problem(path: Path) -> str | None:
+    """Why `write_atomic(path, ...)` would fail now (its directory cannot take a file), or None."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    except OSError as exc:
+        return exc.strerror or str(exc)
+    os.close(fd)
+    Path(tmp_name).unlink(missing_ok=True)
+    return None
+
+
 def write_atomic(path: Path, text: str) -> None:
     """Write text to path via a temporary file in the same directory and a rename."""
     path.parent.mkdir(parents=True, exist_ok=True)

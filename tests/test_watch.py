@@ -106,6 +106,24 @@ def test_watch_without_live_sources_is_a_usage_error(
     assert "nothing live to watch" in capsys.readouterr().err
 
 
+def test_a_record_that_cannot_be_written_is_refused_before_watching(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    not_a_directory = tmp_path / "notes.txt"
+    not_a_directory.write_text("a file where the record's directory should be\n")
+    record = not_a_directory / "watch.json"
+    code = main(
+        [
+            *("watch", "--pool-status", "http://127.0.0.1:9/pool-status"),
+            *("--duration", "5", "--record", str(record)),
+        ]
+    )
+    captured = capsys.readouterr()
+    assert code == ExitCode.USAGE
+    assert captured.out == ""  # refused up front, not after the watch
+    assert f"--record {record} cannot be written" in captured.err
+
+
 def test_unreachable_sources_still_end_and_record(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -8,6 +8,7 @@ from typing import Annotated
 
 import typer
 
+from pooldoctor.atomic import writable_problem
 from pooldoctor.collect.options import RawSourceOptions
 from pooldoctor.commands import options as opt
 from pooldoctor.exitcodes import STATUS_EXIT, ExitCode
@@ -59,6 +60,9 @@ def watch_command(
         raise typer.BadParameter(
             f"--record {record} is a directory; give a file name such as {record}/evidence.json"
         )
+    problem = None if record is None else writable_problem(record)
+    if problem is not None:
+        raise typer.BadParameter(f"--record {record} cannot be written: {problem}")
     outcome = run_watch(sources, WatchSettings(sources.interval, duration, record), Console())
     if outcome.record_error is not None:
         print(f"pooldoctor: error: {outcome.record_error}", file=sys.stderr)
