@@ -119,6 +119,7 @@ def read(evidence: Evidence) -> Readings:
     leak = leak_signature(pool, timeouts, gc, trend, holds, times)
     eof = logs.signal(LogEvent.CLIENT_EOF_IN_TRANSACTION)
     lined_up = cancellations(evidence)
+    lockstep = holds.lockstep(evidence)
     leaked = leaked_pids(trend, pool, holds) if trend is not None else frozenset()
     ages = legitimate_idle_tx_ages(trend, leaked) if trend is not None else []
     activity = latest_activity(evidence.postgres)
@@ -135,7 +136,7 @@ def read(evidence: Evidence) -> Readings:
         pool_timeouts=timeouts,
         leak=leak,
         deadlock=deadlock_signature(evidence, pool, timeouts, trend)
-        or lockstep_signature(evidence, holds),
+        or lockstep_signature(lockstep, holds),
         cancellation=tuple(cancellation_hints(lined_up, eof)) if leak is not None else (),
         leaked_pids=leaked,
         longest_legitimate_idle_tx=max(ages, default=None),
@@ -143,7 +144,7 @@ def read(evidence: Evidence) -> Readings:
         budget=server_budget(evidence, app),
         holds=holds,
         lined_up=lined_up,
-        lockstep=holds.lockstep(evidence),
+        lockstep=lockstep,
         visibility=read_visibility(evidence.postgres, app),
         activity=activity,
         locks=locks,
