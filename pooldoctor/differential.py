@@ -10,7 +10,6 @@ from typing import Any
 from pooldoctor.durations import format_duration
 from pooldoctor.findings import Finding, Role, Severity
 from pooldoctor.readings import Readings
-from pooldoctor.readings.baseline import fmt_short
 from pooldoctor.readings.holds import HoldReading
 from pooldoctor.readings.sessions import seconds_between
 from pooldoctor.runbooks import RunbookError, UnknownRunbook, get_runbook
@@ -86,7 +85,7 @@ def _rotation(r: HoldReading, _readings: Readings) -> str:
         return "no pg_stat_activity samples to see rotation"
     in_tx = len(trend.idle_in_tx)
     typical = r.baseline.typical_seconds
-    pace = f" while requests take {fmt_short(typical)} (p99)" if typical is not None else ""
+    pace = f" while requests take {format_duration(typical)} (p99)" if typical is not None else ""
     text = (
         f"{trend.rotated_in_tx} transactions rotated and {len(r.frozen)} of {in_tx} idle in "
         f"transaction stayed unchanged over {format_duration(r.span_seconds)}{pace}"
@@ -266,7 +265,7 @@ def differential(readings: Readings, ranked: Sequence[Finding]) -> Differential 
     )
     note = (
         f"This window cannot decide between {top.runbook} and {rival_runbook}{versus}. Sample "
-        f"about {extra:.0f} s longer (raise --samples or --interval) to see whether the open "
-        "transactions rotate or stay put past the app's baseline."
+        f"about {format_duration(extra)} longer (raise --samples or --interval) to see whether "
+        "the open transactions rotate or stay put past the app's baseline."
     )
     return Differential(top.runbook, tuple(considered), note, round(extra, 1))

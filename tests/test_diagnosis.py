@@ -98,7 +98,7 @@ def test_symptom_ranks_below_its_cause_and_points_to_it() -> None:
 def test_undersized_remediation_uses_littles_law() -> None:
     top = diagnose(cases.pool_undersized(), strict=True).findings[0]
     sizing = top.remediation[0]
-    assert "150.0 checkouts/s x 180 ms mean hold = 27.0 connections" in sizing
+    assert "150.0 checkouts/s x 180ms mean hold = 27.0 connections" in sizing
     assert "36 over 2 process(es): pool_size=12, max_overflow=6 each" in sizing
 
 

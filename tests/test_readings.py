@@ -22,6 +22,7 @@ from tests.evidence_builders import NOW, SAMPLE_TIMES, ago, events, evidence, lo
 
 # Two-unit durations the report used to print beside the findings' compact ones ("14m 37s").
 SPACED_DURATION = re.compile(r"\b\d+[dhm] \d+[hms]\b")
+OTHER_SECONDS = re.compile(r"\b\d+(?:\.\d+)? m?s\b|\b\d+\.\d\ds\b|\b0\.\ds\b")
 IDLE_TX_TIMEOUT = re.compile(r"idle_in_transaction_session_timeout = '([^']+)'")
 BUDGET = re.compile(r"(\d+) available \((\d+) max_connections - [^)]*?(\d+) other clients\)")
 SCENARIOS = Path(__file__).parent / "data" / "scenarios"
@@ -71,6 +72,23 @@ def test_one_duration_format_and_one_idle_tx_timeout_across_a_whole_report() -> 
         values = {value for text in texts for value in IDLE_TX_TIMEOUT.findall(text)}
         assert len(values) == 1, values
         assert read(incident).idle_tx_timeout in (60, 120, 300, 600, 900, 1800, 3600)
+
+
+def test_sub_second_durations_take_the_one_format_too() -> None:
+    """Mean holds, waits and request times under a second read '180ms', like '2.5s' and
+    '14m37s', not '180 ms' or '0.18s'."""
+    for incident in (cases.pool_undersized(), cases.connection_leak(), cases.healthy()):
+        report = build_report(incident, diagnose(incident, strict=True), generated_at=NOW)
+        for text in (render_markdown(report), render_json(report)):
+            assert OTHER_SECONDS.findall(text) == []
+    undersized = render_markdown(
+        build_report(
+            cases.pool_undersized(),
+            diagnose(cases.pool_undersized(), strict=True),
+            generated_at=NOW,
+        )
+    )
+    assert "180ms mean hold" in undersized
 
 
 def test_the_report_and_the_findings_print_the_same_duration() -> None:
