@@ -18,7 +18,16 @@ from pooldoctor.report import build as report_build
 from pooldoctor.report import build_report, render_html, render_json, render_markdown
 from pooldoctor.report.keytimes import build_key_times
 from tests.data.checks import cases
-from tests.evidence_builders import NOW, SAMPLE_TIMES, ago, events, evidence, log_file, pool
+from tests.evidence_builders import (
+    NOW,
+    SAMPLE_TIMES,
+    ago,
+    config,
+    events,
+    evidence,
+    log_file,
+    pool,
+)
 
 # Two-unit durations the report used to print beside the findings' compact ones ("14m 37s").
 SPACED_DURATION = re.compile(r"\b\d+[dhm] \d+[hms]\b")
@@ -220,3 +229,16 @@ def test_the_report_reads_the_readings_the_checks_judged_by(
     assert f"pool full in {pool.full_samples} of {pool.samples} samples" in lead.impact
     timeouts = diagnosis.readings.logs.by_event[LogEvent.POOL_TIMEOUT].count
     assert f"{timeouts} QueuePool timeouts" in lead.impact
+
+
+def test_without_database_sessions_findings_are_named_by_the_configured_application_name() -> None:
+    """No pg_stat_activity to recognise the app by: its configured application_name names the
+    findings, not the pool endpoint's host:port; with neither, the host:port remains."""
+    unnamed = cases.pool_exhausted()
+    named = replace(unnamed, config=config(application_name="orders-api"))
+    assert read(named).label == "orders-api"
+    assert [f.id for f in diagnose(named, strict=True).findings] == [
+        f.id.replace("api-1:8000", "orders-api") for f in diagnose(unnamed, strict=True).findings
+    ]
+    assert diagnose(named, strict=True).findings[0].id == "pool-exhausted:orders-api"
+    assert read(unnamed).label == "api-1:8000"

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 from pooldoctor.evidence import ActivitySample, Evidence, LogEvent
-from pooldoctor.readings.app import AppIdentity, app_identity
+from pooldoctor.readings.app import AppIdentity, app_identity, configured_app_name
 from pooldoctor.readings.budget import ServerBudget, server_budget
 from pooldoctor.readings.deadlock import (
     DeadlockSignature,
@@ -98,9 +98,12 @@ class Readings:
 
 
 def app_label(evidence: Evidence, app: AppIdentity | None) -> str:
-    """Short name of the app: its application_name or role, else its first pool endpoint's host."""
+    """Short name of the app: its application_name or role as seen in pg_stat_activity, else the
+    application_name its configuration sets, else its first pool endpoint's host."""
     if app is not None:
         return app.short
+    if configured := configured_app_name(evidence):
+        return configured
     for instance in evidence.pools:
         return urlsplit(instance.url).netloc or instance.url
     return "app"
