@@ -313,7 +313,6 @@ def server_max_connections(workdir: Path) -> ScenarioRun:
 
 
 STALE_POOL = 3
-STALE_WARM_SECONDS = 1.0
 STALE_AFTER_SECONDS = 1.5
 
 
