@@ -3,7 +3,11 @@
 Generates (once, cached under bench/.data/) a realistic mixed log: Python logging lines with
 tracebacks, gunicorn access lines and PostgreSQL server lines, about 1.5% of them events.
 Size: POOLDOCTOR_BENCH_MB (default 512). collect_logs splits such a file over one process per
-core; the same file read from stdin shows the one-process speed (gzip and pipes get that).
+core (and reads the app-log records of its last 32 MiB in one more); the same file read from
+stdin shows the one-process speed (gzip and pipes get that). Also printed: the app-log record
+pass alone, the scan with strstr passes instead of Hyperscan, the start method, the load.
+The target is the issue's: wall time at or under grep's, both cores against grep's one; the
+CPU line shows what that ratio would be on otherwise idle cores.
 """
 
 from __future__ import annotations
@@ -18,9 +22,10 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from pooldoctor.collect.logs import collect_logs
+from pooldoctor.collect.logs import collect_logs, search
 from pooldoctor.collect.logs.catalog import SEARCH_KEYS, classification_literals
-from pooldoctor.collect.logs.parallel import process_count
+from pooldoctor.collect.logs.parallel import _context, process_count
+from pooldoctor.collect.logs.records import read_app_log
 from pooldoctor.evidence import LogFileEvidence
 
 DEFAULT_MB = 512
@@ -29,6 +34,7 @@ EVENT_SHARE = 0.015
 ROUNDS = 2  # best of two, both tools, so neither pays for a cold page cache
 DATA_DIR = Path(__file__).parent / ".data"
 START = datetime(2024, 12, 5, 0, 0, 0, tzinfo=UTC)
+NOW = datetime.now(UTC)
 
 PATHS = ("/api/orders", "/api/items", "/api/users/me", "/health", "/api/cart", "/static/app.js")
 QUERIES = (
@@ -162,6 +168,20 @@ def _collect_stdin(path: Path) -> object:
         return collect_logs(["-"], log_tz=UTC, since=None, until=None, stdin=handle)
 
 
+def _without_hyperscan(run: Callable[[], object]) -> Callable[[], object]:
+    """`run` with the key search in strstr passes, as where the Hyperscan wheel is missing."""
+
+    def strstr_run() -> object:
+        kept = search.MULTI_LITERAL
+        search.MULTI_LITERAL = False
+        try:
+            return run()
+        finally:
+            search.MULTI_LITERAL = kept
+
+    return strstr_run
+
+
 def main() -> int:
     """Generate the log if needed, time grep and collect_logs, print the ratio."""
     megabytes = int(os.environ.get("POOLDOCTOR_BENCH_MB", DEFAULT_MB))
@@ -182,6 +202,12 @@ def main() -> int:
         lambda: collect_logs([str(path)], log_tz=UTC, since=None, until=None)
     )
     single_seconds, _, _ = _best(lambda: _collect_stdin(path))
+    app_seconds, _, _ = _best(
+        lambda: read_app_log(str(path), log_tz=UTC, reference=NOW, since=None, until=None)
+    )
+    strstr_seconds, strstr_cpu, _ = _best(
+        _without_hyperscan(lambda: collect_logs([str(path)], log_tz=UTC, since=None, until=None))
+    )
     assert isinstance(evidence, tuple)
     log = evidence[0]
     assert isinstance(log, LogFileEvidence)
@@ -196,6 +222,14 @@ def main() -> int:
           f"({size_mb / ours_seconds:.0f} MiB/s)")  # fmt: skip
     print(f"collect_logs, stdin, one process:      {single_seconds:.3f}s "
           f"({size_mb / single_seconds:.0f} MiB/s)")  # fmt: skip
+    print(f"app-log records alone (last 32 MiB; a side process of the parallel scan): "
+          f"{app_seconds:.3f}s")  # fmt: skip
+    matcher = "Hyperscan" if search.MULTI_LITERAL else "strstr passes (no Hyperscan wheel)"
+    print(f"key search: {matcher}; without Hyperscan: {strstr_seconds:.3f}s wall, "
+          f"{strstr_cpu:.3f} CPU s")  # fmt: skip
+    load = ", ".join(f"{value:.2f}" for value in os.getloadavg())
+    print(f"processes start by {_context().get_start_method()}; load average {load} "
+          f"on {os.cpu_count()} cores")  # fmt: skip
     processes = process_count()
     print(f"CPU seconds: grep {grep_cpu:.3f}, collect_logs {ours_cpu:.3f} over {processes} "
           f"process(es): {ours_cpu / processes / grep_cpu:.2f}x grep per core, the wall ratio "

@@ -55,7 +55,7 @@ ValueError: y
 
 
 def test_exceptions_keep_type_message_and_innermost_app_frame() -> None:
-    facts = read_app_facts(LOG.splitlines(keepends=True), log_tz=UTC, reference=REFERENCE)
+    facts = read_app_facts(LOG, log_tz=UTC, reference=REFERENCE)
     rejected, timeout, chained = facts.exceptions
     assert rejected.at == datetime(2026, 11, 21, 9, 30, 1, 4000, tzinfo=UTC)
     assert rejected.type == "app.orders.OrderRejected"
@@ -68,22 +68,20 @@ def test_exceptions_keep_type_message_and_innermost_app_frame() -> None:
 
 
 def test_request_times_from_access_lines_in_seconds_or_ms() -> None:
-    facts = read_app_facts(LOG.splitlines(keepends=True), log_tz=UTC, reference=REFERENCE)
+    facts = read_app_facts(LOG, log_tz=UTC, reference=REFERENCE)
     assert [(r.status, r.seconds) for r in facts.requests] == [(200, 0.012), (200, 0.03)]
     assert facts.requests[0].path == "/orders?q=2"
 
 
 def test_cancellations_and_gc_cleanups_are_timed_moments() -> None:
-    facts = read_app_facts(LOG.splitlines(keepends=True), log_tz=UTC, reference=REFERENCE)
+    facts = read_app_facts(LOG, log_tz=UTC, reference=REFERENCE)
     kinds = [(m.kind, m.at.second, m.at.microsecond) for m in facts.moments]
     assert kinds == [(CANCELLED, 3, 0), (GC_CLEANUP, 3, 100000)]
 
 
 def test_window_bounds_apply() -> None:
     since = datetime(2026, 11, 21, 9, 30, 2, tzinfo=UTC)
-    facts = read_app_facts(
-        LOG.splitlines(keepends=True), log_tz=UTC, reference=REFERENCE, since=since
-    )
+    facts = read_app_facts(LOG, log_tz=UTC, reference=REFERENCE, since=since)
     assert [e.type for e in facts.exceptions] == ["sqlalchemy.exc.TimeoutError", "ValueError"]
     assert facts.requests == ()
 

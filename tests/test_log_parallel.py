@@ -8,6 +8,7 @@ import signal
 import time
 from concurrent.futures import ProcessPoolExecutor
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from pathlib import Path
 
 import pytest
@@ -23,9 +24,11 @@ from pooldoctor.collect.logs.parallel import (
     scan_range,
 )
 from pooldoctor.collect.logs.reader import LogStream
+from pooldoctor.collect.logs.records import read_app_log
 from pooldoctor.collect.logs.scan import EventTally, FileScan
 from pooldoctor.collect.logs.search import make_finder
 from pooldoctor.collect.logs.timestamps import TimestampReader
+from pooldoctor.evidence import AppLogFacts
 from pooldoctor.evidence import LogEvent as E
 
 START = datetime(2024, 12, 5, 9, 0, tzinfo=UTC)
@@ -196,3 +199,23 @@ def test_stopping_a_parallel_scan_terminates_its_worker_processes() -> None:
         # The executor's own thread may reap the worker first, leaving exitcode unset here.
         reaped_elsewhere = process.exitcode is None and not Path(f"/proc/{process.pid}").exists()
         assert reaped_elsewhere or process.exitcode in (-signal.SIGTERM, -signal.SIGKILL)
+
+
+def _failing_app_facts() -> AppLogFacts | None:
+    raise OSError("no such process")  # raised in the worker, and again when run here
+
+
+def test_app_log_records_are_read_in_a_side_process(tmp_path: Path) -> None:
+    path = _write_log(tmp_path / "mixed.log", 3000)
+    settings = ScanSettings(str(path), UTC, REFERENCE, None, None, chunk_bytes=CHUNK)
+    task = partial(read_app_log, str(path), log_tz=UTC, reference=REFERENCE, since=None,
+                   until=None)  # fmt: skip
+    with path.open("rb") as handle:
+        whole = scan_parallel(
+            settings, handle, path.stat().st_size, parts=2, min_bytes=0, app_facts=task
+        )
+    assert whole is not None and whole.app is not None
+    assert whole.app == task() and len(whole.app.exceptions) > 100
+    with path.open("rb") as handle, pytest.raises(OSError, match="no such process"):
+        scan_parallel(settings, handle, path.stat().st_size, parts=2, min_bytes=0,
+                      app_facts=_failing_app_facts)  # fmt: skip

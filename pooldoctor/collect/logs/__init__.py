@@ -10,12 +10,14 @@ from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import replace
 from datetime import UTC, datetime, tzinfo
+from functools import partial
 from typing import BinaryIO
 
 from pooldoctor.collect.inputs import DeadlineReader, open_regular
 from pooldoctor.collect.logs.catalog import quote_line
 from pooldoctor.collect.logs.parallel import (
     PARALLEL_MIN_BYTES,
+    AppFactsTask,
     RangeScan,
     ScanSettings,
     scan_parallel,
@@ -87,9 +89,7 @@ def _collect_one(
             waiting = DeadlineReader(source, LOG_SCAN_SECONDS)
             return _scan(path, waiting, reference, log_tz, since, until)
         with open_regular(path) as handle:
-            scanned = _scan_file(path, handle, log_tz, since, until, seek)
-        reference = min(datetime.fromtimestamp(os.stat(path).st_mtime, UTC), datetime.now(UTC))
-        facts = read_app_log(path, log_tz=log_tz, reference=reference, since=since, until=until)
+            scanned, facts = _scan_file(path, handle, log_tz, since, until, seek)
         return replace(scanned, app=facts) if facts is not None and _has_records(facts) else scanned
     except OSError as exc:
         return _unreadable(path, f"cannot read: {exc.strerror or exc}")
@@ -106,30 +106,33 @@ def _scan_file(
     since: datetime | None,
     until: datetime | None,
     seek: bool = True,
-) -> LogFileEvidence:
-    """A plain regular file is bisected to --since/--until, a large one split over processes;
-    anything else is read in one go."""
+) -> tuple[LogFileEvidence, AppLogFacts | None]:
+    """A plain regular file is bisected to --since/--until, a large one split over processes
+    (its app-log records read in one more meanwhile); anything else is read in one go."""
     status = os.fstat(handle.fileno())
     reference = min(datetime.fromtimestamp(status.st_mtime, UTC), datetime.now(UTC))
     plain = stat.S_ISREG(status.st_mode) and not _gzipped(handle)
     settings = ScanSettings(path, log_tz, reference, since, until, seconds=LOG_SCAN_SECONDS)
+    app_facts = partial(
+        read_app_log, path, log_tz=log_tz, reference=reference, since=since, until=until
+    )
     if plain and status.st_size >= PARALLEL_MIN_BYTES:
         if looks_binary(handle.read(BINARY_SNIFF_BYTES)):
-            return _unreadable(path, BINARY_REASON)  # a huge zeroed or random file: not a log
+            return _unreadable(path, BINARY_REASON), None  # a huge zeroed or random file
         handle.seek(0)
     if plain and seek and (since or until) and status.st_size >= SEEK_MIN_BYTES:
         reader = TimestampReader(log_tz=log_tz, reference=reference)
         window = find_window(handle, status.st_size, reader, since, until)
         if window is not None:
-            return _scan_window(settings, handle, status.st_size, window)
+            return _scan_window(settings, handle, status.st_size, window), app_facts()
         handle.seek(0)
     if plain and status.st_size >= PARALLEL_MIN_BYTES:
-        whole = _scan_parallel(settings, handle, status.st_size)
+        whole = _scan_parallel(settings, handle, status.st_size, app_facts=app_facts)
         if whole is not None:
             problems = _problems(whole.scan, whole.stop_reason, False, whole.long_lines)
-            return _evidence(path, whole.scan, problems)
+            return _evidence(path, whole.scan, problems), whole.app
         handle.seek(0)
-    return _scan(path, handle, reference, log_tz, since, until)
+    return _scan(path, handle, reference, log_tz, since, until), app_facts()
 
 
 def _has_records(facts: AppLogFacts) -> bool:
@@ -148,9 +151,10 @@ def _scan_parallel(
     size: int,
     start: int = 0,
     end: int | None = None,
+    app_facts: AppFactsTask | None = None,
 ) -> RangeScan | None:
     try:
-        return scan_parallel(settings, handle, size, start=start, end=end)
+        return scan_parallel(settings, handle, size, start=start, end=end, app_facts=app_facts)
     except (OSError, BrokenProcessPool):  # processes unavailable here: scan in this one
         return None
 

@@ -13,6 +13,7 @@ import os
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass, replace
 from datetime import datetime, tzinfo
@@ -34,6 +35,9 @@ from pooldoctor.collect.logs.scan import (
     FileScan,
 )
 from pooldoctor.collect.logs.timestamps import TimestampReader
+from pooldoctor.evidence import AppLogFacts
+
+AppFactsTask = Callable[[], AppLogFacts | None]
 
 # Below these a second process costs more to start than it saves: one process scans about
 # 250 MiB/s; a forked one starts in milliseconds, a spawned one in about 0.3 s (it imports).
@@ -50,6 +54,7 @@ class RangeScan:
     scan: FileScan
     long_lines: int = 0
     stop_reason: str | None = None
+    app: AppLogFacts | None = None  # what the side task found, when one was given
 
 
 @dataclass(frozen=True)
@@ -84,11 +89,13 @@ def scan_parallel(
     end: int | None = None,
     parts: int | None = None,
     min_bytes: int | None = None,
+    app_facts: AppFactsTask | None = None,
 ) -> RangeScan | None:
     """The scan of bytes [start, end) of the file (by default all of it), or None when that
     cannot be split (then scan it in one go).
 
     `parts` ranges (default: one per core) are scanned by parts - 1 processes and this one.
+    `app_facts` (picklable) runs in one more process meanwhile; its result is the scan's `app`.
     """
     parts = process_count() if parts is None else parts
     context = _context()
@@ -107,12 +114,15 @@ def scan_parallel(
     ranges = list(zip(starts, ends, strict=True))
     if settings.deadline is None:
         settings = replace(settings, deadline=time.monotonic() + settings.seconds)
-    with ProcessPoolExecutor(max_workers=len(ranges) - 1, mp_context=context) as pool:
+    workers = len(ranges) - 1 + (app_facts is not None)
+    with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
         try:
             futures = [pool.submit(scan_range, settings, start, end) for start, end in ranges[1:]]
+            side = None if app_facts is None else pool.submit(app_facts)
             results = [scan_range(settings, *ranges[0])]
             for future, (start, end) in zip(futures, ranges[1:], strict=True):
                 results.append(_outcome(future, settings, start, end))
+            app = None if app_facts is None or side is None else _side_outcome(side, app_facts)
         except BaseException:  # Ctrl-C or SIGTERM: stop the other scans now, not at their end
             _stop_workers(pool)
             raise
@@ -123,6 +133,7 @@ def scan_parallel(
         merge_scans(merged.scan, later.scan)
         merged.long_lines += later.long_lines
         merged.stop_reason = later.stop_reason
+    merged.app = app
     return merged
 
 
@@ -165,6 +176,13 @@ def _outcome(
         return future.result()
     except Exception:  # the worker died, could not start or pickle: scan the range here
         return scan_range(settings, start, end)
+
+
+def _side_outcome(future: Future[AppLogFacts | None], task: AppFactsTask) -> AppLogFacts | None:
+    try:
+        return future.result()
+    except Exception:  # the process died or could not start: run the task here
+        return task()
 
 
 def _context() -> BaseContext:

@@ -1,14 +1,25 @@
-"""App-log records at millisecond precision: logged exceptions, request times, cancellations."""
+"""App-log records at millisecond precision: logged exceptions, request times, cancellations.
+
+Only records that can yield something are parsed: the lines holding a traceback marker, an
+access request or a cancellation or GC marker are found by fast literal passes over the log's
+tail (see heads.py), each is walked back to its record's timestamped head, and just those
+records are read. The result equals that of reading every line of the tail in order.
+"""
 
 from __future__ import annotations
 
 import re
-from collections import deque
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, tzinfo
 
 from pooldoctor.collect.inputs import open_regular
+from pooldoctor.collect.logs.heads import (
+    Heads,
+    LineTimes,
+    RecordLines,
+    access_heads,
+    event_heads,
+)
 from pooldoctor.collect.logs.timestamps import TimestampReader
 from pooldoctor.evidence import (
     MOMENT_CANCELLATION,
@@ -42,13 +53,18 @@ CANCELLATION_MARKERS = (
 # Frames in these places are libraries or the interpreter, not the app's own code.
 LIBRARY_PATH_MARKERS = ("/site-packages/", "/dist-packages/", "/lib/python3", "<frozen", "<string>")
 
-_FRAME = re.compile(r'^\s+File "([^"]+)", line (\d+), in (\S+)')
-_FINAL = re.compile(r"^([A-Za-z_][\w.]*)(?::\s?(.*))?$")
-_ACCESS = re.compile(
+FRAME = re.compile(r'^\s+File "([^"]+)", line (\d+), in (\S+)')
+FINAL = re.compile(r"^([A-Za-z_][\w.]*)(?::\s?(.*))?$")
+ACCESS = re.compile(
     r'"(?:GET|POST|PUT|PATCH|DELETE|HEAD|OPTIONS) (\S+) HTTP/[\d.]+" (\d{3}) .*?'
     r"(?:\s(?:rt|request_time|duration)=)?(\d+(?:\.\d+)?)(ms)?\s*$"
 )
-_TRACEBACK = "Traceback (most recent call last):"
+ACCESS_KEY = b" HTTP/"  # every line ACCESS matches holds it
+# ACCESS ends with a number or "ms", then str.isspace() characters: in UTF-8 these ASCII bytes
+# or non-ASCII ones, whose last byte is 0x80 or above (as is any non-ASCII digit's).
+ACCESS_TRAILING = frozenset(b" \t\r\x0b\x0c\x1c\x1d\x1e\x1f")
+ACCESS_LAST_BYTES = frozenset(b"0123456789s") | frozenset(range(0x80, 0x100))
+TRACEBACK = "Traceback (most recent call last):"
 
 
 def is_app_frame(path: str) -> bool:
@@ -58,7 +74,7 @@ def is_app_frame(path: str) -> bool:
 
 
 @dataclass
-class _Record:
+class Record:
     """One log record: its timestamped head line and the continuation lines after it."""
 
     at: datetime
@@ -67,54 +83,54 @@ class _Record:
     final: str | None = None
     in_traceback: bool = False
 
-
-@dataclass
-class _Collector:
-    exceptions: deque[LoggedException] = field(default_factory=lambda: deque(maxlen=MAX_EXCEPTIONS))
-    requests: deque[RequestLine] = field(default_factory=lambda: deque(maxlen=MAX_REQUESTS))
-    moments: deque[LogMoment] = field(default_factory=lambda: deque(maxlen=MAX_MOMENTS))
-    truncated: bool = False
-
-    def close(self, record: _Record | None) -> None:
-        if record is None:
+    def add(self, text: str) -> None:
+        """Read one continuation line (decoded, without its line end)."""
+        if text.startswith(TRACEBACK):
+            self.in_traceback = True
+            self.frames.clear()
             return
-        lowered = record.head.lower()
-        if GC_MARKER in lowered:
-            self._moment(record.at, GC_CLEANUP, record.head)
-        exception = _exception(record)
-        if exception is not None:
-            self._add(self.exceptions, exception)
-            if "cancellederror" in exception.type.lower():
-                self._moment(record.at, CANCELLED, f"{exception.type} ({record.head})")
-                return
-        if any(marker in lowered for marker in CANCELLATION_MARKERS):
-            self._moment(record.at, CANCELLED, record.head)
-        request = _request(record)
-        if request is not None:
-            self._add(self.requests, request)
-
-    def _moment(self, at: datetime, kind: str, text: str) -> None:
-        self._add(self.moments, LogMoment(at, kind, text[:MAX_MESSAGE_CHARS]))
-
-    def _add(self, into: deque[LoggedException] | deque[RequestLine] | deque[LogMoment],
-             item: LoggedException | RequestLine | LogMoment) -> None:  # fmt: skip
-        if len(into) == into.maxlen:
-            self.truncated = True
-        into.append(item)  # type: ignore[arg-type]
-
-    def facts(self) -> AppLogFacts:
-        return AppLogFacts(
-            exceptions=tuple(self.exceptions),
-            requests=tuple(self.requests),
-            moments=tuple(self.moments),
-            truncated=self.truncated,
-        )
+        if not self.in_traceback:
+            return
+        frame = FRAME.match(text)
+        if frame is not None:
+            self.frames.append((frame.group(1), int(frame.group(2)), frame.group(3)))
+        elif text and not text[0].isspace() and FINAL.match(text):
+            self.final = text
+            self.in_traceback = False
 
 
-def _exception(record: _Record) -> LoggedException | None:
+@dataclass(frozen=True)
+class Yield:
+    """What one record contributes: an exception, timed moments, a request time."""
+
+    exception: LoggedException | None = None
+    moments: tuple[LogMoment, ...] = ()
+    request: RequestLine | None = None
+
+
+def record_yield(record: Record) -> Yield:
+    """The exception, moments and request one record shows."""
+    moments: list[LogMoment] = []
+    lowered = record.head.lower()
+    if GC_MARKER in lowered:
+        moments.append(_moment(record.at, GC_CLEANUP, record.head))
+    exception = _exception(record)
+    if exception is not None and "cancellederror" in exception.type.lower():
+        moments.append(_moment(record.at, CANCELLED, f"{exception.type} ({record.head})"))
+        return Yield(exception, tuple(moments))
+    if any(marker in lowered for marker in CANCELLATION_MARKERS):
+        moments.append(_moment(record.at, CANCELLED, record.head))
+    return Yield(exception, tuple(moments), _request(record))
+
+
+def _moment(at: datetime, kind: str, text: str) -> LogMoment:
+    return LogMoment(at, kind, text[:MAX_MESSAGE_CHARS])
+
+
+def _exception(record: Record) -> LoggedException | None:
     if record.final is None:
         return None
-    match = _FINAL.match(record.final)
+    match = FINAL.match(record.final)
     if match is None:
         return None
     app = [f"{path}:{line} in {func}" for path, line, func in record.frames if is_app_frame(path)]
@@ -128,8 +144,8 @@ def _exception(record: _Record) -> LoggedException | None:
     )
 
 
-def _request(record: _Record) -> RequestLine | None:
-    match = _ACCESS.search(record.head)
+def _request(record: Record) -> RequestLine | None:
+    match = ACCESS.search(record.head)
     if match is None:
         return None
     seconds = float(match.group(3))
@@ -138,44 +154,80 @@ def _request(record: _Record) -> RequestLine | None:
     return RequestLine(record.at, int(match.group(2)), seconds, match.group(1)[:MAX_MESSAGE_CHARS])
 
 
+def head_keys() -> tuple[bytes, ...]:
+    """Lowercase literals, one of which a head's lowered text holds when it names a moment.
+
+    A marker's longest piece without a "k" stands for it: str.lower() turns the Kelvin sign
+    into "k", which lowering the bytes does not.
+    """
+    keys = []
+    for marker in (GC_MARKER, *CANCELLATION_MARKERS):
+        keys.append(max(marker.split("k"), key=len).encode("ascii"))
+    return tuple(keys)
+
+
 def read_app_facts(
-    lines: Iterable[bytes],
+    data: bytes,
     *,
     log_tz: tzinfo,
     reference: datetime,
     since: datetime | None = None,
     until: datetime | None = None,
+    start: int = 0,
 ) -> AppLogFacts:
-    """Records of one log's lines: a traceback belongs to the timestamped line before it."""
-    reader = TimestampReader(log_tz=log_tz, reference=reference)
-    collector = _Collector()
-    record: _Record | None = None
-    for raw in lines:
-        stamp = reader.read(raw, flavor=False)
-        text = raw.decode("utf-8", "replace").rstrip("\r\n")
-        if stamp is not None:
-            collector.close(record)
-            record = None
-            moment = stamp.moment
-            if (since is None or moment >= since) and (until is None or moment <= until):
-                record = _Record(moment, text)
-            continue
+    """The records of the lines of data[start:]: a traceback belongs to the timestamped line
+    before it; the latest MAX_* of each kind are kept."""
+    times = LineTimes(data, start, TimestampReader(log_tz=log_tz, reference=reference))
+    lines = RecordLines(times, since, until)
+    exceptions: list[LoggedException] = []
+    moments: list[LogMoment] = []
+    for head in event_heads(times, TRACEBACK.encode("ascii"), head_keys()):
+        record = _read_record(lines, head)
         if record is None:
             continue
-        if text.startswith(_TRACEBACK):
-            record.in_traceback = True
-            record.frames.clear()
-            continue
-        if not record.in_traceback:
-            continue
-        frame = _FRAME.match(text)
-        if frame is not None:
-            record.frames.append((frame.group(1), int(frame.group(2)), frame.group(3)))
-        elif text and not text[0].isspace() and _FINAL.match(text):
-            record.final = text
-            record.in_traceback = False
-    collector.close(record)
-    return collector.facts()
+        found = record_yield(record)
+        if found.exception is not None:
+            exceptions.append(found.exception)
+        moments.extend(found.moments)
+    requests = _latest_requests(
+        lines, access_heads(times, ACCESS_KEY, ACCESS_LAST_BYTES, ACCESS_TRAILING)
+    )
+    return AppLogFacts(
+        exceptions=tuple(exceptions[-MAX_EXCEPTIONS:]),
+        requests=tuple(requests[-MAX_REQUESTS:]),
+        moments=tuple(moments[-MAX_MOMENTS:]),
+        truncated=(
+            len(exceptions) > MAX_EXCEPTIONS
+            or len(requests) > MAX_REQUESTS
+            or len(moments) > MAX_MOMENTS
+        ),
+    )
+
+
+def _read_record(lines: RecordLines, head: int) -> Record | None:
+    found = lines.lines(head)
+    if found is None:
+        return None
+    moment, starts = found
+    record = Record(moment, lines.times.text(head))
+    for line in starts[1:]:
+        record.add(lines.times.text(line))
+    return record
+
+
+def _latest_requests(lines: RecordLines, heads: Heads) -> list[RequestLine]:
+    """The last MAX_REQUESTS + 1 requests (at most) in file order: one more than kept tells
+    that more existed. Heads come latest first, so earlier access lines are never parsed."""
+    latest: list[RequestLine] = []
+    for head in heads:
+        record = _read_record(lines, head)
+        request = None if record is None else record_yield(record).request
+        if request is not None:
+            latest.append(request)
+            if len(latest) > MAX_REQUESTS:
+                break
+    latest.reverse()
+    return latest
 
 
 def read_app_log(
@@ -185,20 +237,25 @@ def read_app_log(
     reference: datetime,
     since: datetime | None,
     until: datetime | None,
+    tail_bytes: int = MAX_TAIL_BYTES,
 ) -> AppLogFacts | None:
-    """The app-log records of a plain file (its last MAX_TAIL_BYTES); None when unreadable."""
+    """The app-log records of a plain file (its last `tail_bytes`); None when unreadable."""
     try:
         with open_regular(path) as handle:
-            head = handle.read(2)
-            if head == b"\x1f\x8b":
+            if handle.read(2) == b"\x1f\x8b":
                 return None  # gzip: rotated history, not the incident in progress
-            handle.seek(0, 2)
-            size = handle.tell()
-            handle.seek(max(0, size - MAX_TAIL_BYTES))
-            if size > MAX_TAIL_BYTES:
-                handle.readline()  # skip the partial first line
-            return read_app_facts(
-                handle, log_tz=log_tz, reference=reference, since=since, until=until
-            )
+            size = handle.seek(0, 2)
+            handle.seek(max(0, size - tail_bytes))
+            data = handle.read(tail_bytes)
     except (OSError, ValueError):
+        return None
+    start = 0
+    if size > tail_bytes:  # skip the partial first line
+        newline = data.find(b"\n")
+        start = len(data) if newline < 0 else newline + 1
+    try:
+        return read_app_facts(
+            data, log_tz=log_tz, reference=reference, since=since, until=until, start=start
+        )
+    except ValueError:  # a frame's line number too long for int(): not a log to read
         return None

@@ -1,7 +1,10 @@
-"""Find the lines of a large chunk that hold any of a few literals, one fast pass per literal
-over each cache-sized window of the chunk.
+"""Find the lines of a large chunk that hold any of a few literals: in one pass for all of them
+with Hyperscan when its wheel is installed, else one fast pass per literal over each
+cache-sized window of the chunk.
 
-The C library searches when it can, releasing the GIL so passes for different keys can run
+Hyperscan (a vectorised multi-literal matcher) measured twice as fast as the strstr passes for
+the classifier's 25 keys over the bench file (0.042 s against 0.08 s per 64 MiB). Without it,
+the C library searches when it can, releasing the GIL so passes for different keys can run
 on several cores: strstr (glibc's is vectorised, about twice memmem's speed) when the chunk
 holds no NUL byte, memmem otherwise, and bytes.find where neither exists. strstr reads on to
 the buffer's terminating NUL (CPython bytes always have one), which is at most a line or so
@@ -12,10 +15,21 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import importlib
 import sys
 from collections.abc import Callable, Sequence
 from concurrent.futures import Executor
 from typing import Any
+
+
+def _import_hyperscan() -> Any:
+    try:
+        return importlib.import_module("hyperscan")
+    except ImportError:  # no wheel for this platform: the strstr passes below
+        return None
+
+
+hyperscan: Any = _import_hyperscan()
 
 Finder = Callable[[bytes, int, int], int]
 # strstr is only used when it would read at most this far past a chunk's end.
@@ -46,6 +60,10 @@ def _load_libc(name: str, argtypes: list[Any]) -> Callable[..., int | None] | No
 _MEMMEM = _load_libc("memmem", [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_char_p, ctypes.c_size_t])
 _STRSTR = _load_libc("strstr", [ctypes.c_void_p, ctypes.c_char_p])
 PARALLEL = _MEMMEM is not None
+# Tests and the bench turn this off to compare with the strstr passes.
+MULTI_LITERAL = hyperscan is not None
+_DATABASES: dict[tuple[tuple[bytes, ...], bool], Any] = {}
+_REGEXES: dict[bytes, Any] = {}
 
 
 def make_finder(buffer: bytes, start: int = 0, end: int | None = None) -> Finder:
@@ -126,8 +144,18 @@ def candidate_lines(
     keys: Sequence[bytes],
     executor: Executor | None = None,
     workers: int = 1,
+    caseless: bool = False,
 ) -> dict[int, int]:
-    """Map the start offset of each line in buffer[start:end] holding a key to a key bitmask."""
+    """Map the start offset of each line in buffer[start:end] holding a key to a key bitmask.
+
+    `caseless`: lowercase keys match in any ASCII case.
+    """
+    if MULTI_LITERAL:
+        at_once = _multi_literal_lines(buffer, start, end, keys, caseless)
+        if at_once is not None:
+            return at_once
+    if caseless:
+        buffer = buffer.lower()  # same offsets: ASCII lowering keeps every byte in place
     numbered = list(enumerate(keys))
     if executor is None or workers <= 1 or not PARALLEL:
         groups = [numbered]
@@ -144,3 +172,59 @@ def candidate_lines(
         for line_start, bit in hits:
             found[line_start] = found.get(line_start, 0) | (1 << bit)
     return found
+
+
+def _multi_literal_lines(
+    buffer: bytes, start: int, end: int, keys: Sequence[bytes], caseless: bool
+) -> dict[int, int] | None:
+    """candidate_lines in one Hyperscan pass, or None when Hyperscan cannot do it here."""
+    rfind = buffer.rfind
+    found: dict[int, int] = {}
+
+    def on_match(key: int, _from: int, to: int, _flags: int, _context: object) -> None:
+        line = rfind(b"\n", start, start + to) + 1  # keys hold no newline
+        line = line if line > 0 else start
+        found[line] = found.get(line, 0) | (1 << key)
+
+    try:
+        database = _database(tuple(keys), caseless)
+        database.scan(memoryview(buffer)[start:end], match_event_handler=on_match)
+    except hyperscan.error:  # a database or scratch it could not build or use here
+        return None
+    return found
+
+
+def _database(keys: tuple[bytes, ...], caseless: bool) -> Any:
+    database = _DATABASES.get((keys, caseless))
+    if database is None:
+        database = hyperscan.Database()
+        literals = [b"".join(b"\\x%02x" % byte for byte in key) for key in keys]
+        flags = [hyperscan.HS_FLAG_CASELESS if caseless else 0] * len(keys)
+        database.compile(
+            expressions=literals, ids=list(range(len(keys))), elements=len(keys), flags=flags
+        )
+        _DATABASES[keys, caseless] = database
+    return database
+
+
+def line_ends(buffer: bytes, start: int, end: int, pattern: bytes) -> list[int] | None:
+    """Offsets of the ends of the lines in buffer[start:end] that the Hyperscan regex
+    `pattern` (multi-line: `$` is a line's end) matches, ascending; None without Hyperscan."""
+    if not MULTI_LITERAL:
+        return None
+    ends: list[int] = []
+
+    def on_match(_key: int, _from: int, to: int, _flags: int, _context: object) -> None:
+        ends.append(start + to)
+
+    try:
+        database: Any = _REGEXES.get(pattern)
+        if database is None:
+            database = hyperscan.Database()
+            database.compile(expressions=[pattern], ids=[0], elements=1,
+                             flags=[hyperscan.HS_FLAG_MULTILINE])  # fmt: skip
+            _REGEXES[pattern] = database
+        database.scan(memoryview(buffer)[start:end], match_event_handler=on_match)
+    except hyperscan.error:
+        return None
+    return sorted(set(ends))
