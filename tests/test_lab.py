@@ -130,6 +130,7 @@ def test_env_text_describes_the_pool() -> None:
     assert "DB_MAX_OVERFLOW=1\n" in text
     assert "DB_STATEMENT_TIMEOUT=500ms\n" in text
     assert "WEB_CONCURRENCY=4\n" in text
+    assert "APPLICATION_NAME=lab-app\n" in text  # so findings are named even without a database
 
 
 def test_load_stops_at_the_request_budget(pg: TempCluster, tmp_path: Path) -> None:

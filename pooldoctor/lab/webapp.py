@@ -98,6 +98,7 @@ class LabConfig:
             f"DB_POOL_PRE_PING={'true' if self.pool_pre_ping else 'false'}",
             f"DB_CONNECT_TIMEOUT={self.connect_timeout}",
             f"WEB_CONCURRENCY={workers}",
+            f"APPLICATION_NAME={self.application_name}",  # what its connections are named
         ]
         if self.pool_recycle >= 0:  # -1, SQLAlchemy's "never", is left unset as in most apps
             lines.append(f"DB_POOL_RECYCLE={self.pool_recycle}")
