@@ -57,7 +57,7 @@ class Readings:
 
     evidence: Evidence
     app: AppIdentity | None
-    label: str  # the app's short name in finding ids: application_name, role, else a host
+    label: str  # the app's short name in finding ids: application_name, role, configured name, host
     pool: PoolSignal
     sessions: SessionTrend | None
     throughput: Throughput | None
