@@ -356,6 +356,41 @@ def test_interrupted_watch_still_writes_its_record(
     assert evidence_from_json(record.read_text()).pools[0].samples
 
 
+def test_ctrl_c_again_while_the_log_is_read_writes_the_record_without_it(
+    http_server: LocalHTTPServer,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    payload = {"size": 5, "max_overflow": 0, "checked_out": 1, "overflow": 0, "timeout": 30}
+    http_server.routes["/pool-status"] = Response(body=json.dumps(payload))
+    log = tmp_path / "app.log"
+    log.write_text("2026-11-21 09:30:00,000 INFO app: started\n")
+    record = tmp_path / "watch.json"
+
+    def second_ctrl_c(*args: object, **kwargs: object) -> object:
+        raise KeyboardInterrupt  # as if typed while a big log is read for the record
+
+    import pooldoctor.collect.logs
+
+    monkeypatch.setattr(pooldoctor.collect.logs, "collect_logs", second_ctrl_c)
+    code = main(
+        [
+            *("watch", "--pool-status", http_server.url("/pool-status"), "--log", str(log)),
+            *("--interval", "0.2", "--duration", "0.5", "--record", str(record)),
+        ]
+    )
+    captured = capsys.readouterr()
+    assert code == ExitCode.OK  # the last round's status, as for any end of a watch
+    assert "reading --log for the record (Ctrl-C again to record without it)" in captured.err
+    evidence = evidence_from_json(record.read_text())
+    assert evidence.pools[0].samples
+    assert not evidence.logs
+    [log_status] = [source for source in evidence.sources if source.kind == "log"]
+    assert log_status.name == str(log)
+    assert "not read: interrupted" in log_status.detail
+
+
 def test_hostile_text_from_the_server_cannot_drive_the_terminal() -> None:
     hostile = replace(
         _backend(66, "active", query_start=AT - timedelta(seconds=40)),

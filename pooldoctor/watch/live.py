@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import sys
 import time
 from collections.abc import Callable
 from contextlib import nullcontext
@@ -17,7 +18,7 @@ from pooldoctor.collect.once import ReadOnce, read_once
 from pooldoctor.collect.options import SourceOptions
 from pooldoctor.collect.sampling import RoundReport, Sampler, utc_now
 from pooldoctor.diagnosis import diagnose
-from pooldoctor.evidence import Evidence, evidence_to_json
+from pooldoctor.evidence import Evidence, SourceState, SourceStatus, evidence_to_json
 from pooldoctor.findings import Status
 from pooldoctor.interrupts import INTERRUPTS
 from pooldoctor.watch.keys import KeyReader
@@ -87,8 +88,39 @@ def run_watch(options: SourceOptions, settings: WatchSettings, console: Console)
         sampler.close()
         outcome.rounds = sampler.rounds
         if settings.record is not None:
-            _write_record(sampler.evidence(read_once(options, utc_now)), settings.record, outcome)
+            once = _read_for_record(options, config_only)
+            _write_record(sampler.evidence(once), settings.record, outcome)
     return outcome
+
+
+def _read_for_record(options: SourceOptions, config_only: ReadOnce) -> ReadOnce:
+    """Prometheus history, logs and config for the record. Reading a big log takes a while, so
+    the user is told, and Ctrl-C again records what was read so far instead of nothing."""
+    so_far = ReadOnce()
+
+    def note(phase: str, read: ReadOnce) -> None:
+        nonlocal so_far
+        so_far = read
+        if phase == "reading logs":
+            print(
+                "reading --log for the record (Ctrl-C again to record without it)", file=sys.stderr
+            )
+
+    try:
+        return read_once(options, utc_now, note)
+    except INTERRUPTS:
+        at = utc_now()
+        read_logs = {log.path for log in so_far.logs}
+        unread = tuple(
+            SourceStatus(path, "log", SourceState.SKIPPED, "not read: interrupted", at, at)
+            for path in options.logs
+            if path not in read_logs
+        )
+        return replace(
+            so_far,
+            config=config_only.config,
+            statuses=(*so_far.statuses, *unread, *config_only.statuses),
+        )
 
 
 class _Rounds:
