@@ -365,3 +365,28 @@ def test_checkouts_from_one_code_path_are_one_timeline_row() -> None:
         "12 checkouts by app/api/items.py:17 in list_items began and were still held at "
         "collection time (held 100ms)",
     ]
+
+
+def test_a_log_of_days_is_charted_in_wider_bars_with_every_error_counted() -> None:
+    three_days = 3 * 24 * 60
+    timeouts = events(LogEvent.POOL_TIMEOUT, three_days * 2, last=NOW, minutes=three_days)
+    refused = events(LogEvent.TOO_MANY_CLIENTS, 7, last=NOW - timedelta(hours=30), minutes=7)
+    charts = build_charts(read(evidence(logs=[log_file(timeouts, refused)])), ())
+    chart = _chart(charts, "errors-per-minute")
+    assert chart.bar_seconds == 3600.0  # 4320 minutes: hourly bars are the first to fit in 120
+    assert chart.title == "Errors per hour by kind" and chart.y_label == "errors per hour"
+    assert {s.key: sum(s.ys) for s in chart.series} == {
+        LogEvent.POOL_TIMEOUT.value: float(three_days * 2),
+        LogEvent.TOO_MANY_CLIENTS.value: 7.0,
+    }
+    assert len(chart.series[0].xs) <= 120
+    svg = chart_svg(chart)
+    drawn = re.findall(r'<g id="series-[a-z_-]+-\d+">', svg)
+    assert len(drawn) == sum(1 for s in chart.series for y in s.ys if y)  # no empty bars
+    assert re.search(r">\d\d-\d\d \d\d:\d\d<", svg)  # ticks carry the date on a multi-day axis
+
+
+def test_a_short_log_keeps_one_minute_bars() -> None:
+    leak = cases.connection_leak()
+    chart = _chart(build_charts(read(leak), ()), "errors-per-minute")
+    assert chart.bar_seconds == 60.0 and chart.title == "Errors per minute by kind"

@@ -21,6 +21,10 @@ MARK_LABELS = {"first_error": "first error", "peak_errors": "peak", "oldest_stuc
 MAX_APPLICATIONS = 8
 # Pool charts drawn for a fleet: the instances that came closest to (or sat at) their limit.
 MAX_POOL_CHARTS = 6
+# The error chart draws at most this many bars along time: a log of several days is counted in
+# wider bars (the first of BAR_MINUTES that fits) instead of thousands of one-minute bars.
+MAX_TIME_BARS = 120
+BAR_MINUTES = (1, 2, 5, 10, 15, 30, 60, 120, 180, 360, 720, 1440, 2880, 10080)
 
 
 def _pool_chart(number: int, fill: InstanceFill) -> ChartData | None:
@@ -72,28 +76,32 @@ def pool_charts(readings: Readings) -> list[ChartData]:
 
 
 def error_chart(readings: Readings, key_times: Sequence[KeyTime]) -> ChartData | None:
-    """Errors per UTC minute, stacked by kind, across every log file, with the key times marked."""
-    counts: dict[LogEvent, Counter[datetime]] = {}
+    """Errors per UTC minute (wider bars for long logs), stacked by kind, across every log file,
+    with the key times marked."""
+    per_minute: dict[LogEvent, Counter[datetime]] = {}
     for summary in readings.logs.occurrences:
         if summary.event in NON_ERROR_EVENTS:
             continue
-        per_kind = counts.setdefault(summary.event, Counter())
+        per_kind = per_minute.setdefault(summary.event, Counter())
         for item in summary.per_minute:
             per_kind[as_utc(item.minute).replace(second=0, microsecond=0)] += item.count
-    minutes = sorted({minute for per_kind in counts.values() for minute in per_kind})
+    minutes = sorted({minute for per_kind in per_minute.values() for minute in per_kind})
     if not minutes:
         return None
+    low, high = _log_window(readings, minutes[0], minutes[-1])
+    bar = bar_width(low, high)
+    counts = {event: _rebinned(per_kind, low, bar) for event, per_kind in per_minute.items()}
+    bars = sorted({start for per_kind in counts.values() for start in per_kind})
     ordered = sorted(counts, key=lambda event: -sum(counts[event].values()))
     series = tuple(
         Series(
             event.value,
             log_event_label(event),
-            tuple(minutes),
-            tuple(float(counts[event].get(minute, 0)) for minute in minutes),
+            tuple(bars),
+            tuple(float(counts[event].get(start, 0)) for start in bars),
         )
         for event in ordered
     )
-    low, high = _log_window(readings, minutes[0], minutes[-1])
     marks = tuple(
         Mark(MARK_LABELS.get(kt.name, kt.label), as_utc(kt.at))
         for kt in key_times
@@ -102,17 +110,46 @@ def error_chart(readings: Readings, key_times: Sequence[KeyTime]) -> ChartData |
         and low <= as_utc(kt.at) <= high.replace(second=59)
     )
     totals = ", ".join(f"{int(sum(s.ys))} {s.label}" for s in series)
+    per = _per(bar)
     return ChartData(
         slug="errors-per-minute",
-        title="Errors per minute by kind",
-        alt=f"Log window {hhmm(low)} to {hhmm(high)} UTC: {totals}.",
+        title=f"Errors per {per} by kind",
+        alt=f"Log window {hhmm(low)} to {hhmm(high)} UTC, errors per {per}: {totals}.",
         kind=ChartKind.TIME_BARS,
-        x_label="minute (UTC)",
-        y_label="errors per minute",
+        x_label="minute (UTC)" if bar == timedelta(minutes=1) else "time (UTC)",
+        y_label=f"errors per {per}",
         series=series,
         marks=marks,
-        span=(low, high + timedelta(minutes=1)),
+        span=(low, high + bar),
+        bar_seconds=bar.total_seconds(),
     )
+
+
+def bar_width(low: datetime, high: datetime) -> timedelta:
+    """The narrowest bar (in whole minutes) that draws minutes low..high in MAX_TIME_BARS bars."""
+    minutes = (high - low) // timedelta(minutes=1) + 1
+    for width in BAR_MINUTES:
+        if -(-minutes // width) <= MAX_TIME_BARS:
+            return timedelta(minutes=width)
+    return timedelta(minutes=BAR_MINUTES[-1])
+
+
+def _rebinned(per_minute: Counter[datetime], low: datetime, bar: timedelta) -> Counter[datetime]:
+    """Per-minute counts summed into bars of `bar` starting at `low`."""
+    bars: Counter[datetime] = Counter()
+    for minute, count in per_minute.items():
+        bars[low + (minute - low) // bar * bar] += count
+    return bars
+
+
+def _per(bar: timedelta) -> str:
+    """'minute', '5 minutes', 'hour', '6 hours', 'day' for a bar's width."""
+    minutes = int(bar.total_seconds() // 60)
+    for unit, size in (("week", 10080), ("day", 1440), ("hour", 60), ("minute", 1)):
+        if minutes % size == 0:
+            count = minutes // size
+            return unit if count == 1 else f"{count} {unit}s"
+    return f"{minutes} minutes"
 
 
 def _log_window(readings: Readings, first: datetime, last: datetime) -> tuple[datetime, datetime]:

@@ -24,8 +24,12 @@ MARK_COLOR = "#B00020"
 _SVG_OPEN = re.compile(r"<svg\b[^>]*>")
 # Legend labels up to this long fit two to a row under the plot; longer ones get a row each.
 LEGEND_TWO_COLUMN_CHARS = 30
+# FIGURE_INCHES leaves room for this many legend rows; each further row makes the figure taller.
+LEGEND_ROWS_INCLUDED = 2
+LEGEND_ROW_INCHES = 0.2
 # Ticks on a time axis: enough to read times off, few enough not to overlap at phone width.
 TIME_TICKS = 5
+SECONDS_PER_DAY = 86400  # a longer time axis labels its ticks with the date too
 
 
 def _seconds(values: Sequence[datetime | str]) -> list[float]:
@@ -61,20 +65,21 @@ def _time_lines(axes: Axes, chart: ChartData) -> None:
 
 
 def _time_bars(axes: Axes, chart: ChartData) -> None:
-    width = 60 * 0.8  # most of one minute, in seconds
+    width = chart.bar_seconds * 0.8  # most of a bar's time, leaving a gap to the next
     bottoms = [0.0] * len(chart.series[0].xs) if chart.series else []
     for index, series in enumerate(chart.series):
         xs = _seconds(series.xs)
+        drawn = [number for number, count in enumerate(series.ys) if count]  # no empty patches
         bars = axes.bar(
-            xs,
-            series.ys,
+            [xs[number] for number in drawn],
+            [series.ys[number] for number in drawn],
             width=width,
-            bottom=bottoms,
+            bottom=[bottoms[number] for number in drawn],
             align="edge",
             color=PALETTE[index % len(PALETTE)],
             label=series.label,
         )
-        for number, patch in enumerate(bars.patches):
+        for number, patch in zip(drawn, bars.patches, strict=True):
             patch.set_gid(f"series-{series.key}-{number}")
         bottoms = [b + y for b, y in zip(bottoms, series.ys, strict=True)]
     axes.set_ylim(0, max(1.0, *bottoms) * 1.15)
@@ -145,7 +150,12 @@ def _figure_svg(chart: ChartData) -> str:
             "axes.spines.right": False,
         }
     ):
-        figure = Figure(figsize=FIGURE_INCHES, layout="constrained")
+        longest = max((len(series.label) for series in chart.series), default=0)
+        columns = 2 if longest <= LEGEND_TWO_COLUMN_CHARS else 1
+        rows = -(-len(chart.series) // columns)
+        width, height = FIGURE_INCHES
+        height += LEGEND_ROW_INCHES * max(0, rows - LEGEND_ROWS_INCLUDED)  # the plot keeps its size
+        figure = Figure(figsize=(width, height), layout="constrained")
         FigureCanvasSVG(figure)
         axes = figure.add_subplot()
         if chart.kind is ChartKind.TIME_LINES:
@@ -161,8 +171,6 @@ def _figure_svg(chart: ChartData) -> str:
         axes.set_xlabel(chart.x_label)
         axes.set_ylabel(chart.y_label)
         axes.grid(axis="y" if chart.kind is not ChartKind.CATEGORY_BARS else "x", alpha=0.3)
-        longest = max((len(series.label) for series in chart.series), default=0)
-        columns = 2 if longest <= LEGEND_TWO_COLUMN_CHARS else 1
         figure.legend(loc="outside lower center", ncols=columns, frameon=False, fontsize=9)
         buffer = io.StringIO()
         figure.savefig(buffer, format="svg", metadata={"Date": None}, facecolor="white")
@@ -176,15 +184,16 @@ def _time_axis(axes: Axes, chart: ChartData) -> None:
         return
     low, high = min(moments), max(moments)
     if chart.kind is ChartKind.TIME_BARS:
-        high += 60
+        high += chart.bar_seconds
     if chart.span is not None:
         low, high = _seconds(chart.span)
         axes.set_xlim(low, high)
     steps = max(1, TIME_TICKS - 1)
     ticks = [low + (high - low) * i / steps for i in range(TIME_TICKS)] if high > low else [low]
     labelled: dict[str, float] = {}
+    form = "%m-%d %H:%M" if high - low > SECONDS_PER_DAY else "%H:%M:%S"
     for tick in ticks:
-        labelled.setdefault(datetime.fromtimestamp(tick, UTC).strftime("%H:%M:%S"), tick)
+        labelled.setdefault(datetime.fromtimestamp(tick, UTC).strftime(form), tick)
     axes.set_xticks(list(labelled.values()), list(labelled))
     axes.tick_params(axis="x", labelrotation=30)
 

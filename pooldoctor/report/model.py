@@ -142,6 +142,7 @@ class ChartData:
     marks: tuple[Mark, ...] = ()
     stacked: bool = True  # False: category bars side by side (series count the same things)
     span: tuple[datetime, datetime] | None = None  # time axis range when wider than the data
+    bar_seconds: float = 60.0  # TIME_BARS: how much time one bar counts
 
 
 @dataclass(frozen=True)
