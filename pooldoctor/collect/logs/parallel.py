@@ -20,6 +20,7 @@ from datetime import datetime, tzinfo
 from multiprocessing.context import BaseContext
 from typing import BinaryIO
 
+from pooldoctor.collect.logs.newlines import preload
 from pooldoctor.collect.logs.reader import (
     CHUNK_BYTES,
     LOG_SCAN_SECONDS,
@@ -115,6 +116,7 @@ def scan_parallel(
     if settings.deadline is None:
         settings = replace(settings, deadline=time.monotonic() + settings.seconds)
     workers = len(ranges) - 1 + (app_facts is not None)
+    preload()  # before forking: the workers inherit numpy instead of importing it each
     with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
         try:
             futures = [pool.submit(scan_range, settings, start, end) for start, end in ranges[1:]]

@@ -21,6 +21,7 @@ from pooldoctor.collect.logs.catalog import (
     quote_line,
     rules_for_keys,
 )
+from pooldoctor.collect.logs.newlines import count_newlines
 from pooldoctor.collect.logs.reader import Span
 from pooldoctor.collect.logs.search import candidate_lines
 from pooldoctor.collect.logs.timestamps import TimestampReader
@@ -117,7 +118,7 @@ class FileScan:
         buffer, start, end = span.buffer, span.start, span.end
         if end <= start:
             return
-        line_count = buffer.count(b"\n", start, end) + (buffer[end - 1] != 0x0A)
+        line_count = count_newlines(buffer, start, end) + (buffer[end - 1] != 0x0A)
         self.lines += line_count
         if self.first_line is None:
             first_end = buffer.find(b"\n", start, end)
@@ -213,17 +214,20 @@ class FileScan:
     ) -> tuple[datetime | None, int]:
         """Timestamp and id of the record a continuation line belongs to."""
         position = line_start
+        rfind, read = buffer.rfind, self.reader.read
         for _ in range(MAX_BACKTRACK_LINES):
             if position <= start:
                 return self.carry_moment, self.carry_record
-            previous = max(buffer.rfind(b"\n", start, position - 1) + 1, start)
+            previous = max(rfind(b"\n", start, position - 1) + 1, start)
             if previous in memo:
                 return memo[previous]
-            stamp = self.reader.read(buffer[previous : position - 1], flavor=False)
-            if stamp is not None:
-                found = (stamp.moment, self.consumed + previous - start)
-                memo[previous] = found
-                return found
+            # A line starting with a blank (a frame, indented SQL) or empty has no timestamp.
+            if buffer[previous] > 0x20 and previous < position - 1:
+                stamp = read(buffer[previous : position - 1], flavor=False)
+                if stamp is not None:
+                    found = (stamp.moment, self.consumed + previous - start)
+                    memo[previous] = found
+                    return found
             position = previous
         return None, self.consumed + line_start - start
 
