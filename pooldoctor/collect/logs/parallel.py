@@ -154,6 +154,7 @@ def scan_range(settings: ScanSettings, start: int, end: int | None) -> RangeScan
         )
         for span in stream.spans():
             scan.scan(span)
+            del span  # see LogStream.spans
     scan.drop_caches()
     return RangeScan(scan, stream.long_lines, stream.stop_reason)
 
