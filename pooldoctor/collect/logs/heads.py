@@ -47,8 +47,7 @@ class LineTimes:
         """The timestamp the line starting at `line` starts with, or None."""
         if line in self._moments:
             return self._moments[line]
-        stamp = self._reader.read(self.data[line : self.end(line)], flavor=False)
-        moment = None if stamp is None else stamp.moment
+        moment = self._reader.moment(self.data[line : self.end(line)])
         self._moments[line] = moment
         return moment
 
