@@ -13,6 +13,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from pooldoctor.collect.logs import newlines
+from pooldoctor.collect.logs import scan as scan_module
 from pooldoctor.collect.logs.catalog import SEARCH_KEYS, classify
 from pooldoctor.collect.logs.newlines import count_newlines
 from pooldoctor.collect.logs.reader import LogStream
@@ -258,3 +259,19 @@ def test_the_vectorised_count_changes_nothing(
     vectorised = _facts(_scan(path, FileScan, None))
     monkeypatch.setattr(newlines, "VECTORISED", False)
     assert vectorised == _facts(_scan(path, FileScan, None))
+
+
+def test_windowed_undecodable_count_equals_the_whole_decode(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(scan_module, "UNDECODABLE_WINDOW_BYTES", 64)
+    rng = random.Random(5)
+    pieces = (b"plain ascii ", b"\n", b"\r\n", "café ".encode(), "😀".encode(), b"\xff",
+              b"\xe2\x82", b"\xe2\x82\n", b"\xf0\x9f\x98", b"\xc3", b"\x80\x80",
+              b"\xed\xa0\x80")  # fmt: skip
+    for _ in range(300):
+        data = b"".join(rng.choice(pieces) for _ in range(rng.randrange(1, 120)))
+        start = rng.randrange(len(data))
+        whole = data[start:]
+        expected = len(whole.decode("utf-8", "replace")) - len(whole.decode("utf-8", "ignore"))
+        assert scan_module.undecodable(data, start, len(data)) == expected, data

@@ -36,6 +36,7 @@ FIRST_EXAMPLES = 3
 LAST_EXAMPLES = 2
 MAX_MINUTES_PER_EVENT = 20_000  # two weeks of minutes; more would bloat the evidence
 FLAVOR_MAJORITY = 0.8  # below this share for the top flavor, the file is "mixed"
+UNDECODABLE_WINDOW_BYTES = 256 * 1024
 
 _KEY_RULES = rules_for_keys()
 ONE_MINUTE = timedelta(minutes=1)
@@ -133,7 +134,7 @@ class FileScan:
             first_end = buffer.find(b"\n", start, end)
             self.first_line = buffer[start : first_end if first_end >= 0 else end]
         if not buffer.isascii():
-            self.undecodable += _undecodable(buffer[start:end])
+            self.undecodable += undecodable(buffer, start, end)
         self._sample(buffer, start, end, line_count)
         span_first = self._first_stamp(buffer, start, end)
         span_last = self._last_stamp(buffer, start, end)
@@ -384,6 +385,27 @@ class FileScan:
         return any(t.minutes_dropped for t in self.tallies.values())
 
 
-def _undecodable(data: bytes) -> int:
-    """How many invalid UTF-8 sequences `data` holds (each becomes one U+FFFD)."""
-    return len(data.decode("utf-8", "replace")) - len(data.decode("utf-8", "ignore"))
+def undecodable(buffer: bytes, start: int, end: int) -> int:
+    """How many invalid UTF-8 sequences buffer[start:end] holds (each becomes one U+FFFD).
+
+    Only windows holding a non-ASCII byte are decoded (a log with a few accented names costs
+    a few windows, not two decodes of every span). Windows end just after a newline, where no
+    UTF-8 sequence can go on, so their counts add up to the count over the whole.
+    """
+    count = 0
+    position = start
+    while position < end:
+        window_end = end
+        if end - position > UNDECODABLE_WINDOW_BYTES:
+            newline = buffer.find(b"\n", position + UNDECODABLE_WINDOW_BYTES - 1, end)
+            window_end = end if newline < 0 else newline + 1
+        window = buffer[position:window_end]
+        if not window.isascii():
+            try:
+                window.decode("utf-8")
+            except UnicodeDecodeError:
+                count += len(window.decode("utf-8", "replace")) - len(
+                    window.decode("utf-8", "ignore")
+                )
+        position = window_end
+    return count
