@@ -8,13 +8,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from pooldoctor.durations import format_duration
-from pooldoctor.evidence import Evidence
 from pooldoctor.findings import Finding, Role, Severity
 from pooldoctor.readings import Readings
-from pooldoctor.readings.baseline import fmt_short
 from pooldoctor.readings.holds import HoldReading
 from pooldoctor.readings.sessions import seconds_between
-from pooldoctor.readings.timing import cancellations
 from pooldoctor.runbooks import RunbookError, UnknownRunbook, get_runbook
 
 CLOSE_MARGIN = 0.1
@@ -82,13 +79,13 @@ class Differential:
         }
 
 
-def _rotation(r: HoldReading, _e: Evidence) -> str:
+def _rotation(r: HoldReading, _readings: Readings) -> str:
     trend = r.trend
     if trend is None:
         return "no pg_stat_activity samples to see rotation"
     in_tx = len(trend.idle_in_tx)
     typical = r.baseline.typical_seconds
-    pace = f" while requests take {fmt_short(typical)} (p99)" if typical is not None else ""
+    pace = f" while requests take {format_duration(typical)} (p99)" if typical is not None else ""
     text = (
         f"{trend.rotated_in_tx} transactions rotated and {len(r.frozen)} of {in_tx} idle in "
         f"transaction stayed unchanged over {format_duration(r.span_seconds)}{pace}"
@@ -98,7 +95,7 @@ def _rotation(r: HoldReading, _e: Evidence) -> str:
     return text
 
 
-def _held(r: HoldReading, _e: Evidence) -> str:
+def _held(r: HoldReading, _readings: Readings) -> str:
     if r.held:
         return r.describe_held()
     return (
@@ -107,7 +104,7 @@ def _held(r: HoldReading, _e: Evidence) -> str:
     )
 
 
-def _undersized(r: HoldReading, evidence: Evidence) -> str:
+def _undersized(r: HoldReading, readings: Readings) -> str:
     pool = r.pool
     if not pool.has_data:
         return "no pool-status samples"
@@ -124,7 +121,7 @@ def _undersized(r: HoldReading, evidence: Evidence) -> str:
             f"({r.baseline.multiple(longest)}): waiters give up before one finishes, so service "
             "time, not demand, fills it"
         )
-    elif r.lockstep(evidence) is not None:
+    elif readings.lockstep is not None:
         text += (
             ", but every burst of timeouts ends the holders' own transactions: they wait on the "
             "pool for a second connection, more capacity per thread would only move the limit"
@@ -146,7 +143,7 @@ def _longest_statement(r: HoldReading) -> float | None:
     return max(ages, default=None)
 
 
-def _slow(r: HoldReading, _e: Evidence) -> str:
+def _slow(r: HoldReading, _readings: Readings) -> str:
     trend = r.trend
     if trend is None:
         return "no pg_stat_activity samples"
@@ -160,14 +157,14 @@ def _slow(r: HoldReading, _e: Evidence) -> str:
     return text
 
 
-def _streaming(r: HoldReading, _e: Evidence) -> str:
+def _streaming(r: HoldReading, _readings: Readings) -> str:
     if not r.streaming:
         return "no open transaction fetched from a server-side cursor between samples"
     return f"{len(r.streaming)} open transactions fetched from a server-side cursor between samples"
 
 
-def _deadlock(r: HoldReading, evidence: Evidence) -> str:
-    timing = r.lockstep(evidence)
+def _deadlock(r: HoldReading, readings: Readings) -> str:
+    timing = readings.lockstep
     if timing is not None:
         return timing.describe()
     limit = r.baseline.pool_timeout
@@ -180,8 +177,8 @@ def _deadlock(r: HoldReading, evidence: Evidence) -> str:
     return "no bursts of pool timeouts one pool_timeout apart"
 
 
-def _cancellation(_r: HoldReading, evidence: Evidence) -> str:
-    lined_up = cancellations(evidence)
+def _cancellation(_r: HoldReading, readings: Readings) -> str:
+    lined_up = readings.lined_up
     if lined_up.gc_cleanups == 0:
         return (
             "the log has no garbage-collector cleanups of checked-out connections "
@@ -190,7 +187,7 @@ def _cancellation(_r: HoldReading, evidence: Evidence) -> str:
     return lined_up.describe()
 
 
-def _locks(r: HoldReading, _e: Evidence) -> str:
+def _locks(r: HoldReading, _readings: Readings) -> str:
     trend = r.trend
     if trend is None:
         return "no pg_stat_activity samples"
@@ -198,7 +195,7 @@ def _locks(r: HoldReading, _e: Evidence) -> str:
     return f"{blocked} app backends wait on a lock"
 
 
-REASONS: dict[str, Callable[[HoldReading, Evidence], str]] = {
+REASONS: dict[str, Callable[[HoldReading, Readings], str]] = {
     "idle-in-transaction": _rotation,
     "connection-leak": _held,
     "pool-undersized": _undersized,
@@ -234,12 +231,11 @@ def differential(readings: Readings, ranked: Sequence[Finding]) -> Differential 
         return None
     top = ranked[0]
     reading = readings.holds
-    evidence = readings.evidence
     considered: list[LookAlike] = []
     close: LookAlike | None = None
     for runbook in LOOK_ALIKES.get(top.runbook, ()):
         rival = _best(ranked[1:], runbook)
-        reason = REASONS[runbook](reading, evidence)
+        reason = REASONS[runbook](reading, readings)
         near = rival is not None and top.confidence - rival.confidence <= CLOSE_MARGIN
         if rival is not None:
             reason = (
@@ -269,7 +265,7 @@ def differential(readings: Readings, ranked: Sequence[Finding]) -> Differential 
     )
     note = (
         f"This window cannot decide between {top.runbook} and {rival_runbook}{versus}. Sample "
-        f"about {extra:.0f} s longer (raise --samples or --interval) to see whether the open "
-        "transactions rotate or stay put past the app's baseline."
+        f"about {format_duration(extra)} longer (raise --samples or --interval) to see whether "
+        "the open transactions rotate or stay put past the app's baseline."
     )
     return Differential(top.runbook, tuple(considered), note, round(extra, 1))

@@ -53,10 +53,12 @@ def server_setting_seconds(text: str | None) -> float | None:
 def format_duration(seconds: float) -> str:
     """Compact human duration, the one format of every report and finding.
 
-    >>> [format_duration(s) for s in (2.5, 45, 877, 10920, 180000)]
-    ['2.5s', '45s', '14m37s', '3h02m', '2d02h']
+    >>> [format_duration(s) for s in (0.0104, 0.8, 2.5, 45, 877, 10920, 180000)]
+    ['10ms', '800ms', '2.5s', '45s', '14m37s', '3h02m', '2d02h']
     """
     seconds = max(0.0, seconds)
+    if (millis := round(seconds * 1000)) < 1000:
+        return f"{millis}ms"
     if seconds < 10:
         return f"{seconds:.1f}s"
     whole = round(seconds)

@@ -94,7 +94,7 @@ def test_young_unchanged_transactions_are_a_leak_against_a_fast_app() -> None:
     assert top.runbook == "connection-leak", [(f.runbook, f.confidence) for f in diagnosis.findings]
     assert "app.orders.OrderRejected" in top.summary
     assert "/srv/app/orders.py:42 in create_order (explains 3 of 3)" in top.summary
-    assert "x the p99 request (10 ms)" in top.summary
+    assert "x the p99 request (10ms)" in top.summary
     assert diagnosis.differential is not None
     considered = {a["runbook"]: a for a in diagnosis.differential["considered"]}
     assert considered["idle-in-transaction"]["verdict"] == "ruled out"

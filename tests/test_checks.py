@@ -322,6 +322,32 @@ def test_each_lab_scenario_s_saved_evidence_puts_its_own_check_first(mode: str) 
         assert diagnosis.findings[0].check == check_named(mode).name
 
 
+@pytest.mark.parametrize(
+    "fixture",
+    sorted(
+        str(p.relative_to(REPO))
+        for folder in ("checks", "scenarios")
+        for p in (REPO / "tests" / "data" / folder).glob("*.json")
+        if p.name != "expected.json"
+    ),
+)
+def test_every_finding_carries_the_identity_its_check_declares(fixture: str) -> None:
+    """A check's findings name that check and only the runbooks its SPEC declares; after
+    ranking, only a symptom changes runbook, to the cause it points to."""
+    incident = evidence_from_json((REPO / fixture).read_text(encoding="utf-8"))
+    for spec in CHECKS:
+        for finding in spec.run(incident):
+            assert finding.check == spec.name and finding.id.startswith(f"{spec.name}:")
+            assert finding.runbook in spec.runbooks, (finding.id, finding.runbook)
+    ranked = diagnose(incident, strict=True).findings
+    by_id = {f.id: f for f in ranked}
+    for finding in ranked:
+        if "points_to" in finding.evidence:
+            assert finding.runbook == by_id[finding.evidence["points_to"]].runbook
+        else:
+            assert finding.runbook in check_named(finding.check).runbooks, finding.id
+
+
 def test_each_check_declares_its_identity_in_its_own_module() -> None:
     for spec in CHECKS:
         module = sys.modules[spec.check.__module__]

@@ -19,15 +19,18 @@ from pooldoctor.checks.spec import CheckSpec
 from pooldoctor.diagnosis import (
     CANCELLATION_DISCOUNT,
     DEADLOCK_DISCOUNT,
+    LOCKSTEP_DISCOUNT,
     deadlock_explains_leak,
     diagnose,
     rank,
 )
 from pooldoctor.evidence import (
     ActivitySample,
+    AppLogFacts,
     Backend,
     Evidence,
     LogEvent,
+    LoggedException,
     SourceState,
     SourceStatus,
 )
@@ -95,7 +98,7 @@ def test_symptom_ranks_below_its_cause_and_points_to_it() -> None:
 def test_undersized_remediation_uses_littles_law() -> None:
     top = diagnose(cases.pool_undersized(), strict=True).findings[0]
     sizing = top.remediation[0]
-    assert "150.0 checkouts/s x 180 ms mean hold = 27.0 connections" in sizing
+    assert "150.0 checkouts/s x 180ms mean hold = 27.0 connections" in sizing
     assert "36 over 2 process(es): pool_size=12, max_overflow=6 each" in sizing
 
 
@@ -421,6 +424,55 @@ def test_tie_d_sessions_the_leak_claims_are_not_idle_in_transaction() -> None:
     assert "connection-leak" in checks and "idle-in-transaction" not in checks
     rotating = read(cases.idle_in_transaction())
     assert rotating.leaked_pids == frozenset()
+
+
+def _in_lockstep(incident: Evidence, pool_timeout: float, bursts: int, size: int) -> Evidence:
+    """`incident` whose app log times out `size` checkouts at once, `bursts` times, one
+    pool_timeout apart (the last burst 1 s ago)."""
+    timed_out = tuple(
+        LoggedException(
+            at=ago(1 + pool_timeout * (bursts - 1 - burst)) + timedelta(milliseconds=5 * i),
+            type="sqlalchemy.exc.TimeoutError",
+            message="QueuePool limit of size 20 overflow 10 reached, connection timed out",
+            app_frame="/srv/app/payments.py:91 in audit",
+            app_frames=("/srv/app/payments.py:88 in charge", "/srv/app/payments.py:91 in audit"),
+        )
+        for burst in range(bursts)
+        for i in range(size)
+    )
+    [log] = incident.logs
+    return replace(
+        incident,
+        logs=(replace(log, app=AppLogFacts(exceptions=timed_out)),),
+        config=replace(incident.config or config(), pool_timeout=pool_timeout),
+    )
+
+
+def test_tie_e_transactions_that_end_only_by_timing_out_wait_on_the_pool() -> None:
+    """Idle in transaction vs thread-pool deadlock: the same rotating transactions (2-9 s, a
+    30-connection pool) with bursts of 20 timeouts one pool_timeout (8 s) apart are threads
+    waiting for a second connection; without the bursts they stay idle in transaction."""
+    plain = cases.idle_in_transaction()
+    incident = _in_lockstep(plain, pool_timeout=8.0, bursts=4, size=20)
+    readings = read(incident)
+    assert readings.lockstep is not None
+    assert readings.lockstep.bursts.sizes == (20, 20, 20, 20)
+    alone = _by_check(check_named("idle-in-transaction").run(incident), "idle-in-transaction")
+    diagnosis = diagnose(incident, strict=True)
+    idle_tx = _by_check(diagnosis.findings, "idle-in-transaction")
+    assert idle_tx.confidence == round(alone.confidence * LOCKSTEP_DISCOUNT, 2)
+    assert idle_tx.evidence["discounted_for"] == "threadpool-deadlock lockstep"
+    assert diagnosis.findings[0].check == "threadpool-deadlock"
+    # Bursts too small for the pool, or too few, are not lockstep: no discount.
+    for unlike in (
+        _in_lockstep(plain, pool_timeout=8.0, bursts=4, size=5),
+        _in_lockstep(plain, pool_timeout=8.0, bursts=2, size=20),
+        _in_lockstep(plain, pool_timeout=3.0, bursts=4, size=20),  # 9 s transactions outlive it
+    ):
+        assert read(unlike).lockstep is None
+        kept = _by_check(diagnose(unlike, strict=True).findings, "idle-in-transaction")
+        assert "discounted_for" not in kept.evidence
+    assert diagnose(plain, strict=True).findings[0].check == "idle-in-transaction"
 
 
 def test_idle_in_transaction_starts_with_the_least_disruptive_step() -> None:

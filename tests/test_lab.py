@@ -130,6 +130,8 @@ def test_env_text_describes_the_pool() -> None:
     assert "DB_MAX_OVERFLOW=1\n" in text
     assert "DB_STATEMENT_TIMEOUT=500ms\n" in text
     assert "WEB_CONCURRENCY=4\n" in text
+    assert "APPLICATION_NAME" not in text
+    assert "APPLICATION_NAME=lab-app\n" in LabConfig().env_text(named=True)
 
 
 def test_load_stops_at_the_request_budget(pg: TempCluster, tmp_path: Path) -> None:

@@ -18,10 +18,20 @@ from pooldoctor.report import build as report_build
 from pooldoctor.report import build_report, render_html, render_json, render_markdown
 from pooldoctor.report.keytimes import build_key_times
 from tests.data.checks import cases
-from tests.evidence_builders import NOW, SAMPLE_TIMES, ago, events, evidence, log_file, pool
+from tests.evidence_builders import (
+    NOW,
+    SAMPLE_TIMES,
+    ago,
+    config,
+    events,
+    evidence,
+    log_file,
+    pool,
+)
 
 # Two-unit durations the report used to print beside the findings' compact ones ("14m 37s").
 SPACED_DURATION = re.compile(r"\b\d+[dhm] \d+[hms]\b")
+OTHER_SECONDS = re.compile(r"\b\d+(?:\.\d+)? m?s\b|\b\d+\.\d\ds\b|\b0\.\ds\b")
 IDLE_TX_TIMEOUT = re.compile(r"idle_in_transaction_session_timeout = '([^']+)'")
 BUDGET = re.compile(r"(\d+) available \((\d+) max_connections - [^)]*?(\d+) other clients\)")
 SCENARIOS = Path(__file__).parent / "data" / "scenarios"
@@ -71,6 +81,23 @@ def test_one_duration_format_and_one_idle_tx_timeout_across_a_whole_report() -> 
         values = {value for text in texts for value in IDLE_TX_TIMEOUT.findall(text)}
         assert len(values) == 1, values
         assert read(incident).idle_tx_timeout in (60, 120, 300, 600, 900, 1800, 3600)
+
+
+def test_sub_second_durations_take_the_one_format_too() -> None:
+    """Mean holds, waits and request times under a second read '180ms', like '2.5s' and
+    '14m37s', not '180 ms' or '0.18s'."""
+    for incident in (cases.pool_undersized(), cases.connection_leak(), cases.healthy()):
+        report = build_report(incident, diagnose(incident, strict=True), generated_at=NOW)
+        for text in (render_markdown(report), render_json(report)):
+            assert OTHER_SECONDS.findall(text) == []
+    undersized = render_markdown(
+        build_report(
+            cases.pool_undersized(),
+            diagnose(cases.pool_undersized(), strict=True),
+            generated_at=NOW,
+        )
+    )
+    assert "180ms mean hold" in undersized
 
 
 def test_the_report_and_the_findings_print_the_same_duration() -> None:
@@ -202,3 +229,16 @@ def test_the_report_reads_the_readings_the_checks_judged_by(
     assert f"pool full in {pool.full_samples} of {pool.samples} samples" in lead.impact
     timeouts = diagnosis.readings.logs.by_event[LogEvent.POOL_TIMEOUT].count
     assert f"{timeouts} QueuePool timeouts" in lead.impact
+
+
+def test_without_database_sessions_findings_are_named_by_the_configured_application_name() -> None:
+    """No pg_stat_activity to recognise the app by: its configured application_name names the
+    findings, not the pool endpoint's host:port; with neither, the host:port remains."""
+    unnamed = cases.pool_exhausted()
+    named = replace(unnamed, config=config(application_name="orders-api"))
+    assert read(named).label == "orders-api"
+    assert [f.id for f in diagnose(named, strict=True).findings] == [
+        f.id.replace("api-1:8000", "orders-api") for f in diagnose(unnamed, strict=True).findings
+    ]
+    assert diagnose(named, strict=True).findings[0].id == "pool-exhausted:orders-api"
+    assert read(unnamed).label == "api-1:8000"

@@ -363,5 +363,5 @@ def test_checkouts_from_one_code_path_are_one_timeline_row() -> None:
         "18 checkouts by app/api/orders.py:42 in create_order began and were still held at "
         "collection time (held 10m22s to 14m37s)",
         "12 checkouts by app/api/items.py:17 in list_items began and were still held at "
-        "collection time (held 0.1s)",
+        "collection time (held 100ms)",
     ]

@@ -163,8 +163,8 @@ def leak_remediation(readings: Readings, signature: LeakSignature) -> list[str]:
         steps.append(
             f"Fix the error path at {path['app_frame'] or path['message']}: {path['exception']} "
             f"leaves the session open ({path['explains']} of {path['of']} stuck transactions "
-            f"began within {lag:.0f} ms of it being logged); use `with Session(engine) as "
-            "session:` so the exception path returns the connection"
+            f"began within {format_duration(lag / 1000)} of it being logged); use "
+            "`with Session(engine) as session:` so the exception path returns the connection"
         )
     else:
         steps.append(

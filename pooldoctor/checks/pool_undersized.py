@@ -52,7 +52,7 @@ def _sizing(
         per_process, pool_size, overflow = _spread(needed, processes)
         steps.append(
             f"Little's law: {throughput.per_second:.1f} checkouts/s x "
-            f"{throughput.hold_seconds * 1000:.0f} ms mean hold = {mean:.1f} connections busy "
+            f"{format_duration(throughput.hold_seconds)} mean hold = {mean:.1f} connections busy "
             f"on average (measured from {throughput.measured_from}); with {HEADROOM - 1:.0%} "
             f"headroom {needed} over {processes} process(es): pool_size={pool_size}, "
             f"max_overflow={overflow} each"
@@ -134,7 +134,7 @@ def check(readings: Readings) -> list[Finding]:
             return []
         confidence = max(confidence, 0.5)
         reasons.append(
-            f"mean hold {throughput.hold_seconds * 1000:.0f} ms at "
+            f"mean hold {format_duration(throughput.hold_seconds)} at "
             f"{throughput.per_second:.1f} checkouts/s"
         )
     times = readings.checkout_times

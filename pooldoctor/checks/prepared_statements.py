@@ -13,7 +13,6 @@ from pooldoctor.readings import pgbouncer as facts
 
 CHECK = "prepared-statements-pgbouncer"
 PROTOCOL_PREPARED_VERSION = (1, 21)  # PgBouncer tracks protocol-level prepared statements
-DEALLOCATE_VERSION = (1, 22)  # ... and handles DEALLOCATE ALL / DISCARD ALL
 
 
 def transaction_mode_facts(evidence: Evidence) -> list[dict[str, Any]]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pooldoctor.checks.common import finding
 from pooldoctor.checks.spec import CheckSpec
+from pooldoctor.durations import format_duration
 from pooldoctor.findings import Finding, Severity
 from pooldoctor.readings import Readings
 from pooldoctor.readings import pgbouncer as facts
@@ -41,10 +42,11 @@ def check(readings: Readings) -> list[Finding]:
                     summary=(
                         f"pool_mode = session on {facts.label(bouncer)}: {len(idle)} client "
                         f"connections stayed paired with a server connection without a single "
-                        f"request for {seconds:.1f}s (request_time unchanged across samples), "
+                        f"request for {format_duration(seconds)} "
+                        "(request_time unchanged across samples), "
                         f"while sv_active {pool.sv_active} is at the pool size "
                         f"({limit.arithmetic()}) and {pool.cl_waiting} clients wait "
-                        f"(cl_waiting, maxwait {pool.maxwait_seconds:.1f}s)"
+                        f"(cl_waiting, maxwait {format_duration(pool.maxwait_seconds)})"
                     ),
                     runbook=RUNBOOK,
                     evidence={

@@ -18,6 +18,7 @@ from psycopg.rows import DictRow, dict_row
 from pooldoctor.collect.dsn import InvalidDsnError, normalize_dsn
 from pooldoctor.collect.probe import FINISH_WAIT_SECONDS, SingleConnectionProbe
 from pooldoctor.collect.sql import load_fragment, load_query, shorten_query
+from pooldoctor.durations import format_duration
 from pooldoctor.evidence import (
     ActivitySample,
     Backend,
@@ -449,7 +450,7 @@ class PostgresProbe(SingleConnectionProbe[PostgresEvidence]):
         else:
             count = len(self._samples)
             detail = (
-                f"connected in {self.facts.connect_seconds or 0:.2f}s as "
+                f"connected in {format_duration(self.facts.connect_seconds or 0)} as "
                 f"{self.facts.current_user or '?'}, "
                 f"{count} sample{'' if count == 1 else 's'}"
             )

@@ -17,6 +17,7 @@ from typing import Any
 
 from pooldoctor.collect.pool_payloads import excerpt, looks_like_html
 from pooldoctor.collect.pool_status import describe_error
+from pooldoctor.durations import format_duration
 from pooldoctor.evidence import (
     MAX_COUNT,
     PoolInstance,
@@ -373,7 +374,7 @@ class History:
     def status(self, started: datetime, finished: datetime) -> SourceStatus:
         evidence = self.evidence
         seconds = (evidence.end - evidence.start).total_seconds()
-        span = f"{seconds / 60:.0f} min" if seconds >= 120 else f"{seconds:.0f}s"
+        span = format_duration(seconds)
         detail = (
             f"{evidence.instances} instance(s), {evidence.series} series over {span} "
             f"at {evidence.step_seconds:g}s steps"

@@ -21,6 +21,7 @@ from pooldoctor.commands.progress import (
     sampling_progress,
     verbosity,
 )
+from pooldoctor.durations import format_duration
 from pooldoctor.exitcodes import STATUS_EXIT, ExitCode
 from pooldoctor.interrupts import interrupt_exit_code, interrupt_name
 
@@ -143,7 +144,7 @@ def diagnose_command(
         extra = min(float(more_seconds), extend_up_to)
         if level is not Verbosity.QUIET:
             print(
-                f"pooldoctor: the window cannot decide yet; sampling {extra:.0f} s more",
+                f"pooldoctor: the window cannot decide yet; sampling {format_duration(extra)} more",
                 file=sys.stderr,
             )
         more = replace(sources, samples=extra_samples(extra, sources.interval))

@@ -79,7 +79,7 @@ class _Stage:
         """Run the real pooldoctor capture against everything on this stage."""
         return capture_lab(
             self.workdir,
-            config.env_text(workers),
+            config.env_text(workers, named=True),
             self.cluster.dsn(),
             [app.url("/pool-status") for app in self.apps],
             [*(app.log_path for app in self.apps), self.cluster.logfile],
@@ -313,7 +313,6 @@ def server_max_connections(workdir: Path) -> ScenarioRun:
 
 
 STALE_POOL = 3
-STALE_WARM_SECONDS = 1.0
 STALE_AFTER_SECONDS = 1.5
 
 

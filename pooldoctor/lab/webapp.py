@@ -89,8 +89,10 @@ class LabConfig:
     # threads that stay alive, as in AnyIO/Starlette's threadpool for sync endpoints.
     worker_threads: int | None = None
 
-    def env_text(self, workers: int = 1) -> str:
-        """The app's settings as a KEY=VALUE env file, as a deployment would have it."""
+    def env_text(self, workers: int = 1, *, named: bool = False) -> str:
+        """The app's settings as a KEY=VALUE env file, as a deployment would have it; `named`
+        adds the application_name its connections carry (the incidents leave it out to show
+        the app recognised by its pool evidence alone)."""
         lines = [
             f"DB_POOL_SIZE={self.pool_size}",
             f"DB_MAX_OVERFLOW={self.max_overflow}",
@@ -99,6 +101,8 @@ class LabConfig:
             f"DB_CONNECT_TIMEOUT={self.connect_timeout}",
             f"WEB_CONCURRENCY={workers}",
         ]
+        if named:
+            lines.append(f"APPLICATION_NAME={self.application_name}")
         if self.pool_recycle >= 0:  # -1, SQLAlchemy's "never", is left unset as in most apps
             lines.append(f"DB_POOL_RECYCLE={self.pool_recycle}")
         if self.statement_timeout_ms is not None:

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 from pooldoctor.evidence import ActivitySample, Evidence, LogEvent
-from pooldoctor.readings.app import AppIdentity, app_identity
+from pooldoctor.readings.app import AppIdentity, app_identity, configured_app_name
 from pooldoctor.readings.budget import ServerBudget, server_budget
 from pooldoctor.readings.deadlock import (
     DeadlockSignature,
@@ -57,7 +57,7 @@ class Readings:
 
     evidence: Evidence
     app: AppIdentity | None
-    label: str  # the app's short name in finding ids: application_name, role, else a host
+    label: str  # the app's short name in finding ids: application_name, role, configured name, host
     pool: PoolSignal
     sessions: SessionTrend | None
     throughput: Throughput | None
@@ -98,9 +98,12 @@ class Readings:
 
 
 def app_label(evidence: Evidence, app: AppIdentity | None) -> str:
-    """Short name of the app: its application_name or role, else its first pool endpoint's host."""
+    """Short name of the app: its application_name or role as seen in pg_stat_activity, else the
+    application_name its configuration sets, else its first pool endpoint's host."""
     if app is not None:
         return app.short
+    if configured := configured_app_name(evidence):
+        return configured
     for instance in evidence.pools:
         return urlsplit(instance.url).netloc or instance.url
     return "app"
@@ -119,6 +122,7 @@ def read(evidence: Evidence) -> Readings:
     leak = leak_signature(pool, timeouts, gc, trend, holds, times)
     eof = logs.signal(LogEvent.CLIENT_EOF_IN_TRANSACTION)
     lined_up = cancellations(evidence)
+    lockstep = holds.lockstep(evidence)
     leaked = leaked_pids(trend, pool, holds) if trend is not None else frozenset()
     ages = legitimate_idle_tx_ages(trend, leaked) if trend is not None else []
     activity = latest_activity(evidence.postgres)
@@ -135,7 +139,7 @@ def read(evidence: Evidence) -> Readings:
         pool_timeouts=timeouts,
         leak=leak,
         deadlock=deadlock_signature(evidence, pool, timeouts, trend)
-        or lockstep_signature(evidence, holds),
+        or lockstep_signature(lockstep, holds),
         cancellation=tuple(cancellation_hints(lined_up, eof)) if leak is not None else (),
         leaked_pids=leaked,
         longest_legitimate_idle_tx=max(ages, default=None),
@@ -143,7 +147,7 @@ def read(evidence: Evidence) -> Readings:
         budget=server_budget(evidence, app),
         holds=holds,
         lined_up=lined_up,
-        lockstep=holds.lockstep(evidence),
+        lockstep=lockstep,
         visibility=read_visibility(evidence.postgres, app),
         activity=activity,
         locks=locks,

@@ -61,15 +61,16 @@ class Baseline:
         return ROTATION_WINDOW_MULTIPLE * typical
 
     def multiple(self, age: float) -> str:
-        """'870x the p99 request (15 ms), 13x pool_timeout (1.0s)'."""
+        """'870x the p99 request (15ms), 13x pool_timeout (1.0s)'."""
         parts = []
         if self.request_p99:
             parts.append(
-                f"{age / self.request_p99:.0f}x the p99 request ({fmt_short(self.request_p99)})"
+                f"{age / self.request_p99:.0f}x the p99 request "
+                f"({format_duration(self.request_p99)})"
             )
         elif self.hold_mean:
             parts.append(
-                f"{age / self.hold_mean:.0f}x the mean checkout ({fmt_short(self.hold_mean)})"
+                f"{age / self.hold_mean:.0f}x the mean checkout ({format_duration(self.hold_mean)})"
             )
         if self.pool_timeout:
             limit = format_duration(self.pool_timeout)
@@ -90,10 +91,6 @@ class Baseline:
 
 def _round(value: float | None) -> float | None:
     return None if value is None else round(value, 4)
-
-
-def fmt_short(seconds: float) -> str:
-    return f"{seconds * 1000:.0f} ms" if seconds < 1 else format_duration(seconds)
 
 
 def request_times(evidence: Evidence) -> list[float]:
@@ -152,9 +149,11 @@ def baseline(evidence: Evidence, timeouts: LogSignal | None = None) -> Baseline:
     )
     limits: list[tuple[float, str]] = []
     if p99 is not None:
-        limits.append((P99_MULTIPLE * p99, f"{P99_MULTIPLE:g}x p99 request {fmt_short(p99)}"))
+        limits.append((P99_MULTIPLE * p99, f"{P99_MULTIPLE:g}x p99 request {format_duration(p99)}"))
     elif hold is not None:
-        limits.append((HOLD_MULTIPLE * hold, f"{HOLD_MULTIPLE:g}x mean checkout {fmt_short(hold)}"))
+        limits.append(
+            (HOLD_MULTIPLE * hold, f"{HOLD_MULTIPLE:g}x mean checkout {format_duration(hold)}")
+        )
     if pool_timeout:
         limits.append(
             (

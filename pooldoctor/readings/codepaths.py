@@ -8,6 +8,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
+from pooldoctor.durations import format_duration
 from pooldoctor.evidence import CodeFlag, Evidence, LoggedException
 
 # An exception explains a moment when it was logged after it within the failing request's own
@@ -120,7 +121,10 @@ class MatchWindow:
     basis: str
 
     def describe(self) -> str:
-        return f"{self.before * 1000:.0f} ms before to {self.after:.2f} s after ({self.basis})"
+        return (
+            f"{format_duration(self.before)} before to {format_duration(self.after)} after "
+            f"({self.basis})"
+        )
 
     def as_evidence(self) -> dict[str, Any]:
         return {
@@ -179,12 +183,16 @@ def match_window(
     skew = abs(offset or 0.0) + resolution
     if typical_seconds is None:
         after = MAX_SLACK_SECONDS
-        basis = "no request or checkout times: at most 5 s"
+        basis = f"no request or checkout times: at most {format_duration(MAX_SLACK_SECONDS)}"
     else:
         after = min(MAX_SLACK_SECONDS, max(MIN_SLACK_SECONDS, SLACK_P99_MULTIPLE * typical_seconds))
-        basis = f"2x the typical request {typical_seconds * 1000:.0f} ms, within 0.25-5 s"
+        basis = (
+            f"2x the typical request {format_duration(typical_seconds)}, within "
+            f"{format_duration(MIN_SLACK_SECONDS)}-{format_duration(MAX_SLACK_SECONDS)}"
+        )
     if offset is not None:
-        basis += f"; clocks {offset * 1000:+.0f} ms apart"
+        ahead = "ahead of" if offset >= 0 else "behind"
+        basis += f"; database clock {format_duration(abs(offset))} {ahead} the capture host's"
     if resolution >= 1.0:
         basis += "; log timestamps to the second"
     return MatchWindow(max(SKEW_SECONDS, skew), after + skew, offset, resolution, basis)

@@ -12,6 +12,7 @@ from pooldoctor.readings.holds import HoldReading
 from pooldoctor.readings.logs import LogSignal
 from pooldoctor.readings.pools import PoolSignal, group_holders, measure_throughput
 from pooldoctor.readings.sessions import SessionTrend
+from pooldoctor.readings.timing import Lockstep
 
 DEADLOCK_SPREAD_SECONDS = 30.0  # checkouts that all went quiet within this window froze together
 DEADLOCK_IDLE_SHARE = 0.7  # share of the app's backends plainly idle while the pool is full
@@ -93,10 +94,9 @@ LOCKSTEP_CONFIDENCE = 0.75  # timing alone; the nested checkout in the traceback
 NESTED_CHECKOUT_CONFIDENCE = 0.1
 
 
-def lockstep_signature(evidence: Evidence, holds: HoldReading) -> DeadlockSignature | None:
+def lockstep_signature(timing: Lockstep | None, holds: HoldReading) -> DeadlockSignature | None:
     """Holders whose transactions end only when their own requests time out, in bursts one
-    pool_timeout apart (readings.timing.lockstep), while the pool is at its limit."""
-    timing = holds.lockstep(evidence)
+    pool_timeout apart (`timing`, from readings.timing.lockstep), while the pool is at its limit."""
     if timing is None or not (holds.pool.full_now or holds.pool.full_always):
         return None
     nested = len(timing.nested_frames) >= 2

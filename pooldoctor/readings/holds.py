@@ -76,11 +76,6 @@ class HoldReading:
             and self.more_seconds_to_decide() > 0
         )
 
-    @property
-    def rotation_decides(self) -> bool:
-        """The window is long enough that ordinary transactions would have rotated in it."""
-        return self.span_seconds >= self.baseline.rotation_window()
-
     def more_seconds_to_decide(self) -> float:
         """Extra sampling after which a frozen transaction would be past the held age and the
         window long enough to see rotation."""

@@ -163,7 +163,7 @@ def _code_path_reasons(
         reasons.append(
             "opened by the request that failed with "
             + "; ".join(p.describe() for p in paths[:2])
-            + f", logged within {lag:.0f} ms of each xact_start"
+            + f", logged within {format_duration(lag / 1000)} of each xact_start"
         )
         if holds.match_window is not None:
             extra["code_path_window"] = holds.match_window.as_evidence()

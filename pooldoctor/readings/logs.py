@@ -192,8 +192,3 @@ def read_logs(evidence: Evidence) -> LogReadings:
         kind: combine((kind,), (o for o in occurrences if o.event is kind), now) for kind in kinds
     }
     return LogReadings(now, occurrences, MappingProxyType(by_event))
-
-
-def examples_mention(signal: LogSignal, *needles: str) -> bool:
-    """True when an example line of the signal contains one of the needles (case-insensitive)."""
-    return any(n.lower() in e.lower() for e in signal.examples for n in needles)

@@ -283,7 +283,7 @@ class CheckoutTimes:
         parts = []
         if self.mean_wait_seconds is not None:
             parts.append(
-                f"mean wait {self.mean_wait_seconds * 1000:.0f} ms ({self.waits} checkouts)"
+                f"mean wait {format_duration(self.mean_wait_seconds)} ({self.waits} checkouts)"
             )
         if self.mean_use_seconds is not None:
             parts.append(f"mean use {format_duration(self.mean_use_seconds)} ({self.uses} returns)")

@@ -80,9 +80,6 @@ class SessionTrend:
     def multi_sample(self) -> bool:
         return self.samples >= 2
 
-    def max_app_backends(self) -> int:
-        return len(self.latest)
-
 
 def transaction_start(backend: Backend) -> datetime | None:
     """xact_start, or state_change for an aborted transaction (its xact_start reads NULL)."""

@@ -8,6 +8,7 @@ from datetime import datetime
 from statistics import median
 from typing import Any
 
+from pooldoctor.durations import format_duration
 from pooldoctor.evidence import MOMENT_CANCELLATION, MOMENT_GC_CLEANUP, Evidence
 from pooldoctor.readings.codepaths import exceptions, is_pool_timeout
 
@@ -75,7 +76,7 @@ class Cancellations:
     def describe(self) -> str:
         return (
             f"{self.aligned} of {self.gc_cleanups} garbage-collector cleanups come within "
-            f"{ALIGN_SECONDS:g}s after a cancellation or client disconnect "
+            f"{format_duration(ALIGN_SECONDS)} after a cancellation or client disconnect "
             f"({self.cancellations} in the log)"
         )
 
@@ -127,8 +128,9 @@ class Lockstep:
         gap = self.bursts.median_gap or 0.0
         text = (
             f"{len(self.bursts.sizes)} bursts of pool timeouts (median {self.bursts.median_size:g} "
-            f"at once) {gap:.2f}s apart, one pool_timeout ({self.pool_timeout:g}s); the app's "
-            f"transactions never outlive it (oldest {self.oldest_in_tx:.2f}s) while the pool "
+            f"at once) {format_duration(gap)} apart, one pool_timeout "
+            f"({format_duration(self.pool_timeout)}); the app's transactions never outlive it "
+            f"(oldest {format_duration(self.oldest_in_tx)}) while the pool "
             f"stays at {self.capacity}"
         )
         if len(self.nested_frames) >= 2:

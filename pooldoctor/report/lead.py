@@ -7,6 +7,7 @@ from collections import Counter
 from collections.abc import Sequence
 from typing import Any
 
+from pooldoctor.durations import format_duration
 from pooldoctor.findings import Role, Severity, Status
 from pooldoctor.readings import Readings
 from pooldoctor.readings.app import is_client, is_self
@@ -162,8 +163,8 @@ def build_postmortem(
     if detected is not None and detected.at is not None:
         detection += f" at {stamp(detected.at)} UTC"
         if first is not None and first.at is not None:
-            minutes = (as_utc(detected.at) - as_utc(first.at)).total_seconds() / 60
-            detection += f", {minutes:.0f} min after the first error"
+            after = (as_utc(detected.at) - as_utc(first.at)).total_seconds()
+            detection += f", {format_duration(after)} after the first error"
     top = findings[0]
     root_cause = f"{top.title}. {top.summary.rstrip('.')}."
     return Postmortem(
