@@ -5,7 +5,8 @@ tracebacks, gunicorn access lines and PostgreSQL server lines, about 1.5% of the
 Size: POOLDOCTOR_BENCH_MB (default 512). collect_logs splits such a file over one process per
 core (and reads the app-log records of its last 32 MiB in one more); the same file read from
 stdin shows the one-process speed (gzip and pipes get that). Also printed: the app-log record
-pass alone, the scan with strstr passes instead of Hyperscan, the start method, the load.
+pass alone, the scan with strstr passes instead of Hyperscan, the CPU with and without
+numpy's newline count, the start method, the load.
 The target is the issue's: wall time at or under grep's, both cores against grep's one; the
 CPU line shows what that ratio would be on otherwise idle cores.
 """
@@ -20,9 +21,10 @@ import subprocess
 import time
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from pathlib import Path
 
-from pooldoctor.collect.logs import collect_logs, search
+from pooldoctor.collect.logs import collect_logs, newlines, search
 from pooldoctor.collect.logs.catalog import SEARCH_KEYS, classification_literals
 from pooldoctor.collect.logs.parallel import _context, process_count
 from pooldoctor.collect.logs.records import read_app_log
@@ -31,7 +33,7 @@ from pooldoctor.evidence import LogFileEvidence
 DEFAULT_MB = 512
 TARGET_RATIO = 1.0  # issue 14: a full scan at or under grep -c -F with the same literals
 EVENT_SHARE = 0.015
-ROUNDS = 2  # best of two, both tools, so neither pays for a cold page cache
+ROUNDS = 3  # best of three, both tools: neither pays for a cold page cache, less for load
 DATA_DIR = Path(__file__).parent / ".data"
 START = datetime(2024, 12, 5, 0, 0, 0, tzinfo=UTC)
 NOW = datetime.now(UTC)
@@ -182,6 +184,31 @@ def _without_hyperscan(run: Callable[[], object]) -> Callable[[], object]:
     return strstr_run
 
 
+def _without_numpy(run: Callable[[], object]) -> Callable[[], object]:
+    """`run` with newlines counted by bytes.count, as where numpy is missing."""
+
+    def counting_run() -> object:
+        kept = newlines.VECTORISED
+        newlines.VECTORISED = False
+        try:
+            return run()
+        finally:
+            newlines.VECTORISED = kept
+
+    return counting_run
+
+
+def _alternating(one: Callable[[], object], other: Callable[[], object]) -> tuple[float, float]:
+    """Best CPU seconds of `one` and of `other`, run alternately ROUNDS + 1 times each."""
+    best = [float("inf"), float("inf")]
+    for _ in range(ROUNDS + 1):
+        for index, run in enumerate((one, other)):
+            cpu_started = _cpu_seconds()
+            run()
+            best[index] = min(best[index], _cpu_seconds() - cpu_started)
+    return best[0], best[1]
+
+
 def main() -> int:
     """Generate the log if needed, time grep and collect_logs, print the ratio."""
     megabytes = int(os.environ.get("POOLDOCTOR_BENCH_MB", DEFAULT_MB))
@@ -208,6 +235,8 @@ def main() -> int:
     strstr_seconds, strstr_cpu, _ = _best(
         _without_hyperscan(lambda: collect_logs([str(path)], log_tz=UTC, since=None, until=None))
     )
+    whole = partial(collect_logs, [str(path)], log_tz=UTC, since=None, until=None)
+    numpy_cpu, count_cpu = _alternating(whole, _without_numpy(whole))
     assert isinstance(evidence, tuple)
     log = evidence[0]
     assert isinstance(log, LogFileEvidence)
@@ -227,6 +256,8 @@ def main() -> int:
     matcher = "Hyperscan" if search.MULTI_LITERAL else "strstr passes (no Hyperscan wheel)"
     print(f"key search: {matcher}; without Hyperscan: {strstr_seconds:.3f}s wall, "
           f"{strstr_cpu:.3f} CPU s")  # fmt: skip
+    print(f"newline count: numpy {numpy_cpu:.3f} CPU s, bytes.count {count_cpu:.3f} CPU s "
+          "(whole scan, alternating)")  # fmt: skip
     load = ", ".join(f"{value:.2f}" for value in os.getloadavg())
     print(f"processes start by {_context().get_start_method()}; load average {load} "
           f"on {os.cpu_count()} cores")  # fmt: skip

@@ -202,6 +202,7 @@ def _scan(
         scan = FileScan(reader, since, until, executor=pool, workers=SCAN_WORKERS)
         for span in stream.spans():
             scan.scan(span)
+            del span  # see LogStream.spans
     problems = _problems(scan, stream.stop_reason, stream.empty, stream.long_lines)
     return _evidence(path, scan, problems)
 

@@ -45,10 +45,12 @@ class LineTimes:
 
     def moment(self, line: int) -> datetime | None:
         """The timestamp the line starting at `line` starts with, or None."""
+        data = self.data
+        if line >= len(data) or data[line] <= 0x20:
+            return None  # empty, or a frame or other continuation: as the reader would say
         if line in self._moments:
             return self._moments[line]
-        stamp = self._reader.read(self.data[line : self.end(line)], flavor=False)
-        moment = None if stamp is None else stamp.moment
+        moment = self._reader.moment(self.data[line : self.end(line)])
         self._moments[line] = moment
         return moment
 

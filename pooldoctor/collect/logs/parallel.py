@@ -8,8 +8,10 @@ equals that of one sequential scan. The calling process scans the first range it
 
 from __future__ import annotations
 
+import ctypes
 import multiprocessing
 import os
+import sys
 import threading
 import time
 from collections import deque
@@ -20,6 +22,7 @@ from datetime import datetime, tzinfo
 from multiprocessing.context import BaseContext
 from typing import BinaryIO
 
+from pooldoctor.collect.logs.newlines import preload
 from pooldoctor.collect.logs.reader import (
     CHUNK_BYTES,
     LOG_SCAN_SECONDS,
@@ -45,6 +48,8 @@ PARALLEL_MIN_BYTES = 32 * 1024 * 1024
 SPAWN_MIN_BYTES = 256 * 1024 * 1024
 MAX_PROCESSES = 8  # memory stays bounded: each process holds about two chunks
 STOP_WAIT_SECONDS = 1.0  # a terminated worker is gone well within this
+M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3  # glibc's mallopt parameters (malloc.h)
+MALLOC_KEEP_BYTES = 2 * CHUNK_BYTES + MAX_LINE_BYTES  # a chunk, the next, a carried line
 
 
 @dataclass
@@ -115,7 +120,10 @@ def scan_parallel(
     if settings.deadline is None:
         settings = replace(settings, deadline=time.monotonic() + settings.seconds)
     workers = len(ranges) - 1 + (app_facts is not None)
-    with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
+    preload()  # before forking: the workers inherit numpy instead of importing it each
+    with ProcessPoolExecutor(
+        max_workers=workers, mp_context=context, initializer=keep_freed_blocks
+    ) as pool:
         try:
             futures = [pool.submit(scan_range, settings, start, end) for start, end in ranges[1:]]
             side = None if app_facts is None else pool.submit(app_facts)
@@ -152,8 +160,27 @@ def scan_range(settings: ScanSettings, start: int, end: int | None) -> RangeScan
         )
         for span in stream.spans():
             scan.scan(span)
+            del span  # see LogStream.spans
     scan.drop_caches()
     return RangeScan(scan, stream.long_lines, stream.stop_reason)
+
+
+def keep_freed_blocks() -> None:
+    """In a scan worker: let malloc keep freed chunk buffers for the next read.
+
+    glibc returns a freed 16 MiB buffer to the kernel, and the next read into a new one
+    faults in 4096 fresh pages (about 3 us each here). With the mmap threshold above a chunk
+    the buffers come from the heap and stay mapped (measured: 9.7k faults down to 5.3k, about
+    7 ms less CPU per 64 MiB range). Not glibc: nothing to do.
+    """
+    if sys.platform != "linux":
+        return
+    try:
+        mallopt = ctypes.CDLL(None).mallopt
+    except (OSError, AttributeError):
+        return
+    mallopt(M_MMAP_THRESHOLD, MALLOC_KEEP_BYTES)
+    mallopt(M_TRIM_THRESHOLD, 2 * MALLOC_KEEP_BYTES)
 
 
 def _stop_workers(pool: ProcessPoolExecutor) -> None:

@@ -126,6 +126,7 @@ class LogStream:
             try:
                 while block := self._stream.read(self._chunk_bytes):
                     yield block
+                    del block  # freed before the next read, which then reuses its pages
             except OSError as exc:
                 self.stop_reason = f"read failed ({exc.strerror or exc})"
             return
@@ -166,40 +167,48 @@ class LogStream:
                 self.stop_reason = f"byte limit ({self._max_bytes // 1024**3} GiB) reached"
                 return
             yield block
+            del block
             if time.monotonic() > self._deadline:
                 self.stop_reason = f"time limit ({self._seconds:g}s) reached"
                 return
 
     def spans(self) -> Iterator[Span]:
-        """Spans of whole lines, in order; overlong lines are cut to LONG_LINE_KEEP_BYTES."""
+        """Spans of whole lines, in order; overlong lines are cut to LONG_LINE_KEEP_BYTES.
+
+        The caller should drop each span before asking for the next: a block still referenced
+        during the next read makes that read fault in fresh pages instead of reusing these.
+        """
         carry = b""
         skipping = False
         for block in self._bounded_blocks():
-            self.consumed += len(block)
-            start = 0
-            if skipping:
-                newline = block.find(b"\n")
-                if newline < 0:
+            try:
+                self.consumed += len(block)
+                start = 0
+                if skipping:
+                    newline = block.find(b"\n")
+                    if newline < 0:
+                        continue
+                    start, skipping = newline, False
+                last_newline = block.rfind(b"\n", start)
+                if last_newline < 0:
+                    carry += block[start:]
+                    if len(carry) > MAX_LINE_BYTES:
+                        carry, skipping = carry[:LONG_LINE_KEEP_BYTES], True
+                        self.long_lines += 1
                     continue
-                start, skipping = newline, False
-            last_newline = block.rfind(b"\n", start)
-            if last_newline < 0:
-                carry += block[start:]
+                first_newline = block.find(b"\n", start)
+                if carry:
+                    yield self._limited(carry + block[start : first_newline + 1])
+                    carry = b""
+                    start = first_newline + 1
+                if start <= last_newline:
+                    yield self._limited_span(block, start, last_newline + 1)
+                carry = block[last_newline + 1 :]
                 if len(carry) > MAX_LINE_BYTES:
                     carry, skipping = carry[:LONG_LINE_KEEP_BYTES], True
                     self.long_lines += 1
-                continue
-            first_newline = block.find(b"\n", start)
-            if carry:
-                yield self._limited(carry + block[start : first_newline + 1])
-                carry = b""
-                start = first_newline + 1
-            if start <= last_newline:
-                yield self._limited_span(block, start, last_newline + 1)
-            carry = block[last_newline + 1 :]
-            if len(carry) > MAX_LINE_BYTES:
-                carry, skipping = carry[:LONG_LINE_KEEP_BYTES], True
-                self.long_lines += 1
+            finally:
+                del block
         if carry:
             yield self._limited(carry)
 

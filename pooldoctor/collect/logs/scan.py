@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections import Counter, deque
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 
 from pooldoctor.collect.logs.catalog import (
     SEARCH_KEYS,
@@ -21,6 +21,7 @@ from pooldoctor.collect.logs.catalog import (
     quote_line,
     rules_for_keys,
 )
+from pooldoctor.collect.logs.newlines import count_newlines
 from pooldoctor.collect.logs.reader import Span
 from pooldoctor.collect.logs.search import candidate_lines
 from pooldoctor.collect.logs.timestamps import TimestampReader
@@ -35,8 +36,11 @@ FIRST_EXAMPLES = 3
 LAST_EXAMPLES = 2
 MAX_MINUTES_PER_EVENT = 20_000  # two weeks of minutes; more would bloat the evidence
 FLAVOR_MAJORITY = 0.8  # below this share for the top flavor, the file is "mixed"
+UNDECODABLE_WINDOW_BYTES = 256 * 1024
 
 _KEY_RULES = rules_for_keys()
+ONE_MINUTE = timedelta(minutes=1)
+LAST_MINUTE = datetime.max.replace(second=0, microsecond=0, tzinfo=UTC)
 
 
 @dataclass
@@ -51,6 +55,10 @@ class EventTally:
     first_examples: list[str] = field(default_factory=list)
     # Raw lines, quoted when summarised (a merge of range scans may bring quoted ones).
     last_lines: deque[bytes | str] = field(default_factory=lambda: deque(maxlen=LAST_EXAMPLES))
+    # The minute of the previous moment added, and the one after it: moments (in UTC) in
+    # between start the same minute, which then needs no datetime.replace().
+    _minute: datetime | None = None
+    _next_minute: datetime | None = None
 
     def add(self, moment: datetime | None, line: bytes) -> None:
         self.count += 1
@@ -59,7 +67,10 @@ class EventTally:
                 self.first = moment
             if self.last is None or moment > self.last:
                 self.last = moment
-            minute = moment.replace(second=0, microsecond=0)
+            minute, next_minute = self._minute, self._next_minute
+            if minute is None or next_minute is None or not minute <= moment < next_minute:
+                minute = self._minute = moment.replace(second=0, microsecond=0)
+                self._next_minute = minute + ONE_MINUTE if minute < LAST_MINUTE else minute
             per_minute = self.per_minute
             seen = per_minute.get(minute)
             if seen is not None:
@@ -117,13 +128,13 @@ class FileScan:
         buffer, start, end = span.buffer, span.start, span.end
         if end <= start:
             return
-        line_count = buffer.count(b"\n", start, end) + (buffer[end - 1] != 0x0A)
+        line_count = count_newlines(buffer, start, end) + (buffer[end - 1] != 0x0A)
         self.lines += line_count
         if self.first_line is None:
             first_end = buffer.find(b"\n", start, end)
             self.first_line = buffer[start : first_end if first_end >= 0 else end]
         if not buffer.isascii():
-            self.undecodable += _undecodable(buffer[start:end])
+            self.undecodable += undecodable(buffer, start, end)
         self._sample(buffer, start, end, line_count)
         span_first = self._first_stamp(buffer, start, end)
         span_last = self._last_stamp(buffer, start, end)
@@ -213,17 +224,20 @@ class FileScan:
     ) -> tuple[datetime | None, int]:
         """Timestamp and id of the record a continuation line belongs to."""
         position = line_start
+        rfind, moment_of = buffer.rfind, self.reader.moment
         for _ in range(MAX_BACKTRACK_LINES):
             if position <= start:
                 return self.carry_moment, self.carry_record
-            previous = max(buffer.rfind(b"\n", start, position - 1) + 1, start)
+            previous = max(rfind(b"\n", start, position - 1) + 1, start)
             if previous in memo:
                 return memo[previous]
-            stamp = self.reader.read(buffer[previous : position - 1], flavor=False)
-            if stamp is not None:
-                found = (stamp.moment, self.consumed + previous - start)
-                memo[previous] = found
-                return found
+            # A line starting with a blank (a frame, indented SQL) or empty has no timestamp.
+            if buffer[previous] > 0x20 and previous < position - 1:
+                moment = moment_of(buffer[previous : position - 1])
+                if moment is not None:
+                    found = (moment, self.consumed + previous - start)
+                    memo[previous] = found
+                    return found
             position = previous
         return None, self.consumed + line_start - start
 
@@ -322,16 +336,17 @@ class FileScan:
     def _events(self, buffer: bytes, start: int, end: int) -> None:
         found = candidate_lines(buffer, start, end, SEARCH_KEYS, self.executor, self.workers)
         memo: dict[int, tuple[datetime, int]] = {}
+        find, moment_of, checks_of = buffer.find, self.reader.moment, self._checks
+        tallies, windowed = self.tallies, self.since is not None or self.until is not None
         for line_start in sorted(found):
-            line_end = buffer.find(b"\n", line_start, end)
+            line_end = find(b"\n", line_start, end)
             line = buffer[line_start : line_end if line_end >= 0 else end]
-            event = classify(line, self._checks(found[line_start]))
+            event = classify(line, checks_of(found[line_start]))
             if event is None:
                 continue
-            stamp = self.reader.read(line, flavor=False)
-            moment: datetime | None
-            if stamp is not None:
-                moment, record = stamp.moment, self.consumed + line_start - start
+            moment = moment_of(line)
+            if moment is not None:
+                record = self.consumed + line_start - start
                 memo[line_start] = (moment, record)
             else:
                 moment, record = self._record_of(buffer, start, line_start, memo)
@@ -340,12 +355,12 @@ class FileScan:
             if event in self._record_events:
                 continue  # the same error repeated in its own traceback
             self._record_events.add(event)
-            if moment is not None and self._outside(moment):
+            if windowed and moment is not None and self._outside(moment):
                 self.skipped_events += 1
                 continue
-            tally = self.tallies.get(event)
+            tally = tallies.get(event)
             if tally is None:
-                tally = self.tallies[event] = EventTally()
+                tally = tallies[event] = EventTally()
             tally.add(moment, line)
 
     def drop_caches(self) -> None:
@@ -370,6 +385,27 @@ class FileScan:
         return any(t.minutes_dropped for t in self.tallies.values())
 
 
-def _undecodable(data: bytes) -> int:
-    """How many invalid UTF-8 sequences `data` holds (each becomes one U+FFFD)."""
-    return len(data.decode("utf-8", "replace")) - len(data.decode("utf-8", "ignore"))
+def undecodable(buffer: bytes, start: int, end: int) -> int:
+    """How many invalid UTF-8 sequences buffer[start:end] holds (each becomes one U+FFFD).
+
+    Only windows holding a non-ASCII byte are decoded (a log with a few accented names costs
+    a few windows, not two decodes of every span). Windows end just after a newline, where no
+    UTF-8 sequence can go on, so their counts add up to the count over the whole.
+    """
+    count = 0
+    position = start
+    while position < end:
+        window_end = end
+        if end - position > UNDECODABLE_WINDOW_BYTES:
+            newline = buffer.find(b"\n", position + UNDECODABLE_WINDOW_BYTES - 1, end)
+            window_end = end if newline < 0 else newline + 1
+        window = buffer[position:window_end]
+        if not window.isascii():
+            try:
+                window.decode("utf-8")
+            except UnicodeDecodeError:
+                count += len(window.decode("utf-8", "replace")) - len(
+                    window.decode("utf-8", "ignore")
+                )
+        position = window_end
+    return count

@@ -97,6 +97,18 @@ class TimestampReader:
                 return stamp
         return self._access(line)
 
+    def moment(self, line: bytes) -> datetime | None:
+        """`read(line, flavor=False).moment` without building a Stamp (the scan's hot path)."""
+        if line and 0x30 <= line[0] <= 0x39:
+            self.rejected = False
+            match = _ISO.match(line)
+            if match is not None:
+                return self._iso_moment(match)
+            stamp = self._access(line)
+        else:
+            stamp = self.read(line, flavor=False)
+        return None if stamp is None else stamp.moment
+
     def clear_cache(self) -> None:
         """Forget the parsed minutes (they are recomputed on demand)."""
         self._minutes.clear()
