@@ -7,6 +7,7 @@ from collections import Counter
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
+from pooldoctor.durations import format_duration
 from pooldoctor.evidence import (
     ActivitySample,
     Evidence,
@@ -219,7 +220,7 @@ def postgres_part(evidence: Evidence, thresholds: Thresholds) -> Part | None:
         seconds, thresholds.idle_in_transaction_warning, thresholds.idle_in_transaction_critical
     )
     if idle is not None:
-        text += f", oldest idle in transaction {seconds:.0f}s (pid {idle[1]}"
+        text += f", oldest idle in transaction {format_duration(seconds)} (pid {idle[1]}"
         text += f", {idle[2]})" if idle[2] else ")"
     metrics.append(
         Metric(
@@ -250,7 +251,7 @@ def pgbouncer_parts(evidence: Evidence) -> list[Part]:
         parts.append(
             Part(
                 Status.OK,
-                f"{name} {waiting} client(s) waiting (longest {longest:.0f}s)",
+                f"{name} {waiting} client(s) waiting (longest {format_duration(longest)})",
                 (
                     Metric(f"{prefix}pgbouncer_waiting", waiting, minimum=0),
                     Metric(f"{prefix}pgbouncer_maxwait", round(longest, 2), unit="s", minimum=0),

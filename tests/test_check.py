@@ -10,7 +10,18 @@ import psycopg
 import pytest
 
 from pooldoctor.cli import main
-from pooldoctor.evidence import Evidence, PoolInstance, PoolSample, SampleError
+from pooldoctor.evidence import (
+    ActivitySample,
+    Backend,
+    Evidence,
+    PgBouncerEvidence,
+    PgBouncerPool,
+    PgBouncerSample,
+    PoolInstance,
+    PoolSample,
+    PostgresEvidence,
+    SampleError,
+)
 from pooldoctor.exitcodes import ExitCode
 from pooldoctor.lab.cluster import TempCluster
 from pooldoctor.lab.fleet import InstanceState, serve_fleet
@@ -216,6 +227,32 @@ def test_idle_in_transaction_age_from_real_postgres(
 
 
 # --- the pure parts ---------------------------------------------------------------------------
+
+
+def test_the_summary_writes_durations_as_reports_do_and_perfdata_keeps_seconds() -> None:
+    at = datetime(2026, 11, 30, 6, 0, tzinfo=UTC)
+    stuck = Backend(
+        *(4242, "client backend", "app", "orders", "orders", None, "idle in transaction"),
+        *(None, at - timedelta(seconds=246), None, at - timedelta(seconds=245.3), None, None),
+    )
+    postgres = PostgresEvidence(
+        "db", settings={"max_connections": "100"}, samples=(ActivitySample(at, (stuck,)),)
+    )
+    bouncer = PgBouncerEvidence(
+        "bouncer",
+        samples=(
+            PgBouncerSample(
+                at, (PgBouncerPool("orders", "app", cl_waiting=3, maxwait_seconds=2.5),)
+            ),
+        ),
+    )
+    evidence = Evidence(at, at, "test", postgres=postgres, pgbouncers=(bouncer,))
+    line = evaluate(evidence, Thresholds(idle_in_transaction_warning=60)).line()
+    assert line.startswith("POOLDOCTOR WARNING - ")
+    assert "oldest idle in transaction 4m05s (pid 4242, orders)" in line
+    assert "pgbouncer 3 client(s) waiting (longest 2.5s)" in line
+    assert "'idle_in_transaction_oldest'=245.3s;60;;0" in line
+    assert "'pgbouncer_maxwait'=2.5s;;;0" in line
 
 
 def test_count_bounds_make_integer_counts_match_percent_rules() -> None:

@@ -46,8 +46,9 @@ from pooldoctor.watch.model import (
     WatchView,
     build_view,
     scoped_command,
-    timeouts_per_minute,
+    timeout_rate,
 )
+from pooldoctor.watch.rate import Rate
 from pooldoctor.watch.render import render_view, status_line
 from tests.httpserver import LocalHTTPServer, Response
 
@@ -218,7 +219,7 @@ def test_view_shows_fill_rates_groups_holders_and_the_scoped_command() -> None:
     view = build_view(evidence, Diagnosis(Status.WARNING), 7)
     [pool] = view.pools
     assert (pool.checked_out, pool.capacity, pool.waiting) == (28, 30, 3)
-    assert pool.timeouts_per_minute == pytest.approx(12.0)
+    assert pool.timeouts == Rate(6.0, 30.0, full_minute=False)
     assert [(g.state, g.count) for g in view.groups] == [("active", 1), ("idle in transaction", 1)]
     assert [row.what for row in view.sessions] == ["checkout", "open transaction", "query"]
     transaction = view.sessions[1]
@@ -229,12 +230,50 @@ def test_view_shows_fill_rates_groups_holders_and_the_scoped_command() -> None:
     by_pid = build_view(evidence, Diagnosis(Status.WARNING), 7, SortKey.PID)
     assert [row.pid for row in by_pid.sessions] == [101, 102, None]
     line = status_line(view)
-    assert "http://app-1:8000/pool-status 28/30 (93%) 3 waiting 12.0 timeouts/min" in line
+    assert "http://app-1:8000/pool-status 28/30 (93%) 3 waiting 6 timeouts in 30s;" in line
     assert "1 idle in transaction (oldest 1m30s)" in line
     screen = Console(file=io.StringIO(), width=160, record=True)
     screen.print(render_view(view, SortKey.AGE, paused=True, interval=2))
     text = screen.export_text()
     assert "PAUSED" in text and "pg_terminate_backend" in text and "28/30 (93%)" in text
+    assert "6 in 30s" in text and "/min" not in text
+
+
+def _counted(*seconds_and_counts: tuple[float, float]) -> tuple[PoolSample, ...]:
+    return tuple(
+        PoolSample(AT + timedelta(seconds=at), "json", counters={"pool_timeouts": count})
+        for at, count in seconds_and_counts
+    )
+
+
+def test_timeouts_are_counted_over_their_span_until_a_minute_is_watched() -> None:
+    early = _counted((0, 10.0), (7, 13.0))
+    assert timeout_rate(early) == Rate(3.0, 7.0, full_minute=False)
+    # a minute and more: the growth over the samples of the last minute, per minute
+    later = _counted((0, 10.0), (7, 13.0), (40, 30.0), (67, 40.0))
+    rate = timeout_rate(later)
+    assert rate == Rate(27.0, 60.0, full_minute=True)  # from the sample at 7 s to the one at 67 s
+    assert rate is not None and (rate.cell(), rate.phrase()) == ("27.0/min", "27.0 timeouts/min")
+    assert timeout_rate(_counted((0, 10.0), (60, 10.0))) == Rate(0.0, 60.0, full_minute=True)
+
+
+def test_a_view_of_few_rounds_takes_its_rates_from_the_last_minute_of_samples() -> None:
+    # The view diagnoses its latest rounds only; the rate still spans the minute behind them.
+    url = "http://app-1:8000/pool-status"
+    minute = _counted((0, 0.0), (30, 2.0), (61, 5.0))
+    few = PoolInstance(url, tuple(replace(s, size=5, checked_out=5) for s in minute[-2:]))
+    evidence = Evidence(AT, AT, "test", pools=(few,))
+    [alone] = build_view(evidence, Diagnosis(Status.CRITICAL), 9).pools
+    assert alone.timeouts == Rate(3.0, 31.0, full_minute=False)
+    view = build_view(
+        evidence, Diagnosis(Status.CRITICAL), 9, rate_pools=(PoolInstance(url, minute),)
+    )
+    [spanned] = view.pools
+    assert spanned.timeouts == Rate(3.0, 31.0, full_minute=True)
+    assert "5/5 (100%) 5.8 timeouts/min" in status_line(view)
+    screen = Console(file=io.StringIO(), width=160, record=True)
+    screen.print(render_view(view, SortKey.AGE, paused=False, interval=30))
+    assert "5.8/min" in screen.export_text()
 
 
 def test_active_queries_get_a_cancel_scoped_to_that_query() -> None:
@@ -251,7 +290,7 @@ def test_counter_reset_gives_no_rate() -> None:
         PoolSample(AT, "json", counters={"pool_timeouts": 9.0}),
         PoolSample(AT + timedelta(seconds=10), "json", counters={"pool_timeouts": 1.0}),
     )
-    assert timeouts_per_minute(samples) is None
+    assert timeout_rate(samples) is None
     assert SortKey.STATE.next() is SortKey.AGE
 
 

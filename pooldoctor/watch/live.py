@@ -24,6 +24,7 @@ from pooldoctor.interrupts import INTERRUPTS
 from pooldoctor.watch.keys import KeyReader
 from pooldoctor.watch.logtail import LogTail
 from pooldoctor.watch.model import SortKey, WatchView, build_view
+from pooldoctor.watch.rate import RATE_WINDOW_SECONDS
 from pooldoctor.watch.render import render_view, status_line
 
 # The view diagnoses the latest rounds only, so each refresh costs the same however long it runs.
@@ -144,6 +145,9 @@ class _Rounds:
         self.outcome = outcome
         self.deadline = None if settings.duration is None else time.monotonic() + settings.duration
         self.sort, self.paused = SortKey.AGE, False
+        # Timeout rates span a minute however few rounds the view diagnoses: one round more than
+        # a minute holds, and one more so that a late round still reaches past the minute.
+        self.rate_rounds = math.ceil(RATE_WINDOW_SECONDS / settings.interval) + 2
         self._redraw: Callable[[], WatchView] | None = None
 
     def show(self, report: RoundReport) -> None:
@@ -151,11 +155,12 @@ class _Rounds:
         self.tail.poll(time.monotonic())
         log_rates = self.tail.rates(time.monotonic())
         evidence = self.sampler.evidence(self.once, last_rounds=VIEW_ROUNDS)
+        rate_pools = self.sampler.pools(self.rate_rounds)
         diagnosis = diagnose(evidence)
         self.outcome.status = diagnosis.status
 
         def view() -> WatchView:
-            return build_view(evidence, diagnosis, report.number, self.sort, log_rates)
+            return build_view(evidence, diagnosis, report.number, self.sort, log_rates, rate_pools)
 
         self._redraw = view
         self.screen.show(view(), self.sort, self.paused, True)

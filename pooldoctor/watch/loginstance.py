@@ -14,6 +14,8 @@ import re
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
+from pooldoctor.watch.rate import Rate
+
 _SYSLOG_HEADER = re.compile(
     rb"(?:<\d{1,3}>\d{0,2} ?)?"
     rb"(?:[A-Z][a-z]{2} {1,2}\d{1,2} \d\d:\d\d:\d\d|\d{4}-\d\d-\d\d[T ]\d\d:\d\d:\d\d\S*)"
@@ -64,37 +66,38 @@ def attribute(names: set[str], urls: tuple[str, ...]) -> dict[str, str]:
 
 @dataclass(frozen=True)
 class LogRates:
-    """Pool timeouts per minute in the followed logs, per instance their records name."""
+    """Pool timeouts counted in the followed logs over one span, per instance their records name."""
 
-    per_instance: dict[str | None, float]  # None: records that name no instance
+    per_instance: dict[str | None, int]  # None: records that name no instance
     named: frozenset[str]  # every instance a timeout record named since the watch started
+    span: Rate  # the span counted over; its count is the total, whichever instance logged it
 
-    @property
-    def total(self) -> float:
-        """All timeouts per minute, whichever instance logged them."""
-        return sum(self.per_instance.values())
+    def rate(self, count: float) -> Rate:
+        """`count` timeouts over this span."""
+        return self.span.with_count(count)
 
 
 @dataclass(frozen=True)
 class UrlRates:
     """The log's timeout rates laid over the watched URLs."""
 
-    per_url: dict[str, float] | None  # None: the log names no watched instance
-    app_wide: float
-    unattributed: float  # per-URL mode: timeouts whose records name no watched instance
+    per_url: dict[str, Rate] | None  # None: the log names no watched instance
+    app_wide: Rate
+    unattributed: Rate | None  # per-URL mode: timeouts whose records name no watched instance
 
 
 def rates_by_url(rates: LogRates, urls: tuple[str, ...]) -> UrlRates:
     """Each watched URL's own rate when the log names watched instances, else the app-wide one."""
     attributed = attribute(set(rates.named), urls)
     if not attributed:
-        return UrlRates(None, rates.total, 0.0)
-    per_url = dict.fromkeys(urls, 0.0)
-    unattributed = 0.0
-    for name, rate in rates.per_instance.items():
+        return UrlRates(None, rates.span, None)
+    per_url = dict.fromkeys(urls, 0)
+    unattributed = 0
+    for name, count in rates.per_instance.items():
         url = attributed.get(name) if name is not None else None
         if url is None:
-            unattributed += rate
+            unattributed += count
         else:
-            per_url[url] += rate
-    return UrlRates(per_url, rates.total, unattributed)
+            per_url[url] += count
+    laid = {url: rates.rate(count) for url, count in per_url.items()}
+    return UrlRates(laid, rates.span, rates.rate(unattributed))

@@ -10,8 +10,8 @@ from pooldoctor.collect.logs.catalog import RULES
 from pooldoctor.collect.logs.timestamps import TimestampReader
 from pooldoctor.evidence import LogEvent
 from pooldoctor.watch.loginstance import LogRates, named_instance
+from pooldoctor.watch.rate import RATE_WINDOW_SECONDS, Rate
 
-RATE_WINDOW_SECONDS = 60.0
 READ_LIMIT_BYTES = 64 * 1024 * 1024  # per file and round; a log growing faster is skipped ahead
 TIMEOUT_EVENTS = (LogEvent.POOL_TIMEOUT, LogEvent.PSYCOPG_POOL_TIMEOUT)
 TIMEOUT_LITERALS = tuple(
@@ -94,14 +94,16 @@ class LogTail:
         return counts
 
     def rates(self, now: float) -> LogRates | None:
-        """Timeout lines per minute over about the last minute, from the second poll on."""
+        """Timeout lines counted over about the last minute (less in the first one), from the
+        second poll on."""
         if not self._offsets or self._started is None or not self._seen:
             return None
-        elapsed = min(now - self._started, RATE_WINDOW_SECONDS)
+        watched = now - self._started
+        elapsed = min(watched, RATE_WINDOW_SECONDS)
         if elapsed <= 0:
             return None
         total: Counter[str | None] = Counter()
         for _, counts in self._seen:
             total.update(counts)
-        per_instance = {name: count * 60.0 / elapsed for name, count in total.items()}
-        return LogRates(per_instance, frozenset(self._named))
+        span = Rate(total.total(), elapsed, full_minute=watched >= RATE_WINDOW_SECONDS)
+        return LogRates(dict(total), frozenset(self._named), span)

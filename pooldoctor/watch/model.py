@@ -13,9 +13,8 @@ from pooldoctor.findings import Diagnosis, Severity, Status
 from pooldoctor.readings.app import IDLE, is_client
 from pooldoctor.sanitize import strip_controls
 from pooldoctor.watch.loginstance import LogRates, rates_by_url
+from pooldoctor.watch.rate import RATE_WINDOW_SECONDS, Rate
 
-# Timeouts per minute are measured over roughly the last minute of samples.
-RATE_WINDOW_SECONDS = 60.0
 TIMEOUT_COUNTERS = ("pool_timeouts", "requests_errors")
 TOP_SESSIONS = 10
 TOP_HOLDERS_PER_INSTANCE = 3
@@ -43,7 +42,7 @@ class PoolRow:
     checked_out: int | None = None
     capacity: int | None = None
     waiting: int | None = None
-    timeouts_per_minute: float | None = None
+    timeouts: Rate | None = None
     error: str | None = None
     timeouts_from_log: bool = False
     timeouts_app_wide: bool = False  # the log's rate for the whole app: its lines name no instance
@@ -104,33 +103,33 @@ class WatchView:
     leading: Leading | None
     problems: tuple[str, ...]
     max_connections: int | None = None
-    # Log timeouts per minute whose records name no watched instance (per-instance rates only).
-    log_unattributed: float | None = None
+    # Log timeouts whose records name no watched instance (per-instance rates only).
+    log_unattributed: Rate | None = None
 
 
-def timeouts_per_minute(samples: tuple[PoolSample, ...]) -> float | None:
-    """Growth of the pool's timeout counter over about the last minute, per minute."""
+def timeout_rate(samples: tuple[PoolSample, ...]) -> Rate | None:
+    """Growth of the pool's timeout counter over about the last minute; a full minute once the
+    samples reach further back than that (pass more than a minute of them when there are)."""
     if len(samples) < 2:
         return None
     last = samples[-1]
     key = next((k for k in TIMEOUT_COUNTERS if k in last.counters), None)
     if key is None:
         return None
-    recent = [
-        s
-        for s in samples
-        if key in s.counters and (last.at - s.at).total_seconds() <= RATE_WINDOW_SECONDS
-    ]
+    counted = [s for s in samples if key in s.counters]
+    recent = [s for s in counted if (last.at - s.at).total_seconds() <= RATE_WINDOW_SECONDS]
     first = recent[0]
     elapsed = (last.at - first.at).total_seconds()
     delta = last.counters[key] - first.counters[key]
     if elapsed <= 0 or delta < 0:
         return None
-    return delta * 60.0 / elapsed
+    watched = (last.at - counted[0].at).total_seconds()
+    return Rate(delta, elapsed, full_minute=watched >= RATE_WINDOW_SECONDS)
 
 
-def pool_row(pool: PoolInstance) -> PoolRow:
-    """The latest reading of one instance, or why there is none."""
+def pool_row(pool: PoolInstance, rate_samples: tuple[PoolSample, ...] | None = None) -> PoolRow:
+    """The latest reading of one instance, or why there is none; its timeout rate from
+    `rate_samples` when given (at least the last minute of them), else from its own samples."""
     if not pool.samples:
         error = pool.errors[-1].error if pool.errors else "no sample yet"
         return PoolRow(strip_controls(pool.url), error=strip_controls(error))
@@ -141,7 +140,7 @@ def pool_row(pool: PoolInstance) -> PoolRow:
         checked_out=last.checked_out,
         capacity=last.capacity,
         waiting=last.waiting,
-        timeouts_per_minute=timeouts_per_minute(pool.samples),
+        timeouts=timeout_rate(pool.samples if rate_samples is None else rate_samples),
         error=strip_controls(pool.errors[-1].error) if failed_after else None,
     )
 
@@ -265,20 +264,21 @@ def leading_finding(diagnosis: Diagnosis) -> Leading | None:
     )
 
 
-def with_log_rate(row: PoolRow, rate: float | None, app_wide: bool = False) -> PoolRow:
+def with_log_rate(row: PoolRow, rate: Rate | None, app_wide: bool = False) -> PoolRow:
     """The row, its missing timeout rate taken from the app's log lines when they give one."""
-    if row.timeouts_per_minute is not None or rate is None or row.checked_out is None:
+    if row.timeouts is not None or rate is None or row.checked_out is None:
         return row
-    return replace(
-        row, timeouts_per_minute=rate, timeouts_from_log=True, timeouts_app_wide=app_wide
-    )
+    return replace(row, timeouts=rate, timeouts_from_log=True, timeouts_app_wide=app_wide)
 
 
 def _log_rows(
-    pools: tuple[PoolInstance, ...], log_rates: LogRates | None
-) -> tuple[tuple[PoolRow, ...], float | None]:
+    pools: tuple[PoolInstance, ...],
+    log_rates: LogRates | None,
+    rate_pools: tuple[PoolInstance, ...] | None,
+) -> tuple[tuple[PoolRow, ...], Rate | None]:
     """Pool rows with the log's rates: per instance where its records say which, else app-wide."""
-    rows = tuple(pool_row(pool) for pool in pools)
+    minute = {pool.url: pool.samples for pool in rate_pools or ()}
+    rows = tuple(pool_row(pool, minute.get(pool.url)) for pool in pools)
     if log_rates is None:
         return rows, None
     laid = rates_by_url(log_rates, tuple(pool.url for pool in pools))
@@ -297,8 +297,13 @@ def build_view(
     round_number: int,
     sort: SortKey = SortKey.AGE,
     log_rates: LogRates | None = None,
+    rate_pools: tuple[PoolInstance, ...] | None = None,
 ) -> WatchView:
-    """The view of one round: pools, server backends, holders and stuck sessions, leading cause."""
+    """The view of one round: pools, server backends, holders and stuck sessions, leading cause.
+
+    `rate_pools`: the same instances' samples over more than the last minute, for timeout rates
+    when `evidence` holds fewer rounds than that.
+    """
     groups: list[BackendGroup] = []
     max_connections = None
     postgres = evidence.postgres
@@ -313,7 +318,7 @@ def build_view(
         for source in evidence.sources
         if source.status is SourceState.ERROR
     )
-    pools, log_unattributed = _log_rows(evidence.pools, log_rates)
+    pools, log_unattributed = _log_rows(evidence.pools, log_rates, rate_pools)
     return WatchView(
         at=evidence.collected_at,
         round=round_number,

@@ -55,10 +55,9 @@ def _pools_table(view: WatchView) -> Table:
     table.add_column("instance", overflow="fold")
     table.add_column("fill", no_wrap=True)
     table.add_column("waiting", justify="right")
-    table.add_column("timeouts/min", justify="right")
+    table.add_column("timeouts", justify="right")
     for row in view.pools:
-        rate = "—" if row.timeouts_per_minute is None else f"{row.timeouts_per_minute:.1f}"
-        rate += log_source(row)
+        rate = ("—" if row.timeouts is None else row.timeouts.cell()) + log_source(row)
         waiting = "—" if row.waiting is None else str(row.waiting)
         first = Text(row.instance)
         if row.error:
@@ -140,7 +139,7 @@ def render_view(view: WatchView, sort: SortKey, paused: bool, interval: float) -
     header = Text.assemble(
         ("pooldoctor watch ", "bold"),
         (view.status.value.upper(), STATUS_STYLES[view.status]),
-        f"  round {view.round} at {clock(view.at)} UTC, every {interval:g}s",
+        f"  round {view.round} at {clock(view.at)} UTC, every {format_duration(interval)}",
         ("   PAUSED (p resumes)" if paused else "", "bold yellow"),
     )
     parts: list[RenderableType] = [header]
@@ -171,9 +170,9 @@ def log_source(row: PoolRow) -> str:
 
 
 def _unattributed(view: WatchView) -> str | None:
-    if not view.log_unattributed:
+    if view.log_unattributed is None or not view.log_unattributed.count:
         return None
-    return f"log: {view.log_unattributed:.1f} timeouts/min name no watched instance"
+    return f"log: {view.log_unattributed.phrase()} name no watched instance"
 
 
 def _pool_phrase(row: PoolRow) -> str:
@@ -182,8 +181,8 @@ def _pool_phrase(row: PoolRow) -> str:
     text = f"{row.instance} {row.checked_out}/{row.capacity} ({percent(row.fill)})"
     if row.waiting is not None:
         text += f" {row.waiting} waiting"
-    if row.timeouts_per_minute is not None:
-        text += f" {row.timeouts_per_minute:.1f} timeouts/min{log_source(row)}"
+    if row.timeouts is not None:
+        text += f" {row.timeouts.phrase()}{log_source(row)}"
     return text
 
 
