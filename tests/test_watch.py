@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import doctest
 import fcntl
 import io
 import json
@@ -38,6 +39,7 @@ from pooldoctor.findings import Diagnosis, Status
 from pooldoctor.lab.cluster import TempCluster
 from pooldoctor.lab.load import request_once
 from pooldoctor.lab.webapp import LabConfig, run_lab_app
+from pooldoctor.watch import rate as rate_module
 from pooldoctor.watch.model import (
     BackendGroup,
     PoolRow,
@@ -255,6 +257,11 @@ def test_timeouts_are_counted_over_their_span_until_a_minute_is_watched() -> Non
     assert rate == Rate(27.0, 60.0, full_minute=True)  # from the sample at 7 s to the one at 67 s
     assert rate is not None and (rate.cell(), rate.phrase()) == ("27.0/min", "27.0 timeouts/min")
     assert timeout_rate(_counted((0, 10.0), (60, 10.0))) == Rate(0.0, 60.0, full_minute=True)
+
+
+def test_rate_texts() -> None:
+    assert doctest.testmod(rate_module).failed == 0
+    assert Rate(0.0, 0.8, full_minute=False).cell() == "0 in 800ms"
 
 
 def test_a_view_of_few_rounds_takes_its_rates_from_the_last_minute_of_samples() -> None:
