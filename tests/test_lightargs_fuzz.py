@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import functools
-
-import typer
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from typer._click.exceptions import ClickException
 
 from pooldoctor.commands.check import check_command
 from pooldoctor.commands.lightargs import parse_plain
+from tests.typer_calls import typer_arguments
 
 FLAGS = [
     "--pool-status",
@@ -106,24 +103,6 @@ ARGV = st.one_of(
     st.lists(TYPED, max_size=6),
     st.lists(st.one_of(TYPED, PAIR, NOISE), max_size=6),
 ).map(lambda parts: [token for part in parts for token in part])
-
-
-def typer_arguments(argv: list[str]) -> dict[str, object] | None:
-    """The keyword arguments typer calls `check` with, or None when typer refuses the call."""
-    seen: dict[str, object] = {}
-
-    @functools.wraps(check_command)
-    def record(**arguments: object) -> int:
-        seen.update(arguments)
-        return 0
-
-    app = typer.Typer()
-    app.command()(record)
-    try:
-        app(args=argv, standalone_mode=False)
-    except (ClickException, typer.Exit, typer.Abort):
-        return None
-    return seen or None
 
 
 @settings(max_examples=400, deadline=None, derandomize=True)

@@ -3,17 +3,16 @@ and a plain `check` call does not even build typer's validators."""
 
 from __future__ import annotations
 
-import functools
 import json
 import subprocess
 import sys
 
 import pytest
-import typer
 
 from pooldoctor.commands.check import check_command
 from pooldoctor.commands.lightargs import parse_plain
 from tests.httpserver import LocalHTTPServer, Response
+from tests.typer_calls import typer_arguments
 
 HEAVY = ("sqlalchemy", "jinja2", "psycopg", "pooldoctor.lab", "pooldoctor.scan.scanner", "yaml")
 # --help needs none of what running a command needs either.
@@ -78,21 +77,6 @@ def test_a_plain_check_call_builds_no_typer_validators(http_server: LocalHTTPSer
     assert "typer._adapters" in heavy
 
 
-def _typer_arguments(argv: list[str]) -> dict[str, object]:
-    """The keyword arguments typer itself calls `check` with for `argv`."""
-    seen: dict[str, object] = {}
-
-    @functools.wraps(check_command)
-    def record(**arguments: object) -> int:
-        seen.update(arguments)
-        return 0
-
-    app = typer.Typer()
-    app.command()(record)
-    app(args=argv, standalone_mode=False)
-    return seen
-
-
 PLAIN_CALLS = [
     [],
     ["--pool-status", "http://a:8000/pool-status", "--pool-status", "http://b:8000/pool-status"],
@@ -105,7 +89,9 @@ PLAIN_CALLS = [
 
 @pytest.mark.parametrize("argv", PLAIN_CALLS)
 def test_the_fast_path_passes_what_typer_passes(argv: list[str]) -> None:
-    assert parse_plain(check_command, argv) == _typer_arguments(argv)
+    expected = typer_arguments(argv)
+    assert expected is not None  # a plain call typer accepts
+    assert parse_plain(check_command, argv) == expected
 
 
 @pytest.mark.parametrize(
