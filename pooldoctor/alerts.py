@@ -35,12 +35,6 @@ def alert_rules() -> tuple[AlertRule, ...]:
     return tuple(AlertRule(**entry) for entry in entries)
 
 
-def __getattr__(name: str) -> tuple[AlertRule, ...]:
-    if name == "ALERT_RULES":
-        return alert_rules()
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
 def rules_document(site_url: str = DEFAULT_SITE_URL) -> dict[str, object]:
     """The rules file as data, with runbook_url annotations under `site_url`."""
     from pooldoctor.runbooks import runbook_url  # loads YAML: not needed to parse the CLI

@@ -12,7 +12,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from pooldoctor.alerts import ALERT_RULES
+from pooldoctor.alerts import alert_rules
 from pooldoctor.cli import main
 from pooldoctor.collect import prometheus as source
 from pooldoctor.collect.options import SourceOptions
@@ -141,7 +141,7 @@ def test_unreachable_prometheus_is_a_failed_source() -> None:
 
 
 def test_alert_rules_fire_for_the_pinned_instance_only(fleet_prometheus: TempPrometheus) -> None:
-    rules = {rule.name: rule for rule in ALERT_RULES}
+    rules = {rule.name: rule for rule in alert_rules()}
     for name in ("PoolSaturated", "PoolRequestsPending"):
         firing = fleet_prometheus.query(rules[name].expr)
         assert [series["metric"]["instance"] for series in firing] == [PINNED_NAME], name
