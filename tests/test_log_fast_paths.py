@@ -5,6 +5,8 @@ against datetime.replace, and the whole event pass against the line-by-line one 
 from __future__ import annotations
 
 import random
+import subprocess
+import sys
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -12,7 +14,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from pooldoctor.collect.logs import newlines
+from pooldoctor.collect.logs import collect_logs, newlines
 from pooldoctor.collect.logs import scan as scan_module
 from pooldoctor.collect.logs.catalog import SEARCH_KEYS, classify
 from pooldoctor.collect.logs.newlines import count_newlines
@@ -275,3 +277,46 @@ def test_windowed_undecodable_count_equals_the_whole_decode(
         whole = data[start:]
         expected = len(whole.decode("utf-8", "replace")) - len(whole.decode("utf-8", "ignore"))
         assert scan_module.undecodable(data, start, len(data)) == expected, data
+
+
+# --- a machine without the optional wheels ---------------------------------------------------
+
+_WITHOUT_WHEELS = """
+import importlib.abc, sys
+from datetime import UTC
+
+
+class Absent(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path, target=None):
+        if name.split(".")[0] in ("hyperscan", "numpy"):
+            raise ImportError(f"no module named {name!r}")
+        return None
+
+
+sys.meta_path.insert(0, Absent())
+from pooldoctor.collect.logs import collect_logs, newlines, search
+
+logs = collect_logs([sys.argv[1]], log_tz=UTC, since=None, until=None)
+assert search.hyperscan is None and newlines._loaded and newlines._numpy is None
+print(repr(logs))
+"""
+
+
+def test_without_hyperscan_and_numpy_a_log_scans_the_same(tmp_path: Path) -> None:
+    """Where neither wheel imports (another platform, a trimmed install), the import fails
+    quietly and strstr passes and bytes.count give the evidence the fast paths give."""
+    block = (Path(__file__).parent / "data" / "logs" / "app.log").read_bytes()
+    log = tmp_path / "app.log"
+    log.write_bytes(block * (newlines.VECTOR_MIN_BYTES // len(block) + 2))
+    here = collect_logs([str(log)], log_tz=UTC, since=None, until=None)
+    assert here[0].app is not None and here[0].app.exceptions and here[0].events
+    assert newlines._numpy is not None  # so this process counted with numpy
+    child = subprocess.run(
+        [sys.executable, "-c", _WITHOUT_WHEELS, str(log)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert child.returncode == 0, child.stderr
+    assert child.stdout.strip() == repr(here)
