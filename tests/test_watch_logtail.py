@@ -16,6 +16,7 @@ import pytest
 from rich.console import Console
 
 from pooldoctor.cli import main
+from pooldoctor.collect.logs.reader import LONG_LINE_KEEP_BYTES
 from pooldoctor.evidence import Evidence, LogEvent, PoolInstance, PoolSample, evidence_from_json
 from pooldoctor.exitcodes import ExitCode
 from pooldoctor.findings import Diagnosis, Status
@@ -71,6 +72,32 @@ def test_rotation_restarts_at_the_new_file(tmp_path: Path) -> None:
     log.write_bytes(QUEUEPOOL)  # rotated: smaller than where we were
     tail.poll(30.0)
     assert _span(tail, 30.0) == Rate(1, 30.0, full_minute=False)
+
+
+def test_a_rotation_to_a_file_already_longer_is_followed_from_its_start(tmp_path: Path) -> None:
+    log = tmp_path / "app.log"
+    log.write_bytes(ROUTINE * 5)  # followed from past where the new file's timeout line ends
+    tail = LogTail((str(log),))
+    tail.poll(0.0)
+    log.rename(tmp_path / "app.log.1")
+    log.write_bytes(QUEUEPOOL + ROUTINE * 10)  # a new file, past the old one's size by the poll
+    tail.poll(5.0)
+    assert _span(tail, 5.0) == Rate(1, 5.0, full_minute=False)
+
+
+def test_an_unfinished_line_keeps_only_its_start_between_rounds(tmp_path: Path) -> None:
+    log = tmp_path / "app.log"
+    log.write_bytes(b"")
+    tail = LogTail((str(log),))
+    tail.poll(0.0)
+    with log.open("ab") as handle:
+        handle.write(QUEUEPOOL.rstrip(b"\n") + b" " + b"x" * (4 * LONG_LINE_KEEP_BYTES))
+    tail.poll(5.0)
+    assert len(tail._partial[str(log)]) == LONG_LINE_KEEP_BYTES  # memory stays bounded
+    with log.open("ab") as handle:
+        handle.write(b"x" * LONG_LINE_KEEP_BYTES + b"\n")
+    tail.poll(10.0)
+    assert _span(tail, 10.0) == Rate(1, 10.0, full_minute=False)  # the line, counted once
 
 
 def test_unfollowable_logs_leave_the_rate_unknown(tmp_path: Path) -> None:

@@ -7,6 +7,7 @@ from collections import Counter, deque
 from datetime import UTC, datetime
 
 from pooldoctor.collect.logs.catalog import RULES
+from pooldoctor.collect.logs.reader import LONG_LINE_KEEP_BYTES
 from pooldoctor.collect.logs.timestamps import TimestampReader
 from pooldoctor.evidence import LogEvent
 from pooldoctor.watch.loginstance import LogRates, named_instance
@@ -26,6 +27,7 @@ class LogTail:
 
     def __init__(self, paths: tuple[str, ...]) -> None:
         self._offsets: dict[str, int] = {}
+        self._files: dict[str, int] = {}  # inode followed: another one there is a rotation
         self._partial: dict[str, bytes] = {}
         self._record_instance: dict[str, str | None] = {}  # of the record open at the end
         self._started: float | None = None
@@ -37,9 +39,10 @@ class LogTail:
             if path == "-" or path.endswith(".gz"):
                 continue  # stdin and gzip cannot be followed
             try:
-                self._offsets[path] = os.path.getsize(path)
+                status = os.stat(path)
             except OSError:
                 continue  # the log source reports the error; the rate just stays unknown
+            self._offsets[path], self._files[path] = status.st_size, status.st_ino
 
     @property
     def following(self) -> bool:
@@ -66,8 +69,10 @@ class LogTail:
     def _read_new(self, path: str, offset: int) -> Counter[str | None]:
         try:
             with open(path, "rb") as handle:
-                size = os.fstat(handle.fileno()).st_size
-                if size < offset:  # rotated or truncated: follow the new file from its start
+                status = os.fstat(handle.fileno())
+                size = status.st_size
+                if size < offset or status.st_ino != self._files[path]:
+                    # rotated (another file by that name) or truncated: follow it from its start
                     offset, self._partial[path] = 0, b""
                     self._record_instance[path] = None
                 if size - offset > READ_LIMIT_BYTES:
@@ -77,9 +82,9 @@ class LogTail:
                 data = self._partial.get(path, b"") + handle.read(size - offset)
         except OSError:
             return Counter()
-        self._offsets[path] = size
+        self._offsets[path], self._files[path] = size, status.st_ino
         complete = data.rfind(b"\n") + 1
-        self._partial[path] = data[complete:]
+        self._partial[path] = data[complete : complete + LONG_LINE_KEEP_BYTES]  # a line's start
         return self._count(path, data[:complete].splitlines())
 
     def _count(self, path: str, lines: list[bytes]) -> Counter[str | None]:
