@@ -375,6 +375,9 @@ def test_a_log_of_days_is_charted_in_wider_bars_with_every_error_counted() -> No
     chart = _chart(charts, "errors-per-minute")
     assert chart.bar_seconds == 3600.0  # 4320 minutes: hourly bars are the first to fit in 120
     assert chart.title == "Errors per hour by kind" and chart.y_label == "errors per hour"
+    assert chart.span is not None
+    first, last = chart.span[0], chart.span[1] - timedelta(hours=1)
+    assert chart.alt.startswith(f"Log window {first:%Y-%m-%d %H:%M} to {last:%Y-%m-%d} ")
     assert {s.key: sum(s.ys) for s in chart.series} == {
         LogEvent.POOL_TIMEOUT.value: float(three_days * 2),
         LogEvent.TOO_MANY_CLIENTS.value: 7.0,

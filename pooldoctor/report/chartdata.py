@@ -114,7 +114,7 @@ def error_chart(readings: Readings, key_times: Sequence[KeyTime]) -> ChartData |
     return ChartData(
         slug="errors-per-minute",
         title=f"Errors per {per} by kind",
-        alt=f"Log window {hhmm(low)} to {hhmm(high)} UTC, errors per {per}: {totals}.",
+        alt=f"Log window {_window_text(low, high)} UTC, errors per {per}: {totals}.",
         kind=ChartKind.TIME_BARS,
         x_label="minute (UTC)" if bar == timedelta(minutes=1) else "time (UTC)",
         y_label=f"errors per {per}",
@@ -140,6 +140,13 @@ def _rebinned(per_minute: Counter[datetime], low: datetime, bar: timedelta) -> C
     for minute, count in per_minute.items():
         bars[low + (minute - low) // bar * bar] += count
     return bars
+
+
+def _window_text(low: datetime, high: datetime) -> str:
+    """`09:30 to 09:58` within a day; `2024-12-01 00:00 to 2024-12-03 23:59` across days."""
+    if low.date() == high.date():
+        return f"{hhmm(low)} to {hhmm(high)}"
+    return f"{low:%Y-%m-%d %H:%M} to {high:%Y-%m-%d %H:%M}"
 
 
 def _per(bar: timedelta) -> str:
