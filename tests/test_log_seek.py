@@ -190,3 +190,23 @@ def test_find_window_brackets_the_margin(tmp_path: Path) -> None:
     assert after.moment == until + SEEK_MARGIN
     assert window.probes < 40
     assert (window.head, window.tail) == (START, START + timedelta(hours=HOURS, seconds=-1))
+
+
+def test_app_log_records_come_from_the_window_not_the_file_tail(tmp_path: Path) -> None:
+    """An incident hours before the end of a big log keeps its exceptions under --since/--until."""
+    incident = START + timedelta(minutes=30)
+    builder = LogBuilder()
+    builder.traceback(incident, depth=3)
+    path = tmp_path / "app.log"
+    builder.write(path)
+    with path.open("a") as out:  # 40 MiB of later routine lines: more than the 32 MiB tail read
+        later = START + timedelta(hours=HOURS, seconds=1)
+        routine = f"{stamp(later)} INFO shop.views: GET /api/items 200 {'x' * 60}\n"
+        out.write(routine * (40 * 1024 * 1024 // len(routine)))
+    since, until = incident - timedelta(minutes=10), incident + timedelta(minutes=10)
+    (windowed,) = collect_logs([str(path)], log_tz=UTC, since=since, until=until)
+    assert windowed.app is not None
+    assert [e.at for e in windowed.app.exceptions] == [incident]
+    assert windowed.app.exceptions[0].type == "sqlalchemy.exc.TimeoutError"
+    (whole,) = collect_logs([str(path)], log_tz=UTC, since=None, until=None)
+    assert whole.app is None or not whole.app.exceptions  # the file's tail holds no incident

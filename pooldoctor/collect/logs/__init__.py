@@ -124,7 +124,8 @@ def _scan_file(
         reader = TimestampReader(log_tz=log_tz, reference=reference)
         window = find_window(handle, status.st_size, reader, since, until)
         if window is not None:
-            return _scan_window(settings, handle, status.st_size, window), app_facts()
+            window_facts = app_facts(end=window.end)
+            return _scan_window(settings, handle, status.st_size, window), window_facts
         handle.seek(0)
     if plain and status.st_size >= PARALLEL_MIN_BYTES:
         whole = _scan_parallel(settings, handle, status.st_size, app_facts=app_facts)

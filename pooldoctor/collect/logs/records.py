@@ -238,19 +238,24 @@ def read_app_log(
     since: datetime | None,
     until: datetime | None,
     tail_bytes: int = MAX_TAIL_BYTES,
+    end: int | None = None,
 ) -> AppLogFacts | None:
-    """The app-log records of a plain file (its last `tail_bytes`); None when unreadable."""
+    """The app-log records of a plain file: the last `tail_bytes` before byte `end` (None: the
+    file's end; a --since/--until window's end, so an older incident keeps its code paths).
+    None when unreadable."""
     try:
         with open_regular(path) as handle:
             if handle.read(2) == b"\x1f\x8b":
                 return None  # gzip: rotated history, not the incident in progress
             size = handle.seek(0, 2)
-            handle.seek(max(0, size - tail_bytes))
-            data = handle.read(tail_bytes)
+            stop = size if end is None else min(end, size)
+            offset = max(0, stop - tail_bytes)
+            handle.seek(offset)
+            data = handle.read(stop - offset)
     except (OSError, ValueError):
         return None
     start = 0
-    if size > tail_bytes:  # skip the partial first line
+    if offset > 0:  # skip the partial first line
         newline = data.find(b"\n")
         start = len(data) if newline < 0 else newline + 1
     try:
