@@ -144,10 +144,7 @@ class TimestampReader:
         key = (year, month, day, hour, minute, utc, offset, name)
         base = self._minutes.get(key, _MISSING)
         if base is _MISSING:
-            base = self._minute_base(key)
-            if len(self._minutes) >= MINUTE_CACHE_SIZE:
-                self._minutes.clear()
-            self._minutes[key] = base
+            base = self._remember(key, self._minute_base(key))
         if base is None:
             self.rejected = True
             return None
@@ -157,6 +154,13 @@ class TimestampReader:
         except OverflowError:
             self.rejected = True
             return None
+
+    def _remember(self, key: tuple[bytes | None, ...], base: datetime | None) -> datetime | None:
+        """Keep a minute's start (None: not a valid minute) for the next line of that minute."""
+        if len(self._minutes) >= MINUTE_CACHE_SIZE:
+            self._minutes.clear()
+        self._minutes[key] = base
+        return base
 
     def _minute_base(self, key: tuple[bytes | None, ...]) -> datetime | None:
         year, month, day, hour, minute, utc, offset, name = key
@@ -199,10 +203,9 @@ class TimestampReader:
             month = MONTHS.get(month_name)
             if month is None:
                 return None
-            base = self._checked(int(year), month, int(day), int(hour), int(minute), 0, offset)
-            if len(self._minutes) >= MINUTE_CACHE_SIZE:
-                self._minutes.clear()
-            self._minutes[key] = base
+            base = self._remember(
+                key, self._checked(int(year), month, int(day), int(hour), int(minute), 0, offset)
+            )
         if base is None:
             self.rejected = True
             return None
